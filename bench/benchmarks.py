@@ -1,0 +1,31 @@
+"""asv benchmarks, generated from fastmle._registry: one class per kernel,
+parametrized by backend, dtype and shape; time per call (lower is better).
+
+    asv machine --yes && asv run --python=same --quick
+"""
+import numpy as np
+
+import fastmle
+from fastmle._registry import KERNELS
+
+
+def _make_suite(kernel):
+    class Suite:
+        params = (fastmle.available_backends(), ["float32", "float64"], ["32768x1000", "1x1000000"])
+        param_names = ["backend", "dtype", "shape"]
+        timeout = 300
+
+        def setup(self, backend, dtype, shape):
+            rows, n = (int(v) for v in shape.split("x"))
+            self.inputs = kernel.make_inputs((rows, n), np.dtype(dtype), np.random.default_rng(0))
+            kernel.call(self.inputs, backend)  # compile / warm up outside the timing
+
+        def time_call(self, backend, dtype, shape):
+            kernel.call(self.inputs, backend)
+
+    Suite.__name__ = f"Time_{kernel.name}"
+    return Suite
+
+
+for _name, _kernel in KERNELS.items():
+    globals()[f"Time_{_name}"] = _make_suite(_kernel)

@@ -1,0 +1,44 @@
+"""pytest-benchmark comparisons: every backend against scipy and torch (when
+installed), per kernel, dtype and shape, all driven by fastmle._registry.
+
+    pytest bench/test_compare.py --benchmark-enable --benchmark-group-by=group
+
+The test suite runs this file with benchmarking disabled (each case once), so
+the comparisons cannot rot.
+"""
+import numpy as np
+import pytest
+
+from fastmle import available_backends
+from fastmle._registry import KERNELS, available_peers, baseline
+
+SHAPES = [(32768, 1000), (256, 100000)]
+DTYPES = ["float32", "float64"]
+
+
+def _implementations(kernel):
+    impls = [f"fastmle.{b}" for b in available_backends()] + ["numpy-" + kernel.baseline]
+    return impls + list(available_peers(kernel))
+
+
+CASES = [(k, impl) for k in KERNELS for impl in _implementations(KERNELS[k])]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,impl", CASES)
+def test_compare(benchmark, name, impl, dtype, shape):
+    kernel = KERNELS[name]
+    inputs = kernel.make_inputs(shape, np.dtype(dtype), np.random.default_rng(0))
+    if impl.startswith("fastmle."):
+        fn = lambda: kernel.call(inputs, impl.split(".")[1])
+    elif impl.startswith("numpy-"):
+        fn = baseline(kernel, inputs)
+    else:
+        peer = kernel.peers[impl]
+        fn = lambda: peer(inputs)
+    benchmark.group = f"{name}-{dtype}-{shape[0]}x{shape[1]}"
+    benchmark.extra_info["bytes"] = kernel.bytes_moved(shape, dtype)
+    benchmark(fn)
+    if benchmark.stats is not None:  # benchmarking enabled
+        benchmark.extra_info["GB/s"] = kernel.bytes_moved(shape, dtype) / benchmark.stats.stats.median / 1e9

@@ -1,0 +1,76 @@
+/*
+ * Internal helpers shared by the C kernel files: thread count, the SIMD
+ * dispatch switch, and the macros that stamp out one kernel body for each
+ * element type and instruction set.
+ */
+#ifndef FASTMLE_INTERNAL_H
+#define FASTMLE_INTERNAL_H
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "fastmle.h"
+
+/* Set by fm_set_num_threads(); read by every parallel region. */
+extern int fm_threads;
+/* 1 when the AVX2+FMA clones run (chosen at load, see runtime.c). */
+extern int fm_use_avx2;
+
+/* Work below this many elements runs on the calling thread only: starting a
+ * team costs more than it saves. */
+#define FM_PARALLEL_MIN_ELEMENTS 32768
+/* Rows longer than this are split into chunks of this size that all threads
+ * share. Chunk boundaries depend only on n, never on the thread count, and
+ * partial results are merged in chunk order, so the answer does not depend on
+ * the number of threads. */
+#define FM_ROW_CHUNK 16384
+
+/* x86-64 with gcc or clang on glibc: compile each kernel twice, once for
+ * baseline x86-64 and once with AVX2+FMA, and pick at run time. Elsewhere,
+ * one generic build. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(FASTMLE_NO_MULTIVERSION)
+#define FM_MULTIVERSION 1
+#else
+#define FM_MULTIVERSION 0
+#endif
+
+#define FM_CAT3_(a, b, c) a##_##b##_##c
+#define FM_CAT3(a, b, c) FM_CAT3_(a, b, c)
+#define FM_CAT2_(a, b) a##_##b
+#define FM_CAT2(a, b) FM_CAT2_(a, b)
+
+/* Neumaier (improved Kahan) compensated sum, used to merge block and chunk
+ * partial sums so that long rows keep double-precision accuracy. */
+typedef struct { double sum, comp; } fm_ksum;
+
+static inline void fm_ksum_add(fm_ksum *k, double v)
+{
+    double t = k->sum + v;
+    if (!isfinite(t))   /* inf/NaN: no compensation, keep the raw sum */
+        ;
+    else if (fabs(k->sum) >= fabs(v))
+        k->comp += (k->sum - t) + v;
+    else
+        k->comp += (v - t) + k->sum;
+    k->sum = t;
+}
+
+static inline double fm_ksum_value(const fm_ksum *k)
+{
+    /* inf/NaN partials: the compensation is meaningless, keep the raw sum */
+    return isfinite(k->sum) ? k->sum + k->comp : k->sum;
+}
+
+static inline double fm_sign(double v)
+{
+    return v > 0 ? 1.0 : (v < 0 ? -1.0 : (v == 0 ? 0.0 : v));
+}
+
+static inline int fm_team_size(int64_t work)
+{
+    return work >= FM_PARALLEL_MIN_ELEMENTS ? fm_threads : 1;
+}
+
+#endif

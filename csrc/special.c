@@ -1,0 +1,90 @@
+/*
+ * Family "special": logsumexp, softmax, log_softmax.
+ * The kernel bodies are in special_kernels.h; this file instantiates them for
+ * float and double, for baseline x86-64 and for AVX2+FMA, and exports the
+ * entry points declared in fastmle.h, which pick the instruction set.
+ */
+#include "fm_internal.h"
+#include "vexp.h"
+
+#define FM_ISA base
+#define FM_T double
+#define FM_SUF f64
+#define FM_EXPFN fm_exp
+#include "special_kernels.h"
+#undef FM_T
+#undef FM_SUF
+#undef FM_EXPFN
+#define FM_T float
+#define FM_SUF f32
+#define FM_EXPFN fm_expf
+#include "special_kernels.h"
+#undef FM_T
+#undef FM_SUF
+#undef FM_EXPFN
+#undef FM_ISA
+
+#if FM_MULTIVERSION
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define FM_ISA avx2
+#define FM_T double
+#define FM_SUF f64
+#define FM_EXPFN fm_exp
+#include "special_kernels.h"
+#undef FM_T
+#undef FM_SUF
+#undef FM_EXPFN
+#define FM_T float
+#define FM_SUF f32
+#define FM_EXPFN fm_expf
+#include "special_kernels.h"
+#undef FM_T
+#undef FM_SUF
+#undef FM_EXPFN
+#undef FM_ISA
+#pragma GCC pop_options
+#define FM_PICK(name, ...) \
+    (fm_use_avx2 ? FM_CAT2(name, avx2)(__VA_ARGS__) : FM_CAT2(name, base)(__VA_ARGS__))
+#else
+#define FM_PICK(name, ...) FM_CAT2(name, base)(__VA_ARGS__)
+#endif
+
+void logsumexp_f64(const double *a, int64_t rows, int64_t n, double *out)
+{ FM_PICK(logsumexp_f64, a, rows, n, out); }
+void logsumexp_f32(const float *a, int64_t rows, int64_t n, float *out)
+{ FM_PICK(logsumexp_f32, a, rows, n, out); }
+
+void logsumexp_weighted_f64(const double *a, const double *b, int64_t rows, int64_t n,
+                            int return_sign, double *out, double *sign)
+{ FM_PICK(logsumexp_weighted_f64, a, b, rows, n, return_sign, out, sign); }
+void logsumexp_weighted_f32(const float *a, const float *b, int64_t rows, int64_t n,
+                            int return_sign, float *out, float *sign)
+{ FM_PICK(logsumexp_weighted_f32, a, b, rows, n, return_sign, out, sign); }
+
+void softmax_f64(const double *x, int64_t rows, int64_t n, double *out)
+{ FM_PICK(softmax_f64, x, rows, n, out); }
+void softmax_f32(const float *x, int64_t rows, int64_t n, float *out)
+{ FM_PICK(softmax_f32, x, rows, n, out); }
+
+void log_softmax_f64(const double *x, int64_t rows, int64_t n, double *out)
+{ FM_PICK(log_softmax_f64, x, rows, n, out); }
+void log_softmax_f32(const float *x, int64_t rows, int64_t n, float *out)
+{ FM_PICK(log_softmax_f32, x, rows, n, out); }
+
+/* The exponential on its own, so tests can check it over the whole range. */
+#define FM_EXP_LOOP(T, EXPFN)                       \
+    for (int64_t i = 0; i < n; i++)                 \
+        out[i] = EXPFN(x[i]);
+
+#if FM_MULTIVERSION
+__attribute__((target("avx2,fma"))) static void exp_f64_avx2(const double *x, double *out, int64_t n)
+{ FM_EXP_LOOP(double, fm_exp) }
+__attribute__((target("avx2,fma"))) static void exp_f32_avx2(const float *x, float *out, int64_t n)
+{ FM_EXP_LOOP(float, fm_expf) }
+#endif
+static void exp_f64_base(const double *x, double *out, int64_t n) { FM_EXP_LOOP(double, fm_exp) }
+static void exp_f32_base(const float *x, float *out, int64_t n) { FM_EXP_LOOP(float, fm_expf) }
+
+void fm_exp_f64(const double *x, double *out, int64_t n) { FM_PICK(exp_f64, x, out, n); }
+void fm_exp_f32(const float *x, float *out, int64_t n) { FM_PICK(exp_f32, x, out, n); }

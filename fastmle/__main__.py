@@ -1,0 +1,31 @@
+"""Command line: ``python -m fastmle info`` and ``python -m fastmle bench``."""
+import argparse
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fastmle", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="print versions, backends, SIMD level and threads")
+    bench = sub.add_parser("bench", help="time every kernel x backend x dtype against scipy/numpy/torch")
+    bench.add_argument("--kernels", nargs="*", help="kernel names (default: all)")
+    bench.add_argument("--shape", default="32768x1000", help="rows x n, reduced over n (default 32768x1000)")
+    bench.add_argument("--dtypes", nargs="*", default=["float32", "float64"])
+    bench.add_argument("--repeat", type=int, default=5, help="timed repeats; the median is reported")
+    bench.add_argument("--threads", type=int, default=None, help="threads for fastmle and torch")
+    bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    bench.add_argument("--plot", metavar="PATH.png", help="also draw them (needs matplotlib)")
+    args = parser.parse_args(argv)
+
+    if args.command == "info":
+        from . import show_config
+
+        show_config()
+        return 0
+    from .bench import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""fastmle.show_config(): what this installation can run, and how."""
+import platform
+import sys
+
+import numpy as np
+
+from . import _dispatch
+
+
+def config():
+    """The facts show_config prints, as a dict."""
+    from . import _c
+
+    info = {
+        "fastmle": __import__("fastmle").__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "backends": _dispatch.available_backends(),
+        "default backend": _dispatch.get_backend(),
+        "threads": _dispatch.get_num_threads(),
+    }
+    if _c.lib is not None:
+        info["c"] = (f"available; SIMD {_c.ffi.string(_c.lib.fm_simd_name()).decode()}; "
+                     f"OpenMP {'on' if _c.lib.fm_openmp_enabled() else 'off'}")
+    else:
+        info["c"] = f"unavailable: {_c.unavailable_reason}"
+    reason = _dispatch.unavailable_reason("numba")
+    if reason is None:
+        import numba
+
+        layer = numba.config.THREADING_LAYER
+        try:
+            layer = numba.threading_layer()
+        except ValueError:  # no parallel kernel has run yet
+            layer = f"not started yet (priority {', '.join(numba.config.THREADING_LAYER_PRIORITY)})"
+        info["numba"] = f"{numba.__version__}; threading layer {layer}"
+    else:
+        info["numba"] = f"unavailable: {reason}"
+    return info
+
+
+def show_config():
+    """Print versions, available backends, SIMD level, threads and threading layer."""
+    for key, value in config().items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key:>16}: {value}")

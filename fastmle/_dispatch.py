@@ -1,0 +1,171 @@
+"""Backend registry and selection, and the one thread-count setting.
+
+Backends: "c" (cffi extension), "numba", "numpy" (the reference). "auto"
+takes the first available of c, numba, numpy. The choice comes from, in
+order: the call's ``backend=`` argument, the innermost ``with
+fastmle.backend(...)`` block (per thread), ``fastmle.set_backend(...)``,
+and the FASTMLE_BACKEND environment variable.
+
+Both compiled backends run on the same GNU OpenMP runtime when Numba's "omp"
+threading layer is available (it is selected here unless the user chose a
+layer): C's OpenMP regions and Numba's parallel loops then share one pool of
+threads instead of oversubscribing the cores.
+"""
+import contextlib
+import importlib
+import os
+import threading
+
+BACKENDS = ("c", "numba", "numpy")
+_state = threading.local()
+_global = {"backend": None}  # set_backend(); None means FASTMLE_BACKEND or "auto"
+_reasons = {}  # backend -> why it is unavailable
+
+
+def _numba_available():
+    if "numba" in _reasons:
+        return _reasons["numba"] is None
+    try:
+        import numba
+
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+        _reasons["numba"] = None
+    except Exception as exc:  # numba missing or broken for this numpy
+        _reasons["numba"] = f"cannot import numba ({exc})"
+    return _reasons["numba"] is None
+
+
+def available_backends():
+    """Names of the backends that can run here, fastest first."""
+    from . import _c
+
+    found = []
+    if _c.lib is not None:
+        found.append("c")
+    else:
+        _reasons["c"] = _c.unavailable_reason
+    if _numba_available():
+        found.append("numba")
+    found.append("numpy")
+    return found
+
+
+def unavailable_reason(name):
+    available_backends()
+    return _reasons.get(name)
+
+
+def _check(name):
+    if name == "auto":
+        return name
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(available_backends())} (or 'auto')")
+    if name not in available_backends():
+        raise ValueError(f"backend {name!r} is unavailable ({_reasons.get(name)}); "
+                         f"available: {', '.join(available_backends())}")
+    return name
+
+
+def set_backend(name):
+    """Choose the backend for every later call (``"auto"`` restores the default)."""
+    _global["backend"] = _check(name)
+
+
+def get_backend():
+    """The backend a call without ``backend=`` would use now (resolved, never "auto")."""
+    return resolve(None)
+
+
+@contextlib.contextmanager
+def backend(name):
+    """``with fastmle.backend("numba"): ...`` uses that backend in the block (this thread)."""
+    stack = getattr(_state, "stack", None)
+    if stack is None:
+        stack = _state.stack = []
+    stack.append(_check(name))
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def resolve(name):
+    """Turn a per-call ``backend=`` value into a concrete available backend."""
+    if name is None:
+        stack = getattr(_state, "stack", None)
+        if stack:
+            name = stack[-1]
+        elif _global["backend"] is not None:
+            name = _global["backend"]
+        else:
+            name = os.environ.get("FASTMLE_BACKEND", "auto")
+    name = _check(name)
+    if name == "auto":
+        return available_backends()[0]
+    return name
+
+
+_modules = {}
+
+
+def kernels(backend_name, family):
+    """The module holding `family`'s kernels for a concrete backend.
+
+    Numba families are imported (and so compiled or loaded from cache) on
+    first use only."""
+    key = (backend_name, family)
+    mod = _modules.get(key)
+    if mod is None:
+        if backend_name == "c":
+            from . import _c as mod  # one module for every family
+        elif backend_name == "numba":
+            mod = importlib.import_module(f"fastmle._numba.{family}")
+        else:
+            mod = importlib.import_module(f"fastmle.reference.{family}")
+        _modules[key] = mod
+    if backend_name == "numba":
+        _sync_numba_threads()
+    return mod
+
+
+# ---- threads ----
+
+def _default_threads():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_threads = {"n": None}
+
+
+def set_num_threads(n):
+    """Threads used by both compiled backends (1 <= n <= available cores)."""
+    limit = max_threads()
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= limit:
+        raise ValueError(f"number of threads must be an integer in [1, {limit}], got {n!r}")
+    _threads["n"] = n
+    from . import _c
+
+    if _c.lib is not None:
+        _c.lib.fm_set_num_threads(n)
+
+
+def get_num_threads():
+    return _threads["n"] or max_threads()
+
+
+def max_threads():
+    if _numba_available():
+        import numba
+
+        return numba.config.NUMBA_NUM_THREADS
+    return _default_threads()
+
+
+def _sync_numba_threads():
+    # numba.set_num_threads is thread-local: apply ours in the calling thread
+    import numba
+
+    n = get_num_threads()
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)

@@ -1,0 +1,128 @@
+"""Vectorizable exponentials for the Numba kernels: ``vexp`` and ``vexpf``.
+
+Numba >= 0.62 no longer routes ``np.exp`` in a loop through SVML, so a plain
+``np.exp`` runs one element at a time. These are the same branch-free
+algorithm as csrc/vexp.h (read that file for the derivation): Cody-Waite
+range reduction, a polynomial, and 2^n assembled from exponent bits, which
+LLVM vectorizes inside the kernels' loops.
+
+Only ``contract`` is allowed as a fast-math flag here: reassociation would
+fold the ``(x + SHIFTER) - SHIFTER`` rounding trick away. For the same reason
+these are ordinary (not Numba-inlined) functions: LLVM inlines them into the
+kernels' loops and keeps each instruction's own flags, whereas Numba-level
+inlining would re-lower them with the caller's ``reassoc``.
+"""
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+_EXACT = {"contract"}
+
+
+def _bitcast(from_type, to_type, llvm_to):
+    """An intrinsic reinterpreting the bits of from_type as to_type.
+
+    Integer arguments of any width are accepted and truncated to the width of
+    to_type (Numba widens uint32 arithmetic to 64 bits)."""
+    width = llvm_to.width if isinstance(llvm_to, ir.IntType) else (64 if llvm_to == ir.DoubleType() else 32)
+
+    @intrinsic
+    def cast(typingctx, value):
+        if isinstance(from_type, types.Integer):
+            if not isinstance(value, types.Integer):
+                return None
+        elif value != from_type:
+            return None
+
+        def codegen(context, builder, signature, args):
+            v = args[0]
+            if isinstance(v.type, ir.IntType) and v.type.width != width:
+                v = builder.trunc(v, ir.IntType(width))
+            return builder.bitcast(v, llvm_to)
+
+        return to_type(value), codegen
+
+    return cast
+
+
+f64_as_u64 = _bitcast(types.float64, types.uint64, ir.IntType(64))
+u64_as_f64 = _bitcast(types.uint64, types.float64, ir.DoubleType())
+f32_as_u32 = _bitcast(types.float32, types.uint32, ir.IntType(32))
+u32_as_f32 = _bitcast(types.uint32, types.float32, ir.FloatType())
+
+_SHIFT64 = 6755399441055744.0  # 1.5 * 2^52
+_SHIFT32 = np.float32(12582912.0)  # 1.5 * 2^23
+
+
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def vexp(x):
+    """exp(x) for float64 within 1.5 ulp of exact; inf, -inf, NaN and subnormals as numpy."""
+    xc = x if x < 710.0 else 710.0
+    xc = xc if xc > -746.0 else -746.0
+    kd = (xc * 1.4426950408889634074 + _SHIFT64) - _SHIFT64
+    r = (xc - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    kh = kd * 0.5 + _SHIFT64
+    kl = (kd - (kh - _SHIFT64)) + _SHIFT64
+    s1 = u64_as_f64((f64_as_u64(kh) + np.uint64(1023)) << np.uint64(52))
+    s2 = u64_as_f64((f64_as_u64(kl) + np.uint64(1023)) << np.uint64(52))
+    y = (p * s1) * s2
+    return x if x != x else y
+
+
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def vexpf(x):
+    """exp(x) for float32 within 1.5 ulp of exact; inf, -inf, NaN and subnormals as numpy."""
+    hi = np.float32(89.0)
+    lo = np.float32(-104.0)
+    xc = x if x < hi else hi
+    xc = xc if xc > lo else lo
+    kd = (xc * np.float32(1.44269504088896341) + _SHIFT32) - _SHIFT32
+    r = (xc - kd * np.float32(0.693359375)) - kd * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = (p * r) * r + r + np.float32(1.0)
+    kh = kd * np.float32(0.5) + _SHIFT32
+    kl = (kd - (kh - _SHIFT32)) + _SHIFT32
+    s1 = u32_as_f32((f32_as_u32(kh) + np.uint32(127)) << np.uint32(23))
+    s2 = u32_as_f32((f32_as_u32(kl) + np.uint32(127)) << np.uint32(23))
+    y = (p * s1) * s2
+    return x if x != x else y
+
+
+def vexp_same(x):
+    """exp(x) in x's own precision: vexpf for float32, vexp for float64."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(vexp_same, inline="always", fastmath=_EXACT)
+def _vexp_same(x):
+    if x == types.float32:
+        return lambda x: vexpf(x)
+    return lambda x: vexp(x)
+
+
+@njit(["void(float64[::1], float64[::1])", "void(float32[::1], float32[::1])"],
+      fastmath=_EXACT, cache=True, nogil=True, error_model="numpy")
+def exp(x, out):
+    """out[:] = exp(x) with the kernels' exponential (exposed for tests)."""
+    for i in range(x.shape[0]):
+        out[i] = vexp_same(x[i])

@@ -1,0 +1,113 @@
+"""``python -m fastmle bench``: every kernel x backend x dtype against numpy,
+scipy and torch, timed side by side in one run (median of repeats).
+
+Columns: median time per call, effective bandwidth (bytes read + written per
+second), the ratio to the numpy roofline (np.copyto of the input for
+elementwise kernels, np.sum for reductions: 1.0 means as fast as just moving
+the memory), and the speed-up over scipy and torch.
+"""
+import json
+import time
+
+import numpy as np
+
+from . import _dispatch
+from ._registry import KERNELS, available_peers, baseline
+
+
+def median_time(fn, repeat):
+    """Median wall time of fn() over `repeat` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def measure(kernel, shape, dtype, repeat, rng):
+    """{implementation name: seconds} for one kernel, shape and dtype."""
+    inputs = kernel.make_inputs(shape, dtype, rng)
+    results = {"numpy " + kernel.baseline: median_time(baseline(kernel, inputs), repeat)}
+    for name in _dispatch.available_backends():
+        results["fastmle." + name] = median_time(lambda: kernel.call(inputs, name), repeat)
+    for name, peer in available_peers(kernel).items():
+        results[name] = median_time(lambda: peer(inputs), repeat)
+    return results
+
+
+def run(args):
+    shape = tuple(int(v) for v in args.shape.lower().split("x"))
+    names = args.kernels or list(KERNELS)
+    unknown = [n for n in names if n not in KERNELS]
+    if unknown:
+        raise SystemExit(f"unknown kernel(s) {unknown}; known: {', '.join(KERNELS)}")
+    if args.threads:
+        _dispatch.set_num_threads(args.threads)
+    threads = _dispatch.get_num_threads()
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    rng = np.random.default_rng(0)
+    print(f"fastmle bench: shape {shape}, {threads} threads, median of {args.repeat} "
+          f"(backends: {', '.join(_dispatch.available_backends())})")
+    header = f"{'kernel':<12} {'dtype':<8} {'implementation':<16} {'ms':>9} {'GB/s':>7} {'x roofline':>10} {'vs scipy':>9} {'vs torch':>9}"
+    print(header)
+    print("-" * len(header))
+    records = []
+    for name in names:
+        kernel = KERNELS[name]
+        for dtype in args.dtypes:
+            times = measure(kernel, shape, np.dtype(dtype), args.repeat, rng)
+            nbytes = kernel.bytes_moved(shape, dtype)
+            roof = times["numpy " + kernel.baseline]
+            for impl, t in times.items():
+                rec = {"kernel": name, "dtype": dtype, "shape": list(shape), "threads": threads,
+                       "implementation": impl, "seconds": t, "GB/s": nbytes / t / 1e9,
+                       "x_roofline": t / roof,
+                       "speedup_vs_scipy": times["scipy"] / t if "scipy" in times else None,
+                       "speedup_vs_torch": times["torch"] / t if "torch" in times else None}
+                records.append(rec)
+                fmt = lambda v: f"{v:9.2f}" if v is not None else f"{'-':>9}"
+                print(f"{name:<12} {dtype:<8} {impl:<16} {t * 1e3:9.2f} {rec['GB/s']:7.1f} "
+                      f"{rec['x_roofline']:10.2f} {fmt(rec['speedup_vs_scipy'])} {fmt(rec['speedup_vs_torch'])}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(records, args.plot)
+    return 0
+
+
+def plot(records, path):
+    """Bar chart of x-roofline per kernel/dtype/implementation (matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("--plot needs matplotlib (pip install matplotlib); skipped")
+        return
+    groups = sorted({(r["kernel"], r["dtype"]) for r in records})
+    impls = list(dict.fromkeys(r["implementation"] for r in records))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        vals = [next((r["x_roofline"] for r in records if (r["kernel"], r["dtype"]) == g
+                      and r["implementation"] == impl), np.nan) for g in groups]
+        ax.bar(np.arange(len(groups)) + k * width, vals, width, label=impl)
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
+    ax.set_xticklabels([f"{k}\n{d}" for k, d in groups])
+    ax.set_yscale("log")
+    ax.set_ylabel("time / numpy roofline (lower is better)")
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")

@@ -1,0 +1,91 @@
+"""Backend selection, thread settings, configuration report and CLI."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastmle
+from fastmle import _dispatch
+
+
+def test_compiled_backends_present():
+    # CI builds the C extension; a silently missing backend must fail here
+    expected = ["numba", "numpy"] if os.environ.get("FASTMLE_NO_C") else ["c", "numba", "numpy"]
+    assert fastmle.available_backends() == expected
+
+
+def test_selection_order():
+    x = np.ones(4)
+    assert fastmle.get_backend() == fastmle.available_backends()[0]
+    fastmle.set_backend("numpy")
+    try:
+        assert fastmle.get_backend() == "numpy"
+        with fastmle.backend("numba"):
+            assert fastmle.get_backend() == "numba"
+            with fastmle.backend("numpy"):
+                assert fastmle.get_backend() == "numpy"
+            assert fastmle.get_backend() == "numba"
+            fastmle.softmax(x)
+    finally:
+        fastmle.set_backend("auto")
+    assert fastmle.get_backend() == fastmle.available_backends()[0]
+
+
+def test_unknown_backend_names_the_available_ones():
+    with pytest.raises(ValueError, match="available: c, numba, numpy|available: numba, numpy"):
+        fastmle.softmax(np.ones(3), backend="cuda")
+    with pytest.raises(ValueError):
+        fastmle.set_backend("fortran")
+    with pytest.raises(ValueError):
+        with fastmle.backend("nope"):
+            pass
+
+
+def _run(code, **env):
+    full_env = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, cwd="/")
+
+
+def test_env_variable_and_no_c():
+    r = _run("import fastmle; print(fastmle.get_backend())", FASTMLE_BACKEND="numba")
+    assert r.stdout.strip() == "numba", r.stderr
+    r = _run("import fastmle; fastmle.show_config(); print(fastmle.available_backends())", FASTMLE_NO_C="1")
+    assert "unavailable: disabled by FASTMLE_NO_C" in r.stdout and "['numba', 'numpy']" in r.stdout, r.stderr
+    r = _run("import fastmle; fastmle.softmax([1.0])", FASTMLE_BACKEND="bogus")
+    assert "unknown backend 'bogus'" in r.stderr
+
+
+def test_threads():
+    n = _dispatch.max_threads()
+    fastmle.set_num_threads(1)
+    assert fastmle.get_num_threads() == 1
+    from fastmle import _c
+    if _c.lib is not None:
+        assert _c.lib.fm_get_num_threads() == 1
+    fastmle.set_num_threads(n)
+    for bad in (0, n + 1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads"):
+            fastmle.set_num_threads(bad)
+
+
+def test_numba_kernels_release_the_gil():
+    from fastmle._numba import special
+    for name in ("softmax", "log_softmax", "logsumexp", "logsumexp_weighted"):
+        assert getattr(special, name).targetoptions.get("nogil") is True
+
+
+def test_cli_info_and_bench(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "fastmle", "info"], capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0 and "backends" in r.stdout and "threading layer" in r.stdout, r.stderr
+    path = tmp_path / "b.json"
+    r = subprocess.run([sys.executable, "-m", "fastmle", "bench", "--shape", "64x100", "--repeat", "1",
+                        "--json", str(path), "--plot", str(tmp_path / "b.png")],
+                       capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0, r.stderr
+    records = json.loads(path.read_text())
+    impls = {rec["implementation"] for rec in records}
+    assert {"fastmle.numba", "fastmle.numpy", "scipy"} <= impls
+    assert {rec["kernel"] for rec in records} == {"softmax", "log_softmax", "logsumexp"}

@@ -1,0 +1,58 @@
+"""The vectorized exponentials of both compiled backends against numpy, over
+the whole float range, special values and subnormal results."""
+import numpy as np
+import pytest
+
+from fastmle import _c
+from fastmle._numba import vexp as numba_vexp
+
+
+def grid(dtype):
+    fi = np.finfo(dtype)
+    lo, hi = (-110.0, 95.0) if dtype == np.float32 else (-750.0, 715.0)
+    x = np.concatenate([
+        np.linspace(lo, hi, 1_000_003),
+        np.random.default_rng(0).uniform(-5, 5, 100_000),
+        [np.inf, -np.inf, np.nan, 0.0, -0.0, fi.max, -fi.max, fi.tiny, -fi.tiny, fi.smallest_subnormal],
+        np.log(np.array([fi.max, fi.tiny, fi.smallest_subnormal], dtype=np.float64)),
+    ])
+    return x.astype(dtype)
+
+
+def ulps(actual, desired, dtype):
+    """Error in units of the spacing at the true value (subnormals: absolute)."""
+    tiny = np.finfo(dtype).tiny
+    spacing = np.spacing(np.maximum(np.abs(desired), tiny).astype(dtype)).astype(np.float64)
+    return np.abs(actual.astype(np.float64) - desired) / spacing
+
+
+def exps():
+    yield "numba", numba_vexp.exp
+    if _c.lib is not None:
+        for level in (0, 1):
+            def c_exp(x, out, level=level):
+                old = _c.lib.fm_simd_level()
+                _c.lib.fm_set_simd_level(level)
+                try:
+                    _c.exp(x, out)
+                finally:
+                    _c.lib.fm_set_simd_level(old)
+            yield f"c-simd{level}", c_exp
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_within_1_5_ulp(dtype):
+    x = grid(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        desired = np.exp(x.astype(np.longdouble)).astype(np.float64)  # true value, rounded once
+        desired_t = np.exp(x.astype(np.longdouble)).astype(dtype)
+    tested = []
+    for name, exp in exps():
+        out = np.empty_like(x)
+        exp(x, out)
+        special = ~np.isfinite(desired_t) | (desired_t == 0)
+        np.testing.assert_array_equal(out[special], desired_t[special], err_msg=name)
+        err = ulps(out[~special], desired[~special], dtype)
+        assert err.max() <= 1.5, (name, float(err.max()), x[~special][err.argmax()])
+        tested.append(name)
+    assert "numba" in tested and (_c.lib is None or "c-simd1" in tested)
