@@ -8,40 +8,14 @@
 #include "vexp.h"
 
 #define FM_ISA base
-#define FM_T double
-#define FM_SUF f64
-#define FM_EXPFN fm_exp
-#include "special_kernels.h"
-#undef FM_T
-#undef FM_SUF
-#undef FM_EXPFN
-#define FM_T float
-#define FM_SUF f32
-#define FM_EXPFN fm_expf
-#include "special_kernels.h"
-#undef FM_T
-#undef FM_SUF
-#undef FM_EXPFN
+#include "special_types.h"
 #undef FM_ISA
 
 #if FM_MULTIVERSION
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define FM_ISA avx2
-#define FM_T double
-#define FM_SUF f64
-#define FM_EXPFN fm_exp
-#include "special_kernels.h"
-#undef FM_T
-#undef FM_SUF
-#undef FM_EXPFN
-#define FM_T float
-#define FM_SUF f32
-#define FM_EXPFN fm_expf
-#include "special_kernels.h"
-#undef FM_T
-#undef FM_SUF
-#undef FM_EXPFN
+#include "special_types.h"
 #undef FM_ISA
 #pragma GCC pop_options
 #define FM_PICK(name, ...) \

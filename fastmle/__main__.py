@@ -11,7 +11,7 @@ def main(argv=None):
     bench.add_argument("--kernels", nargs="*", help="kernel names (default: all)")
     bench.add_argument("--shape", default="32768x1000", help="rows x n, reduced over n (default 32768x1000)")
     bench.add_argument("--dtypes", nargs="*", default=["float32", "float64"])
-    bench.add_argument("--repeat", type=int, default=5, help="timed repeats; the median is reported")
+    bench.add_argument("--repeat", type=int, default=3, help="timed repeats; the median is reported")
     bench.add_argument("--threads", type=int, default=None, help="threads for fastmle and torch")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.add_argument("--plot", metavar="PATH.png", help="also draw them (needs matplotlib)")

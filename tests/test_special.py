@@ -237,3 +237,24 @@ def test_properties(backend_name, dt):
         assert_same(fastmle.logsumexp(x, axis=-1, backend=backend_name),
                     fastmle.logsumexp(x, axis=-1, backend="numpy"), rtol, rtol * scale)
     check()
+
+
+def test_c_baseline_instruction_set_matches_reference(dtype, rng):
+    """The x86-64 baseline clones (picked on CPUs without AVX2+FMA) are
+    compiled separately: run them too."""
+    from fastmle import _c
+    if _c.lib is None:
+        pytest.skip("C backend not built")
+    old = _c.lib.fm_simd_level()
+    _c.lib.fm_set_simd_level(0)
+    try:
+        assert _c.lib.fm_simd_level() == 0
+        for label, x in arrays(dtype, rng):
+            for name in FUNCS:
+                want = call(name, x, -1, "numpy")
+                got = call(name, x, -1, "c")
+                rtol, atol = tol(dtype)
+                atol = atol * max(1.0, float(np.nanmax(np.abs(x[np.isfinite(x)]), initial=0)))
+                assert_same(got, want, rtol, atol, err=f"{name} baseline {label}")
+    finally:
+        _c.lib.fm_set_simd_level(old)
