@@ -1,0 +1,1 @@
+"""Benchmarks: asv suite (benchmarks.py) and pytest-benchmark comparisons (test_compare.py)."""
