@@ -6,17 +6,24 @@
  */
 #include "fm_internal.h"
 #include "vexp.h"
+#if FM_MULTIVERSION
+#include <immintrin.h>
+#endif
 
 #define FM_ISA base
+#define FM_STREAM 0
 #include "special_types.h"
 #undef FM_ISA
+#undef FM_STREAM
 
 #if FM_MULTIVERSION
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define FM_ISA avx2
+#define FM_STREAM 1
 #include "special_types.h"
 #undef FM_ISA
+#undef FM_STREAM
 #pragma GCC pop_options
 #define FM_PICK(name, ...) \
     (fm_use_avx2 ? FM_CAT2(name, avx2)(__VA_ARGS__) : FM_CAT2(name, base)(__VA_ARGS__))

@@ -11,7 +11,7 @@
  * merged with Neumaier compensation.
  */
 #define FN(name) FM_CAT3(name, FM_SUF, FM_ISA)
-#define FM_BLOCK 64
+#define FM_BLOCK 256
 
 /* Largest element, ignoring NaN (-inf if there is none). */
 static double FN(seg_max)(const FM_T *x, int64_t n)
@@ -35,14 +35,15 @@ static void FN(seg_sum_exp)(const FM_T *x, int64_t n, double shift, FM_T *store,
     double count = 0;
     for (int64_t j0 = 0; j0 < n; j0 += FM_BLOCK) {
         int64_t j1 = j0 + FM_BLOCK < n ? j0 + FM_BLOCK : n;
-        double bs = 0, bc = 0;
+        double bs = 0;
+        FM_T bc = 0;   /* exact: a block has far fewer than 2^24 elements */
         if (cnt) {
 #pragma omp simd reduction(+ : bs, bc)
             for (int64_t j = j0; j < j1; j++) {
                 FM_T d = x[j] - sh;
                 FM_T e = FM_EXPFN(d);
-                bs += d == 0 ? 0.0 : (double)e;
-                bc += d == 0 ? 1.0 : 0.0;
+                bs += (double)(d == 0 ? (FM_T)0 : e);   /* select before widening: 8 lanes, not 2x4 */
+                bc += d == 0 ? (FM_T)1 : (FM_T)0;
             }
         } else if (store) {
 #pragma omp simd reduction(+ : bs)
@@ -109,18 +110,48 @@ static double FN(seg_sum_exp_direct)(const FM_T *a, const FM_T *b, int64_t n)
     return (double)(FM_T)s;
 }
 
-static void FN(seg_scale)(FM_T *y, int64_t n, double factor)
+/* The last pass of softmax / log_softmax writes the output once; for large
+ * outputs it uses non-temporal stores (FM_STREAM builds only), which skip
+ * reading the destination lines into the cache first: that read is a third
+ * of the memory traffic of a cached write pass. */
+#if FM_STREAM
+#define FM_STREAM_LOOP(j, n, dst, VEXPR, SEXPR)                          \
+    for (; j < n && ((uintptr_t)(dst + j) % 32); j++)                    \
+        dst[j] = SEXPR;                                                  \
+    for (; j + FM_VLEN <= n; j += FM_VLEN)                               \
+        FM_VSTREAM(dst + j, VEXPR);                                      \
+    _mm_sfence();
+#else
+#define FM_STREAM_LOOP(j, n, dst, VEXPR, SEXPR)
+#endif
+
+/* dst = src * factor, in the element type (for float: one extra rounding of
+ * the factor, 0.5 ulp, instead of two conversions per element). dst may be src. */
+static void FN(seg_scale)(const FM_T *src, FM_T *dst, int64_t n, double factor, int stream)
 {
+    const FM_T f = (FM_T)factor;
+    int64_t j = 0;
+    if (stream) {
+        FM_STREAM_LOOP(j, n, dst, FM_VMUL(FM_VLOADU(src + j), FM_VSET1(f)), src[j] * f)
+    }
 #pragma omp simd
-    for (int64_t j = 0; j < n; j++)
-        y[j] = (FM_T)((double)y[j] * factor);
+    for (int64_t k = j; k < n; k++)
+        dst[k] = src[k] * f;
 }
 
-static void FN(seg_sub2)(const FM_T *x, int64_t n, double c1, double c2, FM_T *out)
+/* out = (x - c1) - c2 in the element type; c1 is an element (or 0), so
+ * x - c1 rounds exactly as the exponent argument did */
+static void FN(seg_sub2)(const FM_T *x, int64_t n, double c1, double c2, FM_T *out, int stream)
 {
+    const FM_T a = (FM_T)c1, b = (FM_T)c2;
+    int64_t j = 0;
+    if (stream) {
+        FM_STREAM_LOOP(j, n, out, FM_VSUB(FM_VSUB(FM_VLOADU(x + j), FM_VSET1(a)), FM_VSET1(b)),
+                       (x[j] - a) - b)
+    }
 #pragma omp simd
-    for (int64_t j = 0; j < n; j++)
-        out[j] = (FM_T)(((double)x[j] - c1) - c2);
+    for (int64_t k = j; k < n; k++)
+        out[k] = (x[k] - a) - b;
 }
 
 /* ---- per-row reductions over chunks -------------------------------------
@@ -207,14 +238,15 @@ static void FN(row_scale)(FM_T *y, int64_t n, double factor, int parallel)
 {
     int64_t nc = (n + FM_ROW_CHUNK - 1) / FM_ROW_CHUNK;
     FM_FOR_EACH_CHUNK(nc, parallel, FM_CHUNK_BOUNDS(c, n, j0, len)
-                      FN(seg_scale)(y + j0, len, factor))
+                      FN(seg_scale)(y + j0, y + j0, len, factor, 0))
 }
 
-static void FN(row_sub2)(const FM_T *x, int64_t n, double c1, double c2, FM_T *out, int parallel)
+static void FN(row_sub2)(const FM_T *x, int64_t n, double c1, double c2, FM_T *out, int parallel,
+                         int stream)
 {
     int64_t nc = (n + FM_ROW_CHUNK - 1) / FM_ROW_CHUNK;
     FM_FOR_EACH_CHUNK(nc, parallel, FM_CHUNK_BOUNDS(c, n, j0, len)
-                      FN(seg_sub2)(x + j0, len, c1, c2, out + j0))
+                      FN(seg_sub2)(x + j0, len, c1, c2, out + j0, stream))
 }
 
 /* ---- one row of each kernel ---- */
@@ -259,22 +291,29 @@ static void FN(logsumexp_weighted_row)(const FM_T *a, const FM_T *b, int64_t n, 
         *sign = (FM_T)sgn;
 }
 
-static void FN(softmax_row)(const FM_T *x, int64_t n, int parallel, FM_T *out)
+/* With a scratch row (short rows only), the exponentials are kept there and
+ * the output is written once, streamed when `stream`; otherwise they are
+ * stored in out and rescaled in place. Both give the same bits. */
+static void FN(softmax_row)(const FM_T *x, int64_t n, int parallel, FM_T *out, FM_T *scratch,
+                            int stream)
 {
     double m = FN(row_max)(x, NULL, n, parallel);
     fm_ksum s = {0, 0}, unused = {0, 0};
-    FN(row_sum_exp)(x, NULL, n, m, out, parallel, &s, &unused, NULL);
-    FN(row_scale)(out, n, 1.0 / fm_ksum_value(&s), parallel);
+    FN(row_sum_exp)(x, NULL, n, m, scratch ? scratch : out, parallel, &s, &unused, NULL);
+    if (scratch)
+        FN(seg_scale)(scratch, out, n, 1.0 / fm_ksum_value(&s), stream);
+    else
+        FN(row_scale)(out, n, 1.0 / fm_ksum_value(&s), parallel);
 }
 
-static void FN(log_softmax_row)(const FM_T *x, int64_t n, int parallel, FM_T *out)
+static void FN(log_softmax_row)(const FM_T *x, int64_t n, int parallel, FM_T *out, int stream)
 {
     double m = FN(row_max)(x, NULL, n, parallel);
     if (!isfinite(m))   /* as scipy: a non-finite max is replaced by 0 */
         m = 0;
     fm_ksum s = {0, 0}, unused = {0, 0};
     FN(row_sum_exp)(x, NULL, n, m, NULL, parallel, &s, &unused, NULL);
-    FN(row_sub2)(x, n, m, log(fm_ksum_value(&s)), out, parallel);
+    FN(row_sub2)(x, n, m, log(fm_ksum_value(&s)), out, parallel, stream);
 }
 
 /* ---- whole-array drivers: rows in parallel, or chunks of one long row ---- */
@@ -304,14 +343,32 @@ static void FN(logsumexp_weighted)(const FM_T *a, const FM_T *b, int64_t rows, i
                                                         parallel, out + i, sign ? sign + i : NULL))
 }
 
+static int FN(stream_output)(int64_t rows, int64_t n)
+{
+    return FM_STREAM && (double)rows * (double)n * sizeof(FM_T) >= FM_STREAM_MIN_BYTES;
+}
+
 static void FN(softmax)(const FM_T *x, int64_t rows, int64_t n, FM_T *out)
 {
-    FM_FOR_EACH_ROW(rows, n, FN(softmax_row)(x + i * n, n, parallel, out + i * n))
+    const int stream = FN(stream_output)(rows, n);
+    if (n <= FM_ROW_CHUNK && stream) {
+#pragma omp parallel num_threads(fm_team_size(rows * n))
+        {
+            FM_T *scratch = (FM_T *)malloc((size_t)n * sizeof(FM_T));  /* NULL: in place */
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < rows; i++)
+                FN(softmax_row)(x + i * n, n, 0, out + i * n, scratch, stream);
+            free(scratch);
+        }
+        return;
+    }
+    FM_FOR_EACH_ROW(rows, n, FN(softmax_row)(x + i * n, n, parallel, out + i * n, NULL, 0))
 }
 
 static void FN(log_softmax)(const FM_T *x, int64_t rows, int64_t n, FM_T *out)
 {
-    FM_FOR_EACH_ROW(rows, n, FN(log_softmax_row)(x + i * n, n, parallel, out + i * n))
+    const int stream = FN(stream_output)(rows, n);
+    FM_FOR_EACH_ROW(rows, n, FN(log_softmax_row)(x + i * n, n, parallel, out + i * n, stream))
 }
 
 #undef FN
@@ -319,3 +376,4 @@ static void FN(log_softmax)(const FM_T *x, int64_t rows, int64_t n, FM_T *out)
 #undef FM_FOR_EACH_ROW
 #undef FM_FOR_EACH_CHUNK
 #undef FM_CHUNK_BOUNDS
+#undef FM_STREAM_LOOP
