@@ -16,7 +16,7 @@ from numba import njit, prange
 
 from .vexp import vexp_same
 
-BLOCK = 64
+BLOCK = 256
 ROW_CHUNK = 16384
 PARALLEL_MIN_ELEMENTS = 32768
 
@@ -81,30 +81,36 @@ def seg_max_weighted(a, b):
     return np.float64(m)
 
 
-@njit(fastmath=_SUM, cache=True, error_model="numpy")
-def _block_sum_exp(x, sh, store, j0, j1):
-    bs = 0.0
-    if store.shape[0] == 0:
-        for j in range(j0, j1):
-            bs += np.float64(vexp_same(x[j] - sh))
-    else:
-        for j in range(j0, j1):
-            e = vexp_same(x[j] - sh)
-            store[j] = e
-            bs += np.float64(e)
-    return bs
+# LLVM picks one vector width per loop: a float64 accumulator in the float32
+# exponential's loop would halve its width. So each block first writes its
+# exponentials (float32 lanes), then a second short loop sums them in float64.
+
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def _block_exp(x, sh, buf, j0, j1):
+    for j in range(j0, j1):
+        buf[j - j0] = vexp_same(x[j] - sh)
 
 
 @njit(fastmath=_SUM, cache=True, error_model="numpy")
-def _block_sum_exp_split(x, sh, j0, j1):
-    bs = 0.0
-    bc = 0.0
+def _block_exp_split(x, sh, buf, j0, j1):
+    """buf = exp(x - sh) with the elements equal to sh zeroed; their count."""
+    zero = x.dtype.type(0)
+    one = x.dtype.type(1)
+    bc = zero  # exact: a block has far fewer than 2**24 elements
     for j in range(j0, j1):
         d = x[j] - sh
-        e = np.float64(vexp_same(d))
-        bs += 0.0 if d == 0 else e
-        bc += 1.0 if d == 0 else 0.0
-    return bs, bc
+        e = vexp_same(d)
+        buf[j - j0] = e if d != 0 else zero
+        bc += one if d == 0 else zero
+    return bc
+
+
+@njit(fastmath=_SUM, cache=True, error_model="numpy")
+def _block_sum(buf, length):
+    bs = 0.0
+    for k in range(length):
+        bs += np.float64(buf[k])
+    return bs
 
 
 @njit(cache=True, error_model="numpy")
@@ -115,16 +121,21 @@ def seg_sum_exp(x, shift, store, split):
     accurate log1p(s / cnt) + log(cnt) form needs the remainder alone."""
     sh = x.dtype.type(shift)  # exact: shift is an element or 0
     n = x.shape[0]
+    scratch = np.empty(min(BLOCK, n), x.dtype)
     s = 0.0
     c = 0.0
     count = 0.0
     for j0 in range(0, n, BLOCK):
         j1 = min(j0 + BLOCK, n)
         if split:
-            bs, bc = _block_sum_exp_split(x, sh, j0, j1)
-            count += bc
+            count += np.float64(_block_exp_split(x, sh, scratch, j0, j1))
+            bs = _block_sum(scratch, j1 - j0)
+        elif store.shape[0]:
+            _block_exp(x, sh, store[j0:j1], j0, j1)
+            bs = _block_sum(store[j0:j1], j1 - j0)
         else:
-            bs = _block_sum_exp(x, sh, store, j0, j1)
+            _block_exp(x, sh, scratch, j0, j1)
+            bs = _block_sum(scratch, j1 - j0)
         s, c = ksum_add(s, c, bs)
     return s, c, count
 
@@ -171,14 +182,19 @@ def seg_sum_exp_direct(a, b):
 
 @njit(cache=True, error_model="numpy")
 def seg_scale(y, factor):
+    """y *= factor in the element type (float32: one rounding of the factor)."""
+    f = y.dtype.type(factor)
     for j in range(y.shape[0]):
-        y[j] = np.float64(y[j]) * factor
+        y[j] = y[j] * f
 
 
 @njit(cache=True, error_model="numpy")
 def seg_sub2(x, c1, c2, out):
+    """out = (x - c1) - c2 in the element type; c1 is an element (or 0)."""
+    a = x.dtype.type(c1)
+    b = x.dtype.type(c2)
     for j in range(x.shape[0]):
-        out[j] = (np.float64(x[j]) - c1) - c2
+        out[j] = (x[j] - a) - b
 
 
 # ---- finishing a row from its sums (shared by short and long rows) ----

@@ -58,10 +58,8 @@ _SHIFT32 = np.float32(12582912.0)  # 1.5 * 2^23
 @njit(fastmath=_EXACT, cache=True, error_model="numpy")
 def vexp(x):
     """exp(x) for float64 within 1.5 ulp of exact; inf, -inf, NaN and subnormals as numpy."""
-    xc = x if x < 710.0 else 710.0
-    xc = xc if xc > -746.0 else -746.0
-    kd = (xc * 1.4426950408889634074 + _SHIFT64) - _SHIFT64
-    r = (xc - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10
+    kd = (x * 1.4426950408889634074 + _SHIFT64) - _SHIFT64
+    r = (x - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10
     p = 1.0 / 6227020800.0
     p = p * r + 1.0 / 479001600.0
     p = p * r + 1.0 / 39916800.0
@@ -81,18 +79,16 @@ def vexp(x):
     s1 = u64_as_f64((f64_as_u64(kh) + np.uint64(1023)) << np.uint64(52))
     s2 = u64_as_f64((f64_as_u64(kl) + np.uint64(1023)) << np.uint64(52))
     y = (p * s1) * s2
+    y = np.inf if x > 709.782712893383973096 else y  # ln(DBL_MAX)
+    y = 0.0 if x < -745.1332191019412076235 else y  # rounds to 0 below
     return x if x != x else y
 
 
 @njit(fastmath=_EXACT, cache=True, error_model="numpy")
 def vexpf(x):
     """exp(x) for float32 within 1.5 ulp of exact; inf, -inf, NaN and subnormals as numpy."""
-    hi = np.float32(89.0)
-    lo = np.float32(-104.0)
-    xc = x if x < hi else hi
-    xc = xc if xc > lo else lo
-    kd = (xc * np.float32(1.44269504088896341) + _SHIFT32) - _SHIFT32
-    r = (xc - kd * np.float32(0.693359375)) - kd * np.float32(-2.12194440e-4)
+    kd = (x * np.float32(1.44269504088896341) + _SHIFT32) - _SHIFT32
+    r = (x - kd * np.float32(0.693359375)) - kd * np.float32(-2.12194440e-4)
     p = np.float32(1.9875691500e-4)
     p = p * r + np.float32(1.3981999507e-3)
     p = p * r + np.float32(8.3334519073e-3)
@@ -105,6 +101,8 @@ def vexpf(x):
     s1 = u32_as_f32((f32_as_u32(kh) + np.uint32(127)) << np.uint32(23))
     s2 = u32_as_f32((f32_as_u32(kl) + np.uint32(127)) << np.uint32(23))
     y = (p * s1) * s2
+    y = np.float32(np.inf) if x > np.float32(88.7228394) else y  # ln(FLT_MAX)
+    y = np.float32(0.0) if x < np.float32(-103.972084) else y
     return x if x != x else y
 
 
