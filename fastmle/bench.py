@@ -1,7 +1,8 @@
 """``python -m fastmle bench``: every kernel x backend x dtype against numpy,
 scipy and torch, timed side by side in one run (median of repeats).
 
-Columns: median time per call, effective bandwidth (bytes read + written per
+Implementations are timed round-robin (see median_times). Columns: median
+time per call, effective bandwidth (bytes read + written per
 second), the ratio to the numpy roofline (np.copyto of the input for
 elementwise kernels, np.sum for reductions: 1.0 means as fast as just moving
 the memory), and the speed-up over scipy and torch.
@@ -15,26 +16,31 @@ from . import _dispatch
 from ._registry import KERNELS, available_peers, baseline
 
 
-def median_time(fn, repeat):
-    """Median wall time of fn() over `repeat` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def median_times(fns, repeat):
+    """{name: median seconds} for the callables in `fns`, timed round-robin:
+    each round calls every implementation once, so a burst of load from
+    elsewhere on a shared machine hits all of them alike. One warm-up call
+    each first (compilation, page faults)."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def measure(kernel, shape, dtype, repeat, rng):
     """{implementation name: seconds} for one kernel, shape and dtype."""
     inputs = kernel.make_inputs(shape, dtype, rng)
-    results = {"numpy " + kernel.baseline: median_time(baseline(kernel, inputs), repeat)}
+    fns = {"numpy " + kernel.baseline: baseline(kernel, inputs)}
     for name in _dispatch.available_backends():
-        results["fastmle." + name] = median_time(lambda: kernel.call(inputs, name), repeat)
+        fns["fastmle." + name] = lambda name=name: kernel.call(inputs, name)
     for name, peer in available_peers(kernel).items():
-        results[name] = median_time(lambda: peer(inputs), repeat)
-    return results
+        fns[name] = lambda peer=peer: peer(inputs)
+    return median_times(fns, repeat)
 
 
 def run(args):
