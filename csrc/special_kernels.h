@@ -38,13 +38,19 @@ static void FN(seg_sum_exp)(const FM_T *x, int64_t n, double shift, FM_T *store,
         double bs = 0;
         FM_T bc = 0;   /* exact: a block has far fewer than 2^24 elements */
         if (cnt) {
-#pragma omp simd reduction(+ : bs, bc)
+            /* exponentials (max terms zeroed) to a block buffer in the element
+             * type, then summed in double: keeps the exp loop at full width */
+            FM_T buf[FM_BLOCK];
+#pragma omp simd reduction(+ : bc)
             for (int64_t j = j0; j < j1; j++) {
                 FM_T d = x[j] - sh;
                 FM_T e = FM_EXPFN(d);
-                bs += (double)(d == 0 ? (FM_T)0 : e);   /* select before widening: 8 lanes, not 2x4 */
+                buf[j - j0] = d == 0 ? (FM_T)0 : e;
                 bc += d == 0 ? (FM_T)1 : (FM_T)0;
             }
+#pragma omp simd reduction(+ : bs)
+            for (int64_t k = 0; k < j1 - j0; k++)
+                bs += (double)buf[k];
         } else if (store) {
 #pragma omp simd reduction(+ : bs)
             for (int64_t j = j0; j < j1; j++) {
