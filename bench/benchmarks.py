@@ -1,5 +1,6 @@
 """asv benchmarks, generated from fastmle._registry: one class per kernel,
-parametrized by backend, dtype and shape; time per call (lower is better).
+parametrized by backend, dtype and the kernel's shapes; time per call (lower
+is better).
 
     asv machine --yes && asv run --python=same --quick
 """
@@ -11,13 +12,14 @@ from fastmle._registry import KERNELS
 
 def _make_suite(kernel):
     class Suite:
-        params = (fastmle.available_backends(), ["float32", "float64"], ["32768x1000", "1x1000000"])
+        params = (fastmle.available_backends(), ["float32", "float64"],
+                  ["x".join(map(str, s)) for s in kernel.shapes])
         param_names = ["backend", "dtype", "shape"]
-        timeout = 300
+        timeout = 600
 
         def setup(self, backend, dtype, shape):
-            rows, n = (int(v) for v in shape.split("x"))
-            self.inputs = kernel.make_inputs((rows, n), np.dtype(dtype), np.random.default_rng(0))
+            shape = tuple(int(v) for v in shape.split("x"))
+            self.inputs = kernel.make_inputs(shape, np.dtype(dtype), np.random.default_rng(0))
             kernel.call(self.inputs, backend)  # compile / warm up outside the timing
 
         def time_call(self, backend, dtype, shape):

@@ -1,10 +1,11 @@
-"""pytest-benchmark comparisons: every backend against scipy and torch (when
-installed), per kernel, dtype and shape, all driven by fastmle._registry.
+"""pytest-benchmark comparisons: every backend against the numpy baseline,
+scipy and torch (when installed), per kernel, dtype and shape, all driven by
+fastmle._registry.
 
     pytest bench/test_compare.py --benchmark-enable --benchmark-group-by=group
 
-The test suite runs this file with benchmarking disabled (each case once), so
-the comparisons cannot rot.
+The test suite runs this file with benchmarking disabled: each case once, on
+the kernel's small smoke shape, so the comparisons cannot rot.
 """
 import numpy as np
 import pytest
@@ -12,7 +13,6 @@ import pytest
 from fastmle import available_backends
 from fastmle._registry import KERNELS, available_peers, baseline
 
-SHAPES = [(32768, 1000), (256, 100000)]
 DTYPES = ["float32", "float64"]
 
 
@@ -21,14 +21,15 @@ def _implementations(kernel):
     return impls + list(available_peers(kernel))
 
 
-CASES = [(k, impl) for k in KERNELS for impl in _implementations(KERNELS[k])]
+CASES = [(k, impl, i) for k in KERNELS for impl in _implementations(KERNELS[k])
+         for i in range(len(KERNELS[k].shapes))]
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name,impl", CASES)
-def test_compare(benchmark, name, impl, dtype, shape):
+@pytest.mark.parametrize("name,impl,shape_index", CASES)
+def test_compare(benchmark, name, impl, shape_index, dtype):
     kernel = KERNELS[name]
+    shape = kernel.shapes[shape_index] if benchmark.enabled else kernel.smoke_shape
     inputs = kernel.make_inputs(shape, np.dtype(dtype), np.random.default_rng(0))
     if impl.startswith("fastmle."):
         fn = lambda: kernel.call(inputs, impl.split(".")[1])
@@ -37,7 +38,7 @@ def test_compare(benchmark, name, impl, dtype, shape):
     else:
         peer = kernel.peers[impl]
         fn = lambda: peer(inputs)
-    benchmark.group = f"{name}-{dtype}-{shape[0]}x{shape[1]}"
+    benchmark.group = f"{name}-{dtype}-{'x'.join(map(str, shape))}"
     benchmark.extra_info["bytes"] = kernel.bytes_moved(shape, dtype)
     benchmark(fn)
     if benchmark.stats is not None:  # benchmarking enabled

@@ -41,6 +41,51 @@ void softmax_f32(const float *x, int64_t rows, int64_t n, float *out);
 void log_softmax_f64(const double *x, int64_t rows, int64_t n, double *out);
 void log_softmax_f32(const float *x, int64_t rows, int64_t n, float *out);
 
+/* ---- family "losses": likelihood losses and information measures (csrc/losses.c) ----
+ * NULL = optional array not given. grad may be NULL (no gradient) or the
+ * logits array itself (in-place gradient). loss/out: double, one per row
+ * (row kernels) or per element (bce, gaussian). grad_var has n elements. */
+void nll_rows_f64(const double *log_probs, const int64_t *target, const double *weight,
+                  int64_t rows, int64_t n, int64_t ignore_index, double smoothing,
+                  double grad_scale, double *loss, double *grad);
+void nll_rows_f32(const float *log_probs, const int64_t *target, const float *weight,
+                  int64_t rows, int64_t n, int64_t ignore_index, double smoothing,
+                  double grad_scale, double *loss, float *grad);
+void cross_entropy_rows_f64(const double *logits, const int64_t *target, const double *weight,
+                            int64_t rows, int64_t n, int64_t ignore_index, double smoothing,
+                            double grad_scale, double *loss, double *grad);
+void cross_entropy_rows_f32(const float *logits, const int64_t *target, const float *weight,
+                            int64_t rows, int64_t n, int64_t ignore_index, double smoothing,
+                            double grad_scale, double *loss, float *grad);
+void cross_entropy_soft_rows_f64(const double *logits, const double *target, const double *weight,
+                                 int64_t rows, int64_t n, double smoothing, double grad_scale,
+                                 double *loss, double *grad);
+void cross_entropy_soft_rows_f32(const float *logits, const float *target, const float *weight,
+                                 int64_t rows, int64_t n, double smoothing, double grad_scale,
+                                 double *loss, float *grad);
+void bce_with_logits_f64(const double *logits, const double *target, const double *weight,
+                         const double *pos_weight, int64_t n, double grad_scale, double *loss,
+                         double *grad);
+void bce_with_logits_f32(const float *logits, const float *target, const float *weight,
+                         const float *pos_weight, int64_t n, double grad_scale, double *loss,
+                         float *grad);
+void gaussian_nll_f64(const double *pred, const double *target, const double *var, int64_t n,
+                      int64_t var_n, double eps, int full, double grad_scale, double *loss,
+                      double *grad_pred, double *grad_var);
+void gaussian_nll_f32(const float *pred, const float *target, const float *var, int64_t n,
+                      int64_t var_n, double eps, int full, double grad_scale, double *loss,
+                      float *grad_pred, float *grad_var);
+void entropy_rows_f64(const double *probs, int64_t rows, int64_t n, double *out);
+void entropy_rows_f32(const float *probs, int64_t rows, int64_t n, double *out);
+void entropy_from_logits_rows_f64(const double *logits, int64_t rows, int64_t n, double *out);
+void entropy_from_logits_rows_f32(const float *logits, int64_t rows, int64_t n, double *out);
+void kl_div_rows_f64(const double *p, const double *q, int64_t rows, int64_t n, double *out);
+void kl_div_rows_f32(const float *p, const float *q, int64_t rows, int64_t n, double *out);
+void kl_div_from_logits_rows_f64(const double *logits_p, const double *logits_q, int64_t rows,
+                                 int64_t n, double *out);
+void kl_div_from_logits_rows_f32(const float *logits_p, const float *logits_q, int64_t rows,
+                                 int64_t n, double *out);
+
 /* FASTMLE_CDEF_END */
 
 #endif

@@ -1,35 +1,12 @@
 /*
  * Family "special": logsumexp, softmax, log_softmax.
  * The kernel bodies are in special_kernels.h; this file instantiates them for
- * float and double, for baseline x86-64 and for AVX2+FMA, and exports the
- * entry points declared in fastmle.h, which pick the instruction set.
+ * float and double, for baseline x86-64 and for AVX2+FMA (fm_instantiate.h),
+ * and exports the entry points declared in fastmle.h, which pick the
+ * instruction set.
  */
-#include "fm_internal.h"
-#include "vexp.h"
-#if FM_MULTIVERSION
-#include <immintrin.h>
-#endif
-
-#define FM_ISA base
-#define FM_STREAM 0
-#include "special_types.h"
-#undef FM_ISA
-#undef FM_STREAM
-
-#if FM_MULTIVERSION
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FM_ISA avx2
-#define FM_STREAM 1
-#include "special_types.h"
-#undef FM_ISA
-#undef FM_STREAM
-#pragma GCC pop_options
-#define FM_PICK(name, ...) \
-    (fm_use_avx2 ? FM_CAT2(name, avx2)(__VA_ARGS__) : FM_CAT2(name, base)(__VA_ARGS__))
-#else
-#define FM_PICK(name, ...) FM_CAT2(name, base)(__VA_ARGS__)
-#endif
+#define FM_BODY "special_kernels.h"
+#include "fm_instantiate.h"
 
 void logsumexp_f64(const double *a, int64_t rows, int64_t n, double *out)
 { FM_PICK(logsumexp_f64, a, rows, n, out); }

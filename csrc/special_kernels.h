@@ -13,15 +13,7 @@
 #define FN(name) FM_CAT3(name, FM_SUF, FM_ISA)
 #define FM_BLOCK 256
 
-/* Largest element, ignoring NaN (-inf if there is none). */
-static double FN(seg_max)(const FM_T *x, int64_t n)
-{
-    FM_T m = -INFINITY;
-#pragma omp simd reduction(max : m)
-    for (int64_t j = 0; j < n; j++)
-        m = x[j] > m ? x[j] : m;
-    return (double)m;
-}
+#include "fm_common_kernels.h"   /* seg_max */
 
 /* Sum of exp(x - shift) into s; if store is not NULL, exp(x - shift) is
  * also written there (softmax keeps it and rescales). With cnt != NULL, the

@@ -10,12 +10,18 @@ array([0.5, 0.5])
 from ._dispatch import (available_backends, backend, get_backend, get_num_threads,
                         set_backend, set_num_threads)
 from ._config import show_config
+from .losses import (binary_cross_entropy_with_logits, cross_entropy, entropy, entropy_from_logits,
+                     gaussian_nll, kl_div, kl_div_from_logits, linear_cross_entropy, mse_loss,
+                     nll_loss, perplexity, perplexity_from_logits)
 from .special import log_softmax, logsumexp, softmax
 
 __version__ = "0.1.0"
 
 __all__ = [
     "logsumexp", "softmax", "log_softmax",
+    "cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "gaussian_nll", "mse_loss",
+    "entropy", "entropy_from_logits", "kl_div", "kl_div_from_logits", "perplexity",
+    "perplexity_from_logits", "linear_cross_entropy",
     "available_backends", "backend", "get_backend", "set_backend",
     "get_num_threads", "set_num_threads", "show_config", "__version__",
 ]

@@ -8,8 +8,12 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print versions, backends, SIMD level and threads")
     bench = sub.add_parser("bench", help="time every kernel x backend x dtype against scipy/numpy/torch")
-    bench.add_argument("--kernels", nargs="*", help="kernel names (default: all)")
-    bench.add_argument("--shape", default="32768x1000", help="rows x n, reduced over n (default 32768x1000)")
+    bench.add_argument("--kernels", nargs="*",
+                       help="kernel names (default: all but the slow linear_cross_entropy)")
+    bench.add_argument("--shape", default=None,
+                       help="e.g. 32768x1000 (rows x classes) or 8192x512x32000 (N x H x V for "
+                            "linear_cross_entropy); applies to kernels whose shapes have that many "
+                            "dimensions (default: each kernel's first registered shape)")
     bench.add_argument("--dtypes", nargs="*", default=["float32", "float64"])
     bench.add_argument("--repeat", type=int, default=3, help="timed repeats; the median is reported")
     bench.add_argument("--threads", type=int, default=None, help="threads for fastmle and torch")

@@ -28,6 +28,15 @@ def _ptr(a):
     return ffi.cast(_CTYPE[a.dtype], ffi.from_buffer(a, require_writable=False))
 
 
+def _ptr_or_null(a):
+    """Pointer to an optional array; an empty array means "not given" (NULL)."""
+    return _ptr(a) if a.size else ffi.NULL
+
+
+def _i64(a):
+    return ffi.cast("int64_t *", ffi.from_buffer(a, require_writable=False))
+
+
 def _fn(name, a):
     return getattr(lib, f"{name}_{_SUFFIX[a.dtype]}")
 
@@ -54,3 +63,54 @@ def log_softmax(x, out):
 def exp(x, out):
     """out[:] = exp(x) with the kernels' vectorized exponential (for tests)."""
     getattr(lib, f"fm_exp_{_SUFFIX[x.dtype]}")(_ptr(x), _ptr(out), x.shape[0])
+
+
+# ---- family "losses" (csrc/losses.c) ----
+
+def nll_rows(log_probs, target, weight, ignore_index, smoothing, grad_scale, loss, grad):
+    _fn("nll_rows", log_probs)(_ptr(log_probs), _i64(target), _ptr_or_null(weight),
+                               log_probs.shape[0], log_probs.shape[1], int(ignore_index),
+                               float(smoothing), float(grad_scale), _ptr(loss), _ptr_or_null(grad))
+
+
+def cross_entropy_rows(logits, target, weight, ignore_index, smoothing, grad_scale, loss, grad):
+    _fn("cross_entropy_rows", logits)(_ptr(logits), _i64(target), _ptr_or_null(weight),
+                                      logits.shape[0], logits.shape[1], int(ignore_index),
+                                      float(smoothing), float(grad_scale), _ptr(loss),
+                                      _ptr_or_null(grad))
+
+
+def cross_entropy_soft_rows(logits, target, weight, smoothing, grad_scale, loss, grad):
+    _fn("cross_entropy_soft_rows", logits)(_ptr(logits), _ptr(target), _ptr_or_null(weight),
+                                           logits.shape[0], logits.shape[1], float(smoothing),
+                                           float(grad_scale), _ptr(loss), _ptr_or_null(grad))
+
+
+def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
+    _fn("bce_with_logits", logits)(_ptr(logits), _ptr(target), _ptr_or_null(weight),
+                                   _ptr_or_null(pos_weight), logits.shape[0], float(grad_scale),
+                                   _ptr(loss), _ptr_or_null(grad))
+
+
+def gaussian_nll(pred, target, var, eps, full, grad_scale, loss, grad_pred, grad_var):
+    _fn("gaussian_nll", pred)(_ptr(pred), _ptr(target), _ptr(var), pred.shape[0], var.shape[0],
+                              float(eps), int(full), float(grad_scale), _ptr(loss),
+                              _ptr_or_null(grad_pred), _ptr_or_null(grad_var))
+
+
+def entropy_rows(probs, out):
+    _fn("entropy_rows", probs)(_ptr(probs), probs.shape[0], probs.shape[1], _ptr(out))
+
+
+def entropy_from_logits_rows(logits, out):
+    _fn("entropy_from_logits_rows", logits)(_ptr(logits), logits.shape[0], logits.shape[1],
+                                            _ptr(out))
+
+
+def kl_div_rows(p, q, out):
+    _fn("kl_div_rows", p)(_ptr(p), _ptr(q), p.shape[0], p.shape[1], _ptr(out))
+
+
+def kl_div_from_logits_rows(logits_p, logits_q, out):
+    _fn("kl_div_from_logits_rows", logits_p)(_ptr(logits_p), _ptr(logits_q), logits_p.shape[0],
+                                             logits_p.shape[1], _ptr(out))

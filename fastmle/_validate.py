@@ -103,3 +103,107 @@ def writable_target(out, x):
         if not same:
             return None
     return out
+
+
+# ---- losses: targets, weights and options (fastmle/losses.py) ----
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def float_array(x, name):
+    """A real floating-point array (losses take logits, never integers)."""
+    a = np.asarray(x)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name} must be a real floating-point array, got dtype {a.dtype}")
+    return a
+
+
+def work_dtype(dtype):
+    """The dtype kernels compute in: float32/float64 as given, other floats
+    (float16, longdouble) in float64 through the reference."""
+    return dtype if dtype in KERNEL_DTYPES else np.dtype(np.float64)
+
+
+def reduction(value):
+    if value not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {value!r}")
+    return value
+
+
+def label_smoothing(value):
+    try:
+        eps = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"label_smoothing must be a number, got {value!r}") from None
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {value!r}")
+    return eps
+
+
+def same_shape(a, b, name_a, name_b):
+    if a.shape != b.shape:
+        raise ValueError(f"{name_b} shape {b.shape} does not match {name_a} shape {a.shape}")
+
+
+def class_weight(weight, n_classes, dtype):
+    """weight=None -> empty array (the kernels' "all ones"); else 1-D of length n_classes."""
+    if weight is None:
+        return np.empty(0, dtype)
+    w = np.asarray(weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"weight must be a real numeric array, got dtype {w.dtype}")
+    if w.shape != (n_classes,):
+        raise ValueError(f"weight must have shape ({n_classes},) (one per class), got {w.shape}")
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+def class_targets(target, n_classes, ignore_index, expected_shape, logits_name="logits"):
+    """Class-index targets as a flat int64 array with every entry in
+    [0, n_classes) or equal to ignore_index; the error names the first bad
+    value and its position."""
+    t = np.asarray(target)
+    if t.dtype.kind == "f":
+        raise TypeError(
+            f"target has floating dtype {t.dtype} and shape {t.shape}: class-index targets must be "
+            f"integers (use target.astype(np.int64)); class-probability targets must have the "
+            f"{logits_name}' shape")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"target must be an integer array of class indices, got dtype {t.dtype}")
+    if t.shape != tuple(expected_shape):
+        raise ValueError(f"target shape {t.shape} does not match {logits_name}: expected "
+                         f"{tuple(expected_shape)} (class indices)")
+    try:
+        ignore_index = operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+    bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
+    if bad.any():
+        pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), t.shape))
+        raise ValueError(f"target has class index {t[pos]} at position {pos}, outside "
+                         f"[0, {n_classes}) and not ignore_index ({ignore_index})")
+    return np.ascontiguousarray(t, dtype=np.int64).reshape(-1), ignore_index
+
+
+def broadcast_flat(value, shape, dtype, name):
+    """value broadcast to shape, as a contiguous 1-D array (empty for None)."""
+    if value is None:
+        return np.empty(0, dtype)
+    v = np.asarray(value)
+    if v.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {v.dtype}")
+    try:
+        v = np.broadcast_to(v, shape)
+    except ValueError:
+        raise ValueError(f"{name} of shape {v.shape} cannot be broadcast to {shape}") from None
+    return np.ascontiguousarray(v, dtype=dtype).reshape(-1)
+
+
+def check_grad_out(grad_out, shape, dtype, *inputs):
+    """grad_out checked like out=; returns it when the kernel may write into it
+    directly (C-contiguous and not overlapping the inputs other than being
+    the first input itself), else None (the caller copies)."""
+    check_out(grad_out, shape, dtype, "grad_out")
+    direct = writable_target(grad_out, inputs[0])
+    if direct is not None and any(np.may_share_memory(grad_out, a) for a in inputs[1:]):
+        return None
+    return direct

@@ -3,12 +3,16 @@ scipy and torch, timed side by side in one run (median of repeats).
 
 Implementations are timed round-robin (see median_times). Columns: median
 time per call, effective bandwidth (bytes read + written per
-second), the ratio to the numpy roofline (np.copyto of the input for
-elementwise kernels, np.sum for reductions: 1.0 means as fast as just moving
-the memory), and the speed-up over scipy and torch.
+second), the ratio to the kernel's numpy baseline (for the row kernels the
+roofline: np.copyto of the input for kernels writing an array, np.sum for
+reductions, so 1.0 means as fast as just moving the memory; for
+linear_cross_entropy the naive numpy computation), the speed-up over scipy
+and torch, and for linear_cross_entropy the peak of numpy allocations during
+one call.
 """
 import json
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -32,20 +36,44 @@ def median_times(fns, repeat):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def peak_allocation(fn):
+    """Peak bytes of numpy (and Python) allocations made during one call of fn,
+    beyond what was allocated before it (tracemalloc sees numpy's buffers)."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        result = fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak - before
+
+
 def measure(kernel, shape, dtype, repeat, rng):
-    """{implementation name: seconds} for one kernel, shape and dtype."""
+    """({implementation: seconds}, {implementation: peak bytes or None}) for
+    one kernel, shape and dtype. Peaks are measured for kernels with
+    track_memory, and only for numpy-based implementations (tracemalloc does
+    not see torch's allocator)."""
     inputs = kernel.make_inputs(shape, dtype, rng)
     fns = {"numpy " + kernel.baseline: baseline(kernel, inputs)}
     for name in _dispatch.available_backends():
         fns["fastmle." + name] = lambda name=name: kernel.call(inputs, name)
     for name, peer in available_peers(kernel).items():
         fns[name] = lambda peer=peer: peer(inputs)
-    return median_times(fns, repeat)
+    times = median_times(fns, repeat)
+    peaks = {name: (peak_allocation(fn) if kernel.track_memory and name.startswith(("numpy", "fastmle"))
+                    else None) for name, fn in fns.items()}
+    return times, peaks
+
+
+def _parse_shape(text):
+    return tuple(int(v) for v in text.lower().split("x"))
 
 
 def run(args):
-    shape = tuple(int(v) for v in args.shape.lower().split("x"))
-    names = args.kernels or list(KERNELS)
+    names = args.kernels or [k.name for k in KERNELS.values() if k.in_default_bench]
     unknown = [n for n in names if n not in KERNELS]
     if unknown:
         raise SystemExit(f"unknown kernel(s) {unknown}; known: {', '.join(KERNELS)}")
@@ -59,28 +87,35 @@ def run(args):
     except ImportError:
         pass
     rng = np.random.default_rng(0)
-    print(f"fastmle bench: shape {shape}, {threads} threads, median of {args.repeat} "
+    print(f"fastmle bench: {threads} threads, median of {args.repeat} "
           f"(backends: {', '.join(_dispatch.available_backends())})")
-    header = f"{'kernel':<12} {'dtype':<8} {'implementation':<16} {'ms':>9} {'GB/s':>7} {'x roofline':>10} {'vs scipy':>9} {'vs torch':>9}"
+    header = (f"{'kernel':<20} {'shape':<15} {'dtype':<8} {'implementation':<16} {'ms':>9} {'GB/s':>7} "
+              f"{'x baseline':>10} {'vs scipy':>9} {'vs torch':>9} {'peak MiB':>9}")
     print(header)
     print("-" * len(header))
     records = []
     for name in names:
         kernel = KERNELS[name]
+        shape = kernel.shapes[0]
+        if args.shape and len(_parse_shape(args.shape)) == len(shape):
+            shape = _parse_shape(args.shape)
+        shape_text = "x".join(map(str, shape))
         for dtype in args.dtypes:
-            times = measure(kernel, shape, np.dtype(dtype), args.repeat, rng)
+            times, peaks = measure(kernel, shape, np.dtype(dtype), args.repeat, rng)
             nbytes = kernel.bytes_moved(shape, dtype)
             roof = times["numpy " + kernel.baseline]
             for impl, t in times.items():
                 rec = {"kernel": name, "dtype": dtype, "shape": list(shape), "threads": threads,
                        "implementation": impl, "seconds": t, "GB/s": nbytes / t / 1e9,
-                       "x_roofline": t / roof,
+                       "x_baseline": t / roof,
                        "speedup_vs_scipy": times["scipy"] / t if "scipy" in times else None,
-                       "speedup_vs_torch": times["torch"] / t if "torch" in times else None}
+                       "speedup_vs_torch": times["torch"] / t if "torch" in times else None,
+                       "peak_bytes": peaks[impl]}
                 records.append(rec)
-                fmt = lambda v: f"{v:9.2f}" if v is not None else f"{'-':>9}"
-                print(f"{name:<12} {dtype:<8} {impl:<16} {t * 1e3:9.2f} {rec['GB/s']:7.1f} "
-                      f"{rec['x_roofline']:10.2f} {fmt(rec['speedup_vs_scipy'])} {fmt(rec['speedup_vs_torch'])}")
+                fmt = lambda v, scale=1: f"{v / scale:9.2f}" if v is not None else f"{'-':>9}"
+                print(f"{name:<20} {shape_text:<15} {dtype:<8} {impl:<16} {t * 1e3:9.2f} {rec['GB/s']:7.1f} "
+                      f"{rec['x_baseline']:10.2f} {fmt(rec['speedup_vs_scipy'])} "
+                      f"{fmt(rec['speedup_vs_torch'])} {fmt(rec['peak_bytes'], 2**20)}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
@@ -91,7 +126,7 @@ def run(args):
 
 
 def plot(records, path):
-    """Bar chart of x-roofline per kernel/dtype/implementation (matplotlib)."""
+    """Bar chart of time / numpy baseline per kernel/dtype/implementation (matplotlib)."""
     try:
         import matplotlib
 
@@ -105,13 +140,13 @@ def plot(records, path):
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
     width = 0.8 / len(impls)
     for k, impl in enumerate(impls):
-        vals = [next((r["x_roofline"] for r in records if (r["kernel"], r["dtype"]) == g
+        vals = [next((r["x_baseline"] for r in records if (r["kernel"], r["dtype"]) == g
                       and r["implementation"] == impl), np.nan) for g in groups]
         ax.bar(np.arange(len(groups)) + k * width, vals, width, label=impl)
     ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
     ax.set_xticklabels([f"{k}\n{d}" for k, d in groups])
     ax.set_yscale("log")
-    ax.set_ylabel("time / numpy roofline (lower is better)")
+    ax.set_ylabel("time / numpy baseline (lower is better)")
     ax.axhline(1.0, color="k", lw=0.5)
     ax.legend(fontsize="small")
     fig.tight_layout()

@@ -1,6 +1,8 @@
 """Edge-case arrays for the kernel tests, in the spirit of bottleneck's
 generators: odd sizes around the SIMD width, a row longer than the chunk
 size, many tiny rows, special values, and non-contiguous views."""
+import itertools
+
 import numpy as np
 
 SHAPES = [(1,), (7,), (8,), (9,), (33,), (3, 5), (4, 1), (1, 65), (2, 3, 4), (70, 1000), (2, 40000)]
@@ -57,3 +59,16 @@ def assert_same(actual, desired, rtol, atol=0.0, err=""):
     np.testing.assert_array_equal(actual[inf], desired[inf], err_msg=err + " (inf)")
     fin = np.isfinite(desired)
     np.testing.assert_allclose(actual[fin], desired[fin], rtol=rtol, atol=atol, err_msg=err)
+
+
+def option_grid(n_classes, rng, dtype):
+    """(label, kwargs) over class weights, label smoothing and reductions."""
+    weight = (rng.random(n_classes) + 0.1).astype(dtype)
+    for w, eps, red in itertools.product([None, weight], [0.0, 0.15], ["mean", "sum", "none"]):
+        yield f"w={w is not None} eps={eps} {red}", dict(weight=w, label_smoothing=eps, reduction=red)
+
+
+def hard_targets(rows, n_classes, rng):
+    t = rng.integers(0, n_classes, rows)
+    t[::4] = -100  # some ignored rows
+    return t

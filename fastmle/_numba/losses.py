@@ -1,0 +1,447 @@
+"""Numba kernels of the "losses" family: categorical, Bernoulli and Gaussian
+likelihoods with their gradients, entropy and KL divergence.
+
+Mirrors fastmle/reference/losses.py (the specification: same names, same
+argument order). Inputs are C-contiguous; rows are reduced over the last axis;
+an empty optional array means "not given" (all ones for weights, no gradient
+for a gradient with zero rows). ``grad`` may be the logits array itself: a row
+is read before it is overwritten.
+
+Float32 inputs stay float32 where they are stored (exponentials written to the
+gradient, gradients); every sum is accumulated in float64 and merged with
+Neumaier compensation, and per-row/per-element losses are float64. Rows are
+independent and each row is processed sequentially in a fixed order, so the
+result does not depend on the thread count. The hot path (cross-entropy)
+uses special.py's scheme (exponentials of a block of BLOCK written in the
+element type, then summed in float64) with block helpers that take slices
+(see below) and a vectorizable max; the information measures and the
+elementwise losses compute in float64 with np.log/np.exp (no speed goal).
+Only the entry points are parallel; they share one inlined driver (_drive).
+"""
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+from .special import (_EXACT, _SUM, BLOCK, PARALLEL_MIN_ELEMENTS, _block_sum, _sigs,
+                      ksum_add, ksum_value)
+from .vexp import vexp_same
+
+_ENTRY = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
+_ROW = dict(cache=True, error_model="numpy")
+SPAN_ELEMENTS = 16384  # rows (or elements) per parallel task: about this many elements
+
+
+@njit(**_ROW)
+def _spans(rows, n):
+    """(rows per task, tasks); one task means: run serially."""
+    per = max(1, SPAN_ELEMENTS // max(n, 1))
+    tasks = (rows + per - 1) // per
+    if rows * n < PARALLEL_MIN_ELEMENTS:
+        return rows, 1
+    return per, tasks
+
+
+@njit(inline="always", **_ROW)
+def _drive(span, args, rows, n):
+    """span(args, r0, r1) over rows [0, rows) of n elements: serially for small
+    inputs, else in tasks shared by the threads. Inlined (at Numba level) into
+    each entry point, so that the entry's parallel=True turns prange parallel."""
+    per, tasks = _spans(rows, n)
+    if tasks == 1:
+        span(args, 0, rows)
+    else:
+        for k in prange(tasks):
+            span(args, k * per, min(rows, (k + 1) * per))
+
+
+@intrinsic
+def _maxnum(typingctx, a, b):
+    """llvm.maxnum: the larger of a and b, ignoring a NaN operand (as
+    special.seg_max's select, which LLVM does not vectorize; this it does)."""
+    if a != b or a not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        lt = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.maxnum", [lt], ir.FunctionType(lt, [lt, lt]))
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
+
+
+@njit(**_ROW)
+def seg_max(x):
+    """Largest element, ignoring NaN (-inf if none), as special.seg_max."""
+    m = x.dtype.type(-np.inf)
+    for j in range(x.shape[0]):
+        m = _maxnum(m, x[j])
+    return np.float64(m)
+
+
+# ---- float64 sums over a row, in blocks of BLOCK merged with compensation ----
+
+# Block helpers take slices and loop from 0: with range(j0, j1) Numba cannot
+# rule out negative indices, and its wraparound selects turn vector loads
+# into element-by-element inserts.
+
+@njit(fastmath=_SUM, **_ROW)
+def _block_wdiff(z, w, m):
+    """sum_c w_c * (m - z_c) in float64 over one block (w empty: ones)."""
+    bs = 0.0
+    if w.shape[0]:
+        for j in range(z.shape[0]):
+            bs += np.float64(w[j]) * (m - np.float64(z[j]))
+    else:
+        for j in range(z.shape[0]):
+            bs += m - np.float64(z[j])
+    return bs
+
+
+@njit(**_ROW)
+def seg_wdiff(z, w, m):
+    """sum_c w_c * (m - z_c) in float64 (w empty: ones)."""
+    s = c = 0.0
+    for j0 in range(0, z.shape[0], BLOCK):
+        j1 = min(j0 + BLOCK, z.shape[0])
+        s, c = ksum_add(s, c, _block_wdiff(z[j0:j1], w[j0:j1] if w.shape[0] else w, m))
+    return ksum_value(s, c)
+
+
+@njit(fastmath=_EXACT, **_ROW)
+def _block_exp_to(x, sh, buf):
+    for k in range(x.shape[0]):
+        buf[k] = vexp_same(x[k] - sh)
+
+
+@njit(fastmath=_EXACT, **_ROW)
+def _block_exp_self(buf, sh):
+    """buf = exp(buf - sh): one array, so LLVM vectorizes it without the
+    overlap check that sends an in-place two-array loop to its scalar path."""
+    for k in range(buf.shape[0]):
+        buf[k] = vexp_same(buf[k] - sh)
+
+
+@njit(**_ROW)
+def seg_exp_sum(x, shift, store, buf):
+    """sum of exp(x - shift) in float64; the exponentials (element type) are
+    written to store when it has elements, else to the BLOCK scratch buf.
+    store may be x itself."""
+    sh = x.dtype.type(shift)  # exact: shift is an element or 0
+    n = x.shape[0]
+    inplace = store.shape[0] > 0 and store.ctypes.data == x.ctypes.data
+    s = c = 0.0
+    for j0 in range(0, n, BLOCK):
+        j1 = min(j0 + BLOCK, n)
+        dst = store[j0:j1] if store.shape[0] else buf
+        if inplace:
+            _block_exp_self(dst, sh)
+        else:
+            _block_exp_to(x[j0:j1], sh, dst)
+        s, c = ksum_add(s, c, _block_sum(dst, j1 - j0))
+    return ksum_value(s, c)
+
+
+@njit(**_ROW)
+def _weight(w, c):
+    return np.float64(w[c]) if w.shape[0] else 1.0
+
+
+@njit(**_ROW)
+def total_weight(w, n):
+    return float(n) if w.shape[0] == 0 else -seg_wdiff(w, w[:0], 0.0)  # -sum(0 - w_c)
+
+
+# ---- categorical likelihood: class-index targets ----
+
+@njit(**_ROW)
+def _nll_row(lp, y, w, eps, gs, g, gw):
+    """Loss of one row of log-probabilities; with g its gradient (gw: the
+    gradient's value away from y)."""
+    n = lp.shape[0]
+    wy = _weight(w, y)
+    r = (1.0 - eps) * wy * -np.float64(lp[y])
+    if eps:  # torch skips this term (and its 0 * inf) without smoothing
+        r = r + eps / n * seg_wdiff(lp, w, 0.0)  # -sum_c w_c lp_c
+    if g.shape[0]:  # after lp (which g may be) was read
+        g[:] = gw
+        g[y] = -gs * eps / n * wy - gs * (1.0 - eps) * wy
+    return r
+
+
+@njit(fastmath=_EXACT, **_ROW)
+def seg_affine(g, a, b, w):
+    """g = g * a - b * w in the element type (w empty: ones)."""
+    fa = g.dtype.type(a)
+    fb = g.dtype.type(b)
+    if w.shape[0]:
+        for j in range(g.shape[0]):
+            g[j] = g[j] * fa - fb * w[j]
+    else:
+        for j in range(g.shape[0]):
+            g[j] = g[j] * fa - fb
+
+
+@njit(**_ROW)
+def _ce_row(z, y, w, eps, gs, g, total, buf):
+    """Loss of one row of logits; with g (which may be z) its gradient."""
+    n = z.shape[0]
+    m = seg_max(z)
+    wy = _weight(w, y)
+    zy = np.float64(z[y])
+    smooth = seg_wdiff(z, w, m) if eps else 0.0  # before g overwrites z
+    s = seg_exp_sum(z, m, g, buf)
+    ls = np.log(s)
+    r = (1.0 - eps) * wy * ((m - zy) + ls)
+    if eps:
+        r = r + eps / n * (total * ls + smooth)
+    if g.shape[0]:
+        a = (1.0 - eps) * wy + eps / n * total
+        ey = np.float64(g[y])
+        seg_affine(g, gs * (a / s), gs * eps / n, w)
+        g[y] = gs * (ey * (a / s) - eps / n * wy) - gs * (1.0 - eps) * wy
+    return r
+
+
+@njit(inline="always", **_ROW)
+def _class_span(args, r0, r1, logits):
+    """Rows r0..r1 of nll_rows (gw has n elements or no gradient is wanted)
+    or of cross_entropy_rows (gw empty); logits is a compile-time constant."""
+    x, target, w, ignore_index, eps, gs, loss, grad, total, gw = args
+    buf = np.empty(BLOCK if logits else 0, x.dtype)
+    for i in range(r0, r1):
+        y = target[i]
+        g = grad[i] if grad.shape[0] else x[i, :0]
+        if y == ignore_index:
+            loss[i] = 0.0
+            g[:] = 0
+        elif logits:
+            loss[i] = _ce_row(x[i], y, w, eps, gs, g, total, buf)
+        else:
+            loss[i] = _nll_row(x[i], y, w, eps, gs, g, gw)
+
+
+@njit(**_ROW)
+def _nll_span(args, r0, r1):
+    _class_span(args, r0, r1, False)
+
+
+@njit(**_ROW)
+def _ce_span(args, r0, r1):
+    _class_span(args, r0, r1, True)
+
+
+_CLASS_SIG = "void({T}[:, ::1], int64[::1], {T}[::1], int64, float64, float64, float64[::1], {T}[:, ::1])"
+
+
+@njit(_sigs(_CLASS_SIG), **_ENTRY)
+def nll_rows(log_probs, target, weight, ignore_index, smoothing, grad_scale, loss, grad):
+    rows, n = log_probs.shape
+    gw = np.empty(n if grad.shape[0] else 0, log_probs.dtype)
+    for c in range(gw.shape[0]):
+        gw[c] = -grad_scale * smoothing / n * _weight(weight, c)
+    _drive(_nll_span, (log_probs, target, weight, ignore_index, smoothing, grad_scale, loss, grad,
+                       0.0, gw), rows, n)
+
+
+@njit(_sigs(_CLASS_SIG), **_ENTRY)
+def cross_entropy_rows(logits, target, weight, ignore_index, smoothing, grad_scale, loss, grad):
+    rows, n = logits.shape
+    _drive(_ce_span, (logits, target, weight, ignore_index, smoothing, grad_scale, loss, grad,
+                      total_weight(weight, n), weight[:0]), rows, n)
+
+
+# ---- categorical likelihood: probability targets ----
+
+@njit(fastmath=_SUM, **_ROW)
+def _block_soft(z, t, w, m, a, b):
+    """Block sums of wt_c * (m - z_c) and wt_c, wt_c = w_c * (a * t_c + b)."""
+    bs = bw = 0.0
+    for j in range(z.shape[0]):
+        wt = _weight(w, j) * (a * np.float64(t[j]) + b)
+        bs += wt * (m - np.float64(z[j]))
+        bw += wt
+    return bs, bw
+
+
+@njit(**_ROW)
+def _soft_row(z, t, w, eps, gs, g, buf):
+    """Loss of one row against target probabilities t; with g (which may be
+    z) its gradient. wt_c = w_c * ((1 - eps) * t_c + eps / n)."""
+    n = z.shape[0]
+    a = 1.0 - eps
+    b = eps / n
+    m = seg_max(z)
+    s1 = c1 = s2 = c2 = 0.0
+    for j0 in range(0, n, BLOCK):  # before g overwrites z
+        j1 = min(j0 + BLOCK, n)
+        bs, bw = _block_soft(z[j0:j1], t[j0:j1], w[j0:j1] if w.shape[0] else w, m, a, b)
+        s1, c1 = ksum_add(s1, c1, bs)
+        s2, c2 = ksum_add(s2, c2, bw)
+    wsum = ksum_value(s2, c2)
+    s = seg_exp_sum(z, m, g, buf)
+    if g.shape[0]:
+        f = wsum / s
+        for j in range(n):
+            g[j] = gs * (np.float64(g[j]) * f - _weight(w, j) * (a * np.float64(t[j]) + b))
+    return ksum_value(s1, c1) + wsum * np.log(s)  # -sum_c wt_c log_softmax_c
+
+
+@njit(**_ROW)
+def _soft_span(args, r0, r1):
+    x, t, w, eps, gs, loss, grad = args
+    buf = np.empty(BLOCK, x.dtype)
+    for i in range(r0, r1):
+        g = grad[i] if grad.shape[0] else x[i, :0]
+        loss[i] = _soft_row(x[i], t[i], w, eps, gs, g, buf)
+
+
+@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], {T}[::1], float64, float64, float64[::1], {T}[:, ::1])"),
+      **_ENTRY)
+def cross_entropy_soft_rows(logits, target, weight, smoothing, grad_scale, loss, grad):
+    rows, n = logits.shape
+    _drive(_soft_span, (logits, target, weight, smoothing, grad_scale, loss, grad), rows, n)
+
+
+# ---- Bernoulli and Gaussian likelihoods (elementwise, float64) ----
+
+@njit(**_ROW)
+def _bce_span(args, i0, i1):
+    x, t, w, pw, gs, loss, grad = args
+    for i in range(i0, i1):
+        xi = np.float64(x[i])
+        ti = np.float64(t[i])
+        wi = _weight(w, i)
+        lw = 1.0 + (np.float64(pw[i]) - 1.0) * ti if pw.shape[0] else 1.0
+        e = np.exp(-abs(xi))
+        mx = -xi if (-xi > 0.0 or xi != xi) else 0.0  # np.maximum(-x, 0): NaN kept
+        loss[i] = wi * ((1.0 - ti) * xi + lw * (np.log1p(e) + mx))
+        if grad.shape[0]:
+            sig_neg = e / (1.0 + e) if xi >= 0 else 1.0 / (1.0 + e)  # sigmoid(-x)
+            grad[i] = gs * wi * ((1.0 - ti) - lw * sig_neg)
+
+
+@njit(_sigs("void({T}[::1], {T}[::1], {T}[::1], {T}[::1], float64, float64[::1], {T}[::1])"), **_ENTRY)
+def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
+    _drive(_bce_span, (logits, target, weight, pos_weight, grad_scale, loss, grad), logits.shape[0], 1)
+
+
+HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
+
+
+@njit(**_ROW)
+def _gaussian_span(args, i0, i1):
+    p, t, var, eps, full, gs, loss, gp, gv = args
+    const = HALF_LOG_2PI if full else 0.0
+    for i in range(i0, i1):
+        vi = np.float64(var[i] if var.shape[0] > 1 else var[0])
+        v = vi if (vi != vi or vi > eps) else eps  # np.maximum(var, eps): NaN kept
+        d = np.float64(p[i]) - np.float64(t[i])
+        loss[i] = 0.5 * (np.log(v) + d * d / v) + const
+        if gp.shape[0]:
+            gp[i] = gs * d / v
+        if gv.shape[0]:
+            gv[i] = gs * 0.5 * (1.0 / v - d * d / (v * v))
+
+
+@njit(_sigs("void({T}[::1], {T}[::1], {T}[::1], float64, boolean, float64, float64[::1], {T}[::1], {T}[::1])"),
+      **_ENTRY)
+def gaussian_nll(pred, target, var, eps, full, grad_scale, loss, grad_pred, grad_var):
+    _drive(_gaussian_span, (pred, target, var, eps, full, grad_scale, loss, grad_pred, grad_var),
+           pred.shape[0], 1)
+
+
+# ---- information measures (float64, Neumaier sums element by element) ----
+
+@njit(**_ROW)
+def _sum(x):
+    s = c = 0.0
+    for j in range(x.shape[0]):
+        s, c = ksum_add(s, c, np.float64(x[j]))
+    return ksum_value(s, c)
+
+
+@njit(**_ROW)
+def _log_norm(z):
+    """(max, log sum exp(z - max)) in float64: log_softmax = (z - max) - second."""
+    m = seg_max(z)
+    s = c = 0.0
+    for j in range(z.shape[0]):
+        s, c = ksum_add(s, c, np.exp(np.float64(z[j]) - m))
+    return m, np.log(ksum_value(s, c))
+
+
+@njit(**_ROW)
+def _entropy_span(args, r0, r1):
+    """H = log S - sum_{p != 0} p log p / S, S = sum p."""
+    probs, out = args
+    for i in range(r0, r1):
+        p = probs[i]
+        sp = _sum(p)
+        s = c = 0.0
+        for j in range(p.shape[0]):
+            v = np.float64(p[j])
+            if v != 0:
+                s, c = ksum_add(s, c, v * np.log(v))
+        out[i] = np.log(sp) - ksum_value(s, c) / sp
+
+
+@njit(**_ROW)
+def _kl_span(args, r0, r1):
+    """sum over pn != 0 of pn (log pn - log qn), rows normalized to sum 1."""
+    p, q, out = args
+    for i in range(r0, r1):
+        sp = _sum(p[i])
+        sq = _sum(q[i])
+        s = c = 0.0
+        for j in range(p.shape[1]):
+            pn = np.float64(p[i, j]) / sp
+            if pn != 0:
+                s, c = ksum_add(s, c, pn * (np.log(pn) - np.log(np.float64(q[i, j]) / sq)))
+        out[i] = ksum_value(s, c)
+
+
+@njit(**_ROW)
+def _kl_logits_row(zp, zq):
+    """KL(softmax(zp) || softmax(zq)); zq empty: minus the entropy of softmax(zp)."""
+    mp, lsp = _log_norm(zp)
+    mq, lsq = _log_norm(zq) if zq.shape[0] else (0.0, 0.0)
+    s = c = 0.0
+    for j in range(zp.shape[0]):
+        lp = (np.float64(zp[j]) - mp) - lsp
+        pj = np.exp(lp)
+        if pj != 0:
+            lq = (np.float64(zq[j]) - mq) - lsq if zq.shape[0] else 0.0
+            s, c = ksum_add(s, c, pj * (lp - lq))
+    return ksum_value(s, c)
+
+
+@njit(**_ROW)
+def _kl_logits_span(args, r0, r1):
+    """KL of softmaxes per row; with q empty, the entropy of softmax(p)."""
+    zp, zq, out = args
+    for i in range(r0, r1):
+        if zq.shape[0]:
+            out[i] = _kl_logits_row(zp[i], zq[i])
+        else:
+            out[i] = -_kl_logits_row(zp[i], zp[i, :0])
+
+
+@njit(_sigs("void({T}[:, ::1], float64[::1])"), **_ENTRY)
+def entropy_rows(probs, out):
+    _drive(_entropy_span, (probs, out), probs.shape[0], probs.shape[1])
+
+
+@njit(_sigs("void({T}[:, ::1], float64[::1])"), **_ENTRY)
+def entropy_from_logits_rows(logits, out):
+    _drive(_kl_logits_span, (logits, logits[:0], out), logits.shape[0], logits.shape[1])
+
+
+@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], float64[::1])"), **_ENTRY)
+def kl_div_rows(p, q, out):
+    _drive(_kl_span, (p, q, out), p.shape[0], p.shape[1])
+
+
+@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], float64[::1])"), **_ENTRY)
+def kl_div_from_logits_rows(logits_p, logits_q, out):
+    _drive(_kl_logits_span, (logits_p, logits_q, out), logits_p.shape[0], logits_p.shape[1])

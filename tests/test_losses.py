@@ -1,0 +1,442 @@
+"""Likelihood losses and information measures: every backend against the
+numpy reference, the reference against torch, scipy and finite differences,
+hypothesis properties, and the bad-input errors."""
+import itertools
+
+import numpy as np
+import pytest
+import scipy.stats
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastmle
+from fastmle import _dispatch
+from fastmle.reference import losses as ref
+
+from cases import assert_same, hard_targets, option_grid, special_rows
+
+ROW_SHAPES = [(1, 1), (3, 1), (5, 7), (4, 8), (9, 9), (6, 33), (70, 1000), (2, 40000)]
+
+
+def tol(dtype):
+    # float32 kernels store exponentials in float32; the reference is float64
+    return (2e-5, 1e-6) if dtype == np.float32 else (1e-12, 1e-14)
+
+
+def logit_cases(dtype, rng):
+    for shape in ROW_SHAPES:
+        yield f"normal{shape}", (rng.standard_normal(shape) * 4).astype(dtype)
+    yield "special", special_rows(11, dtype)
+    yield "special-long", special_rows(3000, dtype)
+
+
+def check_close(got, want, dtype, err, scale=1.0):
+    rtol, atol = tol(dtype)
+    assert_same(np.asarray(got), np.asarray(want), rtol, atol * scale, err=err)
+
+
+def finite_scale(x):
+    return max(1.0, float(np.max(np.abs(x[np.isfinite(x)]), initial=0)))
+
+
+# ---------------------------------------------------------------- backends vs reference
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["class-index", "class-prob"])
+def test_cross_entropy_backends_match_reference(backend, dtype, rng, soft):
+    for label, x in logit_cases(dtype, rng):
+        rows, n = x.shape
+        target = (rng.dirichlet(np.ones(n), rows).astype(dtype) if soft
+                  else hard_targets(rows, n, rng))
+        for opt_label, kw in option_grid(n, rng, dtype):
+            want = fastmle.cross_entropy(x, target, return_grad=True, backend="numpy", **kw)
+            got = fastmle.cross_entropy(x, target, return_grad=True, backend=backend, **kw)
+            err = f"{backend} {label} {opt_label}"
+            check_close(got[0], want[0], dtype, err + " loss", finite_scale(x))
+            check_close(got[1], want[1], dtype, err + " grad")
+
+
+def test_nll_loss_backends_match_reference(backend, dtype, rng):
+    for label, x in logit_cases(dtype, rng):
+        lp = fastmle.log_softmax(x, axis=1, backend="numpy")
+        target = hard_targets(*x.shape, rng)
+        for opt_label, kw in option_grid(x.shape[1], rng, dtype):
+            want = fastmle.nll_loss(lp, target, return_grad=True, backend="numpy", **kw)
+            got = fastmle.nll_loss(lp, target, return_grad=True, backend=backend, **kw)
+            check_close(got[0], want[0], dtype, f"{backend} {label} {opt_label}", finite_scale(lp))
+            check_close(got[1], want[1], dtype, f"{backend} {label} {opt_label} grad")
+
+
+def test_cross_entropy_layouts(backend, dtype, rng):
+    """(N, C, d1, d2), unbatched (C,), strided views, and empty batches."""
+    x4 = rng.standard_normal((3, 5, 4, 2)).astype(dtype)
+    y4 = rng.integers(0, 5, (3, 4, 2))
+    base = rng.standard_normal((12, 20)).astype(dtype)
+    cases = [
+        ("4d", x4, y4),
+        ("4d-soft", x4, rng.dirichlet(np.ones(5), (3, 4, 2)).transpose(0, 3, 1, 2).astype(dtype)),
+        ("unbatched", x4[0, :, 0, 0].copy(), np.int64(3)),
+        ("strided", base[::2, ::3], rng.integers(0, 7, 6)),
+        ("fortran", np.asfortranarray(base), rng.integers(0, 20, 12)),
+        ("empty", np.zeros((0, 4), dtype), np.zeros(0, np.int64)),
+    ]
+    for label, x, y in cases:
+        for red in ["mean", "sum", "none"]:
+            want = fastmle.cross_entropy(x, y, reduction=red, return_grad=True, backend="numpy")
+            got = fastmle.cross_entropy(x, y, reduction=red, return_grad=True, backend=backend)
+            check_close(got[0], want[0], dtype, f"{backend} {label} {red}")
+            check_close(got[1], want[1], dtype, f"{backend} {label} {red} grad")
+            assert got[1].shape == x.shape
+
+
+def test_grad_out_in_place(backend, dtype, rng):
+    """grad_out=logits overwrites the logits with the gradient; other
+    grad_out buffers (also non-contiguous or N-d) receive it."""
+    x = rng.standard_normal((33, 17)).astype(dtype)
+    y = hard_targets(33, 17, rng)
+    want_loss, want_grad = fastmle.cross_entropy(x, y, label_smoothing=0.1, return_grad=True, backend="numpy")
+    inplace = x.copy()
+    loss, grad = fastmle.cross_entropy(inplace, y, label_smoothing=0.1, return_grad=True,
+                                       grad_out=inplace, backend=backend)
+    assert grad is inplace
+    check_close(loss, want_loss, dtype, "in-place loss")
+    check_close(inplace, want_grad, dtype, "in-place grad")
+    strided = np.zeros((33, 34), dtype)[:, ::2]
+    loss, grad = fastmle.cross_entropy(x, y, label_smoothing=0.1, return_grad=True, grad_out=strided,
+                                       backend=backend)
+    assert grad is strided
+    check_close(strided, want_grad, dtype, "strided grad_out")
+    x4 = rng.standard_normal((2, 5, 3)).astype(dtype)
+    y4 = rng.integers(0, 5, (2, 3))
+    want = fastmle.cross_entropy(x4, y4, return_grad=True, backend="numpy")[1]
+    x4_in = x4.copy()
+    fastmle.cross_entropy(x4_in, y4, return_grad=True, grad_out=x4_in, backend=backend)
+    check_close(x4_in, want, dtype, "N-d in place")
+
+
+def test_bce_backends_match_reference(backend, dtype, rng):
+    x = np.r_[rng.standard_normal(200) * 30, [np.inf, -np.inf, np.nan, 0.0, 1e-30, 200, -200]]
+    x = x.astype(dtype).reshape(3, -1)
+    t = rng.random(x.shape).astype(dtype)
+    t[0, :5] = [0, 1, 0, 1, 0.5]
+    weight = rng.random(x.shape[1]).astype(dtype)
+    pos_weight = (rng.random(x.shape[1]) * 3).astype(dtype)
+    for kw in [{}, {"weight": weight}, {"pos_weight": pos_weight}, {"weight": weight, "pos_weight": pos_weight}]:
+        for red in ["mean", "sum", "none"]:
+            want = fastmle.binary_cross_entropy_with_logits(x, t, reduction=red, return_grad=True,
+                                                            backend="numpy", **kw)
+            got = fastmle.binary_cross_entropy_with_logits(x, t, reduction=red, return_grad=True,
+                                                           backend=backend, **kw)
+            err = f"bce {backend} {sorted(kw)} {red}"
+            check_close(got[0], want[0], dtype, err, 200)
+            check_close(got[1], want[1], dtype, err + " grad")
+
+
+VAR_SHAPES = {"elementwise": (6, 5), "per-sample (N,1)": (6, 1), "per-sample (N,)": (6,), "scalar": ()}
+
+
+@pytest.mark.parametrize("var_kind", list(VAR_SHAPES))
+def test_gaussian_backends_match_reference(backend, dtype, rng, var_kind):
+    p = rng.standard_normal((6, 5)).astype(dtype)
+    t = rng.standard_normal((6, 5)).astype(dtype)
+    var = (rng.random(VAR_SHAPES[var_kind]) + 0.05).astype(dtype)
+    if var.ndim == 2 and var.shape[1] > 1:
+        var[0, 0] = 0.0  # clamped to eps
+    for full, red in itertools.product([False, True], ["mean", "sum", "none"]):
+        want = fastmle.gaussian_nll(p, t, var, full=full, reduction=red, return_grad=True, backend="numpy")
+        got = fastmle.gaussian_nll(p, t, var, full=full, reduction=red, return_grad=True, backend=backend)
+        for g, w, what in zip(got, want, ["loss", "grad_pred", "grad_var"]):
+            check_close(g, w, dtype, f"gaussian {backend} {var_kind} full={full} {red} {what}", 1e6)
+            assert np.shape(g) == np.shape(w)
+    want = fastmle.mse_loss(p, t, return_grad=True, backend="numpy")
+    got = fastmle.mse_loss(p, t, return_grad=True, backend=backend)
+    check_close(got[0], want[0], dtype, "mse")
+    check_close(got[1], want[1], dtype, "mse grad")
+
+
+def prob_cases(dtype, rng):
+    p = rng.random((7, 9)).astype(dtype)
+    p[0, :3] = 0
+    p[1] = 0
+    p[1, 4] = 2.0  # one-hot after normalization
+    q = rng.random((7, 9)).astype(dtype)
+    q[2, 5] = 0  # p > 0, q = 0: inf
+    q[3, :] = 0
+    q[3, 1] = 1
+    p[3, 1:] = 0
+    yield "rows", p, q
+    yield "long", rng.random((2, 20000)).astype(dtype), rng.random((2, 20000)).astype(dtype)
+    yield "3d", rng.random((3, 4, 5)).astype(dtype), rng.random((3, 4, 5)).astype(dtype)
+
+
+def test_information_measures_match_reference_and_scipy(backend, dtype, rng):
+    for label, p, q in prob_cases(dtype, rng):
+        for axis in range(-p.ndim, p.ndim):
+            err = f"{backend} {label} axis={axis}"
+            for base in [None, 2]:
+                want = scipy.stats.entropy(p, base=base, axis=axis)
+                check_close(fastmle.entropy(p, axis=axis, base=base, backend=backend),
+                            want.astype(dtype), dtype, "entropy " + err)
+            want = scipy.stats.entropy(p, q, axis=axis)
+            check_close(fastmle.kl_div(p, q, axis=axis, backend=backend), want.astype(dtype), dtype,
+                        "kl " + err)
+            with np.errstate(divide="ignore"):
+                zp, zq = np.log(p), np.log(q)  # logits whose softmax is p, q
+            want = scipy.stats.entropy(p, axis=axis)
+            check_close(fastmle.entropy_from_logits(zp, axis=axis, backend=backend), want.astype(dtype),
+                        dtype, "entropy_from_logits " + err, 10)
+            want = scipy.stats.entropy(p, q, axis=axis)
+            check_close(fastmle.kl_div_from_logits(zp, zq, axis=axis, backend=backend), want.astype(dtype),
+                        dtype, "kl_from_logits " + err, 10)
+
+
+def test_information_measures_special_values(backend, dtype):
+    x = np.array([[np.nan, 1, 1], [np.inf, 1, 1], [-np.inf, -np.inf, -np.inf], [1e30, 0, 0]], dtype)
+    for fn in ["entropy_from_logits"]:
+        want = getattr(fastmle, fn)(x, backend="numpy")
+        check_close(getattr(fastmle, fn)(x, backend=backend), want, dtype, fn)
+    p = np.array([[np.nan, 1, 1], [0, 0, 0], [1, 0, 0]], dtype)
+    check_close(fastmle.entropy(p, backend=backend), fastmle.entropy(p, backend="numpy"), dtype, "entropy")
+    check_close(fastmle.kl_div(p, p[::-1], backend=backend), fastmle.kl_div(p, p[::-1], backend="numpy"),
+                dtype, "kl")
+
+
+def test_perplexity(backend):
+    z = np.random.default_rng(3).standard_normal((50, 11))
+    y = np.arange(50) % 11
+    nll = fastmle.cross_entropy(z, y, reduction="none", backend=backend)
+    np.testing.assert_allclose(fastmle.perplexity_from_logits(z, y, backend=backend),
+                               np.exp(nll.mean()), rtol=1e-12)
+    np.testing.assert_allclose(fastmle.perplexity(nll), np.exp(nll.mean()), rtol=1e-12)
+    w = np.linspace(0, 1, 50)
+    np.testing.assert_allclose(fastmle.perplexity(nll, weights=w), np.exp(np.average(nll, weights=w)))
+
+
+# ---------------------------------------------------------------- linear cross-entropy
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, None])
+def test_linear_cross_entropy_matches_naive(backend, dtype, rng, chunk_size):
+    n, hidden, vocab = 40, 16, 300
+    h = rng.standard_normal((n, hidden)).astype(dtype)
+    W = (rng.standard_normal((vocab, hidden)) / 4).astype(dtype)
+    b = rng.standard_normal(vocab).astype(dtype)
+    y = hard_targets(n, vocab, rng)
+    for bias, eps, red in itertools.product([None, b], [0.0, 0.1], ["mean", "sum", "none"]):
+        logits = (h.astype(np.float64) @ W.T.astype(np.float64)) + (0 if bias is None else bias)
+        want_loss, dz = fastmle.cross_entropy(logits, y, label_smoothing=eps, reduction=red,
+                                              return_grad=True, backend="numpy")
+        got = fastmle.linear_cross_entropy(h, W, y, bias, label_smoothing=eps, reduction=red,
+                                           return_grad=True, chunk_size=chunk_size, backend=backend)
+        err = f"{backend} bias={bias is not None} eps={eps} {red}"
+        rtol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got[0], want_loss, rtol=rtol, atol=rtol, err_msg=err)
+        for g, w, what in [(got[1], dz @ W, "h"), (got[2], dz.T @ h, "W"),
+                           (got[3], None if bias is None else dz.sum(0), "bias")]:
+            if w is None:
+                assert g is None
+                continue
+            assert g.dtype == dtype and g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * np.abs(w).max(), err_msg=err + what)
+    assert fastmle.linear_cross_entropy(h, W, y, backend=backend).dtype == dtype
+
+
+def test_linear_cross_entropy_memory_is_bounded_by_the_chunk(backend):
+    """Peak numpy allocation (tracemalloc) stays at the outputs + one chunk
+    of logits + the 8 MiB W-gradient block, far below the N x V logits. (The
+    numpy reference backend works on float64 copies of each chunk: a few
+    chunks' worth, still bounded by the chunk.)"""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n, hidden, vocab = 4096, 16, 8192  # N x V float32 logits: 128 MiB
+    h = rng.standard_normal((n, hidden)).astype(np.float32)
+    W = rng.standard_normal((vocab, hidden)).astype(np.float32)
+    y = rng.integers(0, vocab, n)
+    chunk = 64
+    fastmle.linear_cross_entropy(h[:8], W, y[:8], return_grad=True, backend=backend)  # imports, compiles
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        out = fastmle.linear_cross_entropy(h, W, y, return_grad=True, chunk_size=chunk, backend=backend)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    extra = peak - sum(a.nbytes for a in out[1:3])
+    compiled = backend != "numpy"
+    assert extra <= chunk * vocab * 4 * (1 if compiled else 10) + 8 * 2**20 + 2**20, extra
+    if compiled:
+        assert extra < 0.1 * n * vocab * 4, extra
+
+
+# ---------------------------------------------------------------- reference vs finite differences
+
+
+def numeric_grad(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        g[idx] = (f(xp) - f(xm)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "cross_entropy_soft", "nll_loss", "bce", "gaussian"])
+def test_reference_gradients_match_finite_differences(name, rng):
+    x = rng.standard_normal((5, 4))
+    w = rng.random(4) + 0.2
+    y = np.array([0, 3, -100, 1, 2])
+    soft = rng.dirichlet(np.ones(4), 5)
+    var = rng.random((5, 1)) + 0.5
+    t = rng.random((5, 4))
+    f = {
+        "cross_entropy": lambda a, **kw: fastmle.cross_entropy(a, y, weight=w, label_smoothing=0.2,
+                                                               backend="numpy", **kw),
+        "cross_entropy_soft": lambda a, **kw: fastmle.cross_entropy(a, soft, weight=w, label_smoothing=0.1,
+                                                                    backend="numpy", **kw),
+        "nll_loss": lambda a, **kw: fastmle.nll_loss(a, y, weight=w, label_smoothing=0.3, reduction="sum",
+                                                     backend="numpy", **kw),
+        "bce": lambda a, **kw: fastmle.binary_cross_entropy_with_logits(
+            a * 5, t, weight=w, pos_weight=w * 2, backend="numpy", **kw),
+        "gaussian": lambda a, **kw: fastmle.gaussian_nll(a, t, var, backend="numpy", **kw),
+    }[name]
+    grad = f(x, return_grad=True)[1]
+    if name == "bce":
+        grad = grad * 5  # chain rule for the a * 5 above
+    np.testing.assert_allclose(grad, numeric_grad(lambda a: float(f(a)), x), rtol=1e-6, atol=1e-9)
+    if name == "gaussian":
+        gv = fastmle.gaussian_nll(x, t, var, return_grad=True, backend="numpy")[2]
+        num = numeric_grad(lambda v: float(fastmle.gaussian_nll(x, t, v, backend="numpy")), var)
+        np.testing.assert_allclose(gv, num, rtol=1e-6, atol=1e-9)
+
+
+# ---------------------------------------------------------------- properties
+
+finite = dict(allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def logits_and_targets(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rows = draw(st.integers(1, 12))
+    n = draw(st.sampled_from([1, 2, 7, 8, 9, 16, 31, 33, 64, 300]))
+    x = draw(hnp.arrays(dtype, (rows, n), elements=st.floats(-50, 50, width=32, **finite)))
+    y = draw(hnp.arrays(np.int64, rows, elements=st.integers(0, n - 1)))
+    return x, y
+
+
+@given(data=logits_and_targets(), backend=st.sampled_from(["c", "numba", "numpy"]),
+       eps=st.sampled_from([0.0, 0.1, 1.0]), shift=st.floats(-30, 30, **finite))
+def test_cross_entropy_properties(data, backend, eps, shift):
+    x, y = data
+    loss, grad = fastmle.cross_entropy(x, y, label_smoothing=eps, reduction="none", return_grad=True,
+                                       backend=backend)
+    rtol, atol = tol(x.dtype)
+    assert np.all(loss >= -atol * 100), "loss >= 0 for hard targets"
+    # each gradient row sums to 0 (softmax sums to 1, the target mass is 1)
+    np.testing.assert_allclose(grad.sum(axis=1, dtype=np.float64), 0, atol=atol * 100 * x.shape[1])
+    # invariant to adding a constant to a row
+    shifted = (x.astype(np.float64) + shift).astype(x.dtype)
+    loss2, grad2 = fastmle.cross_entropy(shifted, y, label_smoothing=eps, reduction="none",
+                                         return_grad=True, backend=backend)
+    scale = 1e-4 if x.dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(loss2, loss, atol=scale * (1 + np.abs(x).max() + abs(shift)))
+    np.testing.assert_allclose(grad2, grad, atol=scale * (1 + np.abs(x).max() + abs(shift)))
+    # cross_entropy(z) == nll_loss(log_softmax(z))
+    lp = fastmle.log_softmax(x, axis=1)
+    np.testing.assert_allclose(fastmle.nll_loss(lp, y, label_smoothing=eps, reduction="none", backend=backend),
+                               loss, rtol=rtol * 10, atol=scale)
+
+
+@given(x=hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 40)),
+                    elements=st.floats(-30, 30, **finite)),
+       backend=st.sampled_from(["c", "numba", "numpy"]))
+def test_information_properties(x, backend):
+    h = fastmle.entropy_from_logits(x, backend=backend)
+    assert np.all(h >= -1e-12) and np.all(h <= np.log(x.shape[1]) + 1e-12)
+    np.testing.assert_allclose(fastmle.kl_div_from_logits(x, x, backend=backend), 0, atol=1e-12)
+    assert np.all(fastmle.kl_div_from_logits(x, x[::-1], backend=backend) >= -1e-12)
+    p = fastmle.softmax(x, axis=1)
+    np.testing.assert_allclose(fastmle.entropy(p, backend=backend), h, rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+BAD_CROSS_ENTROPY = [
+    (dict(target=np.array([0, 5, 1])), ValueError, r"class index 5 at position \(1,\)"),
+    (dict(target=np.array([0, -3, 1])), ValueError, r"class index -3 at position \(1,\).*ignore_index \(-100\)"),
+    (dict(target=np.array([0.0, 1.0, 1.0])), TypeError, "class-index targets must be integers"),
+    (dict(target=np.array([0, 1])), ValueError, r"target shape \(2,\)"),
+    (dict(target=np.array(["a", "b", "c"])), TypeError, "integer array of class indices"),
+    (dict(weight=np.ones(4)), ValueError, r"weight must have shape \(5,\)"),
+    (dict(reduction="avg"), ValueError, "reduction must be one of"),
+    (dict(label_smoothing=1.5), ValueError, r"label_smoothing must be in \[0, 1\]"),
+    (dict(label_smoothing=-0.1), ValueError, r"label_smoothing must be in \[0, 1\]"),
+    (dict(x=np.ones((3, 5), np.int64)), TypeError, "floating-point"),
+    (dict(x=np.ones((3, 0))), ValueError, "no classes"),
+    (dict(x=np.float64(1.0), target=np.int64(0)), ValueError, "at least one dimension"),
+    (dict(grad_out=np.empty((3, 4))), ValueError, "grad_out has shape"),
+    (dict(grad_out=np.empty((3, 5), np.float32)), TypeError, "grad_out has dtype"),
+    (dict(grad_out=np.broadcast_to(np.empty(5), (3, 5))), ValueError, "read-only"),
+    (dict(grad_out=[[0.0] * 5] * 3), TypeError, "numpy.ndarray"),
+    (dict(return_grad=False, grad_out=np.empty((3, 5))), ValueError, "only used with return_grad"),
+    (dict(ignore_index=1.5), TypeError, "ignore_index must be an integer"),
+    (dict(backend="cuda"), ValueError, "available"),
+]
+
+
+@pytest.mark.parametrize("kw,exc,match", BAD_CROSS_ENTROPY, ids=[m for _, _, m in BAD_CROSS_ENTROPY])
+def test_cross_entropy_bad_input(kw, exc, match):
+    kw = dict(kw)
+    x = kw.pop("x", np.zeros((3, 5)))
+    target = kw.pop("target", np.array([0, 1, 2]))
+    kw.setdefault("return_grad", "grad_out" in kw)
+    before = x.copy()
+    with pytest.raises(exc, match=match):
+        fastmle.cross_entropy(x, target, **kw)
+    np.testing.assert_array_equal(x, before)  # nothing written
+
+
+def test_label_errors_name_the_position_in_nd_targets():
+    x = np.zeros((2, 3, 4, 5))
+    y = np.zeros((2, 4, 5), np.int64)
+    y[1, 2, 3] = 7
+    with pytest.raises(ValueError, match=r"class index 7 at position \(1, 2, 3\)"):
+        fastmle.cross_entropy(x, y)
+    with pytest.raises(TypeError, match="class probabilities use cross_entropy"):
+        fastmle.nll_loss(np.zeros((2, 3)), np.full((2, 3), 1 / 3))
+
+
+BAD_OTHERS = [
+    (lambda: fastmle.binary_cross_entropy_with_logits(np.zeros(3), np.zeros(4)), ValueError, "does not match"),
+    (lambda: fastmle.binary_cross_entropy_with_logits(np.zeros((2, 3)), np.zeros((2, 3)), pos_weight=np.ones(2)),
+     ValueError, "cannot be broadcast"),
+    (lambda: fastmle.binary_cross_entropy_with_logits(np.zeros(3, int), np.zeros(3)), TypeError, "floating"),
+    (lambda: fastmle.binary_cross_entropy_with_logits(np.zeros(3), np.zeros(3), reduction="max"), ValueError,
+     "reduction"),
+    (lambda: fastmle.gaussian_nll(np.zeros((2, 3)), np.zeros((2, 3)), -np.ones((2, 3))), ValueError, "negative"),
+    (lambda: fastmle.gaussian_nll(np.zeros((2, 3)), np.zeros((2, 3)), np.ones(3)), ValueError, "var has shape"),
+    (lambda: fastmle.gaussian_nll(np.zeros((2, 3)), np.zeros((2, 3)), 1.0, eps=0), ValueError, "eps"),
+    (lambda: fastmle.mse_loss(np.zeros(3), np.zeros(2)), ValueError, "does not match"),
+    (lambda: fastmle.entropy(np.array([0.5, -0.5, 1.0])), ValueError, "non-negative"),
+    (lambda: fastmle.kl_div(np.ones((2, 3)), np.ones((3, 3))), ValueError, "broadcast"),
+    (lambda: fastmle.entropy(np.ones((2, 3)), axis=(0, 1)), ValueError, "single axis"),
+    (lambda: fastmle.entropy(np.ones((2, 3)), axis=2), ValueError, "axis"),
+    (lambda: fastmle.perplexity(np.array([])), ValueError, "no tokens"),
+    (lambda: fastmle.linear_cross_entropy(np.zeros((4, 3)), np.zeros((5, 2)), np.zeros(4, int)), ValueError,
+     "same H"),
+    (lambda: fastmle.linear_cross_entropy(np.zeros((4, 3)), np.zeros((5, 3)), np.array([0, 1, 2, 9])),
+     ValueError, r"class index 9 at position \(3,\)"),
+    (lambda: fastmle.linear_cross_entropy(np.zeros((4, 3)), np.zeros((5, 3)), np.zeros(4, int), np.zeros(4)),
+     ValueError, r"bias must have shape \(5,\)"),
+    (lambda: fastmle.linear_cross_entropy(np.zeros((4, 3)), np.zeros((5, 3)), np.zeros(4, int), chunk_size=0),
+     ValueError, "chunk_size"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_OTHERS, ids=[m for _, _, m in BAD_OTHERS])
+def test_other_losses_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
