@@ -3,30 +3,22 @@
  * the body file (e.g. "special_kernels.h"), then include this header once
  * from the family's .c file: the body is instantiated for double and float
  * (fm_types.h), for baseline x86-64 (suffix _base) and, where
- * FM_MULTIVERSION, for AVX2+FMA (suffix _avx2, with FM_STREAM = 1 for
- * non-temporal stores). FM_PICK(name, args...) then calls the clone chosen at
- * run time (see runtime.c).
+ * FM_MULTIVERSION, for AVX2+FMA (suffix _avx2). FM_PICK(name, args...) then
+ * calls the clone chosen at run time (see runtime.c).
  */
 #include "fm_internal.h"
 #include "vexp.h"
-#if FM_MULTIVERSION
-#include <immintrin.h>
-#endif
 
 #define FM_ISA base
-#define FM_STREAM 0
 #include "fm_types.h"
 #undef FM_ISA
-#undef FM_STREAM
 
 #if FM_MULTIVERSION
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define FM_ISA avx2
-#define FM_STREAM 1
 #include "fm_types.h"
 #undef FM_ISA
-#undef FM_STREAM
 #pragma GCC pop_options
 #define FM_PICK(name, ...) \
     (fm_use_avx2 ? FM_CAT2(name, avx2)(__VA_ARGS__) : FM_CAT2(name, base)(__VA_ARGS__))

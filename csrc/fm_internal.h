@@ -26,9 +26,6 @@ extern int fm_use_avx2;
  * partial results are merged in chunk order, so the answer does not depend on
  * the number of threads. */
 #define FM_ROW_CHUNK 16384
-/* Outputs at least this large are written with non-temporal stores: they do
- * not fit in the caches anyway (glibc's memcpy uses a similar threshold). */
-#define FM_STREAM_MIN_BYTES (16.0 * 1024 * 1024)
 
 /* x86-64 with gcc or clang on glibc: compile each kernel twice, once for
  * baseline x86-64 and once with AVX2+FMA, and pick at run time. Elsewhere,

@@ -72,9 +72,7 @@ static double FN(row_exp_sum)(const FM_T *z, int64_t n, double m, FM_T *store, i
     for (int64_t j0 = 0; j0 < n; j0 += FM_BLOCK) {
         const int64_t len = n - j0 < FM_BLOCK ? n - j0 : FM_BLOCK;
         const FM_T *zb = z + j0;
-        if (next)
-            for (int64_t k = 0; k < len; k += 64 / sizeof(FM_T))
-                __builtin_prefetch(next + j0 + k);
+        FN(prefetch)(next ? next + j0 : NULL, len);
         if (want_c) {
             double bz = 0, bc = 0;
 #pragma omp simd reduction(+ : bz, bc)
@@ -177,12 +175,6 @@ static double FN(nll_row)(const FM_T *lp, int64_t y, const FM_T *w, int64_t n, d
         g[y] = (FM_T)(G * wy - gs * (1.0 - eps) * wy);
     }
     return loss;
-}
-
-/* Row i + 1 of x (what the thread with row i most likely does next), or NULL. */
-static const FM_T *FN(next_row)(const FM_T *x, int64_t i, int64_t rows, int64_t n)
-{
-    return i + 1 < rows ? x + (i + 1) * n : NULL;
 }
 
 static void FN(ignored_row)(double *loss, FM_T *g, int64_t n)

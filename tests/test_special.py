@@ -266,10 +266,10 @@ def test_c_baseline_instruction_set_matches_reference(dtype, rng):
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
-def test_large_output_streamed_same_bits(name, backend, dtype, rng):
-    """Outputs of 16 MB and more are written with non-temporal stores (C on
-    AVX2); the result must be bit-identical to computing the rows in small
-    pieces, including into an out= that is not 32-byte aligned."""
+def test_large_output_same_bits_as_pieces(name, backend, dtype, rng):
+    """A large output (rows spread over the threads, the next row prefetched)
+    is bit-identical to computing the rows in small pieces, including into an
+    out= that is not 32-byte aligned."""
     rows = (16 * 2**20) // (1000 * np.dtype(dtype).itemsize) + 3
     x = rng.standard_normal((rows, 1000)).astype(dtype)
     flat = np.empty(x.size + 1, dtype)
@@ -279,4 +279,4 @@ def test_large_output_streamed_same_bits(name, backend, dtype, rng):
                              for i in range(0, rows, 100)])
     np.testing.assert_array_equal(out, pieces)
     rtol, atol = tol(dtype)
-    assert_same(out, call(name, x, -1, "numpy"), rtol, atol * 10, err=f"{name} {backend} streamed")
+    assert_same(out, call(name, x, -1, "numpy"), rtol, atol * 10, err=f"{name} {backend} large")
