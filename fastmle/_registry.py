@@ -26,7 +26,7 @@ class Kernel:
     shapes: Tuple[tuple, ...] = ROW_SHAPES  # benchmarked shapes; the first is the default
     smoke_shape: tuple = (64, 100)  # small shape for running the benchmarks as tests
     in_default_bench: bool = True  # False: `python -m fastmle bench` runs it only when named
-    track_memory: bool = False  # bench also reports the peak of numpy allocations
+    track_memory: bool = False  # bench also reports the working memory (numpy allocations)
 
 
 def _logits(shape, dtype, rng):

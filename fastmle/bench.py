@@ -7,8 +7,8 @@ second), the ratio to the kernel's numpy baseline (for the row kernels the
 roofline: np.copyto of the input for kernels writing an array, np.sum for
 reductions, so 1.0 means as fast as just moving the memory; for
 linear_cross_entropy the naive numpy computation), the speed-up over scipy
-and torch, and for linear_cross_entropy the peak of numpy allocations during
-one call.
+and torch, and for linear_cross_entropy the working memory of one call (peak
+numpy allocations minus the returned arrays).
 """
 import json
 import time
@@ -36,26 +36,26 @@ def median_times(fns, repeat):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def peak_allocation(fn):
-    """Peak bytes of numpy (and Python) allocations made during one call of fn,
-    beyond what was allocated before it (tracemalloc sees numpy's buffers)."""
+def extra_allocation(fn):
+    """Peak bytes of numpy (and Python) allocations during one call of fn,
+    beyond what was allocated before it and beyond the arrays it returns:
+    the working memory the call needed (tracemalloc sees numpy's buffers)."""
     tracemalloc.start()
     try:
-        tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
         result = fn()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    del result
-    return peak - before
+    returned = result if isinstance(result, (tuple, list)) else (result,)
+    return peak - before - sum(a.nbytes for a in returned if isinstance(a, np.ndarray))
 
 
 def measure(kernel, shape, dtype, repeat, rng):
-    """({implementation: seconds}, {implementation: peak bytes or None}) for
-    one kernel, shape and dtype. Peaks are measured for kernels with
-    track_memory, and only for numpy-based implementations (tracemalloc does
-    not see torch's allocator)."""
+    """({implementation: seconds}, {implementation: extra bytes or None}) for
+    one kernel, shape and dtype. Working memory (extra_allocation) is measured
+    for kernels with track_memory, and only for numpy-based implementations
+    (tracemalloc does not see torch's allocator)."""
     inputs = kernel.make_inputs(shape, dtype, rng)
     fns = {"numpy " + kernel.baseline: baseline(kernel, inputs)}
     for name in _dispatch.available_backends():
@@ -63,9 +63,9 @@ def measure(kernel, shape, dtype, repeat, rng):
     for name, peer in available_peers(kernel).items():
         fns[name] = lambda peer=peer: peer(inputs)
     times = median_times(fns, repeat)
-    peaks = {name: (peak_allocation(fn) if kernel.track_memory and name.startswith(("numpy", "fastmle"))
+    extra = {name: (extra_allocation(fn) if kernel.track_memory and name.startswith(("numpy", "fastmle"))
                     else None) for name, fn in fns.items()}
-    return times, peaks
+    return times, extra
 
 
 def _parse_shape(text):
@@ -90,7 +90,7 @@ def run(args):
     print(f"fastmle bench: {threads} threads, median of {args.repeat} "
           f"(backends: {', '.join(_dispatch.available_backends())})")
     header = (f"{'kernel':<20} {'shape':<15} {'dtype':<8} {'implementation':<16} {'ms':>9} {'GB/s':>7} "
-              f"{'x baseline':>10} {'vs scipy':>9} {'vs torch':>9} {'peak MiB':>9}")
+              f"{'x baseline':>10} {'vs scipy':>9} {'vs torch':>9} {'extra MiB':>9}")
     print(header)
     print("-" * len(header))
     records = []
@@ -101,7 +101,7 @@ def run(args):
             shape = _parse_shape(args.shape)
         shape_text = "x".join(map(str, shape))
         for dtype in args.dtypes:
-            times, peaks = measure(kernel, shape, np.dtype(dtype), args.repeat, rng)
+            times, extra = measure(kernel, shape, np.dtype(dtype), args.repeat, rng)
             nbytes = kernel.bytes_moved(shape, dtype)
             roof = times["numpy " + kernel.baseline]
             for impl, t in times.items():
@@ -110,12 +110,12 @@ def run(args):
                        "x_baseline": t / roof,
                        "speedup_vs_scipy": times["scipy"] / t if "scipy" in times else None,
                        "speedup_vs_torch": times["torch"] / t if "torch" in times else None,
-                       "peak_bytes": peaks[impl]}
+                       "extra_bytes": extra[impl]}
                 records.append(rec)
                 fmt = lambda v, scale=1: f"{v / scale:9.2f}" if v is not None else f"{'-':>9}"
                 print(f"{name:<20} {shape_text:<15} {dtype:<8} {impl:<16} {t * 1e3:9.2f} {rec['GB/s']:7.1f} "
                       f"{rec['x_baseline']:10.2f} {fmt(rec['speedup_vs_scipy'])} "
-                      f"{fmt(rec['speedup_vs_torch'])} {fmt(rec['peak_bytes'], 2**20)}")
+                      f"{fmt(rec['speedup_vs_torch'])} {fmt(rec['extra_bytes'], 2**20)}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
