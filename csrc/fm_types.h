@@ -3,8 +3,12 @@
  * fm_instantiate.h. Included without FM_DOUBLE, this file includes itself
  * twice, with FM_DOUBLE 1 (double) and 0 (float); each of those inclusions
  * defines the type macros, includes the body and undefines them again.
- * It defines FM_T (element type), FM_SUF (f64 / f32) and FM_EXPFN (the
- * vectorizable exponential of that type, vexp.h). */
+ * It defines FM_T (element type), FM_SUF (f64 / f32), FM_EXPFN (the
+ * vectorizable exponential of that type, vexp.h), FM_EXPFN_SUM (the one for
+ * shifted arguments x - max whose exponentials are only summed in double:
+ * for float, subnormal results flushed, see fm_expf_nonpos_flush) and
+ * FM_LSE_SPLIT (whether logsumexp keeps the max terms out of its sum for
+ * log1p: needed in double, below float's precision otherwise). */
 #ifndef FM_DOUBLE
 #define FM_DOUBLE 1
 #include "fm_types.h"
@@ -15,14 +19,20 @@
 #define FM_T double
 #define FM_SUF f64
 #define FM_EXPFN fm_exp
+#define FM_EXPFN_SUM fm_exp
+#define FM_LSE_SPLIT 1
 #else
 #define FM_T float
 #define FM_SUF f32
 #define FM_EXPFN fm_expf
+#define FM_EXPFN_SUM fm_expf_nonpos_flush
+#define FM_LSE_SPLIT 0
 #endif
 #include FM_BODY
 #undef FM_T
 #undef FM_SUF
 #undef FM_EXPFN
+#undef FM_EXPFN_SUM
+#undef FM_LSE_SPLIT
 #undef FM_DOUBLE
 #endif

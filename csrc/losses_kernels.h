@@ -85,10 +85,16 @@ static double FN(row_exp_sum)(const FM_T *z, int64_t n, double m, FM_T *store, i
             fm_ksum_add(&kc, bc);
         }
         /* exponentials at full width, then summed in double */
-        FM_T *e = store ? store + j0 : buf;
+        if (store) {
 #pragma omp simd
-        for (int64_t k = 0; k < len; k++)
-            e[k] = FM_EXPFN(zb[k] - sh);
+            for (int64_t k = 0; k < len; k++)
+                store[j0 + k] = FM_EXPFN(zb[k] - sh);
+        } else {   /* only summed: see FM_EXPFN_SUM in fm_types.h */
+#pragma omp simd
+            for (int64_t k = 0; k < len; k++)
+                buf[k] = FM_EXPFN_SUM(zb[k] - sh);
+        }
+        const FM_T *e = store ? store + j0 : buf;
         double bs = 0;
 #pragma omp simd reduction(+ : bs)
         for (int64_t k = 0; k < len; k++)

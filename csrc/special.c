@@ -40,9 +40,16 @@ __attribute__((target("avx2,fma"))) static void exp_f64_avx2(const double *x, do
 { FM_EXP_LOOP(double, fm_exp) }
 __attribute__((target("avx2,fma"))) static void exp_f32_avx2(const float *x, float *out, int64_t n)
 { FM_EXP_LOOP(float, fm_expf) }
+__attribute__((target("avx2,fma"))) static void exp_nonpos_flush_f32_avx2(const float *x, float *out,
+                                                                         int64_t n)
+{ FM_EXP_LOOP(float, fm_expf_nonpos_flush) }
 #endif
 static void exp_f64_base(const double *x, double *out, int64_t n) { FM_EXP_LOOP(double, fm_exp) }
 static void exp_f32_base(const float *x, float *out, int64_t n) { FM_EXP_LOOP(float, fm_expf) }
+static void exp_nonpos_flush_f32_base(const float *x, float *out, int64_t n)
+{ FM_EXP_LOOP(float, fm_expf_nonpos_flush) }
 
 void fm_exp_f64(const double *x, double *out, int64_t n) { FM_PICK(exp_f64, x, out, n); }
 void fm_exp_f32(const float *x, float *out, int64_t n) { FM_PICK(exp_f32, x, out, n); }
+void fm_exp_nonpos_flush_f32(const float *x, float *out, int64_t n)
+{ FM_PICK(exp_nonpos_flush_f32, x, out, n); }

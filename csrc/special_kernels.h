@@ -43,10 +43,14 @@ static void FN(seg_sum_exp)(const FM_T *x, int64_t n, double shift, FM_T *store,
                 e[j - j0] = d == 0 ? (FM_T)0 : v;
                 bc += d == 0 ? (FM_T)1 : (FM_T)0;
             }
-        } else {
+        } else if (store) {
 #pragma omp simd
             for (int64_t j = j0; j < j1; j++)
                 e[j - j0] = FM_EXPFN(x[j] - sh);
+        } else {   /* only summed: see FM_EXPFN_SUM in fm_types.h */
+#pragma omp simd
+            for (int64_t j = j0; j < j1; j++)
+                e[j - j0] = FM_EXPFN_SUM(x[j] - sh);
         }
 #pragma omp simd reduction(+ : bs)
         for (int64_t k = 0; k < j1 - j0; k++)
@@ -226,10 +230,12 @@ static void FN(logsumexp_row)(const FM_T *a, int64_t n, int parallel, FM_T *out,
     double m = FN(row_max)(a, NULL, n, parallel);
     fm_ksum s = {0, 0}, unused = {0, 0};
     double cnt = 0;
-    FN(row_sum_exp)(a, NULL, n, m, NULL, parallel, &s, &unused, &cnt, next);
+    FN(row_sum_exp)(a, NULL, n, m, NULL, parallel, &s, &unused, FM_LSE_SPLIT ? &cnt : NULL, next);
     /* accurate form (Blanchard, Higham & Higham 2021): the max terms are kept
-     * out of the sum, so log1p sees the small remainder */
-    double r = (log1p(fm_ksum_value(&s) / cnt) + log(cnt)) + m;
+     * out of the sum, so log1p sees the small remainder. For float rows the
+     * double sum already carries 29 bits more than the result needs. */
+    double r = FM_LSE_SPLIT ? (log1p(fm_ksum_value(&s) / cnt) + log(cnt)) + m
+                            : log(fm_ksum_value(&s)) + m;
     if (!isfinite(r))   /* inf or NaN present, or all -inf */
         r = log(FN(seg_sum_exp_direct)(a, NULL, n));
     *out = (FM_T)r;

@@ -65,6 +65,11 @@ def exp(x, out):
     getattr(lib, f"fm_exp_{_SUFFIX[x.dtype]}")(_ptr(x), _ptr(out), x.shape[0])
 
 
+def exp_nonpos_flush(x, out):
+    """out[:] = exp(x) for float32 x <= 0 as logsumexp's sums use it (for tests)."""
+    lib.fm_exp_nonpos_flush_f32(_ptr(x), _ptr(out), x.shape[0])
+
+
 # ---- family "losses" (csrc/losses.c) ----
 
 def nll_rows(log_probs, target, weight, ignore_index, smoothing, grad_scale, loss, grad):

@@ -56,3 +56,28 @@ def test_exp_within_1_5_ulp(dtype):
         assert err.max() <= 1.5, (name, float(err.max()), x[~special][err.argmax()])
         tested.append(name)
     assert "numba" in tested and (_c.lib is None or "c-simd1" in tested)
+
+
+def flush_exps():
+    yield "numba", numba_vexp.exp_nonpos_flush
+    if _c.lib is not None:
+        yield "c", _c.exp_nonpos_flush
+
+
+def test_flushing_exp_for_sums():
+    """The float32 exponential of logsumexp's sums (arguments x - max <= 0):
+    bit-identical to the full one wherever the result is at least FLT_MIN,
+    0 or the full result below, NaN for NaN."""
+    x = np.concatenate([np.linspace(-110.0, 0.0, 1_000_003), [-np.inf, np.nan, -0.0, -87.3365479, -87.33654]])
+    x = x.astype(np.float32)
+    full = np.empty_like(x)
+    numba_vexp.exp(x, full)
+    normal = full >= np.finfo(np.float32).tiny
+    for name, exp in flush_exps():
+        out = np.full_like(x, 7.0)
+        exp(x, out)
+        np.testing.assert_array_equal(out[normal], full[normal], err_msg=name)
+        tiny = ~normal & ~np.isnan(x)
+        assert np.all((out[tiny] == 0) | (out[tiny] == full[tiny])), name
+        assert np.all(out[x < -87.34] == 0), name
+        assert np.isnan(out[np.isnan(x)]).all(), name

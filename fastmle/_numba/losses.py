@@ -12,78 +12,22 @@ gradient, gradients); every sum is accumulated in float64 and merged with
 Neumaier compensation, and per-row/per-element losses are float64. Rows are
 independent and each row is processed sequentially in a fixed order, so the
 result does not depend on the thread count. The hot path (cross-entropy)
-uses special.py's scheme (exponentials of a block of BLOCK written in the
-element type, then summed in float64) with block helpers that take slices
-(see below) and a vectorizable max; the information measures and the
-elementwise losses compute in float64 with np.log/np.exp (no speed goal).
-Only the entry points are parallel; they share one inlined driver (_drive).
+uses special.py's segment kernels (max, and exponentials of a block of BLOCK
+written in the element type, then summed in float64, with the next row
+prefetched); the information measures and the elementwise losses compute in
+float64 with np.log/np.exp (no speed goal). Only the entry points are
+parallel; they share special.py's inlined driver (_drive).
 """
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit
 
-from .special import (_EXACT, _SUM, BLOCK, PARALLEL_MIN_ELEMENTS, _block_sum, _sigs,
-                      ksum_add, ksum_value)
-from .vexp import vexp_same
-
-_ENTRY = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
-_ROW = dict(cache=True, error_model="numpy")
-SPAN_ELEMENTS = 16384  # rows (or elements) per parallel task: about this many elements
-
-
-@njit(**_ROW)
-def _spans(rows, n):
-    """(rows per task, tasks); one task means: run serially."""
-    per = max(1, SPAN_ELEMENTS // max(n, 1))
-    tasks = (rows + per - 1) // per
-    if rows * n < PARALLEL_MIN_ELEMENTS:
-        return rows, 1
-    return per, tasks
-
-
-@njit(inline="always", **_ROW)
-def _drive(span, args, rows, n):
-    """span(args, r0, r1) over rows [0, rows) of n elements: serially for small
-    inputs, else in tasks shared by the threads. Inlined (at Numba level) into
-    each entry point, so that the entry's parallel=True turns prange parallel."""
-    per, tasks = _spans(rows, n)
-    if tasks == 1:
-        span(args, 0, rows)
-    else:
-        for k in prange(tasks):
-            span(args, k * per, min(rows, (k + 1) * per))
-
-
-@intrinsic
-def _maxnum(typingctx, a, b):
-    """llvm.maxnum: the larger of a and b, ignoring a NaN operand (as
-    special.seg_max's select, which LLVM does not vectorize; this it does)."""
-    if a != b or a not in (types.float32, types.float64):
-        return None
-
-    def codegen(context, builder, signature, args):
-        lt = args[0].type
-        fn = builder.module.declare_intrinsic("llvm.maxnum", [lt], ir.FunctionType(lt, [lt, lt]))
-        return builder.call(fn, args)
-
-    return a(a, b), codegen
-
-
-@njit(**_ROW)
-def seg_max(x):
-    """Largest element, ignoring NaN (-inf if none), as special.seg_max."""
-    m = x.dtype.type(-np.inf)
-    for j in range(x.shape[0]):
-        m = _maxnum(m, x[j])
-    return np.float64(m)
+from .special import (_ENTRY, _EXACT, _ROW, _SUM, BLOCK, _drive, _next_row, _sigs, ksum_add,
+                      ksum_value, seg_max, seg_sum_exp)
 
 
 # ---- float64 sums over a row, in blocks of BLOCK merged with compensation ----
 
-# Block helpers take slices and loop from 0: with range(j0, j1) Numba cannot
-# rule out negative indices, and its wraparound selects turn vector loads
-# into element-by-element inserts.
+# Block helpers take slices and loop from 0 (see special.py).
 
 @njit(fastmath=_SUM, **_ROW)
 def _block_wdiff(z, w, m):
@@ -108,37 +52,11 @@ def seg_wdiff(z, w, m):
     return ksum_value(s, c)
 
 
-@njit(fastmath=_EXACT, **_ROW)
-def _block_exp_to(x, sh, buf):
-    for k in range(x.shape[0]):
-        buf[k] = vexp_same(x[k] - sh)
-
-
-@njit(fastmath=_EXACT, **_ROW)
-def _block_exp_self(buf, sh):
-    """buf = exp(buf - sh): one array, so LLVM vectorizes it without the
-    overlap check that sends an in-place two-array loop to its scalar path."""
-    for k in range(buf.shape[0]):
-        buf[k] = vexp_same(buf[k] - sh)
-
-
 @njit(**_ROW)
-def seg_exp_sum(x, shift, store, buf):
-    """sum of exp(x - shift) in float64; the exponentials (element type) are
-    written to store when it has elements, else to the BLOCK scratch buf.
-    store may be x itself."""
-    sh = x.dtype.type(shift)  # exact: shift is an element or 0
-    n = x.shape[0]
-    inplace = store.shape[0] > 0 and store.ctypes.data == x.ctypes.data
-    s = c = 0.0
-    for j0 in range(0, n, BLOCK):
-        j1 = min(j0 + BLOCK, n)
-        dst = store[j0:j1] if store.shape[0] else buf
-        if inplace:
-            _block_exp_self(dst, sh)
-        else:
-            _block_exp_to(x[j0:j1], sh, dst)
-        s, c = ksum_add(s, c, _block_sum(dst, j1 - j0))
+def seg_exp_sum(x, shift, store, buf, nxt):
+    """sum of exp(x - shift) in float64 (see special.seg_sum_exp; store may
+    be x itself)."""
+    s, c, _ = seg_sum_exp(x, shift, store, buf, False, nxt)
     return ksum_value(s, c)
 
 
@@ -183,14 +101,14 @@ def seg_affine(g, a, b, w):
 
 
 @njit(**_ROW)
-def _ce_row(z, y, w, eps, gs, g, total, buf):
+def _ce_row(z, y, w, eps, gs, g, total, buf, nxt):
     """Loss of one row of logits; with g (which may be z) its gradient."""
     n = z.shape[0]
     m = seg_max(z)
     wy = _weight(w, y)
     zy = np.float64(z[y])
     smooth = seg_wdiff(z, w, m) if eps else 0.0  # before g overwrites z
-    s = seg_exp_sum(z, m, g, buf)
+    s = seg_exp_sum(z, m, g, buf, nxt)
     ls = np.log(s)
     r = (1.0 - eps) * wy * ((m - zy) + ls)
     if eps:
@@ -216,7 +134,7 @@ def _class_span(args, r0, r1, logits):
             loss[i] = 0.0
             g[:] = 0
         elif logits:
-            loss[i] = _ce_row(x[i], y, w, eps, gs, g, total, buf)
+            loss[i] = _ce_row(x[i], y, w, eps, gs, g, total, buf, _next_row(x, i))
         else:
             loss[i] = _nll_row(x[i], y, w, eps, gs, g, gw)
 
@@ -265,7 +183,7 @@ def _block_soft(z, t, w, m, a, b):
 
 
 @njit(**_ROW)
-def _soft_row(z, t, w, eps, gs, g, buf):
+def _soft_row(z, t, w, eps, gs, g, buf, nxt):
     """Loss of one row against target probabilities t; with g (which may be
     z) its gradient. wt_c = w_c * ((1 - eps) * t_c + eps / n)."""
     n = z.shape[0]
@@ -279,7 +197,7 @@ def _soft_row(z, t, w, eps, gs, g, buf):
         s1, c1 = ksum_add(s1, c1, bs)
         s2, c2 = ksum_add(s2, c2, bw)
     wsum = ksum_value(s2, c2)
-    s = seg_exp_sum(z, m, g, buf)
+    s = seg_exp_sum(z, m, g, buf, nxt)
     if g.shape[0]:
         f = wsum / s
         for j in range(n):
@@ -293,7 +211,7 @@ def _soft_span(args, r0, r1):
     buf = np.empty(BLOCK, x.dtype)
     for i in range(r0, r1):
         g = grad[i] if grad.shape[0] else x[i, :0]
-        loss[i] = _soft_row(x[i], t[i], w, eps, gs, g, buf)
+        loss[i] = _soft_row(x[i], t[i], w, eps, gs, g, buf, _next_row(x, i))
 
 
 @njit(_sigs("void({T}[:, ::1], {T}[:, ::1], {T}[::1], float64, float64, float64[::1], {T}[:, ::1])"),

@@ -85,8 +85,9 @@ def vexp(x):
 
 
 @njit(fastmath=_EXACT, cache=True, error_model="numpy")
-def vexpf(x):
-    """exp(x) for float32 within 1.5 ulp of exact; inf, -inf, NaN and subnormals as numpy."""
+def _vexpf_reduced(x):
+    """(n, p): n = round(x / ln2) as a float, p = exp(x - n ln2); the core
+    shared by the float32 exponentials."""
     kd = (x * np.float32(1.44269504088896341) + _SHIFT32) - _SHIFT32
     r = (x - kd * np.float32(0.693359375)) - kd * np.float32(-2.12194440e-4)
     p = np.float32(1.9875691500e-4)
@@ -95,14 +96,36 @@ def vexpf(x):
     p = p * r + np.float32(4.1665795894e-2)
     p = p * r + np.float32(1.6666665459e-1)
     p = p * r + np.float32(5.0000001201e-1)
-    p = (p * r) * r + r + np.float32(1.0)
+    return kd, (p * r) * r + r + np.float32(1.0)
+
+
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def _pow2f_shifted(k_shifted):
+    """2^k from k + _SHIFT32 (k integral in [-126, 127] in the low bits)."""
+    return u32_as_f32((f32_as_u32(k_shifted) + np.uint32(127)) << np.uint32(23))
+
+
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def vexpf(x):
+    """exp(x) for float32 within 1.5 ulp of exact; inf, -inf, NaN and subnormals as numpy."""
+    kd, p = _vexpf_reduced(x)
     kh = kd * np.float32(0.5) + _SHIFT32
     kl = (kd - (kh - _SHIFT32)) + _SHIFT32
-    s1 = u32_as_f32((f32_as_u32(kh) + np.uint32(127)) << np.uint32(23))
-    s2 = u32_as_f32((f32_as_u32(kl) + np.uint32(127)) << np.uint32(23))
-    y = (p * s1) * s2
+    y = (p * _pow2f_shifted(kh)) * _pow2f_shifted(kl)
     y = np.float32(np.inf) if x > np.float32(88.7228394) else y  # ln(FLT_MAX)
     y = np.float32(0.0) if x < np.float32(-103.972084) else y
+    return x if x != x else y
+
+
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def vexpf_nonpos_flush(x):
+    """exp(x) for float32 x <= 0 (or NaN) whose result is only summed in
+    float64 next to a term equal to 1 (logsumexp): results below FLT_MIN are
+    flushed to 0 and 2^n is one factor, as csrc/vexp.h's fm_expf_nonpos_flush;
+    normal results are bit-identical to vexpf's."""
+    kd, p = _vexpf_reduced(x)
+    y = p * _pow2f_shifted(kd + _SHIFT32)
+    y = np.float32(0.0) if x < np.float32(-87.3365479) else y  # ln(FLT_MIN)
     return x if x != x else y
 
 
@@ -116,6 +139,26 @@ def _vexp_same(x):
     if x == types.float32:
         return lambda x: vexpf(x)
     return lambda x: vexp(x)
+
+
+def vexp_sum(x):
+    """exp(x - max) whose result is only summed: vexpf_nonpos_flush for
+    float32, vexp for float64 (csrc/fm_types.h's FM_EXPFN_SUM)."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(vexp_sum, inline="always", fastmath=_EXACT)
+def _vexp_sum(x):
+    if x == types.float32:
+        return lambda x: vexpf_nonpos_flush(x)
+    return lambda x: vexp(x)
+
+
+@njit("void(float32[::1], float32[::1])", fastmath=_EXACT, cache=True, nogil=True, error_model="numpy")
+def exp_nonpos_flush(x, out):
+    """out[:] = vexpf_nonpos_flush(x) (exposed for tests)."""
+    for i in range(x.shape[0]):
+        out[i] = vexpf_nonpos_flush(x[i])
 
 
 @njit(["void(float64[::1], float64[::1])", "void(float32[::1], float32[::1])"],
