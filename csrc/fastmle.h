@@ -28,6 +28,8 @@ const char *fm_simd_name(void);
 /* ---- vectorized exponential (csrc/vexp.h), exposed for testing ---- */
 void fm_exp_f64(const double *x, double *out, int64_t n);
 void fm_exp_f32(const float *x, float *out, int64_t n);
+void fm_exp_normal_f64(const double *x, double *out, int64_t n);   /* x in [-708.39, 0] */
+void fm_exp_normal_f32(const float *x, float *out, int64_t n);     /* x in [-87.3365, 0] */
 void fm_exp_nonpos_flush_f32(const float *x, float *out, int64_t n);   /* x <= 0, FLT_MIN flush */
 
 /* ---- family "special": log-sum-exp, softmax, log-softmax (csrc/special.c) ---- */

@@ -14,6 +14,27 @@ static double FN(seg_max)(const FM_T *x, int64_t n)
     return (double)m;
 }
 
+/* Largest element (returned) and smallest (*lo), both ignoring NaN. */
+static double FN(seg_max_min)(const FM_T *x, int64_t n, double *lo)
+{
+    FM_T m = -INFINITY, l = INFINITY;
+#pragma omp simd reduction(max : m) reduction(min : l)
+    for (int64_t j = 0; j < n; j++) {
+        m = x[j] > m ? x[j] : m;
+        l = x[j] < l ? x[j] : l;
+    }
+    *lo = (double)l;
+    return (double)m;
+}
+
+/* Whether every exp(x - max) of a row with this max and min is a normal
+ * number, so FM_EXPFN_NORMAL gives the same bits as FM_EXPFN. (Not for rows
+ * with inf or only -inf: max - min is then inf or NaN.) */
+static inline int FN(exp_normal_ok)(double max, double min)
+{
+    return max - min <= FM_EXP_NORMAL_RANGE;
+}
+
 /* Row i + 1 of the (rows, n) array x, what the thread working on row i most
  * likely reads next, or NULL after the last row. */
 static const FM_T *FN(next_row)(const FM_T *x, int64_t i, int64_t rows, int64_t n)

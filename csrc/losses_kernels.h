@@ -61,10 +61,11 @@ static inline double FN(coef)(const FM_T *w, const FM_T *t, double a, double b, 
  * *csum = sum c_j (c_j = coef(w, t, a, b, j)), read before store is written.
  * next (or NULL): the row to be processed after this one, n elements, pulled
  * into the cache while the exponentials are computed, so that memory and
- * arithmetic overlap. */
+ * arithmetic overlap. normal: every exp(z - m) is normal (exp_normal_ok),
+ * so the stored exponentials may come from FM_EXPFN_NORMAL (same bits). */
 static double FN(row_exp_sum)(const FM_T *z, int64_t n, double m, FM_T *store, int want_c,
                               const FM_T *w, const FM_T *t, double a, double b,
-                              double *cz, double *csum, const FM_T *next)
+                              double *cz, double *csum, const FM_T *next, int normal)
 {
     const FM_T sh = (FM_T)m;   /* exact: m is an element */
     fm_ksum ks = {0, 0}, kz = {0, 0}, kc = {0, 0};
@@ -85,7 +86,11 @@ static double FN(row_exp_sum)(const FM_T *z, int64_t n, double m, FM_T *store, i
             fm_ksum_add(&kc, bc);
         }
         /* exponentials at full width, then summed in double */
-        if (store) {
+        if (store && normal) {   /* same bits, cheaper: see exp_normal_ok */
+#pragma omp simd
+            for (int64_t k = 0; k < len; k++)
+                store[j0 + k] = FM_EXPFN_NORMAL(zb[k] - sh);
+        } else if (store) {
 #pragma omp simd
             for (int64_t k = 0; k < len; k++)
                 store[j0 + k] = FM_EXPFN(zb[k] - sh);
@@ -139,11 +144,13 @@ static double FN(ce_row)(const FM_T *z, const FM_T *t, int64_t y, const FM_T *w,
                          double eps, double W, double gs, FM_T *g, const FM_T *next)
 {
     const double a = 1.0 - eps, b = eps / (double)n;
-    const double m = FN(seg_max)(z, n);
+    double lo;
+    const double m = FN(seg_max_min)(z, n, &lo);
     const double zy = t ? 0.0 : (double)z[y] - m;   /* before g (maybe z) is written */
     const double wy = t || !w ? 1.0 : (double)w[y];
     double cz, csum;
-    const double s = FN(row_exp_sum)(z, n, m, g, t || eps != 0, w, t, a, b, &cz, &csum, next);
+    const double s = FN(row_exp_sum)(z, n, m, g, t || eps != 0, w, t, a, b, &cz, &csum, next,
+                                     FN(exp_normal_ok)(m, lo));
     const double L = log(s);
     double loss;
     if (t) {

@@ -30,26 +30,26 @@ void log_softmax_f64(const double *x, int64_t rows, int64_t n, double *out)
 void log_softmax_f32(const float *x, int64_t rows, int64_t n, float *out)
 { FM_PICK(log_softmax_f32, x, rows, n, out); }
 
-/* The exponential on its own, so tests can check it over the whole range. */
-#define FM_EXP_LOOP(T, EXPFN)                       \
+/* The exponentials on their own, so tests can check them over the whole
+ * range: fm_<NAME>(x, out, n) sets out[i] = EXPFN(x[i]), in the instruction
+ * set picked at run time. */
+#define FM_EXP_LOOP(EXPFN)                          \
     for (int64_t i = 0; i < n; i++)                 \
         out[i] = EXPFN(x[i]);
-
 #if FM_MULTIVERSION
-__attribute__((target("avx2,fma"))) static void exp_f64_avx2(const double *x, double *out, int64_t n)
-{ FM_EXP_LOOP(double, fm_exp) }
-__attribute__((target("avx2,fma"))) static void exp_f32_avx2(const float *x, float *out, int64_t n)
-{ FM_EXP_LOOP(float, fm_expf) }
-__attribute__((target("avx2,fma"))) static void exp_nonpos_flush_f32_avx2(const float *x, float *out,
-                                                                         int64_t n)
-{ FM_EXP_LOOP(float, fm_expf_nonpos_flush) }
+#define FM_EXP_AVX2_CLONE(NAME, T, EXPFN)                                                   \
+    __attribute__((target("avx2,fma"))) static void NAME##_avx2(const T *x, T *out, int64_t n) \
+    { FM_EXP_LOOP(EXPFN) }
+#else
+#define FM_EXP_AVX2_CLONE(NAME, T, EXPFN)
 #endif
-static void exp_f64_base(const double *x, double *out, int64_t n) { FM_EXP_LOOP(double, fm_exp) }
-static void exp_f32_base(const float *x, float *out, int64_t n) { FM_EXP_LOOP(float, fm_expf) }
-static void exp_nonpos_flush_f32_base(const float *x, float *out, int64_t n)
-{ FM_EXP_LOOP(float, fm_expf_nonpos_flush) }
+#define FM_EXP_EXPORT(NAME, T, EXPFN)                                          \
+    FM_EXP_AVX2_CLONE(NAME, T, EXPFN)                                          \
+    static void NAME##_base(const T *x, T *out, int64_t n) { FM_EXP_LOOP(EXPFN) } \
+    void fm_##NAME(const T *x, T *out, int64_t n) { FM_PICK(NAME, x, out, n); }
 
-void fm_exp_f64(const double *x, double *out, int64_t n) { FM_PICK(exp_f64, x, out, n); }
-void fm_exp_f32(const float *x, float *out, int64_t n) { FM_PICK(exp_f32, x, out, n); }
-void fm_exp_nonpos_flush_f32(const float *x, float *out, int64_t n)
-{ FM_PICK(exp_nonpos_flush_f32, x, out, n); }
+FM_EXP_EXPORT(exp_f64, double, fm_exp)
+FM_EXP_EXPORT(exp_f32, float, fm_expf)
+FM_EXP_EXPORT(exp_normal_f64, double, fm_exp_normal)
+FM_EXP_EXPORT(exp_normal_f32, float, fm_expf_normal)
+FM_EXP_EXPORT(exp_nonpos_flush_f32, float, fm_expf_nonpos_flush)

@@ -65,6 +65,12 @@ def exp(x, out):
     getattr(lib, f"fm_exp_{_SUFFIX[x.dtype]}")(_ptr(x), _ptr(out), x.shape[0])
 
 
+def exp_normal(x, out):
+    """out[:] = exp(x) for x whose exp is normal and <= 1, as the kernels use
+    it for rows of small range (for tests)."""
+    getattr(lib, f"fm_exp_normal_{_SUFFIX[x.dtype]}")(_ptr(x), _ptr(out), x.shape[0])
+
+
 def exp_nonpos_flush(x, out):
     """out[:] = exp(x) for float32 x <= 0 as logsumexp's sums use it (for tests)."""
     lib.fm_exp_nonpos_flush_f32(_ptr(x), _ptr(out), x.shape[0])

@@ -81,3 +81,34 @@ def test_flushing_exp_for_sums():
         assert np.all((out[tiny] == 0) | (out[tiny] == full[tiny])), name
         assert np.all(out[x < -87.34] == 0), name
         assert np.isnan(out[np.isnan(x)]).all(), name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normal_range_exp_same_bits(dtype):
+    """The kernels' exponential for rows of small range (max - min within the
+    normal range): the same bits as the full one on [lowest, 0], per backend
+    and instruction set."""
+    from numba import njit
+
+    @njit
+    def numba_exp_normal(x, out):
+        for i in range(x.shape[0]):
+            out[i] = numba_vexp.vexp_normal_same(x[i])
+
+    lowest = -87.3365 if dtype == np.float32 else -708.39
+    x = np.concatenate([np.linspace(lowest, 0.0, 1_000_003), [lowest, -0.0, np.nan]]).astype(dtype)
+    full, out = np.empty_like(x), np.empty_like(x)
+    numba_vexp.exp(x, full)
+    numba_exp_normal(x, out)
+    np.testing.assert_array_equal(out, full, err_msg="numba")
+    if _c.lib is None:
+        return  # FASTMLE_NO_C=1: C backend disabled on purpose
+    for level in (0, 1):  # against the full exponential of the same instruction set
+        old = _c.lib.fm_simd_level()
+        _c.lib.fm_set_simd_level(level)
+        try:
+            _c.exp(x, full)
+            _c.exp_normal(x, out)
+        finally:
+            _c.lib.fm_set_simd_level(old)
+        np.testing.assert_array_equal(out, full, err_msg=f"c simd{level}")

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from .special import (_ENTRY, _EXACT, _ROW, _SUM, BLOCK, _drive, _next_row, _sigs, ksum_add,
-                      ksum_value, seg_max, seg_sum_exp)
+                      exp_normal_ok, ksum_value, seg_max, seg_max_min, seg_sum_exp)
 
 
 # ---- float64 sums over a row, in blocks of BLOCK merged with compensation ----
@@ -53,10 +53,10 @@ def seg_wdiff(z, w, m):
 
 
 @njit(**_ROW)
-def seg_exp_sum(x, shift, store, buf, nxt):
+def seg_exp_sum(x, shift, store, buf, nxt, normal):
     """sum of exp(x - shift) in float64 (see special.seg_sum_exp; store may
     be x itself)."""
-    s, c, _ = seg_sum_exp(x, shift, store, buf, False, nxt)
+    s, c, _ = seg_sum_exp(x, shift, store, buf, False, nxt, normal)
     return ksum_value(s, c)
 
 
@@ -104,11 +104,11 @@ def seg_affine(g, a, b, w):
 def _ce_row(z, y, w, eps, gs, g, total, buf, nxt):
     """Loss of one row of logits; with g (which may be z) its gradient."""
     n = z.shape[0]
-    m = seg_max(z)
+    m, lo = seg_max_min(z)
     wy = _weight(w, y)
     zy = np.float64(z[y])
     smooth = seg_wdiff(z, w, m) if eps else 0.0  # before g overwrites z
-    s = seg_exp_sum(z, m, g, buf, nxt)
+    s = seg_exp_sum(z, m, g, buf, nxt, exp_normal_ok(z, m, lo))
     ls = np.log(s)
     r = (1.0 - eps) * wy * ((m - zy) + ls)
     if eps:
@@ -197,7 +197,7 @@ def _soft_row(z, t, w, eps, gs, g, buf, nxt):
         s1, c1 = ksum_add(s1, c1, bs)
         s2, c2 = ksum_add(s2, c2, bw)
     wsum = ksum_value(s2, c2)
-    s = seg_exp_sum(z, m, g, buf, nxt)
+    s = seg_exp_sum(z, m, g, buf, nxt, False)
     if g.shape[0]:
         f = wsum / s
         for j in range(n):

@@ -56,8 +56,9 @@ _SHIFT32 = np.float32(12582912.0)  # 1.5 * 2^23
 
 
 @njit(fastmath=_EXACT, cache=True, error_model="numpy")
-def vexp(x):
-    """exp(x) for float64 within 1.5 ulp of exact; inf, -inf, NaN and subnormals as numpy."""
+def _vexp_reduced(x):
+    """(n, p): n = round(x / ln2) as a float, p = exp(x - n ln2); the core
+    shared by the float64 exponentials."""
     kd = (x * 1.4426950408889634074 + _SHIFT64) - _SHIFT64
     r = (x - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10
     p = 1.0 / 6227020800.0
@@ -73,15 +74,33 @@ def vexp(x):
     p = p * r + 1.0 / 6.0
     p = p * r + 0.5
     p = p * r + 1.0
-    p = p * r + 1.0
+    return kd, p * r + 1.0
+
+
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def _pow2_shifted(k_shifted):
+    """2^k from k + _SHIFT64 (k integral in [-1022, 1023] in the low bits)."""
+    return u64_as_f64((f64_as_u64(k_shifted) + np.uint64(1023)) << np.uint64(52))
+
+
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def vexp(x):
+    """exp(x) for float64 within 1.5 ulp of exact; inf, -inf, NaN and subnormals as numpy."""
+    kd, p = _vexp_reduced(x)
     kh = kd * 0.5 + _SHIFT64
     kl = (kd - (kh - _SHIFT64)) + _SHIFT64
-    s1 = u64_as_f64((f64_as_u64(kh) + np.uint64(1023)) << np.uint64(52))
-    s2 = u64_as_f64((f64_as_u64(kl) + np.uint64(1023)) << np.uint64(52))
-    y = (p * s1) * s2
+    y = (p * _pow2_shifted(kh)) * _pow2_shifted(kl)
     y = np.inf if x > 709.782712893383973096 else y  # ln(DBL_MAX)
     y = 0.0 if x < -745.1332191019412076235 else y  # rounds to 0 below
     return x if x != x else y
+
+
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def vexp_normal(x):
+    """exp(x) for x in [-708.39, 0] (normal results) or NaN: one factor, no
+    selects; the same bits as vexp there (csrc/vexp.h's fm_exp_normal)."""
+    kd, p = _vexp_reduced(x)
+    return p * _pow2_shifted(kd + _SHIFT64)
 
 
 @njit(fastmath=_EXACT, cache=True, error_model="numpy")
@@ -118,13 +137,19 @@ def vexpf(x):
 
 
 @njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def vexpf_normal(x):
+    """As vexp_normal, for float32 x in [-87.3365, 0]."""
+    kd, p = _vexpf_reduced(x)
+    return p * _pow2f_shifted(kd + _SHIFT32)
+
+
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
 def vexpf_nonpos_flush(x):
     """exp(x) for float32 x <= 0 (or NaN) whose result is only summed in
     float64 next to a term equal to 1 (logsumexp): results below FLT_MIN are
-    flushed to 0 and 2^n is one factor, as csrc/vexp.h's fm_expf_nonpos_flush;
-    normal results are bit-identical to vexpf's."""
-    kd, p = _vexpf_reduced(x)
-    y = p * _pow2f_shifted(kd + _SHIFT32)
+    flushed to 0, as csrc/vexp.h's fm_expf_nonpos_flush; normal results are
+    bit-identical to vexpf's."""
+    y = vexpf_normal(x)
     y = np.float32(0.0) if x < np.float32(-87.3365479) else y  # ln(FLT_MIN)
     return x if x != x else y
 
@@ -139,6 +164,18 @@ def _vexp_same(x):
     if x == types.float32:
         return lambda x: vexpf(x)
     return lambda x: vexp(x)
+
+
+def vexp_normal_same(x):
+    """vexpf_normal / vexp_normal in x's own precision."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(vexp_normal_same, inline="always", fastmath=_EXACT)
+def _vexp_normal_same(x):
+    if x == types.float32:
+        return lambda x: vexpf_normal(x)
+    return lambda x: vexp_normal(x)
 
 
 def vexp_sum(x):
