@@ -195,6 +195,11 @@ def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"
 # ---- Bernoulli and Gaussian likelihoods (elementwise) ----
 
 
+def _flat(a, dtype):
+    """a as a contiguous 1-D array of dtype (the elementwise kernels' layout)."""
+    return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+
+
 def _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, *others):
     """Flat gradient buffer for an elementwise kernel, and whether it is grad_out."""
     if not return_grad:
@@ -244,13 +249,13 @@ def binary_cross_entropy_with_logits(logits, target, weight=None, pos_weight=Non
     if t.dtype.kind not in "biuf":
         raise TypeError(f"target must be numeric, got dtype {t.dtype}")
     _validate.same_shape(x, t, "logits", "target")
-    flat = lambda a: np.ascontiguousarray(a, dtype=work).reshape(-1)
     w = _validate.broadcast_flat(weight, x.shape, work, "weight")
     pw = _validate.broadcast_flat(pos_weight, x.shape, work, "pos_weight")
     grad, direct = _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, t)
     loss = np.empty(x.size, np.float64)
     scale = 1.0 / x.size if reduction == "mean" and x.size else 1.0
-    _dispatch.kernels(name, "losses").bce_with_logits(flat(x), flat(t), w, pw, scale, loss, grad)
+    _dispatch.kernels(name, "losses").bce_with_logits(_flat(x, work), _flat(t, work), w, pw, scale,
+                                                      loss, grad)
     result = _reduce(loss, reduction, x.size, dtype, x.shape)
     return _with_grad(result, return_grad, grad, direct, grad_out, x.shape, dtype)
 
@@ -303,13 +308,12 @@ def _gaussian(pred, target, var, full, eps, reduction, return_grad, backend, sca
     work = _validate.work_dtype(dtype)
     name = name if work == dtype and p.size else "numpy"
     v, sum_to_var = _gaussian_var(var, p.shape, work)
-    flat = lambda a: np.ascontiguousarray(a, dtype=work).reshape(-1)
     loss = np.empty(p.size, np.float64)
     grad_pred = np.empty(p.size if return_grad else 0, work)
     grad_var = np.empty(p.size if return_grad else 0, work)
     scale = (1.0 / p.size if reduction == "mean" and p.size else 1.0) * scale_by
-    _dispatch.kernels(name, "losses").gaussian_nll(flat(p), flat(t), v, float(eps), bool(full), scale,
-                                                   loss, grad_pred, grad_var)
+    _dispatch.kernels(name, "losses").gaussian_nll(_flat(p, work), _flat(t, work), v, float(eps), bool(full),
+                                                   scale, loss, grad_pred, grad_var)
     if scale_by != 1.0:
         loss *= scale_by
     result = _reduce(loss, reduction, p.size, dtype, p.shape)

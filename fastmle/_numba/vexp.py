@@ -154,48 +154,28 @@ def vexpf_nonpos_flush(x):
     return x if x != x else y
 
 
-def vexp_same(x):
-    """exp(x) in x's own precision: vexpf for float32, vexp for float64."""
-    raise NotImplementedError("only callable from Numba-compiled code")
+def _by_precision(name, doc, for_float32, for_float64):
+    """A function callable from Numba code that runs for_float32 or
+    for_float64 according to its argument's type (inlined, no run-time test)."""
+    def stub(x):
+        raise NotImplementedError("only callable from Numba-compiled code")
+    stub.__name__ = stub.__qualname__ = name
+    stub.__doc__ = doc
+
+    @overload(stub, inline="always", fastmath=_EXACT)
+    def _pick(x):
+        if x == types.float32:
+            return lambda x: for_float32(x)
+        return lambda x: for_float64(x)
+    return stub
 
 
-@overload(vexp_same, inline="always", fastmath=_EXACT)
-def _vexp_same(x):
-    if x == types.float32:
-        return lambda x: vexpf(x)
-    return lambda x: vexp(x)
-
-
-def vexp_normal_same(x):
-    """vexpf_normal / vexp_normal in x's own precision."""
-    raise NotImplementedError("only callable from Numba-compiled code")
-
-
-@overload(vexp_normal_same, inline="always", fastmath=_EXACT)
-def _vexp_normal_same(x):
-    if x == types.float32:
-        return lambda x: vexpf_normal(x)
-    return lambda x: vexp_normal(x)
-
-
-def vexp_sum(x):
-    """exp(x - max) whose result is only summed: vexpf_nonpos_flush for
-    float32, vexp for float64 (csrc/fm_types.h's FM_EXPFN_SUM)."""
-    raise NotImplementedError("only callable from Numba-compiled code")
-
-
-@overload(vexp_sum, inline="always", fastmath=_EXACT)
-def _vexp_sum(x):
-    if x == types.float32:
-        return lambda x: vexpf_nonpos_flush(x)
-    return lambda x: vexp(x)
-
-
-@njit("void(float32[::1], float32[::1])", fastmath=_EXACT, cache=True, nogil=True, error_model="numpy")
-def exp_nonpos_flush(x, out):
-    """out[:] = vexpf_nonpos_flush(x) (exposed for tests)."""
-    for i in range(x.shape[0]):
-        out[i] = vexpf_nonpos_flush(x[i])
+vexp_same = _by_precision("vexp_same", "exp(x) in x's own precision: vexpf or vexp.", vexpf, vexp)
+vexp_normal_same = _by_precision("vexp_normal_same", "vexpf_normal / vexp_normal in x's own precision.",
+                                 vexpf_normal, vexp_normal)
+vexp_sum = _by_precision("vexp_sum", "exp(x - max) whose result is only summed: vexpf_nonpos_flush for "
+                         "float32, vexp for float64 (csrc/fm_types.h's FM_EXPFN_SUM).",
+                         vexpf_nonpos_flush, vexp)
 
 
 @njit(["void(float64[::1], float64[::1])", "void(float32[::1], float32[::1])"],
