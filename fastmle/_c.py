@@ -37,6 +37,10 @@ def _i64(a):
     return ffi.cast("int64_t *", ffi.from_buffer(a, require_writable=False))
 
 
+def _i64_or_null(a):
+    return _i64(a) if a.size else ffi.NULL
+
+
 def _fn(name, a):
     return getattr(lib, f"{name}_{_SUFFIX[a.dtype]}")
 
@@ -125,3 +129,29 @@ def kl_div_rows(p, q, out):
 def kl_div_from_logits_rows(logits_p, logits_q, out):
     _fn("kl_div_from_logits_rows", logits_p)(_ptr(logits_p), _ptr(logits_q), logits_p.shape[0],
                                              logits_p.shape[1], _ptr(out))
+
+
+# ---- family "glm" (csrc/glm.c) ----
+
+def glm_predict(X, params, family, out):
+    _fn("glm_predict", X)(_ptr(X), X.shape[0], X.shape[1], _ptr(params), params.shape[0],
+                          int(family), _ptr(out))
+
+
+def glm_loss_grad(X, labels, targets, sample_weight, params, family, loss, grad):
+    _fn("glm_loss_grad", X)(_ptr(X), X.shape[0], X.shape[1], _i64_or_null(labels),
+                            _ptr_or_null(targets), _ptr_or_null(sample_weight), _ptr(params),
+                            params.shape[0], int(family), _ptr(loss), _ptr_or_null(grad))
+
+
+def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1,
+              momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss):
+    done = _fn("sgd_epoch", X)(
+        _ptr(X), X.shape[0], X.shape[1], _i64_or_null(labels), _ptr_or_null(targets),
+        _ptr_or_null(sample_weight), _i64(perm), perm.shape[0], _ptr(lr), lr.shape[0], int(family),
+        int(batch_size), float(l2), float(l1), float(momentum), int(nesterov), int(fit_intercept),
+        _ptr(params), params.shape[0], _ptr_or_null(velocity), _ptr_or_null(avg), int(avg_start),
+        int(step0), _ptr(loss))
+    if done < 0:
+        raise MemoryError("sgd_epoch: cannot allocate the batch buffers")
+    return done

@@ -1,0 +1,369 @@
+/*
+ * Body of the "glm" family (likelihood families' loss, gradient and
+ * prediction; one minibatch SGD epoch), instantiated by glm.c through
+ * fm_instantiate.h once per (element type, instruction set).
+ *
+ * Mirrors fastmle/_numba/glm.py function by function, and the specification
+ * fastmle/reference/glm.py (layout: params is (K, d + 1), one row per output,
+ * the intercept in column d). The linear predictor and the batch gradient are
+ * accumulated in the element type, as BLAS does; losses in double. An SGD
+ * epoch is sequential; the full-batch kernels cut the rows into chunks whose
+ * size depends only on n and merge the chunks' partial sums in chunk order,
+ * so results do not depend on the thread count.
+ */
+#define FN(name) FM_CAT3(name, FM_SUF, FM_ISA)
+
+/* The batch's two products, eta = X_b W^T and grad = G^T X_b, are small
+ * matrix products (32 x 100 x 10 in the benchmark) repeated thousands of
+ * times per epoch: they are blocked so that each load of x or w feeds several
+ * multiply-adds (two rows by four outputs, four rows by two outputs), with
+ * the inner loop over the contiguous feature axis. */
+
+static inline FM_T FN(dot)(const FM_T *x, const FM_T *w, int64_t d)
+{
+    FM_T acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < d; j++)
+        acc += x[j] * w[j];
+    return acc;
+}
+
+/* eta[r * K + k] = X[rows[r]] . params[k, :d] + params[k, d]. */
+static void FN(forward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb,
+                        const FM_T *params, int64_t K, FM_T *eta)
+{
+    const int64_t ld = d + 1, K4 = K - K % 4;
+    int64_t r = 0;
+    for (; r + 1 < nb; r += 2) {
+        const FM_T *x0 = X + rows[r] * d, *x1 = X + rows[r + 1] * d;
+        for (int64_t k = 0; k < K4; k += 4) {
+            const FM_T *w0 = params + k * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
+            FM_T a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
+#pragma omp simd reduction(+ : a00, a01, a02, a03, a10, a11, a12, a13)
+            for (int64_t j = 0; j < d; j++) {
+                a00 += x0[j] * w0[j];
+                a01 += x0[j] * w1[j];
+                a02 += x0[j] * w2[j];
+                a03 += x0[j] * w3[j];
+                a10 += x1[j] * w0[j];
+                a11 += x1[j] * w1[j];
+                a12 += x1[j] * w2[j];
+                a13 += x1[j] * w3[j];
+            }
+            FM_T *e0 = eta + r * K + k, *e1 = e0 + K;
+            e0[0] = a00 + w0[d]; e0[1] = a01 + w1[d]; e0[2] = a02 + w2[d]; e0[3] = a03 + w3[d];
+            e1[0] = a10 + w0[d]; e1[1] = a11 + w1[d]; e1[2] = a12 + w2[d]; e1[3] = a13 + w3[d];
+        }
+        for (int64_t k = K4; k < K; k++) {
+            const FM_T *w = params + k * ld;
+            eta[r * K + k] = FN(dot)(x0, w, d) + w[d];
+            eta[(r + 1) * K + k] = FN(dot)(x1, w, d) + w[d];
+        }
+    }
+    if (r < nb)
+        for (int64_t k = 0; k < K; k++)
+            eta[r * K + k] = FN(dot)(X + rows[r] * d, params + k * ld, d) + params[k * ld + d];
+}
+
+static inline double FN(sigmoid)(double v)
+{
+    double e = exp(-fabs(v));
+    return v >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
+/* G[r] = w * d loss / d eta for nb samples whose labels (or targets) and
+ * weights are the first nb of those arrays; returns sum w * loss. */
+static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *labels,
+                        const FM_T *targets, const FM_T *sample_weight, int family, FM_T *G,
+                        double *t)
+{
+    double total = 0;
+    for (int64_t r = 0; r < nb; r++) {
+        const double w = sample_weight ? (double)sample_weight[r] : 1.0;
+        const FM_T *e = eta + r * K;
+        FM_T *g = G + r * K;
+        double li = 0;
+        if (family == FM_MULTINOMIAL) {
+            double m = e[0], s = 0;
+            for (int64_t k = 1; k < K; k++)
+                m = fmax(m, (double)e[k]);
+#pragma omp simd
+            for (int64_t k = 0; k < K; k++)
+                t[k] = fm_exp((double)e[k] - m);
+#pragma omp simd reduction(+ : s)
+            for (int64_t k = 0; k < K; k++)
+                s += t[k];
+            const int64_t y = labels[r];
+            li = m + log(s) - (double)e[y];
+            const double ws = w / s;
+            for (int64_t k = 0; k < K; k++)
+                g[k] = (FM_T)(ws * t[k]);
+            g[y] = (FM_T)((double)g[y] - w);
+        } else {
+            for (int64_t k = 0; k < K; k++) {
+                const double v = e[k], y = targets[r * K + k];
+                double gk;
+                if (family == FM_BINOMIAL) {
+                    li += fmax(v, 0.0) + log1p(exp(-fabs(v))) - y * v;
+                    gk = FN(sigmoid)(v) - y;
+                } else if (family == FM_GAUSSIAN) {
+                    gk = v - y;
+                    li += 0.5 * gk * gk;
+                } else {
+                    const double mu = exp(v);
+                    li += mu - y * v;
+                    gk = mu - y;
+                }
+                g[k] = (FM_T)(w * gk);
+            }
+        }
+        total += w * li;
+    }
+    return total;
+}
+
+/* grad[:, :d] = G^T X[rows], grad[:, d] = the column sums of G. */
+static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb,
+                         const FM_T *G, int64_t K, FM_T *grad)
+{
+    const int64_t ld = d + 1, K2 = K - K % 2;
+    memset(grad, 0, sizeof(FM_T) * K * ld);
+    int64_t r = 0;
+    for (; r + 3 < nb; r += 4) {
+        const FM_T *x0 = X + rows[r] * d, *x1 = X + rows[r + 1] * d;
+        const FM_T *x2 = X + rows[r + 2] * d, *x3 = X + rows[r + 3] * d;
+        const FM_T *g = G + r * K;
+        for (int64_t k = 0; k < K2; k += 2) {
+            const FM_T a0 = g[k], a1 = g[K + k], a2 = g[2 * K + k], a3 = g[3 * K + k];
+            const FM_T b0 = g[k + 1], b1 = g[K + k + 1], b2 = g[2 * K + k + 1], b3 = g[3 * K + k + 1];
+            FM_T *y0 = grad + k * ld, *y1 = y0 + ld;
+#pragma omp simd
+            for (int64_t j = 0; j < d; j++) {
+                y0[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j];
+                y1[j] += b0 * x0[j] + b1 * x1[j] + b2 * x2[j] + b3 * x3[j];
+            }
+        }
+        for (int64_t k = K2; k < K; k++)
+            for (int q = 0; q < 4; q++) {
+                const FM_T a = g[q * K + k], *x = X + rows[r + q] * d;
+                FM_T *y = grad + k * ld;
+#pragma omp simd
+                for (int64_t j = 0; j < d; j++)
+                    y[j] += a * x[j];
+            }
+    }
+    for (; r < nb; r++)
+        for (int64_t k = 0; k < K; k++) {
+            const FM_T a = G[r * K + k], *x = X + rows[r] * d;
+            FM_T *y = grad + k * ld;
+#pragma omp simd
+            for (int64_t j = 0; j < d; j++)
+                y[j] += a * x[j];
+        }
+    for (r = 0; r < nb; r++)
+        for (int64_t k = 0; k < K; k++)
+            grad[k * ld + d] += G[r * K + k];
+}
+
+/* Ask for the cache lines of X[rows] (the next batch's rows: a random gather
+ * from memory would otherwise wait for each row in turn). */
+static void FN(prefetch_rows)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb)
+{
+    for (int64_t r = 0; r < nb; r++)
+        for (int64_t j = 0; j < d; j += 64 / (int64_t)sizeof(FM_T))
+            __builtin_prefetch(X + rows[r] * d + j);
+}
+
+/* The epoch's labels, targets and weights in the order of perm, gathered in
+ * one pass before the batches: read inside the batch loop, each would be a
+ * cache miss the loss waits for (measured: over half of the loss time). The
+ * gathered copies go to bufs (NULL where the array is NULL). */
+static void FN(gather_samples)(const int64_t *perm, int64_t m, int64_t K, const int64_t *labels,
+                               const FM_T *targets, const FM_T *sample_weight,
+                               int64_t *labels_p, FM_T *targets_p, FM_T *weight_p)
+{
+    for (int64_t r = 0; r < m; r++) {
+        const int64_t i = perm[r];
+        if (labels)
+            labels_p[r] = labels[i];
+        else
+            memcpy(targets_p + r * K, targets + i * K, sizeof(FM_T) * K);
+        if (sample_weight)
+            weight_p[r] = sample_weight[i];
+    }
+}
+
+/* Rows per chunk of the full-batch kernels: depends on n only. */
+static inline int64_t FN(chunk_rows)(int64_t n)
+{
+    const int64_t c = (n + 63) / 64;
+    return c > 256 ? c : 256;
+}
+
+static void FN(glm_loss_grad)(const FM_T *X, int64_t n, int64_t d, const int64_t *labels,
+                              const FM_T *targets, const FM_T *sample_weight, const FM_T *params,
+                              int64_t K, int family, double *loss, FM_T *grad)
+{
+    const int64_t step = FN(chunk_rows)(n), chunks = (n + step - 1) / step, P = K * (d + 1);
+    double *losses = calloc(chunks > 0 ? chunks : 1, sizeof(double));
+    FM_T *partial = grad ? calloc(chunks * P > 0 ? chunks * P : 1, sizeof(FM_T)) : NULL;
+    int failed = !losses || (grad && !partial);
+    if (!failed) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(fm_team_size(n * d * K))
+        for (int64_t c = 0; c < chunks; c++) {
+            const int64_t r0 = c * step, nb = (r0 + step < n ? r0 + step : n) - r0;
+            int64_t *rows = malloc(sizeof(int64_t) * nb);
+            FM_T *eta = malloc(sizeof(FM_T) * 2 * nb * K);
+            double *t = malloc(sizeof(double) * K);
+            if (!rows || !eta || !t) {
+                losses[c] = NAN;  /* reported below as out of memory */
+            } else {
+                for (int64_t r = 0; r < nb; r++)
+                    rows[r] = r0 + r;
+                FN(forward)(X, d, rows, nb, params, K, eta);
+                losses[c] = FN(dloss)(eta, nb, K, labels ? labels + r0 : NULL,
+                                      targets ? targets + r0 * K : NULL,
+                                      sample_weight ? sample_weight + r0 : NULL, family,
+                                      eta + nb * K, t);
+                if (grad)
+                    FN(backward)(X, d, rows, nb, eta + nb * K, K, partial + c * P);
+            }
+            free(rows);
+            free(eta);
+            free(t);
+        }
+    }
+    double total = 0;
+    for (int64_t c = 0; c < chunks && !failed; c++)  /* chunk order */
+        total += losses[c];
+    loss[0] = failed ? NAN : total;
+    if (grad) {
+        for (int64_t p = 0; p < P; p++)
+            grad[p] = 0;
+        for (int64_t c = 0; c < chunks && !failed; c++)
+            for (int64_t p = 0; p < P; p++)
+                grad[p] += partial[c * P + p];
+    }
+    free(losses);
+    free(partial);
+}
+
+static void FN(glm_predict)(const FM_T *X, int64_t n, int64_t d, const FM_T *params, int64_t K,
+                            int family, FM_T *out)
+{
+    const int64_t step = FN(chunk_rows)(n), chunks = (n + step - 1) / step;
+#pragma omp parallel for schedule(static) num_threads(fm_team_size(n * d * K))
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t r0 = c * step, nb = (r0 + step < n ? r0 + step : n) - r0;
+        int64_t *rows = malloc(sizeof(int64_t) * (nb > 0 ? nb : 1));
+        if (!rows) {  /* out of memory: NaN marks the chunk */
+            for (int64_t p = r0 * K; p < (r0 + nb) * K; p++)
+                out[p] = NAN;
+            continue;
+        }
+        for (int64_t r = 0; r < nb; r++)
+            rows[r] = r0 + r;
+        FM_T *eta = out + r0 * K;
+        FN(forward)(X, d, rows, nb, params, K, eta);
+        for (int64_t r = 0; r < nb; r++) {
+            FM_T *e = eta + r * K;
+            if (family == FM_MULTINOMIAL) {
+                double m = e[0], s = 0;
+                for (int64_t k = 1; k < K; k++)
+                    m = fmax(m, (double)e[k]);
+                for (int64_t k = 0; k < K; k++)
+                    s += exp((double)e[k] - m);
+                for (int64_t k = 0; k < K; k++)
+                    e[k] = (FM_T)(exp((double)e[k] - m) / s);
+            } else if (family == FM_BINOMIAL) {
+                for (int64_t k = 0; k < K; k++)
+                    e[k] = (FM_T)FN(sigmoid)(e[k]);
+            } else if (family == FM_POISSON) {
+                for (int64_t k = 0; k < K; k++)
+                    e[k] = (FM_T)exp((double)e[k]);
+            }
+        }
+        free(rows);
+    }
+}
+
+/* One step on every parameter (see reference.glm.sgd_epoch for the order).
+ * The arithmetic is in double, each result rounded once when stored. */
+static void FN(update)(FM_T *params, const FM_T *grad, int64_t K, int64_t d, double scale,
+                       double lr, double l2, double l1, double momentum, int nesterov,
+                       int fit_intercept, FM_T *velocity, FM_T *avg, double avg_weight)
+{
+    const int64_t ld = d + 1, cols = fit_intercept ? d + 1 : d;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < cols; j++) {
+            const int64_t q = k * ld + j;
+            double p = params[q];
+            double g = grad[q] * scale + (j < d ? l2 : 0.0) * p;
+            if (velocity) {
+                const double v = momentum * velocity[q] + g;
+                velocity[q] = (FM_T)v;
+                g = nesterov ? g + momentum * v : v;
+            }
+            p = p - lr * g;
+            if (l1 > 0 && j < d) {
+                const double mag = fmax(fabs(p) - lr * l1, 0.0);
+                p = p > 0 ? mag : (p < 0 ? -mag : p);
+            }
+            params[q] = (FM_T)p;
+            if (avg_weight > 0)
+                avg[q] = (FM_T)(avg[q] + (p - avg[q]) * avg_weight);
+        }
+}
+
+static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t *labels,
+                             const FM_T *targets, const FM_T *sample_weight, const int64_t *perm,
+                             int64_t m, const double *lr, int64_t n_batches, int family,
+                             int64_t batch_size, double l2, double l1, double momentum,
+                             int nesterov, int fit_intercept, FM_T *params, int64_t K,
+                             FM_T *velocity, FM_T *avg, int64_t avg_start, int64_t step0,
+                             double *loss)
+{
+    (void)n;
+    FM_T *eta = malloc(sizeof(FM_T) * (2 * batch_size * K + K * (d + 1)));
+    double *t = malloc(sizeof(double) * K);
+    int64_t *labels_p = labels ? malloc(sizeof(int64_t) * (m > 0 ? m : 1)) : NULL;
+    FM_T *targets_p = labels ? NULL : malloc(sizeof(FM_T) * (m * K > 0 ? m * K : 1));
+    FM_T *weight_p = sample_weight ? malloc(sizeof(FM_T) * (m > 0 ? m : 1)) : NULL;
+    if (!eta || !t || !(labels_p || targets_p) || (sample_weight && !weight_p)) {
+        free(eta);
+        free(t);
+        free(labels_p);
+        free(targets_p);
+        free(weight_p);
+        return -1;  /* out of memory */
+    }
+    FN(gather_samples)(perm, m, K, labels, targets, sample_weight, labels_p, targets_p, weight_p);
+    FM_T *G = eta + batch_size * K, *grad = G + batch_size * K;
+    int64_t b = 0;
+    for (; b < n_batches; b++) {
+        const int64_t i0 = b * batch_size, i1 = i0 + batch_size < m ? i0 + batch_size : m;
+        const int64_t nb = i1 - i0, next = i1 + batch_size < m ? i1 + batch_size : m;
+        FN(prefetch_rows)(X, d, perm + i1, next - i1);
+        FN(forward)(X, d, perm + i0, nb, params, K, eta);
+        const double batch_loss = FN(dloss)(eta, nb, K, labels_p ? labels_p + i0 : NULL,
+                                            targets_p ? targets_p + i0 * K : NULL,
+                                            weight_p ? weight_p + i0 : NULL, family, G, t);
+        if (!isfinite(batch_loss))
+            break;
+        loss[0] += batch_loss;
+        FN(backward)(X, d, perm + i0, nb, G, K, grad);
+        const int64_t step = step0 + b;
+        const double avg_weight =
+            avg_start >= 0 && step >= avg_start ? 1.0 / (double)(step - avg_start + 1) : 0.0;
+        FN(update)(params, grad, K, d, 1.0 / (double)nb, lr[b], l2, l1, momentum, nesterov,
+                   fit_intercept, velocity, avg, avg_weight);
+    }
+    free(eta);
+    free(t);
+    free(labels_p);
+    free(targets_p);
+    free(weight_p);
+    return b;
+}
+
+#undef FN
