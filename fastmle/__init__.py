@@ -14,6 +14,8 @@ from .losses import (binary_cross_entropy_with_logits, cross_entropy, entropy, e
                      gaussian_nll, kl_div, kl_div_from_logits, linear_cross_entropy, mse_loss,
                      nll_loss, perplexity, perplexity_from_logits)
 from .special import log_softmax, logsumexp, softmax
+from .glm import glm_loss, glm_predict
+from .sgd import SGDDivergedError, SGDResult, sgd_fit
 
 __version__ = "0.1.0"
 
@@ -22,6 +24,20 @@ __all__ = [
     "cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "gaussian_nll", "mse_loss",
     "entropy", "entropy_from_logits", "kl_div", "kl_div_from_logits", "perplexity",
     "perplexity_from_logits", "linear_cross_entropy",
+    "glm_predict", "glm_loss", "sgd_fit", "SGDResult", "SGDDivergedError",
+    "MLEClassifier", "MLERegressor",
     "available_backends", "backend", "get_backend", "set_backend",
     "get_num_threads", "set_num_threads", "show_config", "__version__",
 ]
+
+
+def __getattr__(name):
+    # the scikit-learn estimators import scikit-learn, an optional dependency:
+    # load them on first use only
+    if name in ("MLEClassifier", "MLERegressor"):
+        try:
+            from . import estimators
+        except ImportError as exc:
+            raise ImportError(f"fastmle.{name} needs scikit-learn (pip install scikit-learn): {exc}") from exc
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'fastmle' has no attribute {name!r}")

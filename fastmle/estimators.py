@@ -1,0 +1,329 @@
+"""scikit-learn estimators over :func:`fastmle.sgd_fit`: ``MLEClassifier``
+(multinomial or binomial likelihood) and ``MLERegressor`` (gaussian or
+poisson). Importing this module imports scikit-learn, an optional
+dependency; ``fastmle.MLEClassifier`` loads it on first use.
+
+They follow scikit-learn's conventions: the constructor only stores its
+parameters, input is checked with scikit-learn's own validation, fitted
+attributes end in an underscore, and they work with ``clone``,
+``Pipeline`` and ``GridSearchCV``.
+"""
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from . import special
+from .glm import glm_predict
+from .sgd import sgd_fit
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # older: the estimator method
+    def _validate_data(estimator, *args, **kwargs):
+        return estimator._validate_data(*args, **kwargs)
+
+_DTYPES = (np.float64, np.float32)  # float32 stays float32
+
+
+class _SGDMixin:
+    """What the two estimators share: the sgd_fit options and the fit loop."""
+
+    _families = ()
+
+    def _sgd_options(self):
+        return dict(batch_size=self.batch_size, max_epochs=self.max_epochs,
+                    learning_rate=self.learning_rate, eta0=self.eta0, power_t=self.power_t,
+                    momentum=self.momentum, nesterov=self.nesterov, alpha=self.alpha,
+                    l1_ratio=self.l1_ratio, fit_intercept=self.fit_intercept, average=self.average,
+                    tol=self.tol, n_iter_no_change=self.n_iter_no_change,
+                    validation_fraction=self.validation_fraction, progress=self.progress,
+                    callback=self.callback, backend=self.backend)
+
+    def _check_family_solver(self):
+        if self.family not in self._families:
+            raise ValueError(f"{type(self).__name__} family must be one of {self._families}, "
+                             f"got {self.family!r}")
+        if self.solver != "sgd":
+            raise ValueError(f"unknown solver {self.solver!r}; available: 'sgd'")
+
+    def _fit(self, X, y_encoded, sample_weight, warm, partial, **extra):
+        options = self._sgd_options()
+        if partial:  # one epoch, continuing the schedule; no stopping rule
+            options.update(max_epochs=1, tol=None, validation_fraction=None,
+                           schedule_epochs=self.max_epochs)
+        previous = getattr(self, "_sgd_result", None) if warm else None
+        result = sgd_fit(X, y_encoded, self._kernel_family(), sample_weight=sample_weight,
+                         random_state=self._epoch_seed(previous), warm_start=previous,
+                         **extra, **options)
+        self._sgd_result = result
+        self.n_iter_ = result.n_epochs
+        self.loss_curve_ = list(result.loss_history)
+        self.t_ = result.n_steps
+        return result
+
+    def _epoch_seed(self, previous):
+        # a fixed random_state reproduces a fit; partial_fit / warm starts
+        # continue with a new stream derived from it and the steps so far
+        if previous is None or self.random_state is None:
+            return self.random_state
+        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else 0
+        return np.random.SeedSequence([int(seed), previous.n_steps])
+
+    def _more_tags(self):
+        return {"preserves_dtype": [np.float64, np.float32]}
+
+
+class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
+    """Maximum-likelihood classifier: softmax regression (family
+    "multinomial", the true multinomial likelihood, not one-vs-rest) or
+    logistic regression ("binomial", two classes), fitted by compiled
+    minibatch SGD (:func:`fastmle.sgd_fit`; see it for every parameter).
+
+    Attributes: classes_, coef_ (n_outputs, n_features: n_classes rows for
+    multinomial, 1 for binomial, as scikit-learn's LogisticRegression),
+    intercept_ (n_outputs,), n_features_in_, n_iter_ (epochs), loss_curve_,
+    t_ (SGD steps).
+
+    >>> import numpy as np
+    >>> from fastmle import MLEClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((600, 2))
+    >>> y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    >>> clf = MLEClassifier(random_state=0).fit(X, y)
+    >>> clf.classes_, clf.score(X, y) > 0.95
+    (array(['no', 'yes'], dtype='<U3'), True)
+    """
+
+    _families = ("multinomial", "binomial")
+
+    def __init__(self, family="multinomial", solver="sgd", *, batch_size=32, max_epochs=100,
+                 learning_rate="adaptive", eta0=None, power_t=0.5, momentum=0.0, nesterov=False,
+                 alpha=0.0, l1_ratio=0.0, fit_intercept=True, class_weight=None, average=False,
+                 tol=1e-4, n_iter_no_change=5, validation_fraction=None, random_state=None,
+                 warm_start=False, callback=None, progress=False, backend=None):
+        self.family = family
+        self.solver = solver
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.power_t = power_t
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.class_weight = class_weight
+        self.average = average
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.callback = callback
+        self.progress = progress
+        self.backend = backend
+
+    def _kernel_family(self):
+        return self.family
+
+    def _encode(self, y):
+        """Labels as indices into classes_ (unseen labels: a clear error)."""
+        index = np.searchsorted(self.classes_, y)
+        bad = (index >= len(self.classes_)) | (self.classes_[np.minimum(index, len(self.classes_) - 1)] != y)
+        if bad.any():
+            raise ValueError(f"y contains label {y[np.argmax(bad)]!r} not among classes_ {list(self.classes_)}")
+        return index if self.family == "multinomial" else index.astype(np.float64)
+
+    def _class_weight_by_index(self):
+        """class_weight with labels replaced by their index in classes_."""
+        if not isinstance(self.class_weight, dict):
+            return self.class_weight  # None, "balanced" or invalid (sgd_fit says so)
+        known = set(self.classes_.tolist())
+        unknown = [c for c in self.class_weight if c not in known]
+        if unknown:
+            raise ValueError(f"class_weight has labels {unknown} not among classes_ {list(self.classes_)}")
+        return {int(np.searchsorted(self.classes_, c)): w for c, w in self.class_weight.items()}
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit on (X, y); with warm_start=True, continue from the last fit."""
+        self._check_family_solver()
+        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C")
+        check_classification_targets(y)
+        classes = np.unique(y)
+        warm = self.warm_start and hasattr(self, "classes_") and np.array_equal(classes, self.classes_)
+        self.classes_ = classes
+        self._check_n_classes()
+        self._fit(X, self._encode(y), sample_weight, warm, False, class_weight=self._class_weight_by_index(),
+                  classes=np.arange(len(classes)) if self.family == "multinomial" else None)
+        return self
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over (X, y), continuing the previous calls' schedule.
+        ``classes`` (all labels) is required on the first call."""
+        self._check_family_solver()
+        first = not hasattr(self, "classes_")
+        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", reset=first)
+        check_classification_targets(y)
+        if first:
+            if classes is None:
+                raise ValueError("classes must be given on the first call to partial_fit")
+            self.classes_ = np.unique(classes)
+            self._check_n_classes()
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"classes {list(classes)} differ from the first call's {list(self.classes_)}")
+        self._fit(X, self._encode(y), sample_weight, not first, True,
+                  class_weight=self._class_weight_by_index(),
+                  classes=np.arange(len(self.classes_)) if self.family == "multinomial" else None)
+        return self
+
+    def _check_n_classes(self):
+        n = len(self.classes_)
+        if n < 2:
+            raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier needs at least 2")
+        if self.family == "binomial" and n != 2:
+            raise ValueError(f"family='binomial' needs exactly 2 classes, y has {n}; use 'multinomial'")
+
+    @property
+    def coef_(self):
+        check_is_fitted(self, "_sgd_result")
+        return self._sgd_result.coef.T
+
+    @property
+    def intercept_(self):
+        check_is_fitted(self, "_sgd_result")
+        return self._sgd_result.intercept
+
+    def decision_function(self, X):
+        """The linear predictor: (n, n_classes) for multinomial, the (n,)
+        log-odds of classes_[1] for binomial."""
+        check_is_fitted(self, "_sgd_result")
+        X = _validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
+        eta = X @ self._sgd_result.coef.astype(X.dtype) + self._sgd_result.intercept.astype(X.dtype)
+        return eta[:, 0] if self.family == "binomial" else eta
+
+    def predict(self, X):
+        scores = self.decision_function(X)
+        index = (scores > 0).astype(np.intp) if scores.ndim == 1 else np.argmax(scores, axis=1)
+        return self.classes_[index]
+
+    def predict_proba(self, X):
+        """(n, n_classes) class probabilities, columns in the order of classes_."""
+        check_is_fitted(self, "_sgd_result")
+        X = _validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
+        mean = glm_predict(X, self._sgd_result.coef, self._sgd_result.intercept, self.family,
+                           backend=self.backend)
+        return np.hstack([1 - mean, mean]) if self.family == "binomial" else mean
+
+    def predict_log_proba(self, X):
+        scores = self.decision_function(X)
+        if scores.ndim == 1:  # log(1 - p), log(p) from the log-odds, stably
+            scores = np.stack([np.zeros_like(scores), scores], axis=1)
+        return special.log_softmax(scores, axis=1, backend=self.backend)
+
+
+class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
+    """Maximum-likelihood regressor: linear regression (family "gaussian",
+    squared error) or Poisson regression ("poisson", log link), fitted by
+    compiled minibatch SGD (:func:`fastmle.sgd_fit`; see it for every
+    parameter). y may be 2-D for several outputs.
+
+    Attributes: coef_ ((n_features,) for 1-D y, (n_outputs, n_features)
+    otherwise), intercept_ (a float, or (n_outputs,)), n_features_in_,
+    n_iter_, loss_curve_, t_. ``score`` is R^2 for gaussian and the
+    fraction of Poisson deviance explained (D^2) for poisson, as
+    scikit-learn's LinearRegression and PoissonRegressor report.
+
+    >>> import numpy as np
+    >>> from fastmle import MLERegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((1000, 2))
+    >>> y = rng.poisson(np.exp(0.5 * X[:, 0] - 0.25 * X[:, 1] + 1.0))
+    >>> reg = MLERegressor("poisson", random_state=0).fit(X, y)
+    >>> np.round(reg.coef_, 1), round(reg.intercept_, 1)
+    (array([ 0.5, -0.2]), 1.0)
+    """
+
+    _families = ("gaussian", "poisson")
+
+    def __init__(self, family="gaussian", solver="sgd", *, batch_size=32, max_epochs=100,
+                 learning_rate="adaptive", eta0=None, power_t=0.5, momentum=0.0, nesterov=False,
+                 alpha=0.0, l1_ratio=0.0, fit_intercept=True, average=False, tol=1e-4,
+                 n_iter_no_change=5, validation_fraction=None, random_state=None, warm_start=False,
+                 callback=None, progress=False, backend=None):
+        self.family = family
+        self.solver = solver
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.power_t = power_t
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.average = average
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.callback = callback
+        self.progress = progress
+        self.backend = backend
+
+    def _kernel_family(self):
+        return self.family
+
+    def _check_y(self, y):
+        if self.family == "poisson" and (np.asarray(y) < 0).any():
+            raise ValueError("poisson y must be counts >= 0; found a negative value")
+        return y
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit on (X, y); with warm_start=True, continue from the last fit."""
+        self._check_family_solver()
+        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", multi_output=True, y_numeric=True)
+        warm = self.warm_start and hasattr(self, "_sgd_result") and self._y_ndim == np.ndim(y)
+        self._y_ndim = np.ndim(y)
+        self._fit(X, self._check_y(y), sample_weight, warm, False)
+        return self
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), continuing the previous calls' schedule."""
+        self._check_family_solver()
+        first = not hasattr(self, "_sgd_result")
+        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", multi_output=True, y_numeric=True,
+                              reset=first)
+        if first:
+            self._y_ndim = np.ndim(y)
+        self._fit(X, self._check_y(y), sample_weight, not first, True)
+        return self
+
+    @property
+    def coef_(self):
+        check_is_fitted(self, "_sgd_result")
+        coef = self._sgd_result.coef
+        return coef[:, 0] if self._y_ndim == 1 else coef.T
+
+    @property
+    def intercept_(self):
+        check_is_fitted(self, "_sgd_result")
+        b = self._sgd_result.intercept
+        return float(b[0]) if self._y_ndim == 1 else b
+
+    def predict(self, X):
+        check_is_fitted(self, "_sgd_result")
+        X = _validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
+        mean = glm_predict(X, self._sgd_result.coef, self._sgd_result.intercept, self.family,
+                           backend=self.backend)
+        return mean[:, 0] if self._y_ndim == 1 else mean
+
+    def score(self, X, y, sample_weight=None):
+        if self.family == "gaussian":
+            return super().score(X, y, sample_weight=sample_weight)
+        from sklearn.metrics import d2_tweedie_score
+
+        return d2_tweedie_score(y, self.predict(X), sample_weight=sample_weight, power=1)

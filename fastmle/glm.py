@@ -1,0 +1,178 @@
+"""Generalized linear models: the four likelihood families, their prediction
+and their log-likelihood with its gradient, on whole data sets.
+
+The families and their canonical links (see fastmle/reference/glm.py for
+the per-sample formulas):
+
+=========== ======================== ================= =====================
+family      response y               mean of y         outputs K
+=========== ======================== ================= =====================
+multinomial class labels             softmax(eta)      number of classes
+binomial    0 / 1                    sigmoid(eta)      1
+gaussian    real (n,) or (n, k)      eta               1 or k
+poisson     counts >= 0 (n,) or (n,k) exp(eta)         1 or k
+=========== ======================== ================= =====================
+
+with the linear predictor eta = X @ coef + intercept, coef of shape
+(n_features, K). The losses are negative log-likelihoods per sample; the
+gaussian one is (eta - y)^2 / 2 (unit variance) and the poisson one omits
+log(y!), terms that do not depend on the coefficients.
+"""
+import numpy as np
+
+from . import _dispatch
+from .reference.glm import FAMILIES
+
+
+def family_code(family):
+    """The kernels' index of a family name; ValueError for an unknown one."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    return FAMILIES.index(family)
+
+
+def as_design_matrix(X, name="X"):
+    """X as the kernels take it: a C-contiguous 2-D float32/float64 array.
+
+    float32 and float64 keep their precision; anything else (ints, bools) is
+    converted to float64. A Fortran-ordered or strided X is copied once into
+    C order. Returns (X, copied)."""
+    if hasattr(X, "tocsr") and hasattr(X, "nnz"):
+        raise TypeError(f"{name}: scipy.sparse input is not supported yet; pass {name}.toarray()")
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if arr.dtype.kind == "c" or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has no features (shape {arr.shape})")
+    dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not out.flags.aligned or out.dtype.byteorder == ">":  # byte-swapped or unaligned
+        out = out.astype(dtype.newbyteorder("="), order="C", copy=True)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return out, not np.shares_memory(out, arr)
+
+
+def encode_response(y, family, n_samples, dtype, classes=None):
+    """(labels, targets, classes) in the kernels' layout for y.
+
+    multinomial: labels = indices into `classes` (int64), targets empty;
+    `classes` defaults to the sorted distinct values of y. binomial: y must be
+    0/1 (or bool); targets (n, 1). gaussian / poisson: targets (n, K)."""
+    y = np.asarray(y)
+    if y.shape[:1] != (n_samples,):
+        raise ValueError(f"y has {y.shape[0] if y.ndim else 0} samples but X has {n_samples}")
+    empty_labels = np.empty(0, np.int64)
+    if family == "multinomial":
+        if y.ndim != 1:
+            raise ValueError(f"multinomial y must be 1-D class labels, got shape {y.shape}")
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError("y contains NaN or infinity")
+        if classes is None:
+            classes = np.unique(y)
+        labels = np.searchsorted(classes, y)
+        bad = (labels >= len(classes)) | (classes[np.minimum(labels, len(classes) - 1)] != y)
+        if bad.any():
+            raise ValueError(f"y contains label {y[np.argmax(bad)]!r} not among the classes {list(classes)}")
+        return labels.astype(np.int64), np.empty((0, len(classes)), dtype), classes
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{family} y must be numeric, got dtype {y.dtype}")
+    t = y.astype(dtype).reshape(n_samples, -1)
+    if not np.isfinite(t).all():
+        raise ValueError("y contains NaN or infinity")
+    if family == "binomial":
+        if t.shape[1] != 1:
+            raise ValueError(f"binomial y must be 1-D, got shape {y.shape}")
+        if not np.isin(t, (0, 1)).all():
+            raise ValueError("binomial y must be 0 or 1 (use MLEClassifier for other labels)")
+    elif family == "poisson" and (t < 0).any():
+        raise ValueError("poisson y must be counts >= 0; found a negative value")
+    return empty_labels, np.ascontiguousarray(t), None
+
+
+def as_sample_weight(sample_weight, n_samples, dtype):
+    """Sample weights as the kernels take them (empty: all ones)."""
+    if sample_weight is None:
+        return np.empty(0, dtype)
+    w = np.asarray(sample_weight, dtype=dtype)
+    if w.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and >= 0")
+    return np.ascontiguousarray(w)
+
+
+def pack_params(coef, intercept, n_features, dtype):
+    """(K, d + 1) kernel parameters from coef (d, K) or (d,) and intercept."""
+    coef = np.asarray(coef, dtype=dtype)
+    if coef.ndim == 1:
+        coef = coef[:, None]
+    if coef.ndim != 2 or coef.shape[0] != n_features:
+        raise ValueError(f"coef must have shape ({n_features}, n_outputs), got {coef.shape}")
+    params = np.zeros((coef.shape[1], n_features + 1), dtype)
+    params[:, :-1] = coef.T
+    if intercept is not None:
+        params[:, -1] = np.broadcast_to(np.asarray(intercept, dtype=dtype), (coef.shape[1],))
+    return params
+
+
+def glm_predict(X, coef, intercept=None, family="gaussian", *, backend=None):
+    """The mean of the response under a fitted GLM: softmax (multinomial),
+    sigmoid (binomial), identity (gaussian) or exp (poisson) of
+    ``X @ coef + intercept``. Returns (n_samples, K) in X's float dtype.
+
+    >>> import numpy as np, fastmle
+    >>> fastmle.glm_predict(np.array([[0.0], [1.0]]), [[2.0]], [0.0], "poisson")
+    array([[1.        ],
+           [7.3890561 ]])
+    """
+    code = family_code(family)
+    X, _ = as_design_matrix(X)
+    params = pack_params(coef, intercept, X.shape[1], X.dtype)
+    out = np.empty((X.shape[0], params.shape[0]), X.dtype)
+    _dispatch.kernels(_dispatch.resolve(backend), "glm").glm_predict(X, params, code, out)
+    return out
+
+
+def glm_loss(X, y, coef, intercept=None, family="gaussian", *, sample_weight=None,
+             reduction="mean", return_grad=False, backend=None):
+    """The GLM's negative log-likelihood (weighted), and with return_grad its
+    gradient ``(dcoef (n_features, K), dintercept (K,))``, in one pass.
+
+    reduction "mean" divides by the sum of the sample weights (the number of
+    samples without weights), "sum" does not. For multinomial, y holds class
+    indices 0..K-1 (K = coef.shape[1]).
+
+    >>> import numpy as np, fastmle
+    >>> X = np.array([[1.0], [2.0]]); y = np.array([0, 1])
+    >>> loss, (dcoef, dintercept) = fastmle.glm_loss(X, y, [[0.0, 0.0]], None, "multinomial",
+    ...                                              return_grad=True)
+    >>> round(loss, 6), dcoef.ravel()
+    (0.693147, array([-0.25,  0.25]))
+    """
+    code = family_code(family)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum' for glm_loss, got {reduction!r}")
+    X, _ = as_design_matrix(X)
+    params = pack_params(coef, intercept, X.shape[1], X.dtype)
+    K = params.shape[0]
+    classes = np.arange(K) if family == "multinomial" else None
+    labels, targets, _ = encode_response(y, family, X.shape[0], X.dtype, classes)
+    if family != "multinomial" and targets.shape[1] != K:
+        raise ValueError(f"y has {targets.shape[1]} outputs but coef has {K}")
+    w = as_sample_weight(sample_weight, X.shape[0], X.dtype)
+    loss = np.zeros(1)
+    grad = np.empty_like(params) if return_grad else np.empty((0, params.shape[1]), X.dtype)
+    _dispatch.kernels(_dispatch.resolve(backend), "glm").glm_loss_grad(
+        X, labels, targets, w, params, code, loss, grad)
+    scale = 1.0
+    if reduction == "mean":
+        total = float(w.sum(dtype=np.float64)) if w.size else float(X.shape[0])
+        scale = 1.0 / total if total > 0 else np.nan
+    value = float(loss[0]) * scale
+    if not return_grad:
+        return value
+    grad = grad * grad.dtype.type(scale)
+    return value, (np.ascontiguousarray(grad[:, :-1].T), grad[:, -1].copy())

@@ -1,0 +1,424 @@
+"""Maximum-likelihood fits of GLMs by minibatch stochastic gradient descent,
+where each epoch (every minibatch: gather, forward, loss, gradient, update)
+is one call into compiled code.
+
+Python does only per-epoch work here: it draws the epoch's permutation from a
+numpy Generator, computes the epoch's learning rate for every step, calls the
+backend's ``sgd_epoch`` kernel (fastmle/_numba/glm.py, csrc/glm_kernels.h,
+fastmle/reference/glm.py), and applies the stopping rules. Every backend
+walks the same trajectory for the same seed.
+"""
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+import numpy as np
+
+from . import _dispatch
+from .glm import as_design_matrix, as_sample_weight, encode_response, family_code
+
+SCHEDULES = ("constant", "invscaling", "cosine", "adaptive")
+# Curvature bound of each family's per-sample loss in eta (the largest
+# eigenvalue of d2 loss / d eta2): 1/2 for softmax, 1/4 for the logistic,
+# 1 for squared error. Poisson's is the mean exp(eta), unbounded: the default
+# step uses the mean response, the curvature at the MLE of the intercept.
+_CURVATURE = {"multinomial": 0.5, "binomial": 0.25, "gaussian": 1.0, "poisson": None}
+
+
+class SGDDivergedError(FloatingPointError):
+    """The loss of a minibatch became NaN or infinite. ``result`` holds the
+    fit as it was before that minibatch's update (finite coefficients)."""
+
+    def __init__(self, message, result):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class SGDResult:
+    """The outcome of :func:`sgd_fit`.
+
+    coef (n_features, n_outputs) and intercept (n_outputs,) are the fitted
+    parameters (the Polyak-Ruppert average when ``average`` was set);
+    loss_history holds each epoch's objective: the mean weighted negative
+    log-likelihood over the epoch's minibatches (each evaluated before its
+    update, as scikit-learn reports it) plus the penalty at the epoch's end;
+    validation_history the mean loss on the held-out fraction after each
+    epoch (empty without validation_fraction). learning_rate is the step the
+    next epoch would start with. classes are the multinomial labels.
+    """
+    coef: np.ndarray
+    intercept: np.ndarray
+    loss_history: List[float]
+    n_epochs: int
+    converged: bool
+    n_steps: int
+    learning_rate: float
+    eta0: float
+    family: str
+    classes: Optional[np.ndarray] = None
+    validation_history: List[float] = field(default_factory=list)
+    copied_X: bool = False
+    state: Any = field(default=None, repr=False)  # what warm_start continues from
+
+
+@dataclass
+class _State:
+    params: np.ndarray  # (K, d + 1), the kernels' layout
+    velocity: np.ndarray
+    avg: np.ndarray
+    step: int  # steps taken so far (the schedules' clock)
+    epochs: int
+    eta: float  # adaptive: the current step
+    horizon: int = 0  # cosine: the run's length in steps
+    avg_start: int = -1  # the step averaging started from (-1: none)
+    best: float = math.inf
+    bad_epochs: int = 0
+
+
+def default_eta0(X, family, targets, fit_intercept, alpha, l1_ratio, momentum, sample_weight):
+    """The default step: 1 / L with L the largest per-sample curvature of the
+    loss in the parameters, as SAG-type solvers take it: the family's bound on
+    d2 loss / d eta2 (1/2 multinomial, 1/4 binomial, 1 gaussian, the mean
+    response for poisson) times the largest squared row norm of X (plus 1 for
+    the intercept; times the largest sample weight), plus the L2 penalty;
+    times (1 - momentum), since momentum multiplies the effective step by
+    1 / (1 - momentum)."""
+    row_norm2 = float(np.max(np.einsum("ij,ij->i", X, X, dtype=np.float64))) if X.shape[0] else 1.0
+    row_norm2 += 1.0 if fit_intercept else 0.0
+    curvature = _CURVATURE[family]
+    if curvature is None:
+        curvature = max(1.0, float(np.mean(targets, dtype=np.float64)))
+    if sample_weight.size:
+        curvature *= max(float(np.max(sample_weight)), 1e-12)
+    lipschitz = curvature * row_norm2 + alpha * (1.0 - l1_ratio)
+    return (1.0 - momentum) / lipschitz
+
+
+def _step_sizes(schedule, eta0, eta, power_t, step, n_batches, total_steps):
+    """Learning rate of each step of the next epoch (float64, (n_batches,))."""
+    t = np.arange(step, step + n_batches, dtype=np.float64)
+    if schedule == "constant":
+        return np.full(n_batches, eta0)
+    if schedule == "adaptive":
+        return np.full(n_batches, eta)
+    if schedule == "invscaling":  # time measured in epochs
+        return eta0 / (1.0 + t / n_batches) ** power_t
+    # cosine: from eta0 down to 0 over the run of max_epochs epochs
+    return eta0 * 0.5 * (1.0 + np.cos(np.pi * np.minimum(t, total_steps) / total_steps))
+
+
+def _class_weight_per_sample(class_weight, labels, classes, family):
+    if class_weight is None:
+        return None
+    if family not in ("multinomial", "binomial"):
+        raise ValueError(f"class_weight applies to multinomial and binomial families, not {family}")
+    n_classes = len(classes)
+    counts = np.bincount(labels, minlength=n_classes)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be 'balanced', a dict or None, got {class_weight!r}")
+        per_class = len(labels) / (n_classes * np.maximum(counts, 1))
+    elif isinstance(class_weight, dict):
+        unknown = [c for c in class_weight if c not in set(classes.tolist())]
+        if unknown:
+            raise ValueError(f"class_weight has labels {unknown} not among the classes {list(classes)}")
+        per_class = np.array([float(class_weight.get(c, 1.0)) for c in classes.tolist()])
+    else:
+        raise TypeError(f"class_weight must be 'balanced', a dict or None, got {type(class_weight).__name__}")
+    return per_class[labels]
+
+
+def _penalty(params, alpha, l1_ratio):
+    coef = params[:, :-1].astype(np.float64)
+    return alpha * ((1 - l1_ratio) * 0.5 * np.sum(coef * coef) + l1_ratio * np.sum(np.abs(coef)))
+
+
+def _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
+                   nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction):
+    family_code(family)
+    if learning_rate not in SCHEDULES:
+        raise ValueError(f"unknown learning_rate {learning_rate!r}; expected one of {', '.join(SCHEDULES)}")
+    for name, value in (("batch_size", batch_size), ("max_epochs", max_epochs),
+                        ("n_iter_no_change", n_iter_no_change)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if eta0 is not None and not (np.isfinite(eta0) and eta0 > 0):
+        raise ValueError(f"eta0 must be a positive number or None, got {eta0!r}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    if not (np.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    if not 0 <= l1_ratio <= 1:
+        raise ValueError(f"l1_ratio must be in [0, 1], got {l1_ratio!r}")
+    if not np.isfinite(power_t) or power_t < 0:
+        raise ValueError(f"power_t must be >= 0, got {power_t!r}")
+    if isinstance(average, bool) is False and (not isinstance(average, (int, np.integer)) or average < 0):
+        raise ValueError(f"average must be a bool or a number of samples >= 0, got {average!r}")
+    if tol is not None and not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be >= 0 or None, got {tol!r}")
+    if validation_fraction is not None and not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1) or None, got {validation_fraction!r}")
+
+
+def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adaptive", eta0=None,
+            power_t=0.5, momentum=0.0, nesterov=False, alpha=0.0, l1_ratio=0.0, fit_intercept=True,
+            sample_weight=None, class_weight=None, average=False, tol=1e-4, n_iter_no_change=5,
+            validation_fraction=None, random_state=None, callback=None, progress=False,
+            warm_start=None, classes=None, schedule_epochs=None, backend=None):
+    """Fit a GLM by minibatch SGD on its negative log-likelihood.
+
+    Parameters
+    ----------
+    X : (n_samples, n_features) array. float32 trains in float32 and float64
+        in float64, without copying a C-contiguous X; a Fortran-ordered X is
+        copied once into C order (``result.copied_X`` says so); other dtypes
+        are converted to float64.
+    y : the response: class labels (multinomial), 0/1 (binomial), values
+        (gaussian, (n,) or (n, k)), counts (poisson).
+    family : "multinomial", "binomial", "gaussian" or "poisson".
+    batch_size : samples per minibatch; the last batch of an epoch may be
+        smaller. The gradient is the batch's mean (weighted) loss gradient.
+    max_epochs : passes over the data.
+    learning_rate : the schedule of the step, with t the number of steps
+        taken and B the steps per epoch:
+        "constant" eta0; "invscaling" eta0 / (1 + t / B) ** power_t;
+        "cosine" eta0 (1 + cos(pi t / T)) / 2 over the run's T = max_epochs B
+        steps; "adaptive" (default) eta0 while the monitored loss improves,
+        divided by 5 after n_iter_no_change epochs without an improvement of
+        tol, the fit ending (converged) once it falls below eta0 * 1e-4.
+    eta0 : the initial step. Default: from the data, see
+        :func:`default_eta0` (1 / the largest per-sample curvature, as SAG
+        takes it), which converges on standardized data without tuning.
+    momentum, nesterov : heavy-ball momentum in torch's convention
+        (v = momentum v + g; step along v, or g + momentum v for Nesterov).
+    alpha, l1_ratio : elastic-net penalty alpha ((1 - l1_ratio) |w|^2 / 2 +
+        l1_ratio |w|_1) on the coefficients, not the intercept: the MAP
+        estimate under a Gaussian (l1_ratio=0) or Laplace prior. The L1 part
+        is applied as a proximal (soft-threshold) step.
+    fit_intercept : fit an unpenalized intercept.
+    sample_weight : per-sample weights, multiplying each sample's loss.
+    class_weight : None, "balanced" (n_samples / (n_classes * count)) or
+        {label: weight}, multiplied into the sample weights.
+    average : Polyak-Ruppert averaging: True averages the iterates from the
+        first step, an integer n from the step after n samples were seen;
+        the result's coefficients are then the average.
+    tol, n_iter_no_change : stop (converged) when the monitored loss has not
+        improved by tol for n_iter_no_change consecutive epochs (for
+        "adaptive": reduce the step instead). tol=None: run all epochs.
+    validation_fraction : monitor the mean loss on this fraction of the
+        samples, held out from training, instead of the training loss.
+    random_state : seed (or numpy Generator) of the epochs' permutations
+        and of the validation split; a fixed seed reproduces a fit exactly.
+    callback : ``callback(epoch, info)`` after each epoch, with info a dict
+        (loss, validation_loss, learning_rate, n_steps, coef, intercept);
+        returning True stops training.
+    progress : show a tqdm progress bar (epoch, loss, learning rate).
+    warm_start : an SGDResult to continue from: its coefficients, momentum,
+        average, step count and schedule carry over.
+    classes : multinomial labels, when y may not show them all.
+    schedule_epochs : the run's length in epochs for the cosine schedule
+        (default max_epochs); warm starts continue the first fit's cosine.
+    backend : "c", "numba", "numpy" or None (see fastmle.set_backend).
+
+    Returns
+    -------
+    SGDResult
+
+    Raises
+    ------
+    SGDDivergedError
+        when a minibatch's loss becomes NaN or infinite (the step is too
+        large); ``error.result`` keeps the last finite coefficients.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmle
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((2000, 3))
+    >>> y = X @ np.array([1.0, -2.0, 0.5]) + 3.0 + 0.1 * rng.standard_normal(2000)
+    >>> fit = fastmle.sgd_fit(X, y, "gaussian", random_state=0)
+    >>> np.round(fit.coef.ravel(), 1), np.round(fit.intercept, 1)
+    (array([ 1. , -2. ,  0.5]), array([3.]))
+    """
+    _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
+                   nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction)
+    code = family_code(family)
+    X, copied = as_design_matrix(X)
+    n, d = X.shape
+    if warm_start is not None and classes is None:
+        classes = warm_start.classes
+    labels, targets, classes = encode_response(y, family, n, X.dtype, classes)
+    if family == "multinomial" and len(classes) < 2:
+        raise ValueError(f"multinomial y needs at least 2 classes, got {len(classes)}")
+    weights = as_sample_weight(sample_weight, n, X.dtype)
+    per_class = _class_weight_per_sample(class_weight, labels if family == "multinomial"
+                                         else targets[:, 0].astype(np.int64),
+                                         classes if family == "multinomial" else np.array([0, 1]), family)
+    if per_class is not None:
+        weights = (weights if weights.size else np.ones(n, X.dtype)) * per_class.astype(X.dtype)
+    K = len(classes) if family == "multinomial" else targets.shape[1]
+    rng = np.random.default_rng(random_state)
+    kern = _dispatch.kernels(_dispatch.resolve(backend), "glm")
+
+    # validation split: held-out rows never enter an epoch's permutation
+    train = np.arange(n)
+    val = None
+    if validation_fraction is not None:
+        n_val = int(math.ceil(validation_fraction * n))
+        if n_val < 1 or n_val >= n:
+            raise ValueError(f"validation_fraction={validation_fraction} leaves no training or validation samples")
+        split = rng.permutation(n)
+        val, train = np.sort(split[:n_val]), np.sort(split[n_val:])
+        val_data = (np.ascontiguousarray(X[val]), labels[val] if labels.size else labels,
+                    targets[val] if targets.size else targets, weights[val] if weights.size else weights)
+    if len(train) == 0:
+        raise ValueError("X has no samples")
+    train_weight = float(weights[train].sum(dtype=np.float64)) if weights.size else float(len(train))
+
+    if eta0 is None:
+        eta0 = default_eta0(X, family, targets, fit_intercept, alpha, l1_ratio, momentum, weights)
+    state = _start_state(warm_start, family, K, d, X.dtype, fit_intercept, momentum, eta0, labels,
+                         targets, weights)
+    n_batches = -(-len(train) // batch_size)
+    if warm_start is None:
+        state.horizon = (schedule_epochs or max_epochs) * n_batches
+    if average is not False and state.avg_start < 0:
+        # a fresh average starts from the current parameters, never an old one
+        state.avg_start = state.step + (0 if average is True else int(math.ceil(int(average) / batch_size)))
+        state.avg = state.params.copy()
+    avg_start = state.avg_start if average is not False else -1
+    l2, l1 = alpha * (1.0 - l1_ratio), alpha * l1_ratio
+
+    history, val_history = [], []
+    converged = False
+    bar = _progress_bar(max_epochs) if progress else None
+    try:
+        for epoch in range(max_epochs):
+            perm = rng.permutation(train)
+            lr = _step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
+                             state.horizon)
+            loss = np.zeros(1)
+            done = kern.sgd_epoch(X, labels, targets, weights, perm, lr, code, batch_size, l2, l1,
+                                  momentum, nesterov, fit_intercept, state.params, state.velocity,
+                                  state.avg, avg_start, state.step, loss)
+            state.step += done
+            if done < n_batches or not np.isfinite(state.params).all():
+                result = _result(state, history, val_history, False, eta0, family, classes, copied,
+                                 avg_start, d)
+                raise SGDDivergedError(
+                    f"the loss became NaN or infinite in epoch {state.epochs + 1} (step {state.step}) "
+                    f"with learning rate {lr[min(done, n_batches - 1)]:.3g}: the step is too large "
+                    "for this data; use a smaller eta0 (or standardize X). error.result holds the "
+                    "last finite coefficients.", result)
+            state.epochs += 1
+            objective = float(loss[0]) / train_weight + float(_penalty(state.params, alpha, l1_ratio))
+            history.append(objective)
+            monitored = objective
+            if val is not None:
+                vl = np.zeros(1)
+                grad = np.empty((0, d + 1), X.dtype)
+                params = _current(state, avg_start)
+                X_val, labels_val, targets_val, weights_val = val_data
+                kern.glm_loss_grad(X_val, labels_val, targets_val, weights_val, params, code, vl, grad)
+                vw = float(weights_val.sum(dtype=np.float64)) if weights_val.size else float(len(val))
+                monitored = float(vl[0]) / vw
+                val_history.append(monitored)
+            stop = _apply_stopping(state, learning_rate, monitored, tol, n_iter_no_change, eta0)
+            if stop:
+                converged = True
+            if bar is not None:
+                bar.set_postfix(loss=f"{objective:.5g}", lr=f"{lr[-1]:.3g}")
+                bar.update(1)
+            if callback is not None:
+                coef, intercept = _unpack(_current(state, avg_start), d)
+                info = {"loss": objective, "validation_loss": val_history[-1] if val_history else None,
+                        "learning_rate": float(lr[-1]), "n_steps": state.step, "coef": coef,
+                        "intercept": intercept}
+                if callback(state.epochs, info):
+                    break
+            if converged:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return _result(state, history, val_history, converged, eta0, family, classes, copied, avg_start, d)
+
+
+def _start_state(warm_start, family, K, d, dtype, fit_intercept, momentum, eta0, labels, targets,
+                 weights):
+    if warm_start is not None:
+        st = warm_start.state
+        if st is None or st.params.shape != (K, d + 1) or st.params.dtype != dtype or warm_start.family != family:
+            raise ValueError("warm_start does not match this problem (family, outputs, features or dtype)")
+        st = _State(st.params.copy(), st.velocity.copy(), st.avg.copy(), st.step, st.epochs, st.eta,
+                    st.horizon, st.avg_start, st.best, st.bad_epochs)
+        if momentum > 0 and st.velocity.shape[0] == 0:
+            st.velocity = np.zeros_like(st.params)
+        return st
+    params = np.zeros((K, d + 1), dtype)
+    if fit_intercept:  # start the intercept at its MLE without features
+        params[:, -1] = _intercept_start(family, K, labels, targets, weights)
+    velocity = np.zeros_like(params) if momentum > 0 else np.empty((0, d + 1), dtype)
+    return _State(params, velocity, params.copy(), 0, 0, eta0)
+
+
+def _intercept_start(family, K, labels, targets, weights):
+    w = weights.astype(np.float64) if weights.size else None
+    if family == "multinomial":
+        freq = np.bincount(labels, weights=w, minlength=K) + 1.0  # +1: no log(0)
+        return np.log(freq / freq.sum())
+    mean = np.average(targets.astype(np.float64), axis=0, weights=w) if targets.shape[0] else np.zeros(K)
+    if family == "binomial":
+        p = np.clip(mean, 1e-3, 1 - 1e-3)
+        return np.log(p / (1 - p))
+    if family == "poisson":
+        return np.log(np.maximum(mean, 1e-3))
+    return mean
+
+
+def _apply_stopping(state, schedule, monitored, tol, n_iter_no_change, eta0):
+    """Update the no-improvement count; True when the fit has converged."""
+    if tol is None:
+        return False
+    if monitored > state.best - tol:
+        state.bad_epochs += 1
+    else:
+        state.bad_epochs = 0
+    state.best = min(state.best, monitored)
+    if state.bad_epochs < n_iter_no_change:
+        return False
+    if schedule != "adaptive":
+        return True
+    state.bad_epochs = 0
+    state.eta /= 5.0
+    return state.eta < eta0 * 1e-4
+
+
+def _current(state, avg_start):
+    return state.avg if avg_start >= 0 and state.step > avg_start else state.params
+
+
+def _unpack(params, d):
+    return np.ascontiguousarray(params[:, :d].T), params[:, d].copy()
+
+
+def _result(state, history, val_history, converged, eta0, family, classes, copied, avg_start, d):
+    coef, intercept = _unpack(_current(state, avg_start), d)
+    return SGDResult(coef=coef, intercept=intercept, loss_history=history, n_epochs=state.epochs,
+                     converged=converged, n_steps=state.step, learning_rate=state.eta, eta0=eta0,
+                     family=family, classes=classes, validation_history=val_history,
+                     copied_X=copied, state=state)
+
+
+def _progress_bar(total):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        raise ImportError("progress=True needs tqdm: pip install tqdm (or fastmle[progress])") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tqdm.auto's notebook hint
+        return tqdm(total=total, desc="sgd", unit="epoch")
