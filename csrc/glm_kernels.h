@@ -72,7 +72,8 @@ static inline double FN(sigmoid)(double v)
 }
 
 /* G[r] = w * d loss / d eta for nb samples whose labels (or targets) and
- * weights are the first nb of those arrays; returns sum w * loss. */
+ * weights are the first nb of those arrays; returns sum w * loss, or NaN
+ * when a stored G is not finite. */
 static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *labels,
                         const FM_T *targets, const FM_T *sample_weight, int family, FM_T *G,
                         double *t)
@@ -118,6 +119,9 @@ static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *l
             }
         }
         total += w * li;
+        for (int64_t k = 0; k < K; k++)  /* an overflowed gradient stops the epoch */
+            if (!isfinite(g[k]))
+                return NAN;
     }
     return total;
 }

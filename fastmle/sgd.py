@@ -302,11 +302,14 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
             lr = _step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
                              state.horizon)
             loss = np.zeros(1)
+            last_finite = state.params.copy(), state.avg.copy()
             done = kern.sgd_epoch(X, labels, targets, weights, perm, lr, code, batch_size, l2, l1,
                                   momentum, nesterov, fit_intercept, state.params, state.velocity,
                                   state.avg, avg_start, state.step, loss)
             state.step += done
             if done < n_batches or not np.isfinite(state.params).all():
+                if not np.isfinite(state.params).all():  # an update overflowed: the epoch's start
+                    state.params, state.avg = last_finite
                 result = _result(state, history, val_history, False, eta0, family, classes, copied,
                                  avg_start, d)
                 raise SGDDivergedError(

@@ -97,7 +97,7 @@ def _softmax_terms(e, t):
 def _dloss(eta, labels, targets, sample_weight, family, G):
     """G[r] = w * d loss / d eta for the rows of eta, whose labels (or
     targets) and weights are the first rows of those arrays; returns
-    sum w * loss."""
+    sum w * loss, or NaN when a stored G is not finite."""
     K = eta.shape[1]
     t = np.empty(K)
     total = 0.0
@@ -129,6 +129,9 @@ def _dloss(eta, labels, targets, sample_weight, family, G):
                     g = mu - y
                 G[r, k] = w * g
         total += w * li
+        for k in range(K):  # an overflowed gradient stops the epoch like a bad loss
+            if not np.isfinite(G[r, k]):
+                return np.nan
     return total
 
 

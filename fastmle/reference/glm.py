@@ -122,7 +122,8 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
     each batch evaluated before its update.
 
     Returns the number of batches done: fewer than len(lr) when a batch's
-    loss was not finite, in which case that batch made no update.
+    loss or loss gradient (stored in the element type) was not finite, in
+    which case that batch made no update.
     """
     d = X.shape[1]
     m = perm.shape[0]
@@ -136,7 +137,8 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
             li = li * w
             g = g * w[:, None]
         batch_loss = li.sum()
-        if not np.isfinite(batch_loss):
+        g = g.astype(params.dtype)  # stored in the element type, as the kernels do
+        if not (np.isfinite(batch_loss) and np.isfinite(g).all()):
             return b
         loss[0] += batch_loss
         grad = np.empty(params.shape, dtype=params.dtype)

@@ -1,0 +1,261 @@
+"""GLM likelihood kernels and the SGD epoch: every backend against the numpy
+reference (fastmle/reference/glm.py), the reference against independent
+formulas (fastmle's own losses, scipy) and finite differences, and
+hypothesis properties."""
+import itertools
+
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+from hypothesis import given, strategies as st
+
+import fastmle
+from fastmle import _dispatch
+from fastmle.reference import glm as ref
+from fastmle.reference.glm import FAMILIES
+
+from cases import assert_same
+
+# (n, d, K) around the blocking of the kernels: rows in pairs and fours,
+# outputs in fours and pairs, features around the SIMD width, several chunks
+SHAPES = [(1, 1, 1), (2, 3, 2), (3, 4, 3), (5, 7, 4), (6, 8, 5), (9, 9, 9), (33, 17, 6),
+          (700, 5, 3), (300, 33, 11)]
+
+
+def tol(dtype):
+    return (3e-5, 3e-5) if dtype == np.float32 else (1e-11, 1e-12)
+
+
+def problem(family, n, d, K, dtype, rng, weighted=False, scale=1.0):
+    """Kernel-layout inputs: X, labels, targets, sample_weight, params."""
+    if family == "binomial":
+        K = 1
+    X = rng.standard_normal((n, d)).astype(dtype)
+    params = (scale * rng.standard_normal((K, d + 1)) / np.sqrt(d)).astype(dtype)
+    labels = np.empty(0, np.int64)
+    targets = np.empty((0, K), dtype)
+    if family == "multinomial":
+        labels = rng.integers(0, K, n)
+    elif family == "binomial":
+        targets = rng.integers(0, 2, (n, 1)).astype(dtype)
+    elif family == "gaussian":
+        targets = rng.standard_normal((n, K)).astype(dtype)
+    else:
+        targets = rng.poisson(2.0, (n, K)).astype(dtype)
+    w = (rng.random(n) + 0.5).astype(dtype) if weighted else np.empty(0, dtype)
+    return X, labels, targets, w, params
+
+
+def kernels(backend):
+    return _dispatch.kernels(backend, "glm")
+
+
+# ---------------------------------------------------------------- kernels vs reference
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_loss_grad_and_predict_match_reference(backend, dtype, rng, family, weighted):
+    rtol, atol = tol(dtype)
+    code = FAMILIES.index(family)
+    for n, d, K in SHAPES:
+        X, labels, targets, w, params = problem(family, n, d, K, dtype, rng, weighted)
+        results = {}
+        for name in ("numpy", backend):
+            loss = np.zeros(1)
+            grad = np.empty_like(params)
+            kernels(name).glm_loss_grad(X, labels, targets, w, params, code, loss, grad)
+            mean = np.empty((n, params.shape[0]), dtype)
+            kernels(name).glm_predict(X, params, code, mean)
+            results[name] = loss, grad, mean
+        err = f"{backend} {family} {(n, d, K)}"
+        (l0, g0, m0), (l1, g1, m1) = results["numpy"], results[backend]
+        assert_same(l1, l0, rtol, atol * n, err=err + " loss")
+        assert_same(g1, g0, rtol, atol * n, err=err + " grad")
+        assert_same(m1, m0, rtol, atol, err=err + " predict")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_empty_and_gradient_free_calls(backend, dtype, rng, family):
+    X, labels, targets, w, params = problem(family, 0, 4, 3, dtype, rng)
+    code = FAMILIES.index(family)
+    loss = np.full(1, np.nan)
+    grad = np.full_like(params, np.nan)
+    kernels(backend).glm_loss_grad(X, labels, targets, w, params, code, loss, grad)
+    assert loss[0] == 0 and (grad == 0).all()
+    X, labels, targets, w, params = problem(family, 40, 4, 3, dtype, rng)
+    loss = np.zeros(1)
+    kernels(backend).glm_loss_grad(X, labels, targets, w, params, code, loss,
+                                   np.empty((0, params.shape[1]), dtype))
+    want = np.zeros(1)
+    ref.glm_loss_grad(X, labels, targets, w, params, code, want, np.empty((0, 5), dtype))
+    assert_same(loss, want, *tol(dtype))
+
+
+@pytest.mark.parametrize("family", ["multinomial", "binomial"])
+def test_extreme_linear_predictors_stay_finite(backend, dtype, family, rng):
+    # |eta| in the hundreds: logsumexp and softplus must not overflow
+    X, labels, targets, w, params = problem(family, 20, 3, 4, dtype, rng, scale=400.0)
+    loss = np.zeros(1)
+    grad = np.empty_like(params)
+    kernels(backend).glm_loss_grad(X, labels, targets, w, params, FAMILIES.index(family), loss, grad)
+    assert np.isfinite(loss).all() and np.isfinite(grad).all()
+    want = np.zeros(1)
+    ref.glm_loss_grad(X, labels, targets, w, params, FAMILIES.index(family), want, np.empty_like(params))
+    assert_same(loss, want, 1e-5 if dtype == np.float32 else 1e-12)
+
+
+# ---------------------------------------------------------------- reference vs independent formulas
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reference_loss_is_the_negative_log_likelihood(family, rng):
+    X, labels, targets, w, params = problem(family, 50, 4, 3, np.float64, rng, weighted=True)
+    eta = X @ params[:, :-1].T + params[:, -1]
+    if family == "multinomial":
+        per = fastmle.cross_entropy(eta, labels, reduction="none", backend="numpy")
+    elif family == "binomial":
+        per = -scipy.stats.bernoulli.logpmf(targets[:, 0], scipy.special.expit(eta[:, 0]))
+    elif family == "gaussian":  # minus the constant log(2 pi) / 2 per output
+        per = -(scipy.stats.norm.logpdf(targets, eta) + 0.5 * np.log(2 * np.pi)).sum(axis=1)
+    else:  # plus the constant log(y!)
+        per = -(scipy.stats.poisson.logpmf(targets, np.exp(eta)) + scipy.special.gammaln(targets + 1)).sum(axis=1)
+    loss = np.zeros(1)
+    ref.glm_loss_grad(X, labels, targets, w, params, FAMILIES.index(family), loss, np.empty((0, 5)))
+    np.testing.assert_allclose(loss[0], np.sum(w * per), rtol=1e-12)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gradient_matches_finite_differences(family, rng):
+    X, labels, targets, w, params = problem(family, 30, 3, 3, np.float64, rng, weighted=True)
+    code = FAMILIES.index(family)
+
+    def f(p):
+        out = np.zeros(1)
+        ref.glm_loss_grad(X, labels, targets, w, p, code, out, np.empty((0, 4)))
+        return out[0]
+    grad = np.empty_like(params)
+    ref.glm_loss_grad(X, labels, targets, w, params, code, np.zeros(1), grad)
+    h = 1e-6
+    numeric = np.zeros_like(params)
+    for idx in np.ndindex(params.shape):
+        e = np.zeros_like(params)
+        e[idx] = h
+        numeric[idx] = (f(params + e) - f(params - e)) / (2 * h)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)
+
+
+def test_public_glm_loss_and_predict(backend, dtype, rng):
+    X = rng.standard_normal((40, 3)).astype(dtype)
+    coef = rng.standard_normal((3, 4))
+    b = rng.standard_normal(4)
+    y = rng.integers(0, 4, 40)
+    eta = X.astype(np.float64) @ coef + b
+    loss, (dcoef, db) = fastmle.glm_loss(X, y, coef, b, "multinomial", return_grad=True, backend=backend)
+    want, dz = fastmle.cross_entropy(eta, y, return_grad=True, backend="numpy")
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loss, want, rtol=rtol)
+    np.testing.assert_allclose(dcoef, X.astype(np.float64).T @ dz, rtol=rtol * 10, atol=rtol)
+    np.testing.assert_allclose(db, dz.sum(axis=0), rtol=rtol * 10, atol=rtol)
+    assert dcoef.dtype == dtype
+    p = fastmle.glm_predict(X, coef, b, "multinomial", backend=backend)
+    np.testing.assert_allclose(p, scipy.special.softmax(eta, axis=1), rtol=rtol * 10)
+    assert p.dtype == dtype
+
+
+# ---------------------------------------------------------------- the SGD epoch kernel
+
+EPOCH_OPTIONS = {  # name -> (l2, l1, momentum, nesterov, fit_intercept, averaging)
+    "plain": (0.0, 0.0, 0.0, False, True, False),
+    "no-intercept": (0.0, 0.0, 0.0, False, False, False),
+    "l2": (0.05, 0.0, 0.0, False, True, False),
+    "elastic-net": (0.02, 0.03, 0.0, False, True, False),
+    "momentum": (0.0, 0.0, 0.9, False, True, False),
+    "nesterov+l2": (0.01, 0.0, 0.8, True, True, False),
+    "averaged": (0.0, 0.0, 0.0, False, True, True),
+    "everything": (0.01, 0.01, 0.5, True, False, True),
+}
+
+
+def run_epoch(backend, X, labels, targets, w, params, perm, lr, family, batch_size, option, step0=0):
+    l2, l1, momentum, nesterov, fit_intercept, averaging = EPOCH_OPTIONS[option]
+    p = params.copy()
+    if not fit_intercept:
+        p[:, -1] = 0
+    v = np.zeros_like(p) if momentum else np.empty((0, p.shape[1]), p.dtype)
+    a = np.zeros_like(p)
+    loss = np.zeros(1)
+    done = kernels(backend).sgd_epoch(X, labels, targets, w, perm, lr, FAMILIES.index(family),
+                                      batch_size, l2, l1, momentum, nesterov, fit_intercept, p, v, a,
+                                      3 if averaging else -1, step0, loss)
+    return done, p, v, a, loss
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("option", list(EPOCH_OPTIONS))
+def test_sgd_epoch_matches_reference(backend, dtype, rng, family, option):
+    rtol, atol = (2e-4, 2e-5) if dtype == np.float32 else (1e-10, 1e-12)
+    for (n, d, K), batch_size, weighted in [((37, 5, 3), 8, False), ((64, 9, 5), 1, True),
+                                            ((50, 4, 2), 64, True), ((101, 17, 4), 7, False)]:
+        X, labels, targets, w, params = problem(family, n, d, K, dtype, rng, weighted)
+        perm = rng.permutation(n)[: n - 3]  # a subset, as with a validation split
+        n_batches = -(-perm.size // batch_size)
+        lr = (0.002 if family == "poisson" else 0.05) / (1 + np.arange(n_batches) / 10)
+        want = run_epoch("numpy", X, labels, targets, w, params, perm, lr, family, batch_size, option)
+        got = run_epoch(backend, X, labels, targets, w, params, perm, lr, family, batch_size, option)
+        err = f"{backend} {family} {option} {(n, d, K)} batch {batch_size}"
+        assert got[0] == want[0] == n_batches, err
+        for name, g, e in zip(("params", "velocity", "average", "loss"), got[1:], want[1:]):
+            assert_same(g, e, rtol, atol, err=f"{err} {name}")
+        if not EPOCH_OPTIONS[option][4]:
+            assert (got[1][:, -1] == 0).all(), err + ": intercept moved without fit_intercept"
+
+
+def test_sgd_epoch_stops_before_a_non_finite_step(backend, dtype, rng):
+    X, labels, targets, w, params = problem("poisson", 200, 4, 1, dtype, rng)
+    X *= 10
+    perm = rng.permutation(200)
+    lr = np.full(20, 5.0)  # far too large: exp(eta) overflows within a few steps
+    done, p, v, a, loss = run_epoch(backend, X, labels, targets, w, params, perm, lr, "poisson", 10, "plain")
+    assert 0 < done < 20
+    assert np.isfinite(p).all() and np.isfinite(loss).all()
+    ref_done, ref_p = run_epoch("numpy", X, labels, targets, w, params, perm, lr, "poisson", 10, "plain")[:2]
+    assert done == ref_done
+
+
+@given(n=st.integers(1, 40), d=st.integers(1, 12), K=st.integers(1, 6), batch_size=st.integers(1, 50),
+       family=st.sampled_from(FAMILIES), option=st.sampled_from(list(EPOCH_OPTIONS)),
+       seed=st.integers(0, 2**32 - 1))
+def test_sgd_epoch_property_compiled_equals_reference(n, d, K, batch_size, family, option, seed):
+    rng = np.random.default_rng(seed)
+    X, labels, targets, w, params = problem(family, n, d, K, np.float64, rng, weighted=seed % 2 == 1)
+    perm = rng.permutation(n)
+    lr = np.full(-(-n // batch_size), 0.003 if family == "poisson" else 0.03)
+    want = run_epoch("numpy", X, labels, targets, w, params, perm, lr, family, batch_size, option)
+    for backend in ("c", "numba"):
+        if backend not in fastmle.available_backends():
+            continue
+        got = run_epoch(backend, X, labels, targets, w, params, perm, lr, family, batch_size, option)
+        assert got[0] == want[0]
+        for g, e in zip(got[1:], want[1:]):
+            np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-11)
+
+
+def test_sgd_epoch_is_deterministic_across_thread_counts(rng):
+    X, labels, targets, w, params = problem("multinomial", 3000, 20, 5, np.float64, rng)
+    perm = rng.permutation(3000)
+    lr = np.full(94, 0.02)
+    results = []
+    for threads in (1, fastmle.get_num_threads()):
+        previous = fastmle.get_num_threads()
+        fastmle.set_num_threads(threads)
+        try:
+            for backend in fastmle.available_backends():
+                results.append(run_epoch(backend, X, labels, targets, w, params, perm, lr,
+                                         "multinomial", 32, "momentum")[1])
+        finally:
+            fastmle.set_num_threads(previous)
+    half = len(results) // 2
+    for a, b in zip(results[:half], results[half:]):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,346 @@
+"""fastmle.sgd_fit: the backends walk the same trajectory, fits converge to
+the exact MLE where it is known (closed form, scipy.optimize), the options
+do what they say, fits are reproducible, and bad input is refused before
+training."""
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.sparse
+
+import fastmle
+from fastmle.reference import glm as ref
+from fastmle.reference.glm import FAMILIES
+from fastmle.sgd import _step_sizes
+
+
+def data(family, n=800, d=4, K=3, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    W = rng.standard_normal((d, K)) * 0.7
+    eta = X @ W + 0.3
+    if family == "multinomial":
+        y = np.argmax(eta + rng.gumbel(size=eta.shape), axis=1)
+    elif family == "binomial":
+        y = (rng.random(n) < 1 / (1 + np.exp(-eta[:, 0]))).astype(int)
+    elif family == "gaussian":
+        y = eta[:, 0] + 0.5 * rng.standard_normal(n)
+    else:
+        y = rng.poisson(np.exp(0.5 * eta[:, 0]))
+    return X, y
+
+
+def exact_mle(X, y, family, alpha=0.0):
+    """The penalized MLE by scipy's L-BFGS on an independent numpy loss."""
+    n, d = X.shape
+    K = int(y.max()) + 1 if family == "multinomial" else 1
+    Y = np.eye(K)[y] if family == "multinomial" else y.reshape(n, 1).astype(float)
+
+    def objective(theta):
+        W, b = theta[:d * K].reshape(d, K), theta[d * K:]
+        eta = X @ W + b
+        if family == "multinomial":
+            m = eta.max(axis=1, keepdims=True)
+            lse = m[:, 0] + np.log(np.exp(eta - m).sum(axis=1))
+            loss = np.mean(lse - (Y * eta).sum(axis=1))
+            G = np.exp(eta - lse[:, None]) - Y
+        elif family == "binomial":
+            loss = np.mean(np.logaddexp(0, eta) - Y * eta)
+            G = 1 / (1 + np.exp(-eta)) - Y
+        elif family == "gaussian":
+            loss = np.mean(0.5 * (eta - Y) ** 2)
+            G = eta - Y
+        else:
+            loss = np.mean(np.exp(eta) - Y * eta)
+            G = np.exp(eta) - Y
+        loss += 0.5 * alpha * np.sum(W * W)
+        grad = np.r_[(X.T @ G / n + alpha * W).ravel(), G.mean(axis=0)]
+        return loss, grad
+    res = scipy.optimize.minimize(objective, np.zeros(d * K + K), jac=True, method="L-BFGS-B",
+                                  options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10000})
+    return res.x[:d * K].reshape(d, K), res.x[d * K:]
+
+
+# ---------------------------------------------------------------- same trajectory, reproducible
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_compiled_backends_walk_the_same_trajectory(family):
+    X, y = data(family, n=3000, d=20, K=5)
+    fits = {b: fastmle.sgd_fit(X, y, family, max_epochs=5, tol=None, momentum=0.5, alpha=1e-3,
+                               random_state=7, backend=b) for b in ("c", "numba", "numpy")}
+    for b in ("numba", "numpy"):
+        np.testing.assert_allclose(fits[b].coef, fits["c"].coef, rtol=0, atol=1e-8, err_msg=b)
+        np.testing.assert_allclose(fits[b].intercept, fits["c"].intercept, rtol=0, atol=1e-8, err_msg=b)
+        np.testing.assert_allclose(fits[b].loss_history, fits["c"].loss_history, rtol=1e-10)
+    assert fits["c"].n_epochs == 5 and fits["c"].n_steps == 5 * -(-3000 // 32)
+
+
+def test_a_fixed_seed_reproduces_a_fit_exactly(backend):
+    X, y = data("multinomial")
+    a = fastmle.sgd_fit(X, y, "multinomial", max_epochs=3, random_state=3, backend=backend)
+    b = fastmle.sgd_fit(X, y, "multinomial", max_epochs=3, random_state=3, backend=backend)
+    c = fastmle.sgd_fit(X, y, "multinomial", max_epochs=3, random_state=4, backend=backend)
+    np.testing.assert_array_equal(a.coef, b.coef)
+    assert a.loss_history == b.loss_history
+    assert not np.array_equal(a.coef, c.coef)
+
+
+# ---------------------------------------------------------------- convergence to the exact MLE
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_full_batch_descent_reaches_the_exact_mle(family, backend):
+    # batch_size = n makes SGD plain gradient descent: it converges to the
+    # (here L2-penalized, so unique) optimum itself, to scipy's precision
+    X, y = data(family, n=400, d=3, K=3)
+    alpha = 0.05
+    W, b = exact_mle(X, y, family, alpha)
+    fit = fastmle.sgd_fit(X, y, family, batch_size=len(X), max_epochs=4000, learning_rate="constant",
+                          alpha=alpha, tol=None, random_state=0, backend=backend)
+    np.testing.assert_allclose(fit.coef, W, atol=2e-6)
+    if family == "multinomial":  # the unpenalized intercepts are unique up to a common shift
+        b, fit.intercept = b - b.mean(), fit.intercept - fit.intercept.mean()
+    np.testing.assert_allclose(fit.intercept, b, atol=2e-6)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_default_minibatch_fit_is_close_to_the_mle(family):
+    X, y = data(family, n=4000, d=4, K=3)
+    W, b = exact_mle(X, y, family)
+    if family == "multinomial":  # identifiable up to a shift per feature: compare centered
+        W, b = W - W.mean(axis=1, keepdims=True), b - b.mean()
+    fit = fastmle.sgd_fit(X, y, family, random_state=0)
+    coef, intercept = fit.coef, fit.intercept
+    if family == "multinomial":
+        coef, intercept = coef - coef.mean(axis=1, keepdims=True), intercept - intercept.mean()
+    assert fit.converged
+    np.testing.assert_allclose(coef, W, atol=0.02)
+    np.testing.assert_allclose(intercept, b, atol=0.02)
+
+
+def test_gaussian_closed_forms(backend):
+    # least squares, and the mean / variance MLE of a sample (no features:
+    # one zero column): intercept = mean, 2 * loss = the MLE variance
+    X, y = data("gaussian", n=1000)
+    lstsq = np.linalg.lstsq(np.c_[X, np.ones(len(X))], y, rcond=None)[0]
+    fit = fastmle.sgd_fit(X, y, "gaussian", batch_size=len(X), max_epochs=3000, learning_rate="constant",
+                          tol=None, backend=backend)
+    np.testing.assert_allclose(np.r_[fit.coef[:, 0], fit.intercept], lstsq, atol=1e-9)
+    rng = np.random.default_rng(1)
+    sample = rng.normal(3.0, 2.0, 500)
+    fit = fastmle.sgd_fit(np.zeros((500, 1)), sample, "gaussian", batch_size=500, max_epochs=50,
+                          learning_rate="constant", tol=None, backend=backend)
+    assert fit.intercept[0] == pytest.approx(sample.mean(), abs=1e-12)
+    assert 2 * fit.loss_history[-1] == pytest.approx(sample.var(), rel=1e-9)
+
+
+def test_multioutput_gaussian_and_poisson():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((2000, 3))
+    W = rng.standard_normal((3, 2)) * 0.3
+    fit = fastmle.sgd_fit(X, X @ W + 1, "gaussian", random_state=0)
+    np.testing.assert_allclose(fit.coef, W, atol=1e-3)
+    counts = rng.poisson(np.exp(X @ W))
+    fit = fastmle.sgd_fit(X, counts, "poisson", random_state=0)
+    assert fit.coef.shape == (3, 2)
+    np.testing.assert_allclose(fit.coef, W, atol=0.1)
+
+
+# ---------------------------------------------------------------- options
+
+
+def test_schedules():
+    eta0, B = 0.1, 10
+    np.testing.assert_allclose(_step_sizes("constant", eta0, 0.5, 0.5, 30, B, 100), 0.1)
+    np.testing.assert_allclose(_step_sizes("adaptive", eta0, 0.02, 0.5, 30, B, 100), 0.02)
+    t = np.arange(30, 40)
+    np.testing.assert_allclose(_step_sizes("invscaling", eta0, 0, 0.5, 30, B, 100), eta0 / np.sqrt(1 + t / B))
+    cos = _step_sizes("cosine", eta0, 0, 0.5, 0, 100, 100)
+    assert cos[0] == eta0 and cos[-1] < 1e-4 and np.all(np.diff(cos) < 0)
+    assert _step_sizes("cosine", eta0, 0, 0.5, 120, B, 100).max() == 0  # after the run
+
+
+@pytest.mark.parametrize("schedule", ["constant", "invscaling", "cosine", "adaptive"])
+def test_every_schedule_fits(schedule):
+    X, y = data("binomial", n=2000)
+    fit = fastmle.sgd_fit(X, y, "binomial", learning_rate=schedule, max_epochs=20, random_state=0)
+    W, b = exact_mle(X, y, "binomial")
+    np.testing.assert_allclose(fit.coef, W, atol=0.1)
+
+
+def test_adaptive_reduces_the_step_and_converges():
+    X, y = data("gaussian", n=1000)
+    fit = fastmle.sgd_fit(X, y, "gaussian", random_state=0, max_epochs=500)
+    assert fit.converged and fit.n_epochs < 500
+    assert fit.learning_rate < fit.eta0 * 1e-4
+
+
+def test_early_stopping_and_tol_none():
+    X, y = data("multinomial")
+    fit = fastmle.sgd_fit(X, y, "multinomial", learning_rate="constant", tol=1e-2, n_iter_no_change=2,
+                          random_state=0)
+    assert fit.converged and fit.n_epochs < 100
+    fit = fastmle.sgd_fit(X, y, "multinomial", max_epochs=7, tol=None, random_state=0)
+    assert not fit.converged and fit.n_epochs == len(fit.loss_history) == 7
+
+
+def test_validation_fraction_monitors_held_out_loss():
+    X, y = data("multinomial", n=1000)
+    fit = fastmle.sgd_fit(X, y, "multinomial", validation_fraction=0.2, max_epochs=6, tol=None,
+                          random_state=0)
+    assert len(fit.validation_history) == 6
+    assert fit.n_steps == 6 * -(-800 // 32)  # only the training 80% is stepped over
+    assert fit.validation_history[-1] < fit.validation_history[0] + 1e-3
+
+
+def test_warm_start_continues_the_same_run():
+    # a warm start with the same Generator continues the permutation stream
+    X, y = data("multinomial")
+    opts = dict(learning_rate="invscaling", tol=None, momentum=0.3)
+    whole = fastmle.sgd_fit(X, y, "multinomial", max_epochs=5, random_state=np.random.default_rng(9), **opts)
+    rng = np.random.default_rng(9)
+    first = fastmle.sgd_fit(X, y, "multinomial", max_epochs=2, random_state=rng, **opts)
+    rest = fastmle.sgd_fit(X, y, "multinomial", max_epochs=3, random_state=rng, warm_start=first,
+                           eta0=first.eta0, **opts)
+    np.testing.assert_array_equal(rest.coef, whole.coef)
+    assert rest.n_epochs == 5 and first.loss_history + rest.loss_history == whole.loss_history
+
+
+def test_callback_sees_each_epoch_and_can_stop():
+    X, y = data("binomial")
+    seen = []
+
+    def callback(epoch, info):
+        seen.append((epoch, info["loss"], info["coef"].shape))
+        return epoch == 3
+    fit = fastmle.sgd_fit(X, y, "binomial", callback=callback, tol=None, random_state=0)
+    assert fit.n_epochs == 3 and [s[0] for s in seen] == [1, 2, 3] and seen[0][2] == (4, 1)
+
+
+def test_progress_bar(capsys):
+    pytest.importorskip("tqdm")
+    X, y = data("gaussian", n=200)
+    fastmle.sgd_fit(X, y, "gaussian", max_epochs=3, tol=None, progress=True, random_state=0)
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_l2_shrinks_and_l1_zeroes_coefficients():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2000, 6))
+    y = X[:, 0] * 2 + 0.1 * rng.standard_normal(2000)  # only feature 0 matters
+    plain = fastmle.sgd_fit(X, y, "gaussian", random_state=0)
+    ridge = fastmle.sgd_fit(X, y, "gaussian", alpha=1.0, random_state=0)
+    lasso = fastmle.sgd_fit(X, y, "gaussian", alpha=0.1, l1_ratio=1.0, random_state=0)
+    assert abs(ridge.coef[0, 0]) < abs(plain.coef[0, 0]) - 0.5  # ridge optimum: 2 / (1 + 1) = 1
+    assert ridge.coef[0, 0] == pytest.approx(1.0, abs=0.05)
+    assert np.count_nonzero(lasso.coef[1:]) == 0 and lasso.coef[0, 0] == pytest.approx(1.9, abs=0.05)
+    assert ridge.intercept[0] == pytest.approx(0.0, abs=0.05)  # intercept not penalized (mean y ~ 0)
+
+
+def test_averaging_smooths_the_iterates():
+    X, y = data("binomial", n=3000)
+    W, b = exact_mle(X, y, "binomial")
+    plain = fastmle.sgd_fit(X, y, "binomial", learning_rate="constant", eta0=0.5, max_epochs=10,
+                            tol=None, random_state=0)
+    averaged = fastmle.sgd_fit(X, y, "binomial", learning_rate="constant", eta0=0.5, max_epochs=10,
+                               tol=None, average=True, random_state=0)
+    assert np.abs(averaged.coef - W).max() < np.abs(plain.coef - W).max()
+    late = fastmle.sgd_fit(X, y, "binomial", learning_rate="constant", eta0=0.5, max_epochs=10,
+                           tol=None, average=3000 * 9, random_state=0)  # the last epoch only
+    assert not np.array_equal(late.coef, averaged.coef)
+
+
+def test_class_weight_is_a_sample_weight():
+    X, y = data("multinomial", n=600)
+    counts = np.bincount(y)
+    balanced = (len(y) / (3 * counts))[y]
+    a = fastmle.sgd_fit(X, y, "multinomial", class_weight="balanced", max_epochs=3, random_state=0)
+    b = fastmle.sgd_fit(X, y, "multinomial", sample_weight=balanced, max_epochs=3, random_state=0)
+    np.testing.assert_allclose(a.coef, b.coef, rtol=1e-12)
+    c = fastmle.sgd_fit(X, y, "multinomial", class_weight={0: 2.0}, max_epochs=3, random_state=0)
+    d = fastmle.sgd_fit(X, y, "multinomial", sample_weight=np.where(y == 0, 2.0, 1.0), max_epochs=3,
+                        random_state=0)
+    np.testing.assert_allclose(c.coef, d.coef, rtol=1e-12)
+
+
+def test_multinomial_labels_can_be_any_values():
+    X, y = data("multinomial")
+    names = np.array(["cat", "dog", "eel"])[y]
+    a = fastmle.sgd_fit(X, names, "multinomial", max_epochs=2, random_state=0)
+    b = fastmle.sgd_fit(X, y, "multinomial", max_epochs=2, random_state=0)
+    assert list(a.classes) == ["cat", "dog", "eel"]
+    np.testing.assert_array_equal(a.coef, b.coef)
+
+
+def test_float32_trains_in_float32_without_copying_X(backend):
+    X, y = data("multinomial", dtype=np.float32)
+    fit = fastmle.sgd_fit(X, y, "multinomial", max_epochs=3, random_state=0, backend=backend)
+    assert fit.coef.dtype == np.float32 and not fit.copied_X
+    f64 = fastmle.sgd_fit(X.astype(np.float64), y, "multinomial", max_epochs=3, random_state=0, backend=backend)
+    np.testing.assert_allclose(fit.coef, f64.coef, atol=1e-4)
+    fortran = fastmle.sgd_fit(np.asfortranarray(X), y, "multinomial", max_epochs=3, random_state=0,
+                              backend=backend)
+    assert fortran.copied_X
+    np.testing.assert_array_equal(fortran.coef, fit.coef)
+
+
+def test_divergence_raises_and_keeps_the_last_finite_coefficients(backend):
+    X, y = data("poisson", n=500)
+    with pytest.raises(fastmle.SGDDivergedError, match="smaller eta0") as info:
+        fastmle.sgd_fit(10 * X, y, "poisson", eta0=10.0, random_state=0, backend=backend)
+    result = info.value.result
+    assert np.isfinite(result.coef).all() and np.isfinite(result.intercept).all()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def bad_calls():
+    X, y = data("multinomial", n=50)
+    Xn = X.copy()
+    Xn[3, 1] = np.nan
+    yf = y.astype(float)
+    yf[2] = np.inf
+    return [
+        ("NaN in X", (Xn, y, "multinomial"), {}, ValueError, "NaN or infinity"),
+        ("inf in y", (X, yf, "gaussian"), {}, ValueError, "NaN or infinity"),
+        ("one class", (X, np.zeros(50), "multinomial"), {}, ValueError, "at least 2 classes"),
+        ("negative count", (X, -y, "poisson"), {}, ValueError, "counts >= 0"),
+        ("non-binary binomial", (X, y, "binomial"), {}, ValueError, "0 or 1"),
+        ("mismatched lengths", (X, y[:-1], "gaussian"), {}, ValueError, "49 samples but X has 50"),
+        ("unknown family", (X, y, "gamma"), {}, ValueError, "unknown family"),
+        ("unknown schedule", (X, y, "gaussian"), {"learning_rate": "optimal"}, ValueError, "learning_rate"),
+        ("batch size 0", (X, y, "gaussian"), {"batch_size": 0}, ValueError, "batch_size"),
+        ("momentum 1", (X, y, "gaussian"), {"momentum": 1.0}, ValueError, "momentum"),
+        ("nesterov alone", (X, y, "gaussian"), {"nesterov": True}, ValueError, "nesterov"),
+        ("negative alpha", (X, y, "gaussian"), {"alpha": -1.0}, ValueError, "alpha"),
+        ("l1_ratio 2", (X, y, "gaussian"), {"l1_ratio": 2.0}, ValueError, "l1_ratio"),
+        ("validation 1", (X, y, "gaussian"), {"validation_fraction": 1.0}, ValueError, "validation_fraction"),
+        ("class_weight gaussian", (X, y, "gaussian"), {"class_weight": "balanced"}, ValueError, "class_weight"),
+        ("class_weight unknown label", (X, y, "multinomial"), {"class_weight": {7: 1.0}}, ValueError, "not among"),
+        ("negative weight", (X, y, "gaussian"), {"sample_weight": -np.ones(50)}, ValueError, "sample_weight"),
+        ("weights wrong length", (X, y, "gaussian"), {"sample_weight": np.ones(3)}, ValueError, "sample_weight"),
+        ("1-D X", (X[:, 0], y, "gaussian"), {}, ValueError, "2-D"),
+        ("complex X", (X.astype(complex), y, "gaussian"), {}, TypeError, "real numbers"),
+        ("sparse X", (scipy.sparse.csr_matrix(X), y, "gaussian"), {}, TypeError, "sparse"),
+        ("bad backend", (X, y, "gaussian"), {"backend": "cuda"}, ValueError, "unknown backend"),
+    ]
+
+
+@pytest.mark.parametrize("case", bad_calls(), ids=lambda c: c[0])
+def test_bad_input_is_refused_before_training(case):
+    _, args, kwargs, exc, match = case
+    with pytest.raises(exc, match=match):
+        fastmle.sgd_fit(*args, **kwargs)
+
+
+def test_bad_glm_loss_and_predict_input():
+    X, y = data("multinomial", n=20)
+    with pytest.raises(ValueError, match="coef must have shape"):
+        fastmle.glm_predict(X, np.zeros((3, 2)), None, "multinomial")
+    with pytest.raises(ValueError, match="not among the classes"):
+        fastmle.glm_loss(X, y + 5, np.zeros((4, 3)), None, "multinomial")
+    with pytest.raises(ValueError, match="reduction"):
+        fastmle.glm_loss(X, y, np.zeros((4, 3)), None, "multinomial", reduction="none")
+    with pytest.raises(ValueError, match="outputs"):
+        fastmle.glm_loss(X, np.zeros((20, 2)), np.zeros((4, 3)), None, "gaussian")
