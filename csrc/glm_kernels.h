@@ -19,23 +19,44 @@
  * multiply-adds (two rows by four outputs, four rows by two outputs), with
  * the inner loop over the contiguous feature axis. */
 
-static inline FM_T FN(dot)(const FM_T *x, const FM_T *w, int64_t d)
+/* The dot products of rows x0, x1 with w0, w1 (four independent sums). */
+static inline void FN(dot_2x2)(const FM_T *x0, const FM_T *x1, const FM_T *w0, const FM_T *w1,
+                               int64_t d, FM_T *a)
 {
-    FM_T acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t j = 0; j < d; j++)
-        acc += x[j] * w[j];
-    return acc;
+    FM_T a00 = 0, a01 = 0, a10 = 0, a11 = 0;
+#pragma omp simd reduction(+ : a00, a01, a10, a11)
+    for (int64_t j = 0; j < d; j++) {
+        a00 += x0[j] * w0[j];
+        a01 += x0[j] * w1[j];
+        a10 += x1[j] * w0[j];
+        a11 += x1[j] * w1[j];
+    }
+    a[0] = a00; a[1] = a01; a[2] = a10; a[3] = a11;
 }
 
-/* eta[r * K + k] = X[rows[r]] . params[k, :d] + params[k, d]. */
+/* The dot product x . w, as two half sums (two dependency chains, not one). */
+static inline FM_T FN(dot)(const FM_T *x, const FM_T *w, int64_t d)
+{
+    const int64_t h = d / 2;
+    FM_T a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t j = 0; j < h; j++) {
+        a += x[j] * w[j];
+        b += x[h + j] * w[h + j];
+    }
+    return d % 2 ? a + b + x[d - 1] * w[d - 1] : a + b;
+}
+
+/* eta[r * K + k] = X[rows[r]] . params[k, :d] + params[k, d]: blocks of two
+ * rows by four outputs, then by two, then one output at a time. */
 static void FN(forward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb,
                         const FM_T *params, int64_t K, FM_T *eta)
 {
-    const int64_t ld = d + 1, K4 = K - K % 4;
+    const int64_t ld = d + 1, K4 = K - K % 4, K2 = K - K % 2;
     int64_t r = 0;
     for (; r + 1 < nb; r += 2) {
         const FM_T *x0 = X + rows[r] * d, *x1 = X + rows[r + 1] * d;
+        FM_T *e0 = eta + r * K, *e1 = e0 + K;
         for (int64_t k = 0; k < K4; k += 4) {
             const FM_T *w0 = params + k * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
             FM_T a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
@@ -50,14 +71,20 @@ static void FN(forward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t n
                 a12 += x1[j] * w2[j];
                 a13 += x1[j] * w3[j];
             }
-            FM_T *e0 = eta + r * K + k, *e1 = e0 + K;
-            e0[0] = a00 + w0[d]; e0[1] = a01 + w1[d]; e0[2] = a02 + w2[d]; e0[3] = a03 + w3[d];
-            e1[0] = a10 + w0[d]; e1[1] = a11 + w1[d]; e1[2] = a12 + w2[d]; e1[3] = a13 + w3[d];
+            e0[k] = a00 + w0[d]; e0[k + 1] = a01 + w1[d]; e0[k + 2] = a02 + w2[d]; e0[k + 3] = a03 + w3[d];
+            e1[k] = a10 + w0[d]; e1[k + 1] = a11 + w1[d]; e1[k + 2] = a12 + w2[d]; e1[k + 3] = a13 + w3[d];
         }
-        for (int64_t k = K4; k < K; k++) {
-            const FM_T *w = params + k * ld;
-            eta[r * K + k] = FN(dot)(x0, w, d) + w[d];
-            eta[(r + 1) * K + k] = FN(dot)(x1, w, d) + w[d];
+        for (int64_t k = K4; k < K2; k += 2) {
+            const FM_T *w0 = params + k * ld, *w1 = w0 + ld;
+            FM_T a[4];
+            FN(dot_2x2)(x0, x1, w0, w1, d, a);
+            e0[k] = a[0] + w0[d]; e0[k + 1] = a[1] + w1[d];
+            e1[k] = a[2] + w0[d]; e1[k + 1] = a[3] + w1[d];
+        }
+        if (K2 < K) {
+            const FM_T *w = params + K2 * ld;
+            e0[K2] = FN(dot)(x0, w, d) + w[d];
+            e1[K2] = FN(dot)(x1, w, d) + w[d];
         }
     }
     if (r < nb)
@@ -87,7 +114,7 @@ static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *l
         if (family == FM_MULTINOMIAL) {
             double m = e[0], s = 0;
             for (int64_t k = 1; k < K; k++)
-                m = fmax(m, (double)e[k]);
+                m = e[k] > m ? e[k] : m;  /* NaN is skipped here, caught by the sum */
 #pragma omp simd
             for (int64_t k = 0; k < K; k++)
                 t[k] = fm_exp((double)e[k] - m);
@@ -297,9 +324,19 @@ static void FN(update)(FM_T *params, const FM_T *grad, int64_t K, int64_t d, dou
                        double lr, double l2, double l1, double momentum, int nesterov,
                        int fit_intercept, FM_T *velocity, FM_T *avg, double avg_weight)
 {
-    const int64_t ld = d + 1, cols = fit_intercept ? d + 1 : d;
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t j = 0; j < cols; j++) {
+    const int64_t ld = d + 1;
+    for (int64_t k = 0; k < K; k++) {
+        FM_T *pk = params + k * ld;
+        const FM_T *gk = grad + k * ld;
+        if (!velocity && !(l1 > 0) && !(avg_weight > 0)) {  /* plain SGD: vectorized */
+#pragma omp simd
+            for (int64_t j = 0; j < d; j++)
+                pk[j] = (FM_T)(pk[j] - lr * (gk[j] * scale + l2 * pk[j]));
+            if (fit_intercept)
+                pk[d] = (FM_T)(pk[d] - lr * (gk[d] * scale));
+            continue;
+        }
+        for (int64_t j = 0; j < (fit_intercept ? d + 1 : d); j++) {
             const int64_t q = k * ld + j;
             double p = params[q];
             double g = grad[q] * scale + (j < d ? l2 : 0.0) * p;
@@ -317,6 +354,7 @@ static void FN(update)(FM_T *params, const FM_T *grad, int64_t K, int64_t d, dou
             if (avg_weight > 0)
                 avg[q] = (FM_T)(avg[q] + (p - avg[q]) * avg_weight);
         }
+    }
 }
 
 static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t *labels,

@@ -42,20 +42,39 @@ def _dot_2x4(x0, x1, w0, w1, w2, w3):
 
 
 @njit(fastmath=_SUM, **_ROW)
+def _dot_2x2(x0, x1, w0, w1):
+    """The 4 dot products of rows x0, x1 with w0, w1."""
+    a00 = a01 = a10 = a11 = x0.dtype.type(0)
+    for j in range(x0.shape[0]):
+        a00 += x0[j] * w0[j]
+        a01 += x0[j] * w1[j]
+        a10 += x1[j] * w0[j]
+        a11 += x1[j] * w1[j]
+    return a00, a01, a10, a11
+
+
+@njit(fastmath=_SUM, **_ROW)
 def _dot(x, w):
-    acc = x.dtype.type(0)
-    for j in range(x.shape[0]):
-        acc += x[j] * w[j]
-    return acc
+    """x . w as two half sums (two dependency chains, not one)."""
+    h = x.shape[0] // 2
+    a = b = x.dtype.type(0)
+    for j in range(h):
+        a += x[j] * w[j]
+        b += x[h + j] * w[h + j]
+    if x.shape[0] % 2:
+        return a + b + x[-1] * w[-1]
+    return a + b
 
 
 @njit(**_ROW)
 def _forward(X, rows, params, eta):
-    """eta[r, k] = X[rows[r]] . params[k, :d] + params[k, d] for the batch's rows."""
+    """eta[r, k] = X[rows[r]] . params[k, :d] + params[k, d]: blocks of two
+    rows by four outputs, then by two, then one output at a time."""
     d = X.shape[1]
     K = params.shape[0]
     nb = rows.shape[0]
     K4 = K - K % 4
+    K2 = K - K % 2
     for r in range(0, nb - nb % 2, 2):
         x0 = X[rows[r], :]
         x1 = X[rows[r + 1], :]
@@ -64,9 +83,14 @@ def _forward(X, rows, params, eta):
             for q in range(4):
                 eta[r, k + q] = a[q] + params[k + q, d]
                 eta[r + 1, k + q] = a[4 + q] + params[k + q, d]
-        for k in range(K4, K):
-            eta[r, k] = _dot(x0, params[k, :d]) + params[k, d]
-            eta[r + 1, k] = _dot(x1, params[k, :d]) + params[k, d]
+        for k in range(K4, K2, 2):
+            a = _dot_2x2(x0, x1, params[k, :d], params[k + 1, :d])
+            for q in range(2):
+                eta[r, k + q] = a[q] + params[k + q, d]
+                eta[r + 1, k + q] = a[2 + q] + params[k + q, d]
+        if K2 < K:
+            eta[r, K2] = _dot(x0, params[K2, :d]) + params[K2, d]
+            eta[r + 1, K2] = _dot(x1, params[K2, :d]) + params[K2, d]
     if nb % 2:
         x = X[rows[nb - 1], :]
         for k in range(K):
@@ -136,11 +160,13 @@ def _dloss(eta, labels, targets, sample_weight, family, G):
 
 
 @njit(fastmath=_SUM, **_ROW)
-def _axpy_4x2(g0, g1, x0, x1, x2, x3, y0, y1):
-    """y0 += sum_q g0[q] xq, y1 += sum_q g1[q] xq (q = 0..3)."""
+def _axpy_4x2(a0, a1, a2, a3, b0, b1, b2, b3, x0, x1, x2, x3, y0, y1):
+    """y0 += sum_q aq xq, y1 += sum_q bq xq (q = 0..3). The factors are
+    scalars: read from an array inside the loop, they would be reloaded on
+    every iteration (the array might alias y0)."""
     for j in range(x0.shape[0]):
-        y0[j] += g0[0] * x0[j] + g0[1] * x1[j] + g0[2] * x2[j] + g0[3] * x3[j]
-        y1[j] += g1[0] * x0[j] + g1[1] * x1[j] + g1[2] * x2[j] + g1[3] * x3[j]
+        y0[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j]
+        y1[j] += b0 * x0[j] + b1 * x1[j] + b2 * x2[j] + b3 * x3[j]
 
 
 @njit(fastmath=_SUM, **_ROW)
@@ -164,7 +190,8 @@ def _backward(X, rows, G, grad):
         x2 = X[rows[r + 2], :]
         x3 = X[rows[r + 3], :]
         for k in range(0, K2, 2):
-            _axpy_4x2(G[r:r + 4, k], G[r:r + 4, k + 1], x0, x1, x2, x3, grad[k, :d], grad[k + 1, :d])
+            _axpy_4x2(G[r, k], G[r + 1, k], G[r + 2, k], G[r + 3, k], G[r, k + 1], G[r + 1, k + 1],
+                      G[r + 2, k + 1], G[r + 3, k + 1], x0, x1, x2, x3, grad[k, :d], grad[k + 1, :d])
         for k in range(K2, K):
             for q in range(4):
                 _axpy(G[r + q, k], X[rows[r + q], :], grad[k, :d])
@@ -278,6 +305,11 @@ def _update(params, grad, scale, lr, l2, l1, momentum, nesterov, fit_intercept, 
     d = params.shape[1] - 1
     has_velocity = velocity.shape[0] > 0
     for k in range(params.shape[0]):
+        if not has_velocity and not l1 > 0 and not avg_weight > 0:  # plain SGD: vectorized
+            _plain_step(params[k, :d], grad[k, :d], scale, lr, l2)
+            if fit_intercept:
+                params[k, d] = params[k, d] - lr * (grad[k, d] * scale)
+            continue
         for j in range(d + 1 if fit_intercept else d):
             decay = l2 if j < d else 0.0
             p = params[k, j]
@@ -292,6 +324,12 @@ def _update(params, grad, scale, lr, l2, l1, momentum, nesterov, fit_intercept, 
             params[k, j] = p
             if avg_weight > 0:
                 avg[k, j] += (p - avg[k, j]) * avg_weight
+
+
+@njit(**_SEQ)
+def _plain_step(p, g, scale, lr, l2):
+    for j in range(p.shape[0]):
+        p[j] = p[j] - lr * (g[j] * scale + l2 * p[j])
 
 
 _EPOCH_SIG = ("int64({T}[:, ::1], int64[::1], {T}[:, ::1], {T}[::1], int64[::1], float64[::1], "
