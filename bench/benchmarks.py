@@ -12,7 +12,7 @@ from fastmle._registry import KERNELS
 
 def _make_suite(kernel):
     class Suite:
-        params = (fastmle.available_backends(), ["float32", "float64"],
+        params = (fastmle.available_backends(), list(kernel.dtypes),
                   ["x".join(map(str, s)) for s in kernel.shapes])
         param_names = ["backend", "dtype", "shape"]
         timeout = 600
@@ -24,6 +24,14 @@ def _make_suite(kernel):
 
         def time_call(self, backend, dtype, shape):
             kernel.call(self.inputs, backend)
+
+    if kernel.quality is not None:
+        def track_quality_ratio(self, backend, dtype, shape):
+            """The kernel's figure of merit relative to its reference (higher is better)."""
+            _, value, reference = kernel.quality(self.inputs, backend)
+            return value / reference
+
+        Suite.track_quality_ratio = track_quality_ratio
 
     Suite.__name__ = f"Time_{kernel.name}"
     return Suite

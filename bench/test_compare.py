@@ -13,20 +13,16 @@ import pytest
 from fastmle import available_backends
 from fastmle._registry import KERNELS, available_peers, baseline
 
-DTYPES = ["float32", "float64"]
-
-
 def _implementations(kernel):
     impls = [f"fastmle.{b}" for b in available_backends()] + ["numpy-" + kernel.baseline]
     return impls + list(available_peers(kernel))
 
 
-CASES = [(k, impl, i) for k in KERNELS for impl in _implementations(KERNELS[k])
-         for i in range(len(KERNELS[k].shapes))]
+CASES = [(k, impl, i, dtype) for k in KERNELS for impl in _implementations(KERNELS[k])
+         for i in range(len(KERNELS[k].shapes)) for dtype in KERNELS[k].dtypes]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name,impl,shape_index", CASES)
+@pytest.mark.parametrize("name,impl,shape_index,dtype", CASES)
 def test_compare(benchmark, name, impl, shape_index, dtype):
     kernel = KERNELS[name]
     shape = kernel.shapes[shape_index] if benchmark.enabled else kernel.smoke_shape

@@ -7,16 +7,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastmle", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print versions, backends, SIMD level and threads")
-    bench = sub.add_parser("bench", help="time every kernel x backend x dtype against scipy/numpy/torch")
+    bench = sub.add_parser("bench", help="time every kernel x backend x dtype against numpy, scipy, "
+                                         "torch and scikit-learn")
     bench.add_argument("--kernels", nargs="*",
                        help="kernel names (default: all but the slow linear_cross_entropy)")
     bench.add_argument("--shape", default=None,
-                       help="e.g. 32768x1000 (rows x classes) or 8192x512x32000 (N x H x V for "
-                            "linear_cross_entropy); applies to kernels whose shapes have that many "
+                       help="e.g. 32768x1000 (rows x classes), 8192x512x32000 (N x H x V for "
+                            "linear_cross_entropy) or 200000x100x10 (samples x features x classes for "
+                            "sgd_epoch); applies to every selected kernel whose shapes have that many "
                             "dimensions (default: each kernel's first registered shape)")
     bench.add_argument("--dtypes", nargs="*", default=["float32", "float64"])
     bench.add_argument("--repeat", type=int, default=3, help="timed repeats; the median is reported")
     bench.add_argument("--threads", type=int, default=None, help="threads for fastmle and torch")
+    bench.add_argument("--no-quality", dest="quality", action="store_false",
+                       help="skip the figures of merit (sgd_epoch's accuracy after 5 epochs, which "
+                            "fits scikit-learn's LogisticRegression for reference)")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.add_argument("--plot", metavar="PATH.png", help="also draw them (needs matplotlib)")
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ the same memory), and how the peers (scipy, torch) compute the same thing.
 Adding a kernel means adding one entry here.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -27,6 +27,10 @@ class Kernel:
     smoke_shape: tuple = (64, 100)  # small shape for running the benchmarks as tests
     in_default_bench: bool = True  # False: `python -m fastmle bench` runs it only when named
     track_memory: bool = False  # bench also reports the working memory (numpy allocations)
+    dtypes: Tuple[str, ...] = ("float32", "float64")  # the dtypes it is benchmarked in
+    # (inputs, backend) -> (what, fastmle's value, reference value): a figure
+    # of merit beside the timing (e.g. the accuracy reached), or None
+    quality: Optional[Callable] = None
 
 
 def _logits(shape, dtype, rng):
@@ -107,6 +111,60 @@ def _torch_linear_cross_entropy(inp):
     return h.grad, W.grad
 
 
+def _glm_problem(shape, dtype, rng):
+    """A multinomial problem with a known generating model: train and test
+    sets from softmax(X W) with Gumbel noise (the issue's benchmark: 200,000
+    x 100, 10 classes)."""
+    n, d, K = shape
+    W = rng.standard_normal((d, K)) * (2.0 / np.sqrt(d))
+    X = rng.standard_normal((n + n // 4, d))
+    y = np.argmax(X @ W + rng.gumbel(size=(len(X), K)), axis=1)
+    X = X.astype(dtype)
+    inp = {"X": X[:n], "y": y[:n], "X_test": X[n:], "y_test": y[n:], "batch_size": 32}
+    # the default step, computed once: a user's later epochs do not pay for it
+    from .sgd import default_eta0
+
+    inp["eta0"] = default_eta0(inp["X"], "multinomial", None, True, 0.0, 0.0, 0.0, np.empty(0))
+    return inp
+
+
+def _glm_bytes(shape, dtype):  # read X once
+    n, d, K = shape
+    return n * d * np.dtype(dtype).itemsize
+
+
+def _sgd_one_epoch(inp, backend):
+    return _fm().sgd_fit(inp["X"], inp["y"], "multinomial", batch_size=inp["batch_size"], max_epochs=1,
+                         tol=None, eta0=inp["eta0"], random_state=0, backend=backend)
+
+
+def _sklearn_sgd_epoch(inp):
+    """scikit-learn's SGDClassifier(loss="log_loss"), one epoch (one-vs-rest,
+    one sample per step: what it offers for this likelihood)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import SGDClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SGDClassifier(loss="log_loss", max_iter=1, tol=None, random_state=0).fit(inp["X"], inp["y"])
+
+
+def _sgd_accuracy(inp, backend):
+    """Test accuracy after 5 epochs with default settings, and that of
+    scikit-learn's LogisticRegression optimum (unpenalized) on the same data."""
+    fit = _fm().sgd_fit(inp["X"], inp["y"], "multinomial", max_epochs=5, random_state=0, backend=backend)
+    scores = inp["X_test"] @ fit.coef + fit.intercept
+    accuracy = float(np.mean(fit.classes[np.argmax(scores, axis=1)] == inp["y_test"]))
+    if "_lr_accuracy" not in inp:
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=np.inf, max_iter=1000).fit(inp["X"], inp["y"])
+        inp["_lr_accuracy"] = float(lr.score(inp["X_test"], inp["y_test"]))
+    return "test accuracy after 5 epochs vs LogisticRegression", accuracy, inp["_lr_accuracy"]
+
+
 KERNELS = {
     k.name: k
     for k in [
@@ -133,6 +191,9 @@ KERNELS = {
                "naive", _linear_bytes, {"torch": _torch_linear_cross_entropy},
                shapes=((8192, 512, 32000),), smoke_shape=(50, 16, 300), in_default_bench=False,
                track_memory=True),
+        Kernel("sgd_epoch", "glm", _glm_problem, _sgd_one_epoch, "fwd_grad", _glm_bytes,
+               {"sklearn": _sklearn_sgd_epoch}, shapes=((200000, 100, 10),), smoke_shape=(300, 7, 3),
+               dtypes=("float64",), quality=_sgd_accuracy),
     ]
 }
 
@@ -161,6 +222,15 @@ def _naive_linear_cross_entropy(inp):
     return run
 
 
+def _full_batch_fwd_grad(inp):
+    """One full-batch forward and gradient pass with numpy BLAS: X @ W, X.T @ G."""
+    X = inp["X"]
+    K = int(inp["y"].max()) + 1
+    W = np.zeros((X.shape[1], K), X.dtype)
+    G = np.ones((X.shape[0], K), X.dtype)
+    return lambda: (X @ W, X.T @ G)
+
+
 def _copy(inp):
     x = inp["x"]
     dst = np.empty_like(x)
@@ -169,11 +239,13 @@ def _copy(inp):
 
 # The numpy operation each kernel is measured against: for the row kernels,
 # the cheapest pass over the same memory (np.copyto for kernels that write an
-# array of the input's size, np.sum for reductions): their roofline.
+# array of the input's size, np.sum for reductions): their roofline; for the
+# SGD epoch, one full-batch forward and gradient pass with BLAS.
 BASELINES = {
     "copy": _copy,
     "sum": lambda inp: (lambda: np.sum(inp["x"], axis=-1)),
     "naive": _naive_linear_cross_entropy,
+    "fwd_grad": _full_batch_fwd_grad,
 }
 
 

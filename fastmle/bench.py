@@ -1,14 +1,18 @@
 """``python -m fastmle bench``: every kernel x backend x dtype against numpy,
-scipy and torch, timed side by side in one run (median of repeats).
+scipy, torch and scikit-learn, timed side by side in one run (median of
+repeats).
 
 Implementations are timed round-robin (see median_times). Columns: median
 time per call, effective bandwidth (bytes read + written per
 second), the ratio to the kernel's numpy baseline (for the row kernels the
 roofline: np.copyto of the input for kernels writing an array, np.sum for
 reductions, so 1.0 means as fast as just moving the memory; for
-linear_cross_entropy the naive numpy computation), the speed-up over scipy
-and torch, and for linear_cross_entropy the working memory of one call (peak
-numpy allocations minus the returned arrays).
+linear_cross_entropy the naive numpy computation, for sgd_epoch one
+full-batch forward and gradient pass with BLAS), the speed-up over scipy,
+torch and scikit-learn, and for linear_cross_entropy the working memory of
+one call (peak numpy allocations minus the returned arrays). Kernels with a
+figure of merit (sgd_epoch: the test accuracy reached) report it below their
+rows.
 """
 import json
 import time
@@ -51,6 +55,14 @@ def extra_allocation(fn):
     return peak - before - sum(a.nbytes for a in returned if isinstance(a, np.ndarray))
 
 
+def report_quality(kernel, inputs):
+    """Print the kernel's figure of merit (e.g. accuracy reached) per backend."""
+    for name in _dispatch.available_backends():
+        what, value, reference = kernel.quality(inputs, name)
+        print(f"  {kernel.name} fastmle.{name}: {what}: {value:.4f} vs {reference:.4f} "
+              f"(ratio {value / reference:.4f})")
+
+
 def measure(kernel, shape, dtype, repeat, rng):
     """({implementation: seconds}, {implementation: extra bytes or None}) for
     one kernel, shape and dtype. Working memory (extra_allocation) is measured
@@ -65,7 +77,7 @@ def measure(kernel, shape, dtype, repeat, rng):
     times = median_times(fns, repeat)
     extra = {name: (extra_allocation(fn) if kernel.track_memory and name.startswith(("numpy", "fastmle"))
                     else None) for name, fn in fns.items()}
-    return times, extra
+    return times, extra, inputs
 
 
 def _parse_shape(text):
@@ -90,7 +102,7 @@ def run(args):
     print(f"fastmle bench: {threads} threads, median of {args.repeat} "
           f"(backends: {', '.join(_dispatch.available_backends())})")
     header = (f"{'kernel':<20} {'shape':<15} {'dtype':<8} {'implementation':<16} {'ms':>9} {'GB/s':>7} "
-              f"{'x baseline':>10} {'vs scipy':>9} {'vs torch':>9} {'extra MiB':>9}")
+              f"{'x baseline':>10} {'vs scipy':>9} {'vs torch':>9} {'extra MiB':>9} {'vs sklearn':>10}")
     print(header)
     print("-" * len(header))
     records = []
@@ -100,8 +112,8 @@ def run(args):
         if args.shape and len(_parse_shape(args.shape)) == len(shape):
             shape = _parse_shape(args.shape)
         shape_text = "x".join(map(str, shape))
-        for dtype in args.dtypes:
-            times, extra = measure(kernel, shape, np.dtype(dtype), args.repeat, rng)
+        for dtype in [d for d in args.dtypes if d in kernel.dtypes]:
+            times, extra, inputs = measure(kernel, shape, np.dtype(dtype), args.repeat, rng)
             nbytes = kernel.bytes_moved(shape, dtype)
             roof = times["numpy " + kernel.baseline]
             for impl, t in times.items():
@@ -110,12 +122,16 @@ def run(args):
                        "x_baseline": t / roof,
                        "speedup_vs_scipy": times["scipy"] / t if "scipy" in times else None,
                        "speedup_vs_torch": times["torch"] / t if "torch" in times else None,
+                       "speedup_vs_sklearn": times["sklearn"] / t if "sklearn" in times else None,
                        "extra_bytes": extra[impl]}
                 records.append(rec)
                 fmt = lambda v, scale=1: f"{v / scale:9.2f}" if v is not None else f"{'-':>9}"
                 print(f"{name:<20} {shape_text:<15} {dtype:<8} {impl:<16} {t * 1e3:9.2f} {rec['GB/s']:7.1f} "
                       f"{rec['x_baseline']:10.2f} {fmt(rec['speedup_vs_scipy'])} "
-                      f"{fmt(rec['speedup_vs_torch'])} {fmt(rec['extra_bytes'], 2**20)}")
+                      f"{fmt(rec['speedup_vs_torch'])} {fmt(rec['extra_bytes'], 2**20)} "
+                      f"{fmt(rec['speedup_vs_sklearn']):>10}")
+            if kernel.quality is not None and args.quality:
+                report_quality(kernel, inputs)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
