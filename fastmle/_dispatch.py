@@ -16,6 +16,8 @@ import importlib
 import os
 import threading
 
+import numpy as np
+
 BACKENDS = ("c", "numba", "numpy")
 _state = threading.local()
 _global = {"backend": None}  # set_backend(); None means FASTMLE_BACKEND or "auto"
@@ -109,6 +111,31 @@ def resolve(name):
 _modules = {}
 
 
+class _WriteableInputs:
+    """A Numba kernel module whose functions copy read-only array arguments
+    first. The kernels are compiled eagerly for writeable arrays only (a
+    read-only signature for each would double the compile time), so a
+    read-only input (a memory-mapped file opened "r", np.broadcast_to, a
+    frozen array, the memmaps joblib hands to GridSearchCV's workers) is
+    copied once per call instead of failing to match a signature."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        fn = getattr(self._module, name)
+        if not callable(fn):
+            return fn
+
+        def call(*args):
+            return fn(*[np.array(a) if isinstance(a, np.ndarray) and not a.flags.writeable else a
+                        for a in args])
+        call.__name__ = name
+        call.__doc__ = fn.__doc__
+        setattr(self, name, call)  # looked up once
+        return call
+
+
 def kernels(backend_name, family):
     """The module holding `family`'s kernels for a concrete backend.
 
@@ -120,7 +147,7 @@ def kernels(backend_name, family):
         if backend_name == "c":
             from . import _c as mod  # one module for every family
         elif backend_name == "numba":
-            mod = importlib.import_module(f"fastmle._numba.{family}")
+            mod = _WriteableInputs(importlib.import_module(f"fastmle._numba.{family}"))
         else:
             mod = importlib.import_module(f"fastmle.reference.{family}")
         _modules[key] = mod

@@ -8,10 +8,13 @@ parameters, input is checked with scikit-learn's own validation, fitted
 attributes end in an underscore, and they work with ``clone``,
 ``Pipeline`` and ``GridSearchCV``.
 """
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import special
 from .glm import glm_predict
@@ -47,31 +50,66 @@ class _SGDMixin:
         if self.solver != "sgd":
             raise ValueError(f"unknown solver {self.solver!r}; available: 'sgd'")
 
-    def _fit(self, X, y_encoded, sample_weight, warm, partial, **extra):
+    def _check_weights(self, sample_weight, X):
+        """sample_weight checked by scikit-learn (shape, finite, >= 0), in X's dtype."""
+        if sample_weight is None:
+            return None
+        w = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+        if not w.any():  # scikit-learn < 1.9 lets this through; the mean loss would be 0 / 0
+            raise ValueError("sample_weight is zero for every sample: there is nothing to fit")
+        return w
+
+    def _warm_result(self, X, n_outputs, family):
+        """The last fit, if it can continue on this problem (same features,
+        outputs, dtype and family); None starts afresh, as a new problem needs."""
+        previous = getattr(self, "_sgd_result", None)
+        if previous is None or previous.family != family:
+            return None
+        if previous.coef.shape != (X.shape[1], n_outputs) or previous.coef.dtype != X.dtype:
+            return None
+        return previous
+
+    def _fit(self, X, y_encoded, sample_weight, previous, partial, **extra):
         options = self._sgd_options()
         if partial:  # one epoch, continuing the schedule; no stopping rule
             options.update(max_epochs=1, tol=None, validation_fraction=None,
                            schedule_epochs=self.max_epochs)
-        previous = getattr(self, "_sgd_result", None) if warm else None
         result = sgd_fit(X, y_encoded, self._kernel_family(), sample_weight=sample_weight,
                          random_state=self._epoch_seed(previous), warm_start=previous,
                          **extra, **options)
         self._sgd_result = result
-        self.n_iter_ = result.n_epochs
+        # epochs of this call (the result counts those of the fits it continues too)
+        self.n_iter_ = result.n_epochs - (previous.n_epochs if previous is not None else 0)
         self.loss_curve_ = list(result.loss_history)
         self.t_ = result.n_steps
+        if not partial and self.tol is not None and not result.converged and self.n_iter_ == self.max_epochs:
+            warnings.warn(f"{type(self).__name__} did not converge in max_epochs={self.max_epochs} "
+                          f"epochs (tol={self.tol}); increase max_epochs", ConvergenceWarning)
         return result
 
     def _epoch_seed(self, previous):
         # a fixed random_state reproduces a fit; partial_fit / warm starts
         # continue with a new stream derived from it and the steps so far
-        if previous is None or self.random_state is None:
-            return self.random_state
-        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else 0
+        seed = self.random_state
+        if isinstance(seed, np.random.RandomState):  # scikit-learn's convention: draw a seed from it
+            seed = int(seed.randint(np.iinfo(np.int32).max))
+        if previous is None or not isinstance(seed, (int, np.integer)):
+            return seed  # None or a Generator: a new stream on every call anyway
         return np.random.SeedSequence([int(seed), previous.n_steps])
 
-    def _more_tags(self):
-        return {"preserves_dtype": [np.float64, np.float32]}
+
+def _encode(y, classes, family):
+    """Labels as indices into classes (unseen labels: a clear error); 0/1
+    floats for binomial."""
+    try:
+        index = np.searchsorted(classes, y)
+        bad = (index >= len(classes)) | (classes[np.minimum(index, len(classes) - 1)] != y)
+    except TypeError:  # labels that do not even compare with classes (str and int)
+        index, bad = None, np.ones(len(y), bool)
+    if bad.any():
+        label = y[np.argmax(bad):][:1].tolist()[0]  # a Python scalar: 7, not np.int64(7)
+        raise ValueError(f"y contains label {label!r} not among classes_ {classes.tolist()}")
+    return index if family == "multinomial" else index.astype(np.float64)
 
 
 class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
@@ -82,17 +120,22 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
 
     Attributes: classes_, coef_ (n_outputs, n_features: n_classes rows for
     multinomial, 1 for binomial, as scikit-learn's LogisticRegression),
-    intercept_ (n_outputs,), n_features_in_, n_iter_ (epochs), loss_curve_,
-    t_ (SGD steps).
+    intercept_ (n_outputs,), n_features_in_, n_iter_ (epochs of the last
+    fit or partial_fit call), loss_curve_ (its per-epoch losses), t_ (SGD
+    steps of all the calls so far). Without convergence in max_epochs, fit
+    warns (ConvergenceWarning), as scikit-learn's iterative estimators do.
 
     >>> import numpy as np
     >>> from fastmle import MLEClassifier
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((600, 2))
-    >>> y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    >>> y = np.where(X[:, 0] + X[:, 1] + 0.5 * rng.standard_normal(600) > 0, "yes", "no")
     >>> clf = MLEClassifier(random_state=0).fit(X, y)
-    >>> clf.classes_, clf.score(X, y) > 0.95
+    >>> clf.classes_, clf.score(X, y) > 0.85
     (array(['no', 'yes'], dtype='<U3'), True)
+    >>> clf.predict_proba(X[:2]).round(2)
+    array([[0.52, 0.48],
+           [0.08, 0.92]])
     """
 
     _families = ("multinomial", "binomial")
@@ -128,13 +171,17 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
     def _kernel_family(self):
         return self.family
 
-    def _encode(self, y):
-        """Labels as indices into classes_ (unseen labels: a clear error)."""
-        index = np.searchsorted(self.classes_, y)
-        bad = (index >= len(self.classes_)) | (self.classes_[np.minimum(index, len(self.classes_) - 1)] != y)
-        if bad.any():
-            raise ValueError(f"y contains label {y[np.argmax(bad)]!r} not among classes_ {list(self.classes_)}")
-        return index if self.family == "multinomial" else index.astype(np.float64)
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        # binomial is logistic regression: two classes only
+        tags.classifier_tags.multi_class = self.family != "binomial"
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"binary_only": self.family == "binomial"}
+
+    def _n_outputs(self, classes):
+        return len(classes) if self.family == "multinomial" else 1
 
     def _class_weight_by_index(self):
         """class_weight with labels replaced by their index in classes_."""
@@ -143,47 +190,66 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         known = set(self.classes_.tolist())
         unknown = [c for c in self.class_weight if c not in known]
         if unknown:
-            raise ValueError(f"class_weight has labels {unknown} not among classes_ {list(self.classes_)}")
+            raise ValueError(f"class_weight has labels {unknown} not among classes_ {self.classes_.tolist()}")
         return {int(np.searchsorted(self.classes_, c)): w for c, w in self.class_weight.items()}
 
     def fit(self, X, y, sample_weight=None):
-        """Fit on (X, y); with warm_start=True, continue from the last fit."""
+        """Fit on (X, y); with warm_start=True, continue from the last fit
+        (when classes, features and dtype are the same; else start afresh)."""
         self._check_family_solver()
         X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C")
         check_classification_targets(y)
-        classes = np.unique(y)
-        warm = self.warm_start and hasattr(self, "classes_") and np.array_equal(classes, self.classes_)
+        classes = self._check_classes(np.unique(y))
+        labels = _encode(y, classes, self.family)
+        sample_weight = self._check_weights(sample_weight, X)
+        previous = None
+        if self.warm_start and hasattr(self, "classes_") and np.array_equal(classes, self.classes_):
+            previous = self._warm_result(X, self._n_outputs(classes), self.family)
         self.classes_ = classes
-        self._check_n_classes()
-        self._fit(X, self._encode(y), sample_weight, warm, False, class_weight=self._class_weight_by_index(),
+        self._fit(X, labels, sample_weight, previous, False, class_weight=self._class_weight_by_index(),
                   classes=np.arange(len(classes)) if self.family == "multinomial" else None)
         return self
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), continuing the previous calls' schedule.
-        ``classes`` (all labels) is required on the first call."""
+        ``classes`` (all labels) is required on the first call. X keeps the
+        first call's precision (float32 or float64)."""
         self._check_family_solver()
-        first = not hasattr(self, "classes_")
-        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", reset=first)
+        first = not hasattr(self, "_sgd_result")
+        dtype = _DTYPES if first else self._sgd_result.coef.dtype
+        X, y = _validate_data(self, X, y, dtype=dtype, order="C", reset=first)
         check_classification_targets(y)
         if first:
             if classes is None:
-                raise ValueError("classes must be given on the first call to partial_fit")
-            self.classes_ = np.unique(classes)
-            self._check_n_classes()
-        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-            raise ValueError(f"classes {list(classes)} differ from the first call's {list(self.classes_)}")
-        self._fit(X, self._encode(y), sample_weight, not first, True,
+                raise ValueError("classes (every label y can take) must be given on the first call "
+                                 "to partial_fit")
+            all_classes = self._check_classes(np.unique(classes))
+        else:
+            all_classes = self.classes_
+            if classes is not None and not np.array_equal(np.unique(classes), all_classes):
+                raise ValueError(f"classes {np.unique(classes).tolist()} differ from the first call's "
+                                 f"{all_classes.tolist()}")
+        if isinstance(self.class_weight, str):  # as scikit-learn's SGDClassifier: one batch is not the data
+            raise ValueError("class_weight='balanced' needs all the data and cannot be used with "
+                             "partial_fit; pass a dict (see sklearn.utils.compute_class_weight)")
+        labels = _encode(y, all_classes, self.family)
+        sample_weight = self._check_weights(sample_weight, X)
+        self.classes_ = all_classes
+        self._fit(X, labels, sample_weight, None if first else self._sgd_result, True,
                   class_weight=self._class_weight_by_index(),
-                  classes=np.arange(len(self.classes_)) if self.family == "multinomial" else None)
+                  classes=np.arange(len(all_classes)) if self.family == "multinomial" else None)
         return self
 
-    def _check_n_classes(self):
-        n = len(self.classes_)
+    def _check_classes(self, classes):
+        n = len(classes)
         if n < 2:
-            raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier needs at least 2")
+            raise ValueError(f"y has only one class ({classes.tolist()[0]!r}); a classifier needs "
+                             "at least 2")
         if self.family == "binomial" and n != 2:
-            raise ValueError(f"family='binomial' needs exactly 2 classes, y has {n}; use 'multinomial'")
+            # the first sentence is the one scikit-learn's checks look for
+            raise ValueError(f"Only binary classification is supported with family='binomial': "
+                             f"y has {n} classes; use family='multinomial'")
+        return classes
 
     @property
     def coef_(self):
@@ -196,11 +262,15 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         return self._sgd_result.intercept
 
     def decision_function(self, X):
-        """The linear predictor: (n, n_classes) for multinomial, the (n,)
-        log-odds of classes_[1] for binomial."""
+        """The linear predictor ``X @ coef_.T + intercept_``: (n, n_classes)
+        for three classes or more; for two, scikit-learn's binary convention:
+        the (n,) log-odds of classes_[1] (for multinomial, the difference of
+        the two classes' predictors)."""
         check_is_fitted(self, "_sgd_result")
         X = _validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
         eta = X @ self._sgd_result.coef.astype(X.dtype) + self._sgd_result.intercept.astype(X.dtype)
+        if eta.shape[1] == 2:
+            return eta[:, 1] - eta[:, 0]
         return eta[:, 0] if self.family == "binomial" else eta
 
     def predict(self, X):
@@ -231,18 +301,18 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
 
     Attributes: coef_ ((n_features,) for 1-D y, (n_outputs, n_features)
     otherwise), intercept_ (a float, or (n_outputs,)), n_features_in_,
-    n_iter_, loss_curve_, t_. ``score`` is R^2 for gaussian and the
-    fraction of Poisson deviance explained (D^2) for poisson, as
-    scikit-learn's LinearRegression and PoissonRegressor report.
+    n_iter_, loss_curve_, t_ (as for MLEClassifier). ``score`` is R^2 for
+    gaussian and the fraction of Poisson deviance explained (D^2) for
+    poisson, as scikit-learn's LinearRegression and PoissonRegressor report.
 
     >>> import numpy as np
     >>> from fastmle import MLERegressor
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((1000, 2))
-    >>> y = rng.poisson(np.exp(0.5 * X[:, 0] - 0.25 * X[:, 1] + 1.0))
+    >>> y = rng.poisson(np.exp(0.5 * X[:, 0] - 0.3 * X[:, 1] + 1.0))
     >>> reg = MLERegressor("poisson", random_state=0).fit(X, y)
     >>> np.round(reg.coef_, 1), round(reg.intercept_, 1)
-    (array([ 0.5, -0.2]), 1.0)
+    (array([ 0.5, -0.3]), 1.0)
     """
 
     _families = ("gaussian", "poisson")
@@ -277,29 +347,49 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
     def _kernel_family(self):
         return self.family
 
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y may be (n, k)
+        tags.target_tags.positive_only = self.family == "poisson"  # counts
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"multioutput": True, "requires_positive_y": self.family == "poisson"}
+
     def _check_y(self, y):
-        if self.family == "poisson" and (np.asarray(y) < 0).any():
+        if self.family == "poisson" and (y < 0).any():
             raise ValueError("poisson y must be counts >= 0; found a negative value")
         return y
 
     def fit(self, X, y, sample_weight=None):
-        """Fit on (X, y); with warm_start=True, continue from the last fit."""
+        """Fit on (X, y); with warm_start=True, continue from the last fit
+        (when features, outputs and dtype are the same; else start afresh)."""
         self._check_family_solver()
         X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", multi_output=True, y_numeric=True)
-        warm = self.warm_start and hasattr(self, "_sgd_result") and self._y_ndim == np.ndim(y)
-        self._y_ndim = np.ndim(y)
-        self._fit(X, self._check_y(y), sample_weight, warm, False)
+        y = self._check_y(y)
+        sample_weight = self._check_weights(sample_weight, X)
+        same = getattr(self, "_y_ndim", None) == y.ndim
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        previous = self._warm_result(X, n_outputs, self.family) if self.warm_start and same else None
+        self._y_ndim = y.ndim
+        self._fit(X, y, sample_weight, previous, False)
         return self
 
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y), continuing the previous calls' schedule."""
+        """One epoch over (X, y), continuing the previous calls' schedule.
+        X keeps the first call's precision (float32 or float64)."""
         self._check_family_solver()
         first = not hasattr(self, "_sgd_result")
-        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", multi_output=True, y_numeric=True,
+        dtype = _DTYPES if first else self._sgd_result.coef.dtype
+        X, y = _validate_data(self, X, y, dtype=dtype, order="C", multi_output=True, y_numeric=True,
                               reset=first)
-        if first:
-            self._y_ndim = np.ndim(y)
-        self._fit(X, self._check_y(y), sample_weight, not first, True)
+        y = self._check_y(y)
+        if not first and (y.ndim, y.size // len(y)) != (self._y_ndim, self._sgd_result.coef.shape[1]):
+            fitted = "1-D y" if self._y_ndim == 1 else f"y with {self._sgd_result.coef.shape[1]} columns"
+            raise ValueError(f"y has shape {y.shape}, but the model was fitted on {fitted}")
+        sample_weight = self._check_weights(sample_weight, X)
+        self._fit(X, y, sample_weight, None if first else self._sgd_result, True)
+        self._y_ndim = y.ndim
         return self
 
     @property

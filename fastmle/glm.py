@@ -101,6 +101,8 @@ def as_sample_weight(sample_weight, n_samples, dtype):
         raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
     if not np.isfinite(w).all() or (w < 0).any():
         raise ValueError("sample_weight must be finite and >= 0")
+    if n_samples and not w.any():
+        raise ValueError("sample_weight is zero for every sample")
     return np.ascontiguousarray(w)
 
 
@@ -125,8 +127,8 @@ def glm_predict(X, coef, intercept=None, family="gaussian", *, backend=None):
 
     >>> import numpy as np, fastmle
     >>> fastmle.glm_predict(np.array([[0.0], [1.0]]), [[2.0]], [0.0], "poisson")
-    array([[1.        ],
-           [7.3890561 ]])
+    array([[1.       ],
+           [7.3890561]])
     """
     code = family_code(family)
     X, _ = as_design_matrix(X)
@@ -150,7 +152,7 @@ def glm_loss(X, y, coef, intercept=None, family="gaussian", *, sample_weight=Non
     >>> loss, (dcoef, dintercept) = fastmle.glm_loss(X, y, [[0.0, 0.0]], None, "multinomial",
     ...                                              return_grad=True)
     >>> round(loss, 6), dcoef.ravel()
-    (0.693147, array([-0.25,  0.25]))
+    (0.693147, array([ 0.25, -0.25]))
     """
     code = family_code(family)
     if reduction not in ("mean", "sum"):

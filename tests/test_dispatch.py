@@ -98,3 +98,20 @@ def test_cli_info_and_bench(tmp_path):
     records = json.loads(path.read_text())
     assert {rec["shape"][2] for rec in records} == {300}
     assert all(rec["extra_bytes"] > 0 for rec in records if rec["implementation"].startswith("fastmle"))
+
+
+def test_read_only_inputs_work_on_every_backend(backend, tmp_path):
+    # a memory-mapped file opened read-only, as joblib hands to workers
+    rng = np.random.default_rng(0)
+    path = tmp_path / "x.npy"
+    np.save(path, rng.standard_normal((20, 5)))
+    x = np.load(path, mmap_mode="r")
+    assert not x.flags.writeable
+    np.testing.assert_allclose(fastmle.softmax(x, axis=1, backend=backend),
+                               fastmle.softmax(np.array(x), axis=1, backend="numpy"), rtol=1e-12)
+    target = np.arange(20) % 5
+    target.flags.writeable = False
+    np.testing.assert_allclose(fastmle.cross_entropy(x, target, backend=backend),
+                               fastmle.cross_entropy(np.array(x), target, backend="numpy"), rtol=1e-12)
+    fit = fastmle.sgd_fit(x, target, "multinomial", max_epochs=2, random_state=0, backend=backend)
+    assert np.isfinite(fit.coef).all()

@@ -16,6 +16,10 @@ from .special import _ENTRY, _ROW, _SUM, _prefetch, _sigs
 from .vexp import vexp
 
 MULTINOMIAL, BINOMIAL, GAUSSIAN, POISSON = range(4)  # reference.glm.FAMILIES
+# Rows per sub-block of an SGD batch: the batch's gradient is the sum of its
+# sub-blocks' gradients in order, as in the C backend, which runs the
+# sub-blocks on several threads (csrc/glm_kernels.h, FM_GLM_SUB_BLOCK).
+SUB_BLOCK = 16
 _SEQ = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
@@ -118,12 +122,12 @@ def _softmax_terms(e, t):
 
 
 @njit(**_ROW)
-def _dloss(eta, labels, targets, sample_weight, family, G):
+def _dloss(eta, labels, targets, sample_weight, family, G, t):
     """G[r] = w * d loss / d eta for the rows of eta, whose labels (or
     targets) and weights are the first rows of those arrays; returns
-    sum w * loss, or NaN when a stored G is not finite."""
+    sum w * loss, or NaN when a stored G is not finite. t: float64 scratch
+    of K."""
     K = eta.shape[1]
-    t = np.empty(K)
     total = 0.0
     for r in range(eta.shape[0]):
         w = np.float64(sample_weight[r]) if sample_weight.shape[0] else 1.0
@@ -256,7 +260,7 @@ def glm_loss_grad(X, labels, targets, sample_weight, params, family, loss, grad)
         losses[c] = _dloss(eta, labels[r0:r1] if labels.shape[0] else labels,
                            targets[r0:r1] if targets.shape[0] else targets,
                            sample_weight[r0:r1] if sample_weight.shape[0] else sample_weight,
-                           family, G)
+                           family, G, np.empty(K))
         if want_grad:
             _backward(X, rows, G, partial[c])
     total = 0.0
@@ -327,6 +331,13 @@ def _update(params, grad, scale, lr, l2, l1, momentum, nesterov, fit_intercept, 
 
 
 @njit(**_SEQ)
+def _add(y, x):
+    for k in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[k, j] += x[k, j]
+
+
+@njit(**_SEQ)
 def _plain_step(p, g, scale, lr, l2):
     for j in range(p.shape[0]):
         p[j] = p[j] - lr * (g[j] * scale + l2 * p[j])
@@ -342,26 +353,42 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
               momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss):
     m = perm.shape[0]
     K = params.shape[0]
-    eta = np.empty((batch_size, K), dtype=params.dtype)
+    SB = SUB_BLOCK
+    subs = (batch_size + SB - 1) // SB
+    eta = np.empty((subs * SB, K), dtype=params.dtype)
     G = np.empty_like(eta)
+    t = np.empty(K)
+    partial = np.empty((subs, K, params.shape[1]), dtype=params.dtype)
     grad = np.empty_like(params)
     labels_p, targets_p, weight_p = _gather_samples(perm, labels, targets, sample_weight)
     for b in range(lr.shape[0]):
         i0 = b * batch_size
         i1 = min(i0 + batch_size, m)
-        rows = perm[i0:i1]
-        nb = rows.shape[0]
-        _prefetch_rows(X, perm[i1:min(i1 + batch_size, m)])
-        _forward(X, rows, params, eta[:nb])
-        batch_loss = _dloss(eta[:nb], labels_p[i0:i1] if labels_p.shape[0] else labels_p,
-                            targets_p[i0:i1] if targets_p.shape[0] else targets_p,
-                            weight_p[i0:i1] if weight_p.shape[0] else weight_p, family, G[:nb])
+        nb = i1 - i0
+        nxt = min(i1 + batch_size, m)
+        batch_loss = 0.0
+        n_subs = (nb + SB - 1) // SB
+        for s in range(n_subs):  # the C backend shares these among its threads
+            r0 = i0 + s * SB
+            r1 = min(r0 + SB, i1)
+            rows = perm[r0:r1]
+            ns = r1 - r0
+            _prefetch_rows(X, perm[min(i1 + s * SB, nxt):min(i1 + (s + 1) * SB, nxt)])
+            _forward(X, rows, params, eta[:ns])
+            sub_loss = _dloss(eta[:ns], labels_p[r0:r1] if labels_p.shape[0] else labels_p,
+                              targets_p[r0:r1] if targets_p.shape[0] else targets_p,
+                              weight_p[r0:r1] if weight_p.shape[0] else weight_p, family, G[:ns], t)
+            if np.isfinite(sub_loss):
+                _backward(X, rows, G[:ns], partial[s])
+            batch_loss += sub_loss
         if not np.isfinite(batch_loss):
             return b
         loss[0] += batch_loss
-        _backward(X, rows, G[:nb], grad)
-        t = step0 + b
-        avg_weight = 1.0 / (t - avg_start + 1) if 0 <= avg_start <= t else 0.0
+        grad[:] = partial[0]
+        for s in range(1, n_subs):  # sub-block order
+            _add(grad, partial[s])
+        step = step0 + b
+        avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
         _update(params, grad, 1.0 / nb, lr[b], l2, l1, momentum, nesterov, fit_intercept,
                 velocity, avg, avg_weight)
     return lr.shape[0]
