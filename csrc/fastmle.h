@@ -94,30 +94,58 @@ void kl_div_from_logits_rows_f32(const float *logits_p, const float *logits_q, i
  * family: 0 multinomial, 1 binomial, 2 gaussian, 3 poisson. labels (int64,
  * multinomial) or targets ((n, K), the others) is NULL; so are an absent
  * sample_weight, grad, velocity (no momentum) and avg (no averaging).
- * sgd_epoch returns the number of batches done (fewer when a batch's loss
- * was not finite), or -1 when out of memory. */
-void glm_predict_f64(const double *X, int64_t n, int64_t d, const double *params, int64_t K,
-                     int family, double *out);
-void glm_loss_grad_f64(const double *X, int64_t n, int64_t d, const int64_t *labels,
-                       const double *targets, const double *sample_weight, const double *params,
-                       int64_t K, int family, double *loss, double *grad);
+ * X is dense (n, d) or, in the _csr kernels, compressed sparse rows (data,
+ * int32 indices, int64 indptr). glm_predict / glm_loss_grad return 0, or -1
+ * when out of memory; sgd_epoch returns the number of batches done (fewer
+ * when a batch's loss was not finite), or -1 when out of memory. */
+int glm_predict_f64(const double *X, int64_t n, int64_t d, const double *params, int64_t K,
+                    int family, double *out);
+int glm_predict_csr_f64(const double *data, const int32_t *indices, const int64_t *indptr, int64_t n,
+                        int64_t d, const double *params, int64_t K, int family, double *out);
+int glm_loss_grad_f64(const double *X, int64_t n, int64_t d, const int64_t *labels,
+                      const double *targets, const double *sample_weight, const double *params,
+                      int64_t K, int family, double *loss, double *grad);
+int glm_loss_grad_csr_f64(const double *data, const int32_t *indices, const int64_t *indptr,
+                          int64_t n, int64_t d, const int64_t *labels, const double *targets,
+                          const double *sample_weight, const double *params, int64_t K, int family,
+                          double *loss, double *grad);
 int64_t sgd_epoch_f64(const double *X, int64_t n, int64_t d, const int64_t *labels,
                       const double *targets, const double *sample_weight, const int64_t *perm,
                       int64_t m, const double *lr, int64_t n_batches, int family,
                       int64_t batch_size, double l2, double l1, double momentum, int nesterov,
                       int fit_intercept, double *params, int64_t K, double *velocity, double *avg,
                       int64_t avg_start, int64_t step0, double *loss);
-void glm_predict_f32(const float *X, int64_t n, int64_t d, const float *params, int64_t K,
-                     int family, float *out);
-void glm_loss_grad_f32(const float *X, int64_t n, int64_t d, const int64_t *labels,
-                       const float *targets, const float *sample_weight, const float *params,
-                       int64_t K, int family, double *loss, float *grad);
+int64_t sgd_epoch_csr_f64(const double *data, const int32_t *indices, const int64_t *indptr,
+                          int64_t n, int64_t d, const int64_t *labels, const double *targets,
+                          const double *sample_weight, const int64_t *perm, int64_t m,
+                          const double *lr, int64_t n_batches, int family, int64_t batch_size,
+                          double l2, double l1, double momentum, int nesterov, int fit_intercept,
+                          double *params, int64_t K, double *velocity, double *avg, int64_t avg_start,
+                          int64_t step0, double *loss);
+int glm_predict_f32(const float *X, int64_t n, int64_t d, const float *params, int64_t K,
+                    int family, float *out);
+int glm_predict_csr_f32(const float *data, const int32_t *indices, const int64_t *indptr, int64_t n,
+                        int64_t d, const float *params, int64_t K, int family, float *out);
+int glm_loss_grad_f32(const float *X, int64_t n, int64_t d, const int64_t *labels,
+                      const float *targets, const float *sample_weight, const float *params,
+                      int64_t K, int family, double *loss, float *grad);
+int glm_loss_grad_csr_f32(const float *data, const int32_t *indices, const int64_t *indptr,
+                          int64_t n, int64_t d, const int64_t *labels, const float *targets,
+                          const float *sample_weight, const float *params, int64_t K, int family,
+                          double *loss, float *grad);
 int64_t sgd_epoch_f32(const float *X, int64_t n, int64_t d, const int64_t *labels,
                       const float *targets, const float *sample_weight, const int64_t *perm,
                       int64_t m, const double *lr, int64_t n_batches, int family,
                       int64_t batch_size, double l2, double l1, double momentum, int nesterov,
                       int fit_intercept, float *params, int64_t K, float *velocity, float *avg,
                       int64_t avg_start, int64_t step0, double *loss);
+int64_t sgd_epoch_csr_f32(const float *data, const int32_t *indices, const int64_t *indptr,
+                          int64_t n, int64_t d, const int64_t *labels, const float *targets,
+                          const float *sample_weight, const int64_t *perm, int64_t m,
+                          const double *lr, int64_t n_batches, int family, int64_t batch_size,
+                          double l2, double l1, double momentum, int nesterov, int fit_intercept,
+                          float *params, int64_t K, float *velocity, float *avg, int64_t avg_start,
+                          int64_t step0, double *loss);
 
 /* FASTMLE_CDEF_END */
 

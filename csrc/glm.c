@@ -15,14 +15,33 @@
 #include "fm_instantiate.h"
 
 #define FM_GLM_EXPORT(T, SUF)                                                                    \
-void glm_predict_##SUF(const T *X, int64_t n, int64_t d, const T *params, int64_t K, int family, \
-                       T *out)                                                                  \
-{ FM_PICK(glm_predict_##SUF, X, n, d, params, K, family, out); }                                \
-void glm_loss_grad_##SUF(const T *X, int64_t n, int64_t d, const int64_t *labels,               \
-                         const T *targets, const T *sample_weight, const T *params, int64_t K,  \
-                         int family, double *loss, T *grad)                                     \
-{ FM_PICK(glm_loss_grad_##SUF, X, n, d, labels, targets, sample_weight, params, K, family,      \
-          loss, grad); }                                                                        \
+int glm_predict_##SUF(const T *X, int64_t n, int64_t d, const T *params, int64_t K, int family,  \
+                      T *out)                                                                   \
+{ return FM_PICK(glm_predict_##SUF, X, n, d, params, K, family, out); }                         \
+int glm_predict_csr_##SUF(const T *data, const int32_t *indices, const int64_t *indptr,         \
+                          int64_t n, int64_t d, const T *params, int64_t K, int family, T *out) \
+{ return FM_PICK(glm_predict_csr_##SUF, data, indices, indptr, n, d, params, K, family, out); }  \
+int glm_loss_grad_##SUF(const T *X, int64_t n, int64_t d, const int64_t *labels,                \
+                        const T *targets, const T *sample_weight, const T *params, int64_t K,   \
+                        int family, double *loss, T *grad)                                      \
+{ return FM_PICK(glm_loss_grad_##SUF, X, n, d, labels, targets, sample_weight, params, K,       \
+                 family, loss, grad); }                                                         \
+int glm_loss_grad_csr_##SUF(const T *data, const int32_t *indices, const int64_t *indptr,       \
+                            int64_t n, int64_t d, const int64_t *labels, const T *targets,      \
+                            const T *sample_weight, const T *params, int64_t K, int family,     \
+                            double *loss, T *grad)                                              \
+{ return FM_PICK(glm_loss_grad_csr_##SUF, data, indices, indptr, n, d, labels, targets,         \
+                 sample_weight, params, K, family, loss, grad); }                               \
+int64_t sgd_epoch_csr_##SUF(const T *data, const int32_t *indices, const int64_t *indptr,       \
+                            int64_t n, int64_t d, const int64_t *labels, const T *targets,      \
+                            const T *sample_weight, const int64_t *perm, int64_t m,             \
+                            const double *lr, int64_t n_batches, int family,                    \
+                            int64_t batch_size, double l2, double l1, double momentum,          \
+                            int nesterov, int fit_intercept, T *params, int64_t K, T *velocity, \
+                            T *avg, int64_t avg_start, int64_t step0, double *loss)             \
+{ return FM_PICK(sgd_epoch_csr_##SUF, data, indices, indptr, n, d, labels, targets,             \
+                 sample_weight, perm, m, lr, n_batches, family, batch_size, l2, l1, momentum,   \
+                 nesterov, fit_intercept, params, K, velocity, avg, avg_start, step0, loss); }  \
 int64_t sgd_epoch_##SUF(const T *X, int64_t n, int64_t d, const int64_t *labels,                \
                         const T *targets, const T *sample_weight, const int64_t *perm,          \
                         int64_t m, const double *lr, int64_t n_batches, int family,             \

@@ -153,12 +153,11 @@ static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *l
     return total;
 }
 
-/* grad[:, :d] = G^T X[rows], grad[:, d] = the column sums of G. */
+/* grad[:, :d] += G^T X[rows], grad[:, d] += the column sums of G. */
 static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb,
                          const FM_T *G, int64_t K, FM_T *grad)
 {
     const int64_t ld = d + 1, K2 = K - K % 2;
-    memset(grad, 0, sizeof(FM_T) * K * ld);
     int64_t r = 0;
     for (; r + 3 < nb; r += 4) {
         const FM_T *x0 = X + rows[r] * d, *x1 = X + rows[r + 1] * d;
@@ -196,6 +195,75 @@ static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t 
             grad[k * ld + d] += G[r * K + k];
 }
 
+/* The same two products for X in compressed sparse rows (data, indices,
+ * indptr): eta[r * K + k] = X[rows[r]] . params[k, :d] + params[k, d], and
+ * grad += G^T X[rows] (intercept column: the sums of G), touching only the
+ * features present in the rows. */
+static void FN(forward_csr)(const FM_T *data, const int32_t *indices, const int64_t *indptr,
+                            int64_t d, const int64_t *rows, int64_t nb, const FM_T *params,
+                            int64_t K, FM_T *eta)
+{
+    const int64_t ld = d + 1;
+    for (int64_t r = 0; r < nb; r++) {
+        const int64_t i = rows[r];
+        FM_T *e = eta + r * K;
+        for (int64_t k = 0; k < K; k++)
+            e[k] = params[k * ld + d];
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; p++) {
+            const FM_T v = data[p];
+            const FM_T *w = params + indices[p];
+            for (int64_t k = 0; k < K; k++)
+                e[k] += v * w[k * ld];
+        }
+    }
+}
+
+static void FN(backward_csr)(const FM_T *data, const int32_t *indices, const int64_t *indptr,
+                             int64_t d, const int64_t *rows, int64_t nb, const FM_T *G, int64_t K,
+                             FM_T *grad)
+{
+    const int64_t ld = d + 1;
+    for (int64_t r = 0; r < nb; r++) {
+        const int64_t i = rows[r];
+        const FM_T *g = G + r * K;
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; p++) {
+            const FM_T v = data[p];
+            FM_T *y = grad + indices[p];
+            for (int64_t k = 0; k < K; k++)
+                y[k * ld] += v * g[k];
+        }
+        for (int64_t k = 0; k < K; k++)
+            grad[k * ld + d] += g[k];
+    }
+}
+
+/* The design matrix of the full-batch kernels: dense rows X (n, d), or CSR
+ * when data is not NULL. */
+typedef struct {
+    const FM_T *X, *data;
+    const int32_t *indices;
+    const int64_t *indptr;
+    int64_t d;
+} FN(design);
+
+static void FN(forward_any)(const FN(design) *M, const int64_t *rows, int64_t nb,
+                            const FM_T *params, int64_t K, FM_T *eta)
+{
+    if (M->data)
+        FN(forward_csr)(M->data, M->indices, M->indptr, M->d, rows, nb, params, K, eta);
+    else
+        FN(forward)(M->X, M->d, rows, nb, params, K, eta);
+}
+
+static void FN(backward_any)(const FN(design) *M, const int64_t *rows, int64_t nb,
+                             const FM_T *G, int64_t K, FM_T *grad)
+{
+    if (M->data)
+        FN(backward_csr)(M->data, M->indices, M->indptr, M->d, rows, nb, G, K, grad);
+    else
+        FN(backward)(M->X, M->d, rows, nb, G, K, grad);
+}
+
 /* Ask for the cache lines of X[rows] (the next batch's rows: a random gather
  * from memory would otherwise wait for each row in turn). */
 static void FN(prefetch_rows)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb)
@@ -224,84 +292,95 @@ static void FN(gather_samples)(const int64_t *perm, int64_t m, int64_t K, const 
     }
 }
 
-/* Rows per chunk of the full-batch kernels: depends on n only. */
-static inline int64_t FN(chunk_rows)(int64_t n)
+/* Rows per chunk of the full-batch kernels: depends on n and the number of
+ * parameters P only (never on the thread count). At most 64 chunks, fewer
+ * when their partial gradients (chunks x P) would pass 4M elements. */
+static inline int64_t FN(chunk_rows)(int64_t n, int64_t P)
 {
-    const int64_t c = (n + 63) / 64;
+    int64_t max_chunks = ((int64_t)1 << 22) / (P > 0 ? P : 1);
+    max_chunks = max_chunks < 1 ? 1 : (max_chunks > 64 ? 64 : max_chunks);
+    const int64_t c = (n + max_chunks - 1) / max_chunks;
     return c > 256 ? c : 256;
 }
 
-static void FN(glm_loss_grad)(const FM_T *X, int64_t n, int64_t d, const int64_t *labels,
-                              const FM_T *targets, const FM_T *sample_weight, const FM_T *params,
-                              int64_t K, int family, double *loss, FM_T *grad)
+/* Returns 0, or -1 when out of memory. */
+static int FN(loss_grad_any)(const FN(design) *M, int64_t n, const int64_t *labels,
+                             const FM_T *targets, const FM_T *sample_weight, const FM_T *params,
+                             int64_t K, int family, double *loss, FM_T *grad)
 {
-    const int64_t step = FN(chunk_rows)(n), chunks = (n + step - 1) / step, P = K * (d + 1);
+    const int64_t P = K * (M->d + 1), step = FN(chunk_rows)(n, P), chunks = (n + step - 1) / step;
     double *losses = calloc(chunks > 0 ? chunks : 1, sizeof(double));
     FM_T *partial = grad ? calloc(chunks * P > 0 ? chunks * P : 1, sizeof(FM_T)) : NULL;
     int failed = !losses || (grad && !partial);
     if (!failed) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(fm_team_size(n * d * K))
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : failed) \
+    num_threads(fm_team_size(n * (M->data ? M->indptr[n] / (n > 0 ? n : 1) + 1 : M->d) * K))
         for (int64_t c = 0; c < chunks; c++) {
             const int64_t r0 = c * step, nb = (r0 + step < n ? r0 + step : n) - r0;
             int64_t *rows = malloc(sizeof(int64_t) * nb);
             FM_T *eta = malloc(sizeof(FM_T) * 2 * nb * K);
             double *t = malloc(sizeof(double) * K);
             if (!rows || !eta || !t) {
-                losses[c] = NAN;  /* reported below as out of memory */
+                failed = 1;
             } else {
                 for (int64_t r = 0; r < nb; r++)
                     rows[r] = r0 + r;
-                FN(forward)(X, d, rows, nb, params, K, eta);
+                FN(forward_any)(M, rows, nb, params, K, eta);
                 losses[c] = FN(dloss)(eta, nb, K, labels ? labels + r0 : NULL,
                                       targets ? targets + r0 * K : NULL,
                                       sample_weight ? sample_weight + r0 : NULL, family,
                                       eta + nb * K, t);
                 if (grad)
-                    FN(backward)(X, d, rows, nb, eta + nb * K, K, partial + c * P);
+                    FN(backward_any)(M, rows, nb, eta + nb * K, K, partial + c * P);
             }
             free(rows);
             free(eta);
             free(t);
         }
     }
-    double total = 0;
-    for (int64_t c = 0; c < chunks && !failed; c++)  /* chunk order */
-        total += losses[c];
-    loss[0] = failed ? NAN : total;
-    if (grad) {
-        for (int64_t p = 0; p < P; p++)
-            grad[p] = 0;
-        for (int64_t c = 0; c < chunks && !failed; c++)
+    if (!failed) {
+        double total = 0;
+        for (int64_t c = 0; c < chunks; c++)  /* chunk order */
+            total += losses[c];
+        loss[0] = total;
+        if (grad) {
             for (int64_t p = 0; p < P; p++)
-                grad[p] += partial[c * P + p];
+                grad[p] = 0;
+            for (int64_t c = 0; c < chunks; c++)
+                for (int64_t p = 0; p < P; p++)
+                    grad[p] += partial[c * P + p];
+        }
     }
     free(losses);
     free(partial);
+    return failed ? -1 : 0;
 }
 
-static void FN(glm_predict)(const FM_T *X, int64_t n, int64_t d, const FM_T *params, int64_t K,
-                            int family, FM_T *out)
+/* Returns 0, or -1 when out of memory. */
+static int FN(predict_any)(const FN(design) *M, int64_t n, const FM_T *params, int64_t K,
+                           int family, FM_T *out)
 {
-    const int64_t step = FN(chunk_rows)(n), chunks = (n + step - 1) / step;
-#pragma omp parallel for schedule(static) num_threads(fm_team_size(n * d * K))
+    const int64_t step = FN(chunk_rows)(n, K * (M->d + 1)), chunks = (n + step - 1) / step;
+    int failed = 0;
+#pragma omp parallel for schedule(static) reduction(| : failed) \
+    num_threads(fm_team_size(n * (M->data ? M->indptr[n] / (n > 0 ? n : 1) + 1 : M->d) * K))
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t r0 = c * step, nb = (r0 + step < n ? r0 + step : n) - r0;
         int64_t *rows = malloc(sizeof(int64_t) * (nb > 0 ? nb : 1));
-        if (!rows) {  /* out of memory: NaN marks the chunk */
-            for (int64_t p = r0 * K; p < (r0 + nb) * K; p++)
-                out[p] = NAN;
+        if (!rows) {
+            failed = 1;
             continue;
         }
         for (int64_t r = 0; r < nb; r++)
             rows[r] = r0 + r;
         FM_T *eta = out + r0 * K;
-        FN(forward)(X, d, rows, nb, params, K, eta);
+        FN(forward_any)(M, rows, nb, params, K, eta);
         for (int64_t r = 0; r < nb; r++) {
             FM_T *e = eta + r * K;
             if (family == FM_MULTINOMIAL) {
                 double m = e[0], s = 0;
                 for (int64_t k = 1; k < K; k++)
-                    m = fmax(m, (double)e[k]);
+                    m = e[k] > m ? e[k] : m;
                 for (int64_t k = 0; k < K; k++)
                     s += exp((double)e[k] - m);
                 for (int64_t k = 0; k < K; k++)
@@ -316,6 +395,39 @@ static void FN(glm_predict)(const FM_T *X, int64_t n, int64_t d, const FM_T *par
         }
         free(rows);
     }
+    return failed ? -1 : 0;
+}
+
+static int FN(glm_loss_grad)(const FM_T *X, int64_t n, int64_t d, const int64_t *labels,
+                             const FM_T *targets, const FM_T *sample_weight, const FM_T *params,
+                             int64_t K, int family, double *loss, FM_T *grad)
+{
+    const FN(design) M = {X, NULL, NULL, NULL, d};
+    return FN(loss_grad_any)(&M, n, labels, targets, sample_weight, params, K, family, loss, grad);
+}
+
+static int FN(glm_loss_grad_csr)(const FM_T *data, const int32_t *indices, const int64_t *indptr,
+                                 int64_t n, int64_t d, const int64_t *labels, const FM_T *targets,
+                                 const FM_T *sample_weight, const FM_T *params, int64_t K,
+                                 int family, double *loss, FM_T *grad)
+{
+    const FN(design) M = {NULL, data, indices, indptr, d};
+    return FN(loss_grad_any)(&M, n, labels, targets, sample_weight, params, K, family, loss, grad);
+}
+
+static int FN(glm_predict)(const FM_T *X, int64_t n, int64_t d, const FM_T *params, int64_t K,
+                           int family, FM_T *out)
+{
+    const FN(design) M = {X, NULL, NULL, NULL, d};
+    return FN(predict_any)(&M, n, params, K, family, out);
+}
+
+static int FN(glm_predict_csr)(const FM_T *data, const int32_t *indices, const int64_t *indptr,
+                               int64_t n, int64_t d, const FM_T *params, int64_t K, int family,
+                               FM_T *out)
+{
+    const FN(design) M = {NULL, data, indices, indptr, d};
+    return FN(predict_any)(&M, n, params, K, family, out);
 }
 
 /* One step on every parameter (see reference.glm.sgd_epoch for the order).
@@ -370,8 +482,10 @@ static double FN(sub_block)(const FM_T *X, int64_t d, const int64_t *rows, int64
     FN(prefetch_rows)(X, d, next_rows, next_ns);
     FN(forward)(X, d, rows, ns, params, K, eta);
     const double sub_loss = FN(dloss)(eta, ns, K, labels, targets, weight, family, G, t);
-    if (isfinite(sub_loss))
+    if (isfinite(sub_loss)) {
+        memset(partial, 0, sizeof(FM_T) * K * (d + 1));
         FN(backward)(X, d, rows, ns, G, K, partial);
+    }
     return sub_loss;
 }
 
@@ -466,6 +580,91 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
     }
     free(work);
     free(t);
+    free(labels_p);
+    free(targets_p);
+    free(weight_p);
+    return done;
+}
+
+/* The epoch for X in compressed sparse rows, on one thread. Batches are
+ * not cut into sub-blocks: the batch gradient accumulates row by row into a
+ * zeroed buffer. Plain SGD (no L2, L1, momentum or averaging) then updates,
+ * and re-zeroes, only the coefficients of the features present in the batch
+ * (all others have a zero gradient and would not move), so a step costs
+ * O(nonzeros x K), not O(n_features x K); with any of those options every
+ * coefficient moves at every step and the update is dense. */
+static int64_t FN(sgd_epoch_csr)(const FM_T *data, const int32_t *indices, const int64_t *indptr,
+                                 int64_t n, int64_t d, const int64_t *labels, const FM_T *targets,
+                                 const FM_T *sample_weight, const int64_t *perm, int64_t m,
+                                 const double *lr, int64_t n_batches, int family,
+                                 int64_t batch_size, double l2, double l1, double momentum,
+                                 int nesterov, int fit_intercept, FM_T *params, int64_t K,
+                                 FM_T *velocity, FM_T *avg, int64_t avg_start, int64_t step0,
+                                 double *loss)
+{
+    (void)n;
+    const int64_t ld = d + 1, P = K * ld;
+    const int sparse_update = !velocity && !(l1 > 0) && !(l2 > 0) && avg_start < 0;
+    FM_T *eta = malloc(sizeof(FM_T) * 2 * batch_size * K);
+    FM_T *grad = calloc(P, sizeof(FM_T));
+    double *t = malloc(sizeof(double) * K);
+    unsigned char *seen = calloc(d > 0 ? d : 1, 1);
+    int32_t *touched = malloc(sizeof(int32_t) * (d > 0 ? d : 1));
+    int64_t *labels_p = labels ? malloc(sizeof(int64_t) * (m > 0 ? m : 1)) : NULL;
+    FM_T *targets_p = labels ? NULL : malloc(sizeof(FM_T) * (m * K > 0 ? m * K : 1));
+    FM_T *weight_p = sample_weight ? malloc(sizeof(FM_T) * (m > 0 ? m : 1)) : NULL;
+    int64_t done = -1;  /* out of memory */
+    if (eta && grad && t && seen && touched && (labels_p || targets_p) && (!sample_weight || weight_p)) {
+        FN(gather_samples)(perm, m, K, labels, targets, sample_weight, labels_p, targets_p, weight_p);
+        FM_T *G = eta + batch_size * K;
+        for (done = 0; done < n_batches; done++) {
+            const int64_t b = done, i0 = b * batch_size;
+            const int64_t nb = (i0 + batch_size < m ? i0 + batch_size : m) - i0;
+            const int64_t *rows = perm + i0;
+            FN(forward_csr)(data, indices, indptr, d, rows, nb, params, K, eta);
+            const double batch_loss = FN(dloss)(eta, nb, K, labels_p ? labels_p + i0 : NULL,
+                                                targets_p ? targets_p + i0 * K : NULL,
+                                                weight_p ? weight_p + i0 : NULL, family, G, t);
+            if (!isfinite(batch_loss))
+                break;
+            loss[0] += batch_loss;
+            FN(backward_csr)(data, indices, indptr, d, rows, nb, G, K, grad);
+            const double scale = 1.0 / (double)nb;
+            if (sparse_update) {
+                int64_t nt = 0;
+                for (int64_t r = 0; r < nb; r++)
+                    for (int64_t p = indptr[rows[r]]; p < indptr[rows[r] + 1]; p++)
+                        if (!seen[indices[p]]) {
+                            seen[indices[p]] = 1;
+                            touched[nt++] = indices[p];
+                        }
+                for (int64_t k = 0; k < K; k++) {
+                    FM_T *pk = params + k * ld, *gk = grad + k * ld;
+                    for (int64_t q = 0; q < nt; q++) {  /* as update()'s plain step, l2 = 0 */
+                        pk[touched[q]] = (FM_T)(pk[touched[q]] - lr[b] * (gk[touched[q]] * scale));
+                        gk[touched[q]] = 0;
+                    }
+                    if (fit_intercept)
+                        pk[d] = (FM_T)(pk[d] - lr[b] * (gk[d] * scale));
+                    gk[d] = 0;
+                }
+                for (int64_t q = 0; q < nt; q++)
+                    seen[touched[q]] = 0;
+            } else {
+                const int64_t step = step0 + b;
+                const double avg_weight =
+                    avg_start >= 0 && step >= avg_start ? 1.0 / (double)(step - avg_start + 1) : 0.0;
+                FN(update)(params, grad, K, d, scale, lr[b], l2, l1, momentum, nesterov,
+                           fit_intercept, velocity, avg, avg_weight);
+                memset(grad, 0, sizeof(FM_T) * P);
+            }
+        }
+    }
+    free(eta);
+    free(grad);
+    free(t);
+    free(seen);
+    free(touched);
     free(labels_p);
     free(targets_p);
     free(weight_p);

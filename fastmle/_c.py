@@ -132,26 +132,66 @@ def kl_div_from_logits_rows(logits_p, logits_q, out):
 
 
 # ---- family "glm" (csrc/glm.c) ----
+# X is dense (n, d) or, in the _csr kernels, compressed sparse rows: data,
+# int32 indices, int64 indptr and the number of features.
+
+def _i32(a):
+    return ffi.cast("int32_t *", ffi.from_buffer(a, require_writable=False))
+
+
+def _check_memory(status, name):
+    if status < 0:
+        raise MemoryError(f"{name}: the C kernel could not allocate its buffers")
+    return status
+
 
 def glm_predict(X, params, family, out):
-    _fn("glm_predict", X)(_ptr(X), X.shape[0], X.shape[1], _ptr(params), params.shape[0],
-                          int(family), _ptr(out))
+    _check_memory(_fn("glm_predict", X)(_ptr(X), X.shape[0], X.shape[1], _ptr(params),
+                                        params.shape[0], int(family), _ptr(out)), "glm_predict")
+
+
+def glm_predict_csr(data, indices, indptr, n_features, params, family, out):
+    _check_memory(_fn("glm_predict_csr", data)(_ptr(data), _i32(indices), _i64(indptr),
+                                               indptr.shape[0] - 1, int(n_features), _ptr(params),
+                                               params.shape[0], int(family), _ptr(out)),
+                  "glm_predict")
 
 
 def glm_loss_grad(X, labels, targets, sample_weight, params, family, loss, grad):
-    _fn("glm_loss_grad", X)(_ptr(X), X.shape[0], X.shape[1], _i64_or_null(labels),
-                            _ptr_or_null(targets), _ptr_or_null(sample_weight), _ptr(params),
-                            params.shape[0], int(family), _ptr(loss), _ptr_or_null(grad))
+    _check_memory(_fn("glm_loss_grad", X)(_ptr(X), X.shape[0], X.shape[1], _i64_or_null(labels),
+                                          _ptr_or_null(targets), _ptr_or_null(sample_weight),
+                                          _ptr(params), params.shape[0], int(family), _ptr(loss),
+                                          _ptr_or_null(grad)), "glm_loss_grad")
 
 
-def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1,
-              momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss):
-    done = _fn("sgd_epoch", X)(
-        _ptr(X), X.shape[0], X.shape[1], _i64_or_null(labels), _ptr_or_null(targets),
-        _ptr_or_null(sample_weight), _i64(perm), perm.shape[0], _ptr(lr), lr.shape[0], int(family),
-        int(batch_size), float(l2), float(l1), float(momentum), int(nesterov), int(fit_intercept),
-        _ptr(params), params.shape[0], _ptr_or_null(velocity), _ptr_or_null(avg), int(avg_start),
-        int(step0), _ptr(loss))
-    if done < 0:
-        raise MemoryError("sgd_epoch: cannot allocate the batch buffers")
-    return done
+def glm_loss_grad_csr(data, indices, indptr, n_features, labels, targets, sample_weight, params,
+                      family, loss, grad):
+    _check_memory(_fn("glm_loss_grad_csr", data)(
+        _ptr(data), _i32(indices), _i64(indptr), indptr.shape[0] - 1, int(n_features),
+        _i64_or_null(labels), _ptr_or_null(targets), _ptr_or_null(sample_weight), _ptr(params),
+        params.shape[0], int(family), _ptr(loss), _ptr_or_null(grad)), "glm_loss_grad")
+
+
+def _epoch_args(labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
+                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss):
+    """The C arguments after the design matrix, shared by both epochs."""
+    return (_i64_or_null(labels), _ptr_or_null(targets), _ptr_or_null(sample_weight), _i64(perm),
+            perm.shape[0], _ptr(lr), lr.shape[0], int(family), int(batch_size), float(l2),
+            float(l1), float(momentum), int(nesterov), int(fit_intercept), _ptr(params),
+            params.shape[0], _ptr_or_null(velocity), _ptr_or_null(avg), int(avg_start), int(step0),
+            _ptr(loss))
+
+
+def sgd_epoch(X, *args):
+    """(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2,
+    l1, momentum, nesterov, fit_intercept, params, velocity, avg, avg_start,
+    step0, loss) as in fastmle/reference/glm.py."""
+    return _check_memory(_fn("sgd_epoch", X)(_ptr(X), X.shape[0], X.shape[1], *_epoch_args(*args)),
+                         "sgd_epoch")
+
+
+def sgd_epoch_csr(data, indices, indptr, n_features, *args):
+    """sgd_epoch with X as compressed sparse rows."""
+    return _check_memory(_fn("sgd_epoch_csr", data)(_ptr(data), _i32(indices), _i64(indptr),
+                                                    indptr.shape[0] - 1, int(n_features),
+                                                    *_epoch_args(*args)), "sgd_epoch")

@@ -173,6 +173,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):  # scikit-learn >= 1.6
         tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR trains in the sparse kernels
         # binomial is logistic regression: two classes only
         tags.classifier_tags.multi_class = self.family != "binomial"
         return tags
@@ -197,7 +198,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         """Fit on (X, y); with warm_start=True, continue from the last fit
         (when classes, features and dtype are the same; else start afresh)."""
         self._check_family_solver()
-        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C")
+        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", accept_sparse="csr")
         check_classification_targets(y)
         classes = self._check_classes(np.unique(y))
         labels = _encode(y, classes, self.family)
@@ -217,7 +218,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         self._check_family_solver()
         first = not hasattr(self, "_sgd_result")
         dtype = _DTYPES if first else self._sgd_result.coef.dtype
-        X, y = _validate_data(self, X, y, dtype=dtype, order="C", reset=first)
+        X, y = _validate_data(self, X, y, dtype=dtype, order="C", accept_sparse="csr", reset=first)
         check_classification_targets(y)
         if first:
             if classes is None:
@@ -267,7 +268,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         the (n,) log-odds of classes_[1] (for multinomial, the difference of
         the two classes' predictors)."""
         check_is_fitted(self, "_sgd_result")
-        X = _validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
+        X = _validate_data(self, X, dtype=_DTYPES, order="C", accept_sparse="csr", reset=False)
         eta = X @ self._sgd_result.coef.astype(X.dtype) + self._sgd_result.intercept.astype(X.dtype)
         if eta.shape[1] == 2:
             return eta[:, 1] - eta[:, 0]
@@ -281,7 +282,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """(n, n_classes) class probabilities, columns in the order of classes_."""
         check_is_fitted(self, "_sgd_result")
-        X = _validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
+        X = _validate_data(self, X, dtype=_DTYPES, order="C", accept_sparse="csr", reset=False)
         mean = glm_predict(X, self._sgd_result.coef, self._sgd_result.intercept, self.family,
                            backend=self.backend)
         return np.hstack([1 - mean, mean]) if self.family == "binomial" else mean
@@ -349,6 +350,7 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):  # scikit-learn >= 1.6
         tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR trains in the sparse kernels
         tags.target_tags.multi_output = True  # y may be (n, k)
         tags.target_tags.positive_only = self.family == "poisson"  # counts
         return tags
@@ -365,7 +367,8 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         """Fit on (X, y); with warm_start=True, continue from the last fit
         (when features, outputs and dtype are the same; else start afresh)."""
         self._check_family_solver()
-        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", multi_output=True, y_numeric=True)
+        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", accept_sparse="csr", multi_output=True,
+                              y_numeric=True)
         y = self._check_y(y)
         sample_weight = self._check_weights(sample_weight, X)
         same = getattr(self, "_y_ndim", None) == y.ndim
@@ -381,7 +384,8 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         self._check_family_solver()
         first = not hasattr(self, "_sgd_result")
         dtype = _DTYPES if first else self._sgd_result.coef.dtype
-        X, y = _validate_data(self, X, y, dtype=dtype, order="C", multi_output=True, y_numeric=True,
+        X, y = _validate_data(self, X, y, dtype=dtype, order="C", accept_sparse="csr", multi_output=True,
+                              y_numeric=True,
                               reset=first)
         y = self._check_y(y)
         if not first and (y.ndim, y.size // len(y)) != (self._y_ndim, self._sgd_result.coef.shape[1]):
@@ -406,7 +410,7 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         check_is_fitted(self, "_sgd_result")
-        X = _validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
+        X = _validate_data(self, X, dtype=_DTYPES, order="C", accept_sparse="csr", reset=False)
         mean = glm_predict(X, self._sgd_result.coef, self._sgd_result.intercept, self.family,
                            backend=self.backend)
         return mean[:, 0] if self._y_ndim == 1 else mean

@@ -31,14 +31,63 @@ def family_code(family):
     return FAMILIES.index(family)
 
 
+class CSRMatrix:
+    """X as compressed sparse rows, as the _csr kernels take it: data (float32
+    or float64), int32 column indices, int64 row pointers. Built from a
+    scipy.sparse matrix by :func:`as_design_matrix`."""
+
+    def __init__(self, data, indices, indptr, shape):
+        self.data, self.indices, self.indptr, self.shape = data, indices, indptr, shape
+        self.dtype = data.dtype
+
+    def take_rows(self, rows):
+        """The matrix of the given rows, in that order."""
+        lengths = np.diff(self.indptr)[rows]
+        indptr = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        entries = np.repeat(self.indptr[rows] - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return CSRMatrix(self.data[entries], self.indices[entries], indptr, (len(rows), self.shape[1]))
+
+    def row_norms2(self):
+        """The squared norm of each row (float64)."""
+        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
+        return np.bincount(rows, weights=self.data.astype(np.float64) ** 2, minlength=self.shape[0])
+
+
+def _as_csr(X, name):
+    A = X.tocsr()
+    if A.shape[1] == 0:
+        raise ValueError(f"{name} has no features (shape {A.shape})")
+    if A.dtype.kind == "c" or A.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {A.dtype}")
+    if A.shape[1] > np.iinfo(np.int32).max:
+        raise ValueError(f"{name} has {A.shape[1]} features; the sparse kernels take at most 2**31 - 1")
+    dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.float64
+    data = np.ascontiguousarray(A.data, dtype=dtype)
+    indices = np.ascontiguousarray(A.indices, dtype=np.int32)
+    indptr = np.ascontiguousarray(A.indptr, dtype=np.int64)
+    # never trust a CSR structure's invariants: a bad index would reach C
+    if (len(indptr) != A.shape[0] + 1 or indptr[0] != 0 or indptr[-1] != len(data)
+            or len(indices) != len(data) or (np.diff(indptr) < 0).any()):
+        raise ValueError(f"{name} is not a valid CSR matrix (its indptr does not match its data)")
+    if len(indices) and (indices.min() < 0 or indices.max() >= A.shape[1]):
+        raise ValueError(f"{name} has a column index outside [0, {A.shape[1]})")
+    if not np.isfinite(data).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    copied = not (np.shares_memory(data, A.data) and np.shares_memory(indices, A.indices))
+    return CSRMatrix(data, indices, indptr, A.shape), copied
+
+
 def as_design_matrix(X, name="X"):
-    """X as the kernels take it: a C-contiguous 2-D float32/float64 array.
+    """X as the kernels take it: a C-contiguous 2-D float32/float64 array,
+    or a :class:`CSRMatrix` for scipy.sparse input.
 
     float32 and float64 keep their precision; anything else (ints, bools) is
     converted to float64. A Fortran-ordered or strided X is copied once into
-    C order. Returns (X, copied)."""
+    C order; sparse X is converted to CSR (int64 column indices to int32).
+    Returns (X, copied)."""
     if hasattr(X, "tocsr") and hasattr(X, "nnz"):
-        raise TypeError(f"{name}: scipy.sparse input is not supported yet; pass {name}.toarray()")
+        return _as_csr(X, name)
     arr = np.asarray(X)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
@@ -53,6 +102,14 @@ def as_design_matrix(X, name="X"):
     if not np.isfinite(out).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return out, not np.shares_memory(out, arr)
+
+
+def run_kernel(kern, name, X, *args):
+    """kern.<name>(X, *args) for dense X, kern.<name>_csr(data, indices,
+    indptr, n_features, *args) for a CSRMatrix."""
+    if isinstance(X, CSRMatrix):
+        return getattr(kern, name + "_csr")(X.data, X.indices, X.indptr, X.shape[1], *args)
+    return getattr(kern, name)(X, *args)
 
 
 def encode_response(y, family, n_samples, dtype, classes=None):
@@ -70,6 +127,12 @@ def encode_response(y, family, n_samples, dtype, classes=None):
             raise ValueError(f"multinomial y must be 1-D class labels, got shape {y.shape}")
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError("y contains NaN or infinity")
+        if classes is None and y.dtype.kind in "iu" and y.size and 0 <= y.min() and y.max() < 4 * y.size:
+            # integer labels 0..K-1, the common case: a count instead of a sort
+            present = np.flatnonzero(np.bincount(y))
+            if len(present) == present[-1] + 1:
+                return y.astype(np.int64), np.empty((0, len(present)), dtype), present
+            classes = present
         if classes is None:
             classes = np.unique(y)
         labels = np.searchsorted(classes, y)
@@ -134,7 +197,7 @@ def glm_predict(X, coef, intercept=None, family="gaussian", *, backend=None):
     X, _ = as_design_matrix(X)
     params = pack_params(coef, intercept, X.shape[1], X.dtype)
     out = np.empty((X.shape[0], params.shape[0]), X.dtype)
-    _dispatch.kernels(_dispatch.resolve(backend), "glm").glm_predict(X, params, code, out)
+    run_kernel(_dispatch.kernels(_dispatch.resolve(backend), "glm"), "glm_predict", X, params, code, out)
     return out
 
 
@@ -167,8 +230,8 @@ def glm_loss(X, y, coef, intercept=None, family="gaussian", *, sample_weight=Non
     w = as_sample_weight(sample_weight, X.shape[0], X.dtype)
     loss = np.zeros(1)
     grad = np.empty_like(params) if return_grad else np.empty((0, params.shape[1]), X.dtype)
-    _dispatch.kernels(_dispatch.resolve(backend), "glm").glm_loss_grad(
-        X, labels, targets, w, params, code, loss, grad)
+    run_kernel(_dispatch.kernels(_dispatch.resolve(backend), "glm"), "glm_loss_grad", X, labels, targets, w,
+               params, code, loss, grad)
     scale = 1.0
     if reduction == "mean":
         total = float(w.sum(dtype=np.float64)) if w.size else float(X.shape[0])

@@ -16,7 +16,7 @@ from typing import Any, List, Optional
 import numpy as np
 
 from . import _dispatch
-from .glm import as_design_matrix, as_sample_weight, encode_response, family_code
+from .glm import CSRMatrix, as_design_matrix, as_sample_weight, encode_response, family_code, run_kernel
 
 SCHEDULES = ("constant", "invscaling", "cosine", "adaptive")
 # Curvature bound of each family's per-sample loss in eta (the largest
@@ -85,7 +85,8 @@ def default_eta0(X, family, targets, fit_intercept, alpha, l1_ratio, momentum, s
     the intercept; times the largest sample weight), plus the L2 penalty;
     times (1 - momentum), since momentum multiplies the effective step by
     1 / (1 - momentum)."""
-    row_norm2 = float(np.max(np.einsum("ij,ij->i", X, X, dtype=np.float64))) if X.shape[0] else 1.0
+    norms = X.row_norms2() if isinstance(X, CSRMatrix) else np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    row_norm2 = float(np.max(norms)) if X.shape[0] else 1.0
     row_norm2 += 1.0 if fit_intercept else 0.0
     curvature = _CURVATURE[family]
     if curvature is None:
@@ -173,10 +174,14 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
 
     Parameters
     ----------
-    X : (n_samples, n_features) array. float32 trains in float32 and float64
-        in float64, without copying a C-contiguous X; a Fortran-ordered X is
-        copied once into C order (``result.copied_X`` says so); other dtypes
-        are converted to float64.
+    X : (n_samples, n_features) array or scipy.sparse matrix. float32 trains
+        in float32 and float64 in float64, without copying a C-contiguous X;
+        a Fortran-ordered X is copied once into C order (``result.copied_X``
+        says so); other dtypes are converted to float64. Sparse X is taken
+        as CSR (int32 column indices) and trained in the _csr kernels: a step
+        of plain SGD then costs O(nonzeros in the batch x outputs); with L2,
+        L1, momentum or averaging every coefficient moves at every step, so
+        a step costs O(n_features x outputs).
     y : the response: class labels (multinomial), 0/1 (binomial), values
         (gaussian, (n,) or (n, k)), counts (poisson).
     family : "multinomial", "binomial", "gaussian" or "poisson".
@@ -273,7 +278,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
             raise ValueError(f"validation_fraction={validation_fraction} leaves no training or validation samples")
         split = rng.permutation(n)
         val, train = np.sort(split[:n_val]), np.sort(split[n_val:])
-        val_data = (np.ascontiguousarray(X[val]), labels[val] if labels.size else labels,
+        X_val = X.take_rows(val) if isinstance(X, CSRMatrix) else np.ascontiguousarray(X[val])
+        val_data = (X_val, labels[val] if labels.size else labels,
                     targets[val] if targets.size else targets, weights[val] if weights.size else weights)
     if len(train) == 0:
         raise ValueError("X has no samples")
@@ -303,9 +309,9 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                              state.horizon)
             loss = np.zeros(1)
             last_finite = state.params.copy(), state.avg.copy()
-            done = kern.sgd_epoch(X, labels, targets, weights, perm, lr, code, batch_size, l2, l1,
-                                  momentum, nesterov, fit_intercept, state.params, state.velocity,
-                                  state.avg, avg_start, state.step, loss)
+            done = run_kernel(kern, "sgd_epoch", X, labels, targets, weights, perm, lr, code, batch_size,
+                              l2, l1, momentum, nesterov, fit_intercept, state.params, state.velocity,
+                              state.avg, avg_start, state.step, loss)
             state.step += done
             if done < n_batches or not np.isfinite(state.params).all():
                 if not np.isfinite(state.params).all():  # an update overflowed: the epoch's start
@@ -326,7 +332,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                 grad = np.empty((0, d + 1), X.dtype)
                 params = _current(state, avg_start)
                 X_val, labels_val, targets_val, weights_val = val_data
-                kern.glm_loss_grad(X_val, labels_val, targets_val, weights_val, params, code, vl, grad)
+                run_kernel(kern, "glm_loss_grad", X_val, labels_val, targets_val, weights_val, params,
+                           code, vl, grad)
                 vw = float(weights_val.sum(dtype=np.float64)) if weights_val.size else float(len(val))
                 monitored = float(vl[0]) / vw
                 val_history.append(monitored)

@@ -259,3 +259,56 @@ def test_sgd_epoch_is_deterministic_across_thread_counts(rng):
     half = len(results) // 2
     for a, b in zip(results[:half], results[half:]):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- CSR kernels
+
+
+def as_csr(X, rng):
+    """X with about 60% zeros in CSR arrays (int32 indices, int64 indptr),
+    with one empty row and one duplicated entry (split in two halves)."""
+    X = X.copy()
+    X[rng.random(X.shape) < 0.6] = 0
+    X[0] = 0
+    rows, cols = np.nonzero(X)
+    data = X[rows, cols]
+    if len(data):  # a duplicate entry: its halves add up to the value
+        rows, cols = np.r_[rows, rows[-1]], np.r_[cols, cols[-1]]
+        data = np.r_[data[:-1], data[-1] / 2, data[-1] / 2].astype(X.dtype)
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(X.shape[0] + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=X.shape[0]), out=indptr[1:])
+    return X, (data[order], cols[order].astype(np.int32), indptr, X.shape[1])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("option", list(EPOCH_OPTIONS))
+def test_csr_kernels_match_reference(backend, dtype, rng, family, option):
+    rtol, atol = (2e-4, 2e-5) if dtype == np.float32 else (1e-10, 1e-12)
+    l2, l1, momentum, nesterov, fit_intercept, averaging = EPOCH_OPTIONS[option]
+    code = FAMILIES.index(family)
+    for (n, d, K), batch_size in [((37, 5, 3), 8), ((64, 40, 5), 1), ((300, 9, 2), 64)]:
+        X, labels, targets, w, params = problem(family, n, d, K, dtype, rng, weighted=True)
+        X, csr = as_csr(X, rng)
+        if not fit_intercept:
+            params[:, -1] = 0
+        perm = rng.permutation(n)
+        lr = np.full(-(-n // batch_size), 0.002 if family == "poisson" else 0.05)
+        results = {}
+        for name in ("numpy", backend):
+            kern = kernels(name)
+            p = params.copy()
+            v = np.zeros_like(p) if momentum else np.empty((0, d + 1), dtype)
+            a = np.zeros_like(p)
+            loss = np.zeros(1)
+            done = kern.sgd_epoch_csr(*csr, labels, targets, w, perm, lr, code, batch_size, l2, l1,
+                                      momentum, nesterov, fit_intercept, p, v, a, 3 if averaging else -1,
+                                      0, loss)
+            full, grad = np.zeros(1), np.empty_like(p)
+            kern.glm_loss_grad_csr(*csr, labels, targets, w, p, code, full, grad)
+            mean = np.empty((n, p.shape[0]), dtype)
+            kern.glm_predict_csr(*csr, p, code, mean)
+            results[name] = (done, p, v, a, loss, full, grad, mean)
+        err = f"{backend} {family} {option} {(n, d, K)}"
+        for got, want in zip(results[backend], results["numpy"]):
+            assert_same(np.asarray(got), np.asarray(want), rtol, atol * n, err=err)

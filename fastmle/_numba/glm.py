@@ -181,13 +181,12 @@ def _axpy(a, x, y):
 
 @njit(**_ROW)
 def _backward(X, rows, G, grad):
-    """grad[:, :d] = G.T @ X[rows], grad[:, d] = the column sums of G."""
+    """grad[:, :d] += G.T @ X[rows], grad[:, d] += the column sums of G."""
     d = X.shape[1]
     K = grad.shape[0]
     nb = rows.shape[0]
     nb4 = nb - nb % 4
     K2 = K - K % 2
-    grad[:] = 0
     for r in range(0, nb4, 4):
         x0 = X[rows[r], :]
         x1 = X[rows[r + 1], :]
@@ -232,37 +231,91 @@ def _gather_samples(perm, labels, targets, sample_weight):
 
 
 @njit(**_ROW)
-def _chunk_rows(n):
-    """Rows per chunk of the full-batch kernels: depends on n only."""
-    return max(256, (n + 63) // 64)
+def _chunk_rows(n, P):
+    """Rows per chunk of the full-batch kernels: depends on n and the number
+    of parameters P only. At most 64 chunks, fewer when their partial
+    gradients (chunks x P) would pass 4M elements."""
+    max_chunks = min(64, max(1, (1 << 22) // max(P, 1)))
+    return max(256, (n + max_chunks - 1) // max_chunks)
 
 
-_LOSS_GRAD_SIG = ("void({T}[:, ::1], int64[::1], {T}[:, ::1], {T}[::1], {T}[:, ::1], int64, "
-                  "float64[::1], {T}[:, ::1])")
+# ---- X in compressed sparse rows (data, int32 indices, int64 indptr) ----
 
-
-@njit(_sigs(_LOSS_GRAD_SIG), **_ENTRY)
-def glm_loss_grad(X, labels, targets, sample_weight, params, family, loss, grad):
-    n = X.shape[0]
+@njit(**_ROW)
+def _forward_csr(data, indices, indptr, rows, params, eta):
+    """eta[r, k] = X[rows[r]] . params[k, :d] + params[k, d], X in CSR."""
+    d = params.shape[1] - 1
     K = params.shape[0]
-    step = _chunk_rows(n)
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for k in range(K):
+            eta[r, k] = params[k, d]
+        for p in range(indptr[i], indptr[i + 1]):
+            v = data[p]
+            j = indices[p]
+            for k in range(K):
+                eta[r, k] += v * params[k, j]
+
+
+@njit(**_ROW)
+def _backward_csr(data, indices, indptr, rows, G, grad):
+    """grad[:, :d] += G.T @ X[rows] (present features only), grad[:, d] +=
+    the column sums of G, X in CSR."""
+    d = grad.shape[1] - 1
+    K = grad.shape[0]
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for p in range(indptr[i], indptr[i + 1]):
+            v = data[p]
+            j = indices[p]
+            for k in range(K):
+                grad[k, j] += v * G[r, k]
+        for k in range(K):
+            grad[k, d] += G[r, k]
+
+
+# ---- the full-batch kernels, for dense X or CSR (indptr not empty) ----
+
+@njit(**_ROW)
+def _forward_any(X, data, indices, indptr, rows, params, eta):
+    if indptr.shape[0]:
+        _forward_csr(data, indices, indptr, rows, params, eta)
+    else:
+        _forward(X, rows, params, eta)
+
+
+@njit(**_ROW)
+def _backward_any(X, data, indices, indptr, rows, G, grad):
+    if indptr.shape[0]:
+        _backward_csr(data, indices, indptr, rows, G, grad)
+    else:
+        _backward(X, rows, G, grad)
+
+
+# inline="always": their prange loops must land in the parallel entry points
+
+@njit(inline="always", **_ROW)
+def _loss_grad_any(X, data, indices, indptr, n, labels, targets, sample_weight, params, family,
+                   loss, grad):
+    K = params.shape[0]
+    step = _chunk_rows(n, params.size)
     chunks = (n + step - 1) // step
     want_grad = grad.shape[0] > 0
     losses = np.zeros(chunks)
     partial = np.zeros((chunks if want_grad else 0, K, params.shape[1]), dtype=params.dtype)
     for c in prange(chunks):
-        rows = np.arange(c * step, min((c + 1) * step, n))
-        eta = np.empty((rows.shape[0], K), dtype=params.dtype)
-        G = np.empty_like(eta)
-        _forward(X, rows, params, eta)
         r0 = c * step
-        r1 = r0 + rows.shape[0]
+        r1 = min(r0 + step, n)
+        rows = np.arange(r0, r1)
+        eta = np.empty((r1 - r0, K), dtype=params.dtype)
+        G = np.empty_like(eta)
+        _forward_any(X, data, indices, indptr, rows, params, eta)
         losses[c] = _dloss(eta, labels[r0:r1] if labels.shape[0] else labels,
                            targets[r0:r1] if targets.shape[0] else targets,
                            sample_weight[r0:r1] if sample_weight.shape[0] else sample_weight,
                            family, G, np.empty(K))
         if want_grad:
-            _backward(X, rows, G, partial[c])
+            _backward_any(X, data, indices, indptr, rows, G, partial[c])
     total = 0.0
     for c in range(chunks):  # chunk order: independent of the thread count
         total += losses[c]
@@ -273,16 +326,16 @@ def glm_loss_grad(X, labels, targets, sample_weight, params, family, loss, grad)
             grad += partial[c]
 
 
-@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], int64, {T}[:, ::1])"), **_ENTRY)
-def glm_predict(X, params, family, out):
-    n = X.shape[0]
+@njit(inline="always", **_ROW)
+def _predict_any(X, data, indices, indptr, n, params, family, out):
     K = params.shape[0]
-    step = _chunk_rows(n)
+    step = _chunk_rows(n, params.size)
     for c in prange((n + step - 1) // step):
-        rows = np.arange(c * step, min((c + 1) * step, n))
-        eta = out[c * step:c * step + rows.shape[0]]
-        _forward(X, rows, params, eta)
-        for r in range(rows.shape[0]):
+        r0 = c * step
+        r1 = min(r0 + step, n)
+        eta = out[r0:r1]
+        _forward_any(X, data, indices, indptr, np.arange(r0, r1), params, eta)
+        for r in range(r1 - r0):
             e = eta[r]
             if family == MULTINOMIAL:
                 m = np.float64(e[0])
@@ -300,6 +353,34 @@ def glm_predict(X, params, family, out):
                         e[k] = _sigmoid(v)
                     elif family == POISSON:
                         e[k] = np.exp(v)
+
+
+@njit(_sigs("void({T}[:, ::1], int64[::1], {T}[:, ::1], {T}[::1], {T}[:, ::1], int64, "
+            "float64[::1], {T}[:, ::1])"), **_ENTRY)
+def glm_loss_grad(X, labels, targets, sample_weight, params, family, loss, grad):
+    _loss_grad_any(X, np.empty(0, X.dtype), np.empty(0, np.int32), np.empty(0, np.int64), X.shape[0], labels, targets, sample_weight, params, family,
+                   loss, grad)
+
+
+@njit(_sigs("void({T}[::1], int32[::1], int64[::1], int64, int64[::1], {T}[:, ::1], {T}[::1], "
+            "{T}[:, ::1], int64, float64[::1], {T}[:, ::1])"), **_ENTRY)
+def glm_loss_grad_csr(data, indices, indptr, n_features, labels, targets, sample_weight, params,
+                      family, loss, grad):
+    _loss_grad_any(np.empty((0, n_features), data.dtype), data, indices, indptr,
+                   indptr.shape[0] - 1, labels, targets, sample_weight, params, family, loss, grad)
+
+
+@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], int64, {T}[:, ::1])"), **_ENTRY)
+def glm_predict(X, params, family, out):
+    _predict_any(X, np.empty(0, X.dtype), np.empty(0, np.int32), np.empty(0, np.int64), X.shape[0],
+                 params, family, out)
+
+
+@njit(_sigs("void({T}[::1], int32[::1], int64[::1], int64, {T}[:, ::1], int64, {T}[:, ::1])"),
+      **_ENTRY)
+def glm_predict_csr(data, indices, indptr, n_features, params, family, out):
+    _predict_any(np.empty((0, n_features), data.dtype), data, indices, indptr, indptr.shape[0] - 1,
+                 params, family, out)
 
 
 @njit(**_SEQ)
@@ -379,6 +460,7 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
                               targets_p[r0:r1] if targets_p.shape[0] else targets_p,
                               weight_p[r0:r1] if weight_p.shape[0] else weight_p, family, G[:ns], t)
             if np.isfinite(sub_loss):
+                partial[s] = 0
                 _backward(X, rows, G[:ns], partial[s])
             batch_loss += sub_loss
         if not np.isfinite(batch_loss):
@@ -391,4 +473,69 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
         avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
         _update(params, grad, 1.0 / nb, lr[b], l2, l1, momentum, nesterov, fit_intercept,
                 velocity, avg, avg_weight)
+    return lr.shape[0]
+
+
+_EPOCH_CSR_SIG = ("int64({T}[::1], int32[::1], int64[::1], int64, int64[::1], {T}[:, ::1], {T}[::1], "
+                  "int64[::1], float64[::1], int64, int64, float64, float64, float64, boolean, boolean, "
+                  "{T}[:, ::1], {T}[:, ::1], {T}[:, ::1], int64, int64, float64[::1])")
+
+
+@njit(_sigs(_EPOCH_CSR_SIG), **_SEQ)
+def sgd_epoch_csr(data, indices, indptr, n_features, labels, targets, sample_weight, perm, lr,
+                  family, batch_size, l2, l1, momentum, nesterov, fit_intercept, params, velocity,
+                  avg, avg_start, step0, loss):
+    """The epoch for X in compressed sparse rows, as csrc's sgd_epoch_csr: no
+    sub-blocks; plain SGD (no L2, L1, momentum or averaging) updates, and
+    re-zeroes, only the coefficients of the features present in the batch."""
+    m = perm.shape[0]
+    d = n_features
+    K = params.shape[0]
+    sparse_update = velocity.shape[0] == 0 and not l1 > 0 and not l2 > 0 and avg_start < 0
+    eta = np.empty((batch_size, K), dtype=params.dtype)
+    G = np.empty_like(eta)
+    t = np.empty(K)
+    grad = np.zeros_like(params)
+    seen = np.zeros(d, np.bool_)
+    touched = np.empty(d, np.int32)
+    labels_p, targets_p, weight_p = _gather_samples(perm, labels, targets, sample_weight)
+    for b in range(lr.shape[0]):
+        i0 = b * batch_size
+        i1 = min(i0 + batch_size, m)
+        nb = i1 - i0
+        rows = perm[i0:i1]
+        _forward_csr(data, indices, indptr, rows, params, eta[:nb])
+        batch_loss = _dloss(eta[:nb], labels_p[i0:i1] if labels_p.shape[0] else labels_p,
+                            targets_p[i0:i1] if targets_p.shape[0] else targets_p,
+                            weight_p[i0:i1] if weight_p.shape[0] else weight_p, family, G[:nb], t)
+        if not np.isfinite(batch_loss):
+            return b
+        loss[0] += batch_loss
+        _backward_csr(data, indices, indptr, rows, G[:nb], grad)
+        scale = 1.0 / nb
+        if sparse_update:
+            nt = 0
+            for r in range(nb):
+                for p in range(indptr[rows[r]], indptr[rows[r] + 1]):
+                    j = indices[p]
+                    if not seen[j]:
+                        seen[j] = True
+                        touched[nt] = j
+                        nt += 1
+            for k in range(K):
+                for q in range(nt):  # as _update's plain step, with l2 = 0
+                    j = touched[q]
+                    params[k, j] = params[k, j] - lr[b] * (grad[k, j] * scale)
+                    grad[k, j] = 0
+                if fit_intercept:
+                    params[k, d] = params[k, d] - lr[b] * (grad[k, d] * scale)
+                grad[k, d] = 0
+            for q in range(nt):
+                seen[touched[q]] = False
+        else:
+            step = step0 + b
+            avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
+            _update(params, grad, scale, lr[b], l2, l1, momentum, nesterov, fit_intercept,
+                    velocity, avg, avg_weight)
+            grad[:] = 0
     return lr.shape[0]

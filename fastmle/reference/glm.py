@@ -157,3 +157,27 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
         if 0 <= avg_start <= t:
             avg += (params - avg) / (t - avg_start + 1)
     return lr.shape[0]
+
+
+# ---- X in compressed sparse rows (data, indices, indptr, n_features) ----
+# The same kernels on the dense matrix: the compiled CSR kernels must agree.
+
+def _dense(data, indices, indptr, n_features):
+    X = np.zeros((indptr.shape[0] - 1, n_features), data.dtype)
+    rows = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
+    np.add.at(X, (rows, indices), data)  # duplicate entries add up, as in scipy
+    return X
+
+
+def glm_predict_csr(data, indices, indptr, n_features, params, family, out):
+    glm_predict(_dense(data, indices, indptr, n_features), params, family, out)
+
+
+def glm_loss_grad_csr(data, indices, indptr, n_features, labels, targets, sample_weight, params,
+                      family, loss, grad):
+    glm_loss_grad(_dense(data, indices, indptr, n_features), labels, targets, sample_weight, params,
+                  family, loss, grad)
+
+
+def sgd_epoch_csr(data, indices, indptr, n_features, *args):
+    return sgd_epoch(_dense(data, indices, indptr, n_features), *args)
