@@ -454,11 +454,15 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
             r1 = min(r0 + SB, i1)
             rows = perm[r0:r1]
             ns = r1 - r0
-            _prefetch_rows(X, perm[min(i1 + s * SB, nxt):min(i1 + (s + 1) * SB, nxt)])
+            # the next batch's same sub-block, in two halves (see csrc's sub_block)
+            nxt_rows = perm[min(i1 + s * SB, nxt):min(i1 + (s + 1) * SB, nxt)]
+            half = nxt_rows.shape[0] // 2
+            _prefetch_rows(X, nxt_rows[:half])
             _forward(X, rows, params, eta[:ns])
             sub_loss = _dloss(eta[:ns], labels_p[r0:r1] if labels_p.shape[0] else labels_p,
                               targets_p[r0:r1] if targets_p.shape[0] else targets_p,
                               weight_p[r0:r1] if weight_p.shape[0] else weight_p, family, G[:ns], t)
+            _prefetch_rows(X, nxt_rows[half:])
             if np.isfinite(sub_loss):
                 partial[s] = 0
                 _backward(X, rows, G[:ns], partial[s])
