@@ -189,6 +189,38 @@ def max_threads():
     return _default_threads()
 
 
+def _after_fork_in_child():
+    """In a process forked (e.g. by multiprocessing's default "fork" start
+    method) from one whose compiled kernels already ran: GNU OpenMP cannot
+    start threads in such a child (its C parallel regions would hang), so
+    the C kernels run on one thread there; and Numba's OpenMP layer aborts
+    the child outright, so the "numba" backend becomes unavailable with the
+    reason, a clear ValueError instead of a dead worker."""
+    _threads["n"] = 1
+    from . import _c
+
+    if _c.lib is not None:
+        _c.lib.fm_set_num_threads(1)
+    numba_layer = None
+    try:
+        from numba.np.ufunc import parallel
+
+        if parallel._is_initialized:
+            import numba
+
+            numba_layer = numba.threading_layer()
+    except Exception:  # numba missing, or internals moved: nothing started here
+        pass
+    if numba_layer == "omp":
+        _reasons["numba"] = ("Numba's OpenMP threading layer cannot run in a process forked after it "
+                             "started; use multiprocessing's 'spawn' or 'forkserver' start method, or "
+                             "NUMBA_THREADING_LAYER=tbb")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _sync_numba_threads():
     # numba.set_num_threads is thread-local: apply ours in the calling thread
     import numba

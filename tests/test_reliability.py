@@ -1,0 +1,148 @@
+"""Reliability under concurrent use: many threads calling the compiled
+kernels at once, forked worker processes, results independent of the thread
+count, and no memory growth over repeated calls."""
+import concurrent.futures
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastmle
+
+COMPILED = ["c", "numba"]
+
+
+def workloads(rng):
+    """(name, fn(backend) -> tuple of arrays) over the kernel families."""
+    x = rng.standard_normal((300, 257)).astype(np.float32)
+    t = rng.integers(0, 257, 300)
+    X = rng.standard_normal((500, 20))
+    y = rng.integers(0, 4, 500)
+    return [
+        ("softmax", lambda b: (fastmle.softmax(x, axis=1, backend=b),)),
+        ("logsumexp", lambda b: (fastmle.logsumexp(x, axis=1, backend=b),)),
+        ("cross_entropy", lambda b: fastmle.cross_entropy(x, t, return_grad=True, backend=b)),
+        ("sgd_fit", lambda b: (fastmle.sgd_fit(X, y, "multinomial", max_epochs=2, tol=None, momentum=0.5,
+                                               random_state=1, backend=b).coef,)),
+        ("glm_loss", lambda b: (fastmle.glm_loss(X, y, np.ones((20, 4)) * 0.01, None, "multinomial",
+                                                 return_grad=True, backend=b)[1][0],)),
+    ]
+
+
+def as_arrays(result):
+    return [np.asarray(r) for r in result]
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_concurrent_calls_equal_serial_calls(backend):
+    rng = np.random.default_rng(0)
+    jobs = workloads(rng) * 4
+    serial = [as_arrays(fn(backend)) for _, fn in jobs]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda job: as_arrays(job[1](backend)), jobs))
+    for (name, _), want, got in zip(jobs, serial, parallel):
+        for w, g in zip(want, got):
+            np.testing.assert_array_equal(g, w, err_msg=f"{backend} {name}")
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_results_do_not_depend_on_the_thread_count(backend):
+    rng = np.random.default_rng(1)
+    jobs = workloads(rng)
+    previous = fastmle.get_num_threads()
+    try:
+        fastmle.set_num_threads(1)
+        one = [as_arrays(fn(backend)) for _, fn in jobs]
+        fastmle.set_num_threads(fastmle._dispatch.max_threads())
+        many = [as_arrays(fn(backend)) for _, fn in jobs]
+    finally:
+        fastmle.set_num_threads(previous)
+    for (name, _), a, b in zip(jobs, one, many):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v, err_msg=f"{backend} {name}")
+
+
+def run_python(code, tmp_path, timeout=300):
+    """Run code as a script in a fresh interpreter (a file, so that "spawn"
+    workers can import its functions); a crash or a hang fails the test."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(code))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_forked_workers_after_the_parent_used_both_backends(tmp_path):
+    # the parent starts the OpenMP and Numba thread pools, then forks. GNU
+    # OpenMP cannot start threads in the child: the C kernels run there on
+    # one thread (same results), and the numba backend, whose OpenMP layer
+    # would abort the child, refuses with a clear error. "spawn" workers
+    # have every backend.
+    out = run_python("""
+        import multiprocessing as mp, numpy as np, fastmle
+        x = np.random.default_rng(0).standard_normal((4000, 300))
+        y = np.random.default_rng(1).integers(0, 3, 4000)
+        want = {b: fastmle.softmax(x, axis=1, backend=b) for b in ("c", "numba")}
+        fit = fastmle.sgd_fit(x[:, :5], y, "multinomial", max_epochs=1, random_state=0, backend="c").coef
+
+        def work(b):
+            try:
+                return (fastmle.softmax(x, axis=1, backend=b),
+                        fastmle.sgd_fit(x[:, :5], y, "multinomial", max_epochs=1, random_state=0,
+                                        backend=b).coef, fastmle.get_num_threads())
+            except ValueError as exc:
+                return str(exc)
+
+        if __name__ == "__main__":
+            with mp.get_context("fork").Pool(2) as pool:
+                c, numba = pool.map(work, ["c", "numba"])
+            assert np.array_equal(c[0], want["c"]) and np.array_equal(c[1], fit) and c[2] == 1, c
+            assert "forked" in numba and "spawn" in numba, numba
+            with mp.get_context("spawn").Pool(2) as pool:
+                for b, r in zip(["c", "numba"], pool.map(work, ["c", "numba"])):
+                    assert np.array_equal(r[0], want[b]), b
+            print("ok")
+    """, tmp_path, timeout=120)
+    assert out.strip().endswith("ok")
+
+
+def test_repeated_calls_do_not_grow_memory(tmp_path):
+    # 100,000 small calls and 100 large ones per kernel family; resident
+    # memory measured after a warm-up, so allocator caches are already full
+    out = run_python("""
+        import resource, numpy as np, fastmle
+
+        def rss_mib():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+        rng = np.random.default_rng(0)
+        small = rng.standard_normal((4, 9)).astype(np.float32)
+        st = rng.integers(0, 9, 4)
+        big = rng.standard_normal((2000, 1000)).astype(np.float32)
+        bt = rng.integers(0, 1000, 2000)
+        X = rng.standard_normal((200, 5)); y = rng.integers(0, 3, 200)
+        calls = [
+            (100_000, lambda: fastmle.softmax(small, axis=1, backend="c")),
+            (100_000, lambda: fastmle.cross_entropy(small, st, return_grad=True, backend="numba")),
+            (100, lambda: fastmle.cross_entropy(big, bt, return_grad=True, backend="c")),
+            (100, lambda: fastmle.log_softmax(big, axis=1, backend="numba")),
+            (2_000, lambda: fastmle.sgd_fit(X, y, "multinomial", max_epochs=1, random_state=0, backend="c")),
+            (2_000, lambda: fastmle.sgd_fit(X, y, "multinomial", max_epochs=1, random_state=0,
+                                            backend="numba")),
+        ]
+        for n, fn in calls:
+            for _ in range(min(n, 200)):
+                fn()
+            before = rss_mib()
+            for _ in range(n):
+                fn()
+            grew = rss_mib() - before
+            assert grew < 8, (n, grew)
+        print("ok")
+    """, tmp_path, timeout=600)
+    assert out.strip().endswith("ok")
