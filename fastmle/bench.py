@@ -27,15 +27,20 @@ from ._registry import KERNELS, available_peers, baseline
 def median_times(fns, repeat):
     """{name: median seconds} for the callables in `fns`, timed round-robin:
     each round calls every implementation once, so a burst of load from
-    elsewhere on a shared machine hits all of them alike. One warm-up call
-    each first (compilation, page faults)."""
+    elsewhere on a shared machine hits all of them alike. Each round starts
+    one implementation later: a runtime's threads keep spinning for a while
+    after a call (OpenBLAS's, measured: a 2-thread C SGD epoch took 158 ms
+    right after a BLAS product against 90 ms after a pause), which would
+    otherwise always slow the same successor. One warm-up call each first
+    (compilation, page faults)."""
     for fn in fns.values():
         fn()
+    names = list(fns)
     times = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
+    for r in range(repeat):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             t0 = time.perf_counter()
-            fn()
+            fns[name]()
             times[name].append(time.perf_counter() - t0)
     return {name: float(np.median(t)) for name, t in times.items()}
 
