@@ -98,6 +98,24 @@ static inline double FN(sigmoid)(double v)
     return v >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 }
 
+/* t = exp(e - max e) for one row of K linear predictors, in double with
+ * the kernels' exponential; returns sum t and sets *max. NaN is skipped by
+ * the max and caught by the sum. */
+static inline double FN(softmax_terms)(const FM_T *e, int64_t K, double *t, double *max)
+{
+    double m = e[0], s = 0;
+    for (int64_t k = 1; k < K; k++)
+        m = e[k] > m ? e[k] : m;
+#pragma omp simd
+    for (int64_t k = 0; k < K; k++)
+        t[k] = fm_exp((double)e[k] - m);
+#pragma omp simd reduction(+ : s)
+    for (int64_t k = 0; k < K; k++)
+        s += t[k];
+    *max = m;
+    return s;
+}
+
 /* G[r] = w * d loss / d eta for nb samples whose labels (or targets) and
  * weights are the first nb of those arrays; returns sum w * loss, or NaN
  * when a stored G is not finite. */
@@ -112,15 +130,8 @@ static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *l
         FM_T *g = G + r * K;
         double li = 0;
         if (family == FM_MULTINOMIAL) {
-            double m = e[0], s = 0;
-            for (int64_t k = 1; k < K; k++)
-                m = e[k] > m ? e[k] : m;  /* NaN is skipped here, caught by the sum */
-#pragma omp simd
-            for (int64_t k = 0; k < K; k++)
-                t[k] = fm_exp((double)e[k] - m);
-#pragma omp simd reduction(+ : s)
-            for (int64_t k = 0; k < K; k++)
-                s += t[k];
+            double m;
+            const double s = FN(softmax_terms)(e, K, t, &m);
             const int64_t y = labels[r];
             li = m + log(s) - (double)e[y];
             const double ws = w / s;
@@ -367,7 +378,10 @@ static int FN(predict_any)(const FN(design) *M, int64_t n, const FM_T *params, i
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t r0 = c * step, nb = (r0 + step < n ? r0 + step : n) - r0;
         int64_t *rows = malloc(sizeof(int64_t) * (nb > 0 ? nb : 1));
-        if (!rows) {
+        double *t = malloc(sizeof(double) * K);
+        if (!rows || !t) {
+            free(rows);
+            free(t);
             failed = 1;
             continue;
         }
@@ -378,13 +392,10 @@ static int FN(predict_any)(const FN(design) *M, int64_t n, const FM_T *params, i
         for (int64_t r = 0; r < nb; r++) {
             FM_T *e = eta + r * K;
             if (family == FM_MULTINOMIAL) {
-                double m = e[0], s = 0;
-                for (int64_t k = 1; k < K; k++)
-                    m = e[k] > m ? e[k] : m;
+                double m;
+                const double s = FN(softmax_terms)(e, K, t, &m);
                 for (int64_t k = 0; k < K; k++)
-                    s += exp((double)e[k] - m);
-                for (int64_t k = 0; k < K; k++)
-                    e[k] = (FM_T)(exp((double)e[k] - m) / s);
+                    e[k] = (FM_T)(t[k] / s);
             } else if (family == FM_BINOMIAL) {
                 for (int64_t k = 0; k < K; k++)
                     e[k] = (FM_T)FN(sigmoid)(e[k]);
@@ -394,6 +405,7 @@ static int FN(predict_any)(const FN(design) *M, int64_t n, const FM_T *params, i
             }
         }
         free(rows);
+        free(t);
     }
     return failed ? -1 : 0;
 }

@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import special
-from .glm import glm_predict
+from .glm import glm_predict, label_indices
 from .sgd import sgd_fit
 
 try:  # scikit-learn >= 1.6
@@ -101,14 +101,7 @@ class _SGDMixin:
 def _encode(y, classes, family):
     """Labels as indices into classes (unseen labels: a clear error); 0/1
     floats for binomial."""
-    try:
-        index = np.searchsorted(classes, y)
-        bad = (index >= len(classes)) | (classes[np.minimum(index, len(classes) - 1)] != y)
-    except TypeError:  # labels that do not even compare with classes (str and int)
-        index, bad = None, np.ones(len(y), bool)
-    if bad.any():
-        label = y[np.argmax(bad):][:1].tolist()[0]  # a Python scalar: 7, not np.int64(7)
-        raise ValueError(f"y contains label {label!r} not among classes_ {classes.tolist()}")
+    index = label_indices(y, classes, "classes_")
     return index if family == "multinomial" else index.astype(np.float64)
 
 

@@ -135,11 +135,7 @@ def encode_response(y, family, n_samples, dtype, classes=None):
             classes = present
         if classes is None:
             classes = np.unique(y)
-        labels = np.searchsorted(classes, y)
-        bad = (labels >= len(classes)) | (classes[np.minimum(labels, len(classes) - 1)] != y)
-        if bad.any():
-            raise ValueError(f"y contains label {y[np.argmax(bad)]!r} not among the classes {list(classes)}")
-        return labels.astype(np.int64), np.empty((0, len(classes)), dtype), classes
+        return label_indices(y, classes, "the classes"), np.empty((0, len(classes)), dtype), classes
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{family} y must be numeric, got dtype {y.dtype}")
     t = y.astype(dtype).reshape(n_samples, -1)
@@ -153,6 +149,21 @@ def encode_response(y, family, n_samples, dtype, classes=None):
     elif family == "poisson" and (t < 0).any():
         raise ValueError("poisson y must be counts >= 0; found a negative value")
     return empty_labels, np.ascontiguousarray(t), None
+
+
+def label_indices(y, classes, name):
+    """int64 indices of the labels y in the sorted array classes; a label
+    not among them (or not comparable with them, str against int) is a
+    ValueError naming it and `name` (what the classes are called)."""
+    try:
+        index = np.searchsorted(classes, y)
+        bad = (index >= len(classes)) | (classes[np.minimum(index, len(classes) - 1)] != y)
+    except TypeError:  # labels that do not even compare with classes
+        index, bad = None, np.ones(len(y), bool)
+    if bad.any():
+        label = y[np.argmax(bad):][:1].tolist()[0]  # a Python scalar: 7, not np.int64(7)
+        raise ValueError(f"y contains label {label!r} not among {name} {classes.tolist()}")
+    return index.astype(np.int64)
 
 
 def as_sample_weight(sample_weight, n_samples, dtype):
@@ -169,6 +180,11 @@ def as_sample_weight(sample_weight, n_samples, dtype):
     return np.ascontiguousarray(w)
 
 
+def total_weight(sample_weight, n_samples):
+    """The sum of the kernels' sample weights (empty: all ones), in float64."""
+    return float(sample_weight.sum(dtype=np.float64)) if sample_weight.size else float(n_samples)
+
+
 def pack_params(coef, intercept, n_features, dtype):
     """(K, d + 1) kernel parameters from coef (d, K) or (d,) and intercept."""
     coef = np.asarray(coef, dtype=dtype)
@@ -181,6 +197,11 @@ def pack_params(coef, intercept, n_features, dtype):
     if intercept is not None:
         params[:, -1] = np.broadcast_to(np.asarray(intercept, dtype=dtype), (coef.shape[1],))
     return params
+
+
+def unpack_params(params):
+    """(coef (d, K), intercept (K,)) from (K, d + 1) kernel parameters."""
+    return np.ascontiguousarray(params[:, :-1].T), params[:, -1].copy()
 
 
 def glm_predict(X, coef, intercept=None, family="gaussian", *, backend=None):
@@ -234,10 +255,9 @@ def glm_loss(X, y, coef, intercept=None, family="gaussian", *, sample_weight=Non
                params, code, loss, grad)
     scale = 1.0
     if reduction == "mean":
-        total = float(w.sum(dtype=np.float64)) if w.size else float(X.shape[0])
+        total = total_weight(w, X.shape[0])
         scale = 1.0 / total if total > 0 else np.nan
     value = float(loss[0]) * scale
     if not return_grad:
         return value
-    grad = grad * grad.dtype.type(scale)
-    return value, (np.ascontiguousarray(grad[:, :-1].T), grad[:, -1].copy())
+    return value, unpack_params(grad * grad.dtype.type(scale))

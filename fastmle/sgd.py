@@ -16,7 +16,8 @@ from typing import Any, List, Optional
 import numpy as np
 
 from . import _dispatch
-from .glm import CSRMatrix, as_design_matrix, as_sample_weight, encode_response, family_code, run_kernel
+from .glm import (CSRMatrix, as_design_matrix, as_sample_weight, encode_response, family_code,
+                  run_kernel, total_weight, unpack_params)
 
 SCHEDULES = ("constant", "invscaling", "cosine", "adaptive")
 # Curvature bound of each family's per-sample loss in eta (the largest
@@ -283,7 +284,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                     targets[val] if targets.size else targets, weights[val] if weights.size else weights)
     if len(train) == 0:
         raise ValueError("X has no samples")
-    train_weight = float(weights[train].sum(dtype=np.float64)) if weights.size else float(len(train))
+    train_weight = total_weight(weights[train] if weights.size else weights, len(train))
 
     if eta0 is None:
         eta0 = default_eta0(X, family, targets, fit_intercept, alpha, l1_ratio, momentum, weights)
@@ -313,11 +314,12 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                               l2, l1, momentum, nesterov, fit_intercept, state.params, state.velocity,
                               state.avg, avg_start, state.step, loss)
             state.step += done
-            if done < n_batches or not np.isfinite(state.params).all():
-                if not np.isfinite(state.params).all():  # an update overflowed: the epoch's start
+            finite = np.isfinite(state.params).all()
+            if done < n_batches or not finite:
+                if not finite:  # an update overflowed: the epoch's start
                     state.params, state.avg = last_finite
                 result = _result(state, history, val_history, False, eta0, family, classes, copied,
-                                 avg_start, d)
+                                 avg_start)
                 raise SGDDivergedError(
                     f"the loss became NaN or infinite in epoch {state.epochs + 1} (step {state.step}) "
                     f"with learning rate {lr[min(done, n_batches - 1)]:.3g}: the step is too large "
@@ -334,17 +336,14 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                 X_val, labels_val, targets_val, weights_val = val_data
                 run_kernel(kern, "glm_loss_grad", X_val, labels_val, targets_val, weights_val, params,
                            code, vl, grad)
-                vw = float(weights_val.sum(dtype=np.float64)) if weights_val.size else float(len(val))
-                monitored = float(vl[0]) / vw
+                monitored = float(vl[0]) / total_weight(weights_val, len(val))
                 val_history.append(monitored)
-            stop = _apply_stopping(state, learning_rate, monitored, tol, n_iter_no_change, eta0)
-            if stop:
-                converged = True
+            converged = _apply_stopping(state, learning_rate, monitored, tol, n_iter_no_change, eta0)
             if bar is not None:
                 bar.set_postfix(loss=f"{objective:.5g}", lr=f"{lr[-1]:.3g}")
                 bar.update(1)
             if callback is not None:
-                coef, intercept = _unpack(_current(state, avg_start), d)
+                coef, intercept = unpack_params(_current(state, avg_start))
                 info = {"loss": objective, "validation_loss": val_history[-1] if val_history else None,
                         "learning_rate": float(lr[-1]), "n_steps": state.step, "coef": coef,
                         "intercept": intercept}
@@ -355,7 +354,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     finally:
         if bar is not None:
             bar.close()
-    return _result(state, history, val_history, converged, eta0, family, classes, copied, avg_start, d)
+    return _result(state, history, val_history, converged, eta0, family, classes, copied, avg_start)
 
 
 def _start_state(warm_start, family, K, d, dtype, fit_intercept, momentum, eta0, labels, targets,
@@ -412,12 +411,8 @@ def _current(state, avg_start):
     return state.avg if avg_start >= 0 and state.step > avg_start else state.params
 
 
-def _unpack(params, d):
-    return np.ascontiguousarray(params[:, :d].T), params[:, d].copy()
-
-
-def _result(state, history, val_history, converged, eta0, family, classes, copied, avg_start, d):
-    coef, intercept = _unpack(_current(state, avg_start), d)
+def _result(state, history, val_history, converged, eta0, family, classes, copied, avg_start):
+    coef, intercept = unpack_params(_current(state, avg_start))
     return SGDResult(coef=coef, intercept=intercept, loss_history=history, n_epochs=state.epochs,
                      converged=converged, n_steps=state.step, learning_rate=state.eta, eta0=eta0,
                      family=family, classes=classes, validation_history=val_history,

@@ -335,17 +335,13 @@ def _predict_any(X, data, indices, indptr, n, params, family, out):
         r1 = min(r0 + step, n)
         eta = out[r0:r1]
         _forward_any(X, data, indices, indptr, np.arange(r0, r1), params, eta)
+        t = np.empty(K)
         for r in range(r1 - r0):
             e = eta[r]
             if family == MULTINOMIAL:
-                m = np.float64(e[0])
-                for k in range(1, K):
-                    m = max(m, np.float64(e[k]))
-                s = 0.0
+                _, s = _softmax_terms(e, t)
                 for k in range(K):
-                    s += np.exp(np.float64(e[k]) - m)
-                for k in range(K):
-                    e[k] = np.exp(np.float64(e[k]) - m) / s
+                    e[k] = t[k] / s
             else:
                 for k in range(K):
                     v = np.float64(e[k])
