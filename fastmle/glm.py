@@ -63,15 +63,16 @@ def _as_csr(X, name):
     if A.shape[1] > np.iinfo(np.int32).max:
         raise ValueError(f"{name} has {A.shape[1]} features; the sparse kernels take at most 2**31 - 1")
     dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.float64
+    # never trust a CSR structure's invariants: a bad index would reach C.
+    # Indices are checked before the int32 cast, which would wrap huge ones.
+    if len(A.indices) and (A.indices.min() < 0 or A.indices.max() >= A.shape[1]):
+        raise ValueError(f"{name} has a column index outside [0, {A.shape[1]})")
     data = np.ascontiguousarray(A.data, dtype=dtype)
     indices = np.ascontiguousarray(A.indices, dtype=np.int32)
     indptr = np.ascontiguousarray(A.indptr, dtype=np.int64)
-    # never trust a CSR structure's invariants: a bad index would reach C
     if (len(indptr) != A.shape[0] + 1 or indptr[0] != 0 or indptr[-1] != len(data)
             or len(indices) != len(data) or (np.diff(indptr) < 0).any()):
         raise ValueError(f"{name} is not a valid CSR matrix (its indptr does not match its data)")
-    if len(indices) and (indices.min() < 0 or indices.max() >= A.shape[1]):
-        raise ValueError(f"{name} has a column index outside [0, {A.shape[1]})")
     if not np.isfinite(data).all():
         raise ValueError(f"{name} contains NaN or infinity")
     copied = not (np.shares_memory(data, A.data) and np.shares_memory(indices, A.indices))

@@ -242,23 +242,29 @@ def test_sgd_epoch_property_compiled_equals_reference(n, d, K, batch_size, famil
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-11)
 
 
-def test_sgd_epoch_is_deterministic_across_thread_counts(rng):
-    X, labels, targets, w, params = problem("multinomial", 3000, 20, 5, np.float64, rng)
+def test_threaded_sgd_epoch_is_deterministic_and_matches_reference(rng):
+    # 32 x 64 x 8 multiply-adds per batch: at the C epoch's threshold
+    # (FM_GLM_PARALLEL_MIN_WORK), so its threads share each batch's two
+    # sub-blocks; the smaller problems above run on one thread
+    X, labels, targets, w, params = problem("multinomial", 3000, 64, 8, np.float64, rng)
     perm = rng.permutation(3000)
     lr = np.full(94, 0.02)
-    results = []
-    for threads in (1, fastmle.get_num_threads()):
-        previous = fastmle.get_num_threads()
-        fastmle.set_num_threads(threads)
-        try:
-            for backend in fastmle.available_backends():
+    want = run_epoch("numpy", X, labels, targets, w, params, perm, lr, "multinomial", 32, "momentum")
+    previous = fastmle.get_num_threads()
+    try:
+        for backend in fastmle.available_backends()[:-1]:  # the compiled ones
+            results = []
+            for threads in (1, fastmle._dispatch.max_threads()):
+                fastmle.set_num_threads(threads)
                 results.append(run_epoch(backend, X, labels, targets, w, params, perm, lr,
-                                         "multinomial", 32, "momentum")[1])
-        finally:
-            fastmle.set_num_threads(previous)
-    half = len(results) // 2
-    for a, b in zip(results[:half], results[half:]):
-        np.testing.assert_array_equal(a, b)
+                                         "multinomial", 32, "momentum"))
+            for a, b in zip(results[0][1:], results[1][1:]):
+                np.testing.assert_array_equal(a, b, err_msg=backend)
+            for g, e in zip(results[1][1:], want[1:]):
+                np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-11, err_msg=backend)
+    finally:
+        fastmle.set_num_threads(previous)
+    assert fastmle._dispatch.max_threads() > 1, "only one thread here: the threaded path was not run"
 
 
 # ---------------------------------------------------------------- CSR kernels

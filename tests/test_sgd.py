@@ -346,6 +346,11 @@ def test_bad_sparse_structure_is_refused():
     with pytest.raises(ValueError, match="column index outside"):
         fastmle.sgd_fit(bad, y, "gaussian")
     bad = A.copy()
+    bad.indices = bad.indices.astype(np.int64)
+    bad.indices[3] = 2**32 + 1  # an int32 cast would wrap it to the valid column 1
+    with pytest.raises(ValueError, match="column index outside"):
+        fastmle.sgd_fit(bad, y, "gaussian")
+    bad = A.copy()
     bad.data[0] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity"):
         fastmle.sgd_fit(bad, y, "gaussian")
