@@ -29,8 +29,8 @@ def median_times(fns, repeat):
     each round calls every implementation once, so a burst of load from
     elsewhere on a shared machine hits all of them alike. Each round starts
     one implementation later: a runtime's threads keep spinning for a while
-    after a call (OpenBLAS's, measured: a 2-thread C SGD epoch took 158 ms
-    right after a BLAS product against 90 ms after a pause), which would
+    after a call (OpenBLAS's: a 2-thread C SGD epoch took 170.9 ms right after
+    a BLAS product against 89.9 ms after a pause, bench/sgd_threads.py), which would
     otherwise always slow the same successor. One warm-up call each first
     (compilation, page faults)."""
     for fn in fns.values():

@@ -1,0 +1,86 @@
+"""Where an SGD epoch's time goes, side by side in one run (median of
+--repeat, round-robin): the epoch kernels alone (C on 1 and on all threads,
+Numba), a C epoch right after a numpy BLAS product against one after a
+pause (OpenBLAS's spinning threads), numpy's random row gather against a
+copy, and the cost of one Numba parallel-region launch.
+
+    cd /tmp && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python <repo>/bench/sgd_threads.py
+"""
+import argparse
+import time
+
+import numpy as np
+from numba import njit, prange
+
+import fastmle
+from fastmle import _dispatch
+from fastmle.bench import median_times
+
+
+@njit(parallel=True)
+def _launches(a, n):
+    for _ in range(n):
+        for q in prange(2):
+            a[q] += 1.0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="200000x100x10")
+    parser.add_argument("--repeat", type=int, default=9)
+    args = parser.parse_args()
+    n, d, K = (int(v) for v in args.shape.split("x"))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, d))
+    labels = rng.integers(0, K, n)
+    perm = rng.permutation(n)
+    lr = np.full(-(-n // 32), 1e-3)
+    params = np.zeros((K, d + 1))
+    none = np.empty((0, d + 1))
+    epoch_args = (X, labels, np.empty((0, K)), np.empty(0), perm, lr, 0, 32, 0.0, 0.0, 0.0, False, True,
+                  params, none, none, -1, 0, np.zeros(1))
+    c, numba = _dispatch.kernels("c", "glm"), _dispatch.kernels("numba", "glm")
+    threads = _dispatch.max_threads()
+
+    def c_epoch(t):
+        def run():
+            fastmle.set_num_threads(t)
+            c.sgd_epoch(*epoch_args)
+        return run
+    W, G = np.zeros((d, K)), np.ones((n, K))
+
+    def after_blas():
+        fastmle.set_num_threads(threads)
+        X @ W, X.T @ G
+        t0 = time.perf_counter()
+        c.sgd_epoch(*epoch_args)
+        return time.perf_counter() - t0
+
+    def after_pause():
+        fastmle.set_num_threads(threads)
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        c.sgd_epoch(*epoch_args)
+        return time.perf_counter() - t0
+    out = np.empty_like(X)
+    times = median_times({"C epoch, 1 thread": c_epoch(1), f"C epoch, {threads} threads": c_epoch(threads),
+                          "Numba epoch": lambda: numba.sgd_epoch(*epoch_args),
+                          "np.take(X, perm, axis=0)": lambda: np.take(X, perm, axis=0, out=out),
+                          "np.copyto(out, X)": lambda: np.copyto(out, X)}, args.repeat)
+    for name, t in times.items():
+        print(f"{name:<28} {t * 1e3:8.1f} ms")
+    contention = {"pause": [], "blas": []}
+    for _ in range(args.repeat):
+        contention["pause"].append(after_pause())
+        contention["blas"].append(after_blas())
+    print(f"C epoch after a 0.3 s pause   {np.median(contention['pause']) * 1e3:8.1f} ms")
+    print(f"C epoch right after X @ W, X.T @ G {np.median(contention['blas']) * 1e3:8.1f} ms")
+    a = np.zeros(2)
+    _launches(a, 10)
+    t0 = time.perf_counter()
+    _launches(a, 2000)
+    print(f"Numba parallel-region launch {(time.perf_counter() - t0) / 2000 * 1e6:8.1f} us")
+
+
+if __name__ == "__main__":
+    main()
