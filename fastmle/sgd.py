@@ -138,12 +138,14 @@ def _penalty(params, alpha, l1_ratio):
 
 
 def _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
-                   nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction):
+                   nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction,
+                   schedule_epochs):
     family_code(family)
     if learning_rate not in SCHEDULES:
         raise ValueError(f"unknown learning_rate {learning_rate!r}; expected one of {', '.join(SCHEDULES)}")
     for name, value in (("batch_size", batch_size), ("max_epochs", max_epochs),
-                        ("n_iter_no_change", n_iter_no_change)):
+                        ("n_iter_no_change", n_iter_no_change),
+                        ("schedule_epochs", 1 if schedule_epochs is None else schedule_epochs)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if eta0 is not None and not (np.isfinite(eta0) and eta0 > 0):
@@ -251,7 +253,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     (array([ 1. , -2. ,  0.5]), array([3.]))
     """
     _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
-                   nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction)
+                   nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction,
+                   schedule_epochs)
     code = family_code(family)
     X, copied = as_design_matrix(X)
     n, d = X.shape

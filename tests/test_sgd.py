@@ -380,6 +380,8 @@ def bad_calls():
         ("unknown schedule", (X, y, "gaussian"), {"learning_rate": "optimal"}, ValueError, "learning_rate"),
         ("batch size 0", (X, y, "gaussian"), {"batch_size": 0}, ValueError, "batch_size"),
         ("momentum 1", (X, y, "gaussian"), {"momentum": 1.0}, ValueError, "momentum"),
+        ("schedule_epochs 0", (X, y, "gaussian"), {"learning_rate": "cosine", "schedule_epochs": 0},
+         ValueError, "schedule_epochs"),
         ("nesterov alone", (X, y, "gaussian"), {"nesterov": True}, ValueError, "nesterov"),
         ("negative alpha", (X, y, "gaussian"), {"alpha": -1.0}, ValueError, "alpha"),
         ("l1_ratio 2", (X, y, "gaussian"), {"l1_ratio": 2.0}, ValueError, "l1_ratio"),
