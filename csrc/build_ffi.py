@@ -11,7 +11,7 @@ import sys
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["runtime.c", "special.c", "losses.c", "glm.c"]
+SOURCES = ["runtime.c", "special.c", "losses.c", "glm.c", "fisher.c"]
 
 # -O3 vectorizes the kernel loops; -fno-math-errno lets sqrt/log inline;
 # -fno-trapping-math lets the branch-free selects in vexp.h vectorize.

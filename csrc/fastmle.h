@@ -24,6 +24,11 @@ int fm_openmp_enabled(void);        /* 1 if built with OpenMP */
 int fm_simd_level(void);            /* 0 = baseline x86-64 / generic, 1 = AVX2+FMA */
 int fm_set_simd_level(int level);   /* clamps to what the CPU supports; returns it */
 const char *fm_simd_name(void);
+/* cblas_dsyrk and cblas_ssyrk of the BLAS numpy uses, found by
+ * fastmle/_blas.py (NULL: none; the kernels then use their own loops).
+ * int64: 1 for an ILP64 build (64-bit dimensions), 0 for LP64. Returns 1
+ * when registered. */
+int fm_set_blas(void *dsyrk, void *ssyrk, int int64);
 
 /* ---- vectorized exponential (csrc/vexp.h), exposed for testing ---- */
 void fm_exp_f64(const double *x, double *out, int64_t n);
@@ -146,6 +151,38 @@ int64_t sgd_epoch_csr_f32(const float *data, const int32_t *indices, const int64
                           double l2, double l1, double momentum, int nesterov, int fit_intercept,
                           float *params, int64_t K, float *velocity, float *avg, int64_t avg_start,
                           int64_t step0, double *loss);
+
+/* ---- family "fisher": Fisher information (csrc/fisher.c) ----
+ * Layouts as in fastmle/reference/fisher.py: symmetric results are written
+ * as their upper triangle; the exact-Fisher kernels write double. Return 0,
+ * or -1 when out of memory. */
+int fisher_accumulate_f64(const double *scores, int64_t n, int64_t P, const double *sample_weight,
+                          double alpha, double beta, double *acc);
+int fisher_accumulate_diag_f64(const double *scores, int64_t n, int64_t P,
+                               const double *sample_weight, double alpha, double beta,
+                               double *acc);
+int glm_fisher_f64(const double *X, int64_t n, int64_t d, const double *params, int64_t K,
+                   int family, const double *sample_weight, int fit_intercept, int64_t ref,
+                   double *out);
+int glm_fisher_diag_f64(const double *X, int64_t n, int64_t d, const double *params, int64_t K,
+                        int family, const double *sample_weight, int fit_intercept, int64_t ref,
+                        double *out);
+int glm_fisher_vp_f64(const double *X, int64_t n, int64_t d, const double *params, int64_t K,
+                      int family, const double *sample_weight, int fit_intercept, int64_t ref,
+                      const double *v, double *out);
+int fisher_accumulate_f32(const float *scores, int64_t n, int64_t P, const float *sample_weight,
+                          double alpha, double beta, float *acc);
+int fisher_accumulate_diag_f32(const float *scores, int64_t n, int64_t P,
+                               const float *sample_weight, double alpha, double beta, float *acc);
+int glm_fisher_f32(const float *X, int64_t n, int64_t d, const float *params, int64_t K,
+                   int family, const float *sample_weight, int fit_intercept, int64_t ref,
+                   double *out);
+int glm_fisher_diag_f32(const float *X, int64_t n, int64_t d, const float *params, int64_t K,
+                        int family, const float *sample_weight, int fit_intercept, int64_t ref,
+                        double *out);
+int glm_fisher_vp_f32(const float *X, int64_t n, int64_t d, const float *params, int64_t K,
+                      int family, const float *sample_weight, int fit_intercept, int64_t ref,
+                      const double *v, double *out);
 
 /* FASTMLE_CDEF_END */
 

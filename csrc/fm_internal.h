@@ -68,6 +68,16 @@ static inline double fm_sign(double v)
     return v > 0 ? 1.0 : (v < 0 ? -1.0 : (v == 0 ? 0.0 : v));
 }
 
+/* The BLAS registered by fm_set_blas (runtime.c). fm_blas_ok(dim): one is
+ * registered and its integers hold dim. fm_blas_?syrk: the upper triangle of
+ * the P x P matrix C (row stride ldc) <- alpha A^T A + beta C, A row-major
+ * k x P (row stride lda); they assume fm_blas_ok for every dimension. */
+int fm_blas_ok(int64_t dim);
+void fm_blas_dsyrk(int64_t P, int64_t k, double alpha, const double *A, int64_t lda, double beta,
+                   double *C, int64_t ldc);
+void fm_blas_ssyrk(int64_t P, int64_t k, double alpha, const float *A, int64_t lda, double beta,
+                   float *C, int64_t ldc);
+
 static inline int fm_team_size(int64_t work)
 {
     return work >= FM_PARALLEL_MIN_ELEMENTS ? fm_threads : 1;

@@ -56,3 +56,55 @@ const char *fm_simd_name(void)
     return "generic (compiler default flags)";
 #endif
 }
+
+/* ---- BLAS: the CBLAS of the library numpy uses (fastmle/_blas.py) ---- */
+
+enum { FM_ROW_MAJOR = 101, FM_TRANS = 112, FM_UPPER = 121 };
+
+/* CBLAS syrk prototypes, for 64-bit (ILP64) and 32-bit (LP64) integers */
+typedef void (*fm_dsyrk64)(int, int, int, int64_t, int64_t, double, const double *, int64_t,
+                           double, double *, int64_t);
+typedef void (*fm_dsyrk32)(int, int, int, int32_t, int32_t, double, const double *, int32_t,
+                           double, double *, int32_t);
+typedef void (*fm_ssyrk64)(int, int, int, int64_t, int64_t, float, const float *, int64_t,
+                           float, float *, int64_t);
+typedef void (*fm_ssyrk32)(int, int, int, int32_t, int32_t, float, const float *, int32_t,
+                           float, float *, int32_t);
+
+static struct { void *dsyrk, *ssyrk; int int64; } fm_blas;
+
+int fm_set_blas(void *dsyrk, void *ssyrk, int int64)
+{
+    const int both = dsyrk && ssyrk;
+    fm_blas.dsyrk = both ? dsyrk : NULL;
+    fm_blas.ssyrk = both ? ssyrk : NULL;
+    fm_blas.int64 = int64;
+    return both;
+}
+
+int fm_blas_ok(int64_t dim)
+{
+    return fm_blas.dsyrk != NULL && (fm_blas.int64 || dim <= INT32_MAX);
+}
+
+void fm_blas_dsyrk(int64_t P, int64_t k, double alpha, const double *A, int64_t lda, double beta,
+                   double *C, int64_t ldc)
+{
+    if (fm_blas.int64)
+        ((fm_dsyrk64)fm_blas.dsyrk)(FM_ROW_MAJOR, FM_UPPER, FM_TRANS, P, k, alpha, A, lda, beta, C,
+                                    ldc);
+    else
+        ((fm_dsyrk32)fm_blas.dsyrk)(FM_ROW_MAJOR, FM_UPPER, FM_TRANS, (int32_t)P, (int32_t)k, alpha,
+                                    A, (int32_t)lda, beta, C, (int32_t)ldc);
+}
+
+void fm_blas_ssyrk(int64_t P, int64_t k, double alpha, const float *A, int64_t lda, double beta,
+                   float *C, int64_t ldc)
+{
+    if (fm_blas.int64)
+        ((fm_ssyrk64)fm_blas.ssyrk)(FM_ROW_MAJOR, FM_UPPER, FM_TRANS, P, k, (float)alpha, A, lda,
+                                    (float)beta, C, ldc);
+    else
+        ((fm_ssyrk32)fm_blas.ssyrk)(FM_ROW_MAJOR, FM_UPPER, FM_TRANS, (int32_t)P, (int32_t)k,
+                                    (float)alpha, A, (int32_t)lda, (float)beta, C, (int32_t)ldc);
+}

@@ -16,6 +16,8 @@ from .losses import (binary_cross_entropy_with_logits, cross_entropy, entropy, e
 from .special import log_softmax, logsumexp, softmax
 from .glm import glm_loss, glm_predict
 from .sgd import SGDDivergedError, SGDResult, sgd_fit
+from .fisher import FisherAccumulator, fisher_vector_product, glm_fisher
+from .mle import MLEResult, PerfectSeparationError, SingularFisherError, fit_mle
 
 __version__ = "0.1.0"
 
@@ -25,6 +27,8 @@ __all__ = [
     "entropy", "entropy_from_logits", "kl_div", "kl_div_from_logits", "perplexity",
     "perplexity_from_logits", "linear_cross_entropy",
     "glm_predict", "glm_loss", "sgd_fit", "SGDResult", "SGDDivergedError",
+    "FisherAccumulator", "glm_fisher", "fisher_vector_product",
+    "fit_mle", "MLEResult", "SingularFisherError", "PerfectSeparationError",
     "MLEClassifier", "MLERegressor",
     "available_backends", "backend", "get_backend", "set_backend",
     "get_num_threads", "set_num_threads", "show_config", "__version__",

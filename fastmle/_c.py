@@ -195,3 +195,53 @@ def sgd_epoch_csr(data, indices, indptr, n_features, *args):
     return _check_memory(_fn("sgd_epoch_csr", data)(_ptr(data), _i32(indices), _i64(indptr),
                                                     indptr.shape[0] - 1, int(n_features),
                                                     *_epoch_args(*args)), "sgd_epoch")
+
+
+# ---- family "fisher" (csrc/fisher.c) ----
+# The large products call the BLAS numpy uses, registered on first use.
+
+_blas_registered = []
+
+
+def _register_blas():
+    if not _blas_registered:
+        from . import _blas
+
+        _blas._register_c()
+        _blas_registered.append(True)
+
+
+def fisher_accumulate(scores, sample_weight, alpha, beta, acc):
+    _register_blas()
+    _check_memory(_fn("fisher_accumulate", scores)(_ptr(scores), scores.shape[0], scores.shape[1],
+                                                   _ptr_or_null(sample_weight), float(alpha),
+                                                   float(beta), _ptr(acc)), "fisher_accumulate")
+
+
+def fisher_accumulate_diag(scores, sample_weight, alpha, beta, acc):
+    _fn("fisher_accumulate_diag", scores)(_ptr(scores), scores.shape[0], scores.shape[1],
+                                          _ptr_or_null(sample_weight), float(alpha), float(beta),
+                                          _ptr(acc))
+
+
+def _model_args(X, params, family, sample_weight, fit_intercept, ref):
+    return (_ptr(X), X.shape[0], X.shape[1], _ptr(params), params.shape[0], int(family),
+            _ptr_or_null(sample_weight), int(fit_intercept), int(ref))
+
+
+def glm_fisher(X, params, family, sample_weight, fit_intercept, ref, out):
+    _register_blas()
+    _check_memory(_fn("glm_fisher", X)(*_model_args(X, params, family, sample_weight, fit_intercept,
+                                                    ref), _ptr(out)), "glm_fisher")
+
+
+def glm_fisher_diag(X, params, family, sample_weight, fit_intercept, ref, out):
+    _check_memory(_fn("glm_fisher_diag", X)(*_model_args(X, params, family, sample_weight,
+                                                         fit_intercept, ref), _ptr(out)),
+                  "glm_fisher")
+
+
+def glm_fisher_vp(X, params, family, sample_weight, fit_intercept, ref, v, out):
+    _check_memory(_fn("glm_fisher_vp", X)(*_model_args(X, params, family, sample_weight,
+                                                       fit_intercept, ref), _ptr(v), _ptr(out)),
+                  "fisher_vector_product")

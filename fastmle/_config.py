@@ -37,11 +37,15 @@ def config():
         info["numba"] = f"{numba.__version__}; threading layer {layer}"
     else:
         info["numba"] = f"unavailable: {reason}"
+    from . import _blas
+
+    info["blas (fisher)"] = _blas.describe()
     return info
 
 
 def show_config():
-    """Print versions, available backends, SIMD level, threads and threading layer."""
+    """Print versions, available backends, SIMD level, threads, threading
+    layer, and the BLAS the Fisher kernels call."""
     for key, value in config().items():
         if isinstance(value, list):
             value = ", ".join(value)

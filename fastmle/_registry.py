@@ -165,6 +165,69 @@ def _sgd_accuracy(inp, backend):
     return "test accuracy after 5 epochs vs LogisticRegression", accuracy, inp["_lr_accuracy"]
 
 
+def _fisher_problem(shape, dtype, rng):
+    """Multinomial coefficients and data (the issue's benchmark: 20,000 x
+    100, 10 classes, no intercept: P = 1000)."""
+    n, d, K = shape
+    return {"X": rng.standard_normal((n, d)).astype(dtype),
+            "coef": rng.standard_normal((d, K)) * (1.0 / np.sqrt(d))}
+
+
+def _fisher_bytes(shape, dtype):  # read X, write the P x P matrix
+    n, d, K = shape
+    return n * d * np.dtype(dtype).itemsize + (K * d) ** 2 * 8
+
+
+def _scores(shape, dtype, rng):
+    """Per-sample score vectors, accumulated in batches of 2000 (the issue's
+    benchmark: 20,000 x 1000)."""
+    return {"S": rng.standard_normal(shape).astype(dtype), "batch": 2000}
+
+
+def _accumulate(inp, backend):
+    S, batch = inp["S"], inp["batch"]
+    acc = _fm().FisherAccumulator(S.shape[1], dtype=S.dtype, backend=backend)
+    for b in range(0, len(S), batch):
+        acc.update(S[b:b + batch])
+    return acc
+
+
+def _scores_bytes(shape, dtype):  # read S, update the P x P matrix once per batch
+    n, P = shape
+    return (n * P + (n // 2000) * P * P) * np.dtype(dtype).itemsize
+
+
+def _mle_problem(shape, dtype, rng):
+    """A multinomial problem drawn from its model (the issue's benchmark:
+    100,000 x 50, 5 classes), fitted with class 0 as the baseline."""
+    n, d, K = shape
+    X = rng.standard_normal((n, d)).astype(dtype)
+    W = rng.standard_normal((d, K)) * (1.0 / np.sqrt(d))
+    y = np.argmax(X @ W + rng.gumbel(size=(n, K)), axis=1)
+    return {"X": X, "y": y}
+
+
+def _fit_mle(inp, backend):
+    return _fm().fit_mle(inp["X"], inp["y"], "multinomial", reference_class=0, backend=backend)
+
+
+def _statsmodels_mnlogit(inp):
+    """statsmodels' MNLogit (Newton, its default), on the same data with a
+    constant column: the same model and parameterization."""
+    import statsmodels.api as sm
+
+    Xc = inp.setdefault("_Xc", sm.add_constant(inp["X"], prepend=False))
+    return sm.MNLogit(inp["y"], Xc).fit(disp=0)
+
+
+def _mle_loglik(inp, backend):
+    """The maximized log-likelihood, against statsmodels' on the same data."""
+    fit = _fit_mle(inp, backend)
+    if "_sm_llf" not in inp:
+        inp["_sm_llf"] = float(_statsmodels_mnlogit(inp).llf)
+    return "log-likelihood at the MLE vs statsmodels MNLogit", fit.llf, inp["_sm_llf"]
+
+
 KERNELS = {
     k.name: k
     for k in [
@@ -194,6 +257,15 @@ KERNELS = {
         Kernel("sgd_epoch", "glm", _glm_problem, _sgd_one_epoch, "fwd_grad", _glm_bytes,
                {"sklearn": _sklearn_sgd_epoch}, shapes=((200000, 100, 10),), smoke_shape=(300, 7, 3),
                dtypes=("float64",), quality=_sgd_accuracy),
+        Kernel("glm_fisher", "fisher", _fisher_problem,
+               lambda inp, backend: _fm().glm_fisher(inp["X"], inp["coef"], "multinomial", backend=backend),
+               "fisher_blas", _fisher_bytes, shapes=((20000, 100, 10),), smoke_shape=(50, 4, 3),
+               dtypes=("float64",)),
+        Kernel("fisher_accumulate", "fisher", _scores, _accumulate, "syrk", _scores_bytes,
+               shapes=((20000, 1000),), smoke_shape=(4100, 7)),
+        Kernel("fit_mle", "fisher", _mle_problem, _fit_mle, "newton", _glm_bytes,
+               {"statsmodels": _statsmodels_mnlogit}, shapes=((100000, 50, 5),), smoke_shape=(300, 3, 3),
+               dtypes=("float64",), quality=_mle_loglik),
     ]
 }
 
@@ -231,6 +303,69 @@ def _full_batch_fwd_grad(inp):
     return lambda: (X @ W, X.T @ G)
 
 
+def _numpy_fisher(inp):
+    """The exact multinomial Fisher in numpy with BLAS: the block-diagonal
+    X^T (p_c X) terms minus S^T S with S_i = p_i kron x_i (a syrk)."""
+    X, coef = inp["X"], inp["coef"]
+
+    def run():
+        eta = X @ coef
+        p = np.exp(eta - eta.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        n, d = X.shape
+        K = p.shape[1]
+        S = (p[:, :, None] * X[:, None, :]).reshape(n, K * d)
+        F = -(S.T @ S)
+        for c in range(K):
+            F[c * d:(c + 1) * d, c * d:(c + 1) * d] += X.T @ (p[:, c:c + 1] * X)
+        return F
+    return run
+
+
+def _numpy_syrk(inp):
+    """S^T S of each batch with numpy (BLAS syrk), summed."""
+    S, batch = inp["S"], inp["batch"]
+
+    def run():
+        F = np.zeros((S.shape[1], S.shape[1]), S.dtype)
+        for b in range(0, len(S), batch):
+            F += S[b:b + batch].T @ S[b:b + batch]
+        return F
+    return run
+
+
+def _numpy_newton(inp):
+    """Newton's method for the multinomial MLE (class 0 the baseline) as a
+    numpy user writes it, the way statsmodels computes its Hessian: one
+    X^T (w X) product per pair of classes."""
+    X, y = inp["X"], inp["y"]
+
+    def run():
+        n, d = X.shape
+        Xc = np.hstack([X, np.ones((n, 1))])
+        K = int(y.max()) + 1
+        Y = np.eye(K)[y][:, 1:]
+        theta = np.zeros((d + 1, K - 1))
+        for _ in range(100):
+            eta = np.hstack([np.zeros((n, 1)), Xc @ theta])
+            p = np.exp(eta - eta.max(axis=1, keepdims=True))
+            p = (p / p.sum(axis=1, keepdims=True))[:, 1:]
+            g = Xc.T @ (Y - p)
+            H = np.empty(((K - 1) * (d + 1),) * 2)
+            for a in range(K - 1):
+                for b in range(a, K - 1):
+                    w = p[:, a] * ((a == b) - p[:, b])
+                    block = Xc.T @ (w[:, None] * Xc)
+                    H[a * (d + 1):(a + 1) * (d + 1), b * (d + 1):(b + 1) * (d + 1)] = block
+                    H[b * (d + 1):(b + 1) * (d + 1), a * (d + 1):(a + 1) * (d + 1)] = block.T
+            step = np.linalg.solve(H, g.T.ravel()).reshape(K - 1, d + 1).T
+            theta += step
+            if np.abs(step).max() < 1e-8:
+                return theta
+        return theta
+    return run
+
+
 def _copy(inp):
     x = inp["x"]
     dst = np.empty_like(x)
@@ -240,12 +375,17 @@ def _copy(inp):
 # The numpy operation each kernel is measured against: for the row kernels,
 # the cheapest pass over the same memory (np.copyto for kernels that write an
 # array of the input's size, np.sum for reductions): their roofline; for the
-# SGD epoch, one full-batch forward and gradient pass with BLAS.
+# SGD epoch, one full-batch forward and gradient pass with BLAS; for the
+# Fisher kernels, the best numpy + BLAS formulation; for fit_mle, Newton's
+# method written in numpy.
 BASELINES = {
     "copy": _copy,
     "sum": lambda inp: (lambda: np.sum(inp["x"], axis=-1)),
     "naive": _naive_linear_cross_entropy,
     "fwd_grad": _full_batch_fwd_grad,
+    "fisher_blas": _numpy_fisher,
+    "syrk": _numpy_syrk,
+    "newton": _numpy_newton,
 }
 
 

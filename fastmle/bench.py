@@ -107,7 +107,8 @@ def run(args):
     print(f"fastmle bench: {threads} threads, median of {args.repeat} "
           f"(backends: {', '.join(_dispatch.available_backends())})")
     header = (f"{'kernel':<20} {'shape':<15} {'dtype':<8} {'implementation':<16} {'ms':>9} {'GB/s':>7} "
-              f"{'x baseline':>10} {'vs scipy':>9} {'vs torch':>9} {'extra MiB':>9} {'vs sklearn':>10}")
+              f"{'x baseline':>10} {'vs scipy':>9} {'vs torch':>9} {'extra MiB':>9} {'vs sklearn':>10} "
+              f"{'vs statsm.':>10}")
     print(header)
     print("-" * len(header))
     records = []
@@ -128,13 +129,15 @@ def run(args):
                        "speedup_vs_scipy": times["scipy"] / t if "scipy" in times else None,
                        "speedup_vs_torch": times["torch"] / t if "torch" in times else None,
                        "speedup_vs_sklearn": times["sklearn"] / t if "sklearn" in times else None,
+                       "speedup_vs_statsmodels": (times["statsmodels"] / t if "statsmodels" in times
+                                                  else None),
                        "extra_bytes": extra[impl]}
                 records.append(rec)
                 fmt = lambda v, scale=1: f"{v / scale:9.2f}" if v is not None else f"{'-':>9}"
                 print(f"{name:<20} {shape_text:<15} {dtype:<8} {impl:<16} {t * 1e3:9.2f} {rec['GB/s']:7.1f} "
                       f"{rec['x_baseline']:10.2f} {fmt(rec['speedup_vs_scipy'])} "
                       f"{fmt(rec['speedup_vs_torch'])} {fmt(rec['extra_bytes'], 2**20)} "
-                      f"{fmt(rec['speedup_vs_sklearn']):>10}")
+                      f"{fmt(rec['speedup_vs_sklearn']):>10} {fmt(rec['speedup_vs_statsmodels']):>10}")
             if kernel.quality is not None and args.quality:
                 report_quality(kernel, inputs)
     if args.json:

@@ -1,7 +1,9 @@
-"""scikit-learn estimators over :func:`fastmle.sgd_fit`: ``MLEClassifier``
-(multinomial or binomial likelihood) and ``MLERegressor`` (gaussian or
-poisson). Importing this module imports scikit-learn, an optional
-dependency; ``fastmle.MLEClassifier`` loads it on first use.
+"""scikit-learn estimators over :func:`fastmle.sgd_fit` (``solver="sgd"``)
+and :func:`fastmle.fit_mle` (``solver="fisher"``, the exact MLE by Fisher
+scoring, with standard errors in ``bse_``): ``MLEClassifier`` (multinomial
+or binomial likelihood) and ``MLERegressor`` (gaussian or poisson).
+Importing this module imports scikit-learn, an optional dependency;
+``fastmle.MLEClassifier`` loads it on first use.
 
 They follow scikit-learn's conventions: the constructor only stores its
 parameters, input is checked with scikit-learn's own validation, fitted
@@ -16,9 +18,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from dataclasses import dataclass, field
+from typing import Any, List
+
 from . import special
 from .glm import glm_predict, label_indices
-from .sgd import sgd_fit
+from .mle import fit_mle
+from .sgd import SGDResult, _class_weight_per_sample, sgd_fit
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -27,6 +33,23 @@ except ImportError:  # older: the estimator method
         return estimator._validate_data(*args, **kwargs)
 
 _DTYPES = (np.float64, np.float32)  # float32 stays float32
+SOLVERS = ("sgd", "fisher")
+
+
+@dataclass
+class _FisherFit:
+    """What solver="fisher" keeps: the fitted parameters in sgd_fit's
+    layout (coef (n_features, K), intercept (K,)) and fit_mle's result."""
+    coef: np.ndarray
+    intercept: np.ndarray
+    bse: np.ndarray  # of coef, same layout (0 for a reference class's fixed coefficients)
+    intercept_bse: np.ndarray
+    family: str
+    n_epochs: int  # Fisher-scoring iterations
+    converged: bool
+    mle: Any = field(repr=False)
+    n_steps: int = 0
+    loss_history: List[float] = field(default_factory=list)
 
 
 class _SGDMixin:
@@ -43,12 +66,16 @@ class _SGDMixin:
                     validation_fraction=self.validation_fraction, progress=self.progress,
                     callback=self.callback, backend=self.backend)
 
-    def _check_family_solver(self):
+    def _check_family_solver(self, partial=False):
         if self.family not in self._families:
             raise ValueError(f"{type(self).__name__} family must be one of {self._families}, "
                              f"got {self.family!r}")
-        if self.solver != "sgd":
-            raise ValueError(f"unknown solver {self.solver!r}; available: 'sgd'")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; available: {', '.join(map(repr, SOLVERS))}")
+        if self.solver == "fisher" and self.l1_ratio:
+            raise ValueError("solver='fisher' (Newton steps) needs a smooth objective: l1_ratio must be 0")
+        if self.solver == "fisher" and partial:
+            raise ValueError("partial_fit runs SGD epochs: it needs solver='sgd'")
 
     def _check_weights(self, sample_weight, X):
         """sample_weight checked by scikit-learn (shape, finite, >= 0), in X's dtype."""
@@ -62,14 +89,16 @@ class _SGDMixin:
     def _warm_result(self, X, n_outputs, family):
         """The last fit, if it can continue on this problem (same features,
         outputs, dtype and family); None starts afresh, as a new problem needs."""
-        previous = getattr(self, "_sgd_result", None)
-        if previous is None or previous.family != family:
+        previous = getattr(self, "_fit_result", None)
+        if not isinstance(previous, SGDResult) or previous.family != family:
             return None
         if previous.coef.shape != (X.shape[1], n_outputs) or previous.coef.dtype != X.dtype:
             return None
         return previous
 
     def _fit(self, X, y_encoded, sample_weight, previous, partial, **extra):
+        if self.solver == "fisher":
+            return self._fit_fisher(X, y_encoded, sample_weight, **extra)
         options = self._sgd_options()
         if partial:  # one epoch, continuing the schedule; no stopping rule
             options.update(max_epochs=1, tol=None, validation_fraction=None,
@@ -77,7 +106,7 @@ class _SGDMixin:
         result = sgd_fit(X, y_encoded, self._kernel_family(), sample_weight=sample_weight,
                          random_state=self._epoch_seed(previous), warm_start=previous,
                          **extra, **options)
-        self._sgd_result = result
+        self._fit_result = result
         # epochs of this call (the result counts those of the fits it continues too)
         self.n_iter_ = result.n_epochs - (previous.n_epochs if previous is not None else 0)
         self.loss_curve_ = list(result.loss_history)
@@ -86,6 +115,63 @@ class _SGDMixin:
             warnings.warn(f"{type(self).__name__} did not converge in max_epochs={self.max_epochs} "
                           f"epochs (tol={self.tol}); increase max_epochs", ConvergenceWarning)
         return result
+
+    def _fit_fisher(self, X, y_encoded, sample_weight, class_weight=None, classes=None):
+        """The exact MLE (fit_mle), with the same objective as the SGD
+        solver: mean loss + alpha / 2 |coef|^2 (so fit_mle's alpha, on the
+        summed loss, is alpha times the total weight). Multinomial without a
+        penalty fixes the first class's coefficients at 0 (the model is
+        otherwise not identifiable; predictions are unchanged)."""
+        if hasattr(X, "tocsr"):
+            raise TypeError("solver='fisher' needs dense X; use solver='sgd' for sparse input")
+        if y_encoded.ndim == 2 and y_encoded.shape[1] != 1:
+            raise ValueError("solver='fisher' fits one output; y has several columns")
+        y = y_encoded.reshape(len(y_encoded))
+        family = self._kernel_family()
+        if class_weight is not None:
+            per_sample = _class_weight_per_sample(class_weight, y.astype(np.int64),
+                                                  np.arange(int(y.max()) + 1), family)
+            sample_weight = per_sample if sample_weight is None else per_sample * sample_weight
+        total = float(np.sum(sample_weight)) if sample_weight is not None else float(len(y))
+        multinomial = family == "multinomial"
+        ref = 0 if multinomial and self.alpha == 0 else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            res = fit_mle(X, y, family, fit_intercept=self.fit_intercept, reference_class=ref,
+                          alpha=self.alpha * total, sample_weight=sample_weight, max_iter=self.max_epochs,
+                          backend=self.backend)
+        for w in caught:
+            warnings.warn(str(w.message), ConvergenceWarning if not res.converged else w.category)
+        if multinomial:  # name the outputs by the estimator's labels, not their indices
+            res.classes = self.classes_
+            res.output_names = [f"y={c}" for k, c in enumerate(self.classes_) if k != ref]
+            res.reference_class = None if ref is None else self.classes_[ref]
+        coef = res.coef.reshape(X.shape[1], -1)
+        bse = (res.bse[:-1] if self.fit_intercept else res.bse).reshape(X.shape[1], -1)
+        intercept = res.intercept
+        intercept_bse = (np.atleast_1d(res.bse[-1]) if self.fit_intercept else np.zeros(len(intercept)))
+        if ref is not None:  # the reference class: coefficients fixed at 0
+            coef, bse = np.insert(coef, 0, 0.0, axis=1), np.insert(bse, 0, 0.0, axis=1)
+            intercept, intercept_bse = np.insert(intercept, 0, 0.0), np.insert(intercept_bse, 0, 0.0)
+        fit = _FisherFit(coef, intercept, bse, intercept_bse, family, res.n_iter, res.converged, res,
+                         loss_history=[-res.llf / total])
+        self._fit_result = fit
+        self.n_iter_ = res.n_iter
+        self.loss_curve_ = list(fit.loss_history)
+        self.t_ = 0
+        return fit
+
+    def _fisher_fit(self, what):
+        check_is_fitted(self, "_fit_result")
+        if not isinstance(self._fit_result, _FisherFit):
+            raise AttributeError(f"{what} is computed by solver='fisher' (this fit used solver='sgd')")
+        return self._fit_result
+
+    @property
+    def mle_result_(self):
+        """fit_mle's MLEResult (summary(), conf_int(), pvalues, ...) of a
+        solver='fisher' fit."""
+        return self._fisher_fit("mle_result_").mle
 
     def _epoch_seed(self, previous):
         # a fixed random_state reproduces a fit; partial_fit / warm starts
@@ -109,7 +195,11 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
     """Maximum-likelihood classifier: softmax regression (family
     "multinomial", the true multinomial likelihood, not one-vs-rest) or
     logistic regression ("binomial", two classes), fitted by compiled
-    minibatch SGD (:func:`fastmle.sgd_fit`; see it for every parameter).
+    minibatch SGD (``solver="sgd"``, :func:`fastmle.sgd_fit`; see it for
+    every parameter) or to the exact optimum by Fisher scoring
+    (``solver="fisher"``, :func:`fastmle.fit_mle`: dense X, max_epochs
+    bounds the iterations, l1_ratio must be 0; adds ``bse_``,
+    ``intercept_bse_`` and ``mle_result_`` with the full inference).
 
     Attributes: classes_, coef_ (n_outputs, n_features: n_classes rows for
     multinomial, 1 for binomial, as scikit-learn's LogisticRegression),
@@ -166,7 +256,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):  # scikit-learn >= 1.6
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True  # CSR trains in the sparse kernels
+        tags.input_tags.sparse = self.solver == "sgd"  # CSR trains in the sparse SGD kernels
         # binomial is logistic regression: two classes only
         tags.classifier_tags.multi_class = self.family != "binomial"
         return tags
@@ -208,9 +298,9 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         """One epoch over (X, y), continuing the previous calls' schedule.
         ``classes`` (all labels) is required on the first call. X keeps the
         first call's precision (float32 or float64)."""
-        self._check_family_solver()
-        first = not hasattr(self, "_sgd_result")
-        dtype = _DTYPES if first else self._sgd_result.coef.dtype
+        self._check_family_solver(partial=True)
+        first = not hasattr(self, "_fit_result")
+        dtype = _DTYPES if first else self._fit_result.coef.dtype
         X, y = _validate_data(self, X, y, dtype=dtype, order="C", accept_sparse="csr", reset=first)
         check_classification_targets(y)
         if first:
@@ -229,7 +319,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         labels = _encode(y, all_classes, self.family)
         sample_weight = self._check_weights(sample_weight, X)
         self.classes_ = all_classes
-        self._fit(X, labels, sample_weight, None if first else self._sgd_result, True,
+        self._fit(X, labels, sample_weight, None if first else self._fit_result, True,
                   class_weight=self._class_weight_by_index(),
                   classes=np.arange(len(all_classes)) if self.family == "multinomial" else None)
         return self
@@ -247,22 +337,33 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
 
     @property
     def coef_(self):
-        check_is_fitted(self, "_sgd_result")
-        return self._sgd_result.coef.T
+        check_is_fitted(self, "_fit_result")
+        return self._fit_result.coef.T
 
     @property
     def intercept_(self):
-        check_is_fitted(self, "_sgd_result")
-        return self._sgd_result.intercept
+        check_is_fitted(self, "_fit_result")
+        return self._fit_result.intercept
+
+    @property
+    def bse_(self):
+        """Standard errors of coef_ (same shape) from solver='fisher' (0 for
+        the reference class's fixed coefficients)."""
+        return self._fisher_fit("bse_").bse.T
+
+    @property
+    def intercept_bse_(self):
+        """Standard errors of intercept_ from solver='fisher'."""
+        return self._fisher_fit("intercept_bse_").intercept_bse
 
     def decision_function(self, X):
         """The linear predictor ``X @ coef_.T + intercept_``: (n, n_classes)
         for three classes or more; for two, scikit-learn's binary convention:
         the (n,) log-odds of classes_[1] (for multinomial, the difference of
         the two classes' predictors)."""
-        check_is_fitted(self, "_sgd_result")
+        check_is_fitted(self, "_fit_result")
         X = _validate_data(self, X, dtype=_DTYPES, order="C", accept_sparse="csr", reset=False)
-        eta = X @ self._sgd_result.coef.astype(X.dtype) + self._sgd_result.intercept.astype(X.dtype)
+        eta = X @ self._fit_result.coef.astype(X.dtype) + self._fit_result.intercept.astype(X.dtype)
         if eta.shape[1] == 2:
             return eta[:, 1] - eta[:, 0]
         return eta[:, 0] if self.family == "binomial" else eta
@@ -274,9 +375,9 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """(n, n_classes) class probabilities, columns in the order of classes_."""
-        check_is_fitted(self, "_sgd_result")
+        check_is_fitted(self, "_fit_result")
         X = _validate_data(self, X, dtype=_DTYPES, order="C", accept_sparse="csr", reset=False)
-        mean = glm_predict(X, self._sgd_result.coef, self._sgd_result.intercept, self.family,
+        mean = glm_predict(X, self._fit_result.coef, self._fit_result.intercept, self.family,
                            backend=self.backend)
         return np.hstack([1 - mean, mean]) if self.family == "binomial" else mean
 
@@ -290,8 +391,11 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
 class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
     """Maximum-likelihood regressor: linear regression (family "gaussian",
     squared error) or Poisson regression ("poisson", log link), fitted by
-    compiled minibatch SGD (:func:`fastmle.sgd_fit`; see it for every
-    parameter). y may be 2-D for several outputs.
+    compiled minibatch SGD (``solver="sgd"``, :func:`fastmle.sgd_fit`; see
+    it for every parameter; y may be 2-D for several outputs) or to the
+    exact optimum by Fisher scoring (``solver="fisher"``,
+    :func:`fastmle.fit_mle`: dense X, 1-D y; adds ``bse_``,
+    ``intercept_bse_`` and ``mle_result_``).
 
     Attributes: coef_ ((n_features,) for 1-D y, (n_outputs, n_features)
     otherwise), intercept_ (a float, or (n_outputs,)), n_features_in_,
@@ -343,8 +447,8 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):  # scikit-learn >= 1.6
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True  # CSR trains in the sparse kernels
-        tags.target_tags.multi_output = True  # y may be (n, k)
+        tags.input_tags.sparse = self.solver == "sgd"  # CSR trains in the sparse SGD kernels
+        tags.target_tags.multi_output = self.solver == "sgd"  # y may be (n, k)
         tags.target_tags.positive_only = self.family == "poisson"  # counts
         return tags
 
@@ -374,37 +478,47 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing the previous calls' schedule.
         X keeps the first call's precision (float32 or float64)."""
-        self._check_family_solver()
-        first = not hasattr(self, "_sgd_result")
-        dtype = _DTYPES if first else self._sgd_result.coef.dtype
+        self._check_family_solver(partial=True)
+        first = not hasattr(self, "_fit_result")
+        dtype = _DTYPES if first else self._fit_result.coef.dtype
         X, y = _validate_data(self, X, y, dtype=dtype, order="C", accept_sparse="csr", multi_output=True,
                               y_numeric=True,
                               reset=first)
         y = self._check_y(y)
-        if not first and (y.ndim, y.size // len(y)) != (self._y_ndim, self._sgd_result.coef.shape[1]):
-            fitted = "1-D y" if self._y_ndim == 1 else f"y with {self._sgd_result.coef.shape[1]} columns"
+        if not first and (y.ndim, y.size // len(y)) != (self._y_ndim, self._fit_result.coef.shape[1]):
+            fitted = "1-D y" if self._y_ndim == 1 else f"y with {self._fit_result.coef.shape[1]} columns"
             raise ValueError(f"y has shape {y.shape}, but the model was fitted on {fitted}")
         sample_weight = self._check_weights(sample_weight, X)
-        self._fit(X, y, sample_weight, None if first else self._sgd_result, True)
+        self._fit(X, y, sample_weight, None if first else self._fit_result, True)
         self._y_ndim = y.ndim
         return self
 
     @property
     def coef_(self):
-        check_is_fitted(self, "_sgd_result")
-        coef = self._sgd_result.coef
+        check_is_fitted(self, "_fit_result")
+        coef = self._fit_result.coef
         return coef[:, 0] if self._y_ndim == 1 else coef.T
 
     @property
     def intercept_(self):
-        check_is_fitted(self, "_sgd_result")
-        b = self._sgd_result.intercept
+        check_is_fitted(self, "_fit_result")
+        b = self._fit_result.intercept
         return float(b[0]) if self._y_ndim == 1 else b
 
+    @property
+    def bse_(self):
+        """Standard errors of coef_ (same shape) from solver='fisher'."""
+        return self._fisher_fit("bse_").bse[:, 0]
+
+    @property
+    def intercept_bse_(self):
+        """The standard error of intercept_ from solver='fisher'."""
+        return float(self._fisher_fit("intercept_bse_").intercept_bse[0])
+
     def predict(self, X):
-        check_is_fitted(self, "_sgd_result")
+        check_is_fitted(self, "_fit_result")
         X = _validate_data(self, X, dtype=_DTYPES, order="C", accept_sparse="csr", reset=False)
-        mean = glm_predict(X, self._sgd_result.coef, self._sgd_result.intercept, self.family,
+        mean = glm_predict(X, self._fit_result.coef, self._fit_result.intercept, self.family,
                            backend=self.backend)
         return mean[:, 0] if self._y_ndim == 1 else mean
 

@@ -1,0 +1,129 @@
+"""The BLAS numpy uses, for the compiled kernels' large matrix products.
+
+The Fisher kernels' matrix-sized sums are symmetric rank-k updates
+C += alpha A^T A (syrk: the accumulator's S^T diag(w) S, the exact Fisher's
+blocks), with thousands of multiply-adds per element read. A register- and
+cache-blocked BLAS runs those several times faster than plain loops, and numpy already carries one (the OpenBLAS in
+numpy's wheels, or the system BLAS numpy was built against). This module
+finds its CBLAS functions in the running process and hands their addresses
+to both compiled backends: the C extension gets them through
+``fm_set_blas``, the Numba kernels call them by a fixed symbol name
+registered with llvmlite (so their on-disk cache stays valid across
+processes).
+
+Nothing here is needed to import fastmle: without a usable BLAS (none found,
+or ``FASTMLE_NO_BLAS=1``), the kernels run their own loops, which compute the
+same sums more slowly. ``fastmle.show_config()`` says which is in use. The
+BLAS runs on its own threads: control them with threadpoolctl (or
+OPENBLAS_NUM_THREADS), as for numpy itself.
+"""
+import ctypes
+import os
+
+import numpy as np
+
+# (prefix, suffix, 64-bit integers) of CBLAS symbol names, most specific first:
+# numpy's wheels (scipy-openblas64), other ILP64 builds, plain LP64 CBLAS
+_NAMINGS = (("scipy_cblas_", "64_", True), ("cblas_", "64_", True), ("cblas_", "", False))
+FUNCTIONS = ("dsyrk", "ssyrk")
+
+_state = {"found": None, "reason": None, "enabled": not os.environ.get("FASTMLE_NO_BLAS")}
+
+
+def _mapped_libraries():
+    """Shared objects mapped into this process that may export CBLAS: the
+    BLAS in numpy's wheel first, then any other whose name says BLAS."""
+    import numpy.linalg  # noqa: F401  (numpy's BLAS is loaded with it)
+
+    paths = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and ".so" in fields[5] and fields[5].strip() not in paths:
+                    paths.append(fields[5].strip())
+    except OSError:  # no procfs: look beside numpy only
+        pass
+    numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
+    libs = os.path.join(numpy_dir, "numpy.libs")
+    if os.path.isdir(libs):
+        paths += [os.path.join(libs, f) for f in sorted(os.listdir(libs)) if "blas" in f.lower()]
+    def blas_named(p):
+        return any(k in os.path.basename(p).lower() for k in ("blas", "mkl"))
+    numpy_own = [p for p in paths if p.startswith(os.path.join(numpy_dir, "numpy"))]
+    ranked = ([p for p in numpy_own if blas_named(p)] + [p for p in paths if blas_named(p)]
+              + numpy_own)  # last: numpy's modules, whose dependencies dlsym also searches
+    return list(dict.fromkeys(ranked))
+
+
+def _symbols(path):
+    """{function: address}, int64 for the first naming the library exports
+    completely, or None."""
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    for prefix, suffix, int64 in _NAMINGS:
+        try:
+            found = {f: ctypes.cast(getattr(lib, prefix + f + suffix), ctypes.c_void_p).value
+                     for f in FUNCTIONS}
+        except AttributeError:
+            continue
+        return found, int64, prefix + "{}" + suffix
+    return None
+
+
+def find():
+    """The BLAS found, as a dict (path, symbols naming, int64, addresses),
+    or None with :func:`reason` saying why. Looked up once."""
+    if _state["found"] is None and _state["reason"] is None:
+        for path in _mapped_libraries():
+            got = _symbols(path)
+            if got is not None:
+                addresses, int64, naming = got
+                _state["found"] = {"path": path, "naming": naming, "int64": int64,
+                                   "addresses": addresses}
+                break
+        else:
+            _state["reason"] = "no CBLAS library with dsyrk and ssyrk found in this process"
+    return _state["found"]
+
+
+def reason():
+    find()
+    return _state["reason"]
+
+
+def enabled():
+    """Whether the kernels call the BLAS now (found, and not disabled)."""
+    return _state["enabled"] and find() is not None
+
+
+def set_enabled(flag):
+    """Use the BLAS (True, when found) or the kernels' own loops (False), in
+    both compiled backends: for tests and for measuring the difference."""
+    _state["enabled"] = bool(flag)
+    _register_c()
+
+
+def describe():
+    """One line for show_config()."""
+    blas = find()
+    if blas is None:
+        return f"own loops ({reason()})"
+    where = f"{os.path.basename(blas['path'])} ({blas['naming'].format('*')}, " \
+            f"{'ILP64' if blas['int64'] else 'LP64'})"
+    return where if _state["enabled"] else f"own loops (disabled; found {where})"
+
+
+def _register_c():
+    from . import _c
+
+    if _c.lib is None:
+        return
+    blas = find() if _state["enabled"] else None
+    if blas is None:
+        _c.lib.fm_set_blas(_c.ffi.NULL, _c.ffi.NULL, 0)
+    else:
+        a = blas["addresses"]
+        _c.lib.fm_set_blas(*[_c.ffi.cast("void *", a[f]) for f in FUNCTIONS], int(blas["int64"]))

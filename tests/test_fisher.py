@@ -1,0 +1,399 @@
+"""The public Fisher-information API: FisherAccumulator against numpy,
+glm_fisher / fisher_vector_product (layout, reference class, scale), fit_mle
+against statsmodels for every family, the coverage of its confidence
+intervals by simulation, the singular cases, and solver="fisher" in the
+estimators. (The kernels themselves: test_fisher_kernels.py.)"""
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import fastmle
+
+sm = pytest.importorskip("statsmodels.api", reason="statsmodels is a test-time option (the test extra)")
+
+
+# ---------------------------------------------------------------- FisherAccumulator
+
+
+@pytest.mark.parametrize("kind", ["dense", "diag"])
+def test_accumulator_matches_numpy(backend, dtype, rng, kind):
+    P = 37
+    S = rng.standard_normal((530, P)).astype(dtype)
+    w = rng.random(530) + 0.1
+    acc = fastmle.FisherAccumulator(P, kind=kind, dtype=dtype, backend=backend)
+    for lo, hi in [(0, 100), (100, 101), (101, 101), (101, 530)]:  # odd batches, an empty one
+        acc.update(S[lo:hi], sample_weight=w[lo:hi])
+    S64 = S.astype(np.float64)
+    total = (S64 * w[:, None]).T @ S64
+    expected = total if kind == "dense" else np.diag(total)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(acc.fisher(normalize=False), expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+    np.testing.assert_allclose(acc.fisher(), expected / w.sum(), rtol=rtol, atol=rtol * np.abs(expected).max())
+    assert acc.n_samples == 530 and acc.sum_weights == pytest.approx(w.sum())
+    assert acc.fisher().dtype == dtype
+    if kind == "dense":
+        F = acc.fisher()
+        np.testing.assert_array_equal(F, F.T)  # mirrored from one triangle
+
+
+def test_accumulator_squares_scores_not_the_mean_gradient(backend):
+    """The EWC bug: the outer product of the batch-mean gradient is ~0 here
+    (scores cancel), the Fisher is not."""
+    S = np.array([[1.0, 2.0], [-1.0, -2.0]])
+    acc = fastmle.FisherAccumulator(2, backend=backend)
+    acc.update(S)
+    np.testing.assert_allclose(acc.fisher(), [[1.0, 2.0], [2.0, 4.0]])
+    diag = fastmle.FisherAccumulator(2, kind="diag", backend=backend)
+    diag.update(S)
+    np.testing.assert_allclose(diag.fisher(), [1.0, 4.0])
+
+
+def test_accumulator_merge_equals_one_pass(backend, rng):
+    S = rng.standard_normal((300, 9))
+    one = fastmle.FisherAccumulator(9, backend=backend)
+    one.update(S)
+    a, b = fastmle.FisherAccumulator(9, backend=backend), fastmle.FisherAccumulator(9, backend=backend)
+    a.update(S[:120])
+    b.update(S[120:])
+    assert a.merge(b) is a
+    np.testing.assert_allclose(a.fisher(), one.fisher(), rtol=1e-13)
+    assert a.n_samples == 300
+    a.reset()
+    assert a.n_samples == 0 and not a.fisher(normalize=False).any()
+
+
+def test_accumulator_decay_is_an_exponential_moving_average(backend, rng):
+    batches = [rng.standard_normal((50, 4)) for _ in range(4)]
+    acc = fastmle.FisherAccumulator(4, decay=0.9, backend=backend)
+    expected = None
+    for S in batches:
+        acc.update(S)
+        batch_mean = S.T @ S / len(S)
+        expected = batch_mean if expected is None else 0.9 * expected + 0.1 * batch_mean
+    np.testing.assert_allclose(acc.fisher(), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="moving average"):
+        acc.fisher(normalize=False)
+    with pytest.raises(ValueError, match="cannot be merged"):
+        acc.merge(fastmle.FisherAccumulator(4, decay=0.9))
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: fastmle.FisherAccumulator(0), ValueError, "positive integer"),
+    (lambda: fastmle.FisherAccumulator(3, kind="full"), ValueError, "'dense' or 'diag'"),
+    (lambda: fastmle.FisherAccumulator(3, dtype=np.int64), TypeError, "float32 or float64"),
+    (lambda: fastmle.FisherAccumulator(3, decay=1.0), ValueError, "decay"),
+    (lambda: fastmle.FisherAccumulator(3, backend="gpu"), ValueError, "unknown backend"),
+    (lambda: fastmle.FisherAccumulator(3).update(np.ones((2, 4))), ValueError, r"shape \(batch, 3\)"),
+    (lambda: fastmle.FisherAccumulator(3).update(np.ones(3)), ValueError, "shape"),
+    (lambda: fastmle.FisherAccumulator(3).update(np.array([[1, 2, np.nan]])), ValueError, "NaN"),
+    (lambda: fastmle.FisherAccumulator(3).update(np.ones((2, 3)), sample_weight=[1, -1]), ValueError, ">= 0"),
+    (lambda: fastmle.FisherAccumulator(3).update(np.ones((2, 3)), sample_weight=[1]), ValueError, "shape"),
+    (lambda: fastmle.FisherAccumulator(3).update(np.array([["a"] * 3])), TypeError, "real numbers"),
+    (lambda: fastmle.FisherAccumulator(3).fisher(), ValueError, "no samples"),
+    (lambda: fastmle.FisherAccumulator(3).merge(fastmle.FisherAccumulator(4)), ValueError, "cannot merge"),
+    (lambda: fastmle.FisherAccumulator(3).merge(np.eye(3)), TypeError, "FisherAccumulator"),
+])
+def test_accumulator_bad_input(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+# ---------------------------------------------------------------- glm_fisher
+
+
+def _explicit_fisher(X, coef, intercept, family, w=None):
+    """sum_i w_i M_i kron xt_i xt_i^T, one sample at a time (output-major,
+    intercept last): the definition, independent of the kernels."""
+    n, d = X.shape
+    Xt = np.hstack([X, np.ones((n, 1))]) if intercept is not None else X
+    eta = X @ coef + (intercept if intercept is not None else 0)
+    w = np.ones(n) if w is None else w
+    F = 0
+    for i in range(n):
+        if family == "multinomial":
+            p = np.exp(eta[i] - eta[i].max())
+            p /= p.sum()
+            M = np.diag(p) - np.outer(p, p)
+        elif family == "binomial":
+            p = 1 / (1 + np.exp(-eta[i]))
+            M = np.diag(p * (1 - p))
+        elif family == "poisson":
+            M = np.diag(np.exp(eta[i]))
+        else:
+            M = np.eye(len(eta[i]))
+        F = F + w[i] * np.kron(M, np.outer(Xt[i], Xt[i]))
+    return F
+
+
+@pytest.mark.parametrize("family, K", [("multinomial", 3), ("binomial", 1), ("gaussian", 2), ("poisson", 2)])
+@pytest.mark.parametrize("with_intercept", [True, False])
+def test_glm_fisher_is_the_explicit_sum(backend, rng, family, K, with_intercept):
+    X = rng.standard_normal((40, 3))
+    coef = rng.standard_normal((3, K)) * 0.5
+    intercept = rng.standard_normal(K) * 0.3 if with_intercept else None
+    w = rng.random(40) + 0.2
+    expected = _explicit_fisher(X, coef, intercept, family, w)
+    F = fastmle.glm_fisher(X, coef, family, intercept=intercept, sample_weight=w, backend=backend)
+    np.testing.assert_allclose(F, expected, rtol=1e-11, atol=1e-12)
+    diag = fastmle.glm_fisher(X, coef, family, intercept=intercept, sample_weight=w, kind="diag", backend=backend)
+    np.testing.assert_allclose(diag, np.diag(expected), rtol=1e-11)
+    v = rng.standard_normal(len(expected))
+    Fv = fastmle.fisher_vector_product(X, coef, family, v, intercept=intercept, sample_weight=w, backend=backend)
+    np.testing.assert_allclose(Fv, expected @ v, rtol=1e-10, atol=1e-12)
+    Fv2 = fastmle.fisher_vector_product(X, coef, family, v.reshape(-1, 3 + with_intercept),
+                                        intercept=intercept, sample_weight=w, backend=backend)
+    assert Fv2.shape == (len(v) // (3 + with_intercept), 3 + with_intercept)
+    np.testing.assert_allclose(Fv2.ravel(), Fv, rtol=1e-14)
+
+
+def test_glm_fisher_reference_class_and_scale(backend, rng):
+    X = rng.standard_normal((60, 2))
+    coef = rng.standard_normal((2, 3))
+    coef[:, 1] = 0  # class 1 is the baseline
+    full = fastmle.glm_fisher(X, coef, "multinomial", intercept=np.zeros(3), backend=backend)
+    keep = np.r_[0:3, 6:9]  # classes 0 and 2, three terms each
+    reduced = fastmle.glm_fisher(X, coef[:, [0, 2]], "multinomial", intercept=np.zeros(2), reference_class=1,
+                                 backend=backend)
+    np.testing.assert_allclose(reduced, full[np.ix_(keep, keep)], rtol=1e-12)
+    assert np.linalg.matrix_rank(reduced) == 6  # identifiable; the symmetric one is not
+    assert np.linalg.matrix_rank(full) == 6
+    g = fastmle.glm_fisher(X, [1.0, 2.0], "gaussian", fit_intercept=False, scale=4.0, backend=backend)
+    np.testing.assert_allclose(g, X.T @ X / 4.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda X: fastmle.glm_fisher(X, np.zeros((3, 2)), "logit"), ValueError, "unknown family"),
+    (lambda X: fastmle.glm_fisher(X, np.zeros((4, 2)), "multinomial"), ValueError, "coef must have shape"),
+    (lambda X: fastmle.glm_fisher(X, np.zeros((3, 2)), "multinomial", kind="dense"), ValueError, "kind"),
+    (lambda X: fastmle.glm_fisher(X, np.zeros((3, 2)), "binomial"), ValueError, "one column"),
+    (lambda X: fastmle.glm_fisher(X, np.zeros(3), "poisson", reference_class=0), ValueError, "multinomial"),
+    (lambda X: fastmle.glm_fisher(X, np.zeros((3, 2)), "multinomial", reference_class=3), ValueError,
+     r"\[0, 3\)"),
+    (lambda X: fastmle.glm_fisher(X, np.zeros(3), "gaussian", scale=0.0), ValueError, "scale"),
+    (lambda X: fastmle.glm_fisher(X, np.zeros(3), "gaussian", intercept=1.0, fit_intercept=False), ValueError,
+     "intercept given"),
+    (lambda X: fastmle.glm_fisher(X, np.zeros(3), "gaussian", sample_weight=-np.ones(10)), ValueError, ">= 0"),
+    (lambda X: fastmle.glm_fisher(np.where(X > 1, np.nan, X), np.zeros(3), "gaussian"), ValueError, "NaN"),
+    (lambda X: fastmle.glm_fisher(X[:, :, None], np.zeros(3), "gaussian"), ValueError, "2-D"),
+    (lambda X: fastmle.fisher_vector_product(X, np.zeros(3), "gaussian", np.ones(4)), ValueError,
+     r"v must have shape \(3,\)"),
+    (lambda X: fastmle.fisher_vector_product(X, np.zeros(3), "gaussian", [1, np.inf, 0]), ValueError, "NaN"),
+])
+def test_glm_fisher_bad_input(rng, call, error, match):
+    with pytest.raises(error, match=match):
+        call(rng.standard_normal((10, 3)))
+
+
+def test_glm_fisher_sparse_input_is_refused_clearly():
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="dense X"):
+        fastmle.glm_fisher(scipy_sparse.eye(4, format="csr"), np.zeros(4), "gaussian")
+
+
+# ---------------------------------------------------------------- fit_mle against statsmodels
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
+
+
+def _check_against(res, sm_params, sm_bse, sm_llf, sm_llnull=None, tol=1e-6):
+    assert res.converged
+    assert _rel(res.params, sm_params) < tol
+    assert _rel(res.bse, sm_bse) < tol
+    assert _rel(res.llf, sm_llf) < tol
+    if sm_llnull is not None:
+        assert _rel(res.llnull, sm_llnull) < tol
+
+
+def _const_last(X):
+    return sm.add_constant(X, prepend=False, has_constant="add")
+
+
+@pytest.mark.parametrize("backend_name", ["c", "numba", "numpy"])
+def test_fit_mle_logit_matches_statsmodels(backend_name, rng):
+    X = rng.standard_normal((800, 3))
+    y = (X @ [1.0, -1.0, 0.5] + 0.3 + rng.logistic(size=800) > 0).astype(int)
+    res = fastmle.fit_mle(X, y, "binomial", backend=backend_name)
+    ref = sm.Logit(y, _const_last(X)).fit(disp=0, method="newton", tol=1e-12, maxiter=100)
+    _check_against(res, ref.params, ref.bse, ref.llf, ref.llnull)
+    assert _rel(res.pvalues, ref.pvalues) < 1e-6
+    assert _rel(res.conf_int(), ref.conf_int()) < 1e-6
+    assert res.aic == pytest.approx(ref.aic, rel=1e-9) and res.bic == pytest.approx(ref.bic, rel=1e-9)
+    assert res.prsquared == pytest.approx(ref.prsquared, rel=1e-6)
+
+
+def test_fit_mle_mnlogit_matches_statsmodels(backend, rng):
+    X = rng.standard_normal((900, 3))
+    y = np.argmax(X @ rng.standard_normal((3, 4)) + rng.gumbel(size=(900, 4)), axis=1)
+    res = fastmle.fit_mle(X, y, "multinomial", reference_class=0, backend=backend)
+    ref = sm.MNLogit(y, _const_last(X)).fit(disp=0, method="newton", tol=1e-12, maxiter=100)
+    assert res.params.shape == (4, 3)  # (terms, classes other than the reference)
+    _check_against(res, ref.params, ref.bse, ref.llf, ref.llnull)
+    # cov_params is indexed by params.ravel(order="F"), statsmodels' order too
+    assert _rel(res.cov_params(), ref.cov_params()) < 1e-6
+    assert res.output_names == ["y=1", "y=2", "y=3"]
+
+
+def test_fit_mle_poisson_matches_statsmodels(backend, rng):
+    X = rng.standard_normal((700, 3))
+    y = rng.poisson(np.exp(X @ [0.3, -0.2, 0.1] + 0.5))
+    w = rng.integers(1, 4, 700).astype(float)
+    res = fastmle.fit_mle(X, y, "poisson", backend=backend)
+    ref = sm.Poisson(y, _const_last(X)).fit(disp=0, method="newton", tol=1e-12, maxiter=100)
+    _check_against(res, ref.params, ref.bse, ref.llf, ref.llnull)
+    # frequency weights = repeated rows
+    weighted = fastmle.fit_mle(X, y, "poisson", sample_weight=w, backend=backend)
+    rows = np.repeat(np.arange(700), w.astype(int))
+    repeated = sm.Poisson(y[rows], _const_last(X)[rows]).fit(disp=0, method="newton", tol=1e-12)
+    assert _rel(weighted.params, repeated.params) < 1e-6 and _rel(weighted.bse, repeated.bse) < 1e-6
+    assert _rel(weighted.llf, repeated.llf) < 1e-6
+
+
+def test_fit_mle_gaussian_is_ols_by_maximum_likelihood(backend, rng):
+    n = 600
+    X = rng.standard_normal((n, 3))
+    y = X @ [1.0, 2.0, 3.0] + 1.0 + rng.standard_normal(n)
+    res = fastmle.fit_mle(X, y, "gaussian", backend=backend)
+    ref = sm.OLS(y, _const_last(X)).fit()
+    rss = float(ref.ssr)
+    assert res.scale == pytest.approx(rss / n, rel=1e-9)
+    # the MLE's covariance uses sigma^2 = RSS / n (OLS reports RSS / (n - p))
+    _check_against(res, ref.params, np.sqrt(np.diag(ref.cov_params(scale=rss / n))), ref.llf,
+                   sm.OLS(y, np.ones(n)).fit().llf)
+    assert res.aic == pytest.approx(ref.aic, rel=1e-9)
+
+
+def test_fit_mle_float32_and_dataframe_names(rng):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(rng.standard_normal((300, 2)).astype(np.float32), columns=["age", "dose"])
+    y = (X["age"] - X["dose"] + rng.logistic(size=300) > 0).astype(int)
+    res = fastmle.fit_mle(X, y, "binomial")
+    ref = fastmle.fit_mle(X.to_numpy(np.float64), y, "binomial")
+    np.testing.assert_allclose(res.params, ref.params, rtol=1e-12)
+    assert res.param_names == ["age", "dose", "intercept"]
+    text = res.summary()
+    assert "age" in text and "intercept" in text and "Log-likelihood" in text and "P>|z|" in text
+
+
+def test_fit_mle_confidence_intervals_cover_at_the_nominal_rate():
+    """Coverage by simulation: 95% Wald intervals of a logistic regression
+    contain the true coefficients in 95% of 400 replications, within the
+    binomial sampling error (3 standard errors: 0.95 +- 0.033)."""
+    rng = np.random.default_rng(7)
+    beta = np.array([0.8, -0.5, 0.3])  # the last one is the intercept
+    hits, reps = 0, 400
+    for _ in range(reps):
+        X = rng.standard_normal((300, 2))
+        y = (X @ beta[:2] + beta[2] + rng.logistic(size=300) > 0).astype(int)
+        lo, hi = fastmle.fit_mle(X, y, "binomial").conf_int(0.05).T
+        hits += np.sum((lo <= beta) & (beta <= hi))
+    coverage = hits / (3 * reps)
+    assert abs(coverage - 0.95) < 3 * math.sqrt(0.95 * 0.05 / (3 * reps))
+
+
+def test_fit_mle_symmetric_multinomial_needs_a_penalty(rng):
+    X = rng.standard_normal((200, 2))
+    y = rng.integers(0, 3, 200)
+    with pytest.raises(ValueError, match="not identifiable.*reference_class.*alpha > 0"):
+        fastmle.fit_mle(X, y, "multinomial")
+    res = fastmle.fit_mle(X, y, "multinomial", alpha=1.0)
+    assert res.params.shape == (3, 3) and res.converged
+    assert abs(res.intercept.sum()) < 1e-8  # the direction the likelihood does not see
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit(X, y)  # penalty |w|^2 / (2C)
+    np.testing.assert_allclose(res.coef.T, lr.coef_, atol=1e-6)
+
+
+def test_fit_mle_collinear_columns_are_named(rng):
+    X = rng.standard_normal((100, 3))
+    X = np.hstack([X, X[:, [0]] - 2 * X[:, [2]]])
+    y = (X[:, 0] + rng.logistic(size=100) > 0).astype(int)
+    with pytest.raises(fastmle.SingularFisherError, match="'x0', 'x2', 'x3' are collinear"):
+        fastmle.fit_mle(X, y, "binomial")
+    with pytest.raises(fastmle.SingularFisherError, match="'x1' is zero"):
+        fastmle.fit_mle(np.hstack([X[:, :1], np.zeros((100, 1))]), y, "binomial")
+    with pytest.raises(fastmle.SingularFisherError, match="'x0', 'intercept' are collinear"):
+        fastmle.fit_mle(np.full((100, 1), 3.0), y, "binomial")
+
+
+def test_fit_mle_perfect_separation_is_reported(rng):
+    X = rng.standard_normal((100, 2))
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.raises(fastmle.PerfectSeparationError, match="separation"):
+        fastmle.fit_mle(X, y, "binomial")
+    res = fastmle.fit_mle(X, y, "binomial", alpha=1.0)  # the penalized estimate exists
+    assert res.converged and np.isfinite(res.bse).all()
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(family="logit"), ValueError, "unknown family"),
+    (dict(alpha=-1.0), ValueError, "alpha"),
+    (dict(max_iter=0), ValueError, "max_iter"),
+    (dict(tol=0), ValueError, "tol"),
+    (dict(family="multinomial", reference_class=7), ValueError, "label 7 not among"),
+    (dict(family="poisson", reference_class=0), ValueError, "multinomial"),
+    (dict(sample_weight=np.zeros(50)), ValueError, "zero for every sample"),
+])
+def test_fit_mle_bad_input(rng, kwargs, error, match):
+    X = rng.standard_normal((50, 2))
+    y = rng.integers(0, 2, 50)
+    kwargs = {"family": "binomial", **kwargs}
+    with pytest.raises(error, match=match):
+        fastmle.fit_mle(X, y, **kwargs)
+
+
+# ---------------------------------------------------------------- estimators with solver="fisher"
+
+
+def test_classifier_fisher_solver_is_the_exact_optimum(rng):
+    from sklearn.linear_model import LogisticRegression
+
+    X = rng.standard_normal((500, 3))
+    y = np.array(["a", "b", "c"])[np.argmax(X @ rng.standard_normal((3, 3)) + rng.gumbel(size=(500, 3)), 1)]
+    clf = fastmle.MLEClassifier(solver="fisher").fit(X, y)
+    lr = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10000).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(X), atol=1e-6)
+    assert clf.bse_.shape == clf.coef_.shape == (3, 3)
+    assert not clf.bse_[0].any() and (clf.bse_[1:] > 0).all()  # class "a" is the baseline
+    res = fastmle.fit_mle(X, y, "multinomial", reference_class="a")
+    np.testing.assert_allclose(clf.bse_[1:], res.bse[:-1].T, rtol=1e-12)
+    np.testing.assert_allclose(clf.intercept_bse_[1:], res.bse[-1], rtol=1e-12)
+    assert "y=b" in clf.mle_result_.summary()
+
+
+def test_regressor_fisher_solver(rng):
+    X = rng.standard_normal((400, 2))
+    y = rng.poisson(np.exp(X @ [0.4, -0.2] + 0.3))
+    reg = fastmle.MLERegressor("poisson", solver="fisher").fit(X, y)
+    res = fastmle.fit_mle(X, y, "poisson")
+    np.testing.assert_allclose(reg.coef_, res.coef, rtol=1e-12)
+    np.testing.assert_allclose(reg.bse_, res.bse[:-1], rtol=1e-12)
+    assert reg.intercept_bse_ == pytest.approx(res.bse[-1])
+    with pytest.raises(AttributeError, match="solver='fisher'"):
+        fastmle.MLERegressor("poisson").fit(X, y).bse_
+    with pytest.raises(ValueError, match="partial_fit"):
+        fastmle.MLERegressor("poisson", solver="fisher").partial_fit(X, y)
+    with pytest.raises(ValueError, match="l1_ratio"):
+        fastmle.MLERegressor(solver="fisher", l1_ratio=0.5).fit(X, y)
+    with pytest.raises(ValueError, match="unknown solver"):
+        fastmle.MLERegressor(solver="lbfgs").fit(X, y)
+
+
+def test_fisher_solver_penalty_matches_the_sgd_objective(rng):
+    """alpha means the same in both solvers: mean loss + alpha/2 |coef|^2."""
+    from sklearn.linear_model import LogisticRegression
+
+    X = rng.standard_normal((400, 2))
+    y = (X @ [1.0, -1.0] + rng.logistic(size=400) > 0).astype(int)
+    clf = fastmle.MLEClassifier("binomial", solver="fisher", alpha=0.05).fit(X, y)
+    lr = LogisticRegression(C=1 / (0.05 * 400), tol=1e-12, max_iter=10000).fit(X, y)
+    np.testing.assert_allclose(clf.coef_, lr.coef_, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sgd = fastmle.MLEClassifier("binomial", alpha=0.05, max_epochs=300, tol=1e-7, random_state=0).fit(X, y)
+    np.testing.assert_allclose(sgd.coef_, clf.coef_, atol=2e-2)
