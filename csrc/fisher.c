@@ -6,6 +6,13 @@
  * fastmle.h. NULL stands for an optional array not given (sample weights).
  * Every entry point returns 0, or -1 when out of memory.
  */
+#include <stdint.h>
+#include <string.h>
+
+/* Four doubles as one vector value (GCC/clang vector extension): one AVX2
+ * register in the AVX2 clones, two SSE2 registers in the baseline ones. */
+typedef double fm_v4d __attribute__((vector_size(32)));
+
 /* family codes: the index in fastmle.reference.glm.FAMILIES */
 #define FM_MULTINOMIAL 0
 #define FM_BINOMIAL 1
@@ -14,11 +21,19 @@
 
 /* Rows of sqrt(w)-scaled scores handed to the BLAS per syrk call. */
 #define FM_SYRK_ROWS 256
-/* Rows per block of the exact Fisher's syrks: the block's S is
- * FM_FISHER_ROWS x P doubles (2 MB for P = 1000). */
+/* Rows per block of the exact Fisher: their xt and covariance terms (256 x
+ * (features + pairs) doubles) stay in cache while the threads sum them. */
 #define FM_FISHER_ROWS 256
+/* Partial sums of the exact Fisher that row blocks are dealt to (at most;
+ * and at most FM_FISHER_LANE_BUDGET doubles in all) */
+#define FM_FISHER_LANES 4
+#define FM_FISHER_LANE_BUDGET ((int64_t)1 << 25)
+/* The exact Fisher's register tile: 4 x 8 doubles (eight AVX2 vectors). */
+#define FM_TILE_J 4
+#define FM_TILE_L 8
 
-#include <stdint.h>
+/* index of the pair (a, b), a <= b, in the row-major upper triangle of n x n */
+static inline int64_t fm_tri(int64_t a, int64_t b, int64_t n) { return a * n - a * (a - 1) / 2 + (b - a); }
 
 /* Rows per chunk of the diagonal and the Fisher-vector product: at most 64
  * chunks, at least 256 rows; depends on n only, so the chunks' partial sums,

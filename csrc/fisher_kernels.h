@@ -9,12 +9,14 @@
  * fastmle/reference/fisher.py. Symmetric results are written as their upper
  * triangle.
  *
- * Every matrix-sized sum here is a symmetric rank-k update C += alpha A^T A
- * (syrk), with thousands of multiply-adds per element read: it goes to the
- * BLAS numpy uses (registered by fastmle/_blas.py, see runtime.c), whose
- * register- and cache-blocked kernels run it several times faster than
- * plain loops; without a registered BLAS, the loops in syrk() compute the
- * same sums.
+ * The accumulator's S^T diag(w) S is a symmetric rank-k update (syrk) with
+ * thousands of multiply-adds per element read: it goes to the BLAS numpy
+ * uses (registered by fastmle/_blas.py, see runtime.c), whose register- and
+ * cache-blocked kernels run it several times faster than plain loops;
+ * without a registered BLAS, the loops in syrk() compute the same sums. The
+ * exact Fisher of a GLM is summed by this file's own register-tiled loops
+ * (glm_fisher), which do half the multiply-adds of the syrk formulation
+ * that fastmle/_numba/fisher.py hands to the BLAS.
  */
 #define FN(name) FM_CAT3(name, FM_SUF, FM_ISA)
 #if FM_DOUBLE
@@ -22,8 +24,6 @@
 #else
 #define FM_BLAS_SYRK fm_blas_ssyrk
 #endif
-/* the double syrk of this instruction set (the double body comes first) */
-#define FM_SYRK_F64 FM_CAT3(syrk, f64, FM_ISA)
 
 /* ---- symmetric rank-k update ---- */
 
@@ -173,18 +173,49 @@ static double FN(row_terms)(const FN(fisher_model) *m, int64_t i, double *xt, do
     return m->w ? (double)m->w[i] : 1.0;
 }
 
+/* G (Dp x Dp, one output pair's block) += sum_r w[r] A[r] B[r]^T for the
+ * 4 x 8 tile at (j0, l0), from packed panels of the rows' xt: A (nb x 4:
+ * xt_r[j0:j0+4]) and B (nb x 8: xt_r[l0:l0+8]), both contiguous, and the
+ * pair's covariance terms w (nb). The tile's 32 sums stay in eight
+ * 4-double vector registers while the rows stream by from L1; each row
+ * costs 32 multiply-adds, two multiplies (w B), two vector loads and four
+ * broadcasts. The sums run over the rows in order. */
+static void FN(fisher_tile)(const double *A, const double *B, const double *w, int64_t nb,
+                            int64_t Dp, int64_t j0, int64_t l0, double *G)
+{
+    fm_v4d c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+    for (int64_t r = 0; r < nb; r++) {
+        fm_v4d b0, b1;
+        memcpy(&b0, B + 8 * r, sizeof b0);
+        memcpy(&b1, B + 8 * r + 4, sizeof b1);
+        b0 *= w[r];
+        b1 *= w[r];
+        const double *a = A + 4 * r;
+        c00 += a[0] * b0; c01 += a[0] * b1;
+        c10 += a[1] * b0; c11 += a[1] * b1;
+        c20 += a[2] * b0; c21 += a[2] * b1;
+        c30 += a[3] * b0; c31 += a[3] * b1;
+    }
+    const fm_v4d tile[FM_TILE_J][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+    for (int jj = 0; jj < FM_TILE_J; jj++)
+        for (int ll = 0; ll < FM_TILE_L; ll++)
+            G[(j0 + jj) * Dp + l0 + ll] += tile[jj][ll / 4][ll % 4];
+}
+
 /* Upper triangle of out (P x P, P = Kp * D) = the exact Fisher information
- * sum_i w_i M_i kron xt_i xt_i^T, as syrks over blocks of FM_FISHER_ROWS
- * rows: M_i = diag(v_i) (- v_i v_i^T for multinomial), so the Fisher is
- * the block-diagonal sum_i w_i v_ia xt_i xt_i^T (one syrk of the rows
- * sqrt(w_i v_ia) xt_i per output a, into diagonal block a) minus, for
- * multinomial, S^T S with S_i = sqrt(w_i) v_i kron xt_i (one syrk into the
- * whole matrix). Memory: the block's S (rows x P) and xt; no per-sample
- * Kronecker product is formed. The blocks are built on this thread (a few
- * per cent of the work): the syrks run on the BLAS's threads, and idle
- * OpenMP and OpenBLAS threads spinning on each other's cores cost more
- * than the build (1.7 s against 0.39 s measured). Returns 0, or -1 when out
- * of memory. */
+ * sum_i w_i M_i kron xt_i xt_i^T. Block (a, b) is X~^T diag(w M[:, a, b]) X~,
+ * symmetric, so only the pairs a <= b of outputs (npairs; the diagonal ones
+ * when M_i is diagonal) are summed, each over its upper triangle: about
+ * half the multiply-adds of the dense S^T S with S_i = p_i kron x_i (the
+ * numpy formulation), and no per-sample product is formed. Per block of
+ * FM_FISHER_ROWS rows the threads compute the rows' xt (zero-padded to Dp,
+ * a multiple of the tile width) and covariance terms, pack them into the
+ * panels fisher_tile streams (as a BLAS packs its operands) and run every
+ * (pair, tile); row blocks are shared by the threads through fixed lanes
+ * (below). (A BLAS
+ * syrk per pair is slower here: its blocks are too thin, 51 columns in the
+ * fit_mle benchmark, and OpenBLAS's threads spent 40% of the time
+ * synchronizing.) Returns 0, or -1 when out of memory. */
 static int FN(glm_fisher)(const FM_T *X, int64_t n, int64_t d, const FM_T *params, int64_t K,
                           int family, const FM_T *sample_weight, int fit_intercept, int64_t ref,
                           double *out)
@@ -192,53 +223,103 @@ static int FN(glm_fisher)(const FM_T *X, int64_t n, int64_t d, const FM_T *param
     const FN(fisher_model) m = FN(fisher_model_of)(X, n, d, params, K, family, sample_weight,
                                                    fit_intercept, ref);
     const int64_t D = m.D, Kp = m.Kp, P = Kp * D, R = FM_FISHER_ROWS;
+    const int64_t Dp = (D + FM_TILE_L - 1) / FM_TILE_L * FM_TILE_L;
     const int full = family == FM_MULTINOMIAL;   /* the others' M_i is diagonal */
-    double *XT = malloc(sizeof(double) * R * (D > 0 ? D : 1));
-    double *V = malloc(sizeof(double) * R * (Kp > 0 ? Kp : 1));
-    double *U = malloc(sizeof(double) * R * (D > 0 ? D : 1));
-    double *S = full ? malloc(sizeof(double) * R * (P > 0 ? P : 1)) : NULL;
-    double *scratch = malloc(sizeof(double) * (K + Kp));
-    const int failed = !XT || !V || !U || (full && !S) || !scratch;
+    const int64_t npairs = full ? Kp * (Kp + 1) / 2 : Kp;
+    /* the tiles on or above the diagonal: (j0, l0) with l0 + FM_TILE_L > j0 */
+    int64_t ntiles = 0;
+    for (int64_t j0 = 0; j0 < Dp; j0 += FM_TILE_J)
+        ntiles += (Dp - j0 / FM_TILE_L * FM_TILE_L) / FM_TILE_L;
+    int64_t *tiles = malloc(sizeof(int64_t) * 2 * (ntiles > 0 ? ntiles : 1));
+    /* Row blocks go round-robin to FM_FISHER_LANES partial sums (fewer for
+     * few blocks or a large G); each lane is summed by one thread, block
+     * after block, with no barrier until the end, and the lanes are merged
+     * in order: the result does not depend on the thread count, and a
+     * thread descheduled by other load on the machine delays only its own
+     * lanes (a barrier per block made two threads 30x slower than one when
+     * another process held a core). */
+    const int64_t blocks = (n + R - 1) / R, gsize = npairs * Dp * Dp;
+    int64_t lanes = blocks < FM_FISHER_LANES ? blocks : FM_FISHER_LANES;
+    while (lanes > 1 && lanes * gsize > FM_FISHER_LANE_BUDGET)
+        lanes--;
+    lanes = lanes > 0 ? lanes : 1;
+    const int64_t njb = Dp / FM_TILE_J, nlb = Dp / FM_TILE_L;
+    double *G = calloc(lanes * gsize > 0 ? lanes * gsize : 1, sizeof(double));
+    int failed = !tiles || !G;
     if (!failed) {
-        for (int64_t a = 0; a < P; a++)
-            for (int64_t b = a; b < P; b++)
-                out[a * P + b] = 0;
+        int64_t t = 0;
+        for (int64_t j0 = 0; j0 < Dp; j0 += FM_TILE_J)
+            for (int64_t l0 = j0 / FM_TILE_L * FM_TILE_L; l0 < Dp; l0 += FM_TILE_L) {
+                tiles[2 * t] = j0;
+                tiles[2 * t + 1] = l0;
+                t++;
+            }
     }
-    for (int64_t r0 = 0; r0 < n && !failed; r0 += R) {
-        const int64_t nb = r0 + R < n ? R : n - r0;
-        for (int64_t i = 0; i < nb; i++) {
-            const double *xt = XT + i * D, *v = scratch + K;
-            const double wi = FN(row_terms)(&m, r0 + i, XT + i * D, scratch, scratch + K);
-            for (int64_t a = 0; a < Kp; a++)
-                V[i * Kp + a] = wi * v[a];
-            if (full) {
-                const double sw = sqrt(wi);
-                for (int64_t a = 0; a < Kp; a++) {
-                    const double c = sw * v[a];
-                    double *s = S + i * P + a * D;
-#pragma omp simd
-                    for (int64_t j = 0; j < D; j++)
-                        s[j] = c * xt[j];
+#pragma omp parallel num_threads(lanes > 1 ? fm_team_size(n * npairs * Dp * Dp / 2) : 1) \
+    reduction(| : failed) if (!failed)
+    {
+        /* this thread's packed panels of one row block: A[jb][r] =
+         * xt_r[4 jb : 4 jb + 4], B[lb][r] = xt_r[8 lb : 8 lb + 8], and the
+         * covariance terms Wt[q][r] of each pair q; then xt (zero-padded to
+         * Dp), eta and v */
+        double *Ap = malloc(sizeof(double) * R * Dp);
+        double *Bp = malloc(sizeof(double) * R * Dp);
+        double *Wt = malloc(sizeof(double) * R * (npairs > 0 ? npairs : 1));
+        double *scratch = calloc(Dp + K + Kp, sizeof(double));
+        failed |= !Ap || !Bp || !Wt || !scratch;
+#pragma omp for schedule(static, 1)
+        for (int64_t lane = 0; lane < lanes; lane++) {
+            for (int64_t blk = lane; blk < blocks && Ap && Bp && Wt && scratch; blk += lanes) {
+                const int64_t r0 = blk * R, nb = r0 + R < n ? R : n - r0;
+                double *xt = scratch, *v = scratch + Dp + K;
+                for (int64_t i = 0; i < nb; i++) {
+                    const double wi = FN(row_terms)(&m, r0 + i, xt, scratch + Dp, v);
+                    if (full) {
+                        for (int64_t a = 0, q = 0; a < Kp; a++)
+                            for (int64_t b = a; b < Kp; b++)
+                                Wt[q++ * R + i] = wi * ((a == b ? v[a] : 0.0) - v[a] * v[b]);
+                    } else {
+                        for (int64_t a = 0; a < Kp; a++)
+                            Wt[a * R + i] = wi * v[a];
+                    }
+                    for (int64_t jb = 0; jb < njb; jb++)
+                        memcpy(Ap + (jb * R + i) * FM_TILE_J, xt + jb * FM_TILE_J,
+                               sizeof(double) * FM_TILE_J);
+                    for (int64_t lb = 0; lb < nlb; lb++)
+                        memcpy(Bp + (lb * R + i) * FM_TILE_L, xt + lb * FM_TILE_L,
+                               sizeof(double) * FM_TILE_L);
+                }
+                for (int64_t q = 0; q < npairs; q++)
+                    for (int64_t t = 0; t < ntiles; t++) {
+                        const int64_t j0 = tiles[2 * t], l0 = tiles[2 * t + 1];
+                        FN(fisher_tile)(Ap + j0 / FM_TILE_J * R * FM_TILE_J,
+                                        Bp + l0 / FM_TILE_L * R * FM_TILE_L, Wt + q * R, nb, Dp,
+                                        j0, l0, G + lane * gsize + q * Dp * Dp);
+                    }
+            }
+        }
+        free(Ap);
+        free(Bp);
+        free(Wt);
+        free(scratch);
+    }
+    for (int64_t lane = 1; lane < lanes && !failed; lane++)   /* lane order */
+        for (int64_t e = 0; e < gsize; e++)
+            G[e] += G[lane * gsize + e];
+    if (!failed) {
+        for (int64_t a = 0; a < Kp; a++)
+            for (int64_t b = a; b < Kp; b++) {
+                const int zero = !full && a != b;
+                const double *g = G + (full ? fm_tri(a, b, Kp) : a) * Dp * Dp;
+                for (int64_t j = 0; j < D; j++) {
+                    double *o = out + (a * D + j) * P + b * D;
+                    for (int64_t l = a == b ? j : 0; l < D; l++)
+                        o[l] = zero ? 0.0 : g[j <= l ? j * Dp + l : l * Dp + j];
                 }
             }
-        }
-        for (int64_t a = 0; a < Kp; a++) {
-            for (int64_t i = 0; i < nb; i++) {
-                const double c = sqrt(V[i * Kp + a]);
-#pragma omp simd
-                for (int64_t j = 0; j < D; j++)
-                    U[i * D + j] = c * XT[i * D + j];
-            }
-            FM_SYRK_F64(U, nb, D, 1.0, 1.0, out + a * D * P + a * D, P);
-        }
-        if (full)
-            FM_SYRK_F64(S, nb, P, -1.0, 1.0, out, P);
     }
-    free(XT);
-    free(V);
-    free(U);
-    free(S);
-    free(scratch);
+    free(tiles);
+    free(G);
     return failed ? -1 : 0;
 }
 
@@ -324,4 +405,3 @@ static int FN(glm_fisher_vp)(const FM_T *X, int64_t n, int64_t d, const FM_T *pa
 
 #undef FN
 #undef FM_BLAS_SYRK
-#undef FM_SYRK_F64

@@ -19,6 +19,8 @@ from .fisher import GLMModel, _symmetric
 from .glm import encode_response, label_indices, total_weight
 
 _NORMAL = statistics.NormalDist()
+# fit_mle reuses the information's factor after a step this small (relative)
+REUSE_FISHER = 1e-2
 
 
 class SingularFisherError(np.linalg.LinAlgError):
@@ -397,15 +399,19 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
                                       f"(or set alpha > 0)")
     theta = prob.start()
     f, g = prob.objective(theta)
-    converged, F, it = False, None, 0
+    converged, L, it, last_step = False, None, 0, math.inf
     for it in range(1, max_iter + 1):
-        F = prob.fisher(theta)
-        try:
-            L = np.linalg.cholesky(F)
-            delta = np.linalg.solve(L.T, np.linalg.solve(L, g.ravel())).reshape(theta.shape)
-        except np.linalg.LinAlgError:
-            delta = None
-        if delta is None or not np.isfinite(delta).all():
+        # Near the optimum the information barely changes: once a step moved
+        # no parameter by more than REUSE_FISHER (relative), the next steps
+        # reuse its factor (chord steps: each one still shrinks the error by
+        # that order) instead of recomputing the P x P information each time.
+        if L is None or last_step > REUSE_FISHER:
+            try:
+                L = np.linalg.cholesky(prob.fisher(theta))
+            except np.linalg.LinAlgError:
+                _raise_singular(prob, theta, it)
+        delta = np.linalg.solve(L.T, np.linalg.solve(L, g.ravel())).reshape(theta.shape)
+        if not np.isfinite(delta).all():
             _raise_singular(prob, theta, it)
         step = 1.0
         while True:  # step halving: Fisher scoring far from the optimum can overshoot
@@ -417,7 +423,8 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
             if step < 1e-10:
                 _raise_singular(prob, theta, it, stalled=True)
         theta, f, g = candidate, f_new, g_new
-        if np.max(np.abs(step * delta)) <= tol * max(1.0, float(np.max(np.abs(theta)))):
+        last_step = float(np.max(np.abs(step * delta))) / max(1.0, float(np.max(np.abs(theta))))
+        if last_step <= tol:
             converged = True
             break
     if family in ("binomial", "multinomial") and f - prob.penalty(theta) <= 1e-9 * prob.W:
@@ -426,9 +433,17 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
             f"(mean negative log-likelihood {f / prob.W:.2g}); the maximum-likelihood estimate does not "
             f"exist. Set alpha > 0 for a penalized estimate")
     if not converged:
-        warnings.warn(f"fit_mle did not converge in {max_iter} iterations (last step "
-                      f"{np.max(np.abs(delta)):.3g}); {prob.saturated(theta) if family in ('binomial', 'multinomial') else 0} "
-                      f"samples have fitted probabilities within 1e-8 of 0 or 1", RuntimeWarning, stacklevel=2)
+        saturated = ""
+        if family in ("binomial", "multinomial"):
+            saturated = (f"; {prob.saturated(theta)} samples have fitted probabilities within 1e-8 of 0 "
+                         f"or 1 (quasi-separation?)")
+        warnings.warn(f"fit_mle did not converge in {max_iter} iterations (last relative step "
+                      f"{last_step:.3g}){saturated}", RuntimeWarning, stacklevel=2)
+    try:  # the covariance: the information at the estimate itself
+        F = prob.fisher(theta)
+        np.linalg.cholesky(F)
+    except np.linalg.LinAlgError:
+        _raise_singular(prob, theta, it)
     return _result(prob, theta, F, f, it, converged, names)
 
 
@@ -444,8 +459,7 @@ def _raise_singular(prob, theta, it, stalled=False):
 
 
 def _result(prob, theta, F, f, it, converged, names):
-    """MLEResult from the final parameters and the information at (or one
-    converged step before) them."""
+    """MLEResult from the final parameters and the information at them."""
     cov = np.linalg.inv(F)
     cov = (cov + cov.T) / 2
     # log-likelihood with every constant (statsmodels' convention)

@@ -5,7 +5,9 @@ argument order).
 Two kinds of kernels:
 
 - accumulation from per-sample score vectors ``scores`` (n, P):
-  ``acc <- beta * acc + alpha * sum_i w_i s_i s_i^T`` (or its diagonal);
+  ``acc <- beta * acc + alpha * sum_i w_i s_i s_i^T`` (or its diagonal),
+  with weights w_i >= 0 (the compiled kernels scale rows by sqrt(w_i));
+  beta == 0 overwrites acc;
 - the exact (expected) Fisher information of a GLM family (see
   fastmle/reference/glm.py for the layout of ``X`` and ``params``), without
   per-sample scores: ``sum_i w_i M_i kron xt_i xt_i^T``, where ``xt_i`` is
@@ -48,18 +50,23 @@ def _weighted(scores, sample_weight):
     return s, w
 
 
+def _scaled(acc, beta):
+    """beta * acc in float64; beta == 0 overwrites (as BLAS: NaN in acc is dropped)."""
+    return np.zeros(acc.shape) if beta == 0 else beta * acc.astype(np.float64)
+
+
 def fisher_accumulate(scores, sample_weight, alpha, beta, acc):
     """Upper triangle of acc <- beta * acc + alpha * S^T diag(w) S."""
     s, w = _weighted(scores, sample_weight)
     upper = np.triu(np.ones(acc.shape, bool))
-    update = beta * acc.astype(np.float64) + alpha * (s.T @ (w[:, None] * s))
+    update = _scaled(acc, beta) + alpha * (s.T @ (w[:, None] * s))
     acc[upper] = update[upper]
 
 
 def fisher_accumulate_diag(scores, sample_weight, alpha, beta, acc):
     """acc <- beta * acc + alpha * sum_i w_i s_i**2 (elementwise)."""
     s, w = _weighted(scores, sample_weight)
-    acc[...] = beta * acc.astype(np.float64) + alpha * (w @ (s * s))
+    acc[...] = _scaled(acc, beta) + alpha * (w @ (s * s))
 
 
 def _design(X, fit_intercept):
