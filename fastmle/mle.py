@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _dispatch
 from .fisher import GLMModel, _symmetric
-from .glm import encode_response, label_indices, total_weight
+from .glm import encode_response, family_code, label_indices
 
 _NORMAL = statistics.NormalDist()
 # fit_mle reuses the information's factor after a step this small (relative)
@@ -149,50 +149,57 @@ class MLEResult:
                 f"n_iter={self.n_iter}, converged={self.converged})")
 
 
-def _null_loglik(family, labels, targets, w, n_classes, lgamma_y):
-    """The log-likelihood of the intercept-only model (closed forms), weighted."""
-    weights = w.astype(np.float64) if w.size else np.ones(len(labels) or len(targets))
-    W = weights.sum()
+def response_stats(family, labels, targets, w, n_classes):
+    """The weighted sums of the response that the null model, the starting
+    point and the log-likelihood's constants need; they add up over chunks
+    of samples (fastmle.dask sums them). W: total weight; counts: per class
+    (multinomial); sy, syy: sums of w y and w y^2; slg: sum of w log(y!)
+    (poisson)."""
+    n = len(labels) if family == "multinomial" else len(targets)
+    weights = w.astype(np.float64) if w.size else np.ones(n)
+    stats = {"W": float(weights.sum()), "counts": np.zeros(n_classes), "sy": 0.0, "syy": 0.0, "slg": 0.0}
     if family == "multinomial":
-        counts = np.bincount(labels, weights=weights, minlength=n_classes)
+        stats["counts"] = np.bincount(labels, weights=weights, minlength=n_classes)
+        return stats
+    y = targets[:, 0].astype(np.float64)
+    stats["sy"], stats["syy"] = float(weights @ y), float(weights @ (y * y))
+    if family == "poisson":
+        values, inverse = np.unique(y, return_inverse=True)  # log(y!) through the distinct counts
+        stats["slg"] = float(weights @ np.array([math.lgamma(v + 1.0) for v in values])[inverse])
+    return stats
+
+
+def add_stats(a, b):
+    return {k: a[k] + b[k] for k in a}
+
+
+def _null_loglik(family, stats):
+    """The log-likelihood of the intercept-only model (closed forms), weighted."""
+    W = stats["W"]
+    if family == "multinomial":
+        counts = stats["counts"]
         nz = counts[counts > 0]
         return float(np.sum(nz * np.log(nz / W)))
-    y = targets[:, 0].astype(np.float64)
-    mean = float(weights @ y) / W
+    mean = stats["sy"] / W
     if family == "binomial":
-        return float(sum(c * math.log(c / W) for c in (weights @ y, W - weights @ y) if c > 0))
+        return float(sum(c * math.log(c / W) for c in (stats["sy"], W - stats["sy"]) if c > 0))
     if family == "poisson":
-        ylogmu = float(weights @ y) * math.log(mean) if mean > 0 else 0.0
-        return ylogmu - W * mean - float(weights @ lgamma_y)
-    var = float(weights @ (y - mean) ** 2) / W
+        ylogmu = stats["sy"] * math.log(mean) if mean > 0 else 0.0
+        return ylogmu - W * mean - stats["slg"]
+    var = max(stats["syy"] / W - mean * mean, 0.0)
     return -0.5 * W * (math.log(2 * math.pi * var) + 1.0) if var > 0 else math.inf
 
 
-def _lgamma1p(y):
-    """log(y!) for the poisson counts y (n,), through the distinct values."""
-    values, inverse = np.unique(y, return_inverse=True)
-    return np.array([math.lgamma(v + 1.0) for v in values])[inverse]
+class _Objective:
+    """The fit's objective f(theta) = sum_i w_i nll_i + alpha / 2 |coef|^2
+    (intercepts unpenalized), theta being (K', D), with its gradient and
+    Fisher information, and what the inference needs. The data live in a
+    subclass, which supplies the sums over samples: _loss_grad(params),
+    _fisher(params), _gram() and _saturated(params), with params in the
+    kernels' (K, d + 1) layout (this module's in-memory _Problem, and
+    fastmle.dask's chunked one)."""
 
-
-class _Problem:
-    """The fit's data in the kernels' layout, and the objective
-    f(theta) = sum_i w_i nll_i + alpha / 2 |coef|^2 (intercepts unpenalized)
-    with its gradient and Fisher information, theta being (K', D)."""
-
-    def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend):
-        if not hasattr(X, "tocsr"):
-            X = np.asarray(X)
-            if X.dtype == np.float32:
-                X = X.astype(np.float64)  # inference needs double: one copy
-        self.backend = _dispatch.resolve(backend)
-        # validate X and the weights once (GLMModel), then the response
-        probe = GLMModel(X, np.zeros((X.shape[1], 1)), "gaussian", None, fit_intercept, sample_weight)
-        self.X, self.w = probe.X, probe.sample_weight
-        n = self.X.shape[0]
-        labels, targets, classes = encode_response(y, family, n, np.float64)
-        self.labels, self.targets, self.classes = labels, targets, classes
-        if family != "multinomial" and targets.shape[1] != 1:
-            raise ValueError(f"fit_mle fits one response; y has shape {np.shape(y)}")
+    def __init__(self, family, classes, reference_class, alpha, fit_intercept, n, d, stats):
         self.ref = None
         if family == "multinomial":
             K = len(classes)
@@ -208,19 +215,14 @@ class _Problem:
             raise ValueError(f"reference_class is for the multinomial family, not {family!r}")
         else:
             K = 1
-        self.family, self.K, self.alpha, self.fit_intercept = family, K, float(alpha), bool(fit_intercept)
-        self.n, self.d = self.X.shape
-        self.D = self.d + self.fit_intercept
-        self.Kp = K - (self.ref is not None)
-        self.W = total_weight(self.w, n)
+        self.family, self.classes, self.K = family, classes, K
+        self.alpha, self.fit_intercept = float(alpha), bool(fit_intercept)
+        self.n, self.d, self.stats, self.W = n, d, stats, stats["W"]
         if n == 0 or self.W == 0:
             raise ValueError("fit_mle needs at least one sample with positive weight")
-        self.model = GLMModel(self.X, np.zeros((self.d, K)), family, None, fit_intercept,
-                              self.w if self.w.size else None)
-        self.model.ref = -1 if self.ref is None else self.ref
-        self.model.n_outputs = self.Kp
-        self.glm = _dispatch.kernels(self.backend, "glm")
-        self.fisher_kernels = _dispatch.kernels(self.backend, "fisher")
+        self.D = d + self.fit_intercept
+        self.Kp = K - (self.ref is not None)
+        self.code = family_code(family)
         self.keep = [k for k in range(K) if k != self.ref]
         # a penalty on the sum of the intercepts, which the symmetric softmax
         # likelihood does not see: fixes that direction at sum zero
@@ -231,20 +233,14 @@ class _Problem:
         params[self.keep, :self.D] = theta
         return params
 
-    def objective(self, theta, want_grad=True):
-        params = self.kernel_params(theta)
-        loss = np.zeros(1)
-        grad = np.empty_like(params) if want_grad else np.empty((0, self.d + 1))
-        self.glm.glm_loss_grad(self.X, self.labels, self.targets, self.w, params,
-                               self.model.code, loss, grad)
-        f = float(loss[0]) + self.penalty(theta)
-        if not want_grad:
-            return f, None
+    def objective(self, theta):
+        """(f, gradient (K', D)) at theta."""
+        loss, grad = self._loss_grad(self.kernel_params(theta))
         g = grad[self.keep, :self.D].copy()
         g[:, :self.d] += self.alpha * theta[:, :self.d]
         if self.center:
             g[:, self.d] += self._center_weight() * theta[:, self.d].sum()
-        return f, g
+        return loss + self.penalty(theta), g
 
     def penalty(self, theta):
         """The objective's terms beyond the negative log-likelihood."""
@@ -258,11 +254,8 @@ class _Problem:
 
     def fisher(self, theta):
         """The (P, P) information of the objective: exact Fisher + penalties."""
-        self.model.params = self.kernel_params(theta)
+        F = self._fisher(self.kernel_params(theta))
         P = self.Kp * self.D
-        F = np.zeros((P, P))
-        self.fisher_kernels.glm_fisher(*self.model.kernel_args(), F)
-        F = _symmetric(F)
         idx = np.arange(P).reshape(self.Kp, self.D)
         if self.alpha:
             F[idx[:, :self.d].ravel(), idx[:, :self.d].ravel()] += self.alpha
@@ -276,14 +269,12 @@ class _Problem:
         theta = np.zeros((self.Kp, self.D))
         if not self.fit_intercept:
             return theta
-        weights = self.w if self.w.size else np.ones(self.n)
         if self.family == "multinomial":
-            freq = np.bincount(self.labels, weights=weights, minlength=self.K) / self.W
-            logf = np.log(np.maximum(freq, 1e-12))
+            logf = np.log(np.maximum(self.stats["counts"] / self.W, 1e-12))
             base = logf[self.ref] if self.ref is not None else logf.mean()
             theta[:, self.d] = (logf - base)[self.keep]
         else:
-            mean = float(weights @ self.targets[:, 0]) / self.W
+            mean = self.stats["sy"] / self.W
             if self.family == "binomial":
                 mean = min(max(mean, 1e-12), 1 - 1e-12)
                 theta[0, self.d] = math.log(mean / (1 - mean))
@@ -297,10 +288,7 @@ class _Problem:
         """None, or a sentence naming collinear / constant columns of the
         design (with the intercept's column of ones), found from the
         correlation-scaled Gram matrix of the weighted design."""
-        gram = np.zeros((self.D, self.D))
-        self.fisher_kernels.glm_fisher(self.X, np.zeros((1, self.d + 1)), 2, self.w, int(self.fit_intercept),
-                                       -1, gram)
-        gram = _symmetric(gram)
+        gram = self._gram()
         diag = np.diag(gram).copy()
         zero = np.flatnonzero(diag <= 0)
         if zero.size:
@@ -316,9 +304,66 @@ class _Problem:
 
     def saturated(self, theta):
         """How many samples have a fitted probability within 1e-8 of 0 or 1."""
+        return self._saturated(self.kernel_params(theta))
+
+
+def saturated_count(mu):
+    return int(np.sum((mu < 1e-8) | (mu > 1 - 1e-8)))
+
+
+class _Problem(_Objective):
+    """fit_mle's data in memory, in the kernels' layout."""
+
+    def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend):
+        if not hasattr(X, "tocsr"):
+            X = np.asarray(X)
+            if X.dtype == np.float32:
+                X = X.astype(np.float64)  # inference needs double: one copy
+        self.backend = _dispatch.resolve(backend)
+        # validate X and the weights once (GLMModel), then the response
+        probe = GLMModel(X, np.zeros((X.shape[1], 1)), "gaussian", None, fit_intercept, sample_weight)
+        self.X, self.w = probe.X, probe.sample_weight
+        n = self.X.shape[0]
+        self.labels, self.targets, classes = encode_response(y, family, n, np.float64)
+        if family != "multinomial" and self.targets.shape[1] != 1:
+            raise ValueError(f"fit_mle fits one response; y has shape {np.shape(y)}")
+        K = len(classes) if family == "multinomial" else 1
+        super().__init__(family, classes, reference_class, alpha, fit_intercept, n, self.X.shape[1],
+                         response_stats(family, self.labels, self.targets, self.w, K))
+        self.glm = _dispatch.kernels(self.backend, "glm")
+        self.fisher_kernels = _dispatch.kernels(self.backend, "fisher")
+
+    def _loss_grad(self, params):
+        loss, grad = np.zeros(1), np.empty_like(params)
+        self.glm.glm_loss_grad(self.X, self.labels, self.targets, self.w, params, self.code, loss, grad)
+        return float(loss[0]), grad
+
+    def _fisher(self, params):
+        P = self.Kp * self.D
+        F = np.zeros((P, P))
+        self.fisher_kernels.glm_fisher(self.X, params, self.code, self.w, int(self.fit_intercept),
+                                       -1 if self.ref is None else self.ref, F)
+        return _symmetric(F)
+
+    def _gram(self):
+        gram = np.zeros((self.D, self.D))
+        self.fisher_kernels.glm_fisher(self.X, np.zeros((1, self.d + 1)), 2, self.w, int(self.fit_intercept),
+                                       -1, gram)
+        return _symmetric(gram)
+
+    def _saturated(self, params):
         mu = np.empty((self.n, self.K))
-        self.glm.glm_predict(self.X, self.kernel_params(theta), self.model.code, mu)
-        return int(np.sum((mu < 1e-8) | (mu > 1 - 1e-8)))
+        self.glm.glm_predict(self.X, params, self.code, mu)
+        return saturated_count(mu)
+
+
+def check_fit_options(alpha, max_iter, tol):
+    if not (isinstance(alpha, (int, float, np.floating)) and np.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if not (isinstance(tol, (int, float, np.floating)) and tol > 0):
+        raise ValueError(f"tol must be a number > 0, got {tol!r}")
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
@@ -379,19 +424,21 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     >>> y = (X @ [1.0, -2.0] + 0.5 + rng.logistic(size=500) > 0).astype(int)
     >>> res = fastmle.fit_mle(X, y, "binomial")
     >>> res.params.round(2), res.converged
-    (array([ 1.05, -2.05,  0.57]), True)
+    (array([ 0.93, -1.86,  0.48]), True)
     >>> res.bse.shape
     (3,)
     """
-    if not (isinstance(alpha, (int, float, np.floating)) and np.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-    if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    if not (isinstance(tol, (int, float, np.floating)) and tol > 0):
-        raise ValueError(f"tol must be a number > 0, got {tol!r}")
+    check_fit_options(alpha, max_iter, tol)
     columns = list(map(str, X.columns)) if hasattr(X, "columns") else None
     prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend)
     names = (columns or [f"x{j}" for j in range(prob.d)]) + (["intercept"] if prob.fit_intercept else [])
+    return fisher_scoring(prob, names, max_iter, tol)
+
+
+def fisher_scoring(prob, names, max_iter, tol):
+    """Fisher scoring (Newton) on an _Objective to the exact (penalized)
+    MLE, then the MLEResult with the information at the estimate."""
+    family = prob.family
     if prob.alpha == 0:
         problem = prob.design_rank_problem(names)
         if problem:
@@ -438,13 +485,15 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
             saturated = (f"; {prob.saturated(theta)} samples have fitted probabilities within 1e-8 of 0 "
                          f"or 1 (quasi-separation?)")
         warnings.warn(f"fit_mle did not converge in {max_iter} iterations (last relative step "
-                      f"{last_step:.3g}){saturated}", RuntimeWarning, stacklevel=2)
+                      f"{last_step:.3g}){saturated}", RuntimeWarning, stacklevel=3)
     try:  # the covariance: the information at the estimate itself
         F = prob.fisher(theta)
         np.linalg.cholesky(F)
     except np.linalg.LinAlgError:
         _raise_singular(prob, theta, it)
     return _result(prob, theta, F, f, it, converged, names)
+
+
 
 
 def _raise_singular(prob, theta, it, stalled=False):
@@ -464,18 +513,16 @@ def _result(prob, theta, F, f, it, converged, names):
     cov = (cov + cov.T) / 2
     # log-likelihood with every constant (statsmodels' convention)
     nll = f - prob.penalty(theta)
-    lgamma_y = _lgamma1p(prob.targets[:, 0]) if prob.family == "poisson" else None
     scale = 1.0
     if prob.family == "poisson":
-        weights = prob.w if prob.w.size else np.ones(prob.n)
-        llf = -nll - float(weights @ lgamma_y)
+        llf = -nll - prob.stats["slg"]
     elif prob.family == "gaussian":
         scale = 2.0 * nll / prob.W  # nll = RSS / 2
         llf = -0.5 * prob.W * (math.log(2 * math.pi * scale) + 1.0) if scale > 0 else math.inf
         cov = cov * scale
     else:
         llf = -nll
-    llnull = _null_loglik(prob.family, prob.labels, prob.targets, prob.w, prob.K, lgamma_y)
+    llnull = _null_loglik(prob.family, prob.stats)
     multi = prob.family == "multinomial"
     params = theta.T.copy() if multi else theta[0].copy()
     output_names = [f"y={c}" for k, c in enumerate(prob.classes) if k != prob.ref] if multi else None
