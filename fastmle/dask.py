@@ -211,13 +211,13 @@ def _merged(a, b):
 
 def _encode(yc, wc, family, classes, n):
     labels, targets, _ = _glm.encode_response(yc, family, n, np.float64, classes)
-    w = np.empty(0) if wc is None else np.ascontiguousarray(wc, dtype=np.float64)
+    w = np.empty(0) if wc is None else _glm.native_array(wc, np.float64)
     return labels, targets, w
 
 
 def _chunk_setup(Xc, yc, wc, family, classes, fit_intercept, backend):
     """A chunk's response statistics and weighted Gram matrix (for the rank check)."""
-    Xc = np.ascontiguousarray(Xc, dtype=np.float64)
+    Xc = _glm.native_array(Xc, np.float64)  # chunks unpickled on a worker may be unaligned
     labels, targets, w = _encode(yc, wc, family, classes, Xc.shape[0])
     K = len(classes) if classes is not None else 1
     stats = _mle.response_stats(family, labels, targets, w, K)
@@ -232,7 +232,7 @@ def _chunk_setup(Xc, yc, wc, family, classes, fit_intercept, backend):
 def _chunk_terms(Xc, yc, wc, params, family, classes, fit_intercept, ref, backend, P, want):
     """A chunk's (loss, gradient (K, d + 1), Fisher (P, P) or None, saturated
     count or None) at the kernel params."""
-    Xc = np.ascontiguousarray(Xc, dtype=np.float64)
+    Xc = _glm.native_array(Xc, np.float64)
     n = Xc.shape[0]
     labels, targets, w = _encode(yc, wc, family, classes, n)
     code = _glm.family_code(family)

@@ -18,7 +18,7 @@ order.
 import numpy as np
 
 from . import _dispatch
-from .glm import as_design_matrix, as_sample_weight, family_code, pack_params
+from .glm import as_design_matrix, as_sample_weight, family_code, native_array, pack_params
 
 
 def _symmetric(upper):
@@ -96,9 +96,7 @@ class FisherAccumulator:
             raise ValueError(f"scores must have shape (batch, {self.n_params}), got {S.shape}")
         if S.dtype.kind not in "biuf":
             raise TypeError(f"scores must hold real numbers, got dtype {S.dtype}")
-        S = np.ascontiguousarray(S, dtype=self.dtype)
-        if not S.flags.aligned or S.dtype.byteorder == ">":
-            S = S.astype(self.dtype.newbyteorder("="), copy=True)
+        S = native_array(S, self.dtype)
         if not np.isfinite(S).all():
             raise ValueError("scores contain NaN or infinity")
         n = S.shape[0]
@@ -307,7 +305,7 @@ def fisher_vector_product(X, coef, family, v, *, intercept=None, fit_intercept=N
     P = m.n_outputs * m.n_terms
     if v.size != P or v.ndim not in (1, 2) or (v.ndim == 2 and v.shape != (m.n_outputs, m.n_terms)):
         raise ValueError(f"v must have shape ({P},) or ({m.n_outputs}, {m.n_terms}), got {v.shape}")
-    vv = np.ascontiguousarray(v, dtype=np.float64).reshape(m.n_outputs, m.n_terms)
+    vv = native_array(v, np.float64).reshape(m.n_outputs, m.n_terms)
     if not np.isfinite(vv).all():
         raise ValueError("v contains NaN or infinity")
     out = np.empty((m.n_outputs, m.n_terms))

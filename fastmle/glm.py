@@ -67,9 +67,9 @@ def _as_csr(X, name):
     # Indices are checked before the int32 cast, which would wrap huge ones.
     if len(A.indices) and (A.indices.min() < 0 or A.indices.max() >= A.shape[1]):
         raise ValueError(f"{name} has a column index outside [0, {A.shape[1]})")
-    data = np.ascontiguousarray(A.data, dtype=dtype)
-    indices = np.ascontiguousarray(A.indices, dtype=np.int32)
-    indptr = np.ascontiguousarray(A.indptr, dtype=np.int64)
+    data = native_array(A.data, dtype)
+    indices = native_array(A.indices, np.int32)
+    indptr = native_array(A.indptr, np.int64)
     if (len(indptr) != A.shape[0] + 1 or indptr[0] != 0 or indptr[-1] != len(data)
             or len(indices) != len(data) or (np.diff(indptr) < 0).any()):
         raise ValueError(f"{name} is not a valid CSR matrix (its indptr does not match its data)")
@@ -77,6 +77,15 @@ def _as_csr(X, name):
         raise ValueError(f"{name} contains NaN or infinity")
     copied = not (np.shares_memory(data, A.data) and np.shares_memory(indices, A.indices))
     return CSRMatrix(data, indices, indptr, A.shape), copied
+
+
+def native_array(a, dtype):
+    """a as the kernels take arrays: C-contiguous, aligned, native byte order,
+    of dtype; copied only when needed (an unaligned buffer, such as one
+    unpickled by dask.distributed, would be undefined behaviour in C and
+    match no Numba signature)."""
+    out = np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("="))
+    return out if out.flags.aligned else out.copy()
 
 
 def as_design_matrix(X, name="X"):
@@ -97,9 +106,7 @@ def as_design_matrix(X, name="X"):
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has no features (shape {arr.shape})")
     dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    if not out.flags.aligned or out.dtype.byteorder == ">":  # byte-swapped or unaligned
-        out = out.astype(dtype.newbyteorder("="), order="C", copy=True)
+    out = native_array(arr, dtype)
     if not np.isfinite(out).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return out, not np.shares_memory(out, arr)
@@ -178,7 +185,7 @@ def as_sample_weight(sample_weight, n_samples, dtype):
         raise ValueError("sample_weight must be finite and >= 0")
     if n_samples and not w.any():
         raise ValueError("sample_weight is zero for every sample")
-    return np.ascontiguousarray(w)
+    return native_array(w, dtype)
 
 
 def total_weight(sample_weight, n_samples):
