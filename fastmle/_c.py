@@ -24,8 +24,16 @@ _CTYPE = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
+def _check_layout(a):
+    # the validate layer copies every array into this layout (glm.native_array);
+    # anything else reaching C would be undefined behaviour: fail loudly instead
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        raise ValueError("internal error: a non-contiguous or unaligned array reached the C kernels")
+    return a
+
+
 def _ptr(a):
-    return ffi.cast(_CTYPE[a.dtype], ffi.from_buffer(a, require_writable=False))
+    return ffi.cast(_CTYPE[a.dtype], ffi.from_buffer(_check_layout(a), require_writable=False))
 
 
 def _ptr_or_null(a):
@@ -34,7 +42,7 @@ def _ptr_or_null(a):
 
 
 def _i64(a):
-    return ffi.cast("int64_t *", ffi.from_buffer(a, require_writable=False))
+    return ffi.cast("int64_t *", ffi.from_buffer(_check_layout(a), require_writable=False))
 
 
 def _i64_or_null(a):
@@ -136,7 +144,7 @@ def kl_div_from_logits_rows(logits_p, logits_q, out):
 # int32 indices, int64 indptr and the number of features.
 
 def _i32(a):
-    return ffi.cast("int32_t *", ffi.from_buffer(a, require_writable=False))
+    return ffi.cast("int32_t *", ffi.from_buffer(_check_layout(a), require_writable=False))
 
 
 def _check_memory(status, name):

@@ -233,6 +233,7 @@ def _chunk_terms(Xc, yc, wc, params, family, classes, fit_intercept, ref, backen
     """A chunk's (loss, gradient (K, d + 1), Fisher (P, P) or None, saturated
     count or None) at the kernel params."""
     Xc = _glm.native_array(Xc, np.float64)
+    params = _glm.native_array(params, np.float64)  # unpickled on a worker: maybe unaligned
     n = Xc.shape[0]
     labels, targets, w = _encode(yc, wc, family, classes, n)
     code = _glm.family_code(family)
