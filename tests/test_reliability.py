@@ -111,6 +111,9 @@ def test_forked_workers_after_the_parent_used_both_backends(tmp_path):
 
 
 def test_repeated_calls_do_not_grow_memory(tmp_path):
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("under AddressSanitizer (make sanitize) resident memory holds its quarantine of freed "
+                    "blocks (300 MiB here), not leaks; the normal suite measures growth")
     # 100,000 small calls and 100 large ones per kernel family; resident
     # memory measured after a warm-up, so allocator caches are already full
     out = run_python("""
