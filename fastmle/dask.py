@@ -41,7 +41,7 @@ __all__ = ["loglik", "score", "glm_fisher", "FisherAccumulator", "fit_mle", "sgd
 
 # ---- chunks ----
 
-def _as_dask(a, name):
+def _as_dask(a):
     """A dask array; an in-memory one becomes a single chunk."""
     return a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=-1)
 
@@ -50,7 +50,7 @@ def _check_chunks(X, **aligned):
     """X as a 2-D dask array chunked along samples only, and the arrays in
     `aligned` (y, sample_weight: None or array-like) with the same row chunks.
     Returns (X, {name: dask array or None})."""
-    X = _as_dask(X, "X")
+    X = _as_dask(X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
     if any(np.isnan(c) for c in X.chunks[0]):
