@@ -17,6 +17,35 @@ except ImportError:  # numpy < 2
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def native_array(a, dtype=None):
+    """a as the kernels take arrays: C-contiguous, aligned, native byte order,
+    of dtype (default: a's own); copied only when needed. An unaligned
+    buffer (a view at an odd offset, or one unpickled by dask.distributed)
+    would be undefined behaviour in C and match no Numba signature."""
+    a = np.asarray(a)
+    dtype = np.dtype(a.dtype if dtype is None else dtype).newbyteorder("=")
+    out = np.ascontiguousarray(a, dtype=dtype)
+    return out if out.flags.aligned else out.copy()
+
+
+def real_array(a, name):
+    """np.asarray(a), refused with a TypeError unless it holds real numbers
+    (bool, int or float): strings, objects and complex numbers are errors."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
+def native_aligned(a):
+    """a itself, or a copy in native byte order and aligned (any layout kept):
+    a byte-swapped or unaligned input then computes exactly as a normal one,
+    and results come out in native byte order, as numpy's ufuncs give them."""
+    if a.dtype.isnative and a.flags.aligned:
+        return a
+    return a.astype(a.dtype.newbyteorder("="))
+
+
 def as_float_array(x, name="x"):
     """np.asarray plus scipy's promotion: bool/int -> float64, floats kept."""
     a = np.asarray(x)
@@ -24,7 +53,7 @@ def as_float_array(x, name="x"):
         a = a.astype(np.float64)
     elif a.dtype.kind not in "fc":
         raise TypeError(f"{name} must be a real or complex numeric array, got dtype {a.dtype}")
-    return a
+    return native_aligned(a)
 
 
 def promote(a, b):
@@ -69,7 +98,7 @@ def to_rows(a, axes):
     n = 1
     for ax in axes:
         n *= a.shape[ax]
-    rows2d = np.ascontiguousarray(moved).reshape(-1, n)
+    rows2d = native_array(moved).reshape(-1, n)
     return rows2d, moved.shape, order
 
 
@@ -80,12 +109,13 @@ def from_rows(rows2d, moved_shape, order):
 
 
 def check_out(out, shape, dtype, name="out"):
-    """out= must be a writeable ndarray of exactly the result's shape and dtype."""
+    """out= must be a writeable ndarray of exactly the result's shape and dtype
+    (in either byte order: a byte-swapped out receives a copy)."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != tuple(shape):
         raise ValueError(f"{name} has shape {out.shape}, expected {tuple(shape)}")
-    if out.dtype != dtype:
+    if out.dtype.newbyteorder("=") != np.dtype(dtype).newbyteorder("="):
         raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype} (the result dtype)")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
@@ -95,7 +125,7 @@ def check_out(out, shape, dtype, name="out"):
 def writable_target(out, x):
     """out itself if a kernel may write straight into it (C-contiguous, and not
     overlapping x except as the very same buffer), else None."""
-    if not out.flags.c_contiguous:
+    if not (out.flags.c_contiguous and out.flags.aligned and out.dtype.isnative):
         return None
     if np.may_share_memory(out, x):
         same = (out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
@@ -115,7 +145,7 @@ def float_array(x, name):
     a = np.asarray(x)
     if a.dtype.kind != "f":
         raise TypeError(f"{name} must be a real floating-point array, got dtype {a.dtype}")
-    return a
+    return native_aligned(a)
 
 
 def work_dtype(dtype):
@@ -154,7 +184,7 @@ def class_weight(weight, n_classes, dtype):
         raise TypeError(f"weight must be a real numeric array, got dtype {w.dtype}")
     if w.shape != (n_classes,):
         raise ValueError(f"weight must have shape ({n_classes},) (one per class), got {w.shape}")
-    return np.ascontiguousarray(w, dtype=dtype)
+    return native_array(w, dtype)
 
 
 def class_targets(target, n_classes, ignore_index, expected_shape, logits_name="logits"):
@@ -181,7 +211,7 @@ def class_targets(target, n_classes, ignore_index, expected_shape, logits_name="
         pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), t.shape))
         raise ValueError(f"target has class index {t[pos]} at position {pos}, outside "
                          f"[0, {n_classes}) and not ignore_index ({ignore_index})")
-    return np.ascontiguousarray(t, dtype=np.int64).reshape(-1), ignore_index
+    return native_array(t, np.int64).reshape(-1), ignore_index
 
 
 def broadcast_flat(value, shape, dtype, name):
@@ -195,7 +225,7 @@ def broadcast_flat(value, shape, dtype, name):
         v = np.broadcast_to(v, shape)
     except ValueError:
         raise ValueError(f"{name} of shape {v.shape} cannot be broadcast to {shape}") from None
-    return np.ascontiguousarray(v, dtype=dtype).reshape(-1)
+    return native_array(v, dtype).reshape(-1)
 
 
 def check_grad_out(grad_out, shape, dtype, *inputs):

@@ -30,7 +30,7 @@ try:
 except ImportError as exc:  # an optional dependency
     raise ImportError(f"fastmle.dask needs dask (pip install 'fastmle[dask]'): {exc}") from exc
 
-from . import _dispatch
+from . import _dispatch, _validate
 from . import fisher as _fisher
 from . import glm as _glm
 from . import mle as _mle
@@ -216,9 +216,13 @@ def _encode(yc, wc, family, classes, n):
 
 
 def _chunk_setup(Xc, yc, wc, family, classes, fit_intercept, backend):
-    """A chunk's response statistics and weighted Gram matrix (for the rank check)."""
+    """A chunk's response statistics and weighted Gram matrix (for the rank
+    check). This first pass is also where each chunk's values are checked,
+    before a kernel sees the chunk."""
     Xc = _glm.native_array(Xc, np.float64)  # chunks unpickled on a worker may be unaligned
+    _glm.check_finite(Xc)
     labels, targets, w = _encode(yc, wc, family, classes, Xc.shape[0])
+    _glm.check_weight_values(w)
     K = len(classes) if classes is not None else 1
     stats = _mle.response_stats(family, labels, targets, w, K)
     D = Xc.shape[1] + fit_intercept
@@ -267,8 +271,7 @@ class _DaskProblem(_mle._Objective):
         if a["y"] is None:
             raise ValueError("y is required")
         _glm.family_code(family)
-        if X.dtype.kind not in "biuf":
-            raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+        _validate.real_array(X[:0], "X")  # the dtype, checked without reading the data
         self.X, self.y, self.w = X, a["y"], a["sample_weight"]
         self.backend = _dispatch.resolve(backend)
         classes = None

@@ -18,7 +18,8 @@ order.
 import numpy as np
 
 from . import _dispatch
-from .glm import as_design_matrix, as_sample_weight, family_code, native_array, pack_params
+from ._validate import real_array
+from .glm import as_design_matrix, as_sample_weight, check_weight_values, family_code, native_array, pack_params
 
 
 def _symmetric(upper):
@@ -71,7 +72,7 @@ class FisherAccumulator:
             raise ValueError(f"n_params must be a positive integer, got {n_params!r}")
         if kind not in ("dense", "diag"):
             raise ValueError(f"kind must be 'dense' or 'diag', got {kind!r}")
-        dtype = np.dtype(dtype)
+        dtype = np.dtype(dtype).newbyteorder("=")
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         if decay is not None and not (isinstance(decay, (int, float)) and 0 < decay < 1):
@@ -91,11 +92,9 @@ class FisherAccumulator:
     def update(self, scores, sample_weight=None):
         """Add a batch of per-sample scores, shape (batch, n_params), with
         optional non-negative sample weights (batch,)."""
-        S = np.asarray(scores)
+        S = real_array(scores, "scores")
         if S.ndim != 2 or S.shape[1] != self.n_params:
             raise ValueError(f"scores must have shape (batch, {self.n_params}), got {S.shape}")
-        if S.dtype.kind not in "biuf":
-            raise TypeError(f"scores must hold real numbers, got dtype {S.dtype}")
         S = native_array(S, self.dtype)
         if not np.isfinite(S).all():
             raise ValueError("scores contain NaN or infinity")
@@ -103,11 +102,10 @@ class FisherAccumulator:
         w = np.empty(0, self.dtype)
         batch_weight = float(n)
         if sample_weight is not None:
-            w = np.asarray(sample_weight, dtype=np.float64)
+            w = real_array(sample_weight, "sample_weight").astype(np.float64)
             if w.shape != (n,):
                 raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-            if not np.isfinite(w).all() or (w < 0).any():
-                raise ValueError("sample_weight must be finite and >= 0")
+            check_weight_values(w)
             batch_weight = float(w.sum())
             w = w.astype(self.dtype)
         if n == 0 or batch_weight == 0:
@@ -299,9 +297,7 @@ def fisher_vector_product(X, coef, family, v, *, intercept=None, fit_intercept=N
     """
     scale = _check_scale(scale)
     m = GLMModel(X, coef, family, intercept, fit_intercept, sample_weight, reference_class)
-    v = np.asarray(v)
-    if v.dtype.kind not in "biuf":
-        raise TypeError(f"v must hold real numbers, got dtype {v.dtype}")
+    v = real_array(v, "v")
     P = m.n_outputs * m.n_terms
     if v.size != P or v.ndim not in (1, 2) or (v.ndim == 2 and v.shape != (m.n_outputs, m.n_terms)):
         raise ValueError(f"v must have shape ({P},) or ({m.n_outputs}, {m.n_terms}), got {v.shape}")

@@ -21,6 +21,7 @@ log(y!), terms that do not depend on the coefficients.
 import numpy as np
 
 from . import _dispatch
+from ._validate import native_array, real_array
 from .reference.glm import FAMILIES
 
 
@@ -58,8 +59,7 @@ def _as_csr(X, name):
     A = X.tocsr()
     if A.shape[1] == 0:
         raise ValueError(f"{name} has no features (shape {A.shape})")
-    if A.dtype.kind == "c" or A.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {A.dtype}")
+    real_array(A.data, name)
     if A.shape[1] > np.iinfo(np.int32).max:
         raise ValueError(f"{name} has {A.shape[1]} features; the sparse kernels take at most 2**31 - 1")
     dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.float64
@@ -79,15 +79,6 @@ def _as_csr(X, name):
     return CSRMatrix(data, indices, indptr, A.shape), copied
 
 
-def native_array(a, dtype):
-    """a as the kernels take arrays: C-contiguous, aligned, native byte order,
-    of dtype; copied only when needed (an unaligned buffer, such as one
-    unpickled by dask.distributed, would be undefined behaviour in C and
-    match no Numba signature)."""
-    out = np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("="))
-    return out if out.flags.aligned else out.copy()
-
-
 def as_design_matrix(X, name="X"):
     """X as the kernels take it: a C-contiguous 2-D float32/float64 array,
     or a :class:`CSRMatrix` for scipy.sparse input.
@@ -98,18 +89,26 @@ def as_design_matrix(X, name="X"):
     Returns (X, copied)."""
     if hasattr(X, "tocsr") and hasattr(X, "nnz"):
         return _as_csr(X, name)
-    arr = np.asarray(X)
+    arr = real_array(X, name)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
-    if arr.dtype.kind == "c" or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has no features (shape {arr.shape})")
-    dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    # float32 and float64 in either byte order keep their precision
+    dtype = arr.dtype.newbyteorder("=") if arr.dtype.newbyteorder("=") in (np.float32, np.float64) else np.float64
     out = native_array(arr, dtype)
-    if not np.isfinite(out).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+    check_finite(out, name)
     return out, not np.shares_memory(out, arr)
+
+
+def check_finite(X, name="X"):
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+
+
+def check_weight_values(w):
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and >= 0")
 
 
 def run_kernel(kern, name, X, *args):
@@ -178,11 +177,10 @@ def as_sample_weight(sample_weight, n_samples, dtype):
     """Sample weights as the kernels take them (empty: all ones)."""
     if sample_weight is None:
         return np.empty(0, dtype)
-    w = np.asarray(sample_weight, dtype=dtype)
+    w = real_array(sample_weight, "sample_weight").astype(dtype, copy=False)
     if w.shape != (n_samples,):
         raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("sample_weight must be finite and >= 0")
+    check_weight_values(w)
     if n_samples and not w.any():
         raise ValueError("sample_weight is zero for every sample")
     return native_array(w, dtype)
@@ -195,15 +193,20 @@ def total_weight(sample_weight, n_samples):
 
 def pack_params(coef, intercept, n_features, dtype):
     """(K, d + 1) kernel parameters from coef (d, K) or (d,) and intercept."""
-    coef = np.asarray(coef, dtype=dtype)
+    coef = real_array(coef, "coef")
     if coef.ndim == 1:
         coef = coef[:, None]
     if coef.ndim != 2 or coef.shape[0] != n_features:
-        raise ValueError(f"coef must have shape ({n_features}, n_outputs), got {coef.shape}")
-    params = np.zeros((coef.shape[1], n_features + 1), dtype)
+        raise ValueError(f"coef must have shape (n_features={n_features}, n_outputs), got {coef.shape}")
+    n_outputs = coef.shape[1]
+    params = np.zeros((n_outputs, n_features + 1), dtype)
     params[:, :-1] = coef.T
     if intercept is not None:
-        params[:, -1] = np.broadcast_to(np.asarray(intercept, dtype=dtype), (coef.shape[1],))
+        intercept = real_array(intercept, "intercept")
+        if intercept.size not in (1, n_outputs) or intercept.ndim > 1:
+            raise ValueError(f"intercept must be a scalar or have shape ({n_outputs},) (one per output), "
+                             f"got {intercept.shape}")
+        params[:, -1] = intercept
     return params
 
 

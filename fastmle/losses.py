@@ -28,9 +28,9 @@ from . import _dispatch, _validate
 def _class_layout(a):
     """(N, C, d1, ...) or (C,) -> C-contiguous (rows, C), classes last."""
     if a.ndim == 1:
-        return np.ascontiguousarray(a).reshape(1, -1)
+        return _validate.native_array(a).reshape(1, -1)
     moved = np.moveaxis(a, 1, -1) if a.ndim > 2 else a
-    return np.ascontiguousarray(moved).reshape(-1, a.shape[1])
+    return _validate.native_array(moved).reshape(-1, a.shape[1])
 
 
 def _undo_class_layout(rows, shape):
@@ -197,7 +197,7 @@ def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"
 
 def _flat(a, dtype):
     """a as a contiguous 1-D array of dtype (the elementwise kernels' layout)."""
-    return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+    return _validate.native_array(a, dtype).reshape(-1)
 
 
 def _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, *others):
@@ -285,10 +285,10 @@ def _gaussian_var(var, shape, dtype):
     if v.ndim == 0:
         return np.full(1, v, dtype), lambda g: g.sum()
     if v.shape == shape:
-        return np.ascontiguousarray(v, dtype=dtype).reshape(-1), lambda g: g
+        return _validate.native_array(v, dtype).reshape(-1), lambda g: g
     if len(shape) >= 1 and v.shape in (shape[:-1] + (1,), shape[:-1]):
         full = np.broadcast_to(v.reshape(shape[:-1] + (1,)), shape)
-        return (np.ascontiguousarray(full, dtype=dtype).reshape(-1),
+        return (_validate.native_array(full, dtype).reshape(-1),
                 lambda g: g.sum(axis=-1).reshape(v.shape))
     raise ValueError(f"var has shape {v.shape}; expected the input's shape {shape}, "
                      f"{shape[:-1] + (1,)}, {shape[:-1]} or a scalar")
@@ -374,9 +374,24 @@ def mse_loss(pred, target, reduction="mean", *, return_grad=False, backend=None)
 # ---- information measures ----
 
 
+def _log_base(base):
+    """log(base) for a logarithm base given as a positive number other than 1
+    (scipy would return NaN or inf for the others; an error says why)."""
+    if base is None:
+        return None
+    try:
+        b = float(base)
+    except (TypeError, ValueError):
+        raise TypeError(f"base must be a number, got {base!r}") from None
+    if not (0.0 < b < np.inf and b != 1.0):
+        raise ValueError(f"base must be a positive number other than 1, got {base!r}")
+    return float(np.log(b))
+
+
 def _rows_measure(kernel_name, arrays, axis, base, backend, check_nonnegative):
     """Shared driver: broadcast the arrays, move `axis` last, one value per row."""
     name = _dispatch.resolve(backend)
+    log_base = _log_base(base)
     arrs = [_validate.as_float_array(a, "input") for a in arrays]
     if any(a.dtype.kind == "c" for a in arrs):
         raise TypeError("complex input is not supported")
@@ -396,8 +411,8 @@ def _rows_measure(kernel_name, arrays, axis, base, backend, check_nonnegative):
     moved_shape = layouts[0][1]
     out = np.empty(rows[0].shape[0], np.float64)
     getattr(_dispatch.kernels(name, "losses"), kernel_name)(*rows, out)
-    if base is not None:
-        out /= np.log(base)
+    if log_base is not None:
+        out /= log_base
     out = out.astype(dtype).reshape(moved_shape[:-1])
     return out[()] if out.ndim == 0 else out
 
@@ -467,6 +482,10 @@ def perplexity(nll, weights=None):
     a = _validate.as_float_array(nll, "nll")
     if a.size == 0:
         raise ValueError("perplexity of no tokens is undefined")
+    if weights is not None:
+        weights = _validate.real_array(weights, "weights")
+        if weights.shape != a.shape:
+            raise ValueError(f"weights shape {weights.shape} does not match nll shape {a.shape}")
     return a.dtype.type(np.exp(np.average(a, weights=weights)))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _dispatch
 from .fisher import GLMModel, _symmetric
-from .glm import encode_response, family_code, label_indices
+from .glm import as_design_matrix, encode_response, family_code, label_indices
 
 _NORMAL = statistics.NormalDist()
 # fit_mle reuses the information's factor after a step this small (relative)
@@ -317,8 +317,9 @@ class _Problem(_Objective):
     def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend):
         if not hasattr(X, "tocsr"):
             X = np.asarray(X)
-            if X.dtype == np.float32:
+            if X.dtype.kind in "biuf" and X.dtype != np.float64:
                 X = X.astype(np.float64)  # inference needs double: one copy
+        X, _ = as_design_matrix(X)
         self.backend = _dispatch.resolve(backend)
         # validate X and the weights once (GLMModel), then the response
         probe = GLMModel(X, np.zeros((X.shape[1], 1)), "gaussian", None, fit_intercept, sample_weight)
