@@ -1,0 +1,77 @@
+"""The bad-input matrix: every public function x each class of bad input
+(tests/public_calls.py) x every backend x float32/float64 must raise a clear
+TypeError or ValueError before any kernel runs, leaving every array it was
+given unchanged.
+
+The matrix runs in a child interpreter, so a crash (a segfault in a kernel
+fed garbage) fails these tests instead of killing the test run."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from public_calls import bad_inputs, public_calls
+
+CASES = [(call.name, label) for call in public_calls(np.float64, np.random.default_rng(0))
+         for label, _ in bad_inputs(call)]
+RUNS_PER_CASE = 3 * 2  # backends x dtypes
+
+
+@pytest.fixture(scope="module")
+def outcomes():
+    """{(function, case): [record per backend and dtype]} from one child run."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from public_calls import run_bad_inputs
+        for record in run_bad_inputs():
+            print(json.dumps(record), flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0, (f"the bad-input matrix crashed the interpreter (exit {proc.returncode}) "
+                                  f"after {records[-1:]}:\n{proc.stderr[-3000:]}")
+    table = {}
+    for r in records:
+        table.setdefault((r["call"], r["case"]), []).append(r)
+    return table
+
+
+def test_the_matrix_covers_every_public_function():
+    import fastmle
+    import fastmle.dask
+
+    covered = {name.split("(")[0].removeprefix("dask.") for name, _ in CASES}
+    public = set(fastmle.__all__) - {"available_backends", "backend", "get_backend", "set_backend",
+                                     "get_num_threads", "set_num_threads", "show_config", "__version__",
+                                     "SGDResult", "SGDDivergedError", "MLEResult", "SingularFisherError",
+                                     "PerfectSeparationError"}
+    assert public <= covered, public - covered
+    dask_covered = {name.removeprefix("dask.") for name, _ in CASES if name.startswith("dask.")}
+    # fastmle.dask.score is loglik's gradient, the same code path
+    assert set(fastmle.dask.__all__) - {"score", "FisherAccumulator"} <= dask_covered
+
+
+@pytest.mark.parametrize("call", public_calls(np.float64, np.random.default_rng(0)), ids=lambda c: c.name)
+def test_the_valid_call_each_case_changes_succeeds(call):
+    # else every "bad" variant would fail for the wrong reason
+    # (tests/test_unusual_memory.py runs them on every backend and dtype)
+    call("numpy")
+
+
+@pytest.mark.parametrize("function, case", CASES)
+def test_bad_input_raises_a_clear_error_before_any_kernel(outcomes, function, case):
+    runs = outcomes[(function, case)]
+    assert len(runs) == RUNS_PER_CASE
+    for r in runs:
+        where = f"{function} [{case}] backend={r['backend']} {r['dtype']}"
+        assert r["error"] is not None, f"{where}: accepted"
+        assert r["clear"], f"{where}: {r['error']}: {r['message']} (expected a TypeError or ValueError)"
+        assert r["message"] and "internal error" not in r["message"], f"{where}: {r['message']}"
+        assert not r["kernels_ran"], f"{where}: kernels {r['kernels_ran']} ran before the error"
+        assert not r["changed"], f"{where}: changed {r['changed']}"
