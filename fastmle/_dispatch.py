@@ -111,6 +111,27 @@ def resolve(name):
 _modules = {}
 
 
+_numba_guard = {}
+
+
+def _numba_call_lock():
+    """None when Numba's threading layer is thread-safe (omp, tbb); else a
+    lock that makes Python threads take turns in the Numba kernels. Numba's
+    "workqueue" layer (its fallback when neither OpenMP nor TBB loads, or
+    chosen with NUMBA_THREADING_LAYER) aborts the whole process when two
+    threads enter parallel code at once."""
+    if "lock" not in _numba_guard:
+        try:
+            from numba.np.ufunc import parallel
+
+            parallel._launch_threads()  # what the first parallel call would do: picks the layer
+            layer = parallel.threading_layer()
+        except Exception:  # numba internals moved: assume the worst
+            layer = None
+        _numba_guard["lock"] = None if layer in ("omp", "tbb") else threading.Lock()
+    return _numba_guard["lock"]
+
+
 class _WriteableInputs:
     """A Numba kernel module whose functions copy read-only array arguments
     first. The kernels are compiled eagerly for writeable arrays only (a
@@ -126,10 +147,14 @@ class _WriteableInputs:
         fn = getattr(self._module, name)
         if not callable(fn):
             return fn
+        lock = _numba_call_lock()
 
         def call(*args):
-            return fn(*[np.array(a) if isinstance(a, np.ndarray) and not a.flags.writeable else a
-                        for a in args])
+            args = [np.array(a) if isinstance(a, np.ndarray) and not a.flags.writeable else a for a in args]
+            if lock is None:
+                return fn(*args)
+            with lock:
+                return fn(*args)
         call.__name__ = name
         call.__doc__ = fn.__doc__
         setattr(self, name, call)  # looked up once

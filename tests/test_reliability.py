@@ -1,7 +1,9 @@
 """Reliability under concurrent use: many threads calling the compiled
-kernels at once, forked worker processes, results independent of the thread
-count, and no memory growth over repeated calls."""
+kernels at once, thread pools and forked worker processes on each threading
+layer, results independent of the thread count and bit-for-bit the same run
+to run, and no memory growth over repeated calls."""
 import concurrent.futures
+import importlib
 import os
 import subprocess
 import sys
@@ -21,15 +23,31 @@ def workloads(rng):
     t = rng.integers(0, 257, 300)
     X = rng.standard_normal((500, 20))
     y = rng.integers(0, 4, 500)
+    coef = rng.standard_normal((20, 4)) * 0.1
+    h = rng.standard_normal((300, 64)).astype(np.float32)
+    W = rng.standard_normal((257, 64)).astype(np.float32)
+    scores = rng.standard_normal((2000, 30))
     return [
         ("softmax", lambda b: (fastmle.softmax(x, axis=1, backend=b),)),
         ("logsumexp", lambda b: (fastmle.logsumexp(x, axis=1, backend=b),)),
         ("cross_entropy", lambda b: fastmle.cross_entropy(x, t, return_grad=True, backend=b)),
+        ("entropy_from_logits", lambda b: (fastmle.entropy_from_logits(x, backend=b),)),
+        ("linear_cross_entropy", lambda b: fastmle.linear_cross_entropy(h, W, t, return_grad=True, chunk_size=64,
+                                                                        backend=b)),
         ("sgd_fit", lambda b: (fastmle.sgd_fit(X, y, "multinomial", max_epochs=2, tol=None, momentum=0.5,
                                                random_state=1, backend=b).coef,)),
-        ("glm_loss", lambda b: (fastmle.glm_loss(X, y, np.ones((20, 4)) * 0.01, None, "multinomial",
+        ("glm_loss", lambda b: (fastmle.glm_loss(X, y, coef, None, "multinomial",
                                                  return_grad=True, backend=b)[1][0],)),
+        ("glm_fisher", lambda b: (fastmle.glm_fisher(X, coef, "multinomial", backend=b),)),
+        ("FisherAccumulator", lambda b: (fisher_of_scores(scores, b),)),
+        ("fit_mle", lambda b: (fastmle.fit_mle(X, y, "multinomial", reference_class=0, backend=b).params,)),
     ]
+
+
+def fisher_of_scores(scores, backend):
+    acc = fastmle.FisherAccumulator(scores.shape[1], backend=backend)
+    acc.update(scores)
+    return acc.fisher()
 
 
 def as_arrays(result):
@@ -65,29 +83,48 @@ def test_results_do_not_depend_on_the_thread_count(backend):
             np.testing.assert_array_equal(u, v, err_msg=f"{backend} {name}")
 
 
-def run_python(code, tmp_path, timeout=300):
+def run_python(code, tmp_path, timeout=300, **env):
     """Run code as a script in a fresh interpreter (a file, so that "spawn"
     workers can import its functions); a crash or a hang fails the test."""
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+                          env={**os.environ, "PYTHONFAULTHANDLER": "1", **env})
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
-def test_forked_workers_after_the_parent_used_both_backends(tmp_path):
-    # the parent starts the OpenMP and Numba thread pools, then forks. GNU
-    # OpenMP cannot start threads in the child: the C kernels run there on
-    # one thread (same results), and the numba backend, whose OpenMP layer
-    # would abort the child, refuses with a clear error. "spawn" workers
-    # have every backend.
+def tbb_loads():
+    try:
+        importlib.import_module("numba.np.ufunc.tbbpool")  # loads libtbb
+    except ImportError:
+        return False
+    return True
+
+
+# The layers Numba may run on: fastmle asks for "omp" first (shared with the
+# C kernels' OpenMP), then "tbb" (only if the user installed it), then
+# "workqueue", Numba's fallback, which is not thread-safe (fastmle makes
+# Python threads take turns in the Numba kernels there).
+LAYERS = ["omp", "workqueue", pytest.param("tbb", marks=pytest.mark.skipif(
+    not tbb_loads(), reason="TBB is not installed: not a layer fastmle can pick here"))]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_thread_pools_and_forked_workers_on_each_threading_layer(layer, tmp_path):
+    # many Python threads at once; then the parent (whose OpenMP and Numba
+    # thread pools have started) forks. GNU OpenMP cannot start threads in
+    # the child: the C kernels run there on one thread (same results), and
+    # on the "omp" layer the numba backend, which would abort the child,
+    # refuses with a clear error. "spawn" workers have every backend.
     out = run_python("""
-        import multiprocessing as mp, numpy as np, fastmle
+        import concurrent.futures, multiprocessing as mp, os, numba, numpy as np, fastmle
         x = np.random.default_rng(0).standard_normal((4000, 300))
         y = np.random.default_rng(1).integers(0, 3, 4000)
         want = {b: fastmle.softmax(x, axis=1, backend=b) for b in ("c", "numba")}
         fit = fastmle.sgd_fit(x[:, :5], y, "multinomial", max_epochs=1, random_state=0, backend="c").coef
+        layer = numba.threading_layer()
+        assert layer == os.environ["NUMBA_THREADING_LAYER"], layer
 
         def work(b):
             try:
@@ -98,16 +135,41 @@ def test_forked_workers_after_the_parent_used_both_backends(tmp_path):
                 return str(exc)
 
         if __name__ == "__main__":
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                for b in ("c", "numba"):
+                    for r in pool.map(work, [b] * 16):
+                        assert np.array_equal(r[0], want[b]) and (b == "numba" or np.array_equal(r[1], fit)), b
             with mp.get_context("fork").Pool(2) as pool:
-                c, numba = pool.map(work, ["c", "numba"])
+                c, numba_result = pool.map(work, ["c", "numba"])
             assert np.array_equal(c[0], want["c"]) and np.array_equal(c[1], fit) and c[2] == 1, c
-            assert "forked" in numba and "spawn" in numba, numba
+            if layer == "omp":
+                assert "forked" in numba_result and "spawn" in numba_result, numba_result
+            else:
+                assert np.array_equal(numba_result[0], want["numba"]), numba_result
             with mp.get_context("spawn").Pool(2) as pool:
                 for b, r in zip(["c", "numba"], pool.map(work, ["c", "numba"])):
                     assert np.array_equal(r[0], want[b]), b
-            print("ok")
-    """, tmp_path, timeout=120)
-    assert out.strip().endswith("ok")
+            print("ok", layer)
+    """, tmp_path, timeout=180, NUMBA_THREADING_LAYER=layer)
+    assert out.strip().endswith(f"ok {layer}")
+
+
+def test_a_seeded_fit_is_bit_for_bit_the_same_in_fresh_processes(tmp_path):
+    # run to run, in new interpreters, on one thread and on two: the same bytes
+    outputs = set()
+    for threads in (1, 2):
+        outputs.add(run_python(f"""
+            import hashlib, numpy as np, fastmle
+            fastmle.set_num_threads({threads})
+            rng = np.random.default_rng(0)
+            X = rng.standard_normal((3000, 12))
+            y = rng.integers(0, 5, 3000)
+            for b in ("c", "numba"):
+                fit = fastmle.sgd_fit(X, y, "multinomial", max_epochs=3, tol=None, momentum=0.9, average=True,
+                                      random_state=7, backend=b)
+                print(b, hashlib.sha256(fit.coef.tobytes() + fit.intercept.tobytes()).hexdigest())
+        """, tmp_path, timeout=120))
+    assert len(outputs) == 1, outputs
 
 
 def test_repeated_calls_do_not_grow_memory(tmp_path):
