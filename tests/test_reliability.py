@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -85,6 +87,36 @@ def test_results_do_not_depend_on_the_thread_count(backend):
     for (name, _), a, b in zip(jobs, one, many):
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v, err_msg=f"{backend} {name}")
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_compiled_calls_release_the_gil(backend):
+    # a Python thread keeps running while the main thread is inside one long
+    # compiled call; with the GIL held it could not run at all until the end
+    x = np.random.default_rng(0).standard_normal((6000, 4000))
+    t = np.zeros(6000, np.int64)
+    ticks, stop = [], threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+    previous = fastmle.get_num_threads()
+    fastmle.set_num_threads(1)  # leave the other core to the ticker
+    fastmle.cross_entropy(x[:10], t[:10], backend=backend)  # compile / load first
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    try:
+        time.sleep(0.05)
+        start = time.perf_counter()
+        fastmle.cross_entropy(x, t, return_grad=True, backend=backend)
+        end = time.perf_counter()
+    finally:
+        stop.set()
+        thread.join()
+        fastmle.set_num_threads(previous)
+    inside = [tick for tick in ticks if start < tick < end]
+    longest_gap = np.diff([start] + inside + [end]).max()
+    assert longest_gap < 0.5 * (end - start), (longest_gap, end - start, len(inside))
 
 
 def run_python(code, tmp_path, timeout=300, **env):
