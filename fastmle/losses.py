@@ -16,7 +16,8 @@ exponential and a float64 scale, within a few ulp + |x - max| * 2**-24.
 
 The information measures (entropy, kl_div and their logits forms) follow
 scipy.stats.entropy: rows are normalized to sum 1, 0 * log 0 = 0, natural log
-unless ``base`` is given.
+unless ``base`` is given. Unlike scipy, which returns NaN or inf for them, a
+base that is not a positive number other than 1 is a ValueError.
 """
 import numpy as np
 
