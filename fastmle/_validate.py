@@ -98,7 +98,10 @@ def to_rows(a, axes):
     n = 1
     for ax in axes:
         n *= a.shape[ax]
-    rows2d = native_array(moved).reshape(-1, n)
+    rows = 1
+    for ax in kept:
+        rows *= a.shape[ax]
+    rows2d = native_array(moved).reshape(rows, n)  # explicit: reshape(-1, 0) cannot infer rows
     return rows2d, moved.shape, order
 
 

@@ -145,7 +145,7 @@ def encode_response(y, family, n_samples, dtype, classes=None):
         return label_indices(y, classes, "the classes"), np.empty((0, len(classes)), dtype), classes
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{family} y must be numeric, got dtype {y.dtype}")
-    t = y.astype(dtype).reshape(n_samples, -1)
+    t = y.astype(dtype).reshape(n_samples, -1 if n_samples else int(np.prod(y.shape[1:])))
     if not np.isfinite(t).all():
         raise ValueError("y contains NaN or infinity")
     if family == "binomial":

@@ -410,8 +410,9 @@ def _rows_measure(kernel_name, arrays, axis, base, backend, check_nonnegative):
     layouts = [_validate.to_rows(a.astype(work, copy=False), axes) for a in arrs]
     rows = [layout[0] for layout in layouts]
     moved_shape = layouts[0][1]
-    out = np.empty(rows[0].shape[0], np.float64)
-    getattr(_dispatch.kernels(name, "losses"), kernel_name)(*rows, out)
+    out = np.zeros(rows[0].shape[0], np.float64)
+    if rows[0].shape[1]:  # else empty distributions: 0, an empty sum, as scipy gives
+        getattr(_dispatch.kernels(name, "losses"), kernel_name)(*rows, out)
     if log_base is not None:
         out /= log_base
     out = out.astype(dtype).reshape(moved_shape[:-1])
@@ -588,7 +589,7 @@ def linear_cross_entropy(h, W, target, bias=None, *, reduction="mean", ignore_in
         grad_h = np.empty_like(h, dtype=work)
         grad_W = np.zeros_like(W, dtype=work)
         grad_b = np.zeros(vocab, np.float64)
-        w_block = max(1, DW_BLOCK_BYTES // (W.shape[1] * work.itemsize))
+        w_block = max(1, DW_BLOCK_BYTES // (max(1, W.shape[1]) * work.itemsize))
         w_tmp = np.empty((min(w_block, vocab), W.shape[1]), work)
     logits = np.empty((chunk_size, vocab), work)
     for r0 in range(0, n, chunk_size):

@@ -95,6 +95,8 @@ def default_eta0(X, family, targets, fit_intercept, alpha, l1_ratio, momentum, s
     if sample_weight.size:
         curvature *= max(float(np.max(sample_weight)), 1e-12)
     lipschitz = curvature * row_norm2 + alpha * (1.0 - l1_ratio)
+    if not lipschitz > 0.0:  # X all zeros, no intercept, no penalty: a flat loss, any step will do
+        lipschitz = 1.0
     return (1.0 - momentum) / lipschitz
 
 
