@@ -280,3 +280,17 @@ def test_large_output_same_bits_as_pieces(name, backend, dtype, rng):
     np.testing.assert_array_equal(out, pieces)
     rtol, atol = tol(dtype)
     assert_same(out, call(name, x, -1, "numpy"), rtol, atol * 10, err=f"{name} {backend} large")
+
+
+@pytest.mark.parametrize("n", [4, 40000], ids=["short", "long"])
+def test_log_softmax_in_place_of_non_finite_rows(backend, dtype, n):
+    # in place, the compiled kernels sum exponentials they do not store with
+    # an exponential for arguments <= 0 only: rows whose max is +inf or NaN
+    # (shifted by 0, as scipy does) must take the exact path instead
+    x = np.zeros((4, n), dtype)
+    x[0, 1], x[1, 2], x[2, :] = np.inf, np.nan, -np.inf
+    x[3, :] = np.linspace(-1, 1, n)
+    want = fastmle.log_softmax(x, axis=1, backend=backend)
+    got = fastmle.log_softmax(x, axis=1, out=x, backend=backend)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[0, 1]) and np.all(got[0, [0, 2]] == -np.inf)

@@ -390,11 +390,6 @@ def logsumexp_weighted_finish(a, b, return_sign, m, s, w):
     return r, sgn
 
 
-@njit(cache=True, error_model="numpy")
-def log_softmax_shift(m):
-    return m if np.isfinite(m) else 0.0  # as scipy: non-finite max -> 0
-
-
 # ---- one short row of each kernel (buf: BLOCK scratch, nxt: see seg_sum_exp) ----
 
 @njit(**_ROW)
@@ -422,11 +417,15 @@ def softmax_row(x, out, buf, nxt):
 @njit(**_ROW)
 def log_softmax_row(x, out, buf, nxt):
     m, lo = seg_max_min(x)
-    normal = exp_normal_ok(x, m, lo)
-    m = log_softmax_shift(m)
+    if not np.isfinite(m):
+        # as scipy: a non-finite max is replaced by 0, and the sum taken by
+        # the exact path (the exponential that is only summed, used when
+        # out is x, takes arguments <= 0 only)
+        seg_sub2(x, 0.0, np.log(seg_sum_exp_direct(x, x[:0])), out)
+        return
     # the exponentials go to out (unless out is x) only to bring its lines
     # into the cache; the last pass then writes to cache
-    s, c, _ = seg_sum_exp(x, m, x[:0] if _same(out, x) else out, buf, False, nxt, normal)
+    s, c, _ = seg_sum_exp(x, m, x[:0] if _same(out, x) else out, buf, False, nxt, exp_normal_ok(x, m, lo))
     seg_sub2(x, m, np.log(ksum_value(s, c)), out)
 
 
@@ -559,10 +558,14 @@ def log_softmax(x, out):
         store = row[:0] if _same(orow, row) else orow  # see log_softmax_row
         for k in prange(nc):
             part[k, 0] = seg_max(_chunk(row, k))
-        m = log_softmax_shift(_max_of(part))
-        for k in prange(nc):
-            part[k, 0], part[k, 1], part[k, 2] = seg_sum_exp(
-                _chunk(row, k), m, _chunk(store, k), np.empty(BLOCK, x.dtype), False, row[:0], False)
-        logs = np.log(_merge(part, 0))
+        m = _max_of(part)
+        if np.isfinite(m):
+            for k in prange(nc):
+                part[k, 0], part[k, 1], part[k, 2] = seg_sum_exp(
+                    _chunk(row, k), m, _chunk(store, k), np.empty(BLOCK, x.dtype), False, row[:0], False)
+            logs = np.log(_merge(part, 0))
+        else:  # see log_softmax_row
+            m = 0.0
+            logs = np.log(seg_sum_exp_direct(row, row[:0]))
         for k in prange(nc):
             seg_sub2(_chunk(row, k), m, logs, _chunk(orow, k))
