@@ -4,6 +4,11 @@ same calls made one after the other; median of 5. A speed-up near 2 on two
 cores means the calls really ran in parallel.
 
     cd /tmp && python <repo>/bench/gil_release.py
+
+The Numba Fisher kernel calls numpy's OpenBLAS (dsyrk) and OpenBLAS
+serializes concurrent callers on its own thread pool: run this with
+OPENBLAS_NUM_THREADS=1 (or threadpoolctl's threadpool_limits(1) around the
+threads) to see those calls run in parallel too.
 """
 import concurrent.futures
 
@@ -20,16 +25,16 @@ def workloads(rng):
         return x, rng.integers(0, 1000, 4000), np.empty_like(x)
 
     def glm():
-        X = rng.standard_normal((20000, 50))
-        return X, rng.integers(0, 4, 20000), rng.standard_normal((50, 4)) * 0.1
+        X = rng.standard_normal((100000, 50))
+        return X, rng.integers(0, 4, 100000), rng.standard_normal((50, 4)) * 0.1
 
     return {
         "softmax": (logits, lambda a, b: fastmle.softmax(a[0], axis=1, out=a[2], backend=b), 40),
         "cross_entropy+grad": (logits, lambda a, b: fastmle.cross_entropy(a[0], a[1], return_grad=True,
                                                                           grad_out=a[2], backend=b), 40),
         "sgd_fit (1 epoch)": (glm, lambda a, b: fastmle.sgd_fit(a[0], a[1], "multinomial", max_epochs=1,
-                                                                  tol=None, random_state=0, backend=b), 3),
-        "glm_fisher": (glm, lambda a, b: fastmle.glm_fisher(a[0], a[2], "multinomial", backend=b), 10),
+                                                                  tol=None, random_state=0, backend=b), 2),
+        "glm_fisher": (glm, lambda a, b: fastmle.glm_fisher(a[0], a[2], "multinomial", backend=b), 3),
     }
 
 
