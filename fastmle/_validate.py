@@ -37,6 +37,14 @@ def real_array(a, name):
     return a
 
 
+def broadcast(*arrays):
+    """The arrays broadcast to their common shape: those of that shape as
+    they are, the others as read-only np.broadcast_to views (np.broadcast_arrays'
+    views warn when their writeable flag is read, as the kernels' callers do)."""
+    shape = np.broadcast_shapes(*[a.shape for a in arrays])
+    return [a if a.shape == shape else np.broadcast_to(a, shape) for a in arrays]
+
+
 def native_aligned(a):
     """a itself, or a copy in native byte order and aligned (any layout kept):
     a byte-swapped or unaligned input then computes exactly as a normal one,

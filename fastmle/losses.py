@@ -397,7 +397,7 @@ def _rows_measure(kernel_name, arrays, axis, base, backend, check_nonnegative):
     if any(a.dtype.kind == "c" for a in arrs):
         raise TypeError("complex input is not supported")
     dtype = np.result_type(*arrs)
-    arrs = np.broadcast_arrays(*[a.astype(dtype, copy=False) for a in arrs])
+    arrs = _validate.broadcast(*[a.astype(dtype, copy=False) for a in arrs])
     if arrs[0].ndim == 0:
         raise ValueError("input must have at least one dimension")
     if check_nonnegative and any(np.any(a < 0) for a in arrs):

@@ -61,7 +61,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, backen
     if b is not None:
         b_arr = b if np.isscalar(b) else _validate.as_float_array(b, "b")
         dtype = _validate.promote(a, b_arr)
-        a, b = np.broadcast_arrays(a.astype(dtype, copy=False), np.asarray(b_arr, dtype=dtype))
+        a, b = _validate.broadcast(a.astype(dtype, copy=False), np.asarray(b_arr, dtype=dtype))
     if a.ndim == 0:  # scipy treats 0-d input as 1-d
         a = a.reshape(1)
         b = b.reshape(1) if b is not None else None
