@@ -2,7 +2,6 @@
 reference (fastmle/reference/glm.py), the reference against independent
 formulas (fastmle's own losses, scipy) and finite differences, and
 hypothesis properties."""
-import itertools
 
 import numpy as np
 import pytest

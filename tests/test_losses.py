@@ -10,8 +10,6 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastmle
-from fastmle import _dispatch
-from fastmle.reference import losses as ref
 
 from cases import assert_same, hard_targets, option_grid, special_rows
 

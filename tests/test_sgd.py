@@ -8,7 +8,6 @@ import scipy.optimize
 import scipy.sparse
 
 import fastmle
-from fastmle.reference import glm as ref
 from fastmle.reference.glm import FAMILIES
 from fastmle.sgd import _step_sizes
 
