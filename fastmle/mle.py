@@ -308,7 +308,8 @@ class _Objective:
 
 
 def saturated_count(mu):
-    return int(np.sum((mu < 1e-8) | (mu > 1 - 1e-8)))
+    """Samples (rows of mu, (n, K)) with some fitted probability within 1e-8 of 0 or 1."""
+    return int(np.sum(np.any((mu < 1e-8) | (mu > 1 - 1e-8), axis=1)))
 
 
 class _Problem(_Objective):
