@@ -967,6 +967,47 @@ def test_sgd_fit(family, backend, dtype, data):
                  err=err + " loss_history")
 
 
+@compiled
+@fixtures_ok
+@pytest.mark.parametrize("family", FAMILIES)
+@given(data=st.data())
+def test_estimators(family, backend, dtype, data):
+    # MLEClassifier / MLERegressor with solver="sgd" are sgd_fit and
+    # glm_predict behind scikit-learn's validation: each backend fits the same
+    # trajectory, so the coefficients and predictions agree with the reference
+    X, _, _, y, weight = data.draw(glm_problems(dtype, family, min_rows=2))
+    if family in ("multinomial", "binomial"):
+        y[:2] = (0, 1)  # at least two classes
+    if y.ndim == 2:  # the estimators take one response
+        y = y[:, 0]
+    if weight is not None and not weight.any():
+        weight = None  # scikit-learn's own error, not fastmle's
+    cls = fastmle.MLEClassifier if family in ("multinomial", "binomial") else fastmle.MLERegressor
+    seed = data.draw(st.integers(0, 2**32 - 1), label="random_state")
+    # alpha > 0: a default step for any X (see test_sgd_fit_default_step_of_subnormal_X)
+    params = dict(family=family, max_epochs=2, tol=None, alpha=1e-3, random_state=seed)
+
+    def fit_predict(backend):
+        model = cls(backend=backend, **params).fit(X, y, sample_weight=weight)
+        return model, model.predict_proba(X) if cls is fastmle.MLEClassifier else model.predict(X)
+    got, want = both(fit_predict, backend)
+    if want is None:
+        return
+    rtol = SGD_RTOL[np.dtype(dtype)]
+    (model, prediction), (ref_model, ref_prediction) = got, want
+    scale = 1.0 + max(np.abs(ref_model.coef_).max(initial=0.0), np.abs(ref_model.intercept_).max(initial=0.0))
+    err = f"{cls.__name__} {family} {backend}"
+    assert model.n_iter_ == ref_model.n_iter_
+    assert_agree(model.coef_, ref_model.coef_, rtol, rtol * scale, err=err + " coef_")
+    assert_agree(model.intercept_, ref_model.intercept_, rtol, rtol * scale, err=err + " intercept_")
+    # predictions: probabilities (at most 1) or means exp(eta) / eta, scaled by
+    # the size of the linear predictor the coefficients' error enters
+    eta_scale = 1.0 + finite_abs(X).sum(axis=1, keepdims=True) if prediction.ndim == 2 else \
+        1.0 + finite_abs(X).sum(axis=1)
+    size = np.maximum(np.abs(np.asarray(ref_prediction, np.float64)), 1.0)
+    assert_agree(prediction, ref_prediction, rtol, rtol * scale * eta_scale * size, err=err + " prediction")
+
+
 # ================================================================ fisher.py
 
 
