@@ -271,7 +271,7 @@ class _DaskProblem(_mle._Objective):
         if a["y"] is None:
             raise ValueError("y is required")
         _glm.family_code(family)
-        _validate.real_array(X[:0], "X")  # the dtype, checked without reading the data
+        _validate.real_array(np.empty(0, X.dtype), "X")  # the dtype, checked without computing X
         self.X, self.y, self.w = X, a["y"], a["sample_weight"]
         self.backend = _dispatch.resolve(backend)
         classes = None
