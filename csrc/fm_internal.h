@@ -78,6 +78,27 @@ void fm_blas_dsyrk(int64_t P, int64_t k, double alpha, const double *A, int64_t 
 void fm_blas_ssyrk(int64_t P, int64_t k, double alpha, const float *A, int64_t lda, double beta,
                    float *C, int64_t ldc);
 
+/* Scratch that several threads write at once is cut into blocks at strides
+ * of whole 64-byte cache lines from a line-aligned base (fm_alloc_lines):
+ * two threads writing one line make it bounce between the cores (false
+ * sharing), which cost the 2-thread SGD epoch more than a second thread
+ * saved whenever the two vCPUs sat far apart. fm_line_stride(n, size): the
+ * least number of elements of `size` bytes that is >= n and fills whole
+ * lines. */
+#define FM_CACHE_LINE 64
+
+static inline int64_t fm_line_stride(int64_t n, size_t size)
+{
+    const int64_t per_line = FM_CACHE_LINE / (int64_t)size;
+    return (n + per_line - 1) / per_line * per_line;
+}
+
+static inline void *fm_alloc_lines(size_t bytes)
+{
+    /* C11: the size must be a multiple of the alignment */
+    return aligned_alloc(FM_CACHE_LINE, (bytes / FM_CACHE_LINE + 1) * FM_CACHE_LINE);
+}
+
 static inline int fm_team_size(int64_t work)
 {
     return work >= FM_PARALLEL_MIN_ELEMENTS ? fm_threads : 1;

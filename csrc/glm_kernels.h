@@ -47,16 +47,34 @@ static inline FM_T FN(dot)(const FM_T *x, const FM_T *w, int64_t d)
     return d % 2 ? a + b + x[d - 1] * w[d - 1] : a + b;
 }
 
-/* eta[r * K + k] = X[rows[r]] . params[k, :d] + params[k, d]: blocks of two
- * rows by four outputs, then by two, then one output at a time. */
+/* Ask for the cache lines of X[rows] (the next batch's rows: a random gather
+ * from memory would otherwise wait for each row in turn). */
+static void FN(prefetch_rows)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb)
+{
+    for (int64_t r = 0; r < nb; r++)
+        for (int64_t j = 0; j < d; j += 64 / (int64_t)sizeof(FM_T))
+            __builtin_prefetch(X + rows[r] * d + j);
+}
+
+/* eta[r * ldk + k] = X[rows[r]] . params[k, :d] + params[k, d] for the K
+ * outputs of params (ldk >= K: eta may be a column block of a wider array):
+ * blocks of two rows by four outputs, then by two, then one output at a
+ * time. With each pair of rows, the cache lines of the same two of
+ * fetch_rows[:nb] are requested (see prefetch_rows): the SGD epoch passes
+ * the next batch's rows, the other callers rows itself. Unconditionally: a
+ * test of r inside the loop let gcc split it into two loops, compiled with
+ * different rounding, and the epoch's trajectory then depended on which
+ * batches had a next one. */
 static void FN(forward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb,
-                        const FM_T *params, int64_t K, FM_T *eta)
+                        const FM_T *params, int64_t K, FM_T *eta, int64_t ldk,
+                        const int64_t *fetch_rows)
 {
     const int64_t ld = d + 1, K4 = K - K % 4, K2 = K - K % 2;
     int64_t r = 0;
     for (; r + 1 < nb; r += 2) {
+        FN(prefetch_rows)(X, d, fetch_rows + r, 2);
         const FM_T *x0 = X + rows[r] * d, *x1 = X + rows[r + 1] * d;
-        FM_T *e0 = eta + r * K, *e1 = e0 + K;
+        FM_T *e0 = eta + r * ldk, *e1 = e0 + ldk;
         for (int64_t k = 0; k < K4; k += 4) {
             const FM_T *w0 = params + k * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
             FM_T a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
@@ -87,9 +105,11 @@ static void FN(forward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t n
             e1[K2] = FN(dot)(x1, w, d) + w[d];
         }
     }
-    if (r < nb)
+    if (r < nb) {
+        FN(prefetch_rows)(X, d, fetch_rows + r, 1);
         for (int64_t k = 0; k < K; k++)
-            eta[r * K + k] = FN(dot)(X + rows[r] * d, params + k * ld, d) + params[k * ld + d];
+            eta[r * ldk + k] = FN(dot)(X + rows[r] * d, params + k * ld, d) + params[k * ld + d];
+    }
 }
 
 static inline double FN(sigmoid)(double v)
@@ -116,67 +136,114 @@ static inline double FN(softmax_terms)(const FM_T *e, int64_t K, double *t, doub
     return s;
 }
 
+/* Rows per group in dloss_multinomial, and the size of its scratch t in
+ * units of K doubles. */
+#define FM_GLM_LOSS_ROWS 16
+
+/* An overflowed gradient stops the epoch. */
+static inline int FN(all_finite)(const FM_T *g, int64_t K)
+{
+    for (int64_t k = 0; k < K; k++)
+        if (!isfinite(g[k]))
+            return 0;
+    return 1;
+}
+
+/* dloss for the multinomial family, in groups of FM_GLM_LOSS_ROWS rows: a
+ * group's exponentials exp(e - max e) run as one flat loop of rows x K
+ * terms, where one loop per row would leave a scalar remainder in every row
+ * (two terms of ten, computed one at a time). */
+static double FN(dloss_multinomial)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *labels,
+                                    const FM_T *sample_weight, FM_T *G, double *t)
+{
+    double total = 0, max[FM_GLM_LOSS_ROWS];
+    for (int64_t r0 = 0; r0 < nb; r0 += FM_GLM_LOSS_ROWS) {
+        const int64_t rows = r0 + FM_GLM_LOSS_ROWS < nb ? FM_GLM_LOSS_ROWS : nb - r0;
+        for (int64_t r = 0; r < rows; r++) {  /* NaN is skipped by the max, caught by the sum */
+            const FM_T *e = eta + (r0 + r) * K;
+            double m = e[0];
+            for (int64_t k = 1; k < K; k++)
+                m = e[k] > m ? e[k] : m;
+            max[r] = m;
+            for (int64_t k = 0; k < K; k++)
+                t[r * K + k] = (double)e[k] - m;
+        }
+#pragma omp simd
+        for (int64_t i = 0; i < rows * K; i++)
+            t[i] = fm_exp(t[i]);
+        for (int64_t r = 0; r < rows; r++) {
+            const double w = sample_weight ? (double)sample_weight[r0 + r] : 1.0;
+            const double *tr = t + r * K;
+            const FM_T *e = eta + (r0 + r) * K;
+            FM_T *g = G + (r0 + r) * K;
+            double s = 0;
+            for (int64_t k = 0; k < K; k++)
+                s += tr[k];
+            const int64_t y = labels[r0 + r];
+            total += w * (max[r] + log(s) - (double)e[y]);
+            const double ws = w / s;
+            for (int64_t k = 0; k < K; k++)
+                g[k] = (FM_T)(ws * tr[k]);
+            g[y] = (FM_T)((double)g[y] - w);
+            if (!FN(all_finite)(g, K))
+                return NAN;
+        }
+    }
+    return total;
+}
+
 /* G[r] = w * d loss / d eta for nb samples whose labels (or targets) and
  * weights are the first nb of those arrays; returns sum w * loss, or NaN
- * when a stored G is not finite. */
+ * when a stored G is not finite. t: scratch of FM_GLM_LOSS_ROWS * K. */
 static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *labels,
                         const FM_T *targets, const FM_T *sample_weight, int family, FM_T *G,
                         double *t)
 {
+    if (family == FM_MULTINOMIAL)
+        return FN(dloss_multinomial)(eta, nb, K, labels, sample_weight, G, t);
     double total = 0;
     for (int64_t r = 0; r < nb; r++) {
         const double w = sample_weight ? (double)sample_weight[r] : 1.0;
         const FM_T *e = eta + r * K;
         FM_T *g = G + r * K;
         double li = 0;
-        if (family == FM_MULTINOMIAL) {
-            double m;
-            const double s = FN(softmax_terms)(e, K, t, &m);
-            const int64_t y = labels[r];
-            li = m + log(s) - (double)e[y];
-            const double ws = w / s;
-            for (int64_t k = 0; k < K; k++)
-                g[k] = (FM_T)(ws * t[k]);
-            g[y] = (FM_T)((double)g[y] - w);
-        } else {
-            for (int64_t k = 0; k < K; k++) {
-                const double v = e[k], y = targets[r * K + k];
-                double gk;
-                if (family == FM_BINOMIAL) {
-                    li += fmax(v, 0.0) + log1p(exp(-fabs(v))) - y * v;
-                    gk = FN(sigmoid)(v) - y;
-                } else if (family == FM_GAUSSIAN) {
-                    gk = v - y;
-                    li += 0.5 * gk * gk;
-                } else {
-                    const double mu = exp(v);
-                    li += mu - y * v;
-                    gk = mu - y;
-                }
-                g[k] = (FM_T)(w * gk);
+        for (int64_t k = 0; k < K; k++) {
+            const double v = e[k], y = targets[r * K + k];
+            double gk;
+            if (family == FM_BINOMIAL) {
+                li += fmax(v, 0.0) + log1p(exp(-fabs(v))) - y * v;
+                gk = FN(sigmoid)(v) - y;
+            } else if (family == FM_GAUSSIAN) {
+                gk = v - y;
+                li += 0.5 * gk * gk;
+            } else {
+                const double mu = exp(v);
+                li += mu - y * v;
+                gk = mu - y;
             }
+            g[k] = (FM_T)(w * gk);
         }
         total += w * li;
-        for (int64_t k = 0; k < K; k++)  /* an overflowed gradient stops the epoch */
-            if (!isfinite(g[k]))
-                return NAN;
+        if (!FN(all_finite)(g, K))
+            return NAN;
     }
     return total;
 }
 
-/* grad[:, :d] += G^T X[rows], grad[:, d] += the column sums of G. */
+/* grad[:, :d] += G^T X[rows], grad[:, d] += the column sums of G, for the K
+ * columns of G (row stride ldk >= K) and the K rows of grad. */
 static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb,
-                         const FM_T *G, int64_t K, FM_T *grad)
+                         const FM_T *G, int64_t K, int64_t ldk, FM_T *grad)
 {
     const int64_t ld = d + 1, K2 = K - K % 2;
     int64_t r = 0;
     for (; r + 3 < nb; r += 4) {
         const FM_T *x0 = X + rows[r] * d, *x1 = X + rows[r + 1] * d;
         const FM_T *x2 = X + rows[r + 2] * d, *x3 = X + rows[r + 3] * d;
-        const FM_T *g = G + r * K;
+        const FM_T *g = G + r * ldk;
         for (int64_t k = 0; k < K2; k += 2) {
-            const FM_T a0 = g[k], a1 = g[K + k], a2 = g[2 * K + k], a3 = g[3 * K + k];
-            const FM_T b0 = g[k + 1], b1 = g[K + k + 1], b2 = g[2 * K + k + 1], b3 = g[3 * K + k + 1];
+            const FM_T a0 = g[k], a1 = g[ldk + k], a2 = g[2 * ldk + k], a3 = g[3 * ldk + k];
+            const FM_T b0 = g[k + 1], b1 = g[ldk + k + 1], b2 = g[2 * ldk + k + 1], b3 = g[3 * ldk + k + 1];
             FM_T *y0 = grad + k * ld, *y1 = y0 + ld;
 #pragma omp simd
             for (int64_t j = 0; j < d; j++) {
@@ -186,7 +253,7 @@ static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t 
         }
         for (int64_t k = K2; k < K; k++)
             for (int q = 0; q < 4; q++) {
-                const FM_T a = g[q * K + k], *x = X + rows[r + q] * d;
+                const FM_T a = g[q * ldk + k], *x = X + rows[r + q] * d;
                 FM_T *y = grad + k * ld;
 #pragma omp simd
                 for (int64_t j = 0; j < d; j++)
@@ -195,7 +262,7 @@ static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t 
     }
     for (; r < nb; r++)
         for (int64_t k = 0; k < K; k++) {
-            const FM_T a = G[r * K + k], *x = X + rows[r] * d;
+            const FM_T a = G[r * ldk + k], *x = X + rows[r] * d;
             FM_T *y = grad + k * ld;
 #pragma omp simd
             for (int64_t j = 0; j < d; j++)
@@ -203,7 +270,7 @@ static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t 
         }
     for (r = 0; r < nb; r++)
         for (int64_t k = 0; k < K; k++)
-            grad[k * ld + d] += G[r * K + k];
+            grad[k * ld + d] += G[r * ldk + k];
 }
 
 /* The same two products for X in compressed sparse rows (data, indices,
@@ -263,7 +330,7 @@ static void FN(forward_any)(const FN(design) *M, const int64_t *rows, int64_t nb
     if (M->data)
         FN(forward_csr)(M->data, M->indices, M->indptr, M->d, rows, nb, params, K, eta);
     else
-        FN(forward)(M->X, M->d, rows, nb, params, K, eta);
+        FN(forward)(M->X, M->d, rows, nb, params, K, eta, K, rows);
 }
 
 static void FN(backward_any)(const FN(design) *M, const int64_t *rows, int64_t nb,
@@ -272,16 +339,7 @@ static void FN(backward_any)(const FN(design) *M, const int64_t *rows, int64_t n
     if (M->data)
         FN(backward_csr)(M->data, M->indices, M->indptr, M->d, rows, nb, G, K, grad);
     else
-        FN(backward)(M->X, M->d, rows, nb, G, K, grad);
-}
-
-/* Ask for the cache lines of X[rows] (the next batch's rows: a random gather
- * from memory would otherwise wait for each row in turn). */
-static void FN(prefetch_rows)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb)
-{
-    for (int64_t r = 0; r < nb; r++)
-        for (int64_t j = 0; j < d; j += 64 / (int64_t)sizeof(FM_T))
-            __builtin_prefetch(X + rows[r] * d + j);
+        FN(backward)(M->X, M->d, rows, nb, G, K, K, grad);
 }
 
 /* The epoch's labels, targets and weights in the order of perm, gathered in
@@ -330,7 +388,7 @@ static int FN(loss_grad_any)(const FN(design) *M, int64_t n, const int64_t *labe
             const int64_t r0 = c * step, nb = (r0 + step < n ? r0 + step : n) - r0;
             int64_t *rows = malloc(sizeof(int64_t) * nb);
             FM_T *eta = malloc(sizeof(FM_T) * 2 * nb * K);
-            double *t = malloc(sizeof(double) * K);
+            double *t = malloc(sizeof(double) * FM_GLM_LOSS_ROWS * K);
             if (!rows || !eta || !t) {
                 failed = 1;
             } else {
@@ -481,41 +539,20 @@ static void FN(update)(FM_T *params, const FM_T *grad, int64_t K, int64_t d, dou
     }
 }
 
-/* One sub-block of a batch: forward, loss gradient and the sub-block's own
- * gradient; returns its loss. The rows of the next batch's same sub-block
- * (which this thread most likely works on next) are prefetched in two
- * halves, before the forward and before the backward product: asking for
- * all of them at once fills the core's miss buffers and stalls it (perf
- * showed the stall on the prefetch loop; on 200000 x 100 float64, batch 32,
- * the 2-thread epoch went from 88 to 67 ms, in two runs of the same script
- * before and after the change, not side by side). */
-static double FN(sub_block)(const FM_T *X, int64_t d, const int64_t *rows, int64_t ns,
-                            const int64_t *next_rows, int64_t next_ns, const int64_t *labels,
-                            const FM_T *targets, const FM_T *weight, int family,
-                            const FM_T *params, int64_t K, FM_T *eta, FM_T *G, double *t,
-                            FM_T *partial)
-{
-    FN(prefetch_rows)(X, d, next_rows, next_ns / 2);
-    FN(forward)(X, d, rows, ns, params, K, eta);
-    const double sub_loss = FN(dloss)(eta, ns, K, labels, targets, weight, family, G, t);
-    FN(prefetch_rows)(X, d, next_rows + next_ns / 2, next_ns - next_ns / 2);
-    if (isfinite(sub_loss)) {
-        memset(partial, 0, sizeof(FM_T) * K * (d + 1));
-        FN(backward)(X, d, rows, ns, G, K, partial);
-    }
-    return sub_loss;
-}
-
-/* A batch is cut into sub-blocks of FM_GLM_SUB_BLOCK rows (the cut depends
- * only on the batch, never on the thread count). Threads share a batch's
- * sub-blocks; their losses and gradients are then summed in sub-block order
- * and one thread applies the update, so the trajectory is the same for any
- * number of threads. On this benchmark (32-row batches of 100 float64
- * features) most of an epoch is spent waiting for randomly gathered rows,
- * and two cores wait for two rows at a time. */
-#define FM_GLM_SUB_BLOCK 16
+/* Threads share each batch by outputs: the K rows of params are cut into
+ * blocks of FM_GLM_K_BLOCK outputs, and a block's forward product, gradient
+ * and update are done by one thread. A thread then reads and writes only its
+ * own rows of params, and the threads exchange only the batch's linear
+ * predictors, once per batch (one barrier). Cutting the batch by rows
+ * instead made threads swap partial gradients and new parameters, two
+ * P-sized transfers between cores per batch: on 200000 x 100 float64, 10
+ * classes, batch 32, that 2-thread epoch took 120-125 ms against 90 ms on
+ * one thread, when the two vCPUs sat far apart. The blocks depend only on K,
+ * so the arithmetic, and the trajectory, are the same for any thread
+ * count. */
+#define FM_GLM_K_BLOCK 4
 /* Threads only when a batch has this much multiply-add work: below it, the
- * two barriers per batch cost more than they save. */
+ * barrier per batch costs more than it saves. */
 #define FM_GLM_PARALLEL_MIN_WORK 16384
 
 static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t *labels,
@@ -527,85 +564,99 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                              double *loss)
 {
     (void)n;
-    const int64_t SB = FM_GLM_SUB_BLOCK, P = K * (d + 1);
-    const int64_t subs = (batch_size + SB - 1) / SB;  /* sub-blocks of a full batch */
-    FM_T *work = malloc(sizeof(FM_T) * (2 * subs * SB * K + (subs + 1) * P));
-    double *t = malloc(sizeof(double) * subs * (K + 1));
+    const int64_t ld = d + 1, max_blocks = (K + FM_GLM_K_BLOCK - 1) / FM_GLM_K_BLOCK;
+    const int team = max_blocks > 1 && batch_size * d * K >= FM_GLM_PARALLEL_MIN_WORK
+                         ? (int)(fm_threads < max_blocks ? fm_threads : max_blocks) : 1;
+    /* One thread takes all K outputs in one block, so that each row is read
+     * once per product: the products' blocking of the outputs starts at
+     * multiples of 4 either way, so the arithmetic is the same. */
+    const int64_t KB = team > 1 ? FM_GLM_K_BLOCK : K, blocks = team > 1 ? max_blocks : 1;
+    /* Shared: the linear predictors of two batches (a thread may start the
+     * next batch's forward product while another still reads this one's).
+     * Per thread, each on its own cache lines: the loss gradient G of the
+     * batch, the softmax terms, and a block's gradient. */
+    const int64_t eta_size = fm_line_stride(batch_size * K, sizeof(FM_T));
+    const int64_t private_size = eta_size + fm_line_stride(KB * ld, sizeof(FM_T));
+    const int64_t t_size = fm_line_stride(FM_GLM_LOSS_ROWS * K, sizeof(double));
+    FM_T *work = fm_alloc_lines(sizeof(FM_T) * (2 * eta_size + team * private_size));
+    double *t_all = fm_alloc_lines(sizeof(double) * team * t_size);
+    const int64_t fetch_size = fm_line_stride(batch_size, sizeof(int64_t));
+    int64_t *fetch_all = fm_alloc_lines(sizeof(int64_t) * team * fetch_size);
     int64_t *labels_p = labels ? malloc(sizeof(int64_t) * (m > 0 ? m : 1)) : NULL;
     FM_T *targets_p = labels ? NULL : malloc(sizeof(FM_T) * (m * K > 0 ? m * K : 1));
     FM_T *weight_p = sample_weight ? malloc(sizeof(FM_T) * (m > 0 ? m : 1)) : NULL;
-    if (!work || !t || !(labels_p || targets_p) || (sample_weight && !weight_p)) {
+    if (!work || !t_all || !fetch_all || !(labels_p || targets_p) || (sample_weight && !weight_p)) {
         free(work);
-        free(t);
+        free(t_all);
+        free(fetch_all);
         free(labels_p);
         free(targets_p);
         free(weight_p);
         return -1;  /* out of memory */
     }
     FN(gather_samples)(perm, m, K, labels, targets, sample_weight, labels_p, targets_p, weight_p);
-    FM_T *eta = work, *G = eta + subs * SB * K, *partial = G + subs * SB * K, *grad = partial + subs * P;
-    double *sub_loss = t + subs * K;
     int64_t done = 0;
-    int stop = 0;
-    const int team = subs > 1 && batch_size * d * K >= FM_GLM_PARALLEL_MIN_WORK
-                         ? (int)(fm_threads < subs ? fm_threads : subs) : 1;
 #pragma omp parallel num_threads(team)
-    for (int64_t b = 0; b < n_batches; b++) {
-        const int64_t i0 = b * batch_size, i1 = i0 + batch_size < m ? i0 + batch_size : m;
-        const int64_t nb = i1 - i0, ns_batch = (nb + SB - 1) / SB;
-        const int64_t next = i1 + batch_size < m ? i1 + batch_size : m;
-#pragma omp for schedule(static, 1)
-        for (int64_t s = 0; s < subs; s++) {
-            if (s >= ns_batch)
-                continue;  /* the last batch may have fewer sub-blocks */
-            const int64_t r0 = i0 + s * SB, ns = r0 + SB < i1 ? SB : i1 - r0;
-            const int64_t n0 = i1 + s * SB, next_ns = n0 < next ? (n0 + SB < next ? SB : next - n0) : 0;
-            sub_loss[s] = FN(sub_block)(X, d, perm + r0, ns, perm + n0, next_ns,
-                                        labels_p ? labels_p + r0 : NULL,
-                                        targets_p ? targets_p + r0 * K : NULL,
-                                        weight_p ? weight_p + r0 : NULL, family, params, K,
-                                        eta + s * SB * K, G + s * SB * K, t + s * K,
-                                        partial + s * P);
-        }
-#pragma omp single
-        {
-            double batch_loss = 0;
-            for (int64_t s = 0; s < ns_batch; s++)  /* sub-block order */
-                batch_loss += sub_loss[s];
-            if (!isfinite(batch_loss)) {
-                stop = 1;
-            } else {
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num();
+#else
+        const int tid = 0;
+#endif
+        FM_T *G = work + 2 * eta_size + tid * private_size, *grad = G + eta_size;
+        double *t = t_all + tid * t_size;
+        int64_t *fetch = fetch_all + tid * fetch_size;
+        for (int64_t b = 0; b < n_batches; b++) {
+            const int64_t i0 = b * batch_size, nb = (i0 + batch_size < m ? i0 + batch_size : m) - i0;
+            const int64_t next = i0 + nb, next_nb = (next + batch_size < m ? next + batch_size : m) - next;
+            const int64_t *rows = perm + i0;
+            FM_T *eta = work + (b % 2) * eta_size;
+            /* Each thread's first forward pass requests the next batch's
+             * rows, two with each pair of rows (asked for all at once, they
+             * fill the core's miss buffers and stall it); the list is padded
+             * with this batch's rows where the next batch is shorter. */
+            for (int64_t r = 0; r < nb; r++)
+                fetch[r] = r < next_nb ? perm[next + r] : rows[r];
+            for (int64_t q = tid; q < blocks; q += team) {
+                const int64_t k0 = q * KB, kb = k0 + KB < K ? KB : K - k0;
+                FN(forward)(X, d, rows, nb, params + k0 * ld, kb, eta + k0, K, q == tid ? fetch : rows);
+            }
+#pragma omp barrier
+            /* Every thread computes the whole batch's loss and G, with the
+             * same arithmetic, so all agree on whether to stop. */
+            const double batch_loss = FN(dloss)(eta, nb, K, labels_p ? labels_p + i0 : NULL,
+                                                targets_p ? targets_p + i0 * K : NULL,
+                                                weight_p ? weight_p + i0 : NULL, family, G, t);
+            if (!isfinite(batch_loss))
+                break;
+            const int64_t step = step0 + b;
+            const double avg_weight =
+                avg_start >= 0 && step >= avg_start ? 1.0 / (double)(step - avg_start + 1) : 0.0;
+            for (int64_t q = tid; q < blocks; q += team) {
+                const int64_t k0 = q * KB, kb = k0 + KB < K ? KB : K - k0;
+                memset(grad, 0, sizeof(FM_T) * kb * ld);
+                FN(backward)(X, d, rows, nb, G + k0, kb, K, grad);
+                FN(update)(params + k0 * ld, grad, kb, d, 1.0 / (double)nb, lr[b], l2, l1, momentum,
+                           nesterov, fit_intercept, velocity ? velocity + k0 * ld : NULL,
+                           avg ? avg + k0 * ld : NULL, avg_weight);
+            }
+            if (tid == 0) {
                 loss[0] += batch_loss;
-                for (int64_t p = 0; p < P; p++)
-                    grad[p] = partial[p];
-                for (int64_t s = 1; s < ns_batch; s++) {
-                    const FM_T *ps = partial + s * P;
-#pragma omp simd
-                    for (int64_t p = 0; p < P; p++)
-                        grad[p] += ps[p];
-                }
-                const int64_t step = step0 + b;
-                const double avg_weight =
-                    avg_start >= 0 && step >= avg_start ? 1.0 / (double)(step - avg_start + 1) : 0.0;
-                FN(update)(params, grad, K, d, 1.0 / (double)nb, lr[b], l2, l1, momentum, nesterov,
-                           fit_intercept, velocity, avg, avg_weight);
                 done = b + 1;
             }
-        }  /* implicit barrier: every thread sees stop and the new params */
-        if (stop)
-            break;
+        }
     }
     free(work);
-    free(t);
+    free(t_all);
+    free(fetch_all);
     free(labels_p);
     free(targets_p);
     free(weight_p);
     return done;
 }
 
-/* The epoch for X in compressed sparse rows, on one thread. Batches are
- * not cut into sub-blocks: the batch gradient accumulates row by row into a
- * zeroed buffer. Plain SGD (no L2, L1, momentum or averaging) then updates,
+/* The epoch for X in compressed sparse rows, on one thread: the batch
+ * gradient accumulates row by row into a zeroed buffer. Plain SGD (no L2, L1, momentum or averaging) then updates,
  * and re-zeroes, only the coefficients of the features present in the batch
  * (all others have a zero gradient and would not move), so a step costs
  * O(nonzeros x K), not O(n_features x K); with any of those options every
@@ -624,7 +675,7 @@ static int64_t FN(sgd_epoch_csr)(const FM_T *data, const int32_t *indices, const
     const int sparse_update = !velocity && !(l1 > 0) && !(l2 > 0) && avg_start < 0;
     FM_T *eta = malloc(sizeof(FM_T) * 2 * batch_size * K);
     FM_T *grad = calloc(P, sizeof(FM_T));
-    double *t = malloc(sizeof(double) * K);
+    double *t = malloc(sizeof(double) * FM_GLM_LOSS_ROWS * K);
     unsigned char *seen = calloc(d > 0 ? d : 1, 1);
     int32_t *touched = malloc(sizeof(int32_t) * (d > 0 ? d : 1));
     int64_t *labels_p = labels ? malloc(sizeof(int64_t) * (m > 0 ? m : 1)) : NULL;

@@ -241,26 +241,33 @@ def test_sgd_epoch_property_compiled_equals_reference(n, d, K, batch_size, famil
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-11)
 
 
-def test_threaded_sgd_epoch_is_deterministic_and_matches_reference(rng):
-    # 32 x 64 x 8 multiply-adds per batch: at the C epoch's threshold
-    # (FM_GLM_PARALLEL_MIN_WORK), so its threads share each batch's two
-    # sub-blocks; the smaller problems above run on one thread
-    X, labels, targets, w, params = problem("multinomial", 3000, 64, 8, np.float64, rng)
+@pytest.mark.parametrize("family, K, option", [("multinomial", 8, "momentum"), ("multinomial", 11, "elastic-net"),
+                                               ("multinomial", 10, "everything"), ("gaussian", 6, "plain"),
+                                               ("poisson", 5, "nesterov+l2")])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_threaded_sgd_epoch_is_deterministic_and_matches_reference(rng, family, K, option, dtype):
+    # 32 x 64 x K multiply-adds per batch, at or above the C epoch's
+    # threshold (FM_GLM_PARALLEL_MIN_WORK): its threads share the outputs in
+    # blocks of 4 (FM_GLM_K_BLOCK), so K = 5, 6, 10, 11 leave a last block
+    # of 1, 2, 2 and 3 outputs; the smaller problems above run on one thread
+    X, labels, targets, w, params = problem(family, 3000, 64, K, dtype, rng, weighted=family != "multinomial",
+                                            scale=0.1)
     perm = rng.permutation(3000)
     lr = np.full(94, 0.02)
-    want = run_epoch("numpy", X, labels, targets, w, params, perm, lr, "multinomial", 32, "momentum")
+    rtol, atol = (2e-4, 2e-5) if dtype == np.float32 else (1e-9, 1e-11)
+    want = run_epoch("numpy", X, labels, targets, w, params, perm, lr, family, 32, option)
     previous = fastmle.get_num_threads()
     try:
         for backend in fastmle.available_backends()[:-1]:  # the compiled ones
             results = []
             for threads in (1, fastmle._dispatch.max_threads()):
                 fastmle.set_num_threads(threads)
-                results.append(run_epoch(backend, X, labels, targets, w, params, perm, lr,
-                                         "multinomial", 32, "momentum"))
+                results.append(run_epoch(backend, X, labels, targets, w, params, perm, lr, family, 32, option))
+            assert results[0][0] == results[1][0] == want[0] == 94
             for a, b in zip(results[0][1:], results[1][1:]):
                 np.testing.assert_array_equal(a, b, err_msg=backend)
             for g, e in zip(results[1][1:], want[1:]):
-                np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-11, err_msg=backend)
+                np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=backend)
     finally:
         fastmle.set_num_threads(previous)
     assert fastmle._dispatch.max_threads() > 1, "only one thread here: the threaded path was not run"

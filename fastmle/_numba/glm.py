@@ -16,10 +16,9 @@ from .special import _ENTRY, _ROW, _SUM, _prefetch, _sigs
 from .vexp import vexp
 
 MULTINOMIAL, BINOMIAL, GAUSSIAN, POISSON = range(4)  # reference.glm.FAMILIES
-# Rows per sub-block of an SGD batch: the batch's gradient is the sum of its
-# sub-blocks' gradients in order, as in the C backend, which runs the
-# sub-blocks on several threads (csrc/glm_kernels.h, FM_GLM_SUB_BLOCK).
-SUB_BLOCK = 16
+# Rows per group in _dloss_multinomial (csrc: FM_GLM_LOSS_ROWS); its scratch
+# t holds LOSS_ROWS * K float64.
+LOSS_ROWS = 16
 _SEQ = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
@@ -71,15 +70,19 @@ def _dot(x, w):
 
 
 @njit(**_ROW)
-def _forward(X, rows, params, eta):
+def _forward(X, rows, params, eta, fetch_rows):
     """eta[r, k] = X[rows[r]] . params[k, :d] + params[k, d]: blocks of two
-    rows by four outputs, then by two, then one output at a time."""
+    rows by four outputs, then by two, then one output at a time. With each
+    pair of rows, the cache lines of the same two of fetch_rows (as long as
+    rows) are requested: the SGD epoch passes the next batch's rows, the
+    other callers rows itself."""
     d = X.shape[1]
     K = params.shape[0]
     nb = rows.shape[0]
     K4 = K - K % 4
     K2 = K - K % 2
     for r in range(0, nb - nb % 2, 2):
+        _prefetch_rows(X, fetch_rows[r:r + 2])
         x0 = X[rows[r], :]
         x1 = X[rows[r + 1], :]
         for k in range(0, K4, 4):
@@ -96,6 +99,7 @@ def _forward(X, rows, params, eta):
             eta[r, K2] = _dot(x0, params[K2, :d]) + params[K2, d]
             eta[r + 1, K2] = _dot(x1, params[K2, :d]) + params[K2, d]
     if nb % 2:
+        _prefetch_rows(X, fetch_rows[nb - 1:nb])
         x = X[rows[nb - 1], :]
         for k in range(K):
             eta[nb - 1, k] = _dot(x, params[k, :d]) + params[k, d]
@@ -122,44 +126,87 @@ def _softmax_terms(e, t):
 
 
 @njit(**_ROW)
+def _all_finite(g):
+    """An overflowed gradient stops the epoch like a bad loss."""
+    for k in range(g.shape[0]):
+        if not np.isfinite(g[k]):
+            return False
+    return True
+
+
+@njit(fastmath=_SUM, **_ROW)
+def _exp_all(t):
+    for i in range(t.shape[0]):
+        t[i] = vexp(t[i])
+
+
+@njit(**_ROW)
+def _dloss_multinomial(eta, labels, sample_weight, G, t):
+    """_dloss for the multinomial family, in groups of LOSS_ROWS rows: a
+    group's exponentials exp(e - max e) run as one flat loop of rows x K
+    terms, where one loop per row would leave a scalar remainder in every
+    row."""
+    K = eta.shape[1]
+    total = 0.0
+    m = np.empty(LOSS_ROWS)
+    for r0 in range(0, eta.shape[0], LOSS_ROWS):
+        rows = min(LOSS_ROWS, eta.shape[0] - r0)
+        for r in range(rows):  # NaN is skipped by the max, caught by the sum
+            e = eta[r0 + r]
+            m[r] = np.float64(e[0])
+            for k in range(1, K):
+                m[r] = max(m[r], np.float64(e[k]))
+            for k in range(K):
+                t[r * K + k] = np.float64(e[k]) - m[r]
+        _exp_all(t[:rows * K])
+        for r in range(rows):
+            w = np.float64(sample_weight[r0 + r]) if sample_weight.shape[0] else 1.0
+            e = eta[r0 + r]
+            s = 0.0
+            for k in range(K):
+                s += t[r * K + k]
+            y = labels[r0 + r]
+            total += w * (m[r] + np.log(s) - np.float64(e[y]))
+            ws = w / s
+            for k in range(K):
+                G[r0 + r, k] = ws * t[r * K + k]
+            G[r0 + r, y] -= w
+            if not _all_finite(G[r0 + r]):
+                return np.nan
+    return total
+
+
+@njit(**_ROW)
 def _dloss(eta, labels, targets, sample_weight, family, G, t):
     """G[r] = w * d loss / d eta for the rows of eta, whose labels (or
     targets) and weights are the first rows of those arrays; returns
     sum w * loss, or NaN when a stored G is not finite. t: float64 scratch
-    of K."""
+    of LOSS_ROWS * K."""
+    if family == MULTINOMIAL:
+        return _dloss_multinomial(eta, labels, sample_weight, G, t)
     K = eta.shape[1]
     total = 0.0
     for r in range(eta.shape[0]):
         w = np.float64(sample_weight[r]) if sample_weight.shape[0] else 1.0
         e = eta[r]
         li = 0.0
-        if family == MULTINOMIAL:
-            m, s = _softmax_terms(e, t)
-            y = labels[r]
-            li = m + np.log(s) - np.float64(e[y])
-            ws = w / s
-            for k in range(K):
-                G[r, k] = ws * t[k]
-            G[r, y] -= w
-        else:
-            for k in range(K):
-                v = np.float64(e[k])
-                y = np.float64(targets[r, k])
-                if family == BINOMIAL:
-                    li += max(v, 0.0) + np.log1p(np.exp(-abs(v))) - y * v
-                    g = _sigmoid(v) - y
-                elif family == GAUSSIAN:
-                    g = v - y
-                    li += 0.5 * g * g
-                else:
-                    mu = np.exp(v)
-                    li += mu - y * v
-                    g = mu - y
-                G[r, k] = w * g
+        for k in range(K):
+            v = np.float64(e[k])
+            y = np.float64(targets[r, k])
+            if family == BINOMIAL:
+                li += max(v, 0.0) + np.log1p(np.exp(-abs(v))) - y * v
+                g = _sigmoid(v) - y
+            elif family == GAUSSIAN:
+                g = v - y
+                li += 0.5 * g * g
+            else:
+                mu = np.exp(v)
+                li += mu - y * v
+                g = mu - y
+            G[r, k] = w * g
         total += w * li
-        for k in range(K):  # an overflowed gradient stops the epoch like a bad loss
-            if not np.isfinite(G[r, k]):
-                return np.nan
+        if not _all_finite(G[r]):
+            return np.nan
     return total
 
 
@@ -281,7 +328,7 @@ def _forward_any(X, data, indices, indptr, rows, params, eta):
     if indptr.shape[0]:
         _forward_csr(data, indices, indptr, rows, params, eta)
     else:
-        _forward(X, rows, params, eta)
+        _forward(X, rows, params, eta, rows)
 
 
 @njit(**_ROW)
@@ -313,7 +360,7 @@ def _loss_grad_any(X, data, indices, indptr, n, labels, targets, sample_weight, 
         losses[c] = _dloss(eta, labels[r0:r1] if labels.shape[0] else labels,
                            targets[r0:r1] if targets.shape[0] else targets,
                            sample_weight[r0:r1] if sample_weight.shape[0] else sample_weight,
-                           family, G, np.empty(K))
+                           family, G, np.empty(LOSS_ROWS * K))
         if want_grad:
             _backward_any(X, data, indices, indptr, rows, G, partial[c])
     total = 0.0
@@ -408,13 +455,6 @@ def _update(params, grad, scale, lr, l2, l1, momentum, nesterov, fit_intercept, 
 
 
 @njit(**_SEQ)
-def _add(y, x):
-    for k in range(y.shape[0]):
-        for j in range(y.shape[1]):
-            y[k, j] += x[k, j]
-
-
-@njit(**_SEQ)
 def _plain_step(p, g, scale, lr, l2):
     for j in range(p.shape[0]):
         p[j] = p[j] - lr * (g[j] * scale + l2 * p[j])
@@ -428,47 +468,34 @@ _EPOCH_SIG = ("int64({T}[:, ::1], int64[::1], {T}[:, ::1], {T}[::1], int64[::1],
 @njit(_sigs(_EPOCH_SIG), **_SEQ)
 def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1,
               momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss):
+    """One epoch, batch by batch as csrc's sgd_epoch runs on one thread:
+    forward product (requesting the next batch's rows), loss gradient,
+    backward product, update."""
     m = perm.shape[0]
     K = params.shape[0]
-    SB = SUB_BLOCK
-    subs = (batch_size + SB - 1) // SB
-    eta = np.empty((subs * SB, K), dtype=params.dtype)
+    eta = np.empty((batch_size, K), dtype=params.dtype)
     G = np.empty_like(eta)
-    t = np.empty(K)
-    partial = np.empty((subs, K, params.shape[1]), dtype=params.dtype)
+    t = np.empty(LOSS_ROWS * K)
+    fetch = np.empty(batch_size, np.int64)
     grad = np.empty_like(params)
     labels_p, targets_p, weight_p = _gather_samples(perm, labels, targets, sample_weight)
     for b in range(lr.shape[0]):
         i0 = b * batch_size
         i1 = min(i0 + batch_size, m)
         nb = i1 - i0
-        nxt = min(i1 + batch_size, m)
-        batch_loss = 0.0
-        n_subs = (nb + SB - 1) // SB
-        for s in range(n_subs):  # the C backend shares these among its threads
-            r0 = i0 + s * SB
-            r1 = min(r0 + SB, i1)
-            rows = perm[r0:r1]
-            ns = r1 - r0
-            # the next batch's same sub-block, in two halves (see csrc's sub_block)
-            nxt_rows = perm[min(i1 + s * SB, nxt):min(i1 + (s + 1) * SB, nxt)]
-            half = nxt_rows.shape[0] // 2
-            _prefetch_rows(X, nxt_rows[:half])
-            _forward(X, rows, params, eta[:ns])
-            sub_loss = _dloss(eta[:ns], labels_p[r0:r1] if labels_p.shape[0] else labels_p,
-                              targets_p[r0:r1] if targets_p.shape[0] else targets_p,
-                              weight_p[r0:r1] if weight_p.shape[0] else weight_p, family, G[:ns], t)
-            _prefetch_rows(X, nxt_rows[half:])
-            if np.isfinite(sub_loss):
-                partial[s] = 0
-                _backward(X, rows, G[:ns], partial[s])
-            batch_loss += sub_loss
+        rows = perm[i0:i1]
+        next_nb = min(i1 + batch_size, m) - i1
+        for r in range(nb):  # padded with this batch's rows where the next is shorter
+            fetch[r] = perm[i1 + r] if r < next_nb else rows[r]
+        _forward(X, rows, params, eta[:nb], fetch[:nb])
+        batch_loss = _dloss(eta[:nb], labels_p[i0:i1] if labels_p.shape[0] else labels_p,
+                            targets_p[i0:i1] if targets_p.shape[0] else targets_p,
+                            weight_p[i0:i1] if weight_p.shape[0] else weight_p, family, G[:nb], t)
         if not np.isfinite(batch_loss):
             return b
         loss[0] += batch_loss
-        grad[:] = partial[0]
-        for s in range(1, n_subs):  # sub-block order
-            _add(grad, partial[s])
+        grad[:] = 0
+        _backward(X, rows, G[:nb], grad)
         step = step0 + b
         avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
         _update(params, grad, 1.0 / nb, lr[b], l2, l1, momentum, nesterov, fit_intercept,
@@ -485,8 +512,8 @@ _EPOCH_CSR_SIG = ("int64({T}[::1], int32[::1], int64[::1], int64, int64[::1], {T
 def sgd_epoch_csr(data, indices, indptr, n_features, labels, targets, sample_weight, perm, lr,
                   family, batch_size, l2, l1, momentum, nesterov, fit_intercept, params, velocity,
                   avg, avg_start, step0, loss):
-    """The epoch for X in compressed sparse rows, as csrc's sgd_epoch_csr: no
-    sub-blocks; plain SGD (no L2, L1, momentum or averaging) updates, and
+    """The epoch for X in compressed sparse rows, as csrc's sgd_epoch_csr:
+    plain SGD (no L2, L1, momentum or averaging) updates, and
     re-zeroes, only the coefficients of the features present in the batch."""
     m = perm.shape[0]
     d = n_features
@@ -494,7 +521,7 @@ def sgd_epoch_csr(data, indices, indptr, n_features, labels, targets, sample_wei
     sparse_update = velocity.shape[0] == 0 and not l1 > 0 and not l2 > 0 and avg_start < 0
     eta = np.empty((batch_size, K), dtype=params.dtype)
     G = np.empty_like(eta)
-    t = np.empty(K)
+    t = np.empty(LOSS_ROWS * K)
     grad = np.zeros_like(params)
     seen = np.zeros(d, np.bool_)
     touched = np.empty(d, np.int32)
