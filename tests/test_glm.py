@@ -3,6 +3,8 @@ reference (fastmle/reference/glm.py), the reference against independent
 formulas (fastmle's own losses, scipy) and finite differences, and
 hypothesis properties."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.special
@@ -11,6 +13,7 @@ from hypothesis import given, strategies as st
 
 import fastmle
 from fastmle import _dispatch
+from fastmle.glm import as_design_matrix
 from fastmle.reference import glm as ref
 from fastmle.reference.glm import FAMILIES
 
@@ -324,3 +327,21 @@ def test_csr_kernels_match_reference(backend, dtype, rng, family, option):
         err = f"{backend} {family} {option} {(n, d, K)}"
         for got, want in zip(results[backend], results["numpy"]):
             assert_same(np.asarray(got), np.asarray(want), rtol, atol * n, err=err)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_design_matrix_finite_check_is_exact_when_the_sum_overflows(dtype):
+    # check_finite first tests the sum of X: an overflowed sum of finite
+    # values must not be taken for NaN or inf, and one bad element among
+    # huge ones must still be found
+    huge = np.full((64, 3), np.finfo(dtype).max / 2, dtype)
+    huge[::2, 1] *= -1  # partial sums of both signs overflow: inf - inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning reaches the user
+        out, _ = as_design_matrix(huge)
+    assert np.array_equal(out, huge)
+    for bad in (np.nan, np.inf, -np.inf):
+        X = huge.copy()
+        X[37, 2] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            as_design_matrix(X)
