@@ -24,21 +24,25 @@ from . import _dispatch
 from ._registry import KERNELS, available_peers, baseline
 
 
-def median_times(fns, repeat):
+def median_times(fns, repeat, pause=0.1):
     """{name: median seconds} for the callables in `fns`, timed round-robin:
     each round calls every implementation once, so a burst of load from
-    elsewhere on a shared machine hits all of them alike. Each round starts
-    one implementation later: a runtime's threads keep spinning for a while
-    after a call (OpenBLAS's: a 2-thread C SGD epoch took 170.9 ms right after
-    a BLAS product against 89.9 ms after a pause, bench/sgd_threads.py), which would
-    otherwise always slow the same successor. One warm-up call each first
-    (compilation, page faults)."""
+    elsewhere on a shared machine hits all of them alike, and each round
+    starts one implementation later. Each timed call follows a pause of
+    `pause` seconds: a runtime's worker threads keep spinning for a while
+    after a call and take the cores from whatever runs next (right after a
+    numpy BLAS product, a 2-thread C SGD epoch took 137-149 ms against 56 ms
+    after a 0.1 s pause, with the other runtimes' threads idle; see the
+    README), so without it each implementation would be timed partly against
+    its predecessor's threads. One warm-up call each first (compilation, page
+    faults)."""
     for fn in fns.values():
         fn()
     names = list(fns)
     times = {name: [] for name in fns}
     for r in range(repeat):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(pause)
             t0 = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - t0)
