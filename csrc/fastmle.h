@@ -21,7 +21,7 @@
 int fm_set_num_threads(int n);      /* returns the value now in force */
 int fm_get_num_threads(void);
 int fm_openmp_enabled(void);        /* 1 if built with OpenMP */
-int fm_simd_level(void);            /* 0 = baseline x86-64 / generic, 1 = AVX2+FMA */
+int fm_simd_level(void);            /* 0 = baseline x86-64 / generic, 1 = AVX2+FMA, 2 = AVX-512 */
 int fm_set_simd_level(int level);   /* clamps to what the CPU supports; returns it */
 const char *fm_simd_name(void);
 /* cblas_dsyrk and cblas_ssyrk of the BLAS numpy uses, found by

@@ -15,8 +15,9 @@
 
 /* Set by fm_set_num_threads(); read by every parallel region. */
 extern int fm_threads;
-/* 1 when the AVX2+FMA clones run (chosen at load, see runtime.c). */
-extern int fm_use_avx2;
+/* Which clones run (chosen at load, see runtime.c): 0 baseline x86-64,
+ * 1 AVX2+FMA, 2 AVX-512 (F, BW, DQ, VL). */
+extern int fm_simd;
 
 /* Work below this many elements runs on the calling thread only: starting a
  * team costs more than it saves. */
@@ -27,9 +28,9 @@ extern int fm_use_avx2;
  * the number of threads. */
 #define FM_ROW_CHUNK 16384
 
-/* x86-64 with gcc or clang on glibc: compile each kernel twice, once for
- * baseline x86-64 and once with AVX2+FMA, and pick at run time. Elsewhere,
- * one generic build. */
+/* x86-64 with gcc or clang on glibc: compile each kernel three times, for
+ * baseline x86-64, with AVX2+FMA and with AVX-512, and pick at run time.
+ * Elsewhere, one generic build. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(FASTMLE_NO_MULTIVERSION)
 #define FM_MULTIVERSION 1
 #else

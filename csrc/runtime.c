@@ -2,13 +2,19 @@
 #include "fm_internal.h"
 
 int fm_threads = 1;
-int fm_use_avx2 = 0;
+int fm_simd = 0;
 
-static int cpu_has_avx2_fma(void)
+/* The best clone this CPU (and OS: gcc's checks include the saved vector
+ * state) runs: 2 AVX-512 F/BW/DQ/VL, 1 AVX2+FMA, 0 baseline. */
+static int cpu_simd_level(void)
 {
 #if FM_MULTIVERSION
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+        return 0;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")
+               ? 2 : 1;
 #else
     return 0;
 #endif
@@ -20,7 +26,7 @@ __attribute__((constructor)) static void fm_runtime_init(void)
 #ifdef _OPENMP
     fm_threads = omp_get_num_procs();
 #endif
-    fm_use_avx2 = cpu_has_avx2_fma();
+    fm_simd = cpu_simd_level();
 }
 
 int fm_set_num_threads(int n)
@@ -40,18 +46,20 @@ int fm_openmp_enabled(void)
 #endif
 }
 
-int fm_simd_level(void) { return fm_use_avx2; }
+int fm_simd_level(void) { return fm_simd; }
 
 int fm_set_simd_level(int level)
 {
-    fm_use_avx2 = level >= 1 && cpu_has_avx2_fma();
-    return fm_use_avx2;
+    const int best = cpu_simd_level();
+    fm_simd = level < 0 ? 0 : (level > best ? best : level);
+    return fm_simd;
 }
 
 const char *fm_simd_name(void)
 {
 #if FM_MULTIVERSION
-    return fm_use_avx2 ? "avx2+fma" : "sse2 (x86-64 baseline)";
+    static const char *names[] = {"sse2 (x86-64 baseline)", "avx2+fma", "avx512 (f, bw, dq, vl)"};
+    return names[fm_simd];
 #else
     return "generic (compiler default flags)";
 #endif

@@ -37,14 +37,17 @@ void log_softmax_f32(const float *x, int64_t rows, int64_t n, float *out)
     for (int64_t i = 0; i < n; i++)                 \
         out[i] = EXPFN(x[i]);
 #if FM_MULTIVERSION
-#define FM_EXP_AVX2_CLONE(NAME, T, EXPFN)                                                   \
+#define FM_EXP_SIMD_CLONES(NAME, T, EXPFN)                                                  \
     __attribute__((target("avx2,fma"))) static void NAME##_avx2(const T *x, T *out, int64_t n) \
-    { FM_EXP_LOOP(EXPFN) }
+    { FM_EXP_LOOP(EXPFN) }                                                                  \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,"                    \
+                          "prefer-vector-width=512")))                                      \
+    static void NAME##_avx512(const T *x, T *out, int64_t n) { FM_EXP_LOOP(EXPFN) }
 #else
-#define FM_EXP_AVX2_CLONE(NAME, T, EXPFN)
+#define FM_EXP_SIMD_CLONES(NAME, T, EXPFN)
 #endif
 #define FM_EXP_EXPORT(NAME, T, EXPFN)                                          \
-    FM_EXP_AVX2_CLONE(NAME, T, EXPFN)                                          \
+    FM_EXP_SIMD_CLONES(NAME, T, EXPFN)                                         \
     static void NAME##_base(const T *x, T *out, int64_t n) { FM_EXP_LOOP(EXPFN) } \
     void fm_##NAME(const T *x, T *out, int64_t n) { FM_PICK(NAME, x, out, n); }
 

@@ -4,7 +4,7 @@
  * define:
  *   FM_T      element type (float or double)
  *   FM_SUF    f32 or f64
- *   FM_ISA    base or avx2 (suffix of the generated names)
+ *   FM_ISA    base, avx2 or avx512 (suffix of the generated names)
  *   FM_EXPFN  fm_exp or fm_expf (see vexp.h)
  * exp is evaluated in the element type; every sum is accumulated in double,
  * vectorized within blocks of FM_BLOCK elements, and the block sums are
