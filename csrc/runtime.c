@@ -31,7 +31,11 @@ __attribute__((constructor)) static void fm_runtime_init(void)
 
 int fm_set_num_threads(int n)
 {
+#ifdef _OPENMP
     fm_threads = n < 1 ? 1 : n;
+#else
+    (void)n;  /* built without OpenMP: every kernel runs on the calling thread */
+#endif
     return fm_threads;
 }
 
