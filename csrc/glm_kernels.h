@@ -598,10 +598,13 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
     int64_t done = 0;
 #pragma omp parallel num_threads(team)
     {
+        /* the team OpenMP actually started, which may be smaller than asked
+         * for (OMP_THREAD_LIMIT, OMP_DYNAMIC, a caller's parallel region):
+         * its threads must share all the blocks between them */
 #ifdef _OPENMP
-        const int tid = omp_get_thread_num();
+        const int tid = omp_get_thread_num(), threads = omp_get_num_threads();
 #else
-        const int tid = 0;
+        const int tid = 0, threads = 1;
 #endif
         FM_T *G = work + 2 * eta_size + tid * private_size, *grad = G + eta_size;
         double *t = t_all + tid * t_size;
@@ -617,7 +620,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
              * with this batch's rows where the next batch is shorter. */
             for (int64_t r = 0; r < nb; r++)
                 fetch[r] = r < next_nb ? perm[next + r] : rows[r];
-            for (int64_t q = tid; q < blocks; q += team) {
+            for (int64_t q = tid; q < blocks; q += threads) {
                 const int64_t k0 = q * KB, kb = k0 + KB < K ? KB : K - k0;
                 FN(forward)(X, d, rows, nb, params + k0 * ld, kb, eta + k0, K, q == tid ? fetch : rows);
             }
@@ -632,7 +635,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             const int64_t step = step0 + b;
             const double avg_weight =
                 avg_start >= 0 && step >= avg_start ? 1.0 / (double)(step - avg_start + 1) : 0.0;
-            for (int64_t q = tid; q < blocks; q += team) {
+            for (int64_t q = tid; q < blocks; q += threads) {
                 const int64_t k0 = q * KB, kb = k0 + KB < K ? KB : K - k0;
                 memset(grad, 0, sizeof(FM_T) * kb * ld);
                 FN(backward)(X, d, rows, nb, G + k0, kb, K, grad);

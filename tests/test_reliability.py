@@ -208,6 +208,25 @@ def test_a_seeded_fit_is_bit_for_bit_the_same_in_fresh_processes(tmp_path):
     assert len(outputs) == 1, outputs
 
 
+def test_a_smaller_openmp_team_than_asked_for_gives_the_same_results(tmp_path):
+    # OpenMP may start fewer threads than a region asks for (OMP_THREAD_LIMIT,
+    # OMP_DYNAMIC, a caller's own parallel region): the threaded SGD epoch
+    # once left the missing thread's output blocks uncomputed
+    out = run_python("""
+        import numpy as np, fastmle
+        fastmle.set_num_threads(2)
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((3000, 64))  # 32 x 64 x 8 per batch: a threaded epoch
+        y = rng.integers(0, 8, 3000)
+        fits = [fastmle.sgd_fit(X, y, "multinomial", max_epochs=2, tol=None, random_state=3, backend=b)
+                for b in ("c", "numpy")]
+        np.testing.assert_allclose(fits[0].coef, fits[1].coef, rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(fits[0].loss_history, fits[1].loss_history, rtol=1e-9)
+        print("ok")
+    """, tmp_path, OMP_THREAD_LIMIT="1")
+    assert out.strip() == "ok"
+
+
 def test_repeated_calls_do_not_grow_memory(tmp_path):
     if "libasan" in os.environ.get("LD_PRELOAD", ""):
         pytest.skip("under AddressSanitizer (make sanitize) resident memory holds its quarantine of freed "
