@@ -247,20 +247,24 @@ def test_properties(backend_name, dt):
     check()
 
 
-def test_c_baseline_instruction_set_matches_reference(dtype, rng):
-    """The x86-64 baseline clones (picked on CPUs without AVX2+FMA) are
-    compiled separately: run them too."""
+@pytest.mark.parametrize("level", [0, 1])
+def test_c_lower_instruction_sets_match_reference(dtype, rng, level):
+    """The clones below the one this CPU picks (0: baseline x86-64, picked
+    on CPUs without AVX2+FMA; 1: AVX2+FMA, below AVX-512) are compiled
+    separately: run them on the edge cases too."""
     from fastmle import _c
     if os.environ.get("FASTMLE_NO_C"):
         pytest.skip("FASTMLE_NO_C=1: C backend disabled on purpose")
     assert _c.lib is not None, _c.unavailable_reason
     old = _c.lib.fm_simd_level()
-    _c.lib.fm_set_simd_level(0)
+    if level >= old:
+        pytest.skip(f"level {level} is this CPU's default (or above it): the rest of the suite runs it")
+    _c.lib.fm_set_simd_level(level)
     try:
-        assert _c.lib.fm_simd_level() == 0
+        assert _c.lib.fm_simd_level() == level
         for label, x in arrays(dtype, rng):
             for name in FUNCS:
-                check_against_reference(name, x, -1, "c", "baseline-isa " + label)
+                check_against_reference(name, x, -1, "c", f"isa-level-{level} " + label)
     finally:
         _c.lib.fm_set_simd_level(old)
 
