@@ -1,10 +1,14 @@
 /*
  * Family "special": logsumexp, softmax, log_softmax.
  * The kernel bodies are in special_kernels.h; this file instantiates them for
- * float and double, for baseline x86-64 and for AVX2+FMA (fm_instantiate.h),
+ * float and double, for baseline x86-64, AVX2+FMA and AVX-512 (fm_instantiate.h),
  * and exports the entry points declared in fastmle.h, which pick the
  * instruction set.
  */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>   /* streaming stores (special_kernels.h) */
+#endif
+#include <string.h>
 #define FM_BODY "special_kernels.h"
 #include "fm_instantiate.h"
 

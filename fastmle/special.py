@@ -10,8 +10,9 @@ float64 softmax elements are within 8 ulp (relative) of the exact value plus
 the rounding of the shifted input x - max(x), which scipy and torch incur too
 (relative error up to |x - max| * 2**-53, visible only in tiny outputs);
 log_softmax and logsumexp are within 8 ulp of max|x| (absolute). float32 data
-is stored and exponentiated in float32 and every sum is accumulated in
-float64: softmax within 4 ulp + |x - max| * 2**-24 (relative), logsumexp
+is stored and exponentiated in float32, the exponentials are added in pairs in
+float32 (one rounding, at most 2**-24 relative) and the pair sums accumulated
+in float64: softmax within 4 ulp + |x - max| * 2**-24 (relative), logsumexp
 within 4 ulp of max|x| (absolute). (float32 logsumexp sums its exponentials
 with results below the smallest normal float flushed to 0: each such term is
 below 2**-126 next to the 1 of the maximum, so the float64 sum cannot tell.)

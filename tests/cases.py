@@ -1,6 +1,7 @@
 """Edge-case arrays for the kernel tests, in the spirit of bottleneck's
 generators: odd sizes around the SIMD width, a row longer than the chunk
 size, many tiny rows, special values, and non-contiguous views."""
+import contextlib
 import itertools
 
 import numpy as np
@@ -72,3 +73,25 @@ def hard_targets(rows, n_classes, rng):
     t = rng.integers(0, n_classes, rows)
     t[::4] = -100  # some ignored rows
     return t
+
+
+def c_simd_levels():
+    """Every instruction-set clone of the C backend this CPU runs: 0 baseline
+    x86-64, 1 AVX2+FMA, 2 AVX-512 (see csrc/runtime.c)."""
+    from fastmle import _c
+    old = _c.lib.fm_simd_level()
+    best = _c.lib.fm_set_simd_level(99)  # clamped to the best supported
+    _c.lib.fm_set_simd_level(old)
+    return range(best + 1)
+
+
+@contextlib.contextmanager
+def c_simd_level(level):
+    """Run the C kernels' clone of the given level inside the block."""
+    from fastmle import _c
+    old = _c.lib.fm_simd_level()
+    assert _c.lib.fm_set_simd_level(level) == level
+    try:
+        yield
+    finally:
+        _c.lib.fm_set_simd_level(old)

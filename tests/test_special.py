@@ -1,6 +1,7 @@
 """logsumexp / softmax / log_softmax: every backend against the numpy
 reference, the reference against scipy, accuracy against long double, and
 hypothesis properties."""
+import contextlib
 import os
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 import fastmle
 from fastmle._registry import family
 
-from cases import arrays, assert_same, axes_for
+from cases import arrays, assert_same, axes_for, c_simd_level, c_simd_levels
 
 FUNCS = [k.name for k in family("special")]  # softmax, log_softmax, logsumexp
 
@@ -270,18 +271,29 @@ def test_c_lower_instruction_sets_match_reference(dtype, rng, level):
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
-def test_large_output_same_bits_as_pieces(name, backend, dtype, rng):
-    """A large output (rows spread over the threads, the next row prefetched)
-    is bit-identical to computing the rows in small pieces, including into an
-    out= that is not 32-byte aligned."""
-    rows = (16 * 2**20) // (1000 * np.dtype(dtype).itemsize) + 3
-    x = rng.standard_normal((rows, 1000)).astype(dtype)
+@pytest.mark.parametrize("n", [1000, 37])
+def test_large_output_same_bits_as_pieces(name, n, backend, dtype, rng):
+    """A large output (16 MiB or more: rows spread over the threads, the next
+    row prefetched, and in C written with streaming stores) is bit-identical
+    to computing the rows in small pieces, which C writes through the cache:
+    into an out= that is not aligned, with rows of odd length, with
+    non-finite rows, in place, and in every C instruction-set clone."""
+    rows = (16 * 2**20) // (n * np.dtype(dtype).itemsize) + 3
+    x = (rng.standard_normal((rows, n)) * 10).astype(dtype)
+    x[5, 3], x[7, :], x[9, 2] = np.inf, -np.inf, np.nan
+    f = getattr(fastmle, name)
+    step = rows // 8 + 1  # pieces of about 2 MiB
     flat = np.empty(x.size + 1, dtype)
     out = flat[1:].reshape(x.shape)  # offset by one element
-    getattr(fastmle, name)(x, axis=-1, out=out, backend=backend)
-    pieces = np.concatenate([getattr(fastmle, name)(x[i:i + 100], axis=-1, backend=backend)
-                             for i in range(0, rows, 100)])
-    np.testing.assert_array_equal(out, pieces)
+    for level in c_simd_levels() if backend == "c" else [None]:
+        with c_simd_level(level) if level is not None else contextlib.nullcontext():
+            pieces = np.concatenate([f(x[i:i + step], axis=-1, backend=backend) for i in range(0, rows, step)])
+            out[:] = 0
+            f(x, axis=-1, out=out, backend=backend)
+            np.testing.assert_array_equal(out, pieces, err_msg=f"level {level}")
+            in_place = x.copy()
+            f(in_place, axis=-1, out=in_place, backend=backend)
+            np.testing.assert_array_equal(in_place, pieces, err_msg=f"in place, level {level}")
     rtol, atol = tol(dtype)
     assert_same(out, call(name, x, -1, "numpy"), rtol, atol * 10, err=f"{name} {backend} large")
 

@@ -9,6 +9,8 @@ from numba import njit
 from fastmle import _c
 from fastmle._numba import vexp as numba_vexp
 
+from cases import c_simd_levels
+
 
 def grid(dtype):
     fi = np.finfo(dtype)
@@ -27,15 +29,6 @@ def ulps(actual, desired, dtype):
     tiny = np.finfo(dtype).tiny
     spacing = np.spacing(np.maximum(np.abs(desired), tiny).astype(dtype)).astype(np.float64)
     return np.abs(actual.astype(np.float64) - desired) / spacing
-
-
-def c_simd_levels():
-    """Every instruction-set clone this CPU runs: 0 baseline, 1 AVX2+FMA,
-    2 AVX-512 (see csrc/runtime.c)."""
-    old = _c.lib.fm_simd_level()
-    best = _c.lib.fm_set_simd_level(99)  # clamped to the best supported
-    _c.lib.fm_set_simd_level(old)
-    return range(best + 1)
 
 
 def exps():

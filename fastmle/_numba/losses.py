@@ -12,7 +12,7 @@ gradient, gradients); every sum is accumulated in float64 and merged with
 Neumaier compensation, and per-row/per-element losses are float64. Rows are
 independent and each row is processed sequentially in a fixed order, so the
 result does not depend on the thread count. The hot path (cross-entropy)
-uses special.py's segment kernels (max, and exponentials of a block of BLOCK
+uses special.py's segment kernels (max, and exponentials of a block (exp_block)
 written in the element type, then summed in float64, with the next row
 prefetched); the information measures and the elementwise losses compute in
 float64 with np.log/np.exp (no speed goal). Only the entry points are
@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from .special import (_ENTRY, _EXACT, _ROW, _SUM, BLOCK, _drive, _next_row, _sigs, ksum_add,
-                      exp_normal_ok, ksum_value, seg_max, seg_max_min, seg_sum_exp)
+                      exp_normal_ok, exp_buffer, ksum_value, seg_max, seg_max_min, seg_sum_exp)
 
 
 # ---- float64 sums over a row, in blocks of BLOCK merged with compensation ----
@@ -126,7 +126,7 @@ def _class_span(args, r0, r1, logits):
     """Rows r0..r1 of nll_rows (gw has n elements or no gradient is wanted)
     or of cross_entropy_rows (gw empty); logits is a compile-time constant."""
     x, target, w, ignore_index, eps, gs, loss, grad, total, gw = args
-    buf = np.empty(BLOCK if logits else 0, x.dtype)
+    buf = exp_buffer(x) if logits else np.empty(0, x.dtype)
     for i in range(r0, r1):
         y = target[i]
         g = grad[i] if grad.shape[0] else x[i, :0]
@@ -208,7 +208,7 @@ def _soft_row(z, t, w, eps, gs, g, buf, nxt):
 @njit(**_ROW)
 def _soft_span(args, r0, r1):
     x, t, w, eps, gs, loss, grad = args
-    buf = np.empty(BLOCK, x.dtype)
+    buf = exp_buffer(x)
     for i in range(r0, r1):
         g = grad[i] if grad.shape[0] else x[i, :0]
         loss[i] = _soft_row(x[i], t[i], w, eps, gs, g, buf, _next_row(x, i))

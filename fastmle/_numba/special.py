@@ -5,10 +5,10 @@ C-contiguous 2-D (rows, n) float32/float64 arrays reduced over the last axis;
 the validate layer has checked everything else.
 
 exp is evaluated in the element type (vexp_same); every sum is accumulated in
-float64, vectorized within blocks of BLOCK elements, and block sums are merged
-with Neumaier compensation. Rows longer than ROW_CHUNK are split into fixed
-chunks shared by the threads and merged in chunk order, so results do not
-depend on the thread count. Only the entry points are parallel (Numba
+float64, vectorized within blocks (exp_block: BLOCK or BLOCK_F32 elements),
+and block sums are merged with Neumaier compensation. Rows longer than
+ROW_CHUNK are split into fixed chunks shared by the threads and merged in
+chunk order, so results do not depend on the thread count. Only the entry points are parallel (Numba
 parallel functions called from a parallel region are slow to launch); short
 rows go through one inlined driver (_drive), shared with losses.py.
 """
@@ -20,6 +20,10 @@ from numba.extending import intrinsic
 from .vexp import vexp_normal_same, vexp_same, vexp_sum
 
 BLOCK = 256
+# float32 exponential sums use longer blocks (csrc/special_kernels.h FM_BLOCK:
+# each block ends with a horizontal sum of the lanes, and float's sums in
+# float64 stay far more accurate than its results); buffers hold either.
+BLOCK_F32 = 1024
 ROW_CHUNK = 16384
 PARALLEL_MIN_ELEMENTS = 32768
 SPAN_ELEMENTS = 16384  # rows per parallel task: about this many elements
@@ -244,11 +248,29 @@ def _block_exp_for_sum(x, sh, buf):
         buf[k] = vexp_sum(x[k] - sh)
 
 
+@njit(inline="always", **_ROW)
+def exp_block(x):
+    """Block length of the exponential sums for x's element type."""
+    return BLOCK_F32 if x.itemsize == 4 else BLOCK
+
+
+@njit(inline="always", **_ROW)
+def exp_buffer(x):
+    """Scratch for one block of x's exponentials (seg_sum_exp's buf)."""
+    return np.empty(exp_block(x), x.dtype)
+
+
 @njit(fastmath=_SUM, **_ROW)
 def _block_sum(buf):
+    """Pairs added in the element type first (one rounding, at most 2**-24
+    relative for float32): half the conversions to float64, which bound this
+    loop's speed (as csrc/special_kernels.h)."""
+    half = buf.shape[0] // 2
     bs = 0.0
-    for k in range(buf.shape[0]):
-        bs += np.float64(buf[k])
+    for k in range(half):
+        bs += np.float64(buf[k] + buf[k + half])
+    if buf.shape[0] & 1:
+        bs += np.float64(buf[buf.shape[0] - 1])
     return bs
 
 
@@ -256,7 +278,7 @@ def _block_sum(buf):
 def seg_sum_exp(x, shift, store, buf, split, nxt, normal):
     """(sum, compensation, count) of exp(x - shift) in float64. The
     exponentials (element type) are written to store when it has elements
-    (store may be x itself), else to the BLOCK scratch buf. With split,
+    (store may be x itself), else to the scratch buf (exp_buffer). With split,
     elements equal to shift are left out of the sum and counted instead:
     exp(0) = 1, and logsumexp's accurate log1p(s / cnt) + log(cnt) form needs
     the remainder alone. nxt (the next row, or empty) is prefetched block by
@@ -268,9 +290,10 @@ def seg_sum_exp(x, shift, store, buf, split, nxt, normal):
     n = x.shape[0]
     inplace = _same(store, x)
     line = CACHE_LINE // x.itemsize
+    block = exp_block(x)
     s = c = count = 0.0
-    for j0 in range(0, n, BLOCK):
-        j1 = min(j0 + BLOCK, n)
+    for j0 in range(0, n, block):
+        j1 = min(j0 + block, n)
         if nxt.shape[0]:
             for k in range(j0, j1, line):
                 _prefetch(nxt, k)
@@ -310,9 +333,10 @@ def seg_sum_exp_weighted(a, b, shift):
     b where a == shift; elements with b == 0 are left out."""
     sh = a.dtype.type(shift)
     n = a.shape[0]
+    block = exp_block(a)
     s = c = w = cw = 0.0
-    for j0 in range(0, n, BLOCK):
-        j1 = min(j0 + BLOCK, n)
+    for j0 in range(0, n, block):
+        j1 = min(j0 + block, n)
         bs, bm = _block_sum_exp_weighted(a[j0:j1], b[j0:j1], sh)
         s, c = ksum_add(s, c, bs)
         w, cw = ksum_add(w, cw, bm)
@@ -390,7 +414,7 @@ def logsumexp_weighted_finish(a, b, return_sign, m, s, w):
     return r, sgn
 
 
-# ---- one short row of each kernel (buf: BLOCK scratch, nxt: see seg_sum_exp) ----
+# ---- one short row of each kernel (buf: exp_buffer scratch, nxt: see seg_sum_exp) ----
 
 @njit(**_ROW)
 def logsumexp_row(a, buf, nxt):
@@ -434,7 +458,7 @@ def log_softmax_row(x, out, buf, nxt):
 @njit(**_ROW)
 def _logsumexp_span(args, r0, r1):
     a, out = args
-    buf = np.empty(BLOCK, a.dtype)
+    buf = exp_buffer(a)
     for i in range(r0, r1):
         out[i] = logsumexp_row(a[i], buf, _next_row(a, i))
 
@@ -456,7 +480,7 @@ def _softmax_span(args, r0, r1):
 @njit(**_ROW)
 def _log_softmax_span(args, r0, r1):
     x, out = args
-    buf = np.empty(BLOCK, x.dtype)
+    buf = exp_buffer(x)
     for i in range(r0, r1):
         log_softmax_row(x[i], out[i], buf, _next_row(x, i))
 
@@ -497,7 +521,7 @@ def logsumexp(a, out):
         m = _max_of(part)
         for k in prange(nc):
             part[k, 0], part[k, 1], part[k, 2] = seg_sum_exp(
-                _chunk(row, k), m, row[:0], np.empty(BLOCK, a.dtype), lse_split(a), row[:0], False)
+                _chunk(row, k), m, row[:0], exp_buffer(a), lse_split(a), row[:0], False)
         out[i] = logsumexp_finish(row, m, _merge(part, 0), part[:, 2].sum())
 
 
@@ -562,7 +586,7 @@ def log_softmax(x, out):
         if np.isfinite(m):
             for k in prange(nc):
                 part[k, 0], part[k, 1], part[k, 2] = seg_sum_exp(
-                    _chunk(row, k), m, _chunk(store, k), np.empty(BLOCK, x.dtype), False, row[:0], False)
+                    _chunk(row, k), m, _chunk(store, k), exp_buffer(x), False, row[:0], False)
             logs = np.log(_merge(part, 0))
         else:  # see log_softmax_row
             m = 0.0

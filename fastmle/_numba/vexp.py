@@ -109,12 +109,11 @@ def _vexpf_reduced(x):
     shared by the float32 exponentials."""
     kd = (x * np.float32(1.44269504088896341) + _SHIFT32) - _SHIFT32
     r = (x - kd * np.float32(0.693359375)) - kd * np.float32(-2.12194440e-4)
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
-    p = p * r + np.float32(8.3334519073e-3)
-    p = p * r + np.float32(4.1665795894e-2)
-    p = p * r + np.float32(1.6666665459e-1)
-    p = p * r + np.float32(5.0000001201e-1)
+    p = np.float32(1.3814599e-3)
+    p = p * r + np.float32(8.3687169e-3)
+    p = p * r + np.float32(4.1668388e-2)
+    p = p * r + np.float32(1.6666521e-1)
+    p = p * r + np.float32(4.9999994e-1)
     return kd, (p * r) * r + r + np.float32(1.0)
 
 
