@@ -372,6 +372,21 @@ def _copy(inp):
     return lambda: np.copyto(dst, x)
 
 
+def copy_on_threads(inputs, threads):
+    """np.copyto of the input split into `threads` blocks of rows copied at
+    once by as many threads (numpy releases the GIL while copying): the
+    memory roofline, on that many cores, of a kernel that writes an array of
+    the input's size. A callable with no arguments."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = inputs["x"]
+    dst = np.empty_like(x)
+    bounds = np.linspace(0, x.shape[0], threads + 1).astype(int)
+    blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    pool = ThreadPoolExecutor(threads)
+    return lambda: list(pool.map(lambda s: np.copyto(dst[s], x[s]), blocks))
+
+
 # The numpy operation each kernel is measured against: for the row kernels,
 # the cheapest pass over the same memory (np.copyto for kernels that write an
 # array of the input's size, np.sum for reductions): their roofline; for the

@@ -6,7 +6,8 @@ Implementations are timed round-robin (see median_times). Columns: median
 time per call, effective bandwidth (bytes read + written per
 second), the ratio to the kernel's numpy baseline (for the row kernels the
 roofline: np.copyto of the input for kernels writing an array, np.sum for
-reductions, so 1.0 means as fast as just moving the memory; for
+reductions, so 1.0 means as fast as just moving the memory, with a row
+for the copy on as many threads as the kernels use; for
 linear_cross_entropy the naive numpy computation, for sgd_epoch one
 full-batch forward and gradient pass with BLAS), the speed-up over scipy,
 torch and scikit-learn, and for linear_cross_entropy the working memory of
@@ -21,31 +22,42 @@ import tracemalloc
 import numpy as np
 
 from . import _dispatch
-from ._registry import KERNELS, available_peers, baseline
+from ._registry import KERNELS, available_peers, baseline, copy_on_threads
 
 
-def median_times(fns, repeat, pause=0.1):
+def median_times(fns, repeat, pause=0.1, rewarm_below=0.25):
     """{name: median seconds} for the callables in `fns`, timed round-robin:
     each round calls every implementation once, so a burst of load from
     elsewhere on a shared machine hits all of them alike, and each round
-    starts one implementation later. Each timed call follows a pause of
-    `pause` seconds: a runtime's worker threads keep spinning for a while
-    after a call and take the cores from whatever runs next (right after a
-    numpy BLAS product, a 2-thread C SGD epoch took 137-149 ms against 56 ms
-    after a 0.1 s pause, with the other runtimes' threads idle; see the
-    README), so without it each implementation would be timed partly against
-    its predecessor's threads. One warm-up call each first (compilation, page
-    faults)."""
+    starts one implementation later.
+
+    Each timed call is measured in the steady state of calls made back to
+    back, as in a training loop:
+    - it follows a pause of `pause` seconds: a runtime's worker threads keep
+      spinning for a while after a call and take the cores from whatever runs
+      next (right after a numpy BLAS product, a 2-thread C SGD epoch took
+      137-149 ms against 56 ms after a 0.1 s pause; see the README);
+    - the pause leaves the cores idle, and on a virtual machine the first
+      milliseconds after that run slowly (2-thread softmax of 32768 x 1000
+      float32: 15.1-16.5 ms right after a 0.1 s sleep, 9.1-9.4 ms back to
+      back), so an untimed call of the same implementation comes between the
+      pause and the timed call, for calls shorter than `rewarm_below` seconds
+      (longer ones absorb the wake-up, and would double the run time).
+    One warm-up call each first (compilation, page faults)."""
     for fn in fns.values():
         fn()
+    last = dict.fromkeys(fns, 0.0)  # seconds of each one's latest timed call
     names = list(fns)
     times = {name: [] for name in fns}
     for r in range(repeat):
         for name in names[r % len(names):] + names[:r % len(names)]:
             time.sleep(pause)
+            if last[name] < rewarm_below:
+                fns[name]()
             t0 = time.perf_counter()
             fns[name]()
-            times[name].append(time.perf_counter() - t0)
+            last[name] = time.perf_counter() - t0
+            times[name].append(last[name])
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
@@ -76,9 +88,14 @@ def measure(kernel, shape, dtype, repeat, rng):
     """({implementation: seconds}, {implementation: extra bytes or None}) for
     one kernel, shape and dtype. Working memory (extra_allocation) is measured
     for kernels with track_memory, and only for numpy-based implementations
-    (tracemalloc does not see torch's allocator)."""
+    (tracemalloc does not see torch's allocator). Kernels measured against
+    np.copyto also get a row for the copy done by as many threads as the
+    kernels use: the roofline on those cores."""
     inputs = kernel.make_inputs(shape, dtype, rng)
     fns = {"numpy " + kernel.baseline: baseline(kernel, inputs)}
+    threads = _dispatch.get_num_threads()
+    if kernel.baseline == "copy" and threads > 1:
+        fns[f"numpy copy {threads}thr"] = copy_on_threads(inputs, threads)
     for name in _dispatch.available_backends():
         fns["fastmle." + name] = lambda name=name: kernel.call(inputs, name)
     for name, peer in available_peers(kernel).items():
