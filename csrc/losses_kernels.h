@@ -5,7 +5,9 @@
  * from fm_types.h / fm_instantiate.h.
  *
  * Numerics: every sum is accumulated in double, vectorized within blocks of
- * FM_BLOCK elements, the block sums merged with Neumaier compensation; a row
+ * FM_BLOCK elements (FM_EXP_BLOCK for sums of exponentials, added in pairs
+ * as in the special family), the block sums merged with Neumaier
+ * compensation; a row
  * is processed by one thread, so the result does not depend on the thread
  * count. The softmax exponentials of the cross-entropy kernels are evaluated
  * in the element type (the hot path); everything else is computed in double.
@@ -38,7 +40,7 @@
     _Pragma("omp parallel for schedule(static) num_threads(fm_team_size((rows) * (n)))") \
     for (int64_t i = 0; i < (rows); i++) { __VA_ARGS__; }
 
-#include "fm_common_kernels.h"   /* seg_max */
+#include "fm_common_kernels.h"   /* seg_max, prefetch, FM_EXP_BLOCK, sum_pairs */
 
 static double FN(row_sum)(const FM_T *x, int64_t n)
 {
@@ -69,15 +71,18 @@ static double FN(row_exp_sum)(const FM_T *z, int64_t n, double m, FM_T *store, i
 {
     const FM_T sh = (FM_T)m;   /* exact: m is an element */
     fm_ksum ks = {0, 0}, kz = {0, 0}, kc = {0, 0};
-    FM_T buf[FM_BLOCK];
-    for (int64_t j0 = 0; j0 < n; j0 += FM_BLOCK) {
-        const int64_t len = n - j0 < FM_BLOCK ? n - j0 : FM_BLOCK;
+    FM_T buf[FM_EXP_BLOCK];
+    for (int64_t j0 = 0; j0 < n; j0 += FM_EXP_BLOCK) {
+        const int64_t len = n - j0 < FM_EXP_BLOCK ? n - j0 : FM_EXP_BLOCK;
         const FM_T *zb = z + j0;
         FN(prefetch)(next ? next + j0 : NULL, len);
-        if (want_c) {
+        /* the weighted sums in FM_BLOCK pieces (as the other sums of the
+         * family, and Numba's seg_wdiff) */
+        for (int64_t s0 = 0; want_c && s0 < len; s0 += FM_BLOCK) {
+            const int64_t s1 = s0 + FM_BLOCK < len ? s0 + FM_BLOCK : len;
             double bz = 0, bc = 0;
 #pragma omp simd reduction(+ : bz, bc)
-            for (int64_t k = 0; k < len; k++) {
+            for (int64_t k = s0; k < s1; k++) {
                 double c = FN(coef)(w, t, a, b, j0 + k);
                 bz += c * ((double)zb[k] - m);
                 bc += c;
@@ -99,12 +104,7 @@ static double FN(row_exp_sum)(const FM_T *z, int64_t n, double m, FM_T *store, i
             for (int64_t k = 0; k < len; k++)
                 buf[k] = FM_EXPFN_SUM(zb[k] - sh);
         }
-        const FM_T *e = store ? store + j0 : buf;
-        double bs = 0;
-#pragma omp simd reduction(+ : bs)
-        for (int64_t k = 0; k < len; k++)
-            bs += (double)e[k];
-        fm_ksum_add(&ks, bs);
+        fm_ksum_add(&ks, FN(sum_pairs)(store ? store + j0 : buf, len));
     }
     *cz = fm_ksum_value(&kz);
     *csum = fm_ksum_value(&kc);
@@ -354,5 +354,6 @@ static void FN(kl_div_from_logits_rows)(const FM_T *logits_p, const FM_T *logits
 
 #undef FN
 #undef FM_BLOCK
+#undef FM_EXP_BLOCK
 #undef FM_BLOCK_SUM
 #undef FM_FOR_ROWS

@@ -11,14 +11,9 @@
  * merged with Neumaier compensation.
  */
 #define FN(name) FM_CAT3(name, FM_SUF, FM_ISA)
-/* Larger blocks for float: each block ends with a horizontal sum of the
- * vector lanes that gcc does one lane at a time (16 dependent additions for
- * float); 1024-element blocks took 0.50 -> 0.42 ns per element off float32
- * softmax in cache (1 thread, Zen 4), and float's sums in double stay far
- * more accurate than its results. */
-#define FM_BLOCK (sizeof(FM_T) == 4 ? 1024 : 256)
 
-#include "fm_common_kernels.h"   /* seg_max, next_row, prefetch */
+#include "fm_common_kernels.h"   /* seg_max, next_row, prefetch, FM_EXP_BLOCK, sum_pairs */
+#define FM_BLOCK FM_EXP_BLOCK
 
 /* Sum of exp(x - shift) into s; if store is not NULL, exp(x - shift) is
  * also written there (softmax keeps it and rescales). With cnt != NULL, the
@@ -34,7 +29,6 @@ static void FN(seg_sum_exp)(const FM_T *x, int64_t n, double shift, FM_T *store,
     double count = 0;
     for (int64_t j0 = 0; j0 < n; j0 += FM_BLOCK) {
         int64_t j1 = j0 + FM_BLOCK < n ? j0 + FM_BLOCK : n;
-        double bs = 0;
         FM_T bc = 0;   /* exact: a block has far fewer than 2^24 elements */
         FN(prefetch)(next ? next + j0 : NULL, j1 - j0);
         /* exponentials to store or a block buffer in the element type, then
@@ -63,16 +57,7 @@ static void FN(seg_sum_exp)(const FM_T *x, int64_t n, double shift, FM_T *store,
             for (int64_t j = j0; j < j1; j++)
                 e[j - j0] = FM_EXPFN_SUM(x[j] - sh);
         }
-        /* pairs added in the element type first (one rounding, at most
-         * 2^-24 relative for float): half the conversions to double, which
-         * bound this loop's speed */
-        const int64_t half = (j1 - j0) / 2;
-#pragma omp simd reduction(+ : bs)
-        for (int64_t k = 0; k < half; k++)
-            bs += (double)(e[k] + e[k + half]);
-        if ((j1 - j0) & 1)
-            bs += (double)e[j1 - j0 - 1];
-        fm_ksum_add(s, bs);
+        fm_ksum_add(s, FN(sum_pairs)(e, j1 - j0));
         count += bc;
     }
     if (cnt)
@@ -301,7 +286,7 @@ static void FN(logsumexp_weighted_row)(const FM_T *a, const FM_T *b, int64_t n, 
  * computation lost (9.55-9.64 against 9.17-9.18 ms), and while the kernels
  * were slower to compute (0.50 ns per element) streaming gained nothing. */
 #define FM_STREAM_MIN_BYTES (16.0 * 1024 * 1024)
-#define FM_STREAM_ROW_MAX 4096
+#define FM_STREAM_ROW_MAX (16384 / (int64_t)sizeof(FM_T))   /* half of L1 */
 #if defined(__AVX512F__)
 #define FM_STREAM_VECTOR 64
 #define FM_STREAM_ONE(dst, v) _mm512_stream_si512((void *)(dst), (__m512i)(v))
@@ -403,15 +388,15 @@ static void FN(log_softmax_row)(const FM_T *x, int64_t n, int parallel, FM_T *ou
 
 /* Short rows: one row per iteration, rows spread over the team, and `next`
  * the following row of x to prefetch; each thread fences its streaming
- * stores, if any, before the region ends. Long rows: one row at a time, its
- * chunks spread over the team. */
+ * stores, if any, before the barrier that ends the region. Long rows: one
+ * row at a time, its chunks spread over the team. */
 #define FM_FOR_EACH_ROW(rows, n, x, BODY)                                \
     if ((n) <= FM_ROW_CHUNK) {                                           \
         const int parallel = 0;                                          \
         const int team = fm_team_size((rows) * (n));                     \
         _Pragma("omp parallel num_threads(team)")                        \
         {                                                                \
-            _Pragma("omp for schedule(static)")                          \
+            _Pragma("omp for schedule(static) nowait")                   \
             for (int64_t i = 0; i < (rows); i++) {                       \
                 const FM_T *next = FN(next_row)(x, i, rows, n);          \
                 BODY;                                                    \
@@ -451,6 +436,7 @@ static void FN(log_softmax)(const FM_T *x, int64_t rows, int64_t n, FM_T *out)
 
 #undef FN
 #undef FM_BLOCK
+#undef FM_EXP_BLOCK
 #undef FM_STREAM_MIN_BYTES
 #undef FM_STREAM_ROW_MAX
 #undef FM_STREAM_VECTOR

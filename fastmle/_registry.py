@@ -6,6 +6,7 @@ given backend, what the numpy "roofline" baseline is (the cheapest pass over
 the same memory), and how the peers (scipy, torch) compute the same thing.
 Adding a kernel means adding one entry here.
 """
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
@@ -377,14 +378,20 @@ def copy_on_threads(inputs, threads):
     once by as many threads (numpy releases the GIL while copying): the
     memory roofline, on that many cores, of a kernel that writes an array of
     the input's size. A callable with no arguments."""
-    from concurrent.futures import ThreadPoolExecutor
-
     x = inputs["x"]
     dst = np.empty_like(x)
     bounds = np.linspace(0, x.shape[0], threads + 1).astype(int)
     blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-    pool = ThreadPoolExecutor(threads)
+    pool = _thread_pool(threads)
     return lambda: list(pool.map(lambda s: np.copyto(dst[s], x[s]), blocks))
+
+
+@functools.lru_cache(maxsize=None)
+def _thread_pool(threads):
+    """One pool per thread count for the whole run (see copy_on_threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads)
 
 
 # The numpy operation each kernel is measured against: for the row kernels,

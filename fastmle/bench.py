@@ -44,9 +44,11 @@ def median_times(fns, repeat, pause=0.1, rewarm_below=0.25):
       pause and the timed call, for calls shorter than `rewarm_below` seconds
       (longer ones absorb the wake-up, and would double the run time).
     One warm-up call each first (compilation, page faults)."""
-    for fn in fns.values():
+    last = {}  # seconds of each one's latest call
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
         fn()
-    last = dict.fromkeys(fns, 0.0)  # seconds of each one's latest timed call
+        last[name] = time.perf_counter() - t0
     names = list(fns)
     times = {name: [] for name in fns}
     for r in range(repeat):
