@@ -20,8 +20,9 @@
  * elements equal to shift are counted in *cnt and left out of s instead
  * (exp(0) = 1): logsumexp needs the remainder alone for its accurate
  * log1p(s / cnt) + log(cnt) form. next: see prefetch (NULL for none).
- * normal: every exp(x - shift) is normal (exp_normal_ok), so the stored
- * exponentials may come from the cheaper FM_EXPFN_NORMAL (same bits). */
+ * normal: every exp(x - shift) is normal (exp_normal_ok), so the
+ * exponentials may come from the cheaper FM_EXPFN_NORMAL (the same bits as
+ * FM_EXPFN, and as FM_EXPFN_SUM for normal results). */
 static void FN(seg_sum_exp)(const FM_T *x, int64_t n, double shift, FM_T *store,
                             fm_ksum *s, double *cnt, const FM_T *next, int normal)
 {
@@ -44,7 +45,7 @@ static void FN(seg_sum_exp)(const FM_T *x, int64_t n, double shift, FM_T *store,
                 e[j - j0] = d == 0 ? (FM_T)0 : v;
                 bc += d == 0 ? (FM_T)1 : (FM_T)0;
             }
-        } else if (store && normal) {
+        } else if (normal) {   /* stored or only summed: same bits, cheaper */
 #pragma omp simd
             for (int64_t j = j0; j < j1; j++)
                 e[j - j0] = FM_EXPFN_NORMAL(x[j] - sh);
