@@ -282,10 +282,11 @@ static void FN(logsumexp_weighted_row)(const FM_T *a, const FM_T *b, int64_t n, 
  * similar size) and rows of at most FM_STREAM_ROW_MAX elements, whose
  * exponentials then go to a row buffer on the stack. Same bits as the cached
  * path (tested). Measured on 32768 x 1000 float32, 2 threads, Zen 4, in one
- * process alternating with the cached path: softmax 9.07-9.20 against
- * 9.74-9.91 ms (median of 40); a separate streaming copy after the cached
- * computation lost (9.55-9.64 against 9.17-9.18 ms), and while the kernels
- * were slower to compute (0.50 ns per element) streaming gained nothing. */
+ * process alternating with the cached path (median of 40): softmax
+ * 9.00-9.69 ms (middle of five runs 9.10) against 8.74-10.23 (9.45); a
+ * separate streaming copy after the cached computation lost (9.55-9.64
+ * against 9.17-9.18 ms), and while the kernels were slower to compute (0.50
+ * ns per element) streaming gained nothing. */
 #define FM_STREAM_MIN_BYTES (16.0 * 1024 * 1024)
 #define FM_STREAM_ROW_MAX (16384 / (int64_t)sizeof(FM_T))   /* half of L1 */
 #if defined(__AVX512F__)
