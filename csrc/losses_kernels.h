@@ -64,7 +64,7 @@ static inline double FN(coef)(const FM_T *w, const FM_T *t, double a, double b, 
  * next (or NULL): the row to be processed after this one, n elements, pulled
  * into the cache while the exponentials are computed, so that memory and
  * arithmetic overlap. normal: every exp(z - m) is normal (exp_normal_ok),
- * so the stored exponentials may come from FM_EXPFN_NORMAL (same bits). */
+ * so the exponentials may come from FM_EXPFN_NORMAL (same bits). */
 static double FN(row_exp_sum)(const FM_T *z, int64_t n, double m, FM_T *store, int want_c,
                               const FM_T *w, const FM_T *t, double a, double b,
                               double *cz, double *csum, const FM_T *next, int normal)
@@ -90,21 +90,23 @@ static double FN(row_exp_sum)(const FM_T *z, int64_t n, double m, FM_T *store, i
             fm_ksum_add(&kz, bz);
             fm_ksum_add(&kc, bc);
         }
-        /* exponentials at full width, then summed in double */
-        if (store && normal) {   /* same bits, cheaper: see exp_normal_ok */
+        /* exponentials at full width, to store or the block buffer, then
+         * summed in double (as seg_sum_exp in special_kernels.h) */
+        FM_T *e = store ? store + j0 : buf;
+        if (normal) {   /* same bits, cheaper: see exp_normal_ok */
 #pragma omp simd
             for (int64_t k = 0; k < len; k++)
-                store[j0 + k] = FM_EXPFN_NORMAL(zb[k] - sh);
+                e[k] = FM_EXPFN_NORMAL(zb[k] - sh);
         } else if (store) {
 #pragma omp simd
             for (int64_t k = 0; k < len; k++)
-                store[j0 + k] = FM_EXPFN(zb[k] - sh);
+                e[k] = FM_EXPFN(zb[k] - sh);
         } else {   /* only summed: see FM_EXPFN_SUM in fm_types.h */
 #pragma omp simd
             for (int64_t k = 0; k < len; k++)
-                buf[k] = FM_EXPFN_SUM(zb[k] - sh);
+                e[k] = FM_EXPFN_SUM(zb[k] - sh);
         }
-        fm_ksum_add(&ks, FN(sum_pairs)(store ? store + j0 : buf, len));
+        fm_ksum_add(&ks, FN(sum_pairs)(e, len));
     }
     *cz = fm_ksum_value(&kz);
     *csum = fm_ksum_value(&kc);
