@@ -8,9 +8,10 @@ exp is evaluated in the element type (vexp_same); every sum is accumulated in
 float64, vectorized within blocks (exp_block: BLOCK or BLOCK_F32 elements),
 and block sums are merged with Neumaier compensation. Rows longer than
 ROW_CHUNK are split into fixed chunks shared by the threads and merged in
-chunk order, so results do not depend on the thread count. Only the entry points are parallel (Numba
-parallel functions called from a parallel region are slow to launch); short
-rows go through one inlined driver (_drive), shared with losses.py.
+chunk order, so results do not depend on the thread count. Only the entry
+points are parallel (Numba parallel functions called from a parallel region
+are slow to launch); short rows go through one inlined driver (_drive),
+shared with losses.py.
 """
 import numpy as np
 from llvmlite import ir
@@ -304,12 +305,10 @@ def seg_sum_exp(x, shift, store, buf, split, nxt, normal):
             _block_exp_self_normal(dst, sh)
         elif inplace:
             _block_exp_self(dst, sh)
-        elif store.shape[0] and normal:
+        elif normal:  # stored or only summed: same bits as vexp_same / vexp_sum
             _block_exp_to_normal(x[j0:j1], sh, dst)
         elif store.shape[0]:
             _block_exp_to(x[j0:j1], sh, dst)
-        elif normal:  # only summed, same bits as vexp_sum for normal results
-            _block_exp_to_normal(x[j0:j1], sh, dst)
         else:  # only summed
             _block_exp_for_sum(x[j0:j1], sh, dst)
         s, c = ksum_add(s, c, _block_sum(dst))
