@@ -7,13 +7,12 @@
  *   FM_ISA    base, avx2 or avx512 (suffix of the generated names)
  *   FM_EXPFN  fm_exp or fm_expf (see vexp.h)
  * exp is evaluated in the element type; every sum is accumulated in double,
- * vectorized within blocks of FM_BLOCK elements, and the block sums are
+ * vectorized within blocks of FM_EXP_BLOCK elements, and the block sums are
  * merged with Neumaier compensation.
  */
 #define FN(name) FM_CAT3(name, FM_SUF, FM_ISA)
 
 #include "fm_common_kernels.h"   /* seg_max, next_row, prefetch, FM_EXP_BLOCK, sum_pairs */
-#define FM_BLOCK FM_EXP_BLOCK
 
 /* Sum of exp(x - shift) into s; if store is not NULL, exp(x - shift) is
  * also written there (softmax keeps it and rescales). With cnt != NULL, the
@@ -28,14 +27,14 @@ static void FN(seg_sum_exp)(const FM_T *x, int64_t n, double shift, FM_T *store,
 {
     const FM_T sh = (FM_T)shift;   /* exact: shift is an element or 0 */
     double count = 0;
-    for (int64_t j0 = 0; j0 < n; j0 += FM_BLOCK) {
-        int64_t j1 = j0 + FM_BLOCK < n ? j0 + FM_BLOCK : n;
+    for (int64_t j0 = 0; j0 < n; j0 += FM_EXP_BLOCK) {
+        int64_t j1 = j0 + FM_EXP_BLOCK < n ? j0 + FM_EXP_BLOCK : n;
         FM_T bc = 0;   /* exact: a block has far fewer than 2^24 elements */
         FN(prefetch)(next ? next + j0 : NULL, j1 - j0);
         /* exponentials to store or a block buffer in the element type, then
          * summed in double: a loop mixing float exponentials with double
          * sums would run at the double vector width */
-        FM_T buf[FM_BLOCK];
+        FM_T buf[FM_EXP_BLOCK];
         FM_T *e = store ? store + j0 : buf;
         if (cnt) {   /* max terms zeroed and counted */
 #pragma omp simd reduction(+ : bc)
@@ -71,8 +70,8 @@ static void FN(seg_sum_exp_weighted)(const FM_T *a, const FM_T *b, int64_t n, do
                                      fm_ksum *s, fm_ksum *bmax)
 {
     const FM_T sh = (FM_T)shift;
-    for (int64_t j0 = 0; j0 < n; j0 += FM_BLOCK) {
-        int64_t j1 = j0 + FM_BLOCK < n ? j0 + FM_BLOCK : n;
+    for (int64_t j0 = 0; j0 < n; j0 += FM_EXP_BLOCK) {
+        int64_t j1 = j0 + FM_EXP_BLOCK < n ? j0 + FM_EXP_BLOCK : n;
         double bs = 0, bm = 0;
 #pragma omp simd reduction(+ : bs, bm)
         for (int64_t j = j0; j < j1; j++) {
@@ -437,7 +436,6 @@ static void FN(log_softmax)(const FM_T *x, int64_t rows, int64_t n, FM_T *out)
 }
 
 #undef FN
-#undef FM_BLOCK
 #undef FM_EXP_BLOCK
 #undef FM_STREAM_MIN_BYTES
 #undef FM_STREAM_ROW_MAX

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fastmle import _c
+from cases import c_simd_level
 from public_calls import public_calls, values
 
 
@@ -30,11 +31,8 @@ def test_every_lower_simd_level_agrees_with_the_default(dtype):
     for call in public_calls(dtype, np.random.default_rng(7)):
         want = values(call("c"))
         for level in lower:
-            assert _c.lib.fm_set_simd_level(level) == level
-            try:
+            with c_simd_level(level):
                 got = values(call("c"))
-            finally:
-                _c.lib.fm_set_simd_level(best)
             assert len(got) == len(want), call.name
             for g, w in zip(got, want):
                 np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=f"{call.name} at level {level}")

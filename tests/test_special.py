@@ -263,17 +263,13 @@ def test_c_lower_instruction_sets_match_reference(dtype, rng, level):
     if os.environ.get("FASTMLE_NO_C"):
         pytest.skip("FASTMLE_NO_C=1: C backend disabled on purpose")
     assert _c.lib is not None, _c.unavailable_reason
-    old = _c.lib.fm_simd_level()
-    if level >= old:
+    if level >= _c.lib.fm_simd_level():
         pytest.skip(f"level {level} is this CPU's default (or above it): the rest of the suite runs it")
-    _c.lib.fm_set_simd_level(level)
-    try:
+    with c_simd_level(level):
         assert _c.lib.fm_simd_level() == level
         for label, x in arrays(dtype, rng):
             for name in FUNCS:
                 check_against_reference(name, x, -1, "c", f"isa-level-{level} " + label)
-    finally:
-        _c.lib.fm_set_simd_level(old)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])

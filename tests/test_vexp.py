@@ -9,7 +9,7 @@ from numba import njit
 from fastmle import _c
 from fastmle._numba import vexp as numba_vexp
 
-from cases import c_simd_levels
+from cases import c_simd_level, c_simd_levels
 
 
 def grid(dtype):
@@ -36,12 +36,8 @@ def exps():
     if _c.lib is not None:
         for level in c_simd_levels():
             def c_exp(x, out, level=level):
-                old = _c.lib.fm_simd_level()
-                _c.lib.fm_set_simd_level(level)
-                try:
+                with c_simd_level(level):
                     _c.exp(x, out)
-                finally:
-                    _c.lib.fm_set_simd_level(old)
             yield f"c-simd{level}", c_exp
 
 
@@ -120,11 +116,7 @@ def test_normal_range_exp_same_bits(dtype):
     if not c_required():
         return
     for level in c_simd_levels():  # against the full exponential of the same instruction set
-        old = _c.lib.fm_simd_level()
-        _c.lib.fm_set_simd_level(level)
-        try:
+        with c_simd_level(level):
             _c.exp(x, full)
             _c.exp_normal(x, out)
-        finally:
-            _c.lib.fm_set_simd_level(old)
         np.testing.assert_array_equal(out, full, err_msg=f"c simd{level}")
