@@ -164,7 +164,7 @@ static double FN(ce_row)(const FM_T *z, const FM_T *t, int64_t y, const FM_T *w,
     }
     if (g) {
         const double A = t ? csum : a * wy + b * W;   /* d loss / d z = p A - (terms) */
-        FN(row_grad)(g, n, gs * A / s, t ? gs : gs * b, w, t, a, b);
+        FN(row_grad)(g, n, gs * (A / s), t ? gs : gs * b, w, t, a, b);  /* gs * A alone may overflow */
         if (!t)   /* the target's entry, in double as the reference */
             g[y] = (FM_T)(gs * (exp(zy - L) * A - b * wy) - gs * a * wy);
     }

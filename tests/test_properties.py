@@ -444,11 +444,14 @@ def categorical_budget(kind, x, target, weight, ignore_index, label_smoothing, r
             loss = row.sum() * (grad_scale if reduction == "mean" else 1.0)
         grad_rows = np.broadcast_to((grad_scale * (A + w.max(initial=0.0)))[:, None], rows.shape)
     # (a mean over zero total weight is 0/0 or x/0: the results are NaN or
-    # infinite, compared as such; otherwise an infinite loss budget means
-    # terms beyond the float range, whose sum depends on its order)
+    # infinite, compared as such; otherwise an infinite budget means terms
+    # beyond the float range, whose sum depends on its order, or a scale
+    # near it: with a total weight of 2.2e-308 the reference's p * w_y is
+    # subnormal and loses digits that C and Numba keep)
     if not np.isfinite(grad_scale):
         loss = np.nan_to_num(loss, posinf=0.0)
-    return loss, np.nan_to_num(_from_class_rows(grad_rows, x.shape), posinf=0.0), denominator
+        grad_rows = np.nan_to_num(grad_rows, posinf=0.0)
+    return loss, _from_class_rows(grad_rows, x.shape), denominator
 
 
 @compiled
@@ -1388,6 +1391,21 @@ def test_cross_entropy_grad_of_a_mean_over_subnormal_weight(backend, weight, smo
     got = fastmle.cross_entropy(x, y, weight=w, label_smoothing=smoothing, return_grad=True, backend=backend)
     np.testing.assert_array_equal(got[1], want[1])
     assert got[0] == want[0]
+
+
+def test_cross_entropy_grad_of_a_mean_over_the_smallest_normal_weight(backend):
+    # 1 / total weight = 4.5e307: the scale times the smoothed total weight
+    # (4.3) passes the float64 range, although every gradient entry is
+    # finite (-4.6e306 and 2.8e307); C overflowed to inf until it divided
+    # by the row's exponential sum first (found by Hypothesis)
+    x, y = np.zeros(7), np.array(1)
+    w = np.full(7, 5.0)
+    w[1] = np.finfo(np.float64).tiny
+    want = fastmle.cross_entropy(x, y, weight=w, label_smoothing=1.0, return_grad=True, backend="numpy")
+    got = fastmle.cross_entropy(x, y, weight=w, label_smoothing=1.0, return_grad=True, backend=backend)
+    assert np.all(np.isfinite(want[1]))
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-13)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
 
 
 @pytest.mark.parametrize("backend", ["c", "numba", pytest.param("numpy", marks=pytest.mark.xfail(
