@@ -17,7 +17,12 @@ def main(argv=None):
                             "sgd_epoch); applies to every selected kernel whose shapes have that many "
                             "dimensions (default: each kernel's first registered shape)")
     bench.add_argument("--dtypes", nargs="*", default=["float32", "float64"])
-    bench.add_argument("--repeat", type=int, default=3, help="timed repeats; the median is reported")
+    bench.add_argument("--repeat", type=int, default=None,
+                       help="timed calls per implementation; the median is reported (default 3)")
+    bench.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                       help="stop timing an implementation once its timed calls add up to this, "
+                            "after at least one (default: 0.3 s with the default --repeat, no limit "
+                            "when --repeat is given)")
     bench.add_argument("--threads", type=int, default=None, help="threads for fastmle and torch")
     bench.add_argument("--no-quality", dest="quality", action="store_false",
                        help="skip the figures of merit (sgd_epoch's accuracy after 5 epochs, which "
@@ -33,6 +38,12 @@ def main(argv=None):
         return 0
     from .bench import run
 
+    if args.repeat is not None and args.repeat < 1 or args.budget is not None and not args.budget > 0:
+        parser.error("--repeat must be at least 1 and --budget positive")
+    if args.budget is None:
+        args.budget = 0.3 if args.repeat is None else float("inf")
+    if args.repeat is None:
+        args.repeat = 3
     return run(args)
 
 

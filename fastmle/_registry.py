@@ -35,7 +35,7 @@ class Kernel:
 
 
 def _logits(shape, dtype, rng):
-    return {"x": rng.standard_normal(shape).astype(dtype)}
+    return {"x": rng.standard_normal(shape, dtype=dtype)}
 
 
 def _logits_and_out(shape, dtype, rng):
@@ -170,7 +170,7 @@ def _fisher_problem(shape, dtype, rng):
     """Multinomial coefficients and data (the issue's benchmark: 20,000 x
     100, 10 classes, no intercept: P = 1000)."""
     n, d, K = shape
-    return {"X": rng.standard_normal((n, d)).astype(dtype),
+    return {"X": rng.standard_normal((n, d), dtype=dtype),
             "coef": rng.standard_normal((d, K)) * (1.0 / np.sqrt(d))}
 
 
@@ -182,7 +182,7 @@ def _fisher_bytes(shape, dtype):  # read X, write the P x P matrix
 def _scores(shape, dtype, rng):
     """Per-sample score vectors, accumulated in batches of 2000 (the issue's
     benchmark: 20,000 x 1000)."""
-    return {"S": rng.standard_normal(shape).astype(dtype), "batch": 2000}
+    return {"S": rng.standard_normal(shape, dtype=dtype), "batch": 2000}
 
 
 def _accumulate(inp, backend):
@@ -199,8 +199,10 @@ def _scores_bytes(shape, dtype):  # read S, update the P x P matrix once per bat
 
 
 def _mle_problem(shape, dtype, rng):
-    """A multinomial problem drawn from its model (the issue's benchmark:
-    100,000 x 50, 5 classes), fitted with class 0 as the baseline."""
+    """A multinomial problem drawn from its model, fitted with class 0 as the
+    baseline. The issue's benchmark, 100,000 x 50 with 5 classes, is the
+    second registered shape (`--kernels fit_mle --shape 100000x50x5`): its
+    fits take seconds each, so the default bench uses 20,000 x 50."""
     n, d, K = shape
     X = rng.standard_normal((n, d)).astype(dtype)
     W = rng.standard_normal((d, K)) * (1.0 / np.sqrt(d))
@@ -209,7 +211,9 @@ def _mle_problem(shape, dtype, rng):
 
 
 def _fit_mle(inp, backend):
-    return _fm().fit_mle(inp["X"], inp["y"], "multinomial", reference_class=0, backend=backend)
+    fit = _fm().fit_mle(inp["X"], inp["y"], "multinomial", reference_class=0, backend=backend)
+    inp.setdefault("_fits", {})[backend] = fit  # the bench's figure of merit reads it: no second fit
+    return fit
 
 
 def _statsmodels_mnlogit(inp):
@@ -218,14 +222,17 @@ def _statsmodels_mnlogit(inp):
     import statsmodels.api as sm
 
     Xc = inp.setdefault("_Xc", sm.add_constant(inp["X"], prepend=False))
-    return sm.MNLogit(inp["y"], Xc).fit(disp=0)
+    result = sm.MNLogit(inp["y"], Xc).fit(disp=0)
+    inp["_sm_llf"] = float(result.llf)
+    return result
 
 
 def _mle_loglik(inp, backend):
-    """The maximized log-likelihood, against statsmodels' on the same data."""
-    fit = _fit_mle(inp, backend)
+    """The maximized log-likelihood, against statsmodels' on the same data
+    (reusing the fits the benchmark timed, if any)."""
+    fit = inp.get("_fits", {}).get(backend) or _fit_mle(inp, backend)
     if "_sm_llf" not in inp:
-        inp["_sm_llf"] = float(_statsmodels_mnlogit(inp).llf)
+        _statsmodels_mnlogit(inp)
     return "log-likelihood at the MLE vs statsmodels MNLogit", fit.llf, inp["_sm_llf"]
 
 
@@ -265,7 +272,8 @@ KERNELS = {
         Kernel("fisher_accumulate", "fisher", _scores, _accumulate, "syrk", _scores_bytes,
                shapes=((20000, 1000),), smoke_shape=(4100, 7)),
         Kernel("fit_mle", "fisher", _mle_problem, _fit_mle, "newton", _glm_bytes,
-               {"statsmodels": _statsmodels_mnlogit}, shapes=((100000, 50, 5),), smoke_shape=(300, 3, 3),
+               {"statsmodels": _statsmodels_mnlogit}, shapes=((20000, 50, 5), (100000, 50, 5)),
+               smoke_shape=(300, 3, 3),
                dtypes=("float64",), quality=_mle_loglik),
     ]
 }

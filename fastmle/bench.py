@@ -2,17 +2,20 @@
 scipy, torch and scikit-learn, timed side by side in one run (median of
 repeats).
 
-Implementations are timed round-robin (see median_times). Columns: median
-time per call, effective bandwidth (bytes read + written per
+Implementations are timed round-robin (see round_robin_times). By default
+each gets 3 timed calls or, for slow ones, as many as fit in 0.3 s (at least
+one), so the default run stays near a minute. Columns: median time per
+call, the number of timed calls n, effective bandwidth (bytes read + written per
 second), the ratio to the kernel's numpy baseline (for the row kernels the
 roofline: np.copyto of the input for kernels writing an array, np.sum for
 reductions, so 1.0 means as fast as just moving the memory, with a row
 for the copy on as many threads as the kernels use; for
 linear_cross_entropy the naive numpy computation, for sgd_epoch one
 full-batch forward and gradient pass with BLAS), the speed-up over scipy,
-torch and scikit-learn, and for linear_cross_entropy the working memory of
+torch, scikit-learn and statsmodels, and for linear_cross_entropy the working memory of
 one call (peak numpy allocations minus the returned arrays). Kernels with a
-figure of merit (sgd_epoch: the test accuracy reached) report it below their
+figure of merit (sgd_epoch: the test accuracy reached; fit_mle: the
+maximized log-likelihood) report it below their
 rows.
 """
 import json
@@ -24,43 +27,80 @@ import numpy as np
 from . import _dispatch
 from ._registry import KERNELS, available_peers, baseline, copy_on_threads
 
+PEER_COLUMNS = ("scipy", "torch", "sklearn", "statsmodels")  # a speed-up column each
 
-def median_times(fns, repeat, pause=0.1, rewarm_below=0.25):
-    """{name: median seconds} for the callables in `fns`, timed round-robin:
-    each round calls every implementation once, so a burst of load from
-    elsewhere on a shared machine hits all of them alike, and each round
-    starts one implementation later.
+
+def wait_until_quiet(max_pause=0.1, step=0.005):
+    """Sleep until no thread of this process burns CPU any more, for at most
+    `max_pause` seconds. A runtime's worker threads keep spinning for a
+    while after a call and take the cores from whatever runs next: OpenBLAS
+    spins for about 0.1 s (right after a numpy BLAS product, a 2-thread C
+    SGD epoch took 137-149 ms against 56 ms after a 0.1 s pause; see the
+    README), OpenMP runtimes for well under a millisecond. Waiting for the
+    process's CPU time to stop growing pauses only as long as needed.
+    Returns the seconds waited."""
+    waited = 0.0
+    while waited < max_pause:
+        cpu = time.process_time()
+        time.sleep(step)
+        waited += step
+        if time.process_time() - cpu < 0.2 * step:
+            break
+    return waited
+
+
+def round_robin_times(fns, repeat, budget=float("inf"), rewarm_below=0.1, rewarm_after=0.02):
+    """{name: [seconds of each timed call]} for the callables in `fns`,
+    timed round-robin: each round calls every implementation once, so a
+    burst of load from elsewhere on a shared machine hits all of them alike,
+    and each round starts one implementation later.
+
+    One untimed warm-up call each first: compilation, imports, and the
+    first touch of memory at a new size, which costs far more than the work
+    (scipy's log_softmax of 32768 x 1000 float64: 1.75 s the first time,
+    0.16 s after). Each implementation is then timed `repeat` times, or
+    fewer once its timed calls add up to `budget` seconds (at least once).
 
     Each timed call is measured in the steady state of calls made back to
-    back, as in a training loop:
-    - it follows a pause of `pause` seconds: a runtime's worker threads keep
-      spinning for a while after a call and take the cores from whatever runs
-      next (right after a numpy BLAS product, a 2-thread C SGD epoch took
-      137-149 ms against 56 ms after a 0.1 s pause; see the README);
-    - the pause leaves the cores idle, and on a virtual machine the first
-      milliseconds after that run slowly (2-thread softmax of 32768 x 1000
-      float32: 15.1-16.5 ms right after a 0.1 s sleep, 9.1-9.4 ms back to
-      back), so an untimed call of the same implementation comes between the
-      pause and the timed call, for calls shorter than `rewarm_below` seconds
-      (longer ones absorb the wake-up, and would double the run time).
-    One warm-up call each first (compilation, page faults)."""
+    back, as in a training loop: it follows wait_until_quiet, and since on a
+    virtual machine the first milliseconds after idle cores run slowly
+    (2-thread softmax of 32768 x 1000 float32: 12.2-16.5 ms right after a
+    0.1 s sleep, 8.6-8.7 ms after 5 ms or none), an untimed call of the
+    same implementation comes between a pause of `rewarm_after` seconds or
+    more and the timed call, for calls shorter than `rewarm_below` seconds.
+    Longer calls absorb the wake-up (a 137 ms Fisher accumulation took
+    138.4 ms after a 0.1 s sleep), and calling them twice would double the
+    run time."""
     last = {}  # seconds of each one's latest call
     for name, fn in fns.items():
+        wait_until_quiet()
         t0 = time.perf_counter()
         fn()
         last[name] = time.perf_counter() - t0
-    names = list(fns)
     times = {name: [] for name in fns}
-    for r in range(repeat):
+
+    def done(name):
+        return len(times[name]) >= repeat or sum(times[name]) >= budget
+
+    names = list(fns)
+    r = 0
+    while not all(map(done, names)):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            time.sleep(pause)
-            if last[name] < rewarm_below:
+            if done(name):
+                continue
+            if wait_until_quiet() >= rewarm_after and last[name] < rewarm_below:
                 fns[name]()
             t0 = time.perf_counter()
             fns[name]()
             last[name] = time.perf_counter() - t0
             times[name].append(last[name])
-    return {name: float(np.median(t)) for name, t in times.items()}
+        r += 1
+    return times
+
+
+def median_times(fns, repeat, **options):
+    """{name: median seconds} of round_robin_times."""
+    return {name: float(np.median(t)) for name, t in round_robin_times(fns, repeat, **options).items()}
 
 
 def extra_allocation(fn):
@@ -86,14 +126,11 @@ def report_quality(kernel, inputs):
               f"(ratio {value / reference:.4f})")
 
 
-def measure(kernel, shape, dtype, repeat, rng):
-    """({implementation: seconds}, {implementation: extra bytes or None}) for
-    one kernel, shape and dtype. Working memory (extra_allocation) is measured
-    for kernels with track_memory, and only for numpy-based implementations
-    (tracemalloc does not see torch's allocator). Kernels measured against
-    np.copyto also get a row for the copy done by as many threads as the
-    kernels use: the roofline on those cores."""
-    inputs = kernel.make_inputs(shape, dtype, rng)
+def implementations(kernel, inputs):
+    """{row name: callable} for one kernel on `inputs`: its numpy baseline
+    (and, for kernels measured against np.copyto, the copy done by as many
+    threads as the kernels use: the roofline on those cores), every
+    available fastmle backend and every installed peer."""
     fns = {"numpy " + kernel.baseline: baseline(kernel, inputs)}
     threads = _dispatch.get_num_threads()
     if kernel.baseline == "copy" and threads > 1:
@@ -102,7 +139,19 @@ def measure(kernel, shape, dtype, repeat, rng):
         fns["fastmle." + name] = lambda name=name: kernel.call(inputs, name)
     for name, peer in available_peers(kernel).items():
         fns[name] = lambda peer=peer: peer(inputs)
-    times = median_times(fns, repeat)
+    return fns
+
+
+def measure(kernel, shape, dtype, repeat, budget, rng):
+    """({implementation: [seconds]}, {implementation: extra bytes or None},
+    inputs) for one kernel, shape and dtype, timed by round_robin_times.
+    Working
+    memory (extra_allocation) is measured for kernels with track_memory, and
+    only for numpy-based implementations (tracemalloc does not see torch's
+    allocator)."""
+    inputs = kernel.make_inputs(shape, dtype, rng)
+    fns = implementations(kernel, inputs)
+    times = round_robin_times(fns, repeat, budget)
     extra = {name: (extra_allocation(fn) if kernel.track_memory and name.startswith(("numpy", "fastmle"))
                     else None) for name, fn in fns.items()}
     return times, extra, inputs
@@ -127,11 +176,12 @@ def run(args):
     except ImportError:
         pass
     rng = np.random.default_rng(0)
-    print(f"fastmle bench: {threads} threads, median of {args.repeat} "
+    limit = f", at most {args.budget:g} s of timed calls each" if np.isfinite(args.budget) else ""
+    print(f"fastmle bench: {threads} threads, median of {args.repeat}{limit} "
           f"(backends: {', '.join(_dispatch.available_backends())})")
-    header = (f"{'kernel':<20} {'shape':<15} {'dtype':<8} {'implementation':<16} {'ms':>9} {'GB/s':>7} "
-              f"{'x baseline':>10} {'vs scipy':>9} {'vs torch':>9} {'extra MiB':>9} {'vs sklearn':>10} "
-              f"{'vs statsm.':>10}")
+    header = (f"{'kernel':<20} {'shape':<15} {'dtype':<8} {'implementation':<16} {'ms':>9} {'n':>2} "
+              f"{'GB/s':>7} {'x baseline':>10} {'vs scipy':>9} {'vs torch':>9} {'extra MiB':>9} "
+              f"{'vs sklearn':>10} {'vs statsm.':>10}")
     print(header)
     print("-" * len(header))
     records = []
@@ -142,25 +192,24 @@ def run(args):
             shape = _parse_shape(args.shape)
         shape_text = "x".join(map(str, shape))
         for dtype in [d for d in args.dtypes if d in kernel.dtypes]:
-            times, extra, inputs = measure(kernel, shape, np.dtype(dtype), args.repeat, rng)
+            samples, extra, inputs = measure(kernel, shape, np.dtype(dtype), args.repeat, args.budget, rng)
+            times = {impl: float(np.median(t)) for impl, t in samples.items()}
             nbytes = kernel.bytes_moved(shape, dtype)
             roof = times["numpy " + kernel.baseline]
             for impl, t in times.items():
                 rec = {"kernel": name, "dtype": dtype, "shape": list(shape), "threads": threads,
-                       "implementation": impl, "seconds": t, "GB/s": nbytes / t / 1e9,
-                       "x_baseline": t / roof,
-                       "speedup_vs_scipy": times["scipy"] / t if "scipy" in times else None,
-                       "speedup_vs_torch": times["torch"] / t if "torch" in times else None,
-                       "speedup_vs_sklearn": times["sklearn"] / t if "sklearn" in times else None,
-                       "speedup_vs_statsmodels": (times["statsmodels"] / t if "statsmodels" in times
-                                                  else None),
+                       "implementation": impl, "seconds": t, "repeats": len(samples[impl]),
+                       "GB/s": nbytes / t / 1e9, "x_baseline": t / roof,
+                       **{f"speedup_vs_{peer}": times[peer] / t if peer in times else None
+                          for peer in PEER_COLUMNS},
                        "extra_bytes": extra[impl]}
                 records.append(rec)
                 fmt = lambda v, scale=1: f"{v / scale:9.2f}" if v is not None else f"{'-':>9}"
-                print(f"{name:<20} {shape_text:<15} {dtype:<8} {impl:<16} {t * 1e3:9.2f} {rec['GB/s']:7.1f} "
-                      f"{rec['x_baseline']:10.2f} {fmt(rec['speedup_vs_scipy'])} "
-                      f"{fmt(rec['speedup_vs_torch'])} {fmt(rec['extra_bytes'], 2**20)} "
-                      f"{fmt(rec['speedup_vs_sklearn']):>10} {fmt(rec['speedup_vs_statsmodels']):>10}")
+                print(f"{name:<20} {shape_text:<15} {dtype:<8} {impl:<16} {t * 1e3:9.2f} "
+                      f"{rec['repeats']:2d} {rec['GB/s']:7.1f} {rec['x_baseline']:10.2f} "
+                      f"{fmt(rec['speedup_vs_scipy'])} {fmt(rec['speedup_vs_torch'])} "
+                      f"{fmt(rec['extra_bytes'], 2**20)} {fmt(rec['speedup_vs_sklearn']):>10} "
+                      f"{fmt(rec['speedup_vs_statsmodels']):>10}")
             if kernel.quality is not None and args.quality:
                 report_quality(kernel, inputs)
     if args.json:

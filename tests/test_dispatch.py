@@ -3,6 +3,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -115,3 +117,47 @@ def test_read_only_inputs_work_on_every_backend(backend, tmp_path):
                                fastmle.cross_entropy(np.array(x), target, backend="numpy"), rtol=1e-12)
     fit = fastmle.sgd_fit(x, target, "multinomial", max_epochs=2, random_state=0, backend=backend)
     assert np.isfinite(fit.coef).all()
+
+
+def test_round_robin_times_respects_repeat_and_budget():
+    from fastmle.bench import round_robin_times
+
+    calls = {"fast": 0, "slow": 0}
+
+    def work(name, seconds):
+        def fn():
+            calls[name] += 1
+            time.sleep(seconds)
+        return fn
+
+    fns = {"fast": work("fast", 0.001), "slow": work("slow", 0.03)}
+    times = round_robin_times(fns, 4, budget=0.05, rewarm_after=float("inf"))
+    assert len(times["fast"]) == 4  # the budget never binds: all repeats
+    assert len(times["slow"]) == 2  # stops once its timed calls add up to 0.05 s
+    assert min(times["slow"]) >= 0.03
+    assert calls == {"fast": 5, "slow": 3}  # plus one untimed warm-up each
+    # re-warmed before every timed call after a pause (always, with rewarm_after=0),
+    # but only calls shorter than rewarm_below
+    calls.update(fast=0, slow=0)
+    round_robin_times(fns, 4, budget=0.05, rewarm_after=0, rewarm_below=0.01)
+    assert calls == {"fast": 9, "slow": 3}
+    calls.update(slow=0)
+    times = round_robin_times({"slow": work("slow", 0.03)}, 3, budget=0.001)
+    assert len(times["slow"]) == 1 and calls["slow"] >= 2  # one timed call at least, never the warm-up
+
+
+def test_wait_until_quiet_waits_for_spinning_threads():
+    from fastmle.bench import wait_until_quiet
+
+    assert wait_until_quiet(max_pause=1.0) < 0.5  # nothing spins: returns after a step or two
+    stop = time.perf_counter() + 0.2
+
+    def spin():  # as a BLAS runtime's worker thread does after a call
+        while time.perf_counter() < stop:
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    waited = wait_until_quiet(max_pause=1.0)
+    spinner.join()
+    assert waited >= 0.1  # kept waiting while the other thread burned CPU
