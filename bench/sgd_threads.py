@@ -1,8 +1,8 @@
 """Where an SGD epoch's time goes, side by side in one run (median of
---repeat, round-robin): the epoch kernels alone (C on 1 and on all threads,
-Numba), a C epoch right after a numpy BLAS product against one after a
-pause (OpenBLAS's spinning threads), numpy's random row gather against a
-copy, and the cost of one Numba parallel-region launch.
+--repeat, round-robin): the epoch kernels alone (C and Numba, each on 1 and
+on all threads), a C epoch right after a numpy BLAS product against one
+after a pause (OpenBLAS's spinning threads), and numpy's random row gather
+against a copy.
 
     cd /tmp && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python <repo>/bench/sgd_threads.py
 """
@@ -10,18 +10,10 @@ import argparse
 import time
 
 import numpy as np
-from numba import njit, prange
 
 import fastmle
 from fastmle import _dispatch
 from fastmle.bench import median_times
-
-
-@njit(parallel=True)
-def _launches(a, n):
-    for _ in range(n):
-        for q in prange(2):
-            a[q] += 1.0
 
 
 def main():
@@ -42,10 +34,10 @@ def main():
     c, numba = _dispatch.kernels("c", "glm"), _dispatch.kernels("numba", "glm")
     threads = _dispatch.max_threads()
 
-    def c_epoch(t):
+    def epoch(kernels, t):
         def run():
             fastmle.set_num_threads(t)
-            c.sgd_epoch(*epoch_args)
+            kernels.sgd_epoch(*epoch_args)
         return run
     W, G = np.zeros((d, K)), np.ones((n, K))
 
@@ -63,8 +55,9 @@ def main():
         c.sgd_epoch(*epoch_args)
         return time.perf_counter() - t0
     out = np.empty_like(X)
-    times = median_times({"C epoch, 1 thread": c_epoch(1), f"C epoch, {threads} threads": c_epoch(threads),
-                          "Numba epoch": lambda: numba.sgd_epoch(*epoch_args),
+    times = median_times({"C epoch, 1 thread": epoch(c, 1), f"C epoch, {threads} threads": epoch(c, threads),
+                          "Numba epoch, 1 thread": epoch(numba, 1),
+                          f"Numba epoch, {threads} threads": epoch(numba, threads),
                           "np.take(X, perm, axis=0)": lambda: np.take(X, perm, axis=0, out=out),
                           "np.copyto(out, X)": lambda: np.copyto(out, X)}, args.repeat)
     for name, t in times.items():
@@ -75,11 +68,6 @@ def main():
         contention["blas"].append(after_blas())
     print(f"C epoch after a 0.3 s pause   {np.median(contention['pause']) * 1e3:8.1f} ms")
     print(f"C epoch right after X @ W, X.T @ G {np.median(contention['blas']) * 1e3:8.1f} ms")
-    a = np.zeros(2)
-    _launches(a, 10)
-    t0 = time.perf_counter()
-    _launches(a, 2000)
-    print(f"Numba parallel-region launch {(time.perf_counter() - t0) / 2000 * 1e6:8.1f} us")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ reference (fastmle/reference/glm.py), the reference against independent
 formulas (fastmle's own losses, scipy) and finite differences, and
 hypothesis properties."""
 
+import time
 import warnings
 
 import numpy as np
@@ -274,6 +275,35 @@ def test_threaded_sgd_epoch_is_deterministic_and_matches_reference(rng, family, 
     finally:
         fastmle.set_num_threads(previous)
     assert fastmle._dispatch.max_threads() > 1, "only one thread here: the threaded path was not run"
+
+
+def test_numba_sgd_epoch_runs_alone_when_its_team_does_not_start(rng, monkeypatch):
+    # The Numba epoch's threads meet at a barrier once per batch. A
+    # threading layer that runs the team's iterations one after another
+    # (here: a team of 2 asked for, one Numba thread to run it) must not
+    # leave thread 0 waiting forever: it waits about 0.1 s for the other,
+    # then runs every block alone, with the same result.
+    pytest.importorskip("numba")
+    from fastmle._numba import glm as numba_glm
+
+    X, labels, targets, w, params = problem("multinomial", 3000, 64, 10, np.float64, rng, weighted=False,
+                                            scale=0.1)
+    perm = rng.permutation(3000)
+    lr = np.full(94, 0.02)
+    previous = fastmle.get_num_threads()
+    try:
+        fastmle.set_num_threads(1)
+        want = run_epoch("numba", X, labels, targets, w, params, perm, lr, "multinomial", 32, "momentum")
+        monkeypatch.setattr(numba_glm, "get_num_threads", lambda: 2)
+        t0 = time.perf_counter()
+        got = run_epoch("numba", X, labels, targets, w, params, perm, lr, "multinomial", 32, "momentum")
+        waited = time.perf_counter() - t0
+    finally:
+        fastmle.set_num_threads(previous)
+    assert got[0] == want[0] == 94
+    for a, b in zip(got[1:], want[1:]):
+        np.testing.assert_array_equal(a, b)
+    assert waited > 0.02, "the team of 2 was not asked for: the fallback was not run"
 
 
 # ---------------------------------------------------------------- CSR kernels

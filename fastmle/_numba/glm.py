@@ -4,15 +4,17 @@ and prediction, and one minibatch SGD epoch as a single compiled call.
 Mirrors fastmle/reference/glm.py (the specification: layout, formulas, the
 order of the update steps) and csrc/glm_kernels.h. The linear predictor and
 the batch gradient are accumulated in the element type, as BLAS does;
-losses are float64. An SGD epoch is sequential (each step needs the last);
+losses are float64. An SGD epoch's steps are sequential (each needs the
+last): its threads share each step by outputs and meet at a barrier (team.py);
 the full-batch kernels split the rows into chunks whose size depends only on
-n, run the chunks in parallel and merge their partial sums in chunk order, so
-the result does not depend on the thread count.
+n, run the chunks in parallel and merge their partial sums in chunk order.
+Either way the result does not depend on the thread count.
 """
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from .special import _ENTRY, _ROW, _SUM, _prefetch, _sigs
+from .team import SYNC_STRIDE, _team_barrier, _team_start
 from .vexp import vexp
 
 MULTINOMIAL, BINOMIAL, GAUSSIAN, POISSON = range(4)  # reference.glm.FAMILIES
@@ -465,42 +467,130 @@ _EPOCH_SIG = ("int64({T}[:, ::1], int64[::1], {T}[:, ::1], {T}[::1], int64[::1],
               "{T}[:, ::1], int64, int64, float64[::1])")
 
 
-@njit(_sigs(_EPOCH_SIG), **_SEQ)
-def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1,
-              momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss):
-    """One epoch, batch by batch as csrc's sgd_epoch runs on one thread:
-    forward product (requesting the next batch's rows), loss gradient,
-    backward product, update."""
+# Threads share each batch by outputs, as in csrc's sgd_epoch (see
+# csrc/glm_kernels.h for why): the K rows of params are cut into blocks of
+# K_BLOCK outputs; a block's forward product, gradient and update are done by
+# one thread, and the threads meet once per batch, after the forward
+# products. The blocks depend only on K, so the trajectory is the same for
+# any thread count.
+K_BLOCK = 4
+# Threads only when a batch has this much multiply-add work: below it, the
+# barrier per batch costs more than it saves.
+PARALLEL_MIN_WORK = 16384
+
+
+@njit(**_SEQ)
+def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1, momentum,
+                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, eta2, G, t,
+                grad, fetch, KB, tid, threads, sync):
+    """The epoch's batches as thread tid of `threads` runs them: the forward
+    product (requesting the next batch's rows), gradient and update of the
+    output blocks q = tid, tid + threads, ... of KB outputs each. Every
+    thread computes the whole batch's loss gradient G from the shared linear
+    predictors eta2 (two batches' worth: one thread may start the next
+    forward product while another still reads this one), with the same
+    arithmetic, so all agree on stopping. Returns the batches done."""
     m = perm.shape[0]
     K = params.shape[0]
-    eta = np.empty((batch_size, K), dtype=params.dtype)
-    G = np.empty_like(eta)
-    t = np.empty(LOSS_ROWS * K)
-    fetch = np.empty(batch_size, np.int64)
-    grad = np.empty_like(params)
-    labels_p, targets_p, weight_p = _gather_samples(perm, labels, targets, sample_weight)
+    blocks = (K + KB - 1) // KB
+    generation = 0
     for b in range(lr.shape[0]):
         i0 = b * batch_size
         i1 = min(i0 + batch_size, m)
         nb = i1 - i0
         rows = perm[i0:i1]
+        eta = eta2[b % 2, :nb]
         next_nb = min(i1 + batch_size, m) - i1
         for r in range(nb):  # padded with this batch's rows where the next is shorter
             fetch[r] = perm[i1 + r] if r < next_nb else rows[r]
-        _forward(X, rows, params, eta[:nb], fetch[:nb])
-        batch_loss = _dloss(eta[:nb], labels_p[i0:i1] if labels_p.shape[0] else labels_p,
+        for q in range(tid, blocks, threads):  # the first block requests the next rows
+            k0 = q * KB
+            k1 = min(k0 + KB, K)
+            _forward(X, rows, params[k0:k1], eta[:, k0:k1], fetch[:nb] if q == tid else rows)
+        if threads > 1:
+            generation = _team_barrier(sync, threads, generation)
+        batch_loss = _dloss(eta, labels_p[i0:i1] if labels_p.shape[0] else labels_p,
                             targets_p[i0:i1] if targets_p.shape[0] else targets_p,
                             weight_p[i0:i1] if weight_p.shape[0] else weight_p, family, G[:nb], t)
         if not np.isfinite(batch_loss):
             return b
-        loss[0] += batch_loss
-        grad[:] = 0
-        _backward(X, rows, G[:nb], grad)
         step = step0 + b
         avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
-        _update(params, grad, 1.0 / nb, lr[b], l2, l1, momentum, nesterov, fit_intercept,
-                velocity, avg, avg_weight)
+        for q in range(tid, blocks, threads):
+            k0 = q * KB
+            k1 = min(k0 + KB, K)
+            g = grad[:k1 - k0]
+            g[:] = 0
+            _backward(X, rows, G[:nb, k0:k1], g)
+            _update(params[k0:k1], g, 1.0 / nb, lr[b], l2, l1, momentum, nesterov, fit_intercept,
+                    velocity[k0:k1], avg[k0:k1], avg_weight)
+        if tid == 0:
+            loss[0] += batch_loss
     return lr.shape[0]
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1, momentum,
+                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, team):
+    """The epoch on `team` threads (see _epoch_part). If the threading layer
+    does not run them at once (fewer threads granted, or one running the
+    iterations in turn), thread 0 does all blocks alone: see _team_start."""
+    K = params.shape[0]
+    eta2 = np.empty((2, batch_size, K), params.dtype)
+    # per thread, each on its own cache lines: G, the softmax terms, a block's gradient, fetch
+    pad = 64 // params.itemsize
+    G = np.empty((team, batch_size * K + pad), params.dtype)
+    t = np.empty((team, LOSS_ROWS * K + 8))
+    grad = np.empty((team, K_BLOCK + 1, params.shape[1]), params.dtype)
+    fetch = np.empty((team, batch_size + 8), np.int64)
+    sync = np.zeros(4 * SYNC_STRIDE, np.int64)
+    done = np.zeros(team, np.int64)
+    for tid in prange(team):
+        together = _team_start(sync, team)
+        if together or tid == 0:
+            threads = team if together else 1
+            done[tid] = _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2,
+                                    l1, momentum, nesterov, fit_intercept, params, velocity, avg,
+                                    avg_start, step0, loss, eta2, G[tid, :batch_size * K].reshape((batch_size, K)),
+                                    t[tid], grad[tid, :K_BLOCK],
+                                    fetch[tid], K_BLOCK, tid, threads, sync)
+    return done[0]
+
+
+def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1,
+              momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss):
+    """One epoch: for each batch, forward product, loss gradient, backward
+    product, update; on up to numba.get_num_threads() threads sharing the
+    outputs, as csrc's sgd_epoch. (Read here: compiled code that reads the
+    thread count cannot be cached.)"""
+    return _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
+                      nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
+                      get_num_threads())
+
+
+@njit(_sigs(_EPOCH_SIG[:-1] + ", int64)"), **_SEQ)
+def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
+               nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, max_threads):
+    """sgd_epoch on up to max_threads threads. One thread takes all K
+    outputs in one block, so that each row is read once per product: the
+    blocking of the products starts at multiples of 4 either way, so the
+    arithmetic is the same."""
+    K = params.shape[0]
+    max_blocks = (K + K_BLOCK - 1) // K_BLOCK
+    team = 1
+    if max_blocks > 1 and batch_size * X.shape[1] * K >= PARALLEL_MIN_WORK:
+        team = min(max_threads, max_blocks)
+    labels_p, targets_p, weight_p = _gather_samples(perm, labels, targets, sample_weight)
+    if team > 1:
+        return _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
+                           momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0,
+                           loss, team)
+    eta2 = np.empty((2, batch_size, K), params.dtype)
+    G = np.empty((batch_size, K), params.dtype)
+    return _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
+                       momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
+                       eta2, G, np.empty(LOSS_ROWS * K), np.empty_like(params),
+                       np.empty(batch_size, np.int64), K, 0, 1, np.zeros(0, np.int64))
 
 
 _EPOCH_CSR_SIG = ("int64({T}[::1], int32[::1], int64[::1], int64, int64[::1], {T}[:, ::1], {T}[::1], "
