@@ -14,13 +14,18 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from .special import _ENTRY, _ROW, _SUM, _prefetch, _sigs
-from .team import SYNC_STRIDE, _team_barrier, _team_start
+from .team import ALONE, SYNC_STRIDE, TOGETHER, _team_barrier, _team_start
 from .vexp import vexp
 
 MULTINOMIAL, BINOMIAL, GAUSSIAN, POISSON = range(4)  # reference.glm.FAMILIES
 # Rows per group in _dloss_multinomial (csrc: FM_GLM_LOSS_ROWS); its scratch
-# t holds LOSS_ROWS * K float64.
+# t holds loss_scratch_size(K) float64: the group's terms, then its maxima.
 LOSS_ROWS = 16
+
+
+@njit(**_ROW)
+def loss_scratch_size(K):
+    return LOSS_ROWS * (K + 1)
 _SEQ = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
@@ -150,7 +155,7 @@ def _dloss_multinomial(eta, labels, sample_weight, G, t):
     row."""
     K = eta.shape[1]
     total = 0.0
-    m = np.empty(LOSS_ROWS)
+    m = t[LOSS_ROWS * K:]
     for r0 in range(0, eta.shape[0], LOSS_ROWS):
         rows = min(LOSS_ROWS, eta.shape[0] - r0)
         for r in range(rows):  # NaN is skipped by the max, caught by the sum
@@ -183,7 +188,7 @@ def _dloss(eta, labels, targets, sample_weight, family, G, t):
     """G[r] = w * d loss / d eta for the rows of eta, whose labels (or
     targets) and weights are the first rows of those arrays; returns
     sum w * loss, or NaN when a stored G is not finite. t: float64 scratch
-    of LOSS_ROWS * K."""
+    of loss_scratch_size(K)."""
     if family == MULTINOMIAL:
         return _dloss_multinomial(eta, labels, sample_weight, G, t)
     K = eta.shape[1]
@@ -362,7 +367,7 @@ def _loss_grad_any(X, data, indices, indptr, n, labels, targets, sample_weight, 
         losses[c] = _dloss(eta, labels[r0:r1] if labels.shape[0] else labels,
                            targets[r0:r1] if targets.shape[0] else targets,
                            sample_weight[r0:r1] if sample_weight.shape[0] else sample_weight,
-                           family, G, np.empty(LOSS_ROWS * K))
+                           family, G, np.empty(loss_scratch_size(K)))
         if want_grad:
             _backward_any(X, data, indices, indptr, rows, G, partial[c])
     total = 0.0
@@ -531,30 +536,40 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1, momentum,
-                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, team):
+                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, team, outcome):
     """The epoch on `team` threads (see _epoch_part). If the threading layer
     does not run them at once (fewer threads granted, or one running the
-    iterations in turn), thread 0 does all blocks alone: see _team_start."""
-    K = params.shape[0]
-    eta2 = np.empty((2, batch_size, K), params.dtype)
-    # per thread, each on its own cache lines: G, the softmax terms, a block's gradient, fetch
+    iterations in turn), thread 0 does all blocks alone (see _team_start);
+    outcome[0] says which: TOGETHER or ALONE."""
+    K, ld = params.shape
+    rows = min(batch_size, perm.shape[0])  # a batch's rows, at most
+    eta2 = np.empty((2, rows, K), params.dtype)
+    # per thread, each on its own cache lines: G, the loss scratch, a block's gradient, fetch
     pad = 64 // params.itemsize
-    G = np.empty((team, batch_size * K + pad), params.dtype)
-    t = np.empty((team, LOSS_ROWS * K + 8))
-    grad = np.empty((team, K_BLOCK + 1, params.shape[1]), params.dtype)
-    fetch = np.empty((team, batch_size + 8), np.int64)
+    G = np.empty((team, rows * K + pad), params.dtype)
+    t = np.empty((team, loss_scratch_size(K) + 8))
+    grad = np.empty((team, K_BLOCK * ld + pad), params.dtype)
+    fetch = np.empty((team, rows + 8), np.int64)
     sync = np.zeros(4 * SYNC_STRIDE, np.int64)
     done = np.zeros(team, np.int64)
-    for tid in prange(team):
-        together = _team_start(sync, team)
-        if together or tid == 0:
-            threads = team if together else 1
+    for i in prange(team):
+        tid = np.int64(i)
+        decision = _team_start(sync, team)
+        if decision == TOGETHER or tid == 0:
+            threads = team if decision == TOGETHER else np.int64(1)
             done[tid] = _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2,
                                     l1, momentum, nesterov, fit_intercept, params, velocity, avg,
-                                    avg_start, step0, loss, eta2, G[tid, :batch_size * K].reshape((batch_size, K)),
-                                    t[tid], grad[tid, :K_BLOCK],
-                                    fetch[tid], K_BLOCK, tid, threads, sync)
+                                    avg_start, step0, loss, eta2, G[tid, :rows * K].reshape((rows, K)),
+                                    t[tid], grad[tid, :K_BLOCK * ld].reshape((K_BLOCK, ld)), fetch[tid],
+                                    np.int64(K_BLOCK), tid, threads, sync)
+            if tid == 0:
+                outcome[0] = decision
     return done[0]
+
+
+# Thread counts whose team did not start together in this process (see
+# _team_start): their epochs run on one thread rather than wait each time.
+_FAILED_TEAMS = set()
 
 
 def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1,
@@ -563,18 +578,24 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
     product, update; on up to numba.get_num_threads() threads sharing the
     outputs, as csrc's sgd_epoch. (Read here: compiled code that reads the
     thread count cannot be cached.)"""
-    return _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
+    threads = get_num_threads()
+    outcome = np.zeros(1, np.int64)
+    done = _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
                       nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
-                      get_num_threads())
+                      1 if threads in _FAILED_TEAMS else threads, outcome)
+    if outcome[0] == ALONE:
+        _FAILED_TEAMS.add(threads)
+    return done
 
 
-@njit(_sigs(_EPOCH_SIG[:-1] + ", int64)"), **_SEQ)
+@njit(_sigs(_EPOCH_SIG[:-1] + ", int64, int64[::1])"), **_SEQ)
 def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
-               nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, max_threads):
-    """sgd_epoch on up to max_threads threads. One thread takes all K
-    outputs in one block, so that each row is read once per product: the
-    blocking of the products starts at multiples of 4 either way, so the
-    arithmetic is the same."""
+               nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, max_threads,
+               outcome):
+    """sgd_epoch on up to max_threads threads (outcome[0]: see _epoch_team;
+    0 on one thread). One thread takes all K outputs in one block, so that
+    each row is read once per product: the blocking of the products starts
+    at multiples of 4 either way, so the arithmetic is the same."""
     K = params.shape[0]
     max_blocks = (K + K_BLOCK - 1) // K_BLOCK
     team = 1
@@ -584,13 +605,13 @@ def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, 
     if team > 1:
         return _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
                            momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0,
-                           loss, team)
-    eta2 = np.empty((2, batch_size, K), params.dtype)
-    G = np.empty((batch_size, K), params.dtype)
+                           loss, team, outcome)
+    rows = min(batch_size, perm.shape[0])
     return _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
                        momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
-                       eta2, G, np.empty(LOSS_ROWS * K), np.empty_like(params),
-                       np.empty(batch_size, np.int64), K, 0, 1, np.zeros(0, np.int64))
+                       np.empty((2, rows, K), params.dtype), np.empty((rows, K), params.dtype),
+                       np.empty(loss_scratch_size(K)), np.empty_like(params), np.empty(rows, np.int64),
+                       np.int64(K), np.int64(0), np.int64(1), np.zeros(0, np.int64))
 
 
 _EPOCH_CSR_SIG = ("int64({T}[::1], int32[::1], int64[::1], int64, int64[::1], {T}[:, ::1], {T}[::1], "
@@ -611,7 +632,7 @@ def sgd_epoch_csr(data, indices, indptr, n_features, labels, targets, sample_wei
     sparse_update = velocity.shape[0] == 0 and not l1 > 0 and not l2 > 0 and avg_start < 0
     eta = np.empty((batch_size, K), dtype=params.dtype)
     G = np.empty_like(eta)
-    t = np.empty(LOSS_ROWS * K)
+    t = np.empty(loss_scratch_size(K))
     grad = np.zeros_like(params)
     seen = np.zeros(d, np.bool_)
     touched = np.empty(d, np.int32)

@@ -3,7 +3,9 @@ barrier` gives the C SGD epoch, for the Numba one (see glm._epoch_team).
 
 Numba has no atomics, so these are LLVM's, through intrinsics: a
 sequentially consistent read-modify-write orders every store made before it
-against every load made after the matching read on another thread.
+against every load made after the matching read on another thread. The
+intrinsics name libc's functions (clock_gettime, sched_yield) rather than
+holding pointers to them, so the compiled code stays cacheable.
 """
 import platform
 
@@ -14,13 +16,18 @@ from numba.extending import intrinsic
 # int64 slots between the counters in a sync array: one cache line each
 SYNC_STRIDE = 8
 _BARRIER_COUNT, _BARRIER_GENERATION, _START_ARRIVED, _START_DECISION = (i * SYNC_STRIDE for i in range(4))
-_UNDECIDED, _TOGETHER, _ALONE = 0, 1, 2
-# Spins (each a pause instruction, tens of cycles) a thread waits at the
-# start for the rest of its team before thread 0 runs everything alone:
-# about 0.1 s, far beyond a thread pool's start-up.
-_START_SPINS = 1 << 22
+_UNDECIDED, TOGETHER, ALONE = 0, 1, 2
+# How long a thread waits at the start for the rest of its team before
+# thread 0 runs everything alone: far beyond waking a thread pool (tens of
+# microseconds), short against an epoch run alone.
+_START_WAIT_NS = 20_000_000
+# Spins a waiting thread makes before it starts yielding its core at each
+# further spin: a partner that is running arrives within microseconds, one
+# that is not (more threads than free cores) needs the core.
+_SPINS_BEFORE_YIELD = 1000
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+_CLOCK_MONOTONIC = 1  # Linux's clock id
 
 
 def _slot(context, builder, signature, args):
@@ -28,8 +35,9 @@ def _slot(context, builder, signature, args):
     return builder.gep(array.data, [args[1]])
 
 
-def _is_int64_array(a):
-    return isinstance(a, types.Array) and a.dtype == types.int64 and a.ndim == 1
+def _is_int64_array(a):  # contiguous and writeable: _slot ignores strides
+    return (isinstance(a, types.Array) and a.dtype == types.int64 and a.ndim == 1 and a.layout == "C"
+            and a.mutable)
 
 
 @intrinsic
@@ -84,28 +92,69 @@ def _pause(typingctx):
     return types.none(), codegen
 
 
-@njit(cache=True)
+@intrinsic
+def _monotonic_ns(typingctx):
+    """clock_gettime(CLOCK_MONOTONIC) in nanoseconds."""
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        timespec = ir.LiteralStructType([i64, i64])
+        fn = builder.module.globals.get("clock_gettime") or ir.Function(
+            builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32), timespec.as_pointer()]),
+            "clock_gettime")
+        now = builder.alloca(timespec)
+        builder.call(fn, [ir.Constant(ir.IntType(32), _CLOCK_MONOTONIC), now])
+        seconds = builder.load(builder.gep(now, [ir.Constant(ir.IntType(32), 0)] * 2))
+        nanoseconds = builder.load(builder.gep(now, [ir.Constant(ir.IntType(32), 0),
+                                                     ir.Constant(ir.IntType(32), 1)]))
+        return builder.add(builder.mul(seconds, i64(1_000_000_000)), nanoseconds)
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def _yield_core(typingctx):
+    """sched_yield(): let another runnable thread have this core."""
+    def codegen(context, builder, signature, args):
+        fn = builder.module.globals.get("sched_yield") or ir.Function(
+            builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@njit(inline="always", cache=True)
+def _wait(spins):
+    """One turn of a spin-wait: pause, and yield the core once the wait is long."""
+    if spins < _SPINS_BEFORE_YIELD:
+        _pause()
+    else:
+        _yield_core()
+    return spins + 1
+
+
+@njit(inline="always", cache=True)
 def _team_start(sync, team):
-    """True when all `team` threads have arrived and run together; False
-    when they did not arrive within _START_SPINS (a threading layer that
-    grants fewer threads, or runs the iterations one after another): then
-    thread 0 must do everything alone. Every thread gets the same answer:
-    the first to decide sets it once."""
+    """TOGETHER when all `team` threads have arrived and run together;
+    ALONE when they did not all arrive within _START_WAIT_NS (a threading
+    layer that grants fewer threads, or runs the iterations one after
+    another): then thread 0 must do everything alone. Every thread gets the
+    same answer: the first to decide sets it once."""
     _atomic_add(sync, _START_ARRIVED, 1)
+    deadline = _monotonic_ns() + _START_WAIT_NS
     spins = 0
     while True:
         decision = _atomic_load(sync, _START_DECISION)
         if decision != _UNDECIDED:
-            return decision == _TOGETHER
+            return decision
         if _atomic_load(sync, _START_ARRIVED) == team:
-            _compare_and_set(sync, _START_DECISION, _UNDECIDED, _TOGETHER)
-        elif spins >= _START_SPINS:
-            _compare_and_set(sync, _START_DECISION, _UNDECIDED, _ALONE)
-        spins += 1
-        _pause()
+            _compare_and_set(sync, _START_DECISION, _UNDECIDED, TOGETHER)
+        elif spins % 64 == 0 and _monotonic_ns() > deadline:
+            _compare_and_set(sync, _START_DECISION, _UNDECIDED, ALONE)
+        spins = _wait(spins)
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _team_barrier(sync, team, generation):
     """Wait until all `team` threads reach the barrier (each passes its
     count of barriers passed so far; returns the new count). The last to
@@ -114,6 +163,7 @@ def _team_barrier(sync, team, generation):
         _atomic_add(sync, _BARRIER_COUNT, -team)
         _atomic_add(sync, _BARRIER_GENERATION, 1)
     else:
+        spins = 0
         while _atomic_load(sync, _BARRIER_GENERATION) == generation:
-            _pause()
+            spins = _wait(spins)
     return generation + 1
