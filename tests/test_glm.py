@@ -281,8 +281,8 @@ def test_numba_sgd_epoch_runs_alone_when_its_team_does_not_start(rng, monkeypatc
     # threading layer that runs the team's iterations one after another
     # (here: a team of 2 asked for, one Numba thread to run it) must not
     # leave thread 0 waiting forever: it waits 20 ms for the other, then
-    # runs every block alone, with the same result, and later epochs asking
-    # for that team run on one thread without waiting.
+    # runs every block alone, with the same result, and the next epochs
+    # asking for that team run on one thread without waiting.
     pytest.importorskip("numba")
     from fastmle._numba import glm as numba_glm
 
@@ -290,16 +290,22 @@ def test_numba_sgd_epoch_runs_alone_when_its_team_does_not_start(rng, monkeypatc
                                             scale=0.1)
     perm = rng.permutation(3000)
     lr = np.full(94, 0.02)
-    monkeypatch.setattr(numba_glm, "_FAILED_TEAMS", set())
+    monkeypatch.setattr(numba_glm, "_FAILED_TEAMS", {})
     previous = fastmle.get_num_threads()
     try:
         fastmle.set_num_threads(1)
         want = run_epoch("numba", X, labels, targets, w, params, perm, lr, "multinomial", 32, "momentum")
-        assert numba_glm._FAILED_TEAMS == set()
+        assert numba_glm._FAILED_TEAMS == {}
         monkeypatch.setattr(numba_glm, "get_num_threads", lambda: 2)
         got = [run_epoch("numba", X, labels, targets, w, params, perm, lr, "multinomial", 32, "momentum")]
-        assert numba_glm._FAILED_TEAMS == {2}, "the team of 2 did not fall back to one thread"
+        assert numba_glm._FAILED_TEAMS == {2: numba_glm._RETRY_AFTER}, "the team of 2 did not run alone"
         got.append(run_epoch("numba", X, labels, targets, w, params, perm, lr, "multinomial", 32, "momentum"))
+        assert numba_glm._FAILED_TEAMS == {2: numba_glm._RETRY_AFTER - 1}  # one thread asked for
+        monkeypatch.setattr(numba_glm, "_FAILED_TEAMS", {2: 1})  # the last epoch before a new try
+        got.append(run_epoch("numba", X, labels, targets, w, params, perm, lr, "multinomial", 32, "momentum"))
+        assert numba_glm._FAILED_TEAMS == {}
+        got.append(run_epoch("numba", X, labels, targets, w, params, perm, lr, "multinomial", 32, "momentum"))
+        assert numba_glm._FAILED_TEAMS == {2: numba_glm._RETRY_AFTER}  # tried again, alone again
     finally:
         fastmle.set_num_threads(previous)
     for result in got:

@@ -567,9 +567,11 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
     return done[0]
 
 
-# Thread counts whose team did not start together in this process (see
-# _team_start): their epochs run on one thread rather than wait each time.
-_FAILED_TEAMS = set()
+# Thread counts whose team did not start together (see _team_start): the
+# next _RETRY_AFTER epochs asking for them run on one thread rather than
+# wait each time (their threads are not free: one thread is the faster).
+_FAILED_TEAMS = {}
+_RETRY_AFTER = 100
 
 
 def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1,
@@ -580,11 +582,14 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
     thread count cannot be cached.)"""
     threads = get_num_threads()
     outcome = np.zeros(1, np.int64)
+    wait = _FAILED_TEAMS.pop(threads, 0)
+    if wait > 1:
+        _FAILED_TEAMS[threads] = wait - 1
     done = _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
                       nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
-                      1 if threads in _FAILED_TEAMS else threads, outcome)
+                      1 if wait else threads, outcome)
     if outcome[0] == ALONE:
-        _FAILED_TEAMS.add(threads)
+        _FAILED_TEAMS[threads] = _RETRY_AFTER
     return done
 
 
