@@ -31,13 +31,13 @@ def main():
     none = np.empty((0, d + 1))
     epoch_args = (X, labels, np.empty((0, K)), np.empty(0), perm, lr, 0, 32, 0.0, 0.0, 0.0, False, True,
                   params, none, none, -1, 0, np.zeros(1))
-    c, numba = _dispatch.kernels("c", "glm"), _dispatch.kernels("numba", "glm")
+    c = _dispatch.kernels("c", "glm")
     threads = _dispatch.max_threads()
 
-    def epoch(kernels, t):
+    def epoch(backend, t):
         def run():
             fastmle.set_num_threads(t)
-            kernels.sgd_epoch(*epoch_args)
+            _dispatch.kernels(backend, "glm").sgd_epoch(*epoch_args)  # which hands Numba the thread count
         return run
     W, G = np.zeros((d, K)), np.ones((n, K))
 
@@ -55,9 +55,9 @@ def main():
         c.sgd_epoch(*epoch_args)
         return time.perf_counter() - t0
     out = np.empty_like(X)
-    times = median_times({"C epoch, 1 thread": epoch(c, 1), f"C epoch, {threads} threads": epoch(c, threads),
-                          "Numba epoch, 1 thread": epoch(numba, 1),
-                          f"Numba epoch, {threads} threads": epoch(numba, threads),
+    times = median_times({"C epoch, 1 thread": epoch("c", 1), f"C epoch, {threads} threads": epoch("c", threads),
+                          "Numba epoch, 1 thread": epoch("numba", 1),
+                          f"Numba epoch, {threads} threads": epoch("numba", threads),
                           "np.take(X, perm, axis=0)": lambda: np.take(X, perm, axis=0, out=out),
                           "np.copyto(out, X)": lambda: np.copyto(out, X)}, args.repeat)
     for name, t in times.items():

@@ -2,8 +2,8 @@
 ``python -m fastmle bench``.
 
 Each entry says how to make inputs, how to call the fastmle function with a
-given backend, what the numpy "roofline" baseline is (the cheapest pass over
-the same memory), and how the peers (scipy, torch) compute the same thing.
+given backend, what numpy baseline it is measured against (for the row
+kernels a plain numpy pass over the same memory), and how the peers (scipy, torch) compute the same thing.
 Adding a kernel means adding one entry here.
 """
 import functools
@@ -39,7 +39,7 @@ def _logits(shape, dtype, rng):
 
 
 def _logits_and_out(shape, dtype, rng):
-    # fastmle writes into a preallocated out=, as np.copyto (the roofline)
+    # fastmle writes into a preallocated out=, as np.copyto (the baseline)
     # does: a fresh 100 MB result costs its page faults on every call
     inp = _logits(shape, dtype, rng)
     inp["out"] = np.empty_like(inp["x"])
@@ -384,8 +384,8 @@ def _copy(inp):
 def copy_on_threads(inputs, threads):
     """np.copyto of the input split into `threads` blocks of rows copied at
     once by as many threads (numpy releases the GIL while copying): the
-    memory roofline, on that many cores, of a kernel that writes an array of
-    the input's size. A callable with no arguments."""
+    baseline copy on as many cores as the kernels use. A callable with no
+    arguments."""
     x = inputs["x"]
     dst = np.empty_like(x)
     bounds = np.linspace(0, x.shape[0], threads + 1).astype(int)
@@ -403,8 +403,9 @@ def _thread_pool(threads):
 
 
 # The numpy operation each kernel is measured against: for the row kernels,
-# the cheapest pass over the same memory (np.copyto for kernels that write an
-# array of the input's size, np.sum for reductions): their roofline; for the
+# a plain numpy pass over the same memory (np.copyto for kernels that write
+# an array of the input's size, np.sum for reductions; not the memory's
+# floor, see bench/special_compute.py); for the
 # SGD epoch, one full-batch forward and gradient pass with BLAS; for the
 # Fisher kernels, the best numpy + BLAS formulation; for fit_mle, Newton's
 # method written in numpy.

@@ -6,10 +6,11 @@ Implementations are timed round-robin (see round_robin_times). By default
 each gets 3 timed calls or, for slow ones, as many as fit in 0.3 s (at least
 one), so the default run stays near a minute. Columns: median time per
 call, the number of timed calls n, effective bandwidth (bytes read + written per
-second), the ratio to the kernel's numpy baseline (for the row kernels the
-roofline: np.copyto of the input for kernels writing an array, np.sum for
-reductions, so 1.0 means as fast as just moving the memory, with a row
-for the copy on as many threads as the kernels use; for
+second), the ratio to the kernel's numpy baseline (for the row kernels
+np.copyto of the input for kernels writing an array, np.sum for
+reductions, with a row for the copy on as many threads as the kernels
+use; np.copyto is not the memory's floor: a copy with streaming stores
+takes well under half its time, see bench/special_compute.py; for
 linear_cross_entropy the naive numpy computation, for sgd_epoch one
 full-batch forward and gradient pass with BLAS), the speed-up over scipy,
 torch, scikit-learn and statsmodels, and for linear_cross_entropy the working memory of
@@ -129,7 +130,7 @@ def report_quality(kernel, inputs):
 def implementations(kernel, inputs):
     """{row name: callable} for one kernel on `inputs`: its numpy baseline
     (and, for kernels measured against np.copyto, the copy done by as many
-    threads as the kernels use: the roofline on those cores), every
+    threads as the kernels use), every
     available fastmle backend and every installed peer."""
     fns = {"numpy " + kernel.baseline: baseline(kernel, inputs)}
     threads = _dispatch.get_num_threads()
