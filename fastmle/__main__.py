@@ -21,7 +21,7 @@ def main(argv=None):
                        help="timed calls per implementation; the median is reported (default 3)")
     bench.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                        help="stop timing an implementation once its timed calls add up to this, "
-                            "after at least one (default: 0.3 s with the default --repeat, no limit "
+                            "after at least one (default: 0.2 s with the default --repeat, no limit "
                             "when --repeat is given)")
     bench.add_argument("--threads", type=int, default=None, help="threads for fastmle and torch")
     bench.add_argument("--no-quality", dest="quality", action="store_false",
@@ -41,7 +41,7 @@ def main(argv=None):
     if args.repeat is not None and args.repeat < 1 or args.budget is not None and not args.budget > 0:
         parser.error("--repeat must be at least 1 and --budget positive")
     if args.budget is None:
-        args.budget = 0.3 if args.repeat is None else float("inf")
+        args.budget = 0.2 if args.repeat is None else float("inf")
     if args.repeat is None:
         args.repeat = 3
     return run(args)

@@ -3,7 +3,7 @@ scipy, torch and scikit-learn, timed side by side in one run (median of
 repeats).
 
 Implementations are timed round-robin (see round_robin_times). By default
-each gets 3 timed calls or, for slow ones, as many as fit in 0.3 s (at least
+each gets 3 timed calls or, for slow ones, as many as fit in 0.2 s (at least
 one), so the default run stays near a minute. Columns: median time per
 call, the number of timed calls n, effective bandwidth (bytes read + written per
 second), the ratio to the kernel's numpy baseline (for the row kernels
