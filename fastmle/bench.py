@@ -10,7 +10,7 @@ second), the ratio to the kernel's numpy baseline (for the row kernels
 np.copyto of the input for kernels writing an array, np.sum for
 reductions, with a row for the copy on as many threads as the kernels
 use; np.copyto is not the memory's floor: a copy with streaming stores
-takes well under half its time, see bench/special_compute.py; for
+took 34-56% of its time on our test machine, see bench/special_compute.py; for
 linear_cross_entropy the naive numpy computation, for sgd_epoch one
 full-batch forward and gradient pass with BLAS), the speed-up over scipy,
 torch, scikit-learn and statsmodels, and for linear_cross_entropy the working memory of
