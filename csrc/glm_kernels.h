@@ -230,12 +230,17 @@ static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *l
     return total;
 }
 
-/* grad[:, :d] += G^T X[rows], grad[:, d] += the column sums of G, for the K
- * columns of G (row stride ldk >= K) and the K rows of grad. */
-static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb,
-                         const FM_T *G, int64_t K, int64_t ldk, FM_T *grad)
+/* Columns [j0, j1) of grad += [G^T X[rows], the column sums of G] (column d,
+ * the intercept's, is the sums: j1 = d + 1 includes it), for the K columns
+ * of G (row stride ldk >= K) and the K rows of grad (row stride d + 1).
+ * Each element's arithmetic is the same for any column range, so threads
+ * that split the columns get the bits of one thread doing all. */
+static void FN(backward)(const FM_T *X, int64_t d, int64_t j0, int64_t j1, const int64_t *rows,
+                         int64_t nb, const FM_T *G, int64_t K, int64_t ldk, FM_T *grad)
 {
-    const int64_t ld = d + 1, K2 = K - K % 2;
+    const int64_t ld = d + 1, K2 = K - K % 2, len = (j1 < d ? j1 : d) - j0;
+    X += j0;
+    grad += j0;
     int64_t r = 0;
     for (; r + 3 < nb; r += 4) {
         const FM_T *x0 = X + rows[r] * d, *x1 = X + rows[r + 1] * d;
@@ -246,7 +251,7 @@ static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t 
             const FM_T b0 = g[k + 1], b1 = g[ldk + k + 1], b2 = g[2 * ldk + k + 1], b3 = g[3 * ldk + k + 1];
             FM_T *y0 = grad + k * ld, *y1 = y0 + ld;
 #pragma omp simd
-            for (int64_t j = 0; j < d; j++) {
+            for (int64_t j = 0; j < len; j++) {
                 y0[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j];
                 y1[j] += b0 * x0[j] + b1 * x1[j] + b2 * x2[j] + b3 * x3[j];
             }
@@ -256,7 +261,7 @@ static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t 
                 const FM_T a = g[q * ldk + k], *x = X + rows[r + q] * d;
                 FM_T *y = grad + k * ld;
 #pragma omp simd
-                for (int64_t j = 0; j < d; j++)
+                for (int64_t j = 0; j < len; j++)
                     y[j] += a * x[j];
             }
     }
@@ -265,12 +270,13 @@ static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t 
             const FM_T a = G[r * ldk + k], *x = X + rows[r] * d;
             FM_T *y = grad + k * ld;
 #pragma omp simd
-            for (int64_t j = 0; j < d; j++)
+            for (int64_t j = 0; j < len; j++)
                 y[j] += a * x[j];
         }
-    for (r = 0; r < nb; r++)
-        for (int64_t k = 0; k < K; k++)
-            grad[k * ld + d] += G[r * ldk + k];
+    if (j1 > d)
+        for (r = 0; r < nb; r++)
+            for (int64_t k = 0; k < K; k++)
+                grad[k * ld + d - j0] += G[r * ldk + k];
 }
 
 /* The same two products for X in compressed sparse rows (data, indices,
@@ -339,7 +345,7 @@ static void FN(backward_any)(const FN(design) *M, const int64_t *rows, int64_t n
     if (M->data)
         FN(backward_csr)(M->data, M->indices, M->indptr, M->d, rows, nb, G, K, grad);
     else
-        FN(backward)(M->X, M->d, rows, nb, G, K, K, grad);
+        FN(backward)(M->X, M->d, 0, M->d + 1, rows, nb, G, K, K, grad);
 }
 
 /* The epoch's labels, targets and weights in the order of perm, gathered in
@@ -500,25 +506,32 @@ static int FN(glm_predict_csr)(const FM_T *data, const int32_t *indices, const i
     return FN(predict_any)(&M, n, params, K, family, out);
 }
 
-/* One step on every parameter (see reference.glm.sgd_epoch for the order).
- * The arithmetic is in double, each result rounded once when stored. */
-static void FN(update)(FM_T *params, const FM_T *grad, int64_t K, int64_t d, double scale,
-                       double lr, double l2, double l1, double momentum, int nesterov,
-                       int fit_intercept, FM_T *velocity, FM_T *avg, double avg_weight)
+/* One step on the parameters in columns [j0, j1) of the K rows (see
+ * reference.glm.sgd_epoch for the order); column d is the intercept's, in
+ * the range when j1 = d + 1 (pass j1 = d to hold it fixed). The arithmetic is
+ * in double, each result rounded once when stored, and no multiply-add is
+ * fused: gcc vectorizes the loop, peels iterations for alignment (so which
+ * elements take the scalar code depends on where a range starts) and fused
+ * them differently in the two, which made threads that split the columns
+ * disagree in the last bit. */
+__attribute__((optimize("fp-contract=off")))
+static void FN(update)(FM_T *params, const FM_T *grad, int64_t K, int64_t d, int64_t j0, int64_t j1,
+                       double scale, double lr, double l2, double l1, double momentum, int nesterov,
+                       FM_T *velocity, FM_T *avg, double avg_weight)
 {
-    const int64_t ld = d + 1;
+    const int64_t ld = d + 1, jd = j1 < d ? j1 : d;
     for (int64_t k = 0; k < K; k++) {
         FM_T *pk = params + k * ld;
         const FM_T *gk = grad + k * ld;
         if (!velocity && !(l1 > 0) && !(avg_weight > 0)) {  /* plain SGD: vectorized */
 #pragma omp simd
-            for (int64_t j = 0; j < d; j++)
+            for (int64_t j = j0; j < jd; j++)
                 pk[j] = (FM_T)(pk[j] - lr * (gk[j] * scale + l2 * pk[j]));
-            if (fit_intercept)
+            if (j1 > d)
                 pk[d] = (FM_T)(pk[d] - lr * (gk[d] * scale));
             continue;
         }
-        for (int64_t j = 0; j < (fit_intercept ? d + 1 : d); j++) {
+        for (int64_t j = j0; j < j1; j++) {
             const int64_t q = k * ld + j;
             double p = params[q];
             double g = grad[q] * scale + (j < d ? l2 : 0.0) * p;
@@ -547,13 +560,28 @@ static void FN(update)(FM_T *params, const FM_T *grad, int64_t K, int64_t d, dou
  * instead made threads swap partial gradients and new parameters, two
  * P-sized transfers between cores per batch: on 200000 x 100 float64, 10
  * classes, batch 32, that 2-thread epoch took 120-125 ms against 90 ms on
- * one thread, when the two vCPUs sat far apart. The blocks depend only on K,
- * so the arithmetic, and the trajectory, are the same for any thread
- * count. */
+ * one thread, when the two vCPUs sat far apart.
+ * Blocks that do not divide evenly among the threads (for 10 classes on two
+ * threads: the last two outputs, a 6:4 split of the work otherwise) are
+ * shared instead: each thread does the forward product of a range of the
+ * batch's rows and the gradient and update of a range of the features, at
+ * the cost of a second barrier per batch (the next forward product reads
+ * every feature's new coefficient). Every product and update does each
+ * element's arithmetic the same way whichever thread or range it falls in,
+ * so the trajectory is the same for any thread count. */
 #define FM_GLM_K_BLOCK 4
 /* Threads only when a batch has this much multiply-add work: below it, the
  * barrier per batch costs more than it saves. */
 #define FM_GLM_PARALLEL_MIN_WORK 16384
+
+/* Thread tid's share [*lo, *hi) of n items cut into `threads` ranges whose
+ * bounds are multiples of `unit` (the last range takes the remainder). */
+static inline void FN(share)(int64_t n, int64_t unit, int tid, int threads, int64_t *lo, int64_t *hi)
+{
+    const int64_t units = n / unit;
+    *lo = units * tid / threads * unit;
+    *hi = tid + 1 == threads ? n : units * (tid + 1) / threads * unit;
+}
 
 static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t *labels,
                              const FM_T *targets, const FM_T *sample_weight, const int64_t *perm,
@@ -565,18 +593,15 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
 {
     (void)n;
     const int64_t ld = d + 1, max_blocks = (K + FM_GLM_K_BLOCK - 1) / FM_GLM_K_BLOCK;
+    const int64_t cols = d + (fit_intercept != 0);   /* the columns an update moves */
     const int team = max_blocks > 1 && batch_size * d * K >= FM_GLM_PARALLEL_MIN_WORK
                          ? (int)(fm_threads < max_blocks ? fm_threads : max_blocks) : 1;
-    /* One thread takes all K outputs in one block, so that each row is read
-     * once per product: the products' blocking of the outputs starts at
-     * multiples of 4 either way, so the arithmetic is the same. */
-    const int64_t KB = team > 1 ? FM_GLM_K_BLOCK : K, blocks = team > 1 ? max_blocks : 1;
     /* Shared: the linear predictors of two batches (a thread may start the
      * next batch's forward product while another still reads this one's).
      * Per thread, each on its own cache lines: the loss gradient G of the
-     * batch, the softmax terms, and a block's gradient. */
+     * batch, the softmax terms, and its outputs' gradient. */
     const int64_t eta_size = fm_line_stride(batch_size * K, sizeof(FM_T));
-    const int64_t private_size = eta_size + fm_line_stride(KB * ld, sizeof(FM_T));
+    const int64_t private_size = eta_size + fm_line_stride(K * ld, sizeof(FM_T));
     const int64_t t_size = fm_line_stride(FM_GLM_LOSS_ROWS * K, sizeof(double));
     FM_T *work = fm_alloc_lines(sizeof(FM_T) * (2 * eta_size + team * private_size));
     double *t_all = fm_alloc_lines(sizeof(double) * team * t_size);
@@ -600,12 +625,21 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
     {
         /* the team OpenMP actually started, which may be smaller than asked
          * for (OMP_THREAD_LIMIT, OMP_DYNAMIC, a caller's parallel region):
-         * its threads must share all the blocks between them */
+         * its threads must share all the outputs between them */
 #ifdef _OPENMP
         const int tid = omp_get_thread_num(), threads = omp_get_num_threads();
 #else
         const int tid = 0, threads = 1;
 #endif
+        /* Outputs [0, k_own) in blocks of KB, block q done by thread q %
+         * threads; outputs [k_own, K) shared. One thread takes all K outputs
+         * in one block, so that each row is read once per product: the
+         * products' blocking of the outputs starts at multiples of 4 either
+         * way, so the arithmetic is the same. */
+        const int64_t KB = team > 1 ? FM_GLM_K_BLOCK : K;
+        const int64_t full = K / KB, k_own = (full - full % threads) * KB, shared = K - k_own;
+        int64_t c0, c1;   /* this thread's columns of the shared outputs */
+        FN(share)(cols, 8, tid, threads, &c0, &c1);
         FM_T *G = work + 2 * eta_size + tid * private_size, *grad = G + eta_size;
         double *t = t_all + tid * t_size;
         int64_t *fetch = fetch_all + tid * fetch_size;
@@ -620,9 +654,17 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
              * with this batch's rows where the next batch is shorter. */
             for (int64_t r = 0; r < nb; r++)
                 fetch[r] = r < next_nb ? perm[next + r] : rows[r];
-            for (int64_t q = tid; q < blocks; q += threads) {
-                const int64_t k0 = q * KB, kb = k0 + KB < K ? KB : K - k0;
-                FN(forward)(X, d, rows, nb, params + k0 * ld, kb, eta + k0, K, q == tid ? fetch : rows);
+            for (int64_t k0 = tid * KB; k0 < k_own; k0 += threads * KB)
+                FN(forward)(X, d, rows, nb, params + k0 * ld, KB, eta + k0, K, k0 == tid * KB ? fetch : rows);
+            if (shared) {
+                /* a range of rows, in pairs as one thread takes them */
+                int64_t r0, r1;
+                FN(share)(nb, 2, tid, threads, &r0, &r1);
+                if (b > 0) {   /* the previous batch's updates of the shared outputs are done */
+#pragma omp barrier
+                }
+                FN(forward)(X, d, rows + r0, r1 - r0, params + k_own * ld, shared, eta + r0 * K + k_own, K,
+                            (k_own > tid * KB ? rows : fetch) + r0);
             }
 #pragma omp barrier
             /* Every thread computes the whole batch's loss and G, with the
@@ -635,13 +677,20 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             const int64_t step = step0 + b;
             const double avg_weight =
                 avg_start >= 0 && step >= avg_start ? 1.0 / (double)(step - avg_start + 1) : 0.0;
-            for (int64_t q = tid; q < blocks; q += threads) {
-                const int64_t k0 = q * KB, kb = k0 + KB < K ? KB : K - k0;
-                memset(grad, 0, sizeof(FM_T) * kb * ld);
-                FN(backward)(X, d, rows, nb, G + k0, kb, K, grad);
-                FN(update)(params + k0 * ld, grad, kb, d, 1.0 / (double)nb, lr[b], l2, l1, momentum,
-                           nesterov, fit_intercept, velocity ? velocity + k0 * ld : NULL,
-                           avg ? avg + k0 * ld : NULL, avg_weight);
+            const double scale = 1.0 / (double)nb;
+            for (int64_t k0 = tid * KB; k0 < k_own; k0 += threads * KB) {
+                memset(grad, 0, sizeof(FM_T) * KB * ld);
+                FN(backward)(X, d, 0, ld, rows, nb, G + k0, KB, K, grad);
+                FN(update)(params + k0 * ld, grad, KB, d, 0, cols, scale, lr[b], l2, l1, momentum,
+                           nesterov, velocity ? velocity + k0 * ld : NULL, avg ? avg + k0 * ld : NULL,
+                           avg_weight);
+            }
+            if (shared && c1 > c0) {
+                memset(grad, 0, sizeof(FM_T) * shared * ld);
+                FN(backward)(X, d, c0, c1, rows, nb, G + k_own, shared, K, grad);
+                FN(update)(params + k_own * ld, grad, shared, d, c0, c1, scale, lr[b], l2, l1, momentum,
+                           nesterov, velocity ? velocity + k_own * ld : NULL,
+                           avg ? avg + k_own * ld : NULL, avg_weight);
             }
             if (tid == 0) {
                 loss[0] += batch_loss;
@@ -725,8 +774,8 @@ static int64_t FN(sgd_epoch_csr)(const FM_T *data, const int32_t *indices, const
                 const int64_t step = step0 + b;
                 const double avg_weight =
                     avg_start >= 0 && step >= avg_start ? 1.0 / (double)(step - avg_start + 1) : 0.0;
-                FN(update)(params, grad, K, d, scale, lr[b], l2, l1, momentum, nesterov,
-                           fit_intercept, velocity, avg, avg_weight);
+                FN(update)(params, grad, K, d, 0, d + (fit_intercept != 0), scale, lr[b], l2, l1,
+                           momentum, nesterov, velocity, avg, avg_weight);
                 memset(grad, 0, sizeof(FM_T) * P);
             }
         }

@@ -250,12 +250,14 @@ def test_sgd_epoch_property_compiled_equals_reference(n, d, K, batch_size, famil
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_threaded_sgd_epoch_is_deterministic_and_matches_reference(rng, family, K, option, dtype):
     # 32 x 64 x K multiply-adds per batch, at or above the C epoch's
-    # threshold (FM_GLM_PARALLEL_MIN_WORK): its threads share the outputs in
-    # blocks of 4 (FM_GLM_K_BLOCK), so K = 5, 6, 10, 11 leave a last block
-    # of 1, 2, 2 and 3 outputs; the smaller problems above run on one thread
-    X, labels, targets, w, params = problem(family, 3000, 64, K, dtype, rng, weighted=family != "multinomial",
+    # threshold (FM_GLM_PARALLEL_MIN_WORK): its threads own blocks of 4
+    # outputs (FM_GLM_K_BLOCK) and share the rest by rows and features: on
+    # two threads none for K = 8, the last 2 or 3 for K = 10, 11, all for
+    # K = 5, 6. The last batch has 27 rows: an odd one at the end of a
+    # thread's range. The smaller problems above run on one thread.
+    X, labels, targets, w, params = problem(family, 3003, 64, K, dtype, rng, weighted=family != "multinomial",
                                             scale=0.1)
-    perm = rng.permutation(3000)
+    perm = rng.permutation(3003)
     lr = np.full(94, 0.02)
     rtol, atol = (2e-4, 2e-5) if dtype == np.float32 else (1e-9, 1e-11)
     want = run_epoch("numpy", X, labels, targets, w, params, perm, lr, family, 32, option)

@@ -234,30 +234,34 @@ def _axpy(a, x, y):
 
 
 @njit(**_ROW)
-def _backward(X, rows, G, grad):
-    """grad[:, :d] += G.T @ X[rows], grad[:, d] += the column sums of G."""
+def _backward(X, j0, j1, rows, G, grad):
+    """Columns [j0, j1) of grad += [G.T @ X[rows], the column sums of G]
+    (column d, the intercept's, is the sums: j1 = d + 1 includes it). Each
+    element's arithmetic is the same for any column range."""
     d = X.shape[1]
+    jd = min(j1, d)
     K = grad.shape[0]
     nb = rows.shape[0]
     nb4 = nb - nb % 4
     K2 = K - K % 2
     for r in range(0, nb4, 4):
-        x0 = X[rows[r], :]
-        x1 = X[rows[r + 1], :]
-        x2 = X[rows[r + 2], :]
-        x3 = X[rows[r + 3], :]
+        x0 = X[rows[r], j0:jd]
+        x1 = X[rows[r + 1], j0:jd]
+        x2 = X[rows[r + 2], j0:jd]
+        x3 = X[rows[r + 3], j0:jd]
         for k in range(0, K2, 2):
             _axpy_4x2(G[r, k], G[r + 1, k], G[r + 2, k], G[r + 3, k], G[r, k + 1], G[r + 1, k + 1],
-                      G[r + 2, k + 1], G[r + 3, k + 1], x0, x1, x2, x3, grad[k, :d], grad[k + 1, :d])
+                      G[r + 2, k + 1], G[r + 3, k + 1], x0, x1, x2, x3, grad[k, j0:jd], grad[k + 1, j0:jd])
         for k in range(K2, K):
             for q in range(4):
-                _axpy(G[r + q, k], X[rows[r + q], :], grad[k, :d])
+                _axpy(G[r + q, k], X[rows[r + q], j0:jd], grad[k, j0:jd])
     for r in range(nb4, nb):
         for k in range(K):
-            _axpy(G[r, k], X[rows[r], :], grad[k, :d])
-    for r in range(nb):
-        for k in range(K):
-            grad[k, d] += G[r, k]
+            _axpy(G[r, k], X[rows[r], j0:jd], grad[k, j0:jd])
+    if j1 > d:
+        for r in range(nb):
+            for k in range(K):
+                grad[k, d] += G[r, k]
 
 
 @njit(**_ROW)
@@ -343,7 +347,7 @@ def _backward_any(X, data, indices, indptr, rows, G, grad):
     if indptr.shape[0]:
         _backward_csr(data, indices, indptr, rows, G, grad)
     else:
-        _backward(X, rows, G, grad)
+        _backward(X, 0, X.shape[1] + 1, rows, G, grad)
 
 
 # inline="always": their prange loops must land in the parallel entry points
@@ -434,18 +438,20 @@ def glm_predict_csr(data, indices, indptr, n_features, params, family, out):
 
 
 @njit(**_SEQ)
-def _update(params, grad, scale, lr, l2, l1, momentum, nesterov, fit_intercept, velocity,
-            avg, avg_weight):
-    """One step on every parameter (see reference.glm.sgd_epoch for the order)."""
+def _update(params, grad, j0, j1, scale, lr, l2, l1, momentum, nesterov, velocity, avg, avg_weight):
+    """One step on the parameters in columns [j0, j1) (see
+    reference.glm.sgd_epoch for the order); column d is the intercept's, in
+    the range when j1 = d + 1 (pass j1 = d to hold it fixed)."""
     d = params.shape[1] - 1
+    jd = min(j1, d)
     has_velocity = velocity.shape[0] > 0
     for k in range(params.shape[0]):
         if not has_velocity and not l1 > 0 and not avg_weight > 0:  # plain SGD: vectorized
-            _plain_step(params[k, :d], grad[k, :d], scale, lr, l2)
-            if fit_intercept:
+            _plain_step(params[k, j0:jd], grad[k, j0:jd], scale, lr, l2)
+            if j1 > d:
                 params[k, d] = params[k, d] - lr * (grad[k, d] * scale)
             continue
-        for j in range(d + 1 if fit_intercept else d):
+        for j in range(j0, j1):
             decay = l2 if j < d else 0.0
             p = params[k, j]
             g = grad[k, j] * scale + decay * p
@@ -475,13 +481,25 @@ _EPOCH_SIG = ("int64({T}[:, ::1], int64[::1], {T}[:, ::1], {T}[::1], int64[::1],
 # Threads share each batch by outputs, as in csrc's sgd_epoch (see
 # csrc/glm_kernels.h for why): the K rows of params are cut into blocks of
 # K_BLOCK outputs; a block's forward product, gradient and update are done by
-# one thread, and the threads meet once per batch, after the forward
-# products. The blocks depend only on K, so the trajectory is the same for
-# any thread count.
+# one thread. Blocks that do not divide evenly among the threads are shared:
+# each thread does the forward product of a range of the batch's rows and the
+# gradient and update of a range of the features, with a second barrier per
+# batch. Each element's arithmetic is the same whichever thread or range it
+# falls in, so the trajectory is the same for any thread count.
 K_BLOCK = 4
 # Threads only when a batch has this much multiply-add work: below it, the
 # barrier per batch costs more than it saves.
 PARALLEL_MIN_WORK = 16384
+
+
+@njit(**_SEQ)
+def _share(n, unit, tid, threads):
+    """Thread tid's range [lo, hi) of n items cut into `threads` ranges whose
+    bounds are multiples of `unit` (the last range takes the remainder)."""
+    units = n // unit
+    lo = units * tid // threads * unit
+    hi = n if tid + 1 == threads else units * (tid + 1) // threads * unit
+    return lo, hi
 
 
 @njit(**_SEQ)
@@ -490,14 +508,18 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                 grad, fetch, KB, tid, threads, sync):
     """The epoch's batches as thread tid of `threads` runs them: the forward
     product (requesting the next batch's rows), gradient and update of the
-    output blocks q = tid, tid + threads, ... of KB outputs each. Every
-    thread computes the whole batch's loss gradient G from the shared linear
-    predictors eta2 (two batches' worth: one thread may start the next
-    forward product while another still reads this one), with the same
-    arithmetic, so all agree on stopping. Returns the batches done."""
+    output blocks q = tid, tid + threads, ... of KB outputs each, and its
+    share of the outputs left over (see above). Every thread computes the
+    whole batch's loss gradient G from the shared linear predictors eta2 (two
+    batches' worth: one thread may start the next forward product while
+    another still reads this one), with the same arithmetic, so all agree on
+    stopping. Returns the batches done."""
     m = perm.shape[0]
-    K = params.shape[0]
-    blocks = (K + KB - 1) // KB
+    K, ld = params.shape
+    cols = ld if fit_intercept else ld - 1  # the columns an update moves
+    full = K // KB
+    k_own = (full - full % threads) * KB
+    c0, c1 = _share(cols, 8, tid, threads)  # this thread's columns of the shared outputs
     generation = 0
     for b in range(lr.shape[0]):
         i0 = b * batch_size
@@ -508,10 +530,14 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
         next_nb = min(i1 + batch_size, m) - i1
         for r in range(nb):  # padded with this batch's rows where the next is shorter
             fetch[r] = perm[i1 + r] if r < next_nb else rows[r]
-        for q in range(tid, blocks, threads):  # the first block requests the next rows
-            k0 = q * KB
-            k1 = min(k0 + KB, K)
-            _forward(X, rows, params[k0:k1], eta[:, k0:k1], fetch[:nb] if q == tid else rows)
+        for k0 in range(tid * KB, k_own, threads * KB):  # the first block requests the next rows
+            _forward(X, rows, params[k0:k0 + KB], eta[:, k0:k0 + KB], fetch[:nb] if k0 == tid * KB else rows)
+        if k_own < K:  # a range of rows, in pairs as one thread takes them
+            r0, r1 = _share(nb, 2, tid, threads)
+            if b > 0 and threads > 1:  # the previous batch's updates of the shared outputs are done
+                generation = _team_barrier(sync, threads, generation)
+            _forward(X, rows[r0:r1], params[k_own:], eta[r0:r1, k_own:],
+                     rows[r0:r1] if k_own > tid * KB else fetch[r0:r1])
         if threads > 1:
             generation = _team_barrier(sync, threads, generation)
         batch_loss = _dloss(eta, labels_p[i0:i1] if labels_p.shape[0] else labels_p,
@@ -521,14 +547,19 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
             return b
         step = step0 + b
         avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
-        for q in range(tid, blocks, threads):
-            k0 = q * KB
-            k1 = min(k0 + KB, K)
-            g = grad[:k1 - k0]
+        for k0 in range(tid * KB, k_own, threads * KB):
+            k1 = k0 + KB
+            g = grad[:KB]
             g[:] = 0
-            _backward(X, rows, G[:nb, k0:k1], g)
-            _update(params[k0:k1], g, 1.0 / nb, lr[b], l2, l1, momentum, nesterov, fit_intercept,
+            _backward(X, 0, ld, rows, G[:nb, k0:k1], g)
+            _update(params[k0:k1], g, 0, cols, 1.0 / nb, lr[b], l2, l1, momentum, nesterov,
                     velocity[k0:k1], avg[k0:k1], avg_weight)
+        if k_own < K and c1 > c0:
+            g = grad[:K - k_own]
+            g[:] = 0
+            _backward(X, c0, c1, rows, G[:nb, k_own:], g)
+            _update(params[k_own:], g, c0, c1, 1.0 / nb, lr[b], l2, l1, momentum, nesterov,
+                    velocity[k_own:], avg[k_own:], avg_weight)
         if tid == 0:
             loss[0] += batch_loss
     return lr.shape[0]
@@ -548,7 +579,7 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
     pad = 64 // params.itemsize
     G = np.empty((team, rows * K + pad), params.dtype)
     t = np.empty((team, loss_scratch_size(K) + 8))
-    grad = np.empty((team, K_BLOCK * ld + pad), params.dtype)
+    grad = np.empty((team, K * ld + pad), params.dtype)
     fetch = np.empty((team, rows + 8), np.int64)
     sync = np.zeros(4 * SYNC_STRIDE, np.int64)
     done = np.zeros(team, np.int64)
@@ -560,7 +591,7 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
             done[tid] = _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2,
                                     l1, momentum, nesterov, fit_intercept, params, velocity, avg,
                                     avg_start, step0, loss, eta2, G[tid, :rows * K].reshape((rows, K)),
-                                    t[tid], grad[tid, :K_BLOCK * ld].reshape((K_BLOCK, ld)), fetch[tid],
+                                    t[tid], grad[tid, :K * ld].reshape((K, ld)), fetch[tid],
                                     np.int64(K_BLOCK), tid, threads, sync)
             if tid == 0:
                 outcome[0] = decision
@@ -678,7 +709,7 @@ def sgd_epoch_csr(data, indices, indptr, n_features, labels, targets, sample_wei
         else:
             step = step0 + b
             avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
-            _update(params, grad, scale, lr[b], l2, l1, momentum, nesterov, fit_intercept,
-                    velocity, avg, avg_weight)
+            _update(params, grad, 0, d + 1 if fit_intercept else d, scale, lr[b], l2, l1, momentum,
+                    nesterov, velocity, avg, avg_weight)
             grad[:] = 0
     return lr.shape[0]
