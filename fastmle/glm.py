@@ -79,14 +79,16 @@ def _as_csr(X, name):
     return CSRMatrix(data, indices, indptr, A.shape), copied
 
 
-def as_design_matrix(X, name="X"):
+def as_design_matrix(X, name="X", check=True):
     """X as the kernels take it: a C-contiguous 2-D float32/float64 array,
     or a :class:`CSRMatrix` for scipy.sparse input.
 
     float32 and float64 keep their precision; anything else (ints, bools) is
     converted to float64. A Fortran-ordered or strided X is copied once into
     C order; sparse X is converted to CSR (int64 column indices to int32).
-    Returns (X, copied)."""
+    NaN or infinity is a ValueError; check=False leaves that test of a dense
+    X to the caller (sgd_fit, whose first epoch does it; a sparse X's data is
+    always tested). Returns (X, copied)."""
     if hasattr(X, "tocsr") and hasattr(X, "nnz"):
         return _as_csr(X, name)
     arr = real_array(X, name)
@@ -97,7 +99,8 @@ def as_design_matrix(X, name="X"):
     # float32 and float64 in either byte order keep their precision
     dtype = arr.dtype.newbyteorder("=") if arr.dtype.newbyteorder("=") in (np.float32, np.float64) else np.float64
     out = native_array(arr, dtype)
-    check_finite(out, name)
+    if check:
+        check_finite(out, name)
     return out, not np.shares_memory(out, arr)
 
 

@@ -1,7 +1,10 @@
 """fastmle.sgd_fit: the backends walk the same trajectory, fits converge to
 the exact MLE where it is known (closed form, scipy.optimize), the options
 do what they say, fits are reproducible, and bad input is refused before
-training."""
+training (NaN or inf in a dense X, on the compiled backends: by the first
+epoch, with no result)."""
+import copy
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -400,6 +403,132 @@ def test_bad_input_is_refused_before_training(case):
     _, args, kwargs, exc, match = case
     with pytest.raises(exc, match=match):
         fastmle.sgd_fit(*args, **kwargs)
+
+
+# NaN or inf in a dense X: the compiled backends find it with their first
+# epoch (fastmle/sgd.py, sgd_fit), the numpy one before training. Either way
+# the same ValueError, no result, and a warm start left as it was.
+
+BAD_VALUES = [np.nan, np.inf, -np.inf]
+BAD_X_OPTIONS = {
+    "plain": {},
+    "zero weight": {},  # sample_weight 0 on the bad row (set in the test)
+    "l1": {"alpha": 0.1, "l1_ratio": 1.0},
+    "l2 average": {"alpha": 0.1, "average": True},
+    "cosine one epoch": {"learning_rate": "cosine", "max_epochs": 1},
+    "momentum": {"momentum": 0.9},
+    "nesterov l1": {"momentum": 0.5, "nesterov": True, "alpha": 0.01, "l1_ratio": 0.5},
+    "default eta0": {"eta0": None},
+    "full batch": {"batch_size": 50},
+    "validation, bad row held out": {"validation_fraction": 0.3},
+    "validation, bad row trained on": {"validation_fraction": 0.3},
+    "validation default eta0": {"validation_fraction": 0.3, "eta0": None},
+}
+
+
+def first_epoch_rows(n, seed, validation_fraction):
+    """(validation rows, the first epoch's order of the training rows) as
+    sgd_fit draws them from random_state=seed. Only to aim the bad value at
+    the held-out rows and at the epoch's first and last batch: should
+    sgd_fit draw differently, the tests still hold, with other rows."""
+    rng = np.random.default_rng(seed)
+    train, val = np.arange(n), np.empty(0, np.int64)
+    if validation_fraction is not None:
+        split = rng.permutation(n)
+        n_val = int(np.ceil(validation_fraction * n))
+        val, train = np.sort(split[:n_val]), np.sort(split[n_val:])
+    return val, rng.permutation(train)
+
+
+@pytest.mark.parametrize("case", list(BAD_X_OPTIONS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_nan_or_inf_anywhere_in_X_raises(backend, dtype, family, case):
+    X, y = data(family, n=50, d=4, dtype=dtype, seed=1)
+    options = dict(eta0=0.05, max_epochs=2, tol=None, batch_size=7, random_state=0)
+    options.update(BAD_X_OPTIONS[case])
+    val, order = first_epoch_rows(50, 0, options.get("validation_fraction"))
+    if case == "validation, bad row held out":
+        rows = [val[0], val[len(val) // 2], val[-1]]
+    else:  # X's first, middle and last row, and the epoch's first and last (a batch of one) row
+        rows = [0, 25, 49, order[0], order[-1]]
+    for row in rows:
+        for value in BAD_VALUES:
+            bad = X.copy()
+            bad[row, row % 4] = value
+            weight = None
+            if case == "zero weight":
+                weight = np.ones(50)
+                weight[row] = 0.0
+            with pytest.raises(ValueError, match="X contains NaN or infinity"):
+                fastmle.sgd_fit(bad, y, family, sample_weight=weight, backend=backend, **options)
+    # the same options on finite X fit (else the errors above could be another failure)
+    fastmle.sgd_fit(X, y, family, backend=backend, **options)
+
+
+def test_nan_in_X_with_max_epochs_0_is_refused(backend):
+    X, y = data("multinomial", n=50)
+    X[7, 2] = np.nan
+    with pytest.raises(ValueError, match="max_epochs"):  # refused before X is looked at
+        fastmle.sgd_fit(X, y, "multinomial", max_epochs=0, eta0=0.05, backend=backend)
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_nan_or_inf_in_X_leaves_a_warm_start_unchanged(backend, dtype, value):
+    X, y = data("multinomial", n=50, dtype=dtype)
+    opts = dict(eta0=0.05, momentum=0.5, average=True, tol=None, random_state=0, backend=backend)
+    previous = fastmle.sgd_fit(X, y, "multinomial", max_epochs=2, **opts)
+    before = copy.deepcopy(previous)
+    for row in (0, 31, 49):
+        bad = X.copy()
+        bad[row, 1] = value
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            fastmle.sgd_fit(bad, y, "multinomial", max_epochs=3, warm_start=previous, **opts)
+    for name in ("coef", "intercept"):
+        np.testing.assert_array_equal(getattr(previous, name), getattr(before, name))
+    for name in ("params", "velocity", "avg"):
+        np.testing.assert_array_equal(getattr(previous.state, name), getattr(before.state, name))
+    for name in ("step", "epochs", "eta", "horizon", "avg_start", "best", "bad_epochs"):
+        assert getattr(previous.state, name) == getattr(before.state, name), name
+    assert (previous.n_epochs, previous.n_steps, previous.loss_history) == \
+        (before.n_epochs, before.n_steps, before.loss_history)
+    # and it still continues as it would have
+    again = fastmle.sgd_fit(X, y, "multinomial", max_epochs=1, warm_start=previous, **opts)
+    want = fastmle.sgd_fit(X, y, "multinomial", max_epochs=1, warm_start=before, **opts)
+    np.testing.assert_array_equal(again.coef, want.coef)
+
+
+@pytest.mark.parametrize("eta0", [0.05, None])
+def test_compiled_backends_check_a_finite_X_with_its_first_epoch(backend, eta0, monkeypatch):
+    # no pass over X of its own on "c" and "numba"; one on the numpy reference
+    calls = []
+    real = fastmle.glm.check_finite
+
+    def spy(X, name="X"):
+        calls.append(X.shape)
+        return real(X, name)
+    monkeypatch.setattr(fastmle.glm, "check_finite", spy)
+    monkeypatch.setattr(fastmle.sgd, "check_finite", spy)
+    X, y = data("multinomial", n=200)
+    fastmle.sgd_fit(X, y, "multinomial", eta0=eta0, max_epochs=3, tol=None, random_state=0, backend=backend)
+    assert calls == ([] if backend in ("c", "numba") else [X.shape])
+
+
+def test_nan_or_inf_in_X_with_the_default_step_is_refused_before_any_epoch(backend, monkeypatch):
+    # default_eta0 reads every row: a non-finite row norm is checked there
+    ran = []
+    real = fastmle.sgd.run_kernel
+
+    def spy(kern, name, *args):
+        ran.append(name)
+        return real(kern, name, *args)
+    monkeypatch.setattr(fastmle.sgd, "run_kernel", spy)
+    X, y = data("gaussian", n=50)
+    for value in BAD_VALUES:
+        bad = X.copy()
+        bad[20, 3] = value
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            fastmle.sgd_fit(bad, y, "gaussian", backend=backend)
+    assert ran == []
 
 
 def test_bad_glm_loss_and_predict_input():
