@@ -1,8 +1,9 @@
 """Where an SGD epoch's time goes, side by side in one run (median of
 --repeat, round-robin): the epoch kernels alone (C and Numba, each on 1 and
-on all threads), a C epoch right after a numpy BLAS product against one
-after a pause (OpenBLAS's spinning threads), and numpy's random row gather
-against a copy.
+on all threads), scikit-learn's epoch (default n_jobs, one core, and on all
+cores), a C epoch right after a numpy BLAS product against one after a
+pause (OpenBLAS's spinning threads), and numpy's random row gather against
+a copy.
 
     cd /tmp && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python <repo>/bench/sgd_threads.py
 """
@@ -55,11 +56,24 @@ def main():
         c.sgd_epoch(*epoch_args)
         return time.perf_counter() - t0
     out = np.empty_like(X)
-    times = median_times({"C epoch, 1 thread": epoch("c", 1), f"C epoch, {threads} threads": epoch("c", threads),
-                          "Numba epoch, 1 thread": epoch("numba", 1),
-                          f"Numba epoch, {threads} threads": epoch("numba", threads),
-                          "np.take(X, perm, axis=0)": lambda: np.take(X, perm, axis=0, out=out),
-                          "np.copyto(out, X)": lambda: np.copyto(out, X)}, args.repeat)
+    fns = {"C epoch, 1 thread": epoch("c", 1), f"C epoch, {threads} threads": epoch("c", threads),
+           "Numba epoch, 1 thread": epoch("numba", 1), f"Numba epoch, {threads} threads": epoch("numba", threads),
+           "np.take(X, perm, axis=0)": lambda: np.take(X, perm, axis=0, out=out),
+           "np.copyto(out, X)": lambda: np.copyto(out, X)}
+    try:  # scikit-learn's epoch with its default n_jobs (one core) and on every core
+        from sklearn.linear_model import SGDClassifier
+
+        def sklearn_epoch(jobs):
+            fit = SGDClassifier(loss="log_loss", max_iter=1, tol=None, random_state=0, n_jobs=jobs).fit
+            return lambda: fit(X, labels)
+        fns["sklearn epoch, n_jobs=1"] = sklearn_epoch(1)
+        fns[f"sklearn epoch, n_jobs={threads}"] = sklearn_epoch(threads)
+    except ImportError:
+        pass
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's ConvergenceWarning after one epoch
+        times = median_times(fns, args.repeat)
     for name, t in times.items():
         print(f"{name:<28} {t * 1e3:8.1f} ms")
     contention = {"pause": [], "blas": []}

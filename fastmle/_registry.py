@@ -141,7 +141,9 @@ def _sgd_one_epoch(inp, backend):
 
 def _sklearn_sgd_epoch(inp):
     """scikit-learn's SGDClassifier(loss="log_loss"), one epoch (one-vs-rest,
-    one sample per step: what it offers for this likelihood)."""
+    one sample per step: what it offers for this likelihood), fitting its
+    binary problems on as many threads as fastmle's kernels use (n_jobs;
+    its default, one, took 1.9x as long on two cores)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -149,7 +151,8 @@ def _sklearn_sgd_epoch(inp):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return SGDClassifier(loss="log_loss", max_iter=1, tol=None, random_state=0).fit(inp["X"], inp["y"])
+        return SGDClassifier(loss="log_loss", max_iter=1, tol=None, random_state=0,
+                             n_jobs=_fm().get_num_threads()).fit(inp["X"], inp["y"])
 
 
 def _sgd_accuracy(inp, backend):

@@ -31,14 +31,15 @@ from ._registry import KERNELS, available_peers, baseline, copy_on_threads
 PEER_COLUMNS = ("scipy", "torch", "sklearn", "statsmodels")  # a speed-up column each
 
 
-def wait_until_quiet(max_pause=0.1, step=0.005):
+def wait_until_quiet(max_pause=0.4, step=0.005):
     """Sleep until no thread of this process burns CPU any more, for at most
     `max_pause` seconds. A runtime's worker threads keep spinning for a
     while after a call and take the cores from whatever runs next: OpenBLAS
-    spins for about 0.1 s (right after a numpy BLAS product, a 2-thread C
+    spins for 100-105 ms here (right after a numpy BLAS product, a 2-thread C
     SGD epoch took 137-149 ms against 56 ms after a 0.1 s pause; see the
     README), OpenMP runtimes for well under a millisecond. Waiting for the
-    process's CPU time to stop growing pauses only as long as needed.
+    process's CPU time to stop growing pauses only as long as needed (the
+    limit is above OpenBLAS's spin, which a limit of 0.1 s cut short).
     Returns the seconds waited."""
     waited = 0.0
     while waited < max_pause:
