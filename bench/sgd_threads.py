@@ -9,6 +9,7 @@ a copy.
 """
 import argparse
 import time
+import warnings
 
 import numpy as np
 
@@ -66,11 +67,10 @@ def main():
         def sklearn_epoch(jobs):
             fit = SGDClassifier(loss="log_loss", max_iter=1, tol=None, random_state=0, n_jobs=jobs).fit
             return lambda: fit(X, labels)
-        fns["sklearn epoch, n_jobs=1"] = sklearn_epoch(1)
-        fns[f"sklearn epoch, n_jobs={threads}"] = sklearn_epoch(threads)
+        for jobs in sorted({1, threads}):
+            fns[f"sklearn epoch, n_jobs={jobs}"] = sklearn_epoch(jobs)
     except ImportError:
         pass
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scikit-learn's ConvergenceWarning after one epoch
         times = median_times(fns, args.repeat)

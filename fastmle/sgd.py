@@ -250,7 +250,9 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
         for bad input, among it NaN or infinity in X, y or sample_weight.
         (On the "c" and "numba" backends a dense X is checked by the first
         epoch itself, so that error comes after the other checks of the
-        input; no result is returned and warm_start is left unchanged.)
+        input and, with an explicit eta0, after the first permutation was
+        drawn from a Generator passed as random_state; no result is
+        returned and warm_start is left unchanged.)
     SGDDivergedError
         when a minibatch's loss becomes NaN or infinite (the step is too
         large); ``error.result`` keeps the last finite coefficients.
@@ -278,8 +280,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     # from finite parameters a non-finite x makes all its etas NaN or +-inf
     # (inf * 0 is NaN), which makes the row's loss non-finite in every
     # family (times a zero weight: NaN), and the kernel stops at that batch
-    # (done < n_batches). From non-finite parameters every eta is non-finite
-    # alike. Were a loss to stay finite, x would still enter the batch
+    # (done < n_batches). From non-finite parameters (a warm start) the etas
+    # of their outputs are non-finite, and the loss with them. Were a loss to stay finite, x would still enter the batch
     # gradient G^T X_b (g * inf, 0 * inf, g * NaN: non-finite) and so the
     # parameters, which keep NaN and inf through the rest of the epoch
     # (plain, L2, momentum and L1 steps, any step size, 0 too). So a first

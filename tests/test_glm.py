@@ -278,6 +278,41 @@ def test_threaded_sgd_epoch_is_deterministic_and_matches_reference(rng, family, 
     assert fastmle._dispatch.max_threads() > 1, "only one thread here: the threaded path was not run"
 
 
+@pytest.mark.parametrize("K, option", [(10, "everything"), (5, "plain"), (11, "no-intercept")])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_threaded_sgd_epoch_with_few_features_and_rows_per_thread(rng, K, option, dtype):
+    # The edges of the shared outputs' split: d = 7 gives 7 or 8 columns
+    # to share in units of 8, so a thread's column range is empty; batches
+    # of 256 rows keep the work above the threaded threshold, and the last
+    # batch has 3 rows, fewer than two per thread. The C epoch also runs on
+    # three threads (more than the cores: only the result is checked).
+    X, labels, targets, w, params = problem("multinomial", 3 * 256 + 3, 7, K, dtype, rng, scale=0.3)
+    perm = rng.permutation(len(X))
+    lr = np.full(4, 0.05)
+    want = run_epoch("numpy", X, labels, targets, w, params, perm, lr, "multinomial", 256, option)
+    previous = fastmle.get_num_threads()
+    try:
+        for backend in fastmle.available_backends()[:-1]:  # the compiled ones
+            results = []
+            counts = [1, fastmle._dispatch.max_threads()] + ([3] if backend == "c" else [])
+            for threads in counts:
+                fastmle.set_num_threads(threads if threads <= fastmle._dispatch.max_threads() else 1)
+                if threads > fastmle._dispatch.max_threads():
+                    fastmle._c.lib.fm_set_num_threads(threads)
+                results.append(run_epoch(backend, X, labels, targets, w, params, perm, lr, "multinomial", 256,
+                                         option))
+            for other, threads in zip(results[1:], counts[1:]):
+                assert other[0] == results[0][0] == want[0] == 4
+                for a, b in zip(results[0][1:], other[1:]):
+                    np.testing.assert_array_equal(a, b, err_msg=f"{backend} on {threads} threads")
+            rtol, atol = (2e-4, 2e-5) if dtype == np.float32 else (1e-9, 1e-11)
+            for g, e in zip(results[0][1:], want[1:]):
+                np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=backend)
+    finally:
+        fastmle.set_num_threads(previous)
+    assert fastmle._dispatch.max_threads() > 1, "only one thread here: the threaded path was not run"
+
+
 def test_numba_sgd_epoch_runs_alone_when_its_team_does_not_start(rng, monkeypatch):
     # The Numba epoch's threads meet at a barrier once per batch. A
     # threading layer that runs the team's iterations one after another

@@ -347,7 +347,7 @@ def _backward_any(X, data, indices, indptr, rows, G, grad):
     if indptr.shape[0]:
         _backward_csr(data, indices, indptr, rows, G, grad)
     else:
-        _backward(X, 0, X.shape[1] + 1, rows, G, grad)
+        _backward(X, np.int64(0), X.shape[1] + 1, rows, G, grad)
 
 
 # inline="always": their prange loops must land in the parallel entry points
@@ -537,7 +537,7 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
             if b > 0 and threads > 1:  # the previous batch's updates of the shared outputs are done
                 generation = _team_barrier(sync, threads, generation)
             _forward(X, rows[r0:r1], params[k_own:], eta[r0:r1, k_own:],
-                     rows[r0:r1] if k_own > tid * KB else fetch[r0:r1])
+                     rows[r0:r1] if k_own > 0 else fetch[r0:r1])  # fetch: no own block did
         if threads > 1:
             generation = _team_barrier(sync, threads, generation)
         batch_loss = _dloss(eta, labels_p[i0:i1] if labels_p.shape[0] else labels_p,
@@ -551,12 +551,12 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
             k1 = k0 + KB
             g = grad[:KB]
             g[:] = 0
-            _backward(X, 0, ld, rows, G[:nb, k0:k1], g)
-            _update(params[k0:k1], g, 0, cols, 1.0 / nb, lr[b], l2, l1, momentum, nesterov,
+            _backward(X, np.int64(0), ld, rows, G[:nb, k0:k1], g)
+            _update(params[k0:k1], g, np.int64(0), cols, 1.0 / nb, lr[b], l2, l1, momentum, nesterov,
                     velocity[k0:k1], avg[k0:k1], avg_weight)
         if k_own < K and c1 > c0:
             g = grad[:K - k_own]
-            g[:] = 0
+            g[:, c0:c1] = 0
             _backward(X, c0, c1, rows, G[:nb, k_own:], g)
             _update(params[k_own:], g, c0, c1, 1.0 / nb, lr[b], l2, l1, momentum, nesterov,
                     velocity[k_own:], avg[k_own:], avg_weight)
@@ -575,7 +575,7 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
     K, ld = params.shape
     rows = min(batch_size, perm.shape[0])  # a batch's rows, at most
     eta2 = np.empty((2, rows, K), params.dtype)
-    # per thread, each on its own cache lines: G, the loss scratch, a block's gradient, fetch
+    # per thread, each on its own cache lines: G, the loss scratch, its outputs' gradient, fetch
     pad = 64 // params.itemsize
     G = np.empty((team, rows * K + pad), params.dtype)
     t = np.empty((team, loss_scratch_size(K) + 8))
@@ -709,7 +709,7 @@ def sgd_epoch_csr(data, indices, indptr, n_features, labels, targets, sample_wei
         else:
             step = step0 + b
             avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
-            _update(params, grad, 0, d + 1 if fit_intercept else d, scale, lr[b], l2, l1, momentum,
+            _update(params, grad, np.int64(0), d + 1 if fit_intercept else d, scale, lr[b], l2, l1, momentum,
                     nesterov, velocity, avg, avg_weight)
             grad[:] = 0
     return lr.shape[0]
