@@ -114,7 +114,8 @@ def _vexpf_reduced(x):
     p = p * r + np.float32(4.1668388e-2)
     p = p * r + np.float32(1.6666521e-1)
     p = p * r + np.float32(4.9999994e-1)
-    return kd, (p * r) * r + r + np.float32(1.0)
+    p = p * r + np.float32(1.0)
+    return kd, p * r + np.float32(1.0)
 
 
 @njit(fastmath=_EXACT, cache=True, error_model="numpy")
