@@ -283,8 +283,8 @@ def seg_sum_exp(x, shift, store, buf, split, nxt, normal):
     elements equal to shift are left out of the sum and counted instead:
     exp(0) = 1, and logsumexp's accurate log1p(s / cnt) + log(cnt) form needs
     the remainder alone. nxt (the next row, or empty) is prefetched block by
-    block, so its memory traffic overlaps this row's arithmetic (as the C
-    kernels; 3-5% faster on 32768 x 1000 float32, 2 threads). normal: the
+    block, so its memory traffic overlaps this row's arithmetic, for float64
+    only (as the C kernels, csrc/fm_common_kernels.h's prefetch). normal: the
     row passes exp_normal_ok, so the exponentials use the cheaper
     vexp_normal_same (same bits)."""
     sh = x.dtype.type(shift)  # exact: shift is an element or 0
@@ -295,7 +295,7 @@ def seg_sum_exp(x, shift, store, buf, split, nxt, normal):
     s = c = count = 0.0
     for j0 in range(0, n, block):
         j1 = min(j0 + block, n)
-        if nxt.shape[0]:
+        if nxt.shape[0] and x.itemsize == 8:
             for k in range(j0, j1, line):
                 _prefetch(nxt, k)
         dst = store[j0:j1] if store.shape[0] else buf[:j1 - j0]
