@@ -79,16 +79,14 @@ def _as_csr(X, name):
     return CSRMatrix(data, indices, indptr, A.shape), copied
 
 
-def as_design_matrix(X, name="X", check=True):
+def as_design_matrix(X, name="X"):
     """X as the kernels take it: a C-contiguous 2-D float32/float64 array,
     or a :class:`CSRMatrix` for scipy.sparse input.
 
     float32 and float64 keep their precision; anything else (ints, bools) is
     converted to float64. A Fortran-ordered or strided X is copied once into
     C order; sparse X is converted to CSR (int64 column indices to int32).
-    NaN or infinity is a ValueError; check=False leaves that test of a dense
-    X to the caller (sgd_fit, whose first epoch does it; a sparse X's data is
-    always tested). Returns (X, copied)."""
+    Returns (X, copied)."""
     if hasattr(X, "tocsr") and hasattr(X, "nnz"):
         return _as_csr(X, name)
     arr = real_array(X, name)
@@ -99,8 +97,7 @@ def as_design_matrix(X, name="X", check=True):
     # float32 and float64 in either byte order keep their precision
     dtype = arr.dtype.newbyteorder("=") if arr.dtype.newbyteorder("=") in (np.float32, np.float64) else np.float64
     out = native_array(arr, dtype)
-    if check:
-        check_finite(out, name)
+    check_finite(out, name)
     return out, not np.shares_memory(out, arr)
 
 

@@ -16,8 +16,8 @@ from typing import Any, List, Optional
 import numpy as np
 
 from . import _dispatch
-from .glm import (CSRMatrix, as_design_matrix, as_sample_weight, check_finite, encode_response,
-                  family_code, run_kernel, total_weight, unpack_params)
+from .glm import (CSRMatrix, as_design_matrix, as_sample_weight, encode_response, family_code,
+                  run_kernel, total_weight, unpack_params)
 
 SCHEDULES = ("constant", "invscaling", "cosine", "adaptive")
 # Curvature bound of each family's per-sample loss in eta (the largest
@@ -25,9 +25,6 @@ SCHEDULES = ("constant", "invscaling", "cosine", "adaptive")
 # 1 for squared error. Poisson's is the mean exp(eta), unbounded: the default
 # step uses the mean response, the curvature at the MLE of the intercept.
 _CURVATURE = {"multinomial": 0.5, "binomial": 0.25, "gaussian": 1.0, "poisson": None}
-# Backends whose first epoch proves a dense X finite (see sgd_fit). Not the
-# numpy reference: its BLAS products need not propagate 0 * NaN.
-_EPOCH_CHECKS_X = ("c", "numba")
 
 
 class SGDDivergedError(FloatingPointError):
@@ -88,12 +85,9 @@ def default_eta0(X, family, targets, fit_intercept, alpha, l1_ratio, momentum, s
     response for poisson) times the largest squared row norm of X (plus 1 for
     the intercept; times the largest sample weight), plus the L2 penalty;
     times (1 - momentum), since momentum multiplies the effective step by
-    1 / (1 - momentum). NaN or infinity in a dense X is a ValueError (a NaN
-    norm would otherwise fall to the flat-loss step 1 below)."""
+    1 / (1 - momentum)."""
     norms = X.row_norms2() if isinstance(X, CSRMatrix) else np.einsum("ij,ij->i", X, X, dtype=np.float64)
     row_norm2 = float(np.max(norms)) if X.shape[0] else 1.0
-    if not math.isfinite(row_norm2) and not isinstance(X, CSRMatrix):
-        check_finite(X)  # raises for NaN or inf; a finite X whose norm overflowed goes on
     row_norm2 += 1.0 if fit_intercept else 0.0
     curvature = _CURVATURE[family]
     if curvature is None:
@@ -246,13 +240,6 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
 
     Raises
     ------
-    ValueError
-        for bad input, among it NaN or infinity in X, y or sample_weight.
-        (On the "c" and "numba" backends a dense X is checked by the first
-        epoch itself, so that error comes after the other checks of the
-        input and, with an explicit eta0, after the first permutation was
-        drawn from a Generator passed as random_state; no result is
-        returned and warm_start is left unchanged.)
     SGDDivergedError
         when a minibatch's loss becomes NaN or infinite (the step is too
         large); ``error.result`` keeps the last finite coefficients.
@@ -271,29 +258,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                    nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction,
                    schedule_epochs)
     code = family_code(family)
-    X, copied = as_design_matrix(X, check=False)
-    backend = _dispatch.resolve(backend)
-    # NaN or inf in a dense X must be a ValueError, with no result. On the
-    # compiled backends the first epoch proves X finite instead of a pass
-    # over X of its own (5 of 57 ms for one epoch on 200000 x 100). An epoch
-    # reads every training row once, into eta = x.w + b for every output:
-    # from finite parameters a non-finite x makes all its etas NaN or +-inf
-    # (inf * 0 is NaN), which makes the row's loss non-finite in every
-    # family (times a zero weight: NaN), and the kernel stops at that batch
-    # (done < n_batches). From non-finite parameters (a warm start) the etas
-    # of their outputs are non-finite, and the loss with them. Were a loss to stay finite, x would still enter the batch
-    # gradient G^T X_b (g * inf, 0 * inf, g * NaN: non-finite) and so the
-    # parameters, which keep NaN and inf through the rest of the epoch
-    # (plain, L2, momentum and L1 steps, any step size, 0 too). So a first
-    # epoch with every batch done and finite parameters read only finite
-    # rows; after any other first epoch X gets the full check, before the
-    # divergence error. Rows no epoch reads are checked where they are used:
-    # the validation rows; default_eta0 checks X when its row norms are not
-    # finite (before any epoch).
-    x_unchecked = not isinstance(X, CSRMatrix)
-    if x_unchecked and backend not in _EPOCH_CHECKS_X:
-        check_finite(X)
-        x_unchecked = False
+    X, copied = as_design_matrix(X)
     n, d = X.shape
     if warm_start is not None and classes is None:
         classes = warm_start.classes
@@ -307,11 +272,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     if per_class is not None:
         weights = (weights if weights.size else np.ones(n, X.dtype)) * per_class.astype(X.dtype)
     K = len(classes) if family == "multinomial" else targets.shape[1]
-    if x_unchecked and K < 1:  # no outputs: no x would enter any product
-        check_finite(X)
-        x_unchecked = False
     rng = np.random.default_rng(random_state)
-    kern = _dispatch.kernels(backend, "glm")
+    kern = _dispatch.kernels(_dispatch.resolve(backend), "glm")
 
     # validation split: held-out rows never enter an epoch's permutation
     train = np.arange(n)
@@ -323,8 +285,6 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
         split = rng.permutation(n)
         val, train = np.sort(split[:n_val]), np.sort(split[n_val:])
         X_val = X.take_rows(val) if isinstance(X, CSRMatrix) else np.ascontiguousarray(X[val])
-        if x_unchecked:  # rows no epoch reads
-            check_finite(X_val)
         val_data = (X_val, labels[val] if labels.size else labels,
                     targets[val] if targets.size else targets, weights[val] if weights.size else weights)
     if len(train) == 0:
@@ -360,10 +320,6 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                               state.avg, avg_start, state.step, loss)
             state.step += done
             finite = np.isfinite(state.params).all()
-            if x_unchecked:  # the first epoch: it proved X finite, or X is checked (see above)
-                if done < n_batches or not finite:
-                    check_finite(X)  # NaN or inf in X: a ValueError, not a divergence
-                x_unchecked = False
             if done < n_batches or not finite:
                 if not finite:  # an update overflowed: the epoch's start
                     state.params, state.avg = last_finite
@@ -403,8 +359,6 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     finally:
         if bar is not None:
             bar.close()
-    if x_unchecked:  # no epoch ran (never so while max_epochs >= 1): never pass X unchecked
-        check_finite(X)
     return _result(state, history, val_history, converged, eta0, family, classes, copied, avg_start)
 
 

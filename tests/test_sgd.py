@@ -405,9 +405,10 @@ def test_bad_input_is_refused_before_training(case):
         fastmle.sgd_fit(*args, **kwargs)
 
 
-# NaN or inf in a dense X: the compiled backends find it with their first
-# epoch (fastmle/sgd.py, sgd_fit), the numpy one before training. Either way
-# the same ValueError, no result, and a warm start left as it was.
+# NaN or inf in a dense X: a ValueError before any kernel runs, no result,
+# and a warm start left as it was, wherever the value sits and whatever the
+# options (the rows include the held-out ones and the first epoch's first and
+# last: they would catch a check left to the epochs themselves).
 
 BAD_VALUES = [np.nan, np.inf, -np.inf]
 BAD_X_OPTIONS = {
@@ -498,23 +499,7 @@ def test_nan_or_inf_in_X_leaves_a_warm_start_unchanged(backend, dtype, value):
 
 
 @pytest.mark.parametrize("eta0", [0.05, None])
-def test_compiled_backends_check_a_finite_X_with_its_first_epoch(backend, eta0, monkeypatch):
-    # no pass over X of its own on "c" and "numba"; one on the numpy reference
-    calls = []
-    real = fastmle.glm.check_finite
-
-    def spy(X, name="X"):
-        calls.append(X.shape)
-        return real(X, name)
-    monkeypatch.setattr(fastmle.glm, "check_finite", spy)
-    monkeypatch.setattr(fastmle.sgd, "check_finite", spy)
-    X, y = data("multinomial", n=200)
-    fastmle.sgd_fit(X, y, "multinomial", eta0=eta0, max_epochs=3, tol=None, random_state=0, backend=backend)
-    assert calls == ([] if backend in ("c", "numba") else [X.shape])
-
-
-def test_nan_or_inf_in_X_with_the_default_step_is_refused_before_any_epoch(backend, monkeypatch):
-    # default_eta0 reads every row: a non-finite row norm is checked there
+def test_nan_or_inf_in_X_is_refused_before_any_kernel_runs(backend, eta0, monkeypatch):
     ran = []
     real = fastmle.sgd.run_kernel
 
@@ -527,7 +512,7 @@ def test_nan_or_inf_in_X_with_the_default_step_is_refused_before_any_epoch(backe
         bad = X.copy()
         bad[20, 3] = value
         with pytest.raises(ValueError, match="X contains NaN or infinity"):
-            fastmle.sgd_fit(bad, y, "gaussian", backend=backend)
+            fastmle.sgd_fit(bad, y, "gaussian", eta0=eta0, backend=backend)
     assert ran == []
 
 
