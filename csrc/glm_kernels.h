@@ -15,36 +15,64 @@
 
 /* The batch's two products, eta = X_b W^T and grad = G^T X_b, are small
  * matrix products (32 x 100 x 10 in the benchmark) repeated thousands of
- * times per epoch: they are blocked so that each load of x or w feeds several
- * multiply-adds (two rows by four outputs, four rows by two outputs), with
- * the inner loop over the contiguous feature axis. */
+ * times per epoch. They are written with gcc's vector extensions, one
+ * vector the width of the instruction set's registers (FM_GLM_VB bytes), and
+ * blocked so that each vector loaded feeds several multiply-adds: #pragma omp
+ * simd left gcc reloading x or w from memory for every multiply-add.
+ * Each element's arithmetic is fixed by d alone, whichever block, row range
+ * or column range computes it: threads that split the batch by rows or
+ * columns get the bits of one thread doing all. */
+#if defined(__AVX512F__)
+#define FM_GLM_VB 64
+#define FM_GLM_FR 4     /* rows per forward block: 16 sums in registers */
+#define FM_GLM_BJ 4     /* vectors per backward block: 16 sums */
+#elif defined(__AVX__)
+#define FM_GLM_VB 32
+#define FM_GLM_FR 3     /* 12 sums + 4 w + x: 16 registers (4 rows spilled) */
+#define FM_GLM_BJ 3     /* 12 sums + 3 x + G */
+#else
+#define FM_GLM_VB 16
+#define FM_GLM_FR 2
+#define FM_GLM_BJ 2
+#endif
+#define FM_GLM_L (FM_GLM_VB / (int64_t)sizeof(FM_T))
+typedef FM_T FN(glm_v) __attribute__((vector_size(FM_GLM_VB)));
+typedef FM_T FN(glm_vu) __attribute__((vector_size(FM_GLM_VB), aligned(sizeof(FM_T)), may_alias));
+#if FM_DOUBLE
+typedef int64_t FN(glm_m) __attribute__((vector_size(FM_GLM_VB)));
+#else
+typedef int32_t FN(glm_m) __attribute__((vector_size(FM_GLM_VB)));
+#endif
+#define FM_GLM_LOAD(p) (*(const FN(glm_vu) *)(p))
+#if FM_DOUBLE
+#define FM_GLM_ELEM_BYTES 8   /* sizeof(FM_T), for #if */
+#else
+#define FM_GLM_ELEM_BYTES 4
+#endif
+#if FM_GLM_VB / 2 > FM_GLM_ELEM_BYTES   /* half vectors of more than one element */
+typedef FM_T FN(glm_h) __attribute__((vector_size(FM_GLM_VB / 2)));
+typedef FM_T FN(glm_hu) __attribute__((vector_size(FM_GLM_VB / 2), aligned(sizeof(FM_T)), may_alias));
+#endif
+/* a * b + c rounded as the vector loops' contracted a * b + c: fused where
+ * the instruction set has FMA */
+#if defined(__FMA__) && FM_DOUBLE
+#define FM_GLM_FMA(a, b, c) __builtin_fma(a, b, c)
+#elif defined(__FMA__)
+#define FM_GLM_FMA(a, b, c) __builtin_fmaf(a, b, c)
+#else
+#define FM_GLM_FMA(a, b, c) ((a) * (b) + (c))
+#endif
 
-/* The dot products of rows x0, x1 with w0, w1 (four independent sums). */
-static inline void FN(dot_2x2)(const FM_T *x0, const FM_T *x1, const FM_T *w0, const FM_T *w1,
-                               int64_t d, FM_T *a)
+/* The sum of a vector's lanes, halves folded onto halves: the same tree for
+ * every dot product. */
+static inline FM_T FN(glm_hsum)(FN(glm_v) a)
 {
-    FM_T a00 = 0, a01 = 0, a10 = 0, a11 = 0;
-#pragma omp simd reduction(+ : a00, a01, a10, a11)
-    for (int64_t j = 0; j < d; j++) {
-        a00 += x0[j] * w0[j];
-        a01 += x0[j] * w1[j];
-        a10 += x1[j] * w0[j];
-        a11 += x1[j] * w1[j];
-    }
-    a[0] = a00; a[1] = a01; a[2] = a10; a[3] = a11;
-}
-
-/* The dot product x . w, as two half sums (two dependency chains, not one). */
-static inline FM_T FN(dot)(const FM_T *x, const FM_T *w, int64_t d)
-{
-    const int64_t h = d / 2;
-    FM_T a = 0, b = 0;
-#pragma omp simd reduction(+ : a, b)
-    for (int64_t j = 0; j < h; j++) {
-        a += x[j] * w[j];
-        b += x[h + j] * w[h + j];
-    }
-    return d % 2 ? a + b + x[d - 1] * w[d - 1] : a + b;
+    FM_T t[FM_GLM_L];
+    memcpy(t, &a, sizeof a);
+    for (int64_t w = FM_GLM_L / 2; w > 0; w /= 2)
+        for (int64_t i = 0; i < w; i++)
+            t[i] += t[i + w];
+    return t[0];
 }
 
 /* Ask for the cache lines of X[rows] (the next batch's rows: a random gather
@@ -56,59 +84,133 @@ static void FN(prefetch_rows)(const FM_T *X, int64_t d, const int64_t *rows, int
             __builtin_prefetch(X + rows[r] * d + j);
 }
 
+/* e[r * ldk + c] = x[r] . w[c] + w[c][d] for R rows and C outputs (d >= L):
+ * R x C vector sums over the whole vectors of the rows, then one vector
+ * ending at d whose lanes already summed are masked to zero (mask), so that
+ * no dot product has a scalar tail. */
+static inline __attribute__((always_inline)) void FN(fwd_block)(const FM_T *const *x, const FM_T *const *w,
+                                                                 int R, int C, int64_t d, FN(glm_m) mask,
+                                                                 FM_T *e, int64_t ldk)
+{
+    FN(glm_v) acc[FM_GLM_FR][4], wv[4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = (FN(glm_v)){0};
+    int64_t j = 0;
+    for (; j + FM_GLM_L <= d; j += FM_GLM_L) {
+        for (int c = 0; c < C; c++)
+            wv[c] = FM_GLM_LOAD(w[c] + j);
+        for (int r = 0; r < R; r++) {
+            const FN(glm_v) xv = FM_GLM_LOAD(x[r] + j);
+            for (int c = 0; c < C; c++)
+                acc[r][c] += xv * wv[c];
+        }
+    }
+    if (j < d) {
+        j = d - FM_GLM_L;
+        for (int c = 0; c < C; c++)
+            wv[c] = (FN(glm_v))((FN(glm_m))FM_GLM_LOAD(w[c] + j) & mask);
+        for (int r = 0; r < R; r++) {
+            const FN(glm_v) xv = (FN(glm_v))((FN(glm_m))FM_GLM_LOAD(x[r] + j) & mask);
+            for (int c = 0; c < C; c++)
+                acc[r][c] += xv * wv[c];
+        }
+    }
+#if FM_DOUBLE && (FM_GLM_VB == 64 || FM_GLM_VB == 32)
+    if (C == 4) {   /* the four sums of a row together: glm_hsum's tree, lane-parallel */
+        typedef int64_t FN(glm_i) __attribute__((vector_size(FM_GLM_VB)));
+        for (int r = 0; r < R; r++) {
+            FN(glm_v) *a = acc[r];
+#if FM_GLM_VB == 64
+            const FN(glm_v) u = __builtin_shuffle(a[0], a[1], (FN(glm_i)){0, 1, 2, 3, 8, 9, 10, 11}) +
+                                __builtin_shuffle(a[0], a[1], (FN(glm_i)){4, 5, 6, 7, 12, 13, 14, 15});
+            const FN(glm_v) v = __builtin_shuffle(a[2], a[3], (FN(glm_i)){0, 1, 2, 3, 8, 9, 10, 11}) +
+                                __builtin_shuffle(a[2], a[3], (FN(glm_i)){4, 5, 6, 7, 12, 13, 14, 15});
+            const FN(glm_v) p = __builtin_shuffle(u, v, (FN(glm_i)){0, 1, 4, 5, 8, 9, 12, 13}) +
+                                __builtin_shuffle(u, v, (FN(glm_i)){2, 3, 6, 7, 10, 11, 14, 15});
+            const FN(glm_v) t = __builtin_shuffle(p, (FN(glm_i)){0, 2, 4, 6, 0, 2, 4, 6}) +
+                                __builtin_shuffle(p, (FN(glm_i)){1, 3, 5, 7, 1, 3, 5, 7});
+#else
+            const FN(glm_v) u = __builtin_shuffle(a[0], a[1], (FN(glm_i)){0, 1, 4, 5}) +
+                                __builtin_shuffle(a[0], a[1], (FN(glm_i)){2, 3, 6, 7});
+            const FN(glm_v) v = __builtin_shuffle(a[2], a[3], (FN(glm_i)){0, 1, 4, 5}) +
+                                __builtin_shuffle(a[2], a[3], (FN(glm_i)){2, 3, 6, 7});
+            const FN(glm_v) t = __builtin_shuffle(u, v, (FN(glm_i)){0, 2, 4, 6}) +
+                                __builtin_shuffle(u, v, (FN(glm_i)){1, 3, 5, 7});
+#endif
+            for (int c = 0; c < 4; c++)
+                e[r * ldk + c] = t[c] + w[c][d];
+        }
+        return;
+    }
+#endif
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            e[r * ldk + c] = FN(glm_hsum)(acc[r][c]) + w[c][d];
+}
+
+/* The outputs of R rows, in blocks of 4, 2, 1 outputs. */
+static inline __attribute__((always_inline)) void FN(fwd_rows)(const FM_T *const *x, int R, int64_t d,
+                                                                const FM_T *params, int64_t K,
+                                                                FN(glm_m) mask, FM_T *e, int64_t ldk)
+{
+    const int64_t ld = d + 1;
+    int64_t k = 0;
+    for (; k + 3 < K; k += 4) {
+        const FM_T *w[4] = {params + k * ld, params + (k + 1) * ld, params + (k + 2) * ld, params + (k + 3) * ld};
+        FN(fwd_block)(x, w, R, 4, d, mask, e + k, ldk);
+    }
+    if (k + 1 < K) {
+        const FM_T *w[2] = {params + k * ld, params + (k + 1) * ld};
+        FN(fwd_block)(x, w, R, 2, d, mask, e + k, ldk);
+        k += 2;
+    }
+    if (k < K) {
+        const FM_T *w[1] = {params + k * ld};
+        FN(fwd_block)(x, w, R, 1, d, mask, e + k, ldk);
+    }
+}
+
 /* eta[r * ldk + k] = X[rows[r]] . params[k, :d] + params[k, d] for the K
- * outputs of params (ldk >= K: eta may be a column block of a wider array):
- * blocks of two rows by four outputs, then by two, then one output at a
- * time. With each pair of rows, the cache lines of the same two of
- * fetch_rows[:nb] are requested (see prefetch_rows): the SGD epoch passes
- * the next batch's rows, the other callers rows itself. Unconditionally: a
- * test of r inside the loop let gcc split it into two loops, compiled with
- * different rounding, and the epoch's trajectory then depended on which
- * batches had a next one. */
+ * outputs of params (ldk >= K: eta may be a column block of a wider array),
+ * in blocks of FM_GLM_FR rows, then row by row. With each block of rows, the
+ * cache lines of the same rows of fetch_rows[:nb] are requested (see
+ * prefetch_rows): the SGD epoch passes the next batch's rows, the other
+ * callers rows itself. Unconditionally: a test of r inside the loop let gcc
+ * split it into two loops, compiled with different rounding. Rows shorter
+ * than a vector take a sequential scalar sum. */
 static void FN(forward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb,
                         const FM_T *params, int64_t K, FM_T *eta, int64_t ldk,
                         const int64_t *fetch_rows)
 {
-    const int64_t ld = d + 1, K4 = K - K % 4, K2 = K - K % 2;
-    int64_t r = 0;
-    for (; r + 1 < nb; r += 2) {
-        FN(prefetch_rows)(X, d, fetch_rows + r, 2);
-        const FM_T *x0 = X + rows[r] * d, *x1 = X + rows[r + 1] * d;
-        FM_T *e0 = eta + r * ldk, *e1 = e0 + ldk;
-        for (int64_t k = 0; k < K4; k += 4) {
-            const FM_T *w0 = params + k * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
-            FM_T a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
-#pragma omp simd reduction(+ : a00, a01, a02, a03, a10, a11, a12, a13)
-            for (int64_t j = 0; j < d; j++) {
-                a00 += x0[j] * w0[j];
-                a01 += x0[j] * w1[j];
-                a02 += x0[j] * w2[j];
-                a03 += x0[j] * w3[j];
-                a10 += x1[j] * w0[j];
-                a11 += x1[j] * w1[j];
-                a12 += x1[j] * w2[j];
-                a13 += x1[j] * w3[j];
+    const int64_t ld = d + 1;
+    if (d < FM_GLM_L) {
+        FN(prefetch_rows)(X, d, fetch_rows, nb);
+        for (int64_t r = 0; r < nb; r++)
+            for (int64_t k = 0; k < K; k++) {
+                const FM_T *x = X + rows[r] * d, *w = params + k * ld;
+                FM_T s = 0;
+                for (int64_t j = 0; j < d; j++)
+                    s = FM_GLM_FMA(x[j], w[j], s);
+                eta[r * ldk + k] = s + w[d];
             }
-            e0[k] = a00 + w0[d]; e0[k + 1] = a01 + w1[d]; e0[k + 2] = a02 + w2[d]; e0[k + 3] = a03 + w3[d];
-            e1[k] = a10 + w0[d]; e1[k + 1] = a11 + w1[d]; e1[k + 2] = a12 + w2[d]; e1[k + 3] = a13 + w3[d];
-        }
-        for (int64_t k = K4; k < K2; k += 2) {
-            const FM_T *w0 = params + k * ld, *w1 = w0 + ld;
-            FM_T a[4];
-            FN(dot_2x2)(x0, x1, w0, w1, d, a);
-            e0[k] = a[0] + w0[d]; e0[k + 1] = a[1] + w1[d];
-            e1[k] = a[2] + w0[d]; e1[k + 1] = a[3] + w1[d];
-        }
-        if (K2 < K) {
-            const FM_T *w = params + K2 * ld;
-            e0[K2] = FN(dot)(x0, w, d) + w[d];
-            e1[K2] = FN(dot)(x1, w, d) + w[d];
-        }
+        return;
     }
-    if (r < nb) {
+    FN(glm_m) mask;   /* the lanes of the last vector, ending at d, not yet summed */
+    for (int64_t i = 0; i < FM_GLM_L; i++)
+        mask[i] = i >= FM_GLM_L - d % FM_GLM_L ? -1 : 0;
+    int64_t r = 0;
+    for (; r + FM_GLM_FR <= nb; r += FM_GLM_FR) {
+        FN(prefetch_rows)(X, d, fetch_rows + r, FM_GLM_FR);
+        const FM_T *x[FM_GLM_FR];
+        for (int q = 0; q < FM_GLM_FR; q++)
+            x[q] = X + rows[r + q] * d;
+        FN(fwd_rows)(x, FM_GLM_FR, d, params, K, mask, eta + r * ldk, ldk);
+    }
+    for (; r < nb; r++) {
         FN(prefetch_rows)(X, d, fetch_rows + r, 1);
-        for (int64_t k = 0; k < K; k++)
-            eta[r * ldk + k] = FN(dot)(X + rows[r] * d, params + k * ld, d) + params[k * ld + d];
+        const FM_T *x[1] = {X + rows[r] * d};
+        FN(fwd_rows)(x, 1, d, params, K, mask, eta + r * ldk, ldk);
     }
 }
 
@@ -230,56 +332,84 @@ static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *l
     return total;
 }
 
+/* grad[c * ld + j + v * LANES] (JV vectors of type VT from column j, C
+ * outputs) += the sum over the nb rows of g[r * ldk + c] * x_r, the sums
+ * kept in registers across the rows. */
+#define FM_GLM_BWD_BLOCK(VT, VTU, LANES, C, JV)                                 \
+    do {                                                                        \
+        VT acc_[4][FM_GLM_BJ];                                                  \
+        for (int c_ = 0; c_ < (C); c_++)                                        \
+            for (int v_ = 0; v_ < (JV); v_++)                                   \
+                acc_[c_][v_] = *(const VTU *)(grad + c_ * ld + j + v_ * (LANES)); \
+        for (int64_t r_ = 0; r_ < nb; r_++) {                                   \
+            const FM_T *x_ = X + rows[r_] * d + j;                              \
+            VT xv_[FM_GLM_BJ];                                                  \
+            for (int v_ = 0; v_ < (JV); v_++)                                   \
+                xv_[v_] = *(const VTU *)(x_ + v_ * (LANES));                    \
+            for (int c_ = 0; c_ < (C); c_++) {                                  \
+                const FM_T a_ = g[r_ * ldk + c_];                               \
+                for (int v_ = 0; v_ < (JV); v_++)                               \
+                    acc_[c_][v_] += a_ * xv_[v_];                               \
+            }                                                                   \
+        }                                                                       \
+        for (int c_ = 0; c_ < (C); c_++)                                        \
+            for (int v_ = 0; v_ < (JV); v_++)                                   \
+                memcpy(grad + c_ * ld + j + v_ * (LANES), &acc_[c_][v_], sizeof(VT)); \
+    } while (0)
+
+/* Columns [j0, jd) of C outputs: blocks of FM_GLM_BJ vectors, single
+ * vectors, a half vector, then single columns, each element one
+ * multiply-add per row, fused as gcc fuses the vectors' (a scalar loop
+ * left to gcc was vectorized over the rows, unfused). */
+static inline __attribute__((always_inline)) void FN(bwd_cols)(const FM_T *X, int64_t d, int64_t j0, int64_t jd,
+                                                                const int64_t *rows, int64_t nb,
+                                                                const FM_T *g, int64_t ldk, int C,
+                                                                int64_t ld, FM_T *grad)
+{
+    int64_t j = j0;
+    for (; j + FM_GLM_BJ * FM_GLM_L <= jd; j += FM_GLM_BJ * FM_GLM_L)
+        FM_GLM_BWD_BLOCK(FN(glm_v), FN(glm_vu), FM_GLM_L, C, FM_GLM_BJ);
+    for (; j + FM_GLM_L <= jd; j += FM_GLM_L)
+        FM_GLM_BWD_BLOCK(FN(glm_v), FN(glm_vu), FM_GLM_L, C, 1);
+#if FM_GLM_VB / 2 > FM_GLM_ELEM_BYTES
+    if (j + FM_GLM_L / 2 <= jd) {
+        FM_GLM_BWD_BLOCK(FN(glm_h), FN(glm_hu), FM_GLM_L / 2, C, 1);
+        j += FM_GLM_L / 2;
+    }
+#endif
+    for (; j < jd; j++)
+        for (int c = 0; c < C; c++) {
+            FM_T s = grad[c * ld + j];
+            for (int64_t r = 0; r < nb; r++)
+                s = FM_GLM_FMA(g[r * ldk + c], X[rows[r] * d + j], s);
+            grad[c * ld + j] = s;
+        }
+}
+
 /* Columns [j0, j1) of grad += [G^T X[rows], the column sums of G] (column d,
  * the intercept's, is the sums: j1 = d + 1 includes it), for the K columns
  * of G (row stride ldk >= K) and the K rows of grad (row stride d + 1).
- * Threads that split the columns must get the bits of one thread doing all:
- * each element's expression is the same for any range, and gcc fuses it
- * alike in its vector loop and in the iterations it peels (unlike update's
- * selects, see there). That is what gcc does, not what C promises: the
- * threaded SGD test checks it, for short and long rows. */
+ * Each element is one multiply-add per row, in row order, in a vector lane
+ * or a scalar alike: threads that split the columns get the bits of one
+ * thread doing all (the threaded SGD test checks it, for short and long
+ * rows). Outputs in blocks of 4, 2, 1. */
 static void FN(backward)(const FM_T *X, int64_t d, int64_t j0, int64_t j1, const int64_t *rows,
                          int64_t nb, const FM_T *G, int64_t K, int64_t ldk, FM_T *grad)
 {
-    const int64_t ld = d + 1, K2 = K - K % 2, len = (j1 < d ? j1 : d) - j0;
-    X += j0;
-    grad += j0;
-    int64_t r = 0;
-    for (; r + 3 < nb; r += 4) {
-        const FM_T *x0 = X + rows[r] * d, *x1 = X + rows[r + 1] * d;
-        const FM_T *x2 = X + rows[r + 2] * d, *x3 = X + rows[r + 3] * d;
-        const FM_T *g = G + r * ldk;
-        for (int64_t k = 0; k < K2; k += 2) {
-            const FM_T a0 = g[k], a1 = g[ldk + k], a2 = g[2 * ldk + k], a3 = g[3 * ldk + k];
-            const FM_T b0 = g[k + 1], b1 = g[ldk + k + 1], b2 = g[2 * ldk + k + 1], b3 = g[3 * ldk + k + 1];
-            FM_T *y0 = grad + k * ld, *y1 = y0 + ld;
-#pragma omp simd
-            for (int64_t j = 0; j < len; j++) {
-                y0[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j];
-                y1[j] += b0 * x0[j] + b1 * x1[j] + b2 * x2[j] + b3 * x3[j];
-            }
-        }
-        for (int64_t k = K2; k < K; k++)
-            for (int q = 0; q < 4; q++) {
-                const FM_T a = g[q * ldk + k], *x = X + rows[r + q] * d;
-                FM_T *y = grad + k * ld;
-#pragma omp simd
-                for (int64_t j = 0; j < len; j++)
-                    y[j] += a * x[j];
-            }
+    const int64_t ld = d + 1, jd = j1 < d ? j1 : d;
+    int64_t k = 0;
+    for (; k + 3 < K; k += 4)
+        FN(bwd_cols)(X, d, j0, jd, rows, nb, G + k, ldk, 4, ld, grad + k * ld);
+    if (k + 1 < K) {
+        FN(bwd_cols)(X, d, j0, jd, rows, nb, G + k, ldk, 2, ld, grad + k * ld);
+        k += 2;
     }
-    for (; r < nb; r++)
-        for (int64_t k = 0; k < K; k++) {
-            const FM_T a = G[r * ldk + k], *x = X + rows[r] * d;
-            FM_T *y = grad + k * ld;
-#pragma omp simd
-            for (int64_t j = 0; j < len; j++)
-                y[j] += a * x[j];
-        }
+    if (k < K)
+        FN(bwd_cols)(X, d, j0, jd, rows, nb, G + k, ldk, 1, ld, grad + k * ld);
     if (j1 > d)
-        for (r = 0; r < nb; r++)
-            for (int64_t k = 0; k < K; k++)
-                grad[k * ld + d - j0] += G[r * ldk + k];
+        for (int64_t r = 0; r < nb; r++)
+            for (k = 0; k < K; k++)
+                grad[k * ld + d] += G[r * ldk + k];
 }
 
 /* The same two products for X in compressed sparse rows (data, indices,
@@ -652,7 +782,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             const int64_t *rows = perm + i0;
             FM_T *eta = work + (b % 2) * eta_size;
             /* Each thread's first forward pass requests the next batch's
-             * rows, two with each pair of rows (asked for all at once, they
+             * rows, with each block of rows (asked for all at once, they
              * fill the core's miss buffers and stall it); the list is padded
              * with this batch's rows where the next batch is shorter. */
             for (int64_t r = 0; r < nb; r++)
@@ -660,9 +790,9 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             for (int64_t k0 = tid * KB; k0 < k_own; k0 += threads * KB)
                 FN(forward)(X, d, rows, nb, params + k0 * ld, KB, eta + k0, K, k0 == tid * KB ? fetch : rows);
             if (shared) {
-                /* a range of rows, in pairs as one thread takes them */
+                /* a range of rows: a row's sums do not depend on its block */
                 int64_t r0, r1;
-                FN(share)(nb, 2, tid, threads, &r0, &r1);
+                FN(share)(nb, 4, tid, threads, &r0, &r1);   /* in fours, as Numba needs */
                 if (b > 0) {   /* the previous batch's updates of the shared outputs are done */
 #pragma omp barrier
                 }
@@ -795,4 +925,12 @@ static int64_t FN(sgd_epoch_csr)(const FM_T *data, const int32_t *indices, const
     return done;
 }
 
+#undef FM_GLM_VB
+#undef FM_GLM_FR
+#undef FM_GLM_BJ
+#undef FM_GLM_L
+#undef FM_GLM_LOAD
+#undef FM_GLM_ELEM_BYTES
+#undef FM_GLM_FMA
+#undef FM_GLM_BWD_BLOCK
 #undef FN

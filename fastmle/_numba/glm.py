@@ -32,13 +32,19 @@ _SEQ = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 # The batch's two products, eta = X_b W^T and grad = G^T X_b, are small
 # matrix products (32 x 100 x 10 in the benchmark) repeated thousands of times
 # per epoch: they are blocked so that each load of x or w feeds several
-# multiply-adds (two rows by four outputs, four rows by two outputs), with
-# the inner loop over the contiguous feature axis.
+# multiply-adds (four rows by up to four outputs), with the inner loop over
+# the contiguous feature axis. A dot product's rounding depends on the loop
+# that computes it (LLVM picks each loop's vector width and unrolling), so
+# rows are blocked by fours counted from the batch's start, in every thread
+# (the epoch shares rows between threads in multiples of 4).
 
 @njit(fastmath=_SUM, **_ROW)
-def _dot_2x4(x0, x1, w0, w1, w2, w3):
-    """The 8 dot products of rows x0, x1 with w0..w3, in the element type."""
-    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = x0.dtype.type(0)
+def _dot_4x4(x0, x1, x2, x3, w0, w1, w2, w3):
+    """The 16 dot products of rows x0..x3 with w0..w3, in the element type:
+    each loaded vector feeds four multiply-adds."""
+    z = x0.dtype.type(0)
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = z
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = z
     for j in range(x0.shape[0]):
         a00 += x0[j] * w0[j]
         a01 += x0[j] * w1[j]
@@ -48,19 +54,27 @@ def _dot_2x4(x0, x1, w0, w1, w2, w3):
         a11 += x1[j] * w1[j]
         a12 += x1[j] * w2[j]
         a13 += x1[j] * w3[j]
-    return a00, a01, a02, a03, a10, a11, a12, a13
+        a20 += x2[j] * w0[j]
+        a21 += x2[j] * w1[j]
+        a22 += x2[j] * w2[j]
+        a23 += x2[j] * w3[j]
+        a30 += x3[j] * w0[j]
+        a31 += x3[j] * w1[j]
+        a32 += x3[j] * w2[j]
+        a33 += x3[j] * w3[j]
+    return (a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
 
 
 @njit(fastmath=_SUM, **_ROW)
-def _dot_2x2(x0, x1, w0, w1):
-    """The 4 dot products of rows x0, x1 with w0, w1."""
-    a00 = a01 = a10 = a11 = x0.dtype.type(0)
+def _dot_4x1(x0, x1, x2, x3, w):
+    """The 4 dot products of rows x0..x3 with w."""
+    a0 = a1 = a2 = a3 = x0.dtype.type(0)
     for j in range(x0.shape[0]):
-        a00 += x0[j] * w0[j]
-        a01 += x0[j] * w1[j]
-        a10 += x1[j] * w0[j]
-        a11 += x1[j] * w1[j]
-    return a00, a01, a10, a11
+        a0 += x0[j] * w[j]
+        a1 += x1[j] * w[j]
+        a2 += x2[j] * w[j]
+        a3 += x3[j] * w[j]
+    return a0, a1, a2, a3
 
 
 @njit(fastmath=_SUM, **_ROW)
@@ -78,38 +92,35 @@ def _dot(x, w):
 
 @njit(**_ROW)
 def _forward(X, rows, params, eta, fetch_rows):
-    """eta[r, k] = X[rows[r]] . params[k, :d] + params[k, d]: blocks of two
-    rows by four outputs, then by two, then one output at a time. With each
-    pair of rows, the cache lines of the same two of fetch_rows (as long as
-    rows) are requested: the SGD epoch passes the next batch's rows, the
-    other callers rows itself."""
+    """eta[r, k] = X[rows[r]] . params[k, :d] + params[k, d]: blocks of four
+    rows by four outputs, then by one output, then the last rows one at a
+    time. With each block of rows, the cache lines of the same rows of
+    fetch_rows (as long as rows) are requested: the SGD epoch passes the next
+    batch's rows, the other callers rows itself."""
     d = X.shape[1]
     K = params.shape[0]
     nb = rows.shape[0]
     K4 = K - K % 4
-    K2 = K - K % 2
-    for r in range(0, nb - nb % 2, 2):
-        _prefetch_rows(X, fetch_rows[r:r + 2])
+    for r in range(0, nb - nb % 4, 4):
+        _prefetch_rows(X, fetch_rows[r:r + 4])
         x0 = X[rows[r], :]
         x1 = X[rows[r + 1], :]
+        x2 = X[rows[r + 2], :]
+        x3 = X[rows[r + 3], :]
         for k in range(0, K4, 4):
-            a = _dot_2x4(x0, x1, params[k, :d], params[k + 1, :d], params[k + 2, :d], params[k + 3, :d])
+            a = _dot_4x4(x0, x1, x2, x3, params[k, :d], params[k + 1, :d], params[k + 2, :d], params[k + 3, :d])
             for q in range(4):
-                eta[r, k + q] = a[q] + params[k + q, d]
-                eta[r + 1, k + q] = a[4 + q] + params[k + q, d]
-        for k in range(K4, K2, 2):
-            a = _dot_2x2(x0, x1, params[k, :d], params[k + 1, :d])
-            for q in range(2):
-                eta[r, k + q] = a[q] + params[k + q, d]
-                eta[r + 1, k + q] = a[2 + q] + params[k + q, d]
-        if K2 < K:
-            eta[r, K2] = _dot(x0, params[K2, :d]) + params[K2, d]
-            eta[r + 1, K2] = _dot(x1, params[K2, :d]) + params[K2, d]
-    if nb % 2:
-        _prefetch_rows(X, fetch_rows[nb - 1:nb])
-        x = X[rows[nb - 1], :]
+                for c in range(4):
+                    eta[r + q, k + c] = a[4 * q + c] + params[k + c, d]
+        for k in range(K4, K):
+            a = _dot_4x1(x0, x1, x2, x3, params[k, :d])
+            for q in range(4):
+                eta[r + q, k] = a[q] + params[k, d]
+    for r in range(nb - nb % 4, nb):
+        _prefetch_rows(X, fetch_rows[r:r + 1])
+        x = X[rows[r], :]
         for k in range(K):
-            eta[nb - 1, k] = _dot(x, params[k, :d]) + params[k, d]
+            eta[r, k] = _dot(x, params[k, :d]) + params[k, d]
 
 
 @njit(**_ROW)
@@ -218,13 +229,27 @@ def _dloss(eta, labels, targets, sample_weight, family, G, t):
 
 
 @njit(fastmath=_SUM, **_ROW)
-def _axpy_4x2(a0, a1, a2, a3, b0, b1, b2, b3, x0, x1, x2, x3, y0, y1):
-    """y0 += sum_q aq xq, y1 += sum_q bq xq (q = 0..3). The factors are
-    scalars: read from an array inside the loop, they would be reloaded on
-    every iteration (the array might alias y0)."""
+def _axpy_4x4(g, x0, x1, x2, x3, y0, y1, y2, y3):
+    """yc += sum_q g[q, c] xq for c, q = 0..3: each loaded x feeds four
+    outputs. The factors are read into scalars first: read from an array
+    inside the loop, they would be reloaded on every iteration (the array
+    might alias the y)."""
+    a0, a1, a2, a3 = g[0, 0], g[1, 0], g[2, 0], g[3, 0]
+    b0, b1, b2, b3 = g[0, 1], g[1, 1], g[2, 1], g[3, 1]
+    c0, c1, c2, c3 = g[0, 2], g[1, 2], g[2, 2], g[3, 2]
+    e0, e1, e2, e3 = g[0, 3], g[1, 3], g[2, 3], g[3, 3]
     for j in range(x0.shape[0]):
         y0[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j]
         y1[j] += b0 * x0[j] + b1 * x1[j] + b2 * x2[j] + b3 * x3[j]
+        y2[j] += c0 * x0[j] + c1 * x1[j] + c2 * x2[j] + c3 * x3[j]
+        y3[j] += e0 * x0[j] + e1 * x1[j] + e2 * x2[j] + e3 * x3[j]
+
+
+@njit(fastmath=_SUM, **_ROW)
+def _axpy_4x1(a0, a1, a2, a3, x0, x1, x2, x3, y):
+    """y += sum_q aq xq (q = 0..3)."""
+    for j in range(x0.shape[0]):
+        y[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j]
 
 
 @njit(fastmath=_SUM, **_ROW)
@@ -236,25 +261,25 @@ def _axpy(a, x, y):
 @njit(**_ROW)
 def _backward(X, j0, j1, rows, G, grad):
     """Columns [j0, j1) of grad += [G.T @ X[rows], the column sums of G]
-    (column d, the intercept's, is the sums: j1 = d + 1 includes it). Each
-    element's arithmetic is the same for any column range."""
+    (column d, the intercept's, is the sums: j1 = d + 1 includes it), in
+    blocks of four rows by four outputs. Each element's arithmetic is the
+    same for any column range."""
     d = X.shape[1]
     jd = min(j1, d)
     K = grad.shape[0]
     nb = rows.shape[0]
     nb4 = nb - nb % 4
-    K2 = K - K % 2
+    K4 = K - K % 4
     for r in range(0, nb4, 4):
         x0 = X[rows[r], j0:jd]
         x1 = X[rows[r + 1], j0:jd]
         x2 = X[rows[r + 2], j0:jd]
         x3 = X[rows[r + 3], j0:jd]
-        for k in range(0, K2, 2):
-            _axpy_4x2(G[r, k], G[r + 1, k], G[r + 2, k], G[r + 3, k], G[r, k + 1], G[r + 1, k + 1],
-                      G[r + 2, k + 1], G[r + 3, k + 1], x0, x1, x2, x3, grad[k, j0:jd], grad[k + 1, j0:jd])
-        for k in range(K2, K):
-            for q in range(4):
-                _axpy(G[r + q, k], X[rows[r + q], j0:jd], grad[k, j0:jd])
+        for k in range(0, K4, 4):
+            _axpy_4x4(G[r:r + 4, k:k + 4], x0, x1, x2, x3,
+                      grad[k, j0:jd], grad[k + 1, j0:jd], grad[k + 2, j0:jd], grad[k + 3, j0:jd])
+        for k in range(K4, K):
+            _axpy_4x1(G[r, k], G[r + 1, k], G[r + 2, k], G[r + 3, k], x0, x1, x2, x3, grad[k, j0:jd])
     for r in range(nb4, nb):
         for k in range(K):
             _axpy(G[r, k], X[rows[r], j0:jd], grad[k, j0:jd])
@@ -532,8 +557,8 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
             fetch[r] = perm[i1 + r] if r < next_nb else rows[r]
         for k0 in range(tid * KB, k_own, threads * KB):  # the first block requests the next rows
             _forward(X, rows, params[k0:k0 + KB], eta[:, k0:k0 + KB], fetch[:nb] if k0 == tid * KB else rows)
-        if k_own < K:  # a range of rows, in pairs as one thread takes them
-            r0, r1 = _share(nb, 2, tid, threads)
+        if k_own < K:  # a range of rows, in fours as one thread blocks them (see _forward)
+            r0, r1 = _share(nb, 4, tid, threads)
             if b > 0 and threads > 1:  # the previous batch's updates of the shared outputs are done
                 generation = _team_barrier(sync, threads, generation)
             _forward(X, rows[r0:r1], params[k_own:], eta[r0:r1, k_own:],
