@@ -26,9 +26,9 @@
 #define FM_GLM_VB 64
 #define FM_GLM_FR 4     /* rows per forward block: 16 sums in registers */
 #define FM_GLM_BJ 4     /* vectors per backward block: 16 sums */
-#elif defined(__AVX__)
+#elif defined(__AVX2__)
 #define FM_GLM_VB 32
-#define FM_GLM_FR 3     /* 12 sums + 4 w + x: 16 registers (4 rows spilled) */
+#define FM_GLM_FR 3     /* 12 sums + 4 w + x: 16 registers (4 rows would spill) */
 #define FM_GLM_BJ 3     /* 12 sums + 3 x + G */
 #else
 #define FM_GLM_VB 16
@@ -36,6 +36,9 @@
 #define FM_GLM_BJ 2
 #endif
 #define FM_GLM_L (FM_GLM_VB / (int64_t)sizeof(FM_T))
+/* glm_v: a register of elements; glm_vu: the same type for loads and stores
+ * through element pointers (unaligned, may alias them); glm_m: the lane mask
+ * of a glm_v; glm_h, glm_hu: half vectors, for a half-vector column tail. */
 typedef FM_T FN(glm_v) __attribute__((vector_size(FM_GLM_VB)));
 typedef FM_T FN(glm_vu) __attribute__((vector_size(FM_GLM_VB), aligned(sizeof(FM_T)), may_alias));
 #if FM_DOUBLE
@@ -69,9 +72,9 @@ static inline FM_T FN(glm_hsum)(FN(glm_v) a)
 {
     FM_T t[FM_GLM_L];
     memcpy(t, &a, sizeof a);
-    for (int64_t w = FM_GLM_L / 2; w > 0; w /= 2)
-        for (int64_t i = 0; i < w; i++)
-            t[i] += t[i + w];
+    for (int64_t half = FM_GLM_L / 2; half > 0; half /= 2)
+        for (int64_t i = 0; i < half; i++)
+            t[i] += t[i + half];
     return t[0];
 }
 
@@ -185,7 +188,7 @@ static void FN(forward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t n
 {
     const int64_t ld = d + 1;
     if (d < FM_GLM_L) {
-        FN(prefetch_rows)(X, d, fetch_rows, nb);
+        FN(prefetch_rows)(X, d, fetch_rows, nb);   /* rows under a cache line: few requests */
         for (int64_t r = 0; r < nb; r++)
             for (int64_t k = 0; k < K; k++) {
                 const FM_T *x = X + rows[r] * d, *w = params + k * ld;
@@ -242,11 +245,12 @@ static inline double FN(softmax_terms)(const FM_T *e, int64_t K, double *t, doub
  * units of K doubles. */
 #define FM_GLM_LOSS_ROWS 16
 
-/* An overflowed gradient stops the epoch. */
-static inline int FN(all_finite)(const FM_T *g, int64_t K)
+/* Whether the n stored values g are finite: an overflowed loss gradient
+ * stops the SGD epoch (the batch makes no update). */
+static inline int FN(all_finite)(const FM_T *g, int64_t n)
 {
-    for (int64_t k = 0; k < K; k++)
-        if (!isfinite(g[k]))
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(g[i]))
             return 0;
     return 1;
 }
@@ -287,16 +291,15 @@ static double FN(dloss_multinomial)(const FM_T *eta, int64_t nb, int64_t K, cons
             for (int64_t k = 0; k < K; k++)
                 g[k] = (FM_T)(ws * tr[k]);
             g[y] = (FM_T)((double)g[y] - w);
-            if (!FN(all_finite)(g, K))
-                return NAN;
         }
     }
     return total;
 }
 
 /* G[r] = w * d loss / d eta for nb samples whose labels (or targets) and
- * weights are the first nb of those arrays; returns sum w * loss, or NaN
- * when a stored G is not finite. t: scratch of FM_GLM_LOSS_ROWS * K. */
+ * weights are the first nb of those arrays, every row written even where
+ * not finite (the full-batch gradient sums them all, as the reference
+ * does); returns sum w * loss. t: scratch of FM_GLM_LOSS_ROWS * K. */
 static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *labels,
                         const FM_T *targets, const FM_T *sample_weight, int family, FM_T *G,
                         double *t)
@@ -326,15 +329,14 @@ static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *l
             g[k] = (FM_T)(w * gk);
         }
         total += w * li;
-        if (!FN(all_finite)(g, K))
-            return NAN;
     }
     return total;
 }
 
 /* grad[c * ld + j + v * LANES] (JV vectors of type VT from column j, C
  * outputs) += the sum over the nb rows of g[r * ldk + c] * x_r, the sums
- * kept in registers across the rows. */
+ * kept in registers across the rows. Only for bwd_cols: it reads that
+ * function's X, d, rows, nb, g, ldk, ld, j and grad. */
 #define FM_GLM_BWD_BLOCK(VT, VTU, LANES, C, JV)                                 \
     do {                                                                        \
         VT acc_[4][FM_GLM_BJ];                                                  \
@@ -792,7 +794,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             if (shared) {
                 /* a range of rows: a row's sums do not depend on its block */
                 int64_t r0, r1;
-                FN(share)(nb, 4, tid, threads, &r0, &r1);   /* in fours, as Numba needs */
+                FN(share)(nb, 4, tid, threads, &r0, &r1);   /* fours: Numba's sums depend on the block */
                 if (b > 0) {   /* the previous batch's updates of the shared outputs are done */
 #pragma omp barrier
                 }
@@ -805,7 +807,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             const double batch_loss = FN(dloss)(eta, nb, K, labels_p ? labels_p + i0 : NULL,
                                                 targets_p ? targets_p + i0 * K : NULL,
                                                 weight_p ? weight_p + i0 : NULL, family, G, t);
-            if (!isfinite(batch_loss))
+            if (!isfinite(batch_loss) || !FN(all_finite)(G, nb * K))
                 break;
             const int64_t step = step0 + b;
             const double avg_weight =
@@ -879,7 +881,7 @@ static int64_t FN(sgd_epoch_csr)(const FM_T *data, const int32_t *indices, const
             const double batch_loss = FN(dloss)(eta, nb, K, labels_p ? labels_p + i0 : NULL,
                                                 targets_p ? targets_p + i0 * K : NULL,
                                                 weight_p ? weight_p + i0 : NULL, family, G, t);
-            if (!isfinite(batch_loss))
+            if (!isfinite(batch_loss) || !FN(all_finite)(G, nb * K))
                 break;
             loss[0] += batch_loss;
             FN(backward_csr)(data, indices, indptr, d, rows, nb, G, K, grad);

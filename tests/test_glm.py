@@ -19,10 +19,11 @@ from fastmle.reference.glm import FAMILIES
 
 from cases import assert_same
 
-# (n, d, K) around the blocking of the kernels: rows in pairs and fours,
-# outputs in fours and pairs, features around the SIMD width, several chunks
+# (n, d, K) around the blocking of the kernels: blocks of 2-4 rows and of
+# 4, 2, 1 outputs, features around the SIMD width and the backward's blocks
+# of columns (up to 64 float32 on AVX-512), several chunks
 SHAPES = [(1, 1, 1), (2, 3, 2), (3, 4, 3), (5, 7, 4), (6, 8, 5), (9, 9, 9), (33, 17, 6),
-          (700, 5, 3), (300, 33, 11)]
+          (700, 5, 3), (300, 33, 11), (13, 65, 7), (50, 100, 10)]
 
 
 def tol(dtype):
@@ -106,6 +107,33 @@ def test_extreme_linear_predictors_stay_finite(backend, dtype, family, rng):
     want = np.zeros(1)
     ref.glm_loss_grad(X, labels, targets, w, params, FAMILIES.index(family), want, np.empty_like(params))
     assert_same(loss, want, 1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_overflowed_rows_give_the_reference_loss_and_gradient(backend, dtype):
+    # exp(eta) overflows in one row: the full-batch loss and gradient are the
+    # reference's (inf, and NaN where inf meets a zero feature), every row
+    # counted, the same on every call (the kernels once stopped at that row
+    # and summed the uninitialised gradients of the rows after it)
+    n, d = 40, 3
+    X = np.full((n, d), 0.5, dtype)
+    X[10] = [200.0, 0.0, 1.0]
+    targets = np.ones((n, 1), dtype)
+    params = np.array([[4.0, 0.0, 0.0, 0.0]], dtype)  # eta = 800 in row 10: exp overflows in both dtypes
+    code = FAMILIES.index("poisson")
+    empty_w, labels = np.empty(0, dtype), np.empty(0, np.int64)
+    want_loss, want_grad = np.zeros(1), np.empty_like(params)
+    with np.errstate(invalid="ignore"):  # inf * 0 in the reference's product
+        ref.glm_loss_grad(X, labels, targets, empty_w, params, code, want_loss, want_grad)
+    assert want_loss[0] == np.inf and np.isnan(want_grad).any()
+    for _ in range(3):
+        loss, grad = np.zeros(1), np.full_like(params, 7.0)
+        with np.errstate(invalid="ignore"):  # the numpy backend is the reference
+            kernels(backend).glm_loss_grad(X, labels, targets, empty_w, params, code, loss, grad)
+        np.testing.assert_array_equal(loss, want_loss)
+        np.testing.assert_array_equal(np.isnan(grad), np.isnan(want_grad))
+        np.testing.assert_array_equal(np.isinf(grad), np.isinf(want_grad))
+        finite = np.isfinite(want_grad)
+        assert_same(grad[finite], want_grad[finite], *tol(dtype))
 
 
 # ---------------------------------------------------------------- reference vs independent formulas

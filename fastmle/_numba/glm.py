@@ -144,11 +144,13 @@ def _softmax_terms(e, t):
 
 
 @njit(**_ROW)
-def _all_finite(g):
-    """An overflowed gradient stops the epoch like a bad loss."""
-    for k in range(g.shape[0]):
-        if not np.isfinite(g[k]):
-            return False
+def _all_finite(G):
+    """Whether the stored loss gradients G (rows, K) are finite: an overflowed
+    one stops the SGD epoch (the batch makes no update)."""
+    for r in range(G.shape[0]):
+        for k in range(G.shape[1]):
+            if not np.isfinite(G[r, k]):
+                return False
     return True
 
 
@@ -189,17 +191,16 @@ def _dloss_multinomial(eta, labels, sample_weight, G, t):
             for k in range(K):
                 G[r0 + r, k] = ws * t[r * K + k]
             G[r0 + r, y] -= w
-            if not _all_finite(G[r0 + r]):
-                return np.nan
     return total
 
 
 @njit(**_ROW)
 def _dloss(eta, labels, targets, sample_weight, family, G, t):
     """G[r] = w * d loss / d eta for the rows of eta, whose labels (or
-    targets) and weights are the first rows of those arrays; returns
-    sum w * loss, or NaN when a stored G is not finite. t: float64 scratch
-    of loss_scratch_size(K)."""
+    targets) and weights are the first rows of those arrays, every row
+    written even where not finite (the full-batch gradient sums them all,
+    as the reference does); returns sum w * loss. t: float64 scratch of
+    loss_scratch_size(K)."""
     if family == MULTINOMIAL:
         return _dloss_multinomial(eta, labels, sample_weight, G, t)
     K = eta.shape[1]
@@ -223,8 +224,6 @@ def _dloss(eta, labels, targets, sample_weight, family, G, t):
                 g = mu - y
             G[r, k] = w * g
         total += w * li
-        if not _all_finite(G[r]):
-            return np.nan
     return total
 
 
@@ -568,7 +567,7 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
         batch_loss = _dloss(eta, labels_p[i0:i1] if labels_p.shape[0] else labels_p,
                             targets_p[i0:i1] if targets_p.shape[0] else targets_p,
                             weight_p[i0:i1] if weight_p.shape[0] else weight_p, family, G[:nb], t)
-        if not np.isfinite(batch_loss):
+        if not np.isfinite(batch_loss) or not _all_finite(G[:nb]):
             return b
         step = step0 + b
         avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
@@ -707,7 +706,7 @@ def sgd_epoch_csr(data, indices, indptr, n_features, labels, targets, sample_wei
         batch_loss = _dloss(eta[:nb], labels_p[i0:i1] if labels_p.shape[0] else labels_p,
                             targets_p[i0:i1] if targets_p.shape[0] else targets_p,
                             weight_p[i0:i1] if weight_p.shape[0] else weight_p, family, G[:nb], t)
-        if not np.isfinite(batch_loss):
+        if not np.isfinite(batch_loss) or not _all_finite(G[:nb]):
             return b
         loss[0] += batch_loss
         _backward_csr(data, indices, indptr, rows, G[:nb], grad)
