@@ -13,7 +13,7 @@ Either way the result does not depend on the thread count.
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from .special import _ENTRY, _ROW, _SUM, _prefetch, _sigs
+from .special import _ENTRY, _ROW, _SUM, _prefetch, _prefetch_l2, _same, _sigs
 from .team import ALONE, SYNC_STRIDE, TOGETHER, _team_barrier, _team_start
 from .vexp import vexp
 
@@ -101,8 +101,9 @@ def _forward(X, rows, params, eta, fetch_rows):
     K = params.shape[0]
     nb = rows.shape[0]
     K4 = K - K % 4
+    l2 = not _same(fetch_rows, rows)  # another batch's rows
     for r in range(0, nb - nb % 4, 4):
-        _prefetch_rows(X, fetch_rows[r:r + 4])
+        _prefetch_rows(X, fetch_rows[r:r + 4], l2)
         x0 = X[rows[r], :]
         x1 = X[rows[r + 1], :]
         x2 = X[rows[r + 2], :]
@@ -117,7 +118,7 @@ def _forward(X, rows, params, eta, fetch_rows):
             for q in range(4):
                 eta[r + q, k] = a[q] + params[k, d]
     for r in range(nb - nb % 4, nb):
-        _prefetch_rows(X, fetch_rows[r:r + 1])
+        _prefetch_rows(X, fetch_rows[r:r + 1], l2)
         x = X[rows[r], :]
         for k in range(K):
             eta[r, k] = _dot(x, params[k, :d]) + params[k, d]
@@ -289,13 +290,18 @@ def _backward(X, j0, j1, rows, G, grad):
 
 
 @njit(**_ROW)
-def _prefetch_rows(X, rows):
+def _prefetch_rows(X, rows, l2):
     """Ask for the cache lines of X[rows] (the next batch's rows: a random
-    gather from memory would otherwise wait for each row in turn)."""
+    gather from memory would otherwise wait for each row in turn), into L2
+    only when l2: see csrc's prefetch_rows for why the SGD epoch's next batch
+    goes there."""
     for r in range(rows.shape[0]):
         x = X[rows[r]]
         for j in range(0, x.shape[0], 64 // x.itemsize):
-            _prefetch(x, j)
+            if l2:
+                _prefetch_l2(x, j)
+            else:
+                _prefetch(x, j)
 
 
 @njit(**_ROW)

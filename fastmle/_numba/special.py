@@ -136,23 +136,32 @@ _maxnum = _min_max_intrinsic("llvm.maxnum")
 _minnum = _min_max_intrinsic("llvm.minnum")
 
 
-@intrinsic
-def _prefetch(typingctx, x, k):
-    """llvm.prefetch of the cache line holding x[k] (read, keep in all levels),
-    like C's __builtin_prefetch. A hint: k is not checked and never faults."""
-    if not isinstance(x, types.Array) or not isinstance(k, types.Integer):
-        return None
+def _prefetch_intrinsic(locality):
+    """llvm.prefetch of the cache line holding x[k] for reading, like C's
+    __builtin_prefetch(p, 0, locality): 3 keeps it in every level, 2 brings
+    it to L2 only (x86 prefetcht1). A hint: k is not checked and never
+    faults."""
+    @intrinsic
+    def prefetch(typingctx, x, k):
+        if not isinstance(x, types.Array) or not isinstance(k, types.Integer):
+            return None
 
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p],
-                                              ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p],
+                                                  ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+            address = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+            builder.call(fn, [address, i32(0), i32(locality), i32(1)])
+            return context.get_dummy_value()
 
-    return types.none(x, k), codegen
+        return types.none(x, k), codegen
+    return prefetch
+
+
+_prefetch = _prefetch_intrinsic(3)
+_prefetch_l2 = _prefetch_intrinsic(2)
 
 
 # ---- segments (a whole short row, or one chunk of a long row) ----
