@@ -74,11 +74,12 @@ def sign(v):
 
 # Numba hands a prange's iterations to the threads in equal contiguous parts
 # (its default static schedule, as C's schedule(static)), so more tasks do
-# not balance the load, they only add each task's call and scratch. Tasks of
-# about 16384 elements (until session 10: 2048 tasks for 32768 x 1000) made
-# log_softmax of that float32 array on 2 threads take 8.6-9.4 ms against
-# 7.8-8.2 ms with one task per thread; 64 tasks keep the parts even for up to
-# 16 threads (the thread count itself cannot be read in cached code).
+# not balance the load, they only add each task's call and scratch. With
+# tasks of about 16384 elements (until session 10: 2048 tasks for 32768 x
+# 1000), log_softmax of that float32 array on 2 threads took 8.53-9.61 ms
+# against 8.28-8.78 ms with 64 tasks (four alternating runs). 64, not one
+# per thread: cached compiled code cannot read the thread count, and 64
+# keeps the parts even for up to 16 threads.
 TASKS = 64
 
 
