@@ -47,12 +47,9 @@ typedef int64_t FN(glm_m) __attribute__((vector_size(FM_GLM_VB)));
 typedef int32_t FN(glm_m) __attribute__((vector_size(FM_GLM_VB)));
 #endif
 #define FM_GLM_LOAD(p) (*(const FN(glm_vu) *)(p))
-#if FM_DOUBLE
-#define FM_GLM_ELEM_BYTES 8   /* sizeof(FM_T), for #if */
-#else
-#define FM_GLM_ELEM_BYTES 4
-#endif
-#if FM_GLM_VB / 2 > FM_GLM_ELEM_BYTES   /* half vectors of more than one element */
+/* half vectors of more than one element (FM_DOUBLE ? 8 : 4 is sizeof(FM_T), for #if) */
+#define FM_GLM_HALF (FM_GLM_VB / 2 > (FM_DOUBLE ? 8 : 4))
+#if FM_GLM_HALF
 typedef FM_T FN(glm_h) __attribute__((vector_size(FM_GLM_VB / 2)));
 typedef FM_T FN(glm_hu) __attribute__((vector_size(FM_GLM_VB / 2), aligned(sizeof(FM_T)), may_alias));
 #endif
@@ -369,7 +366,7 @@ static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *l
         }                                                                       \
         for (int c_ = 0; c_ < (C); c_++)                                        \
             for (int v_ = 0; v_ < (JV); v_++)                                   \
-                memcpy(grad + c_ * ld + j + v_ * (LANES), &acc_[c_][v_], sizeof(VT)); \
+                *(VTU *)(grad + c_ * ld + j + v_ * (LANES)) = acc_[c_][v_];    \
     } while (0)
 
 /* Columns [j0, jd) of C outputs: blocks of FM_GLM_BJ vectors, single
@@ -386,7 +383,7 @@ static inline __attribute__((always_inline)) void FN(bwd_cols)(const FM_T *X, in
         FM_GLM_BWD_BLOCK(FN(glm_v), FN(glm_vu), FM_GLM_L, C, FM_GLM_BJ);
     for (; j + FM_GLM_L <= jd; j += FM_GLM_L)
         FM_GLM_BWD_BLOCK(FN(glm_v), FN(glm_vu), FM_GLM_L, C, 1);
-#if FM_GLM_VB / 2 > FM_GLM_ELEM_BYTES
+#if FM_GLM_HALF
     if (j + FM_GLM_L / 2 <= jd) {
         FM_GLM_BWD_BLOCK(FN(glm_h), FN(glm_hu), FM_GLM_L / 2, C, 1);
         j += FM_GLM_L / 2;
@@ -945,7 +942,7 @@ static int64_t FN(sgd_epoch_csr)(const FM_T *data, const int32_t *indices, const
 #undef FM_GLM_BJ
 #undef FM_GLM_L
 #undef FM_GLM_LOAD
-#undef FM_GLM_ELEM_BYTES
+#undef FM_GLM_HALF
 #undef FM_GLM_FMA
 #undef FM_GLM_BWD_BLOCK
 #undef FN
