@@ -11,6 +11,9 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*) $(wildcard fastml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel >/dev/null
 	$(PIP) install ".[test,bench]"
+	# Numba's one-time compilation (about 3 minutes on 2 cores) here, so
+	# that the first `python -m fastmle bench` times the kernels alone
+	cd /tmp && $(abspath $(PY)) -m fastmle compile
 	touch $@
 
 install: $(VENV)/.installed

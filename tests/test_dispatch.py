@@ -80,6 +80,24 @@ def test_numba_kernels_release_the_gil():
         assert getattr(special, name).targetoptions.get("nogil") is True
 
 
+def test_compile_covers_every_kernel_family():
+    """compile_kernels (``python -m fastmle compile``) loads the Numba module
+    of every family: FAMILIES must name exactly the reference modules."""
+    import pkgutil
+
+    import fastmle.reference
+    from fastmle import _dispatch
+
+    modules = {m.name for m in pkgutil.iter_modules(fastmle.reference.__path__)}
+    assert set(_dispatch.FAMILIES) == modules
+    assert {k.family for k in KERNELS.values()} <= modules
+    r = subprocess.run([sys.executable, "-m", "fastmle", "compile"], capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert "special, losses, glm, fisher" in r.stdout, r.stdout
+    assert _dispatch.compile_kernels() == _dispatch.FAMILIES
+    assert all(f"fastmle._numba.{f}" in sys.modules for f in _dispatch.FAMILIES)
+
+
 def test_cli_info_and_bench(tmp_path):
     r = subprocess.run([sys.executable, "-m", "fastmle", "info"], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0 and "backends" in r.stdout and "threading layer" in r.stdout, r.stderr
