@@ -13,6 +13,7 @@ threads instead of oversubscribing the cores.
 """
 import contextlib
 import importlib
+import operator
 import os
 import threading
 
@@ -218,8 +219,13 @@ _threads = {"n": None}
 def set_num_threads(n):
     """Threads used by both compiled backends (1 <= n <= available cores)."""
     limit = max_threads()
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= limit:
+    try:  # any integer, numpy's too, but not a bool
+        count = None if isinstance(n, (bool, np.bool_)) else operator.index(n)
+    except TypeError:
+        count = None
+    if count is None or not 1 <= count <= limit:
         raise ValueError(f"number of threads must be an integer in [1, {limit}], got {n!r}")
+    n = int(count)
     _threads["n"] = n
     from . import _c
 

@@ -54,19 +54,28 @@ def native_aligned(a):
     return a.astype(a.dtype.newbyteorder("="))
 
 
-def as_float_array(x, name="x"):
-    """np.asarray plus scipy's promotion: bool/int -> float64, floats kept."""
+def as_numeric_array(x, name="x", objects_ok=False):
+    """np.asarray, refusing anything but bool, integer, float and complex
+    arrays (and object arrays with objects_ok: the reference path computes
+    with their elements' own methods, as scipy does)."""
     a = np.asarray(x)
+    if a.dtype.kind not in "biufc" and not (objects_ok and a.dtype.kind == "O"):
+        raise TypeError(f"{name} must be a real or complex numeric array, got dtype {a.dtype}")
+    return a
+
+
+def as_float_array(x, name="x", objects_ok=False):
+    """np.asarray plus scipy's promotion: bool/int -> float64, floats kept."""
+    a = as_numeric_array(x, name, objects_ok)
     if a.dtype.kind in "biu":
         a = a.astype(np.float64)
-    elif a.dtype.kind not in "fc":
-        raise TypeError(f"{name} must be a real or complex numeric array, got dtype {a.dtype}")
     return native_aligned(a)
 
 
 def promote(a, b):
     """Common floating dtype of a and the weights b, as scipy's logsumexp:
-    numpy's promotion (Python scalars are weak), then integers to float64."""
+    numpy's promotion of their own dtypes (Python scalars are weak), then
+    integers to float64 (float32 with bool or int8 weights stays float32)."""
     dt = np.result_type(a, b)
     if dt.kind in "biu":
         dt = np.dtype(np.float64)

@@ -58,11 +58,14 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, backen
     (np.float64(1.5413248546129181), np.float64(-1.0))
     """
     name = _dispatch.resolve(backend)
-    a = _validate.as_float_array(a, "a")
-    if b is not None:
-        b_arr = b if np.isscalar(b) else _validate.as_float_array(b, "b")
+    if b is None:
+        a = _validate.as_float_array(a, "a")
+    else:  # promoted from their own dtypes, as scipy, before ints become float64
+        a = _validate.as_numeric_array(a, "a")
+        b_arr = b if np.isscalar(b) else _validate.as_numeric_array(b, "b")
         dtype = _validate.promote(a, b_arr)
-        a, b = _validate.broadcast(a.astype(dtype, copy=False), np.asarray(b_arr, dtype=dtype))
+        a, b = _validate.broadcast(_validate.native_aligned(a.astype(dtype, copy=False)),
+                                   np.asarray(b_arr, dtype=dtype))
     if a.ndim == 0:  # scipy treats 0-d input as 1-d
         a = a.reshape(1)
         b = b.reshape(1) if b is not None else None
@@ -99,7 +102,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, backen
 def _rowwise(kernel_name, x, axis, out, backend):
     """Shared driver of softmax and log_softmax (same shapes, same layout)."""
     name = _dispatch.resolve(backend)
-    x = _validate.as_float_array(x)
+    x = _validate.as_float_array(x, objects_ok=True)  # scipy's softmax takes Decimal arrays
     if out is not None:
         _validate.check_out(out, x.shape, x.dtype)
     if x.ndim == 0 or name == "numpy" or not _validate.kernel_ready(x):

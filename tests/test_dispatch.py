@@ -68,8 +68,9 @@ def test_threads():
     from fastmle import _c
     if _c.lib is not None:
         assert _c.lib.fm_get_num_threads() == 1
-    fastmle.set_num_threads(n)
-    for bad in (0, n + 1, 1.5, True, "2"):
+    fastmle.set_num_threads(np.int64(n))  # numpy integers too
+    assert fastmle.get_num_threads() == n and type(fastmle.get_num_threads()) is int
+    for bad in (0, n + 1, 1.5, True, np.bool_(True), "2", np.float64(1)):
         with pytest.raises(ValueError, match="threads"):
             fastmle.set_num_threads(bad)
 

@@ -107,6 +107,50 @@ def test_logsumexp_keepdims_and_promotion(backend):
     assert fastmle.logsumexp(np.zeros((0, 3)), axis=1, return_sign=True, backend=backend)[1].shape == (0,)
 
 
+@pytest.mark.parametrize("a_dtype, b_dtype", [
+    (np.float32, np.bool_), (np.float32, np.int8), (np.float32, np.uint8), (np.float32, np.int16),
+    (np.float16, np.bool_), (np.float16, np.int16), (np.int8, np.float32), (np.int64, np.float32),
+    (np.float32, np.int64)])
+def test_logsumexp_weights_promote_as_scipy(a_dtype, b_dtype, backend):
+    """The result dtype comes from a's and b's own dtypes (a bool mask as
+    weights keeps float32 input float32), as scipy's."""
+    a = np.array([[1, 2, 3], [-1, 0, 4]], dtype=a_dtype)
+    b = np.array([[1, 0, 1], [1, 1, 0]], dtype=b_dtype)
+    for return_sign in (False, True):
+        got = fastmle.logsumexp(a, axis=1, b=b, return_sign=return_sign, backend=backend)
+        want = scipy.special.logsumexp(a, axis=1, b=b, return_sign=return_sign)
+        for g, w in zip(*((got, want) if return_sign else ((got,), (want,)))):
+            assert g.dtype == w.dtype, (g.dtype, w.dtype)
+            assert_same(g, w, 1e-3 if w.dtype == np.float16 else 1e-6)
+
+
+def test_object_arrays_as_scipy(backend):
+    """scipy's softmax computes object arrays with their elements' methods
+    (Decimal); its log_softmax and logsumexp raise TypeError for them."""
+    from decimal import Decimal
+
+    x = np.array([Decimal(1), Decimal(2), Decimal(3)], dtype=object)
+    got = fastmle.softmax(x, backend=backend)
+    assert got.dtype == object and list(got) == list(scipy.special.softmax(x))
+    for name in ("log_softmax", "logsumexp"):
+        with pytest.raises(TypeError):
+            getattr(scipy.special, name)(x)
+        with pytest.raises(TypeError):
+            getattr(fastmle, name)(x, backend=backend)
+
+
+@pytest.mark.parametrize("a, b", [
+    ([np.inf, 1.0], [1 + 0j, 1 + 0j]), ([np.nan, 1.0], [1j, 1.0]), ([0.0, 1.0], [1j, -1j]),
+    ([2.0, np.inf], [0j, 1 + 1j])])
+def test_logsumexp_complex_sign_as_scipy(a, b, backend):
+    """A non-finite complex sum has sign NaN + NaNj in scipy (x / |x|), not
+    numpy's np.sign."""
+    got = fastmle.logsumexp(np.array(a), b=np.array(b), return_sign=True, backend=backend)
+    want = scipy.special.logsumexp(np.array(a), b=np.array(b), return_sign=True)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_out_argument(backend, dtype, rng):
     x = rng.standard_normal((40, 1000)).astype(dtype)
     for name in ("softmax", "log_softmax"):

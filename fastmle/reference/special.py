@@ -16,13 +16,13 @@ def logsumexp_nd(a, axis, b=None, keepdims=False, return_sign=False):
         for ax in axis:
             shape[ax] = 1
         out = np.full(shape, -np.inf, dtype=a.dtype)
-        sgn = np.sign(out)
+        sgn = _sign(out)
     else:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             # direct computation, used where the shifted one is not finite
             b_exp_a = np.exp(a) if b is None else b * np.exp(a)
             total = np.sum(b_exp_a, axis=axis, keepdims=True)
-            sgn_direct = np.sign(total) if return_sign else None
+            sgn_direct = _sign(total) if return_sign else None
             out_direct = np.log(np.abs(total) if return_sign else total)
             out, sgn = _logsumexp_shifted(a, b, axis, return_sign)
         finite = np.isfinite(out)
@@ -42,6 +42,16 @@ def logsumexp_nd(a, axis, b=None, keepdims=False, return_sign=False):
         sgn = sgn[()] if sgn.ndim == 0 else sgn
         return out, sgn
     return out
+
+
+def _sign(x):
+    """The sign as scipy takes it (the array API's): x / |x| for complex x,
+    so that a non-finite complex value has sign NaN + NaNj (numpy's np.sign
+    gives inf + NaNj the sign 1)."""
+    if not np.iscomplexobj(x):
+        return np.sign(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(x == 0, 0, x / np.abs(x)).astype(x.dtype)
 
 
 def _wrap_radians(x):
@@ -72,7 +82,7 @@ def _logsumexp_shifted(a, b, axis, return_sign):
     e = np.exp(a - a_max) if b is None else b * np.exp(a - a_max)
     s = np.sum(e, axis=axis, keepdims=True, dtype=e.dtype)
     s = np.where(s == 0, s, s / m)
-    sgn = np.sign(s + 1) * np.sign(m)
+    sgn = _sign(s + 1) * _sign(m)
     if np.iscomplexobj(s):
         sgn = sgn * np.exp(a_max.imag * 1j)
     else:
