@@ -23,6 +23,9 @@ int fm_get_num_threads(void);
 int fm_openmp_enabled(void);        /* 1 if built with OpenMP */
 int fm_simd_level(void);            /* 0 = baseline x86-64 / generic, 1 = AVX2+FMA, 2 = AVX-512 */
 int fm_set_simd_level(int level);   /* clamps to what the CPU supports; returns it */
+/* Sleeps at barriers after which an SGD epoch's team gives way to its
+ * first thread alone (see fm_team_barrier); returns the previous value. */
+int fm_set_team_disband_sleeps(int sleeps);
 const char *fm_simd_name(void);
 /* cblas_dsyrk and cblas_ssyrk of the BLAS numpy uses, found by
  * fastmle/_blas.py (NULL: none; the kernels then use their own loops).

@@ -766,15 +766,18 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
     }
     FN(gather_samples)(perm, m, K, labels, targets, sample_weight, labels_p, targets_p, weight_p);
     int64_t done = 0;
+    fm_team_sync sync = {0, 0, 0, 0, 0};
 #pragma omp parallel num_threads(team)
     {
         /* the team OpenMP actually started, which may be smaller than asked
          * for (OMP_THREAD_LIMIT, OMP_DYNAMIC, a caller's parallel region):
          * its threads must share all the outputs between them */
 #ifdef _OPENMP
-        const int tid = omp_get_thread_num(), threads = omp_get_num_threads();
+        const int tid = omp_get_thread_num();
+        int threads = omp_get_num_threads();   /* 1 once the team disbands */
 #else
-        const int tid = 0, threads = 1;
+        const int tid = 0;
+        int threads = 1;
 #endif
         /* Outputs [0, k_own) in blocks of KB, block q done by thread q %
          * threads; outputs [k_own, K) shared. One thread takes all K outputs
@@ -782,12 +785,14 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
          * products' blocking of the outputs starts at multiples of 4 either
          * way, so the arithmetic is the same. */
         const int64_t KB = team > 1 ? FM_GLM_K_BLOCK : K;
-        const int64_t full = K / KB, k_own = (full - full % threads) * KB, shared = K - k_own;
+        const int64_t full = K / KB;
+        int64_t k_own = (full - full % threads) * KB, shared = K - k_own;
         int64_t c0, c1;   /* this thread's columns of the shared outputs */
         FN(share)(cols, 8, tid, threads, &c0, &c1);
         FM_T *G = work + 2 * eta_size + tid * private_size, *grad = G + eta_size;
         double *t = t_all + tid * t_size;
         int64_t *fetch = fetch_all + tid * fetch_size;
+        long long crossed = 0;   /* barriers this thread has crossed */
         for (int64_t b = 0; b < n_batches; b++) {
             const int64_t i0 = b * batch_size, nb = (i0 + batch_size < m ? i0 + batch_size : m) - i0;
             const int64_t next = i0 + nb, next_nb = (next + batch_size < m ? next + batch_size : m) - next;
@@ -805,13 +810,25 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                 /* a range of rows: a row's sums do not depend on its block */
                 int64_t r0, r1;
                 FN(share)(nb, 4, tid, threads, &r0, &r1);   /* fours: Numba's sums depend on the block */
-                if (b > 0) {   /* the previous batch's updates of the shared outputs are done */
-#pragma omp barrier
-                }
+                if (b > 0 && threads > 1)   /* the previous batch's updates of the shared outputs are done */
+                    crossed = fm_team_barrier(&sync, threads, crossed);
                 FN(forward)(X, d, rows + r0, r1 - r0, params + k_own * ld, shared, eta + r0 * K + k_own, K,
                             (k_own > 0 ? rows : fetch) + r0);  /* fetch: no own block did */
             }
-#pragma omp barrier
+            if (threads > 1) {
+                crossed = fm_team_barrier(&sync, threads, crossed);
+                if (atomic_load(&sync.disband)) {
+                    /* this batch's linear predictors are all done: thread 0
+                     * goes on alone from its gradient, with every output
+                     * (the same arithmetic, see above) */
+                    if (tid != 0)
+                        break;
+                    threads = 1;
+                    k_own = full * KB;
+                    shared = K - k_own;
+                    FN(share)(cols, 8, 0, 1, &c0, &c1);
+                }
+            }
             /* Every thread computes the whole batch's loss and G, with the
              * same arithmetic, so all agree on whether to stop. */
             const double batch_loss = FN(dloss)(eta, nb, K, labels_p ? labels_p + i0 : NULL,

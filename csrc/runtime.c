@@ -3,6 +3,7 @@
 
 int fm_threads = 1;
 int fm_simd = 0;
+int fm_team_disband_sleeps = 64;
 
 /* The best clone this CPU (and OS: gcc's checks include the saved vector
  * state) runs: 2 AVX-512 F/BW/DQ/VL, 1 AVX2+FMA, 0 baseline. */
@@ -40,6 +41,13 @@ int fm_set_num_threads(int n)
 }
 
 int fm_get_num_threads(void) { return fm_threads; }
+
+int fm_set_team_disband_sleeps(int sleeps)
+{
+    const int before = fm_team_disband_sleeps;
+    fm_team_disband_sleeps = sleeps < 0 ? 0 : sleeps;
+    return before;
+}
 
 int fm_openmp_enabled(void)
 {
