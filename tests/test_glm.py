@@ -296,13 +296,14 @@ def test_threaded_sgd_epoch_is_deterministic_and_matches_reference(rng, family, 
             for threads in (1, fastmle._dispatch.max_threads()):
                 fastmle.set_num_threads(threads)
                 results.append(run_epoch(backend, X, labels, targets, w, params, perm, lr, family, 32, option))
-            if backend == "c":  # a team that disbands at its first barrier: thread 0 goes on alone
-                limit = fastmle._c.lib.fm_set_team_disband_sleeps(0)
-                try:
-                    results.append(run_epoch(backend, X, labels, targets, w, params, perm, lr, family, 32,
-                                             option))
-                finally:
-                    fastmle._c.lib.fm_set_team_disband_sleeps(limit)
+            # a team that disbands at its first barrier: thread 0 goes on alone
+            set_limit = (fastmle._c.lib.fm_set_team_disband_sleeps if backend == "c"
+                         else fastmle._numba.team.set_team_disband_sleeps)
+            limit = set_limit(0)
+            try:
+                results.append(run_epoch(backend, X, labels, targets, w, params, perm, lr, family, 32, option))
+            finally:
+                set_limit(limit)
             for other in results[1:]:
                 assert results[0][0] == other[0] == want[0] == 94
                 for a, b in zip(results[0][1:], other[1:]):

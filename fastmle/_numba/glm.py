@@ -14,7 +14,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from .special import _ENTRY, _ROW, _SUM, _prefetch, _prefetch_l2, _same, _sigs
-from .team import ALONE, SYNC_STRIDE, TOGETHER, _team_barrier, _team_start
+from .team import _DISBAND_SLEEPS, ALONE, SYNC_SIZE, TOGETHER, _team_barrier, _team_disbanded, _team_start
 from .vexp import vexp
 
 MULTINOMIAL, BINOMIAL, GAUSSIAN, POISSON = range(4)  # reference.glm.FAMILIES
@@ -535,7 +535,7 @@ def _share(n, unit, tid, threads):
 @njit(**_SEQ)
 def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1, momentum,
                 nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, eta2, G, t,
-                grad, fetch, KB, tid, threads, sync):
+                grad, fetch, KB, tid, threads, sync, disband_sleeps):
     """The epoch's batches as thread tid of `threads` runs them: the forward
     product (requesting the next batch's rows), gradient and update of the
     output blocks q = tid, tid + threads, ... of KB outputs each, and its
@@ -565,11 +565,20 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
         if k_own < K:  # a range of rows, in fours as one thread blocks them (see _forward)
             r0, r1 = _share(nb, 4, tid, threads)
             if b > 0 and threads > 1:  # the previous batch's updates of the shared outputs are done
-                generation = _team_barrier(sync, threads, generation)
+                generation = _team_barrier(sync, threads, generation, disband_sleeps)
             _forward(X, rows[r0:r1], params[k_own:], eta[r0:r1, k_own:],
                      rows[r0:r1] if k_own > 0 else fetch[r0:r1])  # fetch: no own block did
         if threads > 1:
-            generation = _team_barrier(sync, threads, generation)
+            generation = _team_barrier(sync, threads, generation, disband_sleeps)
+            if _team_disbanded(sync):
+                # this batch's linear predictors are all done: thread 0 goes
+                # on alone from its gradient, with every output (the same
+                # arithmetic, see above)
+                if tid != 0:
+                    return b
+                threads = 1
+                k_own = full * KB
+                c0, c1 = _share(cols, 8, 0, 1)
         batch_loss = _dloss(eta, labels_p[i0:i1] if labels_p.shape[0] else labels_p,
                             targets_p[i0:i1] if targets_p.shape[0] else targets_p,
                             weight_p[i0:i1] if weight_p.shape[0] else weight_p, family, G[:nb], t)
@@ -597,7 +606,8 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1, momentum,
-                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, team, outcome):
+                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, team, disband_sleeps,
+                outcome):
     """The epoch on `team` threads (see _epoch_part). If the threading layer
     does not run them at once (fewer threads granted, or one running the
     iterations in turn), thread 0 does all blocks alone (see _team_start);
@@ -611,7 +621,7 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
     t = np.empty((team, loss_scratch_size(K) + 8))
     grad = np.empty((team, K * ld + pad), params.dtype)
     fetch = np.empty((team, rows + 8), np.int64)
-    sync = np.zeros(4 * SYNC_STRIDE, np.int64)
+    sync = np.zeros(SYNC_SIZE, np.int64)
     done = np.zeros(team, np.int64)
     for i in prange(team):
         tid = np.int64(i)
@@ -622,7 +632,7 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                                     l1, momentum, nesterov, fit_intercept, params, velocity, avg,
                                     avg_start, step0, loss, eta2, G[tid, :rows * K].reshape((rows, K)),
                                     t[tid], grad[tid, :K * ld].reshape((K, ld)), fetch[tid],
-                                    np.int64(K_BLOCK), tid, threads, sync)
+                                    np.int64(K_BLOCK), tid, threads, sync, disband_sleeps)
             if tid == 0:
                 outcome[0] = decision
     return done[0]
@@ -648,18 +658,18 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
         _FAILED_TEAMS[threads] = wait - 1
     done = _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
                       nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
-                      1 if wait else threads, outcome)
+                      1 if wait else threads, _DISBAND_SLEEPS["n"], outcome)
     if outcome[0] == ALONE:
         _FAILED_TEAMS[threads] = _RETRY_AFTER
     return done
 
 
-@njit(_sigs(_EPOCH_SIG[:-1] + ", int64, int64[::1])"), **_SEQ)
+@njit(_sigs(_EPOCH_SIG[:-1] + ", int64, int64, int64[::1])"), **_SEQ)
 def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, max_threads,
-               outcome):
+               disband_sleeps, outcome):
     """sgd_epoch on up to max_threads threads (outcome[0]: see _epoch_team;
-    0 on one thread). One thread takes all K outputs in one block, so that
+    0 on one thread; disband_sleeps: see team._team_barrier). One thread takes all K outputs in one block, so that
     each row is read once per product: the blocking of the products starts
     at multiples of 4 either way, so the arithmetic is the same."""
     K = params.shape[0]
@@ -671,13 +681,13 @@ def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, 
     if team > 1:
         return _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
                            momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0,
-                           loss, team, outcome)
+                           loss, team, disband_sleeps, outcome)
     rows = min(batch_size, perm.shape[0])
     return _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
                        momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
                        np.empty((2, rows, K), params.dtype), np.empty((rows, K), params.dtype),
                        np.empty(loss_scratch_size(K)), np.empty_like(params), np.empty(rows, np.int64),
-                       np.int64(K), np.int64(0), np.int64(1), np.zeros(0, np.int64))
+                       np.int64(K), np.int64(0), np.int64(1), np.zeros(0, np.int64), disband_sleeps)
 
 
 _EPOCH_CSR_SIG = ("int64({T}[::1], int32[::1], int64[::1], int64, int64[::1], {T}[:, ::1], {T}[::1], "

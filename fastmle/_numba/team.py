@@ -15,7 +15,9 @@ from numba.extending import intrinsic
 
 # int64 slots between the counters in a sync array: one cache line each
 SYNC_STRIDE = 8
-_BARRIER_COUNT, _BARRIER_GENERATION, _START_ARRIVED, _START_DECISION = (i * SYNC_STRIDE for i in range(4))
+_BARRIER_COUNT, _BARRIER_GENERATION, _START_ARRIVED, _START_DECISION, _SLEPT, _DISBAND = (
+    i * SYNC_STRIDE for i in range(6))
+SYNC_SIZE = 6 * SYNC_STRIDE  # the length of a team's sync array (zeroed)
 _UNDECIDED, TOGETHER, ALONE = 0, 1, 2
 # How long a thread waits at the start for the rest of its team before
 # thread 0 runs everything alone: far beyond waking a thread pool (tens of
@@ -155,15 +157,47 @@ def _team_start(sync, team):
 
 
 @njit(inline="always", cache=True)
-def _team_barrier(sync, team, generation):
+def _team_barrier(sync, team, generation, disband_sleeps):
     """Wait until all `team` threads reach the barrier (each passes its
     count of barriers passed so far; returns the new count). The last to
-    arrive resets the arrivals and opens the next generation."""
+    arrive resets the arrivals and opens the next generation.
+
+    A wait that reaches its yielding turns counts as a sleep. A team whose
+    threads keep sleeping has more threads than free cores, and its barriers
+    cost time slices (2-thread epoch 106-121 ms against 58 on one thread,
+    with a busy process on the other core): once `disband_sleeps` sleeps
+    have happened, and in at least one crossing in 16, the last to arrive
+    sets the team's disband flag (_team_disbanded), as csrc's
+    fm_team_barrier."""
     if _atomic_add(sync, _BARRIER_COUNT, 1) == team - 1:
+        slept = _atomic_load(sync, _SLEPT)
+        if slept >= disband_sleeps and slept * 16 >= generation:
+            _compare_and_set(sync, _DISBAND, 0, 1)
         _atomic_add(sync, _BARRIER_COUNT, -team)
         _atomic_add(sync, _BARRIER_GENERATION, 1)
     else:
         spins = 0
         while _atomic_load(sync, _BARRIER_GENERATION) == generation:
+            if spins == _SPINS_BEFORE_YIELD:
+                _atomic_add(sync, _SLEPT, 1)
             spins = _wait(spins)
     return generation + 1
+
+
+@njit(inline="always", cache=True)
+def _team_disbanded(sync):
+    """Whether the team's barriers disbanded it (see _team_barrier): its
+    first thread then goes on alone."""
+    return _atomic_load(sync, _DISBAND) != 0
+
+
+# Sleeps after which an epoch's team disbands (see _team_barrier).
+_DISBAND_SLEEPS = {"n": 64}
+
+
+def set_team_disband_sleeps(sleeps):
+    """Set the sleeps after which a team disbands; returns the previous
+    value (as csrc's fm_set_team_disband_sleeps; tests force 0)."""
+    before = _DISBAND_SLEEPS["n"]
+    _DISBAND_SLEEPS["n"] = max(int(sleeps), 0)
+    return before
