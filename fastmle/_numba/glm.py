@@ -13,7 +13,8 @@ Either way the result does not depend on the thread count.
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from .special import _ENTRY, _ROW, _SUM, _prefetch, _prefetch_l2, _same, _sigs
+from .simd import lanes, vfma, vload, vmerge_from, vsplat, vstore, vsum, vsum4, vzero_below
+from .special import _ENTRY, _EXACT, _ROW, _SUM, _prefetch, _prefetch_l2, _same, _sigs
 from .team import _DISBAND_SLEEPS, ALONE, SYNC_SIZE, TOGETHER, _team_barrier, _team_disbanded, _team_start
 from .vexp import vexp
 
@@ -31,78 +32,109 @@ _SEQ = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 # The batch's two products, eta = X_b W^T and grad = G^T X_b, are small
 # matrix products (32 x 100 x 10 in the benchmark) repeated thousands of times
-# per epoch: they are blocked so that each load of x or w feeds several
-# multiply-adds (four rows by up to four outputs), with the inner loop over
-# the contiguous feature axis. A dot product's rounding depends on the loop
-# that computes it (LLVM picks each loop's vector width and unrolling), so
-# rows are blocked by fours counted from the batch's start, in every thread
-# (the epoch shares rows between threads in multiples of 4).
+# per epoch. They are written with explicit vectors (simd.py), as csrc writes
+# them with gcc's: LLVM's vectorizer kept the backward product's sums in
+# memory and left scalar remainders (34% slower on its own). Each element's
+# arithmetic is fixed by d alone, whichever block, row range or column range
+# computes it, and is csrc's: a dot product is one vector sum per lane over
+# the whole vectors, then a last vector ending at d whose lanes already
+# summed are zeroed, then vsum's tree; a gradient element is one multiply-add
+# per row, in row order.
+L64 = lanes(8)   # float64 lanes per vector
+L32 = lanes(4)   # float32 lanes
 
-@njit(fastmath=_SUM, **_ROW)
+
+@njit(inline="always", **_ROW)
+def _vector_from(j, d, L):
+    """Where the vector for a row's elements from j on starts (d >= L), and
+    its first lane not summed before: a vector that would pass d ends at d
+    instead, and its lanes below `first` were summed by the one before."""
+    if j + L > d:
+        return d - L, j + L - d
+    return j, 0
+
+
+@njit(**_ROW)
 def _dot_4x4(x0, x1, x2, x3, w0, w1, w2, w3):
-    """The 16 dot products of rows x0..x3 with w0..w3, in the element type:
-    each loaded vector feeds four multiply-adds."""
-    z = x0.dtype.type(0)
-    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = z
-    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = z
-    for j in range(x0.shape[0]):
-        a00 += x0[j] * w0[j]
-        a01 += x0[j] * w1[j]
-        a02 += x0[j] * w2[j]
-        a03 += x0[j] * w3[j]
-        a10 += x1[j] * w0[j]
-        a11 += x1[j] * w1[j]
-        a12 += x1[j] * w2[j]
-        a13 += x1[j] * w3[j]
-        a20 += x2[j] * w0[j]
-        a21 += x2[j] * w1[j]
-        a22 += x2[j] * w2[j]
-        a23 += x2[j] * w3[j]
-        a30 += x3[j] * w0[j]
-        a31 += x3[j] * w1[j]
-        a32 += x3[j] * w2[j]
-        a33 += x3[j] * w3[j]
-    return (a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
+    """The 16 dot products of rows x0..x3 with w0..w3 (length d >= lanes),
+    in the element type: each loaded vector feeds four multiply-adds."""
+    L = L64 if x0.itemsize == 8 else L32
+    d = x0.shape[0]
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = vsplat(x0.dtype.type(0))
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = a00
+    j = 0
+    while j < d:
+        j, first = _vector_from(j, d, L)
+        v0 = vzero_below(vload(w0, j), first)
+        v1 = vzero_below(vload(w1, j), first)
+        v2 = vzero_below(vload(w2, j), first)
+        v3 = vzero_below(vload(w3, j), first)
+        x = vzero_below(vload(x0, j), first)
+        a00, a01, a02, a03 = vfma(x, v0, a00), vfma(x, v1, a01), vfma(x, v2, a02), vfma(x, v3, a03)
+        x = vzero_below(vload(x1, j), first)
+        a10, a11, a12, a13 = vfma(x, v0, a10), vfma(x, v1, a11), vfma(x, v2, a12), vfma(x, v3, a13)
+        x = vzero_below(vload(x2, j), first)
+        a20, a21, a22, a23 = vfma(x, v0, a20), vfma(x, v1, a21), vfma(x, v2, a22), vfma(x, v3, a23)
+        x = vzero_below(vload(x3, j), first)
+        a30, a31, a32, a33 = vfma(x, v0, a30), vfma(x, v1, a31), vfma(x, v2, a32), vfma(x, v3, a33)
+        j += L
+    return (vsum4(a00, a01, a02, a03) + vsum4(a10, a11, a12, a13) + vsum4(a20, a21, a22, a23) +
+            vsum4(a30, a31, a32, a33))
 
 
-@njit(fastmath=_SUM, **_ROW)
+@njit(**_ROW)
 def _dot_4x1(x0, x1, x2, x3, w):
-    """The 4 dot products of rows x0..x3 with w."""
-    a0 = a1 = a2 = a3 = x0.dtype.type(0)
-    for j in range(x0.shape[0]):
-        a0 += x0[j] * w[j]
-        a1 += x1[j] * w[j]
-        a2 += x2[j] * w[j]
-        a3 += x3[j] * w[j]
-    return a0, a1, a2, a3
+    """The 4 dot products of rows x0..x3 with w, as _dot_4x4."""
+    L = L64 if x0.itemsize == 8 else L32
+    d = x0.shape[0]
+    a0 = a1 = a2 = a3 = vsplat(x0.dtype.type(0))
+    j = 0
+    while j < d:
+        j, first = _vector_from(j, d, L)
+        v = vzero_below(vload(w, j), first)
+        a0 = vfma(vzero_below(vload(x0, j), first), v, a0)
+        a1 = vfma(vzero_below(vload(x1, j), first), v, a1)
+        a2 = vfma(vzero_below(vload(x2, j), first), v, a2)
+        a3 = vfma(vzero_below(vload(x3, j), first), v, a3)
+        j += L
+    return vsum(a0), vsum(a1), vsum(a2), vsum(a3)
 
 
-@njit(fastmath=_SUM, **_ROW)
+@njit(fastmath=_EXACT, **_ROW)
 def _dot(x, w):
-    """x . w as two half sums (two dependency chains, not one)."""
-    h = x.shape[0] // 2
-    a = b = x.dtype.type(0)
-    for j in range(h):
-        a += x[j] * w[j]
-        b += x[h + j] * w[h + j]
-    if x.shape[0] % 2:
-        return a + b + x[-1] * w[-1]
-    return a + b
+    """x . w as _dot_4x4 computes it; rows shorter than a vector: one
+    multiply-add per element, in order."""
+    L = L64 if x.itemsize == 8 else L32
+    d = x.shape[0]
+    if d < L:
+        s = x.dtype.type(0)
+        for j in range(d):
+            s = x[j] * w[j] + s
+        return s
+    a = vsplat(x.dtype.type(0))
+    j = 0
+    while j < d:
+        j, first = _vector_from(j, d, L)
+        a = vfma(vzero_below(vload(x, j), first), vzero_below(vload(w, j), first), a)
+        j += L
+    return vsum(a)
 
 
 @njit(**_ROW)
 def _forward(X, rows, params, eta, fetch_rows):
     """eta[r, k] = X[rows[r]] . params[k, :d] + params[k, d]: blocks of four
     rows by four outputs, then by one output, then the last rows one at a
-    time. With each block of rows, the cache lines of the same rows of
-    fetch_rows (as long as rows) are requested: the SGD epoch passes the next
-    batch's rows, the other callers rows itself."""
+    time (rows shorter than a vector: _dot's sequential sums). With each
+    block of rows, the cache lines of the same rows of fetch_rows (as long as
+    rows) are requested: the SGD epoch passes the next batch's rows, the
+    other callers rows itself."""
     d = X.shape[1]
     K = params.shape[0]
     nb = rows.shape[0]
     K4 = K - K % 4
     l2 = not _same(fetch_rows, rows)  # another batch's rows
-    for r in range(0, nb - nb % 4, 4):
+    nb4 = nb - nb % 4 if d >= (L64 if X.itemsize == 8 else L32) else 0
+    for r in range(0, nb4, 4):
         _prefetch_rows(X, fetch_rows[r:r + 4], l2)
         x0 = X[rows[r], :]
         x1 = X[rows[r + 1], :]
@@ -117,7 +149,7 @@ def _forward(X, rows, params, eta, fetch_rows):
             a = _dot_4x1(x0, x1, x2, x3, params[k, :d])
             for q in range(4):
                 eta[r + q, k] = a[q] + params[k, d]
-    for r in range(nb - nb % 4, nb):
+    for r in range(nb4, nb):
         _prefetch_rows(X, fetch_rows[r:r + 1], l2)
         x = X[rows[r], :]
         for k in range(K):
@@ -228,64 +260,118 @@ def _dloss(eta, labels, targets, sample_weight, family, G, t):
     return total
 
 
-@njit(fastmath=_SUM, **_ROW)
-def _axpy_4x4(g, x0, x1, x2, x3, y0, y1, y2, y3):
-    """yc += sum_q g[q, c] xq for c, q = 0..3: each loaded x feeds four
-    outputs. The factors are read into scalars first: read from an array
-    inside the loop, they would be reloaded on every iteration (the array
-    might alias the y)."""
-    a0, a1, a2, a3 = g[0, 0], g[1, 0], g[2, 0], g[3, 0]
-    b0, b1, b2, b3 = g[0, 1], g[1, 1], g[2, 1], g[3, 1]
-    c0, c1, c2, c3 = g[0, 2], g[1, 2], g[2, 2], g[3, 2]
-    e0, e1, e2, e3 = g[0, 3], g[1, 3], g[2, 3], g[3, 3]
-    for j in range(x0.shape[0]):
-        y0[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j]
-        y1[j] += b0 * x0[j] + b1 * x1[j] + b2 * x2[j] + b3 * x3[j]
-        y2[j] += c0 * x0[j] + c1 * x1[j] + c2 * x2[j] + c3 * x3[j]
-        y3[j] += e0 * x0[j] + e1 * x1[j] + e2 * x2[j] + e3 * x3[j]
+@njit(**_ROW)
+def _bwd_4x4(X, rows, G, grad, j):
+    """grad[c, j:j + 4 lanes] += sum over the rows of G[r, c] X[rows[r], j:...]
+    for the 4 outputs c of G and grad: 16 sums kept in registers across the
+    rows, each loaded vector of x feeding four multiply-adds."""
+    L = L64 if X.itemsize == 8 else L32
+    g0, g1, g2, g3 = grad[0], grad[1], grad[2], grad[3]
+    a00, a01, a02, a03 = vload(g0, j), vload(g0, j + L), vload(g0, j + 2 * L), vload(g0, j + 3 * L)
+    a10, a11, a12, a13 = vload(g1, j), vload(g1, j + L), vload(g1, j + 2 * L), vload(g1, j + 3 * L)
+    a20, a21, a22, a23 = vload(g2, j), vload(g2, j + L), vload(g2, j + 2 * L), vload(g2, j + 3 * L)
+    a30, a31, a32, a33 = vload(g3, j), vload(g3, j + L), vload(g3, j + 2 * L), vload(g3, j + 3 * L)
+    for r in range(rows.shape[0]):
+        x = X[rows[r]]
+        x0, x1, x2, x3 = vload(x, j), vload(x, j + L), vload(x, j + 2 * L), vload(x, j + 3 * L)
+        a = vsplat(G[r, 0])
+        a00, a01, a02, a03 = vfma(a, x0, a00), vfma(a, x1, a01), vfma(a, x2, a02), vfma(a, x3, a03)
+        a = vsplat(G[r, 1])
+        a10, a11, a12, a13 = vfma(a, x0, a10), vfma(a, x1, a11), vfma(a, x2, a12), vfma(a, x3, a13)
+        a = vsplat(G[r, 2])
+        a20, a21, a22, a23 = vfma(a, x0, a20), vfma(a, x1, a21), vfma(a, x2, a22), vfma(a, x3, a23)
+        a = vsplat(G[r, 3])
+        a30, a31, a32, a33 = vfma(a, x0, a30), vfma(a, x1, a31), vfma(a, x2, a32), vfma(a, x3, a33)
+    vstore(g0, j, a00), vstore(g0, j + L, a01), vstore(g0, j + 2 * L, a02), vstore(g0, j + 3 * L, a03)
+    vstore(g1, j, a10), vstore(g1, j + L, a11), vstore(g1, j + 2 * L, a12), vstore(g1, j + 3 * L, a13)
+    vstore(g2, j, a20), vstore(g2, j + L, a21), vstore(g2, j + 2 * L, a22), vstore(g2, j + 3 * L, a23)
+    vstore(g3, j, a30), vstore(g3, j + L, a31), vstore(g3, j + 2 * L, a32), vstore(g3, j + 3 * L, a33)
 
 
-@njit(fastmath=_SUM, **_ROW)
-def _axpy_4x1(a0, a1, a2, a3, x0, x1, x2, x3, y):
-    """y += sum_q aq xq (q = 0..3)."""
-    for j in range(x0.shape[0]):
-        y[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j]
+@njit(**_ROW)
+def _bwd_1x4(X, rows, G, y, j):
+    """y[j:j + 4 lanes] += sum over the rows of G[r] X[rows[r], j:...] (one
+    output: G is its column)."""
+    L = L64 if X.itemsize == 8 else L32
+    a0, a1, a2, a3 = vload(y, j), vload(y, j + L), vload(y, j + 2 * L), vload(y, j + 3 * L)
+    for r in range(rows.shape[0]):
+        x = X[rows[r]]
+        a = vsplat(G[r])
+        a0, a1, a2, a3 = vfma(a, vload(x, j), a0), vfma(a, vload(x, j + L), a1), \
+            vfma(a, vload(x, j + 2 * L), a2), vfma(a, vload(x, j + 3 * L), a3)
+    vstore(y, j, a0), vstore(y, j + L, a1), vstore(y, j + 2 * L, a2), vstore(y, j + 3 * L, a3)
 
 
-@njit(fastmath=_SUM, **_ROW)
-def _axpy(a, x, y):
-    for j in range(x.shape[0]):
-        y[j] += a * x[j]
+@njit(**_ROW)
+def _bwd_1x1(X, rows, G, y, j, first):
+    """y[j + first:j + lanes] += sum over the rows of G[r] X[rows[r], ...]: one
+    vector whose lanes below `first` (columns outside the range) keep y's
+    values."""
+    old = vload(y, j)
+    a = old
+    for r in range(rows.shape[0]):
+        a = vfma(vsplat(G[r]), vload(X[rows[r]], j), a)
+    vstore(y, j, vmerge_from(first, a, old))
+
+
+@njit(**_ROW)
+def _bwd_4x1(X, rows, G, grad, j, first):
+    """_bwd_1x1 for the 4 outputs of G and grad at once."""
+    g0, g1, g2, g3 = grad[0], grad[1], grad[2], grad[3]
+    o0, o1, o2, o3 = vload(g0, j), vload(g1, j), vload(g2, j), vload(g3, j)
+    a0, a1, a2, a3 = o0, o1, o2, o3
+    for r in range(rows.shape[0]):
+        x = vload(X[rows[r]], j)
+        a0, a1 = vfma(vsplat(G[r, 0]), x, a0), vfma(vsplat(G[r, 1]), x, a1)
+        a2, a3 = vfma(vsplat(G[r, 2]), x, a2), vfma(vsplat(G[r, 3]), x, a3)
+    vstore(g0, j, vmerge_from(first, a0, o0)), vstore(g1, j, vmerge_from(first, a1, o1))
+    vstore(g2, j, vmerge_from(first, a2, o2)), vstore(g3, j, vmerge_from(first, a3, o3))
+
+
+@njit(fastmath=_EXACT, **_ROW)
+def _bwd_cols(X, j0, jd, rows, G, grad):
+    """Columns [j0, jd) of grad += G.T @ X[rows]: blocks of four vectors
+    (four outputs at a time, then one), single vectors, then a vector ending
+    at jd, or single columns where the range is shorter than a vector."""
+    L = L64 if X.itemsize == 8 else L32
+    K = grad.shape[0]
+    K4 = K - K % 4
+    j = j0
+    while j + 4 * L <= jd:
+        for k in range(0, K4, 4):
+            _bwd_4x4(X, rows, G[:, k:k + 4], grad[k:k + 4], j)
+        for k in range(K4, K):
+            _bwd_1x4(X, rows, G[:, k], grad[k], j)
+        j += 4 * L
+    while j < jd and jd - j0 >= L:
+        first = 0
+        if j + L > jd:  # the last vector ends at jd
+            first = j + L - jd
+            j = jd - L
+        for k in range(0, K4, 4):
+            _bwd_4x1(X, rows, G[:, k:k + 4], grad[k:k + 4], j, first)
+        for k in range(K4, K):
+            _bwd_1x1(X, rows, G[:, k], grad[k], j, first)
+        j += L
+    for j in range(j, jd):  # a range shorter than a vector
+        for k in range(K):
+            s = grad[k, j]
+            for r in range(rows.shape[0]):
+                s = G[r, k] * X[rows[r], j] + s
+            grad[k, j] = s
 
 
 @njit(**_ROW)
 def _backward(X, j0, j1, rows, G, grad):
     """Columns [j0, j1) of grad += [G.T @ X[rows], the column sums of G]
-    (column d, the intercept's, is the sums: j1 = d + 1 includes it), in
-    blocks of four rows by four outputs. Each element's arithmetic is the
-    same for any column range."""
+    (column d, the intercept's, is the sums: j1 = d + 1 includes it). Each
+    element is one multiply-add per row, in row order, in a vector lane or a
+    scalar alike: the same arithmetic for any column range."""
     d = X.shape[1]
-    jd = min(j1, d)
-    K = grad.shape[0]
-    nb = rows.shape[0]
-    nb4 = nb - nb % 4
-    K4 = K - K % 4
-    for r in range(0, nb4, 4):
-        x0 = X[rows[r], j0:jd]
-        x1 = X[rows[r + 1], j0:jd]
-        x2 = X[rows[r + 2], j0:jd]
-        x3 = X[rows[r + 3], j0:jd]
-        for k in range(0, K4, 4):
-            _axpy_4x4(G[r:r + 4, k:k + 4], x0, x1, x2, x3,
-                      grad[k, j0:jd], grad[k + 1, j0:jd], grad[k + 2, j0:jd], grad[k + 3, j0:jd])
-        for k in range(K4, K):
-            _axpy_4x1(G[r, k], G[r + 1, k], G[r + 2, k], G[r + 3, k], x0, x1, x2, x3, grad[k, j0:jd])
-    for r in range(nb4, nb):
-        for k in range(K):
-            _axpy(G[r, k], X[rows[r], j0:jd], grad[k, j0:jd])
+    _bwd_cols(X, j0, min(j1, d), rows, G, grad)
     if j1 > d:
-        for r in range(nb):
-            for k in range(K):
+        for r in range(rows.shape[0]):
+            for k in range(grad.shape[0]):
                 grad[k, d] += G[r, k]
 
 
