@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #ifdef __linux__
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -28,6 +29,12 @@ extern int fm_threads;
 extern int fm_simd;
 /* See fm_team_barrier. */
 extern int fm_team_disband_sleeps;
+/* The SGD epoch's trial of its team against one thread (see glm_kernels.h,
+ * sgd_epoch): batches per timed window (0: no trial), and how much faster
+ * (percent) one thread must have been for the rest of the epoch to run on
+ * it alone. */
+extern int fm_team_trial_batches;
+extern int fm_team_trial_margin;
 
 /* Work below this many elements runs on the calling thread only: starting a
  * team costs more than it saves. */
@@ -135,6 +142,7 @@ typedef struct {
     atomic_int sleepers;   /* threads asleep now */
     atomic_int slept;      /* sleeps so far */
     atomic_int disband;
+    atomic_llong alone_until;   /* the SGD epoch's trial: see glm_kernels.h */
 } fm_team_sync;
 
 static inline void fm_team_sleep(atomic_int *word, int value)
@@ -187,6 +195,15 @@ static inline long long fm_team_barrier(fm_team_sync *sync, int team, long long 
         break;
     }
     return crossed + 1;
+}
+
+/* A clock for timing intervals, in nanoseconds (C11's, as -std=c11 hides
+ * POSIX's monotonic one; intervals of milliseconds). */
+static inline long long fm_now_ns(void)
+{
+    struct timespec now;
+    timespec_get(&now, TIME_UTC);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
 }
 
 static inline int fm_team_size(int64_t work)

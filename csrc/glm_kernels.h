@@ -728,6 +728,21 @@ static inline void FN(share)(int64_t n, int64_t unit, int tid, int threads, int6
     *hi = tid + 1 == threads ? n : units * (tid + 1) / threads * unit;
 }
 
+/* What thread tid of `threads` does in each batch: the outputs [0, k_own)
+ * in blocks of KB (block q by thread q % threads), and its columns [c0, c1)
+ * of the outputs [k_own, K), shared (see above). One thread takes all K
+ * outputs in one block, so that each row is read once per product: the
+ * products' blocking of the outputs starts at multiples of 4 either way, so
+ * the arithmetic is the same. */
+static inline void FN(team_shares)(int threads, int tid, int64_t K, int64_t cols, int64_t *KB,
+                                   int64_t *k_own, int64_t *c0, int64_t *c1)
+{
+    *KB = threads > 1 ? FM_GLM_K_BLOCK : K;
+    const int64_t full = K / *KB;
+    *k_own = (full - full % threads) * *KB;
+    FN(share)(cols, 8, tid, threads, c0, c1);
+}
+
 static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t *labels,
                              const FM_T *targets, const FM_T *sample_weight, const int64_t *perm,
                              int64_t m, const double *lr, int64_t n_batches, int family,
@@ -766,7 +781,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
     }
     FN(gather_samples)(perm, m, K, labels, targets, sample_weight, labels_p, targets_p, weight_p);
     int64_t done = 0;
-    fm_team_sync sync = {0, 0, 0, 0, 0};
+    fm_team_sync sync = {0, 0, 0, 0, 0, 0};
 #pragma omp parallel num_threads(team)
     {
         /* the team OpenMP actually started, which may be smaller than asked
@@ -779,16 +794,20 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
         const int tid = 0;
         int threads = 1;
 #endif
-        /* Outputs [0, k_own) in blocks of KB, block q done by thread q %
-         * threads; outputs [k_own, K) shared. One thread takes all K outputs
-         * in one block, so that each row is read once per product: the
-         * products' blocking of the outputs starts at multiples of 4 either
-         * way, so the arithmetic is the same. */
-        const int64_t KB = team > 1 ? FM_GLM_K_BLOCK : K;
-        const int64_t full = K / KB;
-        int64_t k_own = (full - full % threads) * KB, shared = K - k_own;
-        int64_t c0, c1;   /* this thread's columns of the shared outputs */
-        FN(share)(cols, 8, tid, threads, &c0, &c1);
+        const int team_size = threads;
+        int64_t KB, k_own, c0, c1;   /* see team_shares */
+        FN(team_shares)(threads, tid, K, cols, &KB, &k_own, &c0, &c1);
+        int64_t shared = K - k_own;
+        /* The trial (thread 0's): a team may be slower than one thread when
+         * the cores exchange lines slowly (2-thread epoch 56 ms against 39
+         * on one thread, when the host placed the two vCPUs far apart). So
+         * thread 0 times batches [T, 2T) done by the team, then does batches
+         * [2T, 3T) alone while the others wait; if that was faster by the
+         * margin, it goes on alone, else the team resumes. */
+        const int64_t trial = fm_team_trial_batches;
+        const int trying = threads > 1 && trial > 0 && n_batches >= 4 * trial;
+        int64_t trial_until = 0;   /* thread 0: the end of its batches alone */
+        long long trial_mark = 0, team_ns = 0;
         FM_T *G = work + 2 * eta_size + tid * private_size, *grad = G + eta_size;
         double *t = t_all + tid * t_size;
         int64_t *fetch = fetch_all + tid * fetch_size;
@@ -816,17 +835,39 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                             (k_own > 0 ? rows : fetch) + r0);  /* fetch: no own block did */
             }
             if (threads > 1) {
+                if (tid == 0 && trying && (b == trial || b == 2 * trial)) {
+                    const long long now = fm_now_ns();
+                    if (b == 2 * trial) {
+                        team_ns = now - trial_mark;
+                        atomic_store(&sync.alone_until, 3 * trial);
+                    }
+                    trial_mark = now;
+                }
                 crossed = fm_team_barrier(&sync, threads, crossed);
-                if (atomic_load(&sync.disband)) {
+                const int disbanded = atomic_load(&sync.disband);
+                const int64_t until = disbanded ? 0 : atomic_load(&sync.alone_until);
+                if (until > b && tid != 0) {
+                    /* the trial's batches alone: wait for thread 0, then
+                     * go on from batch `until`, unless it keeps them all */
+                    crossed = fm_team_barrier(&sync, threads, crossed);
+                    if (atomic_load(&sync.disband))
+                        break;
+                    b = until - 1;
+                    continue;
+                }
+                if (disbanded || until > b) {
                     /* this batch's linear predictors are all done: thread 0
                      * goes on alone from its gradient, with every output
                      * (the same arithmetic, see above) */
                     if (tid != 0)
                         break;
+                    if (until > b) {
+                        trial_until = until;
+                        trial_mark = fm_now_ns();
+                    }
                     threads = 1;
-                    k_own = full * KB;
+                    FN(team_shares)(1, 0, K, cols, &KB, &k_own, &c0, &c1);
                     shared = K - k_own;
-                    FN(share)(cols, 8, 0, 1, &c0, &c1);
                 }
             }
             /* Every thread computes the whole batch's loss and G, with the
@@ -859,6 +900,22 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                 loss[0] += batch_loss;
                 done = b + 1;
             }
+            if (tid == 0 && trial_until == b + 1) {
+                /* the trial's end: alone for good if that was faster */
+                if ((fm_now_ns() - trial_mark) * (100 + fm_team_trial_margin) < team_ns * 100)
+                    atomic_store(&sync.disband, 1);
+                trial_until = 0;
+                crossed = fm_team_barrier(&sync, team_size, crossed);   /* the others go on */
+                if (!atomic_load(&sync.disband)) {
+                    threads = team_size;
+                    FN(team_shares)(threads, 0, K, cols, &KB, &k_own, &c0, &c1);
+                    shared = K - k_own;
+                }
+            }
+        }
+        if (trial_until) {   /* stopped during the trial: release the others */
+            atomic_store(&sync.disband, 1);
+            fm_team_barrier(&sync, team_size, crossed);
         }
     }
     free(work);

@@ -4,6 +4,8 @@
 int fm_threads = 1;
 int fm_simd = 0;
 int fm_team_disband_sleeps = 64;
+int fm_team_trial_batches = 256;
+int fm_team_trial_margin = 10;
 
 /* The best clone this CPU (and OS: gcc's checks include the saved vector
  * state) runs: 2 AVX-512 F/BW/DQ/VL, 1 AVX2+FMA, 0 baseline. */
@@ -46,6 +48,14 @@ int fm_set_team_disband_sleeps(int sleeps)
 {
     const int before = fm_team_disband_sleeps;
     fm_team_disband_sleeps = sleeps < 0 ? 0 : sleeps;
+    return before;
+}
+
+int fm_set_team_trial(int batches, int margin_percent)
+{
+    const int before = fm_team_trial_batches;
+    fm_team_trial_batches = batches < 0 ? 0 : batches;
+    fm_team_trial_margin = margin_percent;
     return before;
 }
 

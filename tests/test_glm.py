@@ -3,6 +3,7 @@ reference (fastmle/reference/glm.py), the reference against independent
 formulas (fastmle's own losses, scipy) and finite differences, and
 hypothesis properties."""
 
+import importlib
 import warnings
 
 import numpy as np
@@ -316,6 +317,42 @@ def test_threaded_sgd_epoch_is_deterministic_and_matches_reference(rng, family, 
     finally:
         fastmle.set_num_threads(previous)
     assert fastmle._dispatch.max_threads() > 1, "only one thread here: the threaded path was not run"
+
+
+@pytest.mark.parametrize("outcome", ["team resumes", "thread 0 keeps on", "stopped in the trial"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_team_trial_keeps_the_trajectory(rng, outcome, dtype):
+    # The epoch's trial of its team against one thread (csrc sgd_epoch,
+    # _numba glm._epoch_part), in windows of 3 batches: the team does
+    # batches 3-5, thread 0 alone 6-8 while the others wait, then the team
+    # resumes (a margin no time wins) or thread 0 keeps the rest (margin
+    # -100%: any time wins). A row of huge values in batch 7 stops the
+    # epoch there or in the next batch, inside the trial: the waiting
+    # threads must be released. Every case gives one thread's bits.
+    X, labels, targets, w, params = problem("multinomial", 3003, 100, 10, dtype, rng, weighted=True, scale=0.1)
+    perm = rng.permutation(3003)
+    if outcome == "stopped in the trial":
+        X[perm[7 * 32 + 5]] = np.finfo(dtype).max
+    lr = np.full(94, 0.02)
+    margin = -100 if outcome == "thread 0 keeps on" else 10**6
+    previous = fastmle.get_num_threads()
+    for backend in fastmle.available_backends()[:-1]:  # the compiled ones
+        set_trial = (fastmle._c.lib.fm_set_team_trial if backend == "c"
+                     else importlib.import_module("fastmle._numba.team").set_team_trial)
+        try:
+            fastmle.set_num_threads(1)
+            want = run_epoch(backend, X, labels, targets, w, params, perm, lr, "multinomial", 32, "everything")
+            fastmle.set_num_threads(fastmle._dispatch.max_threads())
+            window = set_trial(3, margin)
+            got = run_epoch(backend, X, labels, targets, w, params, perm, lr, "multinomial", 32, "everything")
+        finally:
+            set_trial(window, 10)
+            fastmle.set_num_threads(previous)
+        assert got[0] == want[0], backend
+        assert 6 <= want[0] < 9 if outcome == "stopped in the trial" else want[0] == 94
+        for a, b in zip(want[1:], got[1:]):
+            np.testing.assert_array_equal(a, b, err_msg=backend)
+    assert fastmle._dispatch.max_threads() > 1, "only one thread here: the team was not run"
 
 
 @pytest.mark.parametrize("K, option", [(10, "everything"), (5, "plain"), (11, "no-intercept")])

@@ -15,7 +15,8 @@ from numba import get_num_threads, njit, prange
 
 from .simd import lanes, vfma, vload, vmerge_from, vsplat, vstore, vsum, vsum4, vzero_below
 from .special import _ENTRY, _EXACT, _ROW, _SUM, _prefetch, _prefetch_l2, _same, _sigs
-from .team import _DISBAND_SLEEPS, ALONE, SYNC_SIZE, TOGETHER, _team_barrier, _team_disbanded, _team_start
+from .team import (_ALONE_UNTIL, _DISBAND, _DISBAND_SLEEPS, _TEAM_TRIAL, ALONE, SYNC_SIZE, TOGETHER, _atomic_load,
+                   _compare_and_set, _monotonic_ns, _team_barrier, _team_disbanded, _team_start)
 from .vexp import vexp
 
 MULTINOMIAL, BINOMIAL, GAUSSIAN, POISSON = range(4)  # reference.glm.FAMILIES
@@ -619,9 +620,23 @@ def _share(n, unit, tid, threads):
 
 
 @njit(**_SEQ)
+def _team_shares(threads, tid, K, cols):
+    """What thread tid of `threads` does in each batch: (KB, k_own, c0, c1),
+    the outputs [0, k_own) in blocks of KB (block q by thread q % threads),
+    and its columns [c0, c1) of the outputs [k_own, K), shared (see above).
+    One thread takes all K outputs in one block, so that each row is read
+    once per product: the products' blocking of the outputs starts at
+    multiples of 4 either way, so the arithmetic is the same."""
+    KB = K_BLOCK if threads > 1 else K
+    full = K // KB
+    c0, c1 = _share(cols, 8, tid, threads)
+    return KB, (full - full % threads) * KB, c0, c1
+
+
+@njit(**_SEQ)
 def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1, momentum,
                 nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, eta2, G, t,
-                grad, fetch, KB, tid, threads, sync, disband_sleeps):
+                grad, fetch, tid, threads, sync, disband_sleeps, trial, trial_margin):
     """The epoch's batches as thread tid of `threads` runs them: the forward
     product (requesting the next batch's rows), gradient and update of the
     output blocks q = tid, tid + threads, ... of KB outputs each, and its
@@ -629,15 +644,24 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
     whole batch's loss gradient G from the shared linear predictors eta2 (two
     batches' worth: one thread may start the next forward product while
     another still reads this one), with the same arithmetic, so all agree on
-    stopping. Returns the batches done."""
+    stopping. Returns the batches done.
+
+    The trial, as csrc's (a team may be slower than one thread when its
+    cores exchange lines slowly): thread 0 times batches [T, 2T) done by the
+    team (T = trial), then does batches [2T, 3T) alone while the others
+    wait, and goes on alone if that was faster by trial_margin percent."""
     m = perm.shape[0]
+    n_batches = lr.shape[0]
     K, ld = params.shape
     cols = ld if fit_intercept else ld - 1  # the columns an update moves
-    full = K // KB
-    k_own = (full - full % threads) * KB
-    c0, c1 = _share(cols, 8, tid, threads)  # this thread's columns of the shared outputs
+    team = threads
+    KB, k_own, c0, c1 = _team_shares(threads, tid, K, cols)
+    trying = threads > 1 and 0 < trial and 4 * trial <= n_batches
+    trial_until = 0  # thread 0: the end of its batches alone
+    trial_mark = team_ns = 0
     generation = 0
-    for b in range(lr.shape[0]):
+    b = 0
+    while b < n_batches:
         i0 = b * batch_size
         i1 = min(i0 + batch_size, m)
         nb = i1 - i0
@@ -655,21 +679,39 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
             _forward(X, rows[r0:r1], params[k_own:], eta[r0:r1, k_own:],
                      rows[r0:r1] if k_own > 0 else fetch[r0:r1])  # fetch: no own block did
         if threads > 1:
+            if tid == 0 and trying and (b == trial or b == 2 * trial):
+                now = _monotonic_ns()
+                if b == 2 * trial:
+                    team_ns = now - trial_mark
+                    _compare_and_set(sync, _ALONE_UNTIL, 0, 3 * trial)
+                trial_mark = now
             generation = _team_barrier(sync, threads, generation, disband_sleeps)
-            if _team_disbanded(sync):
+            disbanded = _team_disbanded(sync)
+            until = 0 if disbanded else _atomic_load(sync, _ALONE_UNTIL)
+            if until > b and tid != 0:
+                # the trial's batches alone: wait for thread 0, then go on
+                # from batch `until`, unless it keeps them all
+                generation = _team_barrier(sync, threads, generation, disband_sleeps)
+                if _team_disbanded(sync):
+                    return b
+                b = until
+                continue
+            if disbanded or until > b:
                 # this batch's linear predictors are all done: thread 0 goes
                 # on alone from its gradient, with every output (the same
                 # arithmetic, see above)
                 if tid != 0:
                     return b
+                if until > b:
+                    trial_until = until
+                    trial_mark = _monotonic_ns()
                 threads = 1
-                k_own = full * KB
-                c0, c1 = _share(cols, 8, 0, 1)
+                KB, k_own, c0, c1 = _team_shares(threads, tid, K, cols)
         batch_loss = _dloss(eta, labels_p[i0:i1] if labels_p.shape[0] else labels_p,
                             targets_p[i0:i1] if targets_p.shape[0] else targets_p,
                             weight_p[i0:i1] if weight_p.shape[0] else weight_p, family, G[:nb], t)
         if not np.isfinite(batch_loss) or not _all_finite(G[:nb]):
-            return b
+            break
         step = step0 + b
         avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
         for k0 in range(tid * KB, k_own, threads * KB):
@@ -687,13 +729,26 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                     velocity[k_own:], avg[k_own:], avg_weight)
         if tid == 0:
             loss[0] += batch_loss
-    return lr.shape[0]
+        b += 1
+        if tid == 0 and trial_until == b:
+            # the trial's end: alone for good if that was faster
+            if (_monotonic_ns() - trial_mark) * (100 + trial_margin) < team_ns * 100:
+                _compare_and_set(sync, _DISBAND, 0, 1)
+            trial_until = 0
+            generation = _team_barrier(sync, team, generation, disband_sleeps)  # the others go on
+            if not _team_disbanded(sync):
+                threads = team
+                KB, k_own, c0, c1 = _team_shares(threads, tid, K, cols)
+    if trial_until:  # stopped during the trial: release the others
+        _compare_and_set(sync, _DISBAND, 0, 1)
+        _team_barrier(sync, team, generation, disband_sleeps)
+    return b
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1, momentum,
                 nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, team, disband_sleeps,
-                outcome):
+                trial, trial_margin, outcome):
     """The epoch on `team` threads (see _epoch_part). If the threading layer
     does not run them at once (fewer threads granted, or one running the
     iterations in turn), thread 0 does all blocks alone (see _team_start);
@@ -718,7 +773,7 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                                     l1, momentum, nesterov, fit_intercept, params, velocity, avg,
                                     avg_start, step0, loss, eta2, G[tid, :rows * K].reshape((rows, K)),
                                     t[tid], grad[tid, :K * ld].reshape((K, ld)), fetch[tid],
-                                    np.int64(K_BLOCK), tid, threads, sync, disband_sleeps)
+                                    tid, threads, sync, disband_sleeps, trial, trial_margin)
             if tid == 0:
                 outcome[0] = decision
     return done[0]
@@ -744,20 +799,20 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
         _FAILED_TEAMS[threads] = wait - 1
     done = _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
                       nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
-                      1 if wait else threads, _DISBAND_SLEEPS["n"], outcome)
+                      1 if wait else threads, _DISBAND_SLEEPS["n"], _TEAM_TRIAL["batches"],
+                      _TEAM_TRIAL["margin"], outcome)
     if outcome[0] == ALONE:
         _FAILED_TEAMS[threads] = _RETRY_AFTER
     return done
 
 
-@njit(_sigs(_EPOCH_SIG[:-1] + ", int64, int64, int64[::1])"), **_SEQ)
+@njit(_sigs(_EPOCH_SIG[:-1] + ", int64, int64, int64, int64, int64[::1])"), **_SEQ)
 def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, max_threads,
-               disband_sleeps, outcome):
+               disband_sleeps, trial, trial_margin, outcome):
     """sgd_epoch on up to max_threads threads (outcome[0]: see _epoch_team;
-    0 on one thread; disband_sleeps: see team._team_barrier). One thread takes all K outputs in one block, so that
-    each row is read once per product: the blocking of the products starts
-    at multiples of 4 either way, so the arithmetic is the same."""
+    0 on one thread; disband_sleeps: see team._team_barrier; trial,
+    trial_margin: see _epoch_part)."""
     K = params.shape[0]
     max_blocks = (K + K_BLOCK - 1) // K_BLOCK
     team = 1
@@ -767,13 +822,13 @@ def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, 
     if team > 1:
         return _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
                            momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0,
-                           loss, team, disband_sleeps, outcome)
+                           loss, team, disband_sleeps, trial, trial_margin, outcome)
     rows = min(batch_size, perm.shape[0])
     return _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
                        momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
                        np.empty((2, rows, K), params.dtype), np.empty((rows, K), params.dtype),
                        np.empty(loss_scratch_size(K)), np.empty_like(params), np.empty(rows, np.int64),
-                       np.int64(K), np.int64(0), np.int64(1), np.zeros(0, np.int64), disband_sleeps)
+                       np.int64(0), np.int64(1), np.zeros(0, np.int64), disband_sleeps, trial, trial_margin)
 
 
 _EPOCH_CSR_SIG = ("int64({T}[::1], int32[::1], int64[::1], int64, int64[::1], {T}[:, ::1], {T}[::1], "

@@ -15,9 +15,10 @@ from numba.extending import intrinsic
 
 # int64 slots between the counters in a sync array: one cache line each
 SYNC_STRIDE = 8
-_BARRIER_COUNT, _BARRIER_GENERATION, _START_ARRIVED, _START_DECISION, _SLEPT, _DISBAND = (
-    i * SYNC_STRIDE for i in range(6))
-SYNC_SIZE = 6 * SYNC_STRIDE  # the length of a team's sync array (zeroed)
+# (_ALONE_UNTIL: the SGD epoch's trial, see glm._epoch_part)
+_BARRIER_COUNT, _BARRIER_GENERATION, _START_ARRIVED, _START_DECISION, _SLEPT, _DISBAND, _ALONE_UNTIL = (
+    i * SYNC_STRIDE for i in range(7))
+SYNC_SIZE = 7 * SYNC_STRIDE  # the length of a team's sync array (zeroed)
 _UNDECIDED, TOGETHER, ALONE = 0, 1, 2
 # How long a thread waits at the start for the rest of its team before
 # thread 0 runs everything alone: far beyond waking a thread pool (tens of
@@ -200,4 +201,19 @@ def set_team_disband_sleeps(sleeps):
     value (as csrc's fm_set_team_disband_sleeps; tests force 0)."""
     before = _DISBAND_SLEEPS["n"]
     _DISBAND_SLEEPS["n"] = max(int(sleeps), 0)
+    return before
+
+
+# The SGD epoch's trial of its team against its first thread alone (see
+# glm._epoch_part): batches per timed window (0: none), and the margin in
+# percent by which one thread must win.
+_TEAM_TRIAL = {"batches": 256, "margin": 10}
+
+
+def set_team_trial(batches, margin_percent):
+    """Set the trial's window and margin; returns the previous window (as
+    csrc's fm_set_team_trial; tests force either outcome)."""
+    before = _TEAM_TRIAL["batches"]
+    _TEAM_TRIAL["batches"] = max(int(batches), 0)
+    _TEAM_TRIAL["margin"] = int(margin_percent)
     return before
