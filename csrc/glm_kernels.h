@@ -268,12 +268,15 @@ static inline int FN(all_finite)(const FM_T *g, int64_t n)
 /* dloss for the multinomial family, in groups of FM_GLM_LOSS_ROWS rows: a
  * group's exponentials exp(e - max e) run as one flat loop of rows x K
  * terms, where one loop per row would leave a scalar remainder in every row
- * (two terms of ten, computed one at a time). */
+ * (two terms of ten, computed one at a time). Unweighted, the group's log
+ * sum exp terms take one log of the product of its sums (each in [1, K]:
+ * no overflow below K = 2^64), where a log per row took 8 ns of about 30. */
 static double FN(dloss_multinomial)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *labels,
                                     const FM_T *sample_weight, FM_T *G, double *t)
 {
     double total = 0, max[FM_GLM_LOSS_ROWS];
     for (int64_t r0 = 0; r0 < nb; r0 += FM_GLM_LOSS_ROWS) {
+        double product = 1;   /* of the unweighted rows' sums */
         const int64_t rows = r0 + FM_GLM_LOSS_ROWS < nb ? FM_GLM_LOSS_ROWS : nb - r0;
         for (int64_t r = 0; r < rows; r++) {  /* NaN is skipped by the max, caught by the sum */
             const FM_T *e = eta + (r0 + r) * K;
@@ -296,12 +299,19 @@ static double FN(dloss_multinomial)(const FM_T *eta, int64_t nb, int64_t K, cons
             for (int64_t k = 0; k < K; k++)
                 s += tr[k];
             const int64_t y = labels[r0 + r];
-            total += w * (max[r] + log(s) - (double)e[y]);
+            if (sample_weight)
+                total += w * (max[r] + log(s) - (double)e[y]);
+            else {
+                total += max[r] - (double)e[y];
+                product *= s;
+            }
             const double ws = w / s;
             for (int64_t k = 0; k < K; k++)
                 g[k] = (FM_T)(ws * tr[k]);
             g[y] = (FM_T)((double)g[y] - w);
         }
+        if (!sample_weight)
+            total += log(product);
     }
     return total;
 }

@@ -199,12 +199,16 @@ def _dloss_multinomial(eta, labels, sample_weight, G, t):
     """_dloss for the multinomial family, in groups of LOSS_ROWS rows: a
     group's exponentials exp(e - max e) run as one flat loop of rows x K
     terms, where one loop per row would leave a scalar remainder in every
-    row."""
+    row. Unweighted, the group's log sum exp terms take one log of the
+    product of its sums (each in [1, K]), where a log per row took 8 ns of
+    about 30."""
     K = eta.shape[1]
     total = 0.0
     m = t[LOSS_ROWS * K:]
+    weighted = sample_weight.shape[0] > 0
     for r0 in range(0, eta.shape[0], LOSS_ROWS):
         rows = min(LOSS_ROWS, eta.shape[0] - r0)
+        product = 1.0  # of the unweighted rows' sums
         for r in range(rows):  # NaN is skipped by the max, caught by the sum
             e = eta[r0 + r]
             m[r] = np.float64(e[0])
@@ -214,17 +218,23 @@ def _dloss_multinomial(eta, labels, sample_weight, G, t):
                 t[r * K + k] = np.float64(e[k]) - m[r]
         _exp_all(t[:rows * K])
         for r in range(rows):
-            w = np.float64(sample_weight[r0 + r]) if sample_weight.shape[0] else 1.0
+            w = np.float64(sample_weight[r0 + r]) if weighted else 1.0
             e = eta[r0 + r]
             s = 0.0
             for k in range(K):
                 s += t[r * K + k]
             y = labels[r0 + r]
-            total += w * (m[r] + np.log(s) - np.float64(e[y]))
+            if weighted:
+                total += w * (m[r] + np.log(s) - np.float64(e[y]))
+            else:
+                total += m[r] - np.float64(e[y])
+                product *= s
             ws = w / s
             for k in range(K):
                 G[r0 + r, k] = ws * t[r * K + k]
             G[r0 + r, y] -= w
+        if not weighted:
+            total += np.log(product)
     return total
 
 
