@@ -142,7 +142,11 @@ typedef struct {
     atomic_int sleepers;   /* threads asleep now */
     atomic_int slept;      /* sleeps so far */
     atomic_int disband;
-    atomic_llong alone_until;   /* the SGD epoch's trial: see glm_kernels.h */
+    /* the SGD epoch's trial (see glm_kernels.h): the end of thread 0's
+     * batches alone, and whether it keeps the rest (set outside a barrier,
+     * so read only after the next one, unlike disband) */
+    atomic_llong alone_until;
+    atomic_int alone_for_good;
 } fm_team_sync;
 
 static inline void fm_team_sleep(atomic_int *word, int value)

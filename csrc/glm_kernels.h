@@ -791,7 +791,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
     }
     FN(gather_samples)(perm, m, K, labels, targets, sample_weight, labels_p, targets_p, weight_p);
     int64_t done = 0;
-    fm_team_sync sync = {0, 0, 0, 0, 0, 0};
+    fm_team_sync sync = {0, 0, 0, 0, 0, 0, 0};
 #pragma omp parallel num_threads(team)
     {
         /* the team OpenMP actually started, which may be smaller than asked
@@ -860,7 +860,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                     /* the trial's batches alone: wait for thread 0, then
                      * go on from batch `until`, unless it keeps them all */
                     crossed = fm_team_barrier(&sync, threads, crossed);
-                    if (atomic_load(&sync.disband))
+                    if (atomic_load(&sync.alone_for_good) || atomic_load(&sync.disband))
                         break;
                     b = until - 1;
                     continue;
@@ -913,10 +913,10 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             if (tid == 0 && trial_until == b + 1) {
                 /* the trial's end: alone for good if that was faster */
                 if ((fm_now_ns() - trial_mark) * (100 + fm_team_trial_margin) < team_ns * 100)
-                    atomic_store(&sync.disband, 1);
+                    atomic_store(&sync.alone_for_good, 1);
                 trial_until = 0;
                 crossed = fm_team_barrier(&sync, team_size, crossed);   /* the others go on */
-                if (!atomic_load(&sync.disband)) {
+                if (!atomic_load(&sync.alone_for_good) && !atomic_load(&sync.disband)) {
                     threads = team_size;
                     FN(team_shares)(threads, 0, K, cols, &KB, &k_own, &c0, &c1);
                     shared = K - k_own;
@@ -924,7 +924,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             }
         }
         if (trial_until) {   /* stopped during the trial: release the others */
-            atomic_store(&sync.disband, 1);
+            atomic_store(&sync.alone_for_good, 1);
             fm_team_barrier(&sync, team_size, crossed);
         }
     }

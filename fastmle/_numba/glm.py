@@ -15,7 +15,7 @@ from numba import get_num_threads, njit, prange
 
 from .simd import lanes, vfma, vload, vmerge_from, vsplat, vstore, vsum, vsum4, vzero_below
 from .special import _ENTRY, _EXACT, _ROW, _SUM, _prefetch, _prefetch_l2, _same, _sigs
-from .team import (_ALONE_UNTIL, _DISBAND, _DISBAND_SLEEPS, _TEAM_TRIAL, ALONE, SYNC_SIZE, TOGETHER, _atomic_load,
+from .team import (_ALONE_FOR_GOOD, _ALONE_UNTIL, _DISBAND_SLEEPS, _TEAM_TRIAL, ALONE, SYNC_SIZE, TOGETHER, _atomic_load,
                    _compare_and_set, _monotonic_ns, _team_barrier, _team_disbanded, _team_start)
 from .vexp import vexp
 
@@ -702,7 +702,7 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                 # the trial's batches alone: wait for thread 0, then go on
                 # from batch `until`, unless it keeps them all
                 generation = _team_barrier(sync, threads, generation, disband_sleeps)
-                if _team_disbanded(sync):
+                if _atomic_load(sync, _ALONE_FOR_GOOD) or _team_disbanded(sync):
                     return b
                 b = until
                 continue
@@ -743,14 +743,14 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
         if tid == 0 and trial_until == b:
             # the trial's end: alone for good if that was faster
             if (_monotonic_ns() - trial_mark) * (100 + trial_margin) < team_ns * 100:
-                _compare_and_set(sync, _DISBAND, 0, 1)
+                _compare_and_set(sync, _ALONE_FOR_GOOD, 0, 1)
             trial_until = 0
             generation = _team_barrier(sync, team, generation, disband_sleeps)  # the others go on
-            if not _team_disbanded(sync):
+            if not _atomic_load(sync, _ALONE_FOR_GOOD) and not _team_disbanded(sync):
                 threads = team
                 KB, k_own, c0, c1 = _team_shares(threads, tid, K, cols)
     if trial_until:  # stopped during the trial: release the others
-        _compare_and_set(sync, _DISBAND, 0, 1)
+        _compare_and_set(sync, _ALONE_FOR_GOOD, 0, 1)
         _team_barrier(sync, team, generation, disband_sleeps)
     return b
 
