@@ -142,10 +142,9 @@ typedef struct {
     atomic_int sleepers;   /* threads asleep now */
     atomic_int slept;      /* sleeps so far */
     atomic_int disband;
-    /* the SGD epoch's trial (see glm_kernels.h): the end of thread 0's
-     * batches alone, and whether it keeps the rest (set outside a barrier,
-     * so read only after the next one, unlike disband) */
-    atomic_llong alone_until;
+    /* the SGD epoch's trial (see glm_kernels.h): whether thread 0 keeps
+     * the rest of the epoch (set outside a barrier, so read only after the
+     * next one, unlike disband) */
     atomic_int alone_for_good;
 } fm_team_sync;
 
@@ -201,12 +200,17 @@ static inline long long fm_team_barrier(fm_team_sync *sync, int team, long long 
     return crossed + 1;
 }
 
-/* A clock for timing intervals, in nanoseconds (C11's, as -std=c11 hides
- * POSIX's monotonic one; intervals of milliseconds). */
+/* A clock for timing intervals, in nanoseconds: Linux's monotonic clock
+ * through the system call (-std=c11 hides clock_gettime; called a few times
+ * per epoch), elsewhere C11's wall clock. */
 static inline long long fm_now_ns(void)
 {
     struct timespec now;
+#ifdef __linux__
+    syscall(SYS_clock_gettime, 1 /* CLOCK_MONOTONIC */, &now);
+#else
     timespec_get(&now, TIME_UTC);
+#endif
     return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
 }
 

@@ -791,7 +791,8 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
     }
     FN(gather_samples)(perm, m, K, labels, targets, sample_weight, labels_p, targets_p, weight_p);
     int64_t done = 0;
-    fm_team_sync sync = {0, 0, 0, 0, 0, 0, 0};
+    fm_team_sync sync = {0, 0, 0, 0, 0, 0};
+    const int64_t trial = fm_team_trial_batches;   /* read once: the same for every thread */
 #pragma omp parallel num_threads(team)
     {
         /* the team OpenMP actually started, which may be smaller than asked
@@ -814,7 +815,6 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
          * thread 0 times batches [T, 2T) done by the team, then does batches
          * [2T, 3T) alone while the others wait; if that was faster by the
          * margin, it goes on alone, else the team resumes. */
-        const int64_t trial = fm_team_trial_batches;
         const int trying = threads > 1 && trial > 0 && n_batches >= 4 * trial;
         int64_t trial_until = 0;   /* thread 0: the end of its batches alone */
         long long trial_mark = 0, team_ns = 0;
@@ -838,7 +838,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             if (shared) {
                 /* a range of rows: a row's sums do not depend on its block */
                 int64_t r0, r1;
-                FN(share)(nb, 4, tid, threads, &r0, &r1);   /* fours: Numba's sums depend on the block */
+                FN(share)(nb, 4, tid, threads, &r0, &r1);   /* fours: as the row blocks */
                 if (b > 0 && threads > 1)   /* the previous batch's updates of the shared outputs are done */
                     crossed = fm_team_barrier(&sync, threads, crossed);
                 FN(forward)(X, d, rows + r0, r1 - r0, params + k_own * ld, shared, eta + r0 * K + k_own, K,
@@ -847,32 +847,32 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             if (threads > 1) {
                 if (tid == 0 && trying && (b == trial || b == 2 * trial)) {
                     const long long now = fm_now_ns();
-                    if (b == 2 * trial) {
+                    if (b == 2 * trial)
                         team_ns = now - trial_mark;
-                        atomic_store(&sync.alone_until, 3 * trial);
-                    }
                     trial_mark = now;
                 }
                 crossed = fm_team_barrier(&sync, threads, crossed);
+                /* every thread reads disband after the same crossing (only
+                 * barriers set it) and knows b and the trial's batches */
                 const int disbanded = atomic_load(&sync.disband);
-                const int64_t until = disbanded ? 0 : atomic_load(&sync.alone_until);
-                if (until > b && tid != 0) {
-                    /* the trial's batches alone: wait for thread 0, then
-                     * go on from batch `until`, unless it keeps them all */
+                const int trial_alone = trying && b == 2 * trial && !disbanded;
+                if (trial_alone && tid != 0) {
+                    /* the trial's batches alone: wait for thread 0, then go
+                     * on from batch 3T, unless it keeps them all */
                     crossed = fm_team_barrier(&sync, threads, crossed);
                     if (atomic_load(&sync.alone_for_good) || atomic_load(&sync.disband))
                         break;
-                    b = until - 1;
+                    b = 3 * trial - 1;
                     continue;
                 }
-                if (disbanded || until > b) {
+                if (disbanded || trial_alone) {
                     /* this batch's linear predictors are all done: thread 0
                      * goes on alone from its gradient, with every output
                      * (the same arithmetic, see above) */
                     if (tid != 0)
                         break;
-                    if (until > b) {
-                        trial_until = until;
+                    if (trial_alone) {
+                        trial_until = 3 * trial;
                         trial_mark = fm_now_ns();
                     }
                     threads = 1;

@@ -65,6 +65,19 @@ def test_fma_masks_and_stores(dtype, first):
     assert (out[:, L] == 7).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_loads_and_stores_at_an_offset(dtype):
+    @njit
+    def copy_at(a, out, i):
+        vstore(out, i, vload(a, i))
+
+    L = lanes(np.dtype(dtype).itemsize)
+    a = np.arange(3 * L, dtype=dtype)
+    out = np.zeros_like(a)
+    copy_at(a, out, 3)
+    np.testing.assert_array_equal(out, np.where((np.arange(3 * L) >= 3) & (np.arange(3 * L) < 3 + L), a, 0))
+
+
 def test_loads_refuse_strided_arrays():
     @njit
     def load_sum(a):

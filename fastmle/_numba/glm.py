@@ -15,7 +15,7 @@ from numba import get_num_threads, njit, prange
 
 from .simd import lanes, vfma, vload, vmerge_from, vsplat, vstore, vsum, vsum4, vzero_below
 from .special import _ENTRY, _EXACT, _ROW, _SUM, _prefetch, _prefetch_l2, _same, _sigs
-from .team import (_ALONE_FOR_GOOD, _ALONE_UNTIL, _DISBAND_SLEEPS, _TEAM_TRIAL, ALONE, SYNC_SIZE, TOGETHER, _atomic_load,
+from .team import (_ALONE_FOR_GOOD, _DISBAND_SLEEPS, _TEAM_TRIAL, ALONE, SYNC_SIZE, TOGETHER, _atomic_load,
                    _compare_and_set, _monotonic_ns, _team_barrier, _team_disbanded, _team_start)
 from .vexp import vexp
 
@@ -693,27 +693,28 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                 now = _monotonic_ns()
                 if b == 2 * trial:
                     team_ns = now - trial_mark
-                    _compare_and_set(sync, _ALONE_UNTIL, 0, 3 * trial)
                 trial_mark = now
             generation = _team_barrier(sync, threads, generation, disband_sleeps)
+            # every thread reads the disband flag after the same crossing
+            # (only barriers set it) and knows b and the trial's batches
             disbanded = _team_disbanded(sync)
-            until = 0 if disbanded else _atomic_load(sync, _ALONE_UNTIL)
-            if until > b and tid != 0:
+            trial_alone = trying and b == 2 * trial and not disbanded
+            if trial_alone and tid != 0:
                 # the trial's batches alone: wait for thread 0, then go on
-                # from batch `until`, unless it keeps them all
+                # from batch 3T, unless it keeps them all
                 generation = _team_barrier(sync, threads, generation, disband_sleeps)
                 if _atomic_load(sync, _ALONE_FOR_GOOD) or _team_disbanded(sync):
                     return b
-                b = until
+                b = 3 * trial
                 continue
-            if disbanded or until > b:
+            if disbanded or trial_alone:
                 # this batch's linear predictors are all done: thread 0 goes
                 # on alone from its gradient, with every output (the same
                 # arithmetic, see above)
                 if tid != 0:
                     return b
-                if until > b:
-                    trial_until = until
+                if trial_alone:
+                    trial_until = 3 * trial
                     trial_mark = _monotonic_ns()
                 threads = 1
                 KB, k_own, c0, c1 = _team_shares(threads, tid, K, cols)

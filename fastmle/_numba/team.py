@@ -15,11 +15,11 @@ from numba.extending import intrinsic
 
 # int64 slots between the counters in a sync array: one cache line each
 SYNC_STRIDE = 8
-# (_ALONE_UNTIL, _ALONE_FOR_GOOD: the SGD epoch's trial, see glm._epoch_part;
-# the second is set outside a barrier, so read only after the next one)
-(_BARRIER_COUNT, _BARRIER_GENERATION, _START_ARRIVED, _START_DECISION, _SLEPT, _DISBAND, _ALONE_UNTIL,
- _ALONE_FOR_GOOD) = (i * SYNC_STRIDE for i in range(8))
-SYNC_SIZE = 8 * SYNC_STRIDE  # the length of a team's sync array (zeroed)
+# (_ALONE_FOR_GOOD: the SGD epoch's trial, see glm._epoch_part; set outside
+# a barrier, so read only after the next one, unlike _DISBAND)
+_BARRIER_COUNT, _BARRIER_GENERATION, _START_ARRIVED, _START_DECISION, _SLEPT, _DISBAND, _ALONE_FOR_GOOD = (
+    i * SYNC_STRIDE for i in range(7))
+SYNC_SIZE = 7 * SYNC_STRIDE  # the length of a team's sync array (zeroed)
 _UNDECIDED, TOGETHER, ALONE = 0, 1, 2
 # How long a thread waits at the start for the rest of its team before
 # thread 0 runs everything alone: far beyond waking a thread pool (tens of
