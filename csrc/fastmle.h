@@ -28,7 +28,8 @@ int fm_set_simd_level(int level);   /* clamps to what the CPU supports; returns 
 int fm_set_team_disband_sleeps(int sleeps);
 /* The SGD epoch's trial of its team against its first thread alone:
  * batches per timed window (default 256, 0: none) and the margin (percent,
- * default 10) by which one thread must win; returns the previous batches. */
+ * default 10, kept in [-100, 1000000]) by which one thread must win;
+ * returns the previous batches. */
 int fm_set_team_trial(int batches, int margin_percent);
 const char *fm_simd_name(void);
 /* cblas_dsyrk and cblas_ssyrk of the BLAS numpy uses, found by

@@ -270,7 +270,7 @@ static inline int FN(all_finite)(const FM_T *g, int64_t n)
  * terms, where one loop per row would leave a scalar remainder in every row
  * (two terms of ten, computed one at a time). Unweighted, the group's log
  * sum exp terms take one log of the product of its sums (each in [1, K]:
- * no overflow below K = 2^64), where a log per row took 8 ns of about 30. */
+ * no overflow below K = 2^64), where a log per row cost 8 ns (perf). */
 static double FN(dloss_multinomial)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *labels,
                                     const FM_T *sample_weight, FM_T *G, double *t)
 {
@@ -740,16 +740,17 @@ static inline void FN(share)(int64_t n, int64_t unit, int tid, int threads, int6
 
 /* What thread tid of `threads` does in each batch: the outputs [0, k_own)
  * in blocks of KB (block q by thread q % threads), and its columns [c0, c1)
- * of the outputs [k_own, K), shared (see above). One thread takes all K
+ * of the `shared` outputs [k_own, K) (see above). One thread takes all K
  * outputs in one block, so that each row is read once per product: the
  * products' blocking of the outputs starts at multiples of 4 either way, so
  * the arithmetic is the same. */
 static inline void FN(team_shares)(int threads, int tid, int64_t K, int64_t cols, int64_t *KB,
-                                   int64_t *k_own, int64_t *c0, int64_t *c1)
+                                   int64_t *k_own, int64_t *shared, int64_t *c0, int64_t *c1)
 {
     *KB = threads > 1 ? FM_GLM_K_BLOCK : K;
     const int64_t full = K / *KB;
     *k_own = (full - full % threads) * *KB;
+    *shared = K - *k_own;
     FN(share)(cols, 8, tid, threads, c0, c1);
 }
 
@@ -806,9 +807,8 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
         int threads = 1;
 #endif
         const int team_size = threads;
-        int64_t KB, k_own, c0, c1;   /* see team_shares */
-        FN(team_shares)(threads, tid, K, cols, &KB, &k_own, &c0, &c1);
-        int64_t shared = K - k_own;
+        int64_t KB, k_own, shared, c0, c1;   /* see team_shares */
+        FN(team_shares)(threads, tid, K, cols, &KB, &k_own, &shared, &c0, &c1);
         /* The trial (thread 0's): a team may be slower than one thread when
          * the cores exchange lines slowly (2-thread epoch 56 ms against 39
          * on one thread, when the host placed the two vCPUs far apart). So
@@ -876,8 +876,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                         trial_mark = fm_now_ns();
                     }
                     threads = 1;
-                    FN(team_shares)(1, 0, K, cols, &KB, &k_own, &c0, &c1);
-                    shared = K - k_own;
+                    FN(team_shares)(1, 0, K, cols, &KB, &k_own, &shared, &c0, &c1);
                 }
             }
             /* Every thread computes the whole batch's loss and G, with the
@@ -918,8 +917,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                 crossed = fm_team_barrier(&sync, team_size, crossed);   /* the others go on */
                 if (!atomic_load(&sync.alone_for_good) && !atomic_load(&sync.disband)) {
                     threads = team_size;
-                    FN(team_shares)(threads, 0, K, cols, &KB, &k_own, &c0, &c1);
-                    shared = K - k_own;
+                    FN(team_shares)(threads, 0, K, cols, &KB, &k_own, &shared, &c0, &c1);
                 }
             }
         }

@@ -55,7 +55,9 @@ int fm_set_team_trial(int batches, int margin_percent)
 {
     const int before = fm_team_trial_batches;
     fm_team_trial_batches = batches < 0 ? 0 : batches;
-    fm_team_trial_margin = margin_percent;
+    /* below -100 every time wins, as at -100; the bound keeps the
+     * trial's products of nanoseconds and percent within long long */
+    fm_team_trial_margin = margin_percent < -100 ? -100 : margin_percent > 1000000 ? 1000000 : margin_percent;
     return before;
 }
 

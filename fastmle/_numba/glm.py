@@ -41,8 +41,6 @@ _SEQ = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 # the whole vectors, then a last vector ending at d whose lanes already
 # summed are zeroed, then vsum's tree; a gradient element is one multiply-add
 # per row, in row order.
-L64 = lanes(8)   # float64 lanes per vector
-L32 = lanes(4)   # float32 lanes
 
 
 @njit(inline="always", **_ROW)
@@ -59,7 +57,7 @@ def _vector_from(j, d, L):
 def _dot_4x4(x0, x1, x2, x3, w0, w1, w2, w3):
     """The 16 dot products of rows x0..x3 with w0..w3 (length d >= lanes),
     in the element type: each loaded vector feeds four multiply-adds."""
-    L = L64 if x0.itemsize == 8 else L32
+    L = lanes(x0.itemsize)
     d = x0.shape[0]
     a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = vsplat(x0.dtype.type(0))
     a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = a00
@@ -86,7 +84,7 @@ def _dot_4x4(x0, x1, x2, x3, w0, w1, w2, w3):
 @njit(**_ROW)
 def _dot_4x1(x0, x1, x2, x3, w):
     """The 4 dot products of rows x0..x3 with w, as _dot_4x4."""
-    L = L64 if x0.itemsize == 8 else L32
+    L = lanes(x0.itemsize)
     d = x0.shape[0]
     a0 = a1 = a2 = a3 = vsplat(x0.dtype.type(0))
     j = 0
@@ -105,7 +103,7 @@ def _dot_4x1(x0, x1, x2, x3, w):
 def _dot(x, w):
     """x . w as _dot_4x4 computes it; rows shorter than a vector: one
     multiply-add per element, in order."""
-    L = L64 if x.itemsize == 8 else L32
+    L = lanes(x.itemsize)
     d = x.shape[0]
     if d < L:
         s = x.dtype.type(0)
@@ -134,7 +132,7 @@ def _forward(X, rows, params, eta, fetch_rows):
     nb = rows.shape[0]
     K4 = K - K % 4
     l2 = not _same(fetch_rows, rows)  # another batch's rows
-    nb4 = nb - nb % 4 if d >= (L64 if X.itemsize == 8 else L32) else 0
+    nb4 = nb - nb % 4 if d >= lanes(X.itemsize) else 0
     for r in range(0, nb4, 4):
         _prefetch_rows(X, fetch_rows[r:r + 4], l2)
         x0 = X[rows[r], :]
@@ -200,8 +198,7 @@ def _dloss_multinomial(eta, labels, sample_weight, G, t):
     group's exponentials exp(e - max e) run as one flat loop of rows x K
     terms, where one loop per row would leave a scalar remainder in every
     row. Unweighted, the group's log sum exp terms take one log of the
-    product of its sums (each in [1, K]), where a log per row took 8 ns of
-    about 30."""
+    product of its sums (each in [1, K]), where a log per row cost 8 ns."""
     K = eta.shape[1]
     total = 0.0
     m = t[LOSS_ROWS * K:]
@@ -276,7 +273,7 @@ def _bwd_4x4(X, rows, G, grad, j):
     """grad[c, j:j + 4 lanes] += sum over the rows of G[r, c] X[rows[r], j:...]
     for the 4 outputs c of G and grad: 16 sums kept in registers across the
     rows, each loaded vector of x feeding four multiply-adds."""
-    L = L64 if X.itemsize == 8 else L32
+    L = lanes(X.itemsize)
     g0, g1, g2, g3 = grad[0], grad[1], grad[2], grad[3]
     a00, a01, a02, a03 = vload(g0, j), vload(g0, j + L), vload(g0, j + 2 * L), vload(g0, j + 3 * L)
     a10, a11, a12, a13 = vload(g1, j), vload(g1, j + L), vload(g1, j + 2 * L), vload(g1, j + 3 * L)
@@ -303,7 +300,7 @@ def _bwd_4x4(X, rows, G, grad, j):
 def _bwd_1x4(X, rows, G, y, j):
     """y[j:j + 4 lanes] += sum over the rows of G[r] X[rows[r], j:...] (one
     output: G is its column)."""
-    L = L64 if X.itemsize == 8 else L32
+    L = lanes(X.itemsize)
     a0, a1, a2, a3 = vload(y, j), vload(y, j + L), vload(y, j + 2 * L), vload(y, j + 3 * L)
     for r in range(rows.shape[0]):
         x = X[rows[r]]
@@ -344,7 +341,7 @@ def _bwd_cols(X, j0, jd, rows, G, grad):
     """Columns [j0, jd) of grad += G.T @ X[rows]: blocks of four vectors
     (four outputs at a time, then one), single vectors, then a vector ending
     at jd, or single columns where the range is shorter than a vector."""
-    L = L64 if X.itemsize == 8 else L32
+    L = lanes(X.itemsize)
     K = grad.shape[0]
     K4 = K - K % 4
     j = j0

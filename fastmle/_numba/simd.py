@@ -13,7 +13,7 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic, models, register_jitable, register_model
 
 
 def _vector_bytes():
@@ -43,6 +43,7 @@ class _VectorModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.lanes))
 
 
+@register_jitable
 def lanes(itemsize):
     """Elements of `itemsize` bytes per Vector (call from Python or Numba)."""
     return VECTOR_BYTES // itemsize
@@ -52,19 +53,22 @@ def _vector_of(dtype):
     return Vector(dtype, VECTOR_BYTES // (dtype.bitwidth // 8))
 
 
-def _lane_indices(n):
-    return ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(n)))
+def _indices(values):
+    """A constant vector of 32-bit integers (lane numbers, shuffle masks)."""
+    return ir.Constant(ir.VectorType(ir.IntType(32), len(values)), list(values))
+
+
+def _splat(builder, value, n):
+    """A vector of n lanes, each `value`."""
+    undefined = ir.Constant(ir.VectorType(value.type, n), ir.Undefined)
+    return builder.shuffle_vector(builder.insert_element(undefined, value, ir.IntType(32)(0)), undefined,
+                                  _indices([0] * n))
 
 
 def _from_lane(builder, vt, first):
     """The mask of lanes >= first (a run-time integer)."""
     first = builder.trunc(first, ir.IntType(32)) if first.type.width > 32 else first
-    splat = builder.shuffle_vector(
-        builder.insert_element(ir.Constant(ir.VectorType(ir.IntType(32), vt.lanes), ir.Undefined), first,
-                               ir.IntType(32)(0)),
-        ir.Constant(ir.VectorType(ir.IntType(32), vt.lanes), ir.Undefined),
-        ir.Constant(ir.VectorType(ir.IntType(32), vt.lanes), [0] * vt.lanes))
-    return builder.icmp_signed(">=", _lane_indices(vt.lanes), splat)
+    return builder.icmp_signed(">=", _indices(range(vt.lanes)), _splat(builder, first, vt.lanes))
 
 
 def _contiguous_1d(a):
@@ -107,10 +111,7 @@ def vsplat(typingctx, s):
     vt = _vector_of(s)
 
     def codegen(context, builder, sig, args):
-        ty = context.get_value_type(vt)
-        v = builder.insert_element(ir.Constant(ty, ir.Undefined), args[0], ir.IntType(32)(0))
-        return builder.shuffle_vector(v, ir.Constant(ty, ir.Undefined),
-                                      ir.Constant(ir.VectorType(ir.IntType(32), vt.lanes), [0] * vt.lanes))
+        return _splat(builder, args[0], vt.lanes)
     return vt(s), codegen
 
 
@@ -154,8 +155,7 @@ def vsum(typingctx, v):
         half = vt.lanes // 2
         while half:
             upper = [i + half if i < half else i for i in range(vt.lanes)]
-            v = builder.fadd(v, builder.shuffle_vector(
-                v, v, ir.Constant(ir.VectorType(ir.IntType(32), vt.lanes), upper)))
+            v = builder.fadd(v, builder.shuffle_vector(v, v, _indices(upper)))
             half //= 2
         return builder.extract_element(v, ir.IntType(32)(0))
     return v.dtype(v), codegen
@@ -169,8 +169,7 @@ def _halve_segments(builder, x, y, lanes, size):
         if y is not None:
             index += [lanes + i for i in index]
         index += [0] * (lanes - len(index))
-        return builder.shuffle_vector(x, x if y is None else y,
-                                      ir.Constant(ir.VectorType(ir.IntType(32), lanes), index))
+        return builder.shuffle_vector(x, x if y is None else y, _indices(index))
     return builder.fadd(pick(0), pick(size // 2))
 
 

@@ -215,6 +215,6 @@ def set_team_trial(batches, margin_percent):
     """Set the trial's window and margin; returns the previous window (as
     csrc's fm_set_team_trial; tests force either outcome)."""
     before = _TEAM_TRIAL["batches"]
-    _TEAM_TRIAL["batches"] = max(int(batches), 0)
-    _TEAM_TRIAL["margin"] = int(margin_percent)
+    _TEAM_TRIAL["batches"] = min(max(int(batches), 0), 2**31 - 1)  # C's int
+    _TEAM_TRIAL["margin"] = min(max(int(margin_percent), -100), 1_000_000)  # as C's
     return before
