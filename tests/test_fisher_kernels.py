@@ -37,7 +37,7 @@ DIAG_PS = (1, 2, 17, 255, 256, 257, 513)  # 256-column blocks of the diagonal
 COEFS = ((1.0, 0.0), (0.5, 1.0), (2.0, -0.5), (-1.5, 0.25))  # (alpha, beta)
 # (n, d, K) for the exact-Fisher kernels; d = 0 is the intercept-only model
 GLM_SHAPES = [(0, 3, 2), (1, 1, 1), (2, 3, 3), (3, 4, 2), (17, 5, 4), (128, 2, 3), (129, 6, 3),
-              (257, 0, 2), (300, 9, 5), (300, 19, 2), (1025, 4, 3)]  # Numba: 1024-row blocks
+              (257, 0, 2), (300, 9, 5), (300, 19, 2), (1025, 4, 3)]  # blocks of 256 rows, 4 lanes
 
 
 def kernels(name):

@@ -5,7 +5,8 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from fastmle._numba.simd import lanes, vfma, vload, vmerge_from, vsplat, vstore, vsum, vsum4, vzero_below
+from fastmle._numba.simd import (lanes, vadd, vfma, vload, vmerge_from, vmul, vsplat, vstore, vsum, vsum4,
+                                 vzero_below)
 
 DTYPES = [np.float64, np.float32]
 
@@ -63,6 +64,27 @@ def test_fma_masks_and_stores(dtype, first):
     np.testing.assert_array_equal(out[1, :L], np.where(np.arange(L) >= first, out[0, :L], 0))
     np.testing.assert_array_equal(out[2, :L], np.where(np.arange(L) >= first, out[0, :L], -2))
     assert (out[:, L] == 7).all()
+
+
+@njit
+def _mul_then_add(x, y, z, out):
+    vstore(out, 0, vadd(vmul(vload(x, 0), vload(y, 0)), vload(z, 0)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multiply_then_add_rounds_twice(dtype):
+    # vmul's product is rounded before vadd adds it (csrc's fisher_tile
+    # scales B's row by w first): (1 + eps)(1 - eps) = 1 - eps^2 rounds to
+    # 1, so adding -1 gives 0, where a fused multiply-add gives -eps^2
+    L = lanes(np.dtype(dtype).itemsize)
+    eps = np.finfo(dtype).eps
+    x = np.full(L, 1 + eps, dtype)
+    y = np.full(L, 1 - eps, dtype)
+    z = np.full(L, -1, dtype)
+    out = np.empty(L, dtype)
+    _mul_then_add(x, y, z, out)
+    np.testing.assert_array_equal(out, (x * y) + z)   # numpy rounds the product first
+    assert (out == 0).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

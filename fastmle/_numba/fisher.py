@@ -4,22 +4,28 @@ with a vector).
 
 Mirrors fastmle/reference/fisher.py (the specification: layouts, parameter
 order, the covariance M_i of each family) and csrc/fisher_kernels.h. The
-matrix-sized sums are symmetric rank-k updates (syrk) that go to the BLAS
+accumulator's sums are symmetric rank-k updates (syrk) that go to the BLAS
 numpy uses (see blas.py and fastmle/_blas.py), or the kernels' own loops
-without one; glm_fisher differs from C's in how it sums (see there). The public functions at
-the bottom read the BLAS mode and call the compiled entry points; their
-arguments are the reference's.
+without one; the exact Fisher (glm_fisher) is summed in register tiles as C
+sums it. The entry points take the reference's arguments (fisher_accumulate,
+at the bottom, first reads the BLAS mode).
 """
 import numpy as np
 from numba import njit, prange
 
 from . import blas as _cblas
 from .glm import BINOMIAL, GAUSSIAN, MULTINOMIAL
+from .simd import lanes, vadd, vfma, vload, vmul, vsplat, vstore
 from .special import _ENTRY, _ROW, _SUM, _sigs
 from .vexp import vexp
 
 SYRK_ROWS = 256  # rows of sqrt(w)-scaled scores per syrk call (as csrc/fisher.c)
-FISHER_ROWS = 1024  # rows per block of the exact Fisher's syrks
+# The exact Fisher's blocking (csrc/fisher.c): rows per block, partial sums
+# (at most, and at most FISHER_LANE_BUDGET doubles in all), register tile.
+FISHER_ROWS = 256
+FISHER_LANES = 4
+FISHER_LANE_BUDGET = 1 << 25
+TILE_J, TILE_L = 4, 8
 
 
 # ---- symmetric rank-k update ----
@@ -135,58 +141,139 @@ def _row_terms(X, i, params, family, ref, sample_weight, xt, eta, v):
     return np.float64(sample_weight[i]) if sample_weight.shape[0] else 1.0
 
 
-_FISHER_SIG = "void({T}[:, ::1], {T}[:, ::1], int64, {T}[::1], int64, int64, float64[:, ::1], int64)"
+@njit(inline="always", **_ROW)
+def _tri(a, b, n):
+    """Index of the pair (a, b), a <= b, in the row-major upper triangle of n x n."""
+    return a * n - a * (a - 1) // 2 + (b - a)
+
+
+@njit(inline="always", **_ROW)
+def _fisher_tile(A, B, w, nb, Dp, j0, l0, G):
+    """G (Dp x Dp, flat; one output pair's block) += sum_r w[r] A[r] B[r]^T
+    for the 4 x 8 tile at (j0, l0), from packed panels of the rows' xt: A
+    (flat nb x 4: xt_r[j0:j0+4]) and B (flat nb x 8: xt_r[l0:l0+8]), and the
+    pair's covariance terms w (nb). The 32 sums stay in vector registers
+    (four of 8 doubles with AVX-512, eight of 4 with AVX2) while the rows
+    stream by; each element is csrc's fisher_tile arithmetic: B's row times
+    w[r] rounded, then one fused multiply-add per row, in row order."""
+    if lanes(8) == 8:
+        c0 = c1 = c2 = c3 = vsplat(0.0)
+        for r in range(nb):
+            b = vmul(vload(B, 8 * r), vsplat(w[r]))
+            c0 = vfma(vsplat(A[4 * r]), b, c0)
+            c1 = vfma(vsplat(A[4 * r + 1]), b, c1)
+            c2 = vfma(vsplat(A[4 * r + 2]), b, c2)
+            c3 = vfma(vsplat(A[4 * r + 3]), b, c3)
+        for jj, c in enumerate((c0, c1, c2, c3)):
+            at = (j0 + jj) * Dp + l0
+            vstore(G, at, vadd(vload(G, at), c))
+    else:
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = vsplat(0.0)
+        for r in range(nb):
+            s = vsplat(w[r])
+            b0 = vmul(vload(B, 8 * r), s)
+            b1 = vmul(vload(B, 8 * r + 4), s)
+            a = vsplat(A[4 * r])
+            c00, c01 = vfma(a, b0, c00), vfma(a, b1, c01)
+            a = vsplat(A[4 * r + 1])
+            c10, c11 = vfma(a, b0, c10), vfma(a, b1, c11)
+            a = vsplat(A[4 * r + 2])
+            c20, c21 = vfma(a, b0, c20), vfma(a, b1, c21)
+            a = vsplat(A[4 * r + 3])
+            c30, c31 = vfma(a, b0, c30), vfma(a, b1, c31)
+        for jj, (c, e) in enumerate(((c00, c01), (c10, c11), (c20, c21), (c30, c31))):
+            at = (j0 + jj) * Dp + l0
+            vstore(G, at, vadd(vload(G, at), c))
+            vstore(G, at + 4, vadd(vload(G, at + 4), e))
+
+
+_FISHER_SIG = "void({T}[:, ::1], {T}[:, ::1], int64, {T}[::1], int64, int64, float64[:, ::1])"
 
 
 @njit(_sigs(_FISHER_SIG), fastmath=_SUM, **_ENTRY)
-def _glm_fisher(X, params, family, sample_weight, fit_intercept, ref, out, blas):
-    """Upper triangle of out = the exact Fisher, as BLAS syrks: per block of
-    FISHER_ROWS rows, one syrk of sqrt(w_i v_ia) xt_i into diagonal block a
-    for each output a, and for multinomial minus one syrk of S_i = sqrt(w_i)
-    v_i kron xt_i into the whole matrix: the numpy formulation's sums, in
-    blocks (memory O(rows x P)). The C backend sums the same terms with its
-    own register-tiled loops over output pairs (half the multiply-adds);
-    written in Numba, those loops ran 3-7x slower than C's (LLVM did not keep
-    the 4 x 8 tile in vector registers), slower than this BLAS route. The
-    blocks are built on this thread; the syrks run on the BLAS's threads
-    (idle OpenMP and OpenBLAS threads spinning on each other's cores made
-    a threaded build 4x slower: 1.7 s against 0.39 s)."""
+def glm_fisher(X, params, family, sample_weight, fit_intercept, ref, out):
+    """Upper triangle of out (P x P, P = K' D) = the exact Fisher information
+    sum_i w_i M_i kron xt_i xt_i^T, as csrc's glm_fisher sums it: block (a,
+    b) is X~^T diag(w M[:, a, b]) X~, so only the pairs a <= b of outputs
+    (the diagonal ones when M_i is diagonal) are summed, each over its upper
+    triangle, in 4 x 8 register tiles (_fisher_tile) from panels packed per
+    block of FISHER_ROWS rows: half the multiply-adds of S^T S with S_i = p_i
+    kron x_i (the numpy formulation, which this backend handed to the BLAS
+    until the explicit vectors of simd.py let Numba keep a tile in
+    registers). Row blocks go round-robin to FISHER_LANES partial sums, each
+    summed by one thread and merged in lane order: the result does not depend
+    on the thread count."""
     n, d = X.shape
     K = params.shape[0]
     D = d + (1 if fit_intercept else 0)
     Kp, ref = _kept_outputs(K, family, ref)
-    P = Kp * D
-    full = family == MULTINOMIAL  # the other families' M_i is diagonal
     R = FISHER_ROWS
-    XT = np.empty((R, D))
-    V = np.empty((R, Kp))
-    U = np.empty((R, D))
-    S = np.empty((R if full else 0, P))
-    eta = np.empty(K)
-    v = np.empty(Kp)
-    for a in range(P):
-        for b in range(a, P):
-            out[a, b] = 0.0
-    for r0 in range(0, n, R):
-        nb = min(R, n - r0)
-        for i in range(nb):
-            wi = _row_terms(X, r0 + i, params, family, ref, sample_weight, XT[i], eta, v)
-            for a in range(Kp):
-                V[i, a] = wi * v[a]
-            if full:
-                sw = np.sqrt(wi)
-                for a in range(Kp):
-                    c = sw * v[a]
-                    for j in range(D):
-                        S[i, a * D + j] = c * XT[i, j]
-        for a in range(Kp):
+    Dp = (D + TILE_L - 1) // TILE_L * TILE_L
+    full = family == MULTINOMIAL  # the other families' M_i is diagonal
+    npairs = Kp * (Kp + 1) // 2 if full else Kp
+    ntiles = 0  # the tiles on or above the diagonal: (j0, l0) with l0 + TILE_L > j0
+    for j0 in range(0, Dp, TILE_J):
+        ntiles += (Dp - j0 // TILE_L * TILE_L) // TILE_L
+    tiles = np.empty((ntiles, 2), np.int64)
+    t = 0
+    for j0 in range(0, Dp, TILE_J):
+        for l0 in range(j0 // TILE_L * TILE_L, Dp, TILE_L):
+            tiles[t, 0], tiles[t, 1] = j0, l0
+            t += 1
+    blocks = (n + R - 1) // R
+    gsize = npairs * Dp * Dp
+    lanes_ = min(blocks, FISHER_LANES)
+    while lanes_ > 1 and lanes_ * gsize > FISHER_LANE_BUDGET:
+        lanes_ -= 1
+    lanes_ = max(lanes_, 1)
+    njb, nlb = Dp // TILE_J, Dp // TILE_L
+    G = np.zeros((lanes_, npairs, Dp * Dp))
+    for lane in prange(lanes_):
+        # this lane's packed panels of one row block: A[jb][r] = xt_r[4 jb :
+        # 4 jb + 4], B[lb][r] = xt_r[8 lb : 8 lb + 8], and the covariance
+        # terms Wt[q][r] of each pair q; xt is zero-padded to Dp
+        Ap = np.empty(njb * R * TILE_J)
+        Bp = np.empty(nlb * R * TILE_L)
+        Wt = np.empty((max(npairs, 1), R))
+        xt = np.zeros(Dp)
+        eta = np.empty(K)
+        v = np.empty(Kp)
+        for blk in range(lane, blocks, lanes_):
+            r0 = blk * R
+            nb = min(R, n - r0)
             for i in range(nb):
-                c = np.sqrt(V[i, a])
-                for j in range(D):
-                    U[i, j] = c * XT[i, j]
-            _syrk(U[:nb], 1.0, 1.0, out[a * D:(a + 1) * D, a * D:(a + 1) * D], blas)
-        if full:
-            _syrk(S[:nb], -1.0, 1.0, out, blas)
+                wi = _row_terms(X, r0 + i, params, family, ref, sample_weight, xt[:D], eta, v)
+                if full:
+                    q = 0
+                    for a in range(Kp):
+                        for b in range(a, Kp):
+                            Wt[q, i] = wi * ((v[a] if a == b else 0.0) - v[a] * v[b])
+                            q += 1
+                else:
+                    for a in range(Kp):
+                        Wt[a, i] = wi * v[a]
+                for jb in range(njb):
+                    for jj in range(TILE_J):
+                        Ap[(jb * R + i) * TILE_J + jj] = xt[jb * TILE_J + jj]
+                for lb in range(nlb):
+                    for ll in range(TILE_L):
+                        Bp[(lb * R + i) * TILE_L + ll] = xt[lb * TILE_L + ll]
+            for q in range(npairs):
+                for t in range(ntiles):
+                    j0, l0 = tiles[t, 0], tiles[t, 1]
+                    a0 = j0 // TILE_J * R * TILE_J
+                    b0 = l0 // TILE_L * R * TILE_L
+                    _fisher_tile(Ap[a0:a0 + nb * TILE_J], Bp[b0:b0 + nb * TILE_L], Wt[q], nb, Dp, j0, l0,
+                                 G[lane, q])
+    for lane in range(1, lanes_):  # lane order
+        G[0] += G[lane]
+    for a in range(Kp):
+        for b in range(a, Kp):
+            zero = not full and a != b
+            g = G[0, _tri(a, b, Kp) if full else a]
+            for j in range(D):
+                for l in range(j if a == b else 0, D):
+                    out[a * D + j, b * D + l] = 0.0 if zero else g[j * Dp + l if j <= l else l * Dp + j]
 
 
 @njit(inline="always", **_ROW)
@@ -255,10 +342,3 @@ def glm_fisher_vp(X, params, family, sample_weight, fit_intercept, ref, v, out):
 def fisher_accumulate(scores, sample_weight, alpha, beta, acc):
     """Upper triangle of acc <- beta acc + alpha S^T diag(w) S."""
     _fisher_accumulate(scores, sample_weight, alpha, beta, acc, _cblas.mode(*scores.shape))
-
-
-def glm_fisher(X, params, family, sample_weight, fit_intercept, ref, out):
-    """Upper triangle of out (P, P) = the exact Fisher information."""
-    _glm_fisher(X, params, family, sample_weight, fit_intercept, ref, out,
-                _cblas.mode(FISHER_ROWS, out.shape[0]))
-

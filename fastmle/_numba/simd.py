@@ -126,6 +126,25 @@ def vfma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+def _lanewise(build, doc):
+    """An intrinsic f(a, b) of two Vectors of one type: build(builder, a, b)."""
+    @intrinsic
+    def op(typingctx, a, b):
+        if not (a == b and isinstance(a, Vector)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return build(builder, *args)
+        return a(a, b), codegen
+    op.__doc__ = doc
+    return op
+
+
+vmul = _lanewise(lambda builder, a, b: builder.fmul(a, b),
+                 "a * b, lane by lane, rounded (never fused into a later addition).")
+vadd = _lanewise(lambda builder, a, b: builder.fadd(a, b), "a + b, lane by lane.")
+
+
 @intrinsic
 def vzero_below(typingctx, v, first):
     """v with its lanes below `first` set to zero (a tail vector ending at
