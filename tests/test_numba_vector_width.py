@@ -40,10 +40,13 @@ def test_explicit_vector_kernels_at_32_bytes(tmp_path):
                NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     # the setting took: simd.py sizes its vectors from the features Numba compiles for
     probe = "from fastmle._numba import simd; print(simd.VECTOR_BYTES)"
-    width = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    width = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True,
+                           cwd=tmp_path)
     assert width.stdout.strip() == "32", width.stdout + width.stderr
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
                           *[os.path.join(HERE, t) for t in TESTS]],
-                         env=env, capture_output=True, text=True, cwd=os.path.dirname(HERE))
+                         env=env, capture_output=True, text=True, cwd=tmp_path)  # not the source tree:
+    # `python -m` puts the working directory first on sys.path, and the
+    # sources there lack the installed package's compiled C extension
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1], run.stdout[-2000:]
