@@ -103,9 +103,10 @@ class _SGDMixin:
         if partial:  # one epoch, continuing the schedule; no stopping rule
             options.update(max_epochs=1, tol=None, validation_fraction=None,
                            schedule_epochs=self.max_epochs)
+        # check_input=False: scikit-learn's validation has scanned X for NaN / inf
         result = sgd_fit(X, y_encoded, self._kernel_family(), sample_weight=sample_weight,
                          random_state=self._epoch_seed(previous), warm_start=previous,
-                         **extra, **options)
+                         check_input=False, **extra, **options)
         self._fit_result = result
         # epochs of this call (the result counts those of the fits it continues too)
         self.n_iter_ = result.n_epochs - (previous.n_epochs if previous is not None else 0)

@@ -79,14 +79,16 @@ def _as_csr(X, name):
     return CSRMatrix(data, indices, indptr, A.shape), copied
 
 
-def as_design_matrix(X, name="X"):
+def as_design_matrix(X, name="X", check_values=True):
     """X as the kernels take it: a C-contiguous 2-D float32/float64 array,
     or a :class:`CSRMatrix` for scipy.sparse input.
 
     float32 and float64 keep their precision; anything else (ints, bools) is
     converted to float64. A Fortran-ordered or strided X is copied once into
     C order; sparse X is converted to CSR (int64 column indices to int32).
-    Returns (X, copied)."""
+    NaN or infinity is a ValueError, unless check_values is False (the
+    caller has scanned a dense X already; sparse X's values are always
+    scanned). Returns (X, copied)."""
     if hasattr(X, "tocsr") and hasattr(X, "nnz"):
         return _as_csr(X, name)
     arr = real_array(X, name)
@@ -97,7 +99,8 @@ def as_design_matrix(X, name="X"):
     # float32 and float64 in either byte order keep their precision
     dtype = arr.dtype.newbyteorder("=") if arr.dtype.newbyteorder("=") in (np.float32, np.float64) else np.float64
     out = native_array(arr, dtype)
-    check_finite(out, name)
+    if check_values:
+        check_finite(out, name)
     return out, not np.shares_memory(out, arr)
 
 
@@ -168,6 +171,10 @@ def label_indices(y, classes, name):
     """int64 indices of the labels y in the sorted array classes; a label
     not among them (or not comparable with them, str against int) is a
     ValueError naming it and `name` (what the classes are called)."""
+    K = len(classes)
+    if (y.dtype.kind in "iu" and classes.dtype.kind in "iu" and K and classes[0] == 0
+            and classes[-1] == K - 1 and y.size and 0 <= y.min() and y.max() < K):
+        return y.astype(np.int64)   # classes 0..K-1 (sorted, distinct): the labels are the indices
     try:
         index = np.searchsorted(classes, y)
         bad = (index >= len(classes)) | (classes[np.minimum(index, len(classes) - 1)] != y)

@@ -16,8 +16,8 @@ from typing import Any, List, Optional
 import numpy as np
 
 from . import _dispatch
-from .glm import (CSRMatrix, as_design_matrix, as_sample_weight, encode_response, family_code,
-                  run_kernel, total_weight, unpack_params)
+from .glm import (CSRMatrix, as_design_matrix, as_sample_weight, check_finite, encode_response,
+                  family_code, run_kernel, total_weight, unpack_params)
 
 SCHEDULES = ("constant", "invscaling", "cosine", "adaptive")
 # Curvature bound of each family's per-sample loss in eta (the largest
@@ -174,7 +174,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
             power_t=0.5, momentum=0.0, nesterov=False, alpha=0.0, l1_ratio=0.0, fit_intercept=True,
             sample_weight=None, class_weight=None, average=False, tol=1e-4, n_iter_no_change=5,
             validation_fraction=None, random_state=None, callback=None, progress=False,
-            warm_start=None, classes=None, schedule_epochs=None, backend=None):
+            warm_start=None, classes=None, schedule_epochs=None, check_input=True, backend=None):
     """Fit a GLM by minibatch SGD on its negative log-likelihood.
 
     Parameters
@@ -232,6 +232,13 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     classes : multinomial labels, when y may not show them all.
     schedule_epochs : the run's length in epochs for the cosine schedule
         (default max_epochs); warm starts continue the first fit's cosine.
+    check_input : scan a dense X for NaN and infinity before training (the
+        default). False skips that pass over X (5 ms of a 41 ms epoch on
+        200,000 x 100), for callers that have scanned it already, as the
+        estimators do after scikit-learn's validation; scikit-learn's own
+        estimators have the same switch. A non-finite X is then found only
+        when training stops on it, and reported as a ValueError about X.
+        Every other check still runs.
     backend : "c", "numba", "numpy" or None (see fastmle.set_backend).
 
     Returns
@@ -258,7 +265,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                    nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction,
                    schedule_epochs)
     code = family_code(family)
-    X, copied = as_design_matrix(X)
+    X, copied = as_design_matrix(X, check_values=check_input)
     n, d = X.shape
     if warm_start is not None and classes is None:
         classes = warm_start.classes
@@ -321,6 +328,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
             state.step += done
             finite = np.isfinite(state.params).all()
             if done < n_batches or not finite:
+                if not check_input and not isinstance(X, CSRMatrix):  # the scan skipped above: was it X?
+                    check_finite(X)
                 if not finite:  # an update overflowed: the epoch's start
                     state.params, state.avg = last_finite
                 result = _result(state, history, val_history, False, eta0, family, classes, copied,

@@ -14,7 +14,7 @@ from hypothesis import given, strategies as st
 
 import fastmle
 from fastmle import _dispatch
-from fastmle.glm import as_design_matrix
+from fastmle.glm import as_design_matrix, label_indices
 from fastmle.reference import glm as ref
 from fastmle.reference.glm import FAMILIES
 
@@ -207,6 +207,25 @@ EPOCH_OPTIONS = {  # name -> (l2, l1, momentum, nesterov, fit_intercept, averagi
     "averaged": (0.0, 0.0, 0.0, False, True, True),
     "everything": (0.01, 0.01, 0.5, True, False, True),
 }
+
+
+def test_label_indices_of_classes_0_to_K_minus_1_take_the_short_path(rng):
+    # labels 0..K-1 are their own indices (no search); the answer is the
+    # searched one's, for every integer dtype, and any label outside the
+    # classes still raises naming it
+    for dtype in (np.int64, np.int32, np.uint8, np.int8):
+        y = rng.integers(0, 5, 300).astype(dtype)
+        classes = np.arange(5, dtype=dtype)
+        got = label_indices(y, classes, "classes_")
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.searchsorted(classes, y))
+        np.testing.assert_array_equal(label_indices(y, classes.astype(np.float64), "classes_"), y)
+    for y, classes, label in [(np.array([0, 5, 1]), np.arange(5), 5), (np.array([0, -1]), np.arange(5), -1),
+                              (np.array([2, 1]), np.array([0, 2, 3]), 1)]:
+        with pytest.raises(ValueError, match=f"label {label} not among classes_"):
+            label_indices(y, classes, "classes_")
+    np.testing.assert_array_equal(label_indices(np.array([3, 0, 3]), np.array([0, 3, 9]), "c"), [1, 0, 1])
+    assert label_indices(np.array([], np.int64), np.arange(3), "c").shape == (0,)
 
 
 def run_epoch(backend, X, labels, targets, w, params, perm, lr, family, batch_size, option, step0=0):

@@ -498,8 +498,9 @@ def test_nan_or_inf_in_X_leaves_a_warm_start_unchanged(backend, dtype, value):
     np.testing.assert_array_equal(again.coef, want.coef)
 
 
-@pytest.mark.parametrize("eta0", [0.05, None])
-def test_nan_or_inf_in_X_is_refused_before_any_kernel_runs(backend, eta0, monkeypatch):
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """The names of the kernels sgd_fit runs, in order, as the test goes."""
     ran = []
     real = fastmle.sgd.run_kernel
 
@@ -507,13 +508,42 @@ def test_nan_or_inf_in_X_is_refused_before_any_kernel_runs(backend, eta0, monkey
         ran.append(name)
         return real(kern, name, *args)
     monkeypatch.setattr(fastmle.sgd, "run_kernel", spy)
+    return ran
+
+
+@pytest.mark.parametrize("eta0", [0.05, None])
+def test_nan_or_inf_in_X_is_refused_before_any_kernel_runs(backend, eta0, kernel_calls):
     X, y = data("gaussian", n=50)
     for value in BAD_VALUES:
         bad = X.copy()
         bad[20, 3] = value
         with pytest.raises(ValueError, match="X contains NaN or infinity"):
             fastmle.sgd_fit(bad, y, "gaussian", eta0=eta0, backend=backend)
-    assert ran == []
+    assert kernel_calls == []
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy's, on NaN X
+@pytest.mark.parametrize("family", FAMILIES)
+def test_check_input_false_skips_the_scan_of_X_but_still_names_it(backend, family, kernel_calls):
+    # check_input=False (the estimators, after scikit-learn's validation):
+    # the same fit on finite X; on X with NaN or inf the kernel runs (no
+    # scan first) and the fit still ends with the ValueError about X,
+    # whichever row holds it (the first or last of the epoch, a middle one)
+    X, y = data(family, n=50)
+    options = dict(eta0=0.05, max_epochs=2, tol=None, batch_size=7, random_state=0, backend=backend)
+    want = fastmle.sgd_fit(X, y, family, **options)
+    got = fastmle.sgd_fit(X, y, family, check_input=False, **options)
+    np.testing.assert_array_equal(got.coef, want.coef)
+    np.testing.assert_array_equal(got.intercept, want.intercept)
+    _, order = first_epoch_rows(50, 0, None)
+    for row in (order[0], 25, order[-1]):
+        for value in BAD_VALUES:
+            bad = X.copy()
+            bad[row, 1] = value
+            kernel_calls.clear()
+            with pytest.raises(ValueError, match="X contains NaN or infinity"):
+                fastmle.sgd_fit(bad, y, family, check_input=False, **options)
+            assert kernel_calls == ["sgd_epoch"], kernel_calls   # not scanned first: found by the epoch
 
 
 def test_bad_glm_loss_and_predict_input():
