@@ -132,7 +132,8 @@ def encode_response(y, family, n_samples, dtype, classes=None):
     """(labels, targets, classes) in the kernels' layout for y.
 
     multinomial: labels = indices into `classes` (int64), targets empty;
-    `classes` defaults to the sorted distinct values of y. binomial: y must be
+    `classes` (sorted and made distinct here) defaults to the sorted distinct
+    values of y. binomial: y must be
     0/1 (or bool); targets (n, 1). gaussian / poisson: targets (n, K)."""
     y = np.asarray(y)
     if y.shape[:1] != (n_samples,):
@@ -149,8 +150,7 @@ def encode_response(y, family, n_samples, dtype, classes=None):
             if len(present) == present[-1] + 1:
                 return y.astype(np.int64), np.empty((0, len(present)), dtype), present
             classes = present
-        if classes is None:
-            classes = np.unique(y)
+        classes = np.unique(y if classes is None else np.asarray(classes))
         return label_indices(y, classes, "the classes"), np.empty((0, len(classes)), dtype), classes
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{family} y must be numeric, got dtype {y.dtype}")
@@ -172,9 +172,9 @@ def label_indices(y, classes, name):
     not among them (or not comparable with them, str against int) is a
     ValueError naming it and `name` (what the classes are called)."""
     K = len(classes)
-    if (y.dtype.kind in "iu" and classes.dtype.kind in "iu" and K and classes[0] == 0
-            and classes[-1] == K - 1 and y.size and 0 <= y.min() and y.max() < K):
-        return y.astype(np.int64)   # classes 0..K-1 (sorted, distinct): the labels are the indices
+    if (y.dtype.kind in "iu" and classes.dtype.kind in "iu" and y.size and np.array_equal(classes, np.arange(K))
+            and 0 <= y.min() and y.max() < K):
+        return y.astype(np.int64)   # classes exactly 0..K-1: the labels are the indices
     try:
         index = np.searchsorted(classes, y)
         bad = (index >= len(classes)) | (classes[np.minimum(index, len(classes) - 1)] != y)

@@ -229,7 +229,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     progress : show a tqdm progress bar (epoch, loss, learning rate).
     warm_start : an SGDResult to continue from: its coefficients, momentum,
         average, step count and schedule carry over.
-    classes : multinomial labels, when y may not show them all.
+    classes : multinomial labels, when y may not show them all (sorted, and
+        duplicates dropped, as ``result.classes``).
     schedule_epochs : the run's length in epochs for the cosine schedule
         (default max_epochs); warm starts continue the first fit's cosine.
     check_input : scan a dense X for NaN and infinity before training (the
@@ -292,6 +293,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
         split = rng.permutation(n)
         val, train = np.sort(split[:n_val]), np.sort(split[n_val:])
         X_val = X.take_rows(val) if isinstance(X, CSRMatrix) else np.ascontiguousarray(X[val])
+        if not check_input and not isinstance(X, CSRMatrix):  # rows no epoch will stop on
+            check_finite(X_val, "X")
         val_data = (X_val, labels[val] if labels.size else labels,
                     targets[val] if targets.size else targets, weights[val] if weights.size else weights)
     if len(train) == 0:

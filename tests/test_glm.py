@@ -209,19 +209,23 @@ EPOCH_OPTIONS = {  # name -> (l2, l1, momentum, nesterov, fit_intercept, averagi
 }
 
 
-def test_label_indices_of_classes_0_to_K_minus_1_take_the_short_path(rng):
+def test_label_indices_of_classes_0_to_K_minus_1_take_the_short_path(rng, monkeypatch):
     # labels 0..K-1 are their own indices (no search); the answer is the
     # searched one's, for every integer dtype, and any label outside the
-    # classes still raises naming it
+    # classes still raises naming it. Classes that only start at 0 and end
+    # at K-1 (unsorted, repeated) are not 0..K-1: searched, they raise.
     for dtype in (np.int64, np.int32, np.uint8, np.int8):
         y = rng.integers(0, 5, 300).astype(dtype)
         classes = np.arange(5, dtype=dtype)
-        got = label_indices(y, classes, "classes_")
+        with monkeypatch.context() as patch:
+            patch.setattr(np, "searchsorted", None)   # the short path does not search
+            got = label_indices(y, classes, "classes_")
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, np.searchsorted(classes, y))
         np.testing.assert_array_equal(label_indices(y, classes.astype(np.float64), "classes_"), y)
     for y, classes, label in [(np.array([0, 5, 1]), np.arange(5), 5), (np.array([0, -1]), np.arange(5), -1),
-                              (np.array([2, 1]), np.array([0, 2, 3]), 1)]:
+                              (np.array([2, 1]), np.array([0, 2, 3]), 1), (np.array([1]), np.array([0, 2, 1, 3]), 1),
+                              (np.array([1]), np.array([0, 2, 2]), 1)]:
         with pytest.raises(ValueError, match=f"label {label} not among classes_"):
             label_indices(y, classes, "classes_")
     np.testing.assert_array_equal(label_indices(np.array([3, 0, 3]), np.array([0, 3, 9]), "c"), [1, 0, 1])

@@ -498,6 +498,20 @@ def test_nan_or_inf_in_X_leaves_a_warm_start_unchanged(backend, dtype, value):
     np.testing.assert_array_equal(again.coef, want.coef)
 
 
+def test_classes_given_in_any_order_are_sorted(backend):
+    # classes=: the labels y may not show; given unsorted or repeated, they
+    # are sorted and made distinct (result.classes), and each label keeps
+    # its own coefficients (a shortcut once mistook [0, 2, 1, 3] for 0..3)
+    X, y = data("multinomial", n=300, K=3)
+    y = np.where(y == 2, 3, y)   # labels 0, 1, 3; class 2 never seen
+    options = dict(eta0=0.05, max_epochs=2, tol=None, random_state=0, backend=backend)
+    want = fastmle.sgd_fit(X, y, "multinomial", classes=np.array([0, 1, 2, 3]), **options)
+    for classes in ([0, 2, 1, 3], [3, 2, 1, 0, 2]):
+        got = fastmle.sgd_fit(X, y, "multinomial", classes=np.array(classes), **options)
+        np.testing.assert_array_equal(got.classes, [0, 1, 2, 3])
+        np.testing.assert_array_equal(got.coef, want.coef)
+
+
 @pytest.fixture
 def kernel_calls(monkeypatch):
     """The names of the kernels sgd_fit runs, in order, as the test goes."""
@@ -535,6 +549,12 @@ def test_check_input_false_skips_the_scan_of_X_but_still_names_it(backend, famil
     got = fastmle.sgd_fit(X, y, family, check_input=False, **options)
     np.testing.assert_array_equal(got.coef, want.coef)
     np.testing.assert_array_equal(got.intercept, want.intercept)
+    val, order = first_epoch_rows(50, 0, 0.2)
+    for value in BAD_VALUES:  # a held-out row: no epoch stops on it
+        bad = X.copy()
+        bad[val[0], 1] = value
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            fastmle.sgd_fit(bad, y, family, check_input=False, validation_fraction=0.2, **options)
     _, order = first_epoch_rows(50, 0, None)
     for row in (order[0], 25, order[-1]):
         for value in BAD_VALUES:
