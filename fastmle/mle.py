@@ -8,13 +8,14 @@ small P x P system. For the canonical links used here the expected and the
 observed information agree, so Fisher scoring is Newton's method and
 converges quadratically near the optimum.
 """
+import contextlib
 import math
 import statistics
 import warnings
 
 import numpy as np
 
-from . import _dispatch
+from . import _blas, _dispatch
 from .fisher import GLMModel, _symmetric
 from .glm import as_design_matrix, encode_response, family_code, label_indices
 
@@ -440,6 +441,13 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
 def fisher_scoring(prob, names, max_iter, tol):
     """Fisher scoring (Newton) on an _Objective to the exact (penalized)
     MLE, then the MLEResult with the information at the estimate."""
+    # the compiled kernels' threads need the cores between the small
+    # factorizations (see _blas.one_thread)
+    with _blas.one_thread() if getattr(prob, "backend", None) in ("c", "numba") else contextlib.nullcontext():
+        return _fisher_scoring(prob, names, max_iter, tol)
+
+
+def _fisher_scoring(prob, names, max_iter, tol):
     family = prob.family
     if prob.alpha == 0:
         problem = prob.design_rank_problem(names)

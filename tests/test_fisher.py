@@ -4,6 +4,7 @@ against statsmodels for every family, the coverage of its confidence
 intervals by simulation, the singular cases, and solver="fisher" in the
 estimators. (The kernels themselves: test_fisher_kernels.py.)"""
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -243,6 +244,56 @@ def _check_against(res, sm_params, sm_bse, sm_llf, sm_llnull=None, tol=1e-6):
 
 def _const_last(X):
     return sm.add_constant(X, prepend=False, has_constant="add")
+
+
+def test_fit_mle_runs_the_blas_on_one_thread_and_restores_it(monkeypatch, rng):
+    # fit_mle's factorizations run on one BLAS thread with the compiled
+    # backends (OpenBLAS's spinning workers took the cores from the
+    # kernels: see _blas.one_thread), on the BLAS's own threads with the
+    # numpy reference, whose products are the BLAS; the count comes back,
+    # also when blocks nest or overlap in two Python threads, and on error
+    from fastmle import _blas
+    functions = _blas._thread_count_functions()
+    if functions is None:
+        pytest.skip(f"numpy's BLAS is not an OpenBLAS here ({_blas.describe()})")
+    get, set_ = functions
+    before = get()
+    set_(2)
+    try:
+        seen = []
+        real = np.linalg.cholesky
+        monkeypatch.setattr(np.linalg, "cholesky", lambda a: (seen.append(get()), real(a))[1])
+        X = rng.standard_normal((300, 3))
+        y = (X @ [1.0, -1.0, 0.5] + rng.logistic(size=300) > 0).astype(int)
+        for backend, want in (("c", 1), ("numba", 1), ("numpy", 2)):
+            seen.clear()
+            fastmle.fit_mle(X, y, "binomial", backend=backend)
+            assert seen and set(seen) == {want}, (backend, seen)
+            assert get() == 2
+        with _blas.one_thread():
+            with _blas.one_thread():
+                assert get() == 1
+            assert get() == 1
+        assert get() == 2
+        inside, counts = threading.Barrier(2), []
+
+        def hold():
+            with _blas.one_thread():
+                inside.wait(timeout=30)   # both blocks open
+                counts.append(get())
+                inside.wait(timeout=30)
+        workers = [threading.Thread(target=hold) for _ in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert counts == [1, 1] and get() == 2
+        with pytest.raises(ZeroDivisionError):
+            with _blas.one_thread():
+                1 / 0
+        assert get() == 2
+    finally:
+        set_(before)
 
 
 @pytest.mark.parametrize("backend_name", ["c", "numba", "numpy"])
