@@ -122,11 +122,19 @@ def describe():
 _THREAD_COUNT_NAMES = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
                        ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
                        ("openblas_get_num_threads", "openblas_set_num_threads"))
-_one_thread = {"lock": threading.Lock(), "depth": 0, "previous": None}
+_one_thread = {"lock": threading.Lock(), "depth": 0, "previous": None, "functions": []}
 
 
 def _thread_count_functions():
-    """(get, set) of the found BLAS's thread count, or None (not OpenBLAS)."""
+    """(get, set) of the found BLAS's thread count, or None (not OpenBLAS).
+    Looked up once."""
+    cache = _one_thread["functions"]
+    if not cache:
+        cache.append(_lookup_thread_count_functions())
+    return cache[0]
+
+
+def _lookup_thread_count_functions():
     blas = find()
     if blas is None:
         return None
