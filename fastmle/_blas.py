@@ -19,6 +19,7 @@ OPENBLAS_NUM_THREADS), as for numpy itself.
 """
 import contextlib
 import ctypes
+import functools
 import os
 import threading
 
@@ -122,19 +123,13 @@ def describe():
 _THREAD_COUNT_NAMES = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
                        ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
                        ("openblas_get_num_threads", "openblas_set_num_threads"))
-_one_thread = {"lock": threading.Lock(), "depth": 0, "previous": None, "functions": []}
+_one_thread = {"lock": threading.Lock(), "depth": 0, "previous": None}
 
 
+@functools.lru_cache(maxsize=None)
 def _thread_count_functions():
     """(get, set) of the found BLAS's thread count, or None (not OpenBLAS).
     Looked up once."""
-    cache = _one_thread["functions"]
-    if not cache:
-        cache.append(_lookup_thread_count_functions())
-    return cache[0]
-
-
-def _lookup_thread_count_functions():
     blas = find()
     if blas is None:
         return None

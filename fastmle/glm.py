@@ -177,7 +177,7 @@ def label_indices(y, classes, name):
         return y.astype(np.int64)   # classes exactly 0..K-1: the labels are the indices
     try:
         index = np.searchsorted(classes, y)
-        bad = (index >= len(classes)) | (classes[np.minimum(index, len(classes) - 1)] != y)
+        bad = (index >= K) | (classes[np.minimum(index, K - 1)] != y)
     except TypeError:  # labels that do not even compare with classes
         index, bad = None, np.ones(len(y), bool)
     if bad.any():

@@ -267,6 +267,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                    schedule_epochs)
     code = family_code(family)
     X, copied = as_design_matrix(X, check_values=check_input)
+    scan_later = not check_input and not isinstance(X, CSRMatrix)  # dense X, not scanned yet
     n, d = X.shape
     if warm_start is not None and classes is None:
         classes = warm_start.classes
@@ -293,7 +294,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
         split = rng.permutation(n)
         val, train = np.sort(split[:n_val]), np.sort(split[n_val:])
         X_val = X.take_rows(val) if isinstance(X, CSRMatrix) else np.ascontiguousarray(X[val])
-        if not check_input and not isinstance(X, CSRMatrix):  # rows no epoch will stop on
+        if scan_later:  # rows no epoch will stop on
             check_finite(X_val, "X")
         val_data = (X_val, labels[val] if labels.size else labels,
                     targets[val] if targets.size else targets, weights[val] if weights.size else weights)
@@ -331,7 +332,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
             state.step += done
             finite = np.isfinite(state.params).all()
             if done < n_batches or not finite:
-                if not check_input and not isinstance(X, CSRMatrix):  # the scan skipped above: was it X?
+                if scan_later:  # was it X?
                     check_finite(X)
                 if not finite:  # an update overflowed: the epoch's start
                     state.params, state.avg = last_finite
