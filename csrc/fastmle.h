@@ -109,7 +109,8 @@ void kl_div_from_logits_rows_f32(const float *logits_p, const float *logits_q, i
  * sample_weight, grad, velocity (no momentum) and avg (no averaging).
  * X is dense (n, d) or, in the _csr kernels, compressed sparse rows (data,
  * int32 indices, int64 indptr). glm_predict / glm_loss_grad return 0, or -1
- * when out of memory; sgd_epoch returns the number of batches done (fewer
+ * when out of memory; scan_rows writes out[0], out[1] (see
+ * fastmle/reference/glm.py); sgd_epoch returns the number of batches done (fewer
  * when a batch's loss was not finite), or -1 when out of memory. */
 int glm_predict_f64(const double *X, int64_t n, int64_t d, const double *params, int64_t K,
                     int family, double *out);
@@ -122,6 +123,7 @@ int glm_loss_grad_csr_f64(const double *data, const int32_t *indices, const int6
                           int64_t n, int64_t d, const int64_t *labels, const double *targets,
                           const double *sample_weight, const double *params, int64_t K, int family,
                           double *loss, double *grad);
+void scan_rows_f64(const double *X, int64_t n, int64_t d, double *out);
 int64_t sgd_epoch_f64(const double *X, int64_t n, int64_t d, const int64_t *labels,
                       const double *targets, const double *sample_weight, const int64_t *perm,
                       int64_t m, const double *lr, int64_t n_batches, int family,
@@ -146,6 +148,7 @@ int glm_loss_grad_csr_f32(const float *data, const int32_t *indices, const int64
                           int64_t n, int64_t d, const int64_t *labels, const float *targets,
                           const float *sample_weight, const float *params, int64_t K, int family,
                           double *loss, float *grad);
+void scan_rows_f32(const float *X, int64_t n, int64_t d, double *out);
 int64_t sgd_epoch_f32(const float *X, int64_t n, int64_t d, const int64_t *labels,
                       const float *targets, const float *sample_weight, const int64_t *perm,
                       int64_t m, const double *lr, int64_t n_batches, int family,

@@ -32,6 +32,8 @@ int glm_loss_grad_csr_##SUF(const T *data, const int32_t *indices, const int64_t
                             double *loss, T *grad)                                              \
 { return FM_PICK(glm_loss_grad_csr_##SUF, data, indices, indptr, n, d, labels, targets,         \
                  sample_weight, params, K, family, loss, grad); }                               \
+void scan_rows_##SUF(const T *X, int64_t n, int64_t d, double *out)                            \
+{ FM_PICK(scan_rows_##SUF, X, n, d, out); }                                                     \
 int64_t sgd_epoch_csr_##SUF(const T *data, const int32_t *indices, const int64_t *indptr,       \
                             int64_t n, int64_t d, const int64_t *labels, const T *targets,      \
                             const T *sample_weight, const int64_t *perm, int64_t m,             \

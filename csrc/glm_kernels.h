@@ -661,6 +661,40 @@ static int FN(glm_predict_csr)(const FM_T *data, const int32_t *indices, const i
     return FN(predict_any)(&M, n, params, K, family, out);
 }
 
+/* One read of a dense X before training (see reference.glm.scan_rows):
+ * out[0] = the largest squared row norm over the rows of finite elements,
+ * out[1] = the number of rows holding NaN or infinity. A row's sum is
+ * vector lanes of double, one thread's; only a row whose sum is not finite
+ * is read again, element by element, to tell NaN or infinity from squares
+ * of finite values that overflowed. The largest sum and the count do not
+ * depend on the thread count. */
+static void FN(scan_rows)(const FM_T *X, int64_t n, int64_t d, double *out)
+{
+    double largest = 0.0;
+    int64_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(max : largest) reduction(+ : bad) \
+    num_threads(fm_team_size(n * d))
+    for (int64_t i = 0; i < n; i++) {
+        const FM_T *x = X + i * d;
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < d; j++)
+            s += (double)x[j] * (double)x[j];
+        if (!isfinite(s)) {
+            int64_t j = 0;
+            while (j < d && isfinite(x[j]))
+                j++;
+            if (j < d) {
+                bad++;
+                continue;
+            }
+        }
+        largest = s > largest ? s : largest;
+    }
+    out[0] = largest;
+    out[1] = (double)bad;
+}
+
 /* One step on the parameters in columns [j0, j1) of the K rows (see
  * reference.glm.sgd_epoch for the order); column d is the intercept's, in
  * the range when j1 = d + 1 (pass j1 = d to hold it fixed). The arithmetic is

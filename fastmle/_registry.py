@@ -121,12 +121,7 @@ def _glm_problem(shape, dtype, rng):
     X = rng.standard_normal((n + n // 4, d))
     y = np.argmax(X @ W + rng.gumbel(size=(len(X), K)), axis=1)
     X = X.astype(dtype)
-    inp = {"X": X[:n], "y": y[:n], "X_test": X[n:], "y_test": y[n:], "batch_size": 32}
-    # the default step, computed once: a user's later epochs do not pay for it
-    from .sgd import default_eta0
-
-    inp["eta0"] = default_eta0(inp["X"], "multinomial", None, True, 0.0, 0.0, 0.0, np.empty(0))
-    return inp
+    return {"X": X[:n], "y": y[:n], "X_test": X[n:], "y_test": y[n:], "batch_size": 32}
 
 
 def _glm_bytes(shape, dtype):  # read X once
@@ -136,7 +131,7 @@ def _glm_bytes(shape, dtype):  # read X once
 
 def _sgd_one_epoch(inp, backend):
     return _fm().sgd_fit(inp["X"], inp["y"], "multinomial", batch_size=inp["batch_size"], max_epochs=1,
-                         tol=None, eta0=inp["eta0"], random_state=0, backend=backend)
+                         tol=None, random_state=0, backend=backend)
 
 
 def _sklearn_sgd_epoch(inp):

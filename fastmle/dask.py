@@ -332,12 +332,12 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
 def _default_eta0(X, y, w, family, options):
     """sgd_fit's default step over the whole array: its largest squared row
     norm, mean response (poisson) and largest weight, computed by dask, fed
-    to fastmle.sgd.default_eta0 as a one-row stand-in."""
+    to fastmle.sgd.default_eta0."""
     norms = (X.astype(np.float64) ** 2).sum(axis=1)
-    row, mean_y, max_w = dask.compute(X[da.argmax(norms)][None, :],
-                                      y.astype(np.float64).mean() if family == "poisson" else 0.0,
-                                      w.max() if w is not None else 1.0)
-    return _sgd.default_eta0(np.asarray(row, dtype=np.float64), family, np.full((1, 1), float(mean_y)),
+    row_norm2, mean_y, max_w = dask.compute(norms.max(),
+                                            y.astype(np.float64).mean() if family == "poisson" else 0.0,
+                                            w.max() if w is not None else 1.0)
+    return _sgd.default_eta0(float(row_norm2), family, np.full((1, 1), float(mean_y)),
                              options.get("fit_intercept", True), options.get("alpha", 0.0),
                              options.get("l1_ratio", 0.0), options.get("momentum", 0.0),
                              np.array([float(max_w)]) if w is not None else np.empty(0))

@@ -18,7 +18,7 @@ from fastmle.glm import as_design_matrix, label_indices
 from fastmle.reference import glm as ref
 from fastmle.reference.glm import FAMILIES
 
-from cases import assert_same
+from cases import assert_same, special_rows
 
 # (n, d, K) around the blocking of the kernels: blocks of 2-4 rows and of
 # 4, 2, 1 outputs, features around the SIMD width and the backward's blocks
@@ -505,6 +505,52 @@ def test_csr_kernels_match_reference(backend, dtype, rng, family, option):
         err = f"{backend} {family} {option} {(n, d, K)}"
         for got, want in zip(results[backend], results["numpy"]):
             assert_same(np.asarray(got), np.asarray(want), rtol, atol * n, err=err)
+
+
+# ---------------------------------------------------------------- scan_rows
+
+
+def scan_cases(dtype, rng):
+    """(label, X) for scan_rows: sizes around the vector widths and the
+    chunks, the special rows of tests/cases, finite rows whose squares
+    overflow next to non-finite ones, rows all NaN, subnormals, empty X."""
+    info = np.finfo(dtype)
+    yield "empty", np.zeros((0, 5), dtype)
+    for n, d in [(1, 1), (3, 7), (9, 8), (17, 9), (5, 16), (5, 65), (70, 1000), (5000, 3)]:
+        yield f"normal{(n, d)}", (5 * rng.standard_normal((n, d))).astype(dtype)
+    yield "special", special_rows(11, dtype)
+    yield "special-long", special_rows(3000, dtype)
+    X = rng.standard_normal((300, 12)).astype(dtype)
+    X[7] = info.max / 2   # finite, but the sum of squares overflows (float64)
+    X[100, 3], X[250, 0], X[299, 11] = np.nan, -np.inf, np.inf
+    yield "overflow and bad", X
+    yield "all NaN", np.full((4, 3), np.nan, dtype)
+    yield "subnormal", np.full((3, 33), info.smallest_subnormal, dtype)
+
+
+def test_scan_rows_matches_reference(backend, dtype, rng):
+    for label, X in scan_cases(dtype, rng):
+        want, got = np.full(2, -1.0), np.full(2, -1.0)
+        ref.scan_rows(X, want)
+        kernels(backend).scan_rows(X, got)
+        assert_same(got, want, 1e-13, err=f"{backend} {label}")
+        finite_rows = np.isfinite(X).all(axis=1)   # the count, independently
+        assert got[1] == np.count_nonzero(~finite_rows), label
+
+
+@given(data=st.data())
+def test_scan_rows_property(data):
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
+    n, d = data.draw(st.integers(0, 24), label="n"), data.draw(st.integers(1, 24), label="d")
+    bits = np.finfo(dtype).bits
+    X = np.array(data.draw(st.lists(st.floats(width=bits), min_size=n * d, max_size=n * d)),
+                 dtype).reshape(n, d)
+    want = np.zeros(2)
+    ref.scan_rows(X, want)
+    for backend in ("c", "numba"):
+        got = np.zeros(2)
+        kernels(backend).scan_rows(X, got)
+        assert_same(got, want, 1e-13, err=backend)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

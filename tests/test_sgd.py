@@ -12,7 +12,7 @@ import scipy.sparse
 
 import fastmle
 from fastmle.reference.glm import FAMILIES
-from fastmle.sgd import _step_sizes
+from fastmle.sgd import _step_sizes, default_eta0
 
 
 def data(family, n=800, d=4, K=3, dtype=np.float64, seed=0):
@@ -525,15 +525,36 @@ def kernel_calls(monkeypatch):
     return ran
 
 
+@pytest.mark.parametrize("check_input", [True, False])
 @pytest.mark.parametrize("eta0", [0.05, None])
-def test_nan_or_inf_in_X_is_refused_before_any_kernel_runs(backend, eta0, kernel_calls):
+def test_nan_or_inf_in_X_is_refused_before_any_kernel_runs(backend, eta0, check_input, kernel_calls):
+    # only scan_rows, which reads X and writes two numbers, may run first
+    # (check_input=False with a given eta0 skips it: the test above)
+    if not check_input and eta0 is not None:
+        return
     X, y = data("gaussian", n=50)
     for value in BAD_VALUES:
         bad = X.copy()
         bad[20, 3] = value
+        kernel_calls.clear()
         with pytest.raises(ValueError, match="X contains NaN or infinity"):
-            fastmle.sgd_fit(bad, y, "gaussian", eta0=eta0, backend=backend)
-    assert kernel_calls == []
+            fastmle.sgd_fit(bad, y, "gaussian", eta0=eta0, check_input=check_input, backend=backend)
+        assert kernel_calls == ["scan_rows"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_default_eta0_from_the_scan_of_X(backend, dtype, family):
+    # the default step comes from scan_rows' largest squared row norm: the
+    # same as from numpy's, for every backend, with and without check_input
+    X, y = data(family, n=300, d=7, dtype=dtype)
+    X[17] *= 3.0  # one row well above the others
+    norm2 = float(np.einsum("ij,ij->i", X, X, dtype=np.float64).max())
+    targets = np.asarray(y, np.float64).reshape(len(y), -1)
+    want = default_eta0(norm2, family, targets, True, 0.01, 0.5, 0.0, np.empty(0))
+    for check_input in (True, False):
+        fit = fastmle.sgd_fit(X, y, family, alpha=0.01, l1_ratio=0.5, max_epochs=1, tol=None,
+                              check_input=check_input, random_state=0, backend=backend)
+        assert fit.eta0 == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy's, on NaN X

@@ -561,6 +561,38 @@ def glm_predict_csr(data, indices, indptr, n_features, params, family, out):
                  params, family, out)
 
 
+
+@njit(fastmath=_SUM, **_ROW)
+def _squared_norm(x):
+    """sum x[j]^2 in float64, in vector lanes (reassociated, as csrc's
+    omp simd reduction)."""
+    s = 0.0
+    for j in range(x.shape[0]):
+        v = np.float64(x[j])
+        s += v * v
+    return s
+
+
+@njit(_sigs("void({T}[:, ::1], float64[::1])"), **_ENTRY)
+def scan_rows(X, out):
+    """See reference.glm.scan_rows. Chunks of rows in parallel, each with its
+    largest norm and count; only a row whose sum is not finite is read again
+    to tell NaN or infinity from overflowed squares."""
+    n = X.shape[0]
+    step = max(1024, (n + 63) // 64)
+    chunks = (n + step - 1) // step
+    largest = np.zeros(chunks)
+    bad = np.zeros(chunks, np.int64)
+    for c in prange(chunks):
+        for i in range(c * step, min(n, (c + 1) * step)):
+            s = _squared_norm(X[i])
+            if not np.isfinite(s) and not np.isfinite(X[i]).all():
+                bad[c] += 1
+            elif s > largest[c]:
+                largest[c] = s
+    out[0] = largest.max() if chunks else 0.0
+    out[1] = bad.sum()
+
 @njit(**_SEQ)
 def _update(params, grad, j0, j1, scale, lr, l2, l1, momentum, nesterov, velocity, avg, avg_weight):
     """One step on the parameters in columns [j0, j1) (see

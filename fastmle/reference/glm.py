@@ -159,6 +159,19 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
     return lr.shape[0]
 
 
+def scan_rows(X, out):
+    """One read of a dense X before training: sgd_fit's check for NaN and
+    infinity and its default step's largest squared row norm together.
+
+    out (float64, (2,)): out[0] = the largest sum_j X[i, j]^2, in float64,
+    over the rows whose elements are all finite (0 when there are none;
+    inf when a row of finite values overflows it); out[1] = the number of
+    rows holding NaN or infinity."""
+    finite = np.isfinite(X).all(axis=1)
+    kept = X[finite]
+    out[0] = np.einsum("ij,ij->i", kept, kept, dtype=np.float64).max(initial=0.0)
+    out[1] = np.count_nonzero(~finite)
+
 # ---- X in compressed sparse rows (data, indices, indptr, n_features) ----
 # The same kernels on the dense matrix: the compiled CSR kernels must agree.
 
