@@ -741,51 +741,36 @@ static void FN(update)(FM_T *params, const FM_T *grad, int64_t K, int64_t d, int
     }
 }
 
-/* Threads share each batch by outputs: the K rows of params are cut into
- * blocks of FM_GLM_K_BLOCK outputs, and a block's forward product, gradient
- * and update are done by one thread. For these a thread reads and writes
- * only its own rows of params, and the threads exchange only the batch's
- * linear predictors (one barrier per batch). Cutting the batch by rows
- * instead made threads swap partial gradients and new parameters, two
- * P-sized transfers between cores per batch: on 200000 x 100 float64, 10
- * classes, batch 32, that 2-thread epoch took 120-125 ms against 90 ms on
- * one thread, when the two vCPUs sat far apart.
- * Blocks that do not divide evenly among the threads (for 10 classes on two
- * threads: the last two outputs, a 6:4 split of the work otherwise) are
- * shared instead: each thread does the forward product of a range of the
- * batch's rows and the gradient and update of a range of the features, at
- * the cost of a second barrier per batch (the next forward product reads
- * every feature's new coefficient). Every product and update does each
- * element's arithmetic the same way whichever thread or range it falls in,
- * so the trajectory is the same for any thread count. */
-#define FM_GLM_K_BLOCK 4
+/* Threads share each batch by outputs: thread t of T owns a contiguous
+ * range of the K rows of params (K / T of them, give or take one) and does
+ * their forward product, gradient and update. A thread reads and writes only
+ * its own rows of params, and the threads exchange only the batch's linear
+ * predictors: one barrier per batch.
+ * Cutting the batch by rows instead made threads swap partial gradients and
+ * new parameters, two P-sized transfers between cores per batch: on
+ * 200000 x 100 float64, 10 classes, batch 32, that 2-thread epoch took
+ * 120-125 ms against 90 ms on one thread, when the two vCPUs sat far apart.
+ * Until session 14 the outputs went in blocks of 4, and the 2 of 10 classes
+ * left over were shared by rows and features at the cost of a second
+ * barrier per batch; 5 outputs per thread (4 x 4 and 4 x 1 blocks of the
+ * products) with one barrier took the 2-thread epoch from 32.7 to 31.5 ms
+ * in random order, from 24.7 to 22 with X in cache, 47-54 to 45-48 with
+ * the host in its slow state (alternating builds, same bits).
+ * Every product and update does each element's arithmetic the same way
+ * whichever thread or range it falls in, so the trajectory is the same for
+ * any thread count. */
+/* A thread per this many outputs at most (4: a team for 5 classes or more) */
+#define FM_GLM_OUTPUTS_PER_THREAD 4
 /* Threads only when a batch has this much multiply-add work: below it, the
  * barrier per batch costs more than it saves. */
 #define FM_GLM_PARALLEL_MIN_WORK 16384
 
-/* Thread tid's share [*lo, *hi) of n items cut into `threads` ranges whose
- * bounds are multiples of `unit` (the last range takes the remainder). */
-static inline void FN(share)(int64_t n, int64_t unit, int tid, int threads, int64_t *lo, int64_t *hi)
+/* Thread tid's share [*lo, *hi) of n items cut into `threads` ranges as even
+ * as can be. */
+static inline void FN(share)(int64_t n, int tid, int threads, int64_t *lo, int64_t *hi)
 {
-    const int64_t units = n / unit;
-    *lo = units * tid / threads * unit;
-    *hi = tid + 1 == threads ? n : units * (tid + 1) / threads * unit;
-}
-
-/* What thread tid of `threads` does in each batch: the outputs [0, k_own)
- * in blocks of KB (block q by thread q % threads), and its columns [c0, c1)
- * of the `shared` outputs [k_own, K) (see above). One thread takes all K
- * outputs in one block, so that each row is read once per product: the
- * products' blocking of the outputs starts at multiples of 4 either way, so
- * the arithmetic is the same. */
-static inline void FN(team_shares)(int threads, int tid, int64_t K, int64_t cols, int64_t *KB,
-                                   int64_t *k_own, int64_t *shared, int64_t *c0, int64_t *c1)
-{
-    *KB = threads > 1 ? FM_GLM_K_BLOCK : K;
-    const int64_t full = K / *KB;
-    *k_own = (full - full % threads) * *KB;
-    *shared = K - *k_own;
-    FN(share)(cols, 8, tid, threads, c0, c1);
+    *lo = n * tid / threads;
+    *hi = n * (tid + 1) / threads;
 }
 
 static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t *labels,
@@ -797,10 +782,10 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                              double *loss)
 {
     (void)n;
-    const int64_t ld = d + 1, max_blocks = (K + FM_GLM_K_BLOCK - 1) / FM_GLM_K_BLOCK;
+    const int64_t ld = d + 1, max_team = (K + FM_GLM_OUTPUTS_PER_THREAD - 1) / FM_GLM_OUTPUTS_PER_THREAD;
     const int64_t cols = d + (fit_intercept != 0);   /* the columns an update moves */
-    const int team = max_blocks > 1 && batch_size * d * K >= FM_GLM_PARALLEL_MIN_WORK
-                         ? (int)(fm_threads < max_blocks ? fm_threads : max_blocks) : 1;
+    const int team = max_team > 1 && batch_size * d * K >= FM_GLM_PARALLEL_MIN_WORK
+                         ? (int)(fm_threads < max_team ? fm_threads : max_team) : 1;
     /* Shared: the linear predictors of two batches (a thread may start the
      * next batch's forward product while another still reads this one's).
      * Per thread, each on its own cache lines: the loss gradient G of the
@@ -841,8 +826,8 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
         int threads = 1;
 #endif
         const int team_size = threads;
-        int64_t KB, k_own, shared, c0, c1;   /* see team_shares */
-        FN(team_shares)(threads, tid, K, cols, &KB, &k_own, &shared, &c0, &c1);
+        int64_t k0, k1;   /* this thread's outputs */
+        FN(share)(K, tid, threads, &k0, &k1);
         /* The trial (thread 0's): a team may be slower than one thread when
          * the cores exchange lines slowly (2-thread epoch 56 ms against 39
          * on one thread, when the host placed the two vCPUs far apart). So
@@ -861,23 +846,13 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             const int64_t next = i0 + nb, next_nb = (next + batch_size < m ? next + batch_size : m) - next;
             const int64_t *rows = perm + i0;
             FM_T *eta = work + (b % 2) * eta_size;
-            /* Each thread's first forward pass requests the next batch's
+            /* Each thread's forward product requests the next batch's
              * rows, with each block of rows (asked for all at once, they
              * fill the core's miss buffers and stall it); the list is padded
              * with this batch's rows where the next batch is shorter. */
             for (int64_t r = 0; r < nb; r++)
                 fetch[r] = r < next_nb ? perm[next + r] : rows[r];
-            for (int64_t k0 = tid * KB; k0 < k_own; k0 += threads * KB)
-                FN(forward)(X, d, rows, nb, params + k0 * ld, KB, eta + k0, K, k0 == tid * KB ? fetch : rows);
-            if (shared) {
-                /* a range of rows: a row's sums do not depend on its block */
-                int64_t r0, r1;
-                FN(share)(nb, 4, tid, threads, &r0, &r1);   /* fours: as the row blocks */
-                if (b > 0 && threads > 1)   /* the previous batch's updates of the shared outputs are done */
-                    crossed = fm_team_barrier(&sync, threads, crossed);
-                FN(forward)(X, d, rows + r0, r1 - r0, params + k_own * ld, shared, eta + r0 * K + k_own, K,
-                            (k_own > 0 ? rows : fetch) + r0);  /* fetch: no own block did */
-            }
+            FN(forward)(X, d, rows, nb, params + k0 * ld, k1 - k0, eta + k0, K, fetch);
             if (threads > 1) {
                 if (tid == 0 && trying && (b == trial || b == 2 * trial)) {
                     const long long now = fm_now_ns();
@@ -910,7 +885,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                         trial_mark = fm_now_ns();
                     }
                     threads = 1;
-                    FN(team_shares)(1, 0, K, cols, &KB, &k_own, &shared, &c0, &c1);
+                    FN(share)(K, 0, 1, &k0, &k1);
                 }
             }
             /* Every thread computes the whole batch's loss and G, with the
@@ -924,21 +899,11 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             const double avg_weight =
                 avg_start >= 0 && step >= avg_start ? 1.0 / (double)(step - avg_start + 1) : 0.0;
             const double scale = 1.0 / (double)nb;
-            for (int64_t k0 = tid * KB; k0 < k_own; k0 += threads * KB) {
-                memset(grad, 0, sizeof(FM_T) * KB * ld);
-                FN(backward)(X, d, 0, ld, rows, nb, G + k0, KB, K, grad);
-                FN(update)(params + k0 * ld, grad, KB, d, 0, cols, scale, lr[b], l2, l1, momentum,
-                           nesterov, velocity ? velocity + k0 * ld : NULL, avg ? avg + k0 * ld : NULL,
-                           avg_weight);
-            }
-            if (shared && c1 > c0) {
-                for (int64_t k = 0; k < shared; k++)
-                    memset(grad + k * ld + c0, 0, sizeof(FM_T) * (c1 - c0));
-                FN(backward)(X, d, c0, c1, rows, nb, G + k_own, shared, K, grad);
-                FN(update)(params + k_own * ld, grad, shared, d, c0, c1, scale, lr[b], l2, l1, momentum,
-                           nesterov, velocity ? velocity + k_own * ld : NULL,
-                           avg ? avg + k_own * ld : NULL, avg_weight);
-            }
+            memset(grad, 0, sizeof(FM_T) * (k1 - k0) * ld);
+            FN(backward)(X, d, 0, ld, rows, nb, G + k0, k1 - k0, K, grad);
+            FN(update)(params + k0 * ld, grad, k1 - k0, d, 0, cols, scale, lr[b], l2, l1, momentum,
+                       nesterov, velocity ? velocity + k0 * ld : NULL, avg ? avg + k0 * ld : NULL,
+                       avg_weight);
             if (tid == 0) {
                 loss[0] += batch_loss;
                 done = b + 1;
@@ -951,7 +916,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                 crossed = fm_team_barrier(&sync, team_size, crossed);   /* the others go on */
                 if (!atomic_load(&sync.alone_for_good) && !atomic_load(&sync.disband)) {
                     threads = team_size;
-                    FN(team_shares)(threads, 0, K, cols, &KB, &k_own, &shared, &c0, &c1);
+                    FN(share)(K, 0, threads, &k0, &k1);
                 }
             }
         }

@@ -302,14 +302,13 @@ def test_sgd_epoch_property_compiled_equals_reference(n, d, K, batch_size, famil
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("d", [64, 100])
 def test_threaded_sgd_epoch_is_deterministic_and_matches_reference(rng, family, K, option, dtype, d):
-    # d = 100: the products' last vector ends at d, and a thread's share
-    # of the shared outputs' features (multiples of 8) ends within a vector.
-    # 32 x 64 x K multiply-adds per batch, at or above the C epoch's
-    # threshold (FM_GLM_PARALLEL_MIN_WORK): its threads own blocks of 4
-    # outputs (FM_GLM_K_BLOCK) and share the rest by rows and features: on
-    # two threads none for K = 8, the last 2 or 3 for K = 10, 11, all for
-    # K = 5, 6. The last batch has 27 rows: an odd one at the end of a
-    # thread's range. The smaller problems above run on one thread.
+    # d = 100: the products' last vector ends at d. 32 x 64 x K
+    # multiply-adds per batch, at or above the epochs' threshold
+    # (FM_GLM_PARALLEL_MIN_WORK): each thread owns a range of outputs, on
+    # two threads 4 + 4 for K = 8, 5 + 6 for K = 11 (blocks of 4 and 1, of
+    # 4 and 2), 5 + 5, 3 + 3, 2 + 3: the products' blocks of 4, 2 and 1
+    # outputs start at every offset. The last batch has 27 rows. The
+    # smaller problems above run on one thread.
     X, labels, targets, w, params = problem(family, 3003, d, K, dtype, rng, weighted=family != "multinomial",
                                             scale=0.1)
     perm = rng.permutation(3003)

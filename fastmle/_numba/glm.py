@@ -635,41 +635,22 @@ _EPOCH_SIG = ("int64({T}[:, ::1], int64[::1], {T}[:, ::1], {T}[::1], int64[::1],
 
 
 # Threads share each batch by outputs, as in csrc's sgd_epoch (see
-# csrc/glm_kernels.h for why): the K rows of params are cut into blocks of
-# K_BLOCK outputs; a block's forward product, gradient and update are done by
-# one thread. Blocks that do not divide evenly among the threads are shared:
-# each thread does the forward product of a range of the batch's rows and the
-# gradient and update of a range of the features, with a second barrier per
+# csrc/glm_kernels.h for why and for the measurements): thread t of T owns a
+# contiguous range of the K rows of params, K / T of them give or take one,
+# and does their forward product, gradient and update, with one barrier per
 # batch. Each element's arithmetic is the same whichever thread or range it
 # falls in, so the trajectory is the same for any thread count.
-K_BLOCK = 4
+OUTPUTS_PER_THREAD = 4  # a thread per this many outputs at most
 # Threads only when a batch has this much multiply-add work: below it, the
 # barrier per batch costs more than it saves.
 PARALLEL_MIN_WORK = 16384
 
 
 @njit(**_SEQ)
-def _share(n, unit, tid, threads):
-    """Thread tid's range [lo, hi) of n items cut into `threads` ranges whose
-    bounds are multiples of `unit` (the last range takes the remainder)."""
-    units = n // unit
-    lo = units * tid // threads * unit
-    hi = n if tid + 1 == threads else units * (tid + 1) // threads * unit
-    return lo, hi
-
-
-@njit(**_SEQ)
-def _team_shares(threads, tid, K, cols):
-    """What thread tid of `threads` does in each batch: (KB, k_own, c0, c1),
-    the outputs [0, k_own) in blocks of KB (block q by thread q % threads),
-    and its columns [c0, c1) of the outputs [k_own, K), shared (see above).
-    One thread takes all K outputs in one block, so that each row is read
-    once per product: the products' blocking of the outputs starts at
-    multiples of 4 either way, so the arithmetic is the same."""
-    KB = K_BLOCK if threads > 1 else K
-    full = K // KB
-    c0, c1 = _share(cols, 8, tid, threads)
-    return KB, (full - full % threads) * KB, c0, c1
+def _share(n, tid, threads):
+    """Thread tid's range [lo, hi) of n items cut into `threads` ranges as
+    even as can be."""
+    return n * tid // threads, n * (tid + 1) // threads
 
 
 @njit(**_SEQ)
@@ -677,9 +658,8 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                 nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, eta2, G, t,
                 grad, fetch, tid, threads, sync, disband_sleeps, trial, trial_margin):
     """The epoch's batches as thread tid of `threads` runs them: the forward
-    product (requesting the next batch's rows), gradient and update of the
-    output blocks q = tid, tid + threads, ... of KB outputs each, and its
-    share of the outputs left over (see above). Every thread computes the
+    product (requesting the next batch's rows), gradient and update of its
+    range of outputs (see above). Every thread computes the
     whole batch's loss gradient G from the shared linear predictors eta2 (two
     batches' worth: one thread may start the next forward product while
     another still reads this one), with the same arithmetic, so all agree on
@@ -694,7 +674,7 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
     K, ld = params.shape
     cols = ld if fit_intercept else ld - 1  # the columns an update moves
     team = threads
-    KB, k_own, c0, c1 = _team_shares(threads, tid, K, cols)
+    k0, k1 = _share(K, tid, threads)
     trying = threads > 1 and 0 < trial and 4 * trial <= n_batches
     trial_until = 0  # thread 0: the end of its batches alone
     trial_mark = team_ns = 0
@@ -709,14 +689,7 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
         next_nb = min(i1 + batch_size, m) - i1
         for r in range(nb):  # padded with this batch's rows where the next is shorter
             fetch[r] = perm[i1 + r] if r < next_nb else rows[r]
-        for k0 in range(tid * KB, k_own, threads * KB):  # the first block requests the next rows
-            _forward(X, rows, params[k0:k0 + KB], eta[:, k0:k0 + KB], fetch[:nb] if k0 == tid * KB else rows)
-        if k_own < K:  # a range of rows, in fours as one thread blocks them (see _forward)
-            r0, r1 = _share(nb, 4, tid, threads)
-            if b > 0 and threads > 1:  # the previous batch's updates of the shared outputs are done
-                generation = _team_barrier(sync, threads, generation, disband_sleeps)
-            _forward(X, rows[r0:r1], params[k_own:], eta[r0:r1, k_own:],
-                     rows[r0:r1] if k_own > 0 else fetch[r0:r1])  # fetch: no own block did
+        _forward(X, rows, params[k0:k1], eta[:, k0:k1], fetch[:nb])
         if threads > 1:
             if tid == 0 and trying and (b == trial or b == 2 * trial):
                 now = _monotonic_ns()
@@ -746,7 +719,7 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                     trial_until = 3 * trial
                     trial_mark = _monotonic_ns()
                 threads = 1
-                KB, k_own, c0, c1 = _team_shares(threads, tid, K, cols)
+                k0, k1 = _share(K, tid, threads)
         batch_loss = _dloss(eta, labels_p[i0:i1] if labels_p.shape[0] else labels_p,
                             targets_p[i0:i1] if targets_p.shape[0] else targets_p,
                             weight_p[i0:i1] if weight_p.shape[0] else weight_p, family, G[:nb], t)
@@ -754,19 +727,11 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
             break
         step = step0 + b
         avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
-        for k0 in range(tid * KB, k_own, threads * KB):
-            k1 = k0 + KB
-            g = grad[:KB]
-            g[:] = 0
-            _backward(X, np.int64(0), ld, rows, G[:nb, k0:k1], g)
-            _update(params[k0:k1], g, np.int64(0), cols, 1.0 / nb, lr[b], l2, l1, momentum, nesterov,
-                    velocity[k0:k1], avg[k0:k1], avg_weight)
-        if k_own < K and c1 > c0:
-            g = grad[:K - k_own]
-            g[:, c0:c1] = 0
-            _backward(X, c0, c1, rows, G[:nb, k_own:], g)
-            _update(params[k_own:], g, c0, c1, 1.0 / nb, lr[b], l2, l1, momentum, nesterov,
-                    velocity[k_own:], avg[k_own:], avg_weight)
+        g = grad[:k1 - k0]
+        g[:] = 0
+        _backward(X, np.int64(0), ld, rows, G[:nb, k0:k1], g)
+        _update(params[k0:k1], g, np.int64(0), cols, 1.0 / nb, lr[b], l2, l1, momentum, nesterov,
+                velocity[k0:k1], avg[k0:k1], avg_weight)
         if tid == 0:
             loss[0] += batch_loss
         b += 1
@@ -778,7 +743,7 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
             generation = _team_barrier(sync, team, generation, disband_sleeps)  # the others go on
             if not _atomic_load(sync, _ALONE_FOR_GOOD) and not _team_disbanded(sync):
                 threads = team
-                KB, k_own, c0, c1 = _team_shares(threads, tid, K, cols)
+                k0, k1 = _share(K, tid, threads)
     if trial_until:  # stopped during the trial: release the others
         _compare_and_set(sync, _ALONE_FOR_GOOD, 0, 1)
         _team_barrier(sync, team, generation, disband_sleeps)
@@ -854,10 +819,10 @@ def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, 
     0 on one thread; disband_sleeps: see team._team_barrier; trial,
     trial_margin: see _epoch_part)."""
     K = params.shape[0]
-    max_blocks = (K + K_BLOCK - 1) // K_BLOCK
+    max_team = (K + OUTPUTS_PER_THREAD - 1) // OUTPUTS_PER_THREAD
     team = 1
-    if max_blocks > 1 and batch_size * X.shape[1] * K >= PARALLEL_MIN_WORK:
-        team = min(max_threads, max_blocks)
+    if max_team > 1 and batch_size * X.shape[1] * K >= PARALLEL_MIN_WORK:
+        team = min(max_threads, max_team)
     labels_p, targets_p, weight_p = _gather_samples(perm, labels, targets, sample_weight)
     if team > 1:
         return _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
