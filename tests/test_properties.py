@@ -963,8 +963,11 @@ def test_sgd_fit(family, backend, dtype, data):
     if want is None:  # invalid weights, or a diverging fit: the same error everywhere
         return
     # every backend walks the same trajectory (same permutations and steps);
-    # the gradients' rounding differs, and the two epochs carry it along
-    assert (got.n_epochs, got.n_steps, got.eta0) == (want.n_epochs, want.n_steps, want.eta0)
+    # the gradients' rounding differs, and the two epochs carry it along.
+    # The default step's largest squared row norm is summed in each
+    # backend's own order (scan_rows): the same step to a few ulps.
+    assert (got.n_epochs, got.n_steps) == (want.n_epochs, want.n_steps)
+    assert got.eta0 == pytest.approx(want.eta0, rel=1e-13)
     rtol = SGD_RTOL[np.dtype(dtype)]
     scale = 1.0 + max(np.abs(want.coef).max(initial=0.0), np.abs(want.intercept).max(initial=0.0))
     err = f"sgd_fit {family} {backend} {options}"
