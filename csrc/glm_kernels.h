@@ -379,27 +379,27 @@ static double FN(dloss)(const FM_T *eta, int64_t nb, int64_t K, const int64_t *l
                 *(VTU *)(grad + c_ * ld + j + v_ * (LANES)) = acc_[c_][v_];    \
     } while (0)
 
-/* Columns [j0, jd) of C outputs: blocks of FM_GLM_BJ vectors, single
+/* Columns [0, d) of C outputs: blocks of FM_GLM_BJ vectors, single
  * vectors, a half vector, then single columns, each element one
  * multiply-add per row, fused as gcc fuses the vectors' (a scalar loop
  * left to gcc was vectorized over the rows, unfused). */
-static inline __attribute__((always_inline)) void FN(bwd_cols)(const FM_T *X, int64_t d, int64_t j0, int64_t jd,
+static inline __attribute__((always_inline)) void FN(bwd_cols)(const FM_T *X, int64_t d,
                                                                 const int64_t *rows, int64_t nb,
                                                                 const FM_T *g, int64_t ldk, int C,
                                                                 int64_t ld, FM_T *grad)
 {
-    int64_t j = j0;
-    for (; j + FM_GLM_BJ * FM_GLM_L <= jd; j += FM_GLM_BJ * FM_GLM_L)
+    int64_t j = 0;
+    for (; j + FM_GLM_BJ * FM_GLM_L <= d; j += FM_GLM_BJ * FM_GLM_L)
         FM_GLM_BWD_BLOCK(FN(glm_v), FN(glm_vu), FM_GLM_L, C, FM_GLM_BJ);
-    for (; j + FM_GLM_L <= jd; j += FM_GLM_L)
+    for (; j + FM_GLM_L <= d; j += FM_GLM_L)
         FM_GLM_BWD_BLOCK(FN(glm_v), FN(glm_vu), FM_GLM_L, C, 1);
 #if FM_GLM_HALF
-    if (j + FM_GLM_L / 2 <= jd) {
+    if (j + FM_GLM_L / 2 <= d) {
         FM_GLM_BWD_BLOCK(FN(glm_h), FN(glm_hu), FM_GLM_L / 2, C, 1);
         j += FM_GLM_L / 2;
     }
 #endif
-    for (; j < jd; j++)
+    for (; j < d; j++)
         for (int c = 0; c < C; c++) {
             FM_T s = grad[c * ld + j];
             for (int64_t r = 0; r < nb; r++)
@@ -408,30 +408,27 @@ static inline __attribute__((always_inline)) void FN(bwd_cols)(const FM_T *X, in
         }
 }
 
-/* Columns [j0, j1) of grad += [G^T X[rows], the column sums of G] (column d,
- * the intercept's, is the sums: j1 = d + 1 includes it), for the K columns
- * of G (row stride ldk >= K) and the K rows of grad (row stride d + 1).
- * Each element is one multiply-add per row, in row order, in a vector lane
- * or a scalar alike: threads that split the columns get the bits of one
- * thread doing all (the threaded SGD test checks it, for short and long
- * rows). Outputs in blocks of 4, 2, 1. */
-static void FN(backward)(const FM_T *X, int64_t d, int64_t j0, int64_t j1, const int64_t *rows,
-                         int64_t nb, const FM_T *G, int64_t K, int64_t ldk, FM_T *grad)
+/* grad += [G^T X[rows], the column sums of G] (column d, the intercept's,
+ * is the sums), for the K columns of G (row stride ldk >= K) and the K rows
+ * of grad (row stride d + 1). Each element is one multiply-add per row, in
+ * row order, in a vector lane or a scalar alike: the same arithmetic in
+ * whichever block of outputs an element falls. Outputs in blocks of 4, 2, 1. */
+static void FN(backward)(const FM_T *X, int64_t d, const int64_t *rows, int64_t nb, const FM_T *G,
+                         int64_t K, int64_t ldk, FM_T *grad)
 {
-    const int64_t ld = d + 1, jd = j1 < d ? j1 : d;
+    const int64_t ld = d + 1;
     int64_t k = 0;
     for (; k + 3 < K; k += 4)
-        FN(bwd_cols)(X, d, j0, jd, rows, nb, G + k, ldk, 4, ld, grad + k * ld);
+        FN(bwd_cols)(X, d, rows, nb, G + k, ldk, 4, ld, grad + k * ld);
     if (k + 1 < K) {
-        FN(bwd_cols)(X, d, j0, jd, rows, nb, G + k, ldk, 2, ld, grad + k * ld);
+        FN(bwd_cols)(X, d, rows, nb, G + k, ldk, 2, ld, grad + k * ld);
         k += 2;
     }
     if (k < K)
-        FN(bwd_cols)(X, d, j0, jd, rows, nb, G + k, ldk, 1, ld, grad + k * ld);
-    if (j1 > d)
-        for (int64_t r = 0; r < nb; r++)
-            for (k = 0; k < K; k++)
-                grad[k * ld + d] += G[r * ldk + k];
+        FN(bwd_cols)(X, d, rows, nb, G + k, ldk, 1, ld, grad + k * ld);
+    for (int64_t r = 0; r < nb; r++)
+        for (k = 0; k < K; k++)
+            grad[k * ld + d] += G[r * ldk + k];
 }
 
 /* The same two products for X in compressed sparse rows (data, indices,
@@ -500,7 +497,7 @@ static void FN(backward_any)(const FN(design) *M, const int64_t *rows, int64_t n
     if (M->data)
         FN(backward_csr)(M->data, M->indices, M->indptr, M->d, rows, nb, G, K, grad);
     else
-        FN(backward)(M->X, M->d, 0, M->d + 1, rows, nb, G, K, K, grad);
+        FN(backward)(M->X, M->d, rows, nb, G, K, K, grad);
 }
 
 /* The epoch's labels, targets and weights in the order of perm, gathered in
@@ -695,32 +692,32 @@ static void FN(scan_rows)(const FM_T *X, int64_t n, int64_t d, double *out)
     out[1] = (double)bad;
 }
 
-/* One step on the parameters in columns [j0, j1) of the K rows (see
- * reference.glm.sgd_epoch for the order); column d is the intercept's, in
- * the range when j1 = d + 1 (pass j1 = d to hold it fixed). The arithmetic is
- * in double, each result rounded once when stored, and no multiply-add is
+/* One step on the parameters in columns [0, cols) of the K rows (see
+ * reference.glm.sgd_epoch for the order); column d is the intercept's,
+ * moved when cols = d + 1 (cols = d holds it fixed). The arithmetic is in
+ * double, each result rounded once when stored, and no multiply-add is
  * fused: gcc vectorizes the loop, peels iterations for alignment (so which
- * elements take the scalar code depends on where a range starts) and fused
- * them differently in the two, which made threads that split the columns
- * disagree in the last bit. */
+ * elements take the scalar code depends on where the row starts) and fused
+ * them differently in the two, which once made threads that split the
+ * columns disagree in the last bit. */
 __attribute__((optimize("fp-contract=off")))
-static void FN(update)(FM_T *params, const FM_T *grad, int64_t K, int64_t d, int64_t j0, int64_t j1,
+static void FN(update)(FM_T *params, const FM_T *grad, int64_t K, int64_t d, int64_t cols,
                        double scale, double lr, double l2, double l1, double momentum, int nesterov,
                        FM_T *velocity, FM_T *avg, double avg_weight)
 {
-    const int64_t ld = d + 1, jd = j1 < d ? j1 : d;
+    const int64_t ld = d + 1;
     for (int64_t k = 0; k < K; k++) {
         FM_T *pk = params + k * ld;
         const FM_T *gk = grad + k * ld;
         if (!velocity && !(l1 > 0) && !(avg_weight > 0)) {  /* plain SGD: vectorized */
 #pragma omp simd
-            for (int64_t j = j0; j < jd; j++)
+            for (int64_t j = 0; j < d; j++)
                 pk[j] = (FM_T)(pk[j] - lr * (gk[j] * scale + l2 * pk[j]));
-            if (j1 > d)
+            if (cols > d)
                 pk[d] = (FM_T)(pk[d] - lr * (gk[d] * scale));
             continue;
         }
-        for (int64_t j = j0; j < j1; j++) {
+        for (int64_t j = 0; j < cols; j++) {
             const int64_t q = k * ld + j;
             double p = params[q];
             double g = grad[q] * scale + (j < d ? l2 : 0.0) * p;
@@ -900,8 +897,8 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                 avg_start >= 0 && step >= avg_start ? 1.0 / (double)(step - avg_start + 1) : 0.0;
             const double scale = 1.0 / (double)nb;
             memset(grad, 0, sizeof(FM_T) * (k1 - k0) * ld);
-            FN(backward)(X, d, 0, ld, rows, nb, G + k0, k1 - k0, K, grad);
-            FN(update)(params + k0 * ld, grad, k1 - k0, d, 0, cols, scale, lr[b], l2, l1, momentum,
+            FN(backward)(X, d, rows, nb, G + k0, k1 - k0, K, grad);
+            FN(update)(params + k0 * ld, grad, k1 - k0, d, cols, scale, lr[b], l2, l1, momentum,
                        nesterov, velocity ? velocity + k0 * ld : NULL, avg ? avg + k0 * ld : NULL,
                        avg_weight);
             if (tid == 0) {
@@ -1001,7 +998,7 @@ static int64_t FN(sgd_epoch_csr)(const FM_T *data, const int32_t *indices, const
                 const int64_t step = step0 + b;
                 const double avg_weight =
                     avg_start >= 0 && step >= avg_start ? 1.0 / (double)(step - avg_start + 1) : 0.0;
-                FN(update)(params, grad, K, d, 0, d + (fit_intercept != 0), scale, lr[b], l2, l1,
+                FN(update)(params, grad, K, d, d + (fit_intercept != 0), scale, lr[b], l2, l1,
                            momentum, nesterov, velocity, avg, avg_weight);
                 memset(grad, 0, sizeof(FM_T) * P);
             }

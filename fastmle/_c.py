@@ -180,9 +180,9 @@ def glm_loss_grad_csr(data, indices, indptr, n_features, labels, targets, sample
         params.shape[0], int(family), _ptr(loss), _ptr_or_null(grad)), "glm_loss_grad")
 
 
-
 def scan_rows(X, out):
     _fn("scan_rows", X)(_ptr(X), X.shape[0], X.shape[1], _ptr(out))
+
 
 def _epoch_args(labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
                 nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss):

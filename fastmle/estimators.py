@@ -103,7 +103,9 @@ class _SGDMixin:
         if partial:  # one epoch, continuing the schedule; no stopping rule
             options.update(max_epochs=1, tol=None, validation_fraction=None,
                            schedule_epochs=self.max_epochs)
-        # check_input=False: scikit-learn's validation has scanned X for NaN / inf
+        # check_input=False: scikit-learn's validation has scanned X for NaN /
+        # inf (with the default eta0, the read of X that gives the step still
+        # checks it, at no extra cost)
         result = sgd_fit(X, y_encoded, self._kernel_family(), sample_weight=sample_weight,
                          random_state=self._epoch_seed(previous), warm_start=previous,
                          check_input=False, **extra, **options)

@@ -87,8 +87,9 @@ def as_design_matrix(X, name="X", check_values=True):
     converted to float64. A Fortran-ordered or strided X is copied once into
     C order; sparse X is converted to CSR (int64 column indices to int32).
     NaN or infinity is a ValueError, unless check_values is False (the
-    caller has scanned a dense X already; sparse X's values are always
-    scanned). Returns (X, copied)."""
+    caller checks a dense X's values itself, as sgd_fit does with
+    scan_rows; sparse X's values are always checked here). Returns
+    (X, copied)."""
     if hasattr(X, "tocsr") and hasattr(X, "nnz"):
         return _as_csr(X, name)
     arr = real_array(X, name)

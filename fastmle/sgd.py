@@ -276,7 +276,6 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                    nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction,
                    schedule_epochs)
     code = family_code(family)
-    kern = _dispatch.kernels(_dispatch.resolve(backend), "glm")
     X, copied = as_design_matrix(X, check_values=False)  # a sparse X's values are checked here
     dense = not isinstance(X, CSRMatrix)
     # a dense X's values are checked after everything else, in the one read
@@ -296,7 +295,9 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     if per_class is not None:
         weights = (weights if weights.size else np.ones(n, X.dtype)) * per_class.astype(X.dtype)
     K = len(classes) if family == "multinomial" else targets.shape[1]
+    _check_warm_start(warm_start, family, K, d, X.dtype)
     rng = np.random.default_rng(random_state)
+    kern = _dispatch.kernels(_dispatch.resolve(backend), "glm")
 
     # validation split: held-out rows never enter an epoch's permutation
     train = np.arange(n)
@@ -308,16 +309,15 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
         split = rng.permutation(n)
         val, train = np.sort(split[:n_val]), np.sort(split[n_val:])
         X_val = X.take_rows(val) if isinstance(X, CSRMatrix) else np.ascontiguousarray(X[val])
-        if scan_later:  # rows no epoch will stop on
-            check_finite(X_val, "X")
         val_data = (X_val, labels[val] if labels.size else labels,
                     targets[val] if targets.size else targets, weights[val] if weights.size else weights)
     if len(train) == 0:
         raise ValueError("X has no samples")
     train_weight = total_weight(weights[train] if weights.size else weights, len(train))
-    _check_warm_start(warm_start, family, K, d, X.dtype)
 
     row_norm2 = _scan_dense(kern, X) if scan_now else None
+    if scan_later and val is not None:  # held-out rows: no epoch will stop on them
+        check_finite(X_val, "X")
     if eta0 is None:
         if row_norm2 is None:  # sparse X
             row_norm2 = float(X.row_norms2().max(initial=0.0))

@@ -351,9 +351,10 @@ def test_team_trial_keeps_the_trajectory(rng, outcome, dtype, K):
     # resumes (a margin no time wins) or thread 0 keeps the rest (margin
     # -100%: any time wins). A row of huge values in batch 7 stops the
     # epoch there or in the next batch, inside the trial: the waiting
-    # threads must be released. Every case gives one thread's bits. K = 8:
-    # no shared outputs, so no second barrier per batch holds thread 0 back
-    # (a waiting thread once read the trial's start a batch early).
+    # threads must be released. Every case gives one thread's bits. K = 8
+    # and 10: 4 and 5 outputs per thread (with blocks of 4 outputs and a
+    # second barrier per batch for the 2 of 10 left over, a waiting thread
+    # once read the trial's start a batch early with K = 8).
     X, labels, targets, w, params = problem("multinomial", 3003, 100, K, dtype, rng, weighted=True, scale=0.1)
     perm = rng.permutation(3003)
     if outcome == "stopped in the trial":
@@ -383,11 +384,11 @@ def test_team_trial_keeps_the_trajectory(rng, outcome, dtype, K):
 @pytest.mark.parametrize("K, option", [(10, "everything"), (5, "plain"), (11, "no-intercept")])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_threaded_sgd_epoch_with_few_features_and_rows_per_thread(rng, K, option, dtype):
-    # The edges of the shared outputs' split: d = 7 gives 7 or 8 columns
-    # to share in units of 8, so a thread's column range is empty; batches
-    # of 256 rows keep the work above the threaded threshold, and the last
-    # batch has 3 rows, fewer than two per thread. The C epoch also runs on
-    # three threads (more than the cores: only the result is checked).
+    # Rows shorter than a vector (d = 7: the products' scalar paths) in
+    # threads of 5 + 5, 2 + 3 and 5 + 6 outputs; batches of 256 rows keep
+    # the work above the threaded threshold, and the last batch has 3
+    # rows. The C epoch also runs on three threads (more than the cores:
+    # only the result is checked).
     X, labels, targets, w, params = problem("multinomial", 3 * 256 + 3, 7, K, dtype, rng, scale=0.3)
     perm = rng.permutation(len(X))
     lr = np.full(4, 0.05)
@@ -524,6 +525,13 @@ def scan_cases(dtype, rng):
     X[100, 3], X[250, 0], X[299, 11] = np.nan, -np.inf, np.inf
     yield "overflow and bad", X
     yield "all NaN", np.full((4, 3), np.nan, dtype)
+    # large enough for C's threads and several of Numba's chunks of rows
+    X = rng.standard_normal((6000, 40)).astype(dtype)
+    X[rng.choice(6000, 60, replace=False), rng.integers(0, 40, 60)] = np.nan
+    X[rng.choice(6000, 30, replace=False), 39] = -np.inf
+    X[5999, 0] = np.inf
+    X[rng.choice(6000, 5, replace=False)] = info.max / 4
+    yield "large, bad rows scattered", X
     yield "subnormal", np.full((3, 33), info.smallest_subnormal, dtype)
 
 

@@ -337,21 +337,22 @@ def _bwd_4x1(X, rows, G, grad, j, first):
 
 
 @njit(fastmath=_EXACT, **_ROW)
-def _bwd_cols(X, j0, jd, rows, G, grad):
-    """Columns [j0, jd) of grad += G.T @ X[rows]: blocks of four vectors
+def _bwd_cols(X, rows, G, grad):
+    """Columns [0, d) of grad += G.T @ X[rows]: blocks of four vectors
     (four outputs at a time, then one), single vectors, then a vector ending
-    at jd, or single columns where the range is shorter than a vector."""
+    at d, or single columns where rows are shorter than a vector."""
     L = lanes(X.itemsize)
     K = grad.shape[0]
     K4 = K - K % 4
-    j = j0
+    jd = X.shape[1]
+    j = 0
     while j + 4 * L <= jd:
         for k in range(0, K4, 4):
             _bwd_4x4(X, rows, G[:, k:k + 4], grad[k:k + 4], j)
         for k in range(K4, K):
             _bwd_1x4(X, rows, G[:, k], grad[k], j)
         j += 4 * L
-    while j < jd and jd - j0 >= L:
+    while j < jd and jd >= L:
         first = 0
         if j + L > jd:  # the last vector ends at jd
             first = j + L - jd
@@ -361,7 +362,7 @@ def _bwd_cols(X, j0, jd, rows, G, grad):
         for k in range(K4, K):
             _bwd_1x1(X, rows, G[:, k], grad[k], j, first)
         j += L
-    for j in range(j, jd):  # a range shorter than a vector
+    for j in range(j, jd):  # rows shorter than a vector
         for k in range(K):
             s = grad[k, j]
             for r in range(rows.shape[0]):
@@ -370,17 +371,16 @@ def _bwd_cols(X, j0, jd, rows, G, grad):
 
 
 @njit(**_ROW)
-def _backward(X, j0, j1, rows, G, grad):
-    """Columns [j0, j1) of grad += [G.T @ X[rows], the column sums of G]
-    (column d, the intercept's, is the sums: j1 = d + 1 includes it). Each
-    element is one multiply-add per row, in row order, in a vector lane or a
-    scalar alike: the same arithmetic for any column range."""
+def _backward(X, rows, G, grad):
+    """grad += [G.T @ X[rows], the column sums of G] (column d, the
+    intercept's, is the sums). Each element is one multiply-add per row, in
+    row order, in a vector lane or a scalar alike: the same arithmetic in
+    whichever block of outputs an element falls."""
     d = X.shape[1]
-    _bwd_cols(X, j0, min(j1, d), rows, G, grad)
-    if j1 > d:
-        for r in range(rows.shape[0]):
-            for k in range(grad.shape[0]):
-                grad[k, d] += G[r, k]
+    _bwd_cols(X, rows, G, grad)
+    for r in range(rows.shape[0]):
+        for k in range(grad.shape[0]):
+            grad[k, d] += G[r, k]
 
 
 @njit(**_ROW)
@@ -471,7 +471,7 @@ def _backward_any(X, data, indices, indptr, rows, G, grad):
     if indptr.shape[0]:
         _backward_csr(data, indices, indptr, rows, G, grad)
     else:
-        _backward(X, np.int64(0), X.shape[1] + 1, rows, G, grad)
+        _backward(X, rows, G, grad)
 
 
 # inline="always": their prange loops must land in the parallel entry points
@@ -561,7 +561,6 @@ def glm_predict_csr(data, indices, indptr, n_features, params, family, out):
                  params, family, out)
 
 
-
 @njit(fastmath=_SUM, **_ROW)
 def _squared_norm(x):
     """sum x[j]^2 in float64, in vector lanes (reassociated, as csrc's
@@ -593,21 +592,21 @@ def scan_rows(X, out):
     out[0] = largest.max() if chunks else 0.0
     out[1] = bad.sum()
 
+
 @njit(**_SEQ)
-def _update(params, grad, j0, j1, scale, lr, l2, l1, momentum, nesterov, velocity, avg, avg_weight):
-    """One step on the parameters in columns [j0, j1) (see
-    reference.glm.sgd_epoch for the order); column d is the intercept's, in
-    the range when j1 = d + 1 (pass j1 = d to hold it fixed)."""
+def _update(params, grad, cols, scale, lr, l2, l1, momentum, nesterov, velocity, avg, avg_weight):
+    """One step on the parameters in columns [0, cols) (see
+    reference.glm.sgd_epoch for the order); column d is the intercept's,
+    moved when cols = d + 1 (cols = d holds it fixed)."""
     d = params.shape[1] - 1
-    jd = min(j1, d)
     has_velocity = velocity.shape[0] > 0
     for k in range(params.shape[0]):
         if not has_velocity and not l1 > 0 and not avg_weight > 0:  # plain SGD: vectorized
-            _plain_step(params[k, j0:jd], grad[k, j0:jd], scale, lr, l2)
-            if j1 > d:
+            _plain_step(params[k, :d], grad[k, :d], scale, lr, l2)
+            if cols > d:
                 params[k, d] = params[k, d] - lr * (grad[k, d] * scale)
             continue
-        for j in range(j0, j1):
+        for j in range(cols):
             decay = l2 if j < d else 0.0
             p = params[k, j]
             g = grad[k, j] * scale + decay * p
@@ -729,8 +728,8 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
         avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
         g = grad[:k1 - k0]
         g[:] = 0
-        _backward(X, np.int64(0), ld, rows, G[:nb, k0:k1], g)
-        _update(params[k0:k1], g, np.int64(0), cols, 1.0 / nb, lr[b], l2, l1, momentum, nesterov,
+        _backward(X, rows, G[:nb, k0:k1], g)
+        _update(params[k0:k1], g, cols, 1.0 / nb, lr[b], l2, l1, momentum, nesterov,
                 velocity[k0:k1], avg[k0:k1], avg_weight)
         if tid == 0:
             loss[0] += batch_loss
@@ -756,7 +755,7 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                 trial, trial_margin, outcome):
     """The epoch on `team` threads (see _epoch_part). If the threading layer
     does not run them at once (fewer threads granted, or one running the
-    iterations in turn), thread 0 does all blocks alone (see _team_start);
+    iterations in turn), thread 0 does all the outputs alone (see _team_start);
     outcome[0] says which: TOGETHER or ALONE."""
     K, ld = params.shape
     rows = min(batch_size, perm.shape[0])  # a batch's rows, at most
@@ -895,7 +894,7 @@ def sgd_epoch_csr(data, indices, indptr, n_features, labels, targets, sample_wei
         else:
             step = step0 + b
             avg_weight = 1.0 / (step - avg_start + 1) if 0 <= avg_start <= step else 0.0
-            _update(params, grad, np.int64(0), d + 1 if fit_intercept else d, scale, lr[b], l2, l1, momentum,
+            _update(params, grad, d + 1 if fit_intercept else d, scale, lr[b], l2, l1, momentum,
                     nesterov, velocity, avg, avg_weight)
             grad[:] = 0
     return lr.shape[0]

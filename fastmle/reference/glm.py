@@ -167,10 +167,15 @@ def scan_rows(X, out):
     over the rows whose elements are all finite (0 when there are none;
     inf when a row of finite values overflows it); out[1] = the number of
     rows holding NaN or infinity."""
-    finite = np.isfinite(X).all(axis=1)
-    kept = X[finite]
-    out[0] = np.einsum("ij,ij->i", kept, kept, dtype=np.float64).max(initial=0.0)
-    out[1] = np.count_nonzero(~finite)
+    norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    # NaN or inf in a row makes its sum NaN or inf; only those rows are
+    # looked at element by element (no n x d temporary)
+    suspect = np.flatnonzero(~np.isfinite(norms))
+    bad = suspect[~np.isfinite(X[suspect]).all(axis=1)]
+    norms[bad] = 0.0
+    out[0] = norms.max(initial=0.0)
+    out[1] = len(bad)
+
 
 # ---- X in compressed sparse rows (data, indices, indptr, n_features) ----
 # The same kernels on the dense matrix: the compiled CSR kernels must agree.
