@@ -31,6 +31,11 @@ int fm_set_team_disband_sleeps(int sleeps);
  * default 10, kept in [-100, 1000000]) by which one thread must win;
  * returns the previous batches. */
 int fm_set_team_trial(int batches, int margin_percent);
+/* For tests: the last SGD epoch's team size as OpenMP started it (1: one
+ * thread), and in *trial its trial's outcome: 0 none, 1 the team resumed,
+ * 2 thread 0 kept on alone, 3 the epoch stopped inside the trial, 4 the
+ * team disbanded at its end. The last epoch on any thread. */
+int fm_team_last(int *trial);
 const char *fm_simd_name(void);
 /* cblas_dsyrk and cblas_ssyrk of the BLAS numpy uses, found by
  * fastmle/_blas.py (NULL: none; the kernels then use their own loops).

@@ -35,6 +35,15 @@ extern int fm_team_disband_sleeps;
  * it alone. */
 extern int fm_team_trial_batches;
 extern int fm_team_trial_margin;
+/* The last threaded SGD epoch's team size as OpenMP started it, and its
+ * trial's outcome (FM_TRIAL_*), for tests (see fm_team_last). */
+extern int fm_team_last_size;
+extern int fm_team_last_trial;
+#define FM_TRIAL_NONE 0      /* no trial: one thread, or a short epoch */
+#define FM_TRIAL_TEAM 1      /* the team resumed after the trial */
+#define FM_TRIAL_ALONE 2     /* thread 0 kept the rest of the epoch */
+#define FM_TRIAL_STOPPED 3   /* the epoch stopped inside thread 0's window */
+#define FM_TRIAL_DISBANDED 4 /* the team disbanded at the trial's end */
 
 /* Work below this many elements runs on the calling thread only: starting a
  * team costs more than it saves. */

@@ -808,6 +808,7 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
     }
     FN(gather_samples)(perm, m, K, labels, targets, sample_weight, labels_p, targets_p, weight_p);
     int64_t done = 0;
+    int started = 1, trial_outcome = FM_TRIAL_NONE;   /* thread 0's report (fm_team_last) */
     fm_team_sync sync = {0, 0, 0, 0, 0, 0};
     const int64_t trial = fm_team_trial_batches;   /* read once: the same for every thread */
 #pragma omp parallel num_threads(team)
@@ -823,6 +824,8 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
         int threads = 1;
 #endif
         const int team_size = threads;
+        if (tid == 0)
+            started = team_size;
         int64_t k0, k1;   /* this thread's outputs */
         FN(share)(K, tid, threads, &k0, &k1);
         /* The trial (thread 0's): a team may be slower than one thread when
@@ -911,6 +914,8 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
                     atomic_store(&sync.alone_for_good, 1);
                 trial_until = 0;
                 crossed = fm_team_barrier(&sync, team_size, crossed);   /* the others go on */
+                trial_outcome = atomic_load(&sync.alone_for_good) ? FM_TRIAL_ALONE
+                                : atomic_load(&sync.disband)      ? FM_TRIAL_DISBANDED : FM_TRIAL_TEAM;
                 if (!atomic_load(&sync.alone_for_good) && !atomic_load(&sync.disband)) {
                     threads = team_size;
                     FN(share)(K, 0, threads, &k0, &k1);
@@ -918,10 +923,13 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             }
         }
         if (trial_until) {   /* stopped during the trial: release the others */
+            trial_outcome = FM_TRIAL_STOPPED;
             atomic_store(&sync.alone_for_good, 1);
             fm_team_barrier(&sync, team_size, crossed);
         }
     }
+    fm_team_last_size = started;
+    fm_team_last_trial = trial_outcome;
     free(work);
     free(t_all);
     free(fetch_all);

@@ -6,6 +6,8 @@ int fm_simd = 0;
 int fm_team_disband_sleeps = 64;
 int fm_team_trial_batches = 256;
 int fm_team_trial_margin = 10;
+int fm_team_last_size = 0;
+int fm_team_last_trial = 0;
 
 /* The best clone this CPU (and OS: gcc's checks include the saved vector
  * state) runs: 2 AVX-512 F/BW/DQ/VL, 1 AVX2+FMA, 0 baseline. */
@@ -59,6 +61,12 @@ int fm_set_team_trial(int batches, int margin_percent)
      * trial's products of nanoseconds and percent within long long */
     fm_team_trial_margin = margin_percent < -100 ? -100 : margin_percent > 1000000 ? 1000000 : margin_percent;
     return before;
+}
+
+int fm_team_last(int *trial)
+{
+    *trial = fm_team_last_trial;
+    return fm_team_last_size;
 }
 
 int fm_openmp_enabled(void)

@@ -341,7 +341,20 @@ def test_threaded_sgd_epoch_is_deterministic_and_matches_reference(rng, family, 
     assert fastmle._dispatch.max_threads() > 1, "only one thread here: the threaded path was not run"
 
 
-@pytest.mark.parametrize("outcome", ["team resumes", "thread 0 keeps on", "stopped in the trial"])
+def last_team(backend):
+    """(threads that ran, trial outcome) of the backend's last dense SGD
+    epoch: 0 no trial, 1 the team resumed, 2 thread 0 kept on alone, 3 the
+    epoch stopped inside the trial, 4 the team disbanded at its end."""
+    if backend == "c":
+        trial = fastmle._c.ffi.new("int *")
+        return fastmle._c.lib.fm_team_last(trial), trial[0]
+    return importlib.import_module("fastmle._numba.glm").last_team()
+
+
+TRIAL_OUTCOMES = {"team resumes": 1, "thread 0 keeps on": 2, "stopped in the trial": 3}
+
+
+@pytest.mark.parametrize("outcome", list(TRIAL_OUTCOMES))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("K", [10, 8])
 def test_team_trial_keeps_the_trajectory(rng, outcome, dtype, K):
@@ -371,11 +384,13 @@ def test_team_trial_keeps_the_trajectory(rng, outcome, dtype, K):
             fastmle.set_num_threads(fastmle._dispatch.max_threads())
             window = set_trial(3, margin)
             got = run_epoch(backend, X, labels, targets, w, params, perm, lr, "multinomial", 32, "everything")
+            report = last_team(backend)
         finally:
             set_trial(window, 10)
             fastmle.set_num_threads(previous)
         assert got[0] == want[0], backend
         assert 6 <= want[0] < 9 if outcome == "stopped in the trial" else want[0] == 94
+        assert report == (2, TRIAL_OUTCOMES[outcome]), (backend, report)   # the trial did run
         for a, b in zip(want[1:], got[1:]):
             np.testing.assert_array_equal(a, b, err_msg=backend)
     assert fastmle._dispatch.max_threads() > 1, "only one thread here: the team was not run"

@@ -230,22 +230,23 @@ def test_a_smaller_openmp_team_than_asked_for_gives_the_same_results(tmp_path):
 def test_team_trial_with_a_smaller_openmp_team_than_asked_for(tmp_path):
     # The C epoch's trial of its team against one thread (see
     # test_glm.test_team_trial_keeps_the_trajectory) when OpenMP starts 2 of
-    # the 3 threads asked for (10 classes: three blocks of outputs): the
-    # trial, the waiting and the verdict must count the team that started.
-    # Each outcome (the team resumes, thread 0 keeps on, the epoch stops
-    # inside the trial) gives one thread's bits; a hang fails run_python.
+    # the 3 threads asked for (10 classes allow a team of 3): the trial, the
+    # waiting and the verdict must count the team that started. Each
+    # outcome (the team resumes, thread 0 keeps on, the epoch stops inside
+    # the trial) gives one thread's bits, and the epoch reports it ran on 2
+    # threads with that outcome; a hang fails run_python.
     out = run_python(f"""
         import sys
         sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
         import numpy as np
         from fastmle._c import lib
-        from test_glm import problem, run_epoch
+        from test_glm import last_team, problem, run_epoch
         rng = np.random.default_rng(5)
         X, labels, targets, w, params = problem("multinomial", 3003, 100, 10, np.float64, rng,
                                                 weighted=True, scale=0.1)
         perm = rng.permutation(3003)
         lr = np.full(94, 0.02)
-        for margin, stop in ((10**6, False), (-100, False), (10**6, True)):
+        for margin, stop, outcome in ((10**6, False, 1), (-100, False, 2), (10**6, True, 3)):
             Xc = X.copy()
             if stop:  # a row of infinities in batch 7, inside the trial
                 Xc[perm[7 * 32 + 5]] = np.inf
@@ -255,6 +256,7 @@ def test_team_trial_with_a_smaller_openmp_team_than_asked_for(tmp_path):
             lib.fm_set_team_trial(3, margin)
             got = run_epoch("c", Xc, labels, targets, w, params, perm, lr, "multinomial", 32, "everything")
             assert got[0] == want[0] == (7 if stop else 94), (got[0], want[0])
+            assert last_team("c") == (2, outcome), last_team("c")
             for a, b in zip(want[1:], got[1:]):
                 np.testing.assert_array_equal(a, b)
         print("ok")

@@ -15,8 +15,9 @@ from numba import get_num_threads, njit, prange
 
 from .simd import lanes, vfma, vload, vmerge_from, vsplat, vstore, vsum, vsum4, vzero_below
 from .special import _ENTRY, _EXACT, _ROW, _SUM, _prefetch, _prefetch_l2, _same, _sigs
-from .team import (_ALONE_FOR_GOOD, _DISBAND_SLEEPS, _TEAM_TRIAL, ALONE, SYNC_SIZE, TOGETHER, _atomic_load,
-                   _compare_and_set, _monotonic_ns, _team_barrier, _team_disbanded, _team_start)
+from .team import (_ALONE_FOR_GOOD, _DISBAND_SLEEPS, _TEAM_TRIAL, ALONE, SYNC_SIZE, TOGETHER, TRIAL_ALONE,
+                   TRIAL_DISBANDED, TRIAL_STOPPED, TRIAL_TEAM, _atomic_load, _compare_and_set, _monotonic_ns,
+                   _team_barrier, _team_disbanded, _team_start)
 from .vexp import vexp
 
 MULTINOMIAL, BINOMIAL, GAUSSIAN, POISSON = range(4)  # reference.glm.FAMILIES
@@ -655,7 +656,7 @@ def _share(n, tid, threads):
 @njit(**_SEQ)
 def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1, momentum,
                 nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, eta2, G, t,
-                grad, fetch, tid, threads, sync, disband_sleeps, trial, trial_margin):
+                grad, fetch, tid, threads, sync, disband_sleeps, trial, trial_margin, outcome):
     """The epoch's batches as thread tid of `threads` runs them: the forward
     product (requesting the next batch's rows), gradient and update of its
     range of outputs (see above). Every thread computes the
@@ -667,7 +668,8 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
     The trial, as csrc's (a team may be slower than one thread when its
     cores exchange lines slowly): thread 0 times batches [T, 2T) done by the
     team (T = trial), then does batches [2T, 3T) alone while the others
-    wait, and goes on alone if that was faster by trial_margin percent."""
+    wait, and goes on alone if that was faster by trial_margin percent;
+    it writes the trial's outcome (team.TRIAL_*) in outcome[1]."""
     m = perm.shape[0]
     n_batches = lr.shape[0]
     K, ld = params.shape
@@ -740,10 +742,13 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                 _compare_and_set(sync, _ALONE_FOR_GOOD, 0, 1)
             trial_until = 0
             generation = _team_barrier(sync, team, generation, disband_sleeps)  # the others go on
+            outcome[1] = (TRIAL_ALONE if _atomic_load(sync, _ALONE_FOR_GOOD)
+                          else TRIAL_DISBANDED if _team_disbanded(sync) else TRIAL_TEAM)
             if not _atomic_load(sync, _ALONE_FOR_GOOD) and not _team_disbanded(sync):
                 threads = team
                 k0, k1 = _share(K, tid, threads)
     if trial_until:  # stopped during the trial: release the others
+        outcome[1] = TRIAL_STOPPED
         _compare_and_set(sync, _ALONE_FOR_GOOD, 0, 1)
         _team_barrier(sync, team, generation, disband_sleeps)
     return b
@@ -756,7 +761,8 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
     """The epoch on `team` threads (see _epoch_part). If the threading layer
     does not run them at once (fewer threads granted, or one running the
     iterations in turn), thread 0 does all the outputs alone (see _team_start);
-    outcome[0] says which: TOGETHER or ALONE."""
+    outcome[0] says which: TOGETHER or ALONE; outcome[1] is the trial's
+    outcome, outcome[2] the threads that ran."""
     K, ld = params.shape
     rows = min(batch_size, perm.shape[0])  # a batch's rows, at most
     eta2 = np.empty((2, rows, K), params.dtype)
@@ -777,9 +783,10 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                                     l1, momentum, nesterov, fit_intercept, params, velocity, avg,
                                     avg_start, step0, loss, eta2, G[tid, :rows * K].reshape((rows, K)),
                                     t[tid], grad[tid, :K * ld].reshape((K, ld)), fetch[tid],
-                                    tid, threads, sync, disband_sleeps, trial, trial_margin)
+                                    tid, threads, sync, disband_sleeps, trial, trial_margin, outcome)
             if tid == 0:
                 outcome[0] = decision
+                outcome[2] = threads
     return done[0]
 
 
@@ -788,6 +795,13 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
 # wait each time (their threads are not free: one thread is the faster).
 _FAILED_TEAMS = {}
 _RETRY_AFTER = 100
+_LAST_TEAM = {"size": 0, "trial": 0}
+
+
+def last_team():
+    """For tests: the last dense SGD epoch's (threads that ran, trial
+    outcome team.TRIAL_*), as csrc's fm_team_last."""
+    return _LAST_TEAM["size"], _LAST_TEAM["trial"]
 
 
 def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1,
@@ -797,7 +811,7 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
     outputs, as csrc's sgd_epoch. (Read here: compiled code that reads the
     thread count cannot be cached.)"""
     threads = get_num_threads()
-    outcome = np.zeros(1, np.int64)
+    outcome = np.zeros(3, np.int64)
     wait = _FAILED_TEAMS.pop(threads, 0)
     if wait > 1:
         _FAILED_TEAMS[threads] = wait - 1
@@ -807,6 +821,7 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
                       _TEAM_TRIAL["margin"], outcome)
     if outcome[0] == ALONE:
         _FAILED_TEAMS[threads] = _RETRY_AFTER
+    _LAST_TEAM.update(size=int(outcome[2]), trial=int(outcome[1]))
     return done
 
 
@@ -814,8 +829,8 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
 def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, max_threads,
                disband_sleeps, trial, trial_margin, outcome):
-    """sgd_epoch on up to max_threads threads (outcome[0]: see _epoch_team;
-    0 on one thread; disband_sleeps: see team._team_barrier; trial,
+    """sgd_epoch on up to max_threads threads (outcome: see _epoch_team;
+    0, 0, 1 on one thread; disband_sleeps: see team._team_barrier; trial,
     trial_margin: see _epoch_part)."""
     K = params.shape[0]
     max_team = (K + OUTPUTS_PER_THREAD - 1) // OUTPUTS_PER_THREAD
@@ -828,11 +843,13 @@ def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, 
                            momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0,
                            loss, team, disband_sleeps, trial, trial_margin, outcome)
     rows = min(batch_size, perm.shape[0])
+    outcome[2] = 1
     return _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
                        momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
                        np.empty((2, rows, K), params.dtype), np.empty((rows, K), params.dtype),
                        np.empty(loss_scratch_size(K)), np.empty_like(params), np.empty(rows, np.int64),
-                       np.int64(0), np.int64(1), np.zeros(0, np.int64), disband_sleeps, trial, trial_margin)
+                       np.int64(0), np.int64(1), np.zeros(0, np.int64), disband_sleeps, trial, trial_margin,
+                       outcome)
 
 
 _EPOCH_CSR_SIG = ("int64({T}[::1], int32[::1], int64[::1], int64, int64[::1], {T}[:, ::1], {T}[::1], "

@@ -21,6 +21,10 @@ _BARRIER_COUNT, _BARRIER_GENERATION, _START_ARRIVED, _START_DECISION, _SLEPT, _D
     i * SYNC_STRIDE for i in range(7))
 SYNC_SIZE = 7 * SYNC_STRIDE  # the length of a team's sync array (zeroed)
 _UNDECIDED, TOGETHER, ALONE = 0, 1, 2
+# The outcome of an SGD epoch's trial (csrc's FM_TRIAL_*): none, the team
+# resumed, thread 0 kept on alone, the epoch stopped inside the trial, the
+# team disbanded at the trial's end
+TRIAL_NONE, TRIAL_TEAM, TRIAL_ALONE, TRIAL_STOPPED, TRIAL_DISBANDED = range(5)
 # How long a thread waits at the start for the rest of its team before
 # thread 0 runs everything alone: far beyond waking a thread pool (tens of
 # microseconds), short against an epoch run alone.
