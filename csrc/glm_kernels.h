@@ -928,8 +928,9 @@ static int64_t FN(sgd_epoch)(const FM_T *X, int64_t n, int64_t d, const int64_t 
             fm_team_barrier(&sync, team_size, crossed);
         }
     }
-    fm_team_last_size = started;
-    fm_team_last_trial = trial_outcome;
+    /* atomic: epochs on two Python threads may end together */
+    __atomic_store_n(&fm_team_last_size, started, __ATOMIC_RELAXED);
+    __atomic_store_n(&fm_team_last_trial, trial_outcome, __ATOMIC_RELAXED);
     free(work);
     free(t_all);
     free(fetch_all);

@@ -65,8 +65,8 @@ int fm_set_team_trial(int batches, int margin_percent)
 
 int fm_team_last(int *trial)
 {
-    *trial = fm_team_last_trial;
-    return fm_team_last_size;
+    *trial = __atomic_load_n(&fm_team_last_trial, __ATOMIC_RELAXED);
+    return __atomic_load_n(&fm_team_last_size, __ATOMIC_RELAXED);
 }
 
 int fm_openmp_enabled(void)
