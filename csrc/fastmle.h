@@ -26,6 +26,10 @@ int fm_set_simd_level(int level);   /* clamps to what the CPU supports; returns 
 /* Sleeps at barriers after which an SGD epoch's team gives way to its
  * first thread alone (see fm_team_barrier); returns the previous value. */
 int fm_set_team_disband_sleeps(int sleeps);
+/* For tests: a team disbands at this barrier crossing (1: its first) as
+ * well, whatever its sleeps; 0 (the default) or less: never. Returns the
+ * previous value. */
+int fm_set_team_disband_at(int crossing);
 /* The SGD epoch's trial of its team against its first thread alone:
  * batches per timed window (default 256, 0: none) and the margin (percent,
  * default 10, kept in [-100, 1000000]) by which one thread must win;

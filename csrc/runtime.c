@@ -4,6 +4,7 @@
 int fm_threads = 1;
 int fm_simd = 0;
 int fm_team_disband_sleeps = 64;
+int fm_team_disband_at = 0;
 int fm_team_trial_batches = 256;
 int fm_team_trial_margin = 10;
 int fm_team_last_size = 0;
@@ -50,6 +51,13 @@ int fm_set_team_disband_sleeps(int sleeps)
 {
     const int before = fm_team_disband_sleeps;
     fm_team_disband_sleeps = sleeps < 0 ? 0 : sleeps;
+    return before;
+}
+
+int fm_set_team_disband_at(int crossing)
+{
+    const int before = fm_team_disband_at;
+    fm_team_disband_at = crossing < 0 ? 0 : crossing;
     return before;
 }
 

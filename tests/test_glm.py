@@ -351,46 +351,56 @@ def last_team(backend):
     return importlib.import_module("fastmle._numba.glm").last_team()
 
 
-TRIAL_OUTCOMES = {"team resumes": 1, "thread 0 keeps on": 2, "stopped in the trial": 3}
+# The trial's cases (window of 3 batches): the margin one thread must win
+# by, the barrier crossing at which the team is made to disband (0: none)
+# and the outcome reported. Crossing 7 is batch 6's, where the trial would
+# start; 8 the trial's end (the other threads waited through batches 6-8);
+# 10 is batch 9's, after the team resumed.
+TRIAL_CASES = {"team resumes": (10**6, 0, 1), "thread 0 keeps on": (-100, 0, 2),
+               "stopped in the trial": (10**6, 0, 3), "disbands at the trial's end": (10**6, 8, 4),
+               "disbands as the trial starts": (10**6, 7, 0), "disbands after it": (10**6, 10, 1)}
 
 
-@pytest.mark.parametrize("outcome", list(TRIAL_OUTCOMES))
+@pytest.mark.parametrize("case", list(TRIAL_CASES))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("K", [10, 8])
-def test_team_trial_keeps_the_trajectory(rng, outcome, dtype, K):
+def test_team_trial_keeps_the_trajectory(rng, case, dtype, K):
     # The epoch's trial of its team against one thread (csrc sgd_epoch,
     # _numba glm._epoch_part), in windows of 3 batches: the team does
     # batches 3-5, thread 0 alone 6-8 while the others wait, then the team
     # resumes (a margin no time wins) or thread 0 keeps the rest (margin
     # -100%: any time wins). A row of huge values in batch 7 stops the
     # epoch there or in the next batch, inside the trial: the waiting
-    # threads must be released. Every case gives one thread's bits. K = 8
+    # threads must be released. A team disbanded at a fixed barrier leaves
+    # thread 0 alone. Every case gives one thread's bits. K = 8
     # and 10: 4 and 5 outputs per thread (with blocks of 4 outputs and a
     # second barrier per batch for the 2 of 10 left over, a waiting thread
     # once read the trial's start a batch early with K = 8).
+    margin, disband_at, outcome = TRIAL_CASES[case]
     X, labels, targets, w, params = problem("multinomial", 3003, 100, K, dtype, rng, weighted=True, scale=0.1)
     perm = rng.permutation(3003)
-    if outcome == "stopped in the trial":
+    if case == "stopped in the trial":
         X[perm[7 * 32 + 5]] = np.finfo(dtype).max
     lr = np.full(94, 0.02)
-    margin = -100 if outcome == "thread 0 keeps on" else 10**6
     previous = fastmle.get_num_threads()
     for backend in fastmle.available_backends()[:-1]:  # the compiled ones
-        set_trial = (fastmle._c.lib.fm_set_team_trial if backend == "c"
-                     else importlib.import_module("fastmle._numba.team").set_team_trial)
+        team = fastmle._c.lib if backend == "c" else importlib.import_module("fastmle._numba.team")
+        set_trial, set_disband_at = ((team.fm_set_team_trial, team.fm_set_team_disband_at) if backend == "c"
+                                     else (team.set_team_trial, team.set_team_disband_at))
+        window, crossing = set_trial(3, margin), set_disband_at(disband_at)
         try:
             fastmle.set_num_threads(1)
             want = run_epoch(backend, X, labels, targets, w, params, perm, lr, "multinomial", 32, "everything")
             fastmle.set_num_threads(fastmle._dispatch.max_threads())
-            window = set_trial(3, margin)
             got = run_epoch(backend, X, labels, targets, w, params, perm, lr, "multinomial", 32, "everything")
             report = last_team(backend)
         finally:
             set_trial(window, 10)
+            set_disband_at(crossing)
             fastmle.set_num_threads(previous)
         assert got[0] == want[0], backend
-        assert 6 <= want[0] < 9 if outcome == "stopped in the trial" else want[0] == 94
-        assert report == (2, TRIAL_OUTCOMES[outcome]), (backend, report)   # the trial did run
+        assert 6 <= want[0] < 9 if case == "stopped in the trial" else want[0] == 94
+        assert report == (2, outcome), (backend, report)   # the trial did run, or not
         for a, b in zip(want[1:], got[1:]):
             np.testing.assert_array_equal(a, b, err_msg=backend)
     assert fastmle._dispatch.max_threads() > 1, "only one thread here: the team was not run"

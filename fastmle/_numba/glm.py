@@ -15,7 +15,7 @@ from numba import get_num_threads, njit, prange
 
 from .simd import lanes, vfma, vload, vmerge_from, vsplat, vstore, vsum, vsum4, vzero_below
 from .special import _ENTRY, _EXACT, _ROW, _SUM, _prefetch, _prefetch_l2, _same, _sigs
-from .team import (_ALONE_FOR_GOOD, _DISBAND_SLEEPS, _TEAM_TRIAL, ALONE, SYNC_SIZE, TOGETHER, TRIAL_ALONE,
+from .team import (_ALONE_FOR_GOOD, _DISBAND_LIMITS, _TEAM_TRIAL, ALONE, SYNC_SIZE, TOGETHER, TRIAL_ALONE,
                    TRIAL_DISBANDED, TRIAL_STOPPED, TRIAL_TEAM, _atomic_load, _compare_and_set, _monotonic_ns,
                    _team_barrier, _team_disbanded, _team_start)
 from .vexp import vexp
@@ -656,7 +656,7 @@ def _share(n, tid, threads):
 @njit(**_SEQ)
 def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1, momentum,
                 nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, eta2, G, t,
-                grad, fetch, tid, threads, sync, disband_sleeps, trial, trial_margin, outcome):
+                grad, fetch, tid, threads, sync, disband, trial, trial_margin, outcome):
     """The epoch's batches as thread tid of `threads` runs them: the forward
     product (requesting the next batch's rows), gradient and update of its
     range of outputs (see above). Every thread computes the
@@ -697,7 +697,7 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                 if b == 2 * trial:
                     team_ns = now - trial_mark
                 trial_mark = now
-            generation = _team_barrier(sync, threads, generation, disband_sleeps)
+            generation = _team_barrier(sync, threads, generation, disband)
             # every thread reads the disband flag after the same crossing
             # (only barriers set it) and knows b and the trial's batches
             disbanded = _team_disbanded(sync)
@@ -705,7 +705,7 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
             if trial_alone and tid != 0:
                 # the trial's batches alone: wait for thread 0, then go on
                 # from batch 3T, unless it keeps them all
-                generation = _team_barrier(sync, threads, generation, disband_sleeps)
+                generation = _team_barrier(sync, threads, generation, disband)
                 if _atomic_load(sync, _ALONE_FOR_GOOD) or _team_disbanded(sync):
                     return b
                 b = 3 * trial
@@ -741,7 +741,7 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
             if (_monotonic_ns() - trial_mark) * (100 + trial_margin) < team_ns * 100:
                 _compare_and_set(sync, _ALONE_FOR_GOOD, 0, 1)
             trial_until = 0
-            generation = _team_barrier(sync, team, generation, disband_sleeps)  # the others go on
+            generation = _team_barrier(sync, team, generation, disband)  # the others go on
             outcome[1] = (TRIAL_ALONE if _atomic_load(sync, _ALONE_FOR_GOOD)
                           else TRIAL_DISBANDED if _team_disbanded(sync) else TRIAL_TEAM)
             if not _atomic_load(sync, _ALONE_FOR_GOOD) and not _team_disbanded(sync):
@@ -750,13 +750,13 @@ def _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
     if trial_until:  # stopped during the trial: release the others
         outcome[1] = TRIAL_STOPPED
         _compare_and_set(sync, _ALONE_FOR_GOOD, 0, 1)
-        _team_barrier(sync, team, generation, disband_sleeps)
+        _team_barrier(sync, team, generation, disband)
     return b
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1, momentum,
-                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, team, disband_sleeps,
+                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, team, disband,
                 trial, trial_margin, outcome):
     """The epoch on `team` threads (see _epoch_part). If the threading layer
     does not run them at once (fewer threads granted, or one running the
@@ -783,7 +783,7 @@ def _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, 
                                     l1, momentum, nesterov, fit_intercept, params, velocity, avg,
                                     avg_start, step0, loss, eta2, G[tid, :rows * K].reshape((rows, K)),
                                     t[tid], grad[tid, :K * ld].reshape((K, ld)), fetch[tid],
-                                    tid, threads, sync, disband_sleeps, trial, trial_margin, outcome)
+                                    tid, threads, sync, disband, trial, trial_margin, outcome)
             if tid == 0:
                 outcome[0] = decision
                 outcome[2] = threads
@@ -815,22 +815,22 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
     wait = _FAILED_TEAMS.pop(threads, 0)
     if wait > 1:
         _FAILED_TEAMS[threads] = wait - 1
+    disband = np.array([_DISBAND_LIMITS["sleeps"], _DISBAND_LIMITS["at"]], np.int64)
     done = _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
                       nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
-                      1 if wait else threads, _DISBAND_SLEEPS["n"], _TEAM_TRIAL["batches"],
-                      _TEAM_TRIAL["margin"], outcome)
+                      1 if wait else threads, disband, _TEAM_TRIAL["batches"], _TEAM_TRIAL["margin"], outcome)
     if outcome[0] == ALONE:
         _FAILED_TEAMS[threads] = _RETRY_AFTER
     _LAST_TEAM.update(size=int(outcome[2]), trial=int(outcome[1]))
     return done
 
 
-@njit(_sigs(_EPOCH_SIG[:-1] + ", int64, int64, int64, int64, int64[::1])"), **_SEQ)
+@njit(_sigs(_EPOCH_SIG[:-1] + ", int64, int64[::1], int64, int64, int64[::1])"), **_SEQ)
 def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1, momentum,
                nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss, max_threads,
-               disband_sleeps, trial, trial_margin, outcome):
+               disband, trial, trial_margin, outcome):
     """sgd_epoch on up to max_threads threads (outcome: see _epoch_team;
-    0, 0, 1 on one thread; disband_sleeps: see team._team_barrier; trial,
+    0, 0, 1 on one thread; disband: see team._team_barrier; trial,
     trial_margin: see _epoch_part)."""
     K = params.shape[0]
     max_team = (K + OUTPUTS_PER_THREAD - 1) // OUTPUTS_PER_THREAD
@@ -841,14 +841,14 @@ def _sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, 
     if team > 1:
         return _epoch_team(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
                            momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0,
-                           loss, team, disband_sleeps, trial, trial_margin, outcome)
+                           loss, team, disband, trial, trial_margin, outcome)
     rows = min(batch_size, perm.shape[0])
     outcome[2] = 1
     return _epoch_part(X, labels_p, targets_p, weight_p, perm, lr, family, batch_size, l2, l1,
                        momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss,
                        np.empty((2, rows, K), params.dtype), np.empty((rows, K), params.dtype),
                        np.empty(loss_scratch_size(K)), np.empty_like(params), np.empty(rows, np.int64),
-                       np.int64(0), np.int64(1), np.zeros(0, np.int64), disband_sleeps, trial, trial_margin,
+                       np.int64(0), np.int64(1), np.zeros(0, np.int64), disband, trial, trial_margin,
                        outcome)
 
 

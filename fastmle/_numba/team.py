@@ -163,7 +163,7 @@ def _team_start(sync, team):
 
 
 @njit(inline="always", cache=True)
-def _team_barrier(sync, team, generation, disband_sleeps):
+def _team_barrier(sync, team, generation, disband):
     """Wait until all `team` threads reach the barrier (each passes its
     count of barriers passed so far; returns the new count). The last to
     arrive resets the arrivals and opens the next generation.
@@ -171,13 +171,14 @@ def _team_barrier(sync, team, generation, disband_sleeps):
     A wait that reaches its yielding turns counts as a sleep. A team whose
     threads keep sleeping has more threads than free cores, and its barriers
     cost time slices (2-thread epoch 106-121 ms against 58 on one thread,
-    with a busy process on the other core): once `disband_sleeps` sleeps
-    have happened, and in at least one crossing in 16, the last to arrive
-    sets the team's disband flag (_team_disbanded), as csrc's
-    fm_team_barrier."""
+    with a busy process on the other core): once disband[0] sleeps have
+    happened, and in at least one crossing in 16, the last to arrive sets
+    the team's disband flag (_team_disbanded), as csrc's fm_team_barrier.
+    Tests also make it disband at crossing disband[1] (1: the first; 0:
+    never), as fm_set_team_disband_at."""
     if _atomic_add(sync, _BARRIER_COUNT, 1) == team - 1:
         slept = _atomic_load(sync, _SLEPT)
-        if slept >= disband_sleeps and slept * 16 >= generation:
+        if (slept >= disband[0] and slept * 16 >= generation) or generation + 1 == disband[1]:
             _compare_and_set(sync, _DISBAND, 0, 1)
         _atomic_add(sync, _BARRIER_COUNT, -team)
         _atomic_add(sync, _BARRIER_GENERATION, 1)
@@ -197,15 +198,25 @@ def _team_disbanded(sync):
     return _atomic_load(sync, _DISBAND) != 0
 
 
-# Sleeps after which an epoch's team disbands (see _team_barrier).
-_DISBAND_SLEEPS = {"n": 64}
+# Sleeps after which an epoch's team disbands, and the crossing at which
+# tests make it disband (see _team_barrier).
+_DISBAND_LIMITS = {"sleeps": 64, "at": 0}
 
 
 def set_team_disband_sleeps(sleeps):
     """Set the sleeps after which a team disbands; returns the previous
     value (as csrc's fm_set_team_disband_sleeps; tests force 0)."""
-    before = _DISBAND_SLEEPS["n"]
-    _DISBAND_SLEEPS["n"] = max(int(sleeps), 0)
+    before = _DISBAND_LIMITS["sleeps"]
+    _DISBAND_LIMITS["sleeps"] = max(int(sleeps), 0)
+    return before
+
+
+def set_team_disband_at(crossing):
+    """For tests: make a team disband at this barrier crossing as well (1:
+    its first; 0: never); returns the previous value (as csrc's
+    fm_set_team_disband_at)."""
+    before = _DISBAND_LIMITS["at"]
+    _DISBAND_LIMITS["at"] = max(int(crossing), 0)
     return before
 
 
