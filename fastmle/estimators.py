@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
@@ -66,7 +67,7 @@ class _SGDMixin:
                     validation_fraction=self.validation_fraction, progress=self.progress,
                     callback=self.callback, backend=self.backend)
 
-    def _check_family_solver(self, partial=False):
+    def _check_family_solver(self):
         if self.family not in self._families:
             raise ValueError(f"{type(self).__name__} family must be one of {self._families}, "
                              f"got {self.family!r}")
@@ -74,8 +75,6 @@ class _SGDMixin:
             raise ValueError(f"unknown solver {self.solver!r}; available: {', '.join(map(repr, SOLVERS))}")
         if self.solver == "fisher" and self.l1_ratio:
             raise ValueError("solver='fisher' (Newton steps) needs a smooth objective: l1_ratio must be 0")
-        if self.solver == "fisher" and partial:
-            raise ValueError("partial_fit runs SGD epochs: it needs solver='sgd'")
 
     def _check_weights(self, sample_weight, X):
         """sample_weight checked by scikit-learn (shape, finite, >= 0), in X's dtype."""
@@ -100,18 +99,21 @@ class _SGDMixin:
         if self.solver == "fisher":
             return self._fit_fisher(X, y_encoded, sample_weight, **extra)
         options = self._sgd_options()
-        if partial:  # one epoch, continuing the schedule; no stopping rule
+        if partial:  # one epoch, continuing the run and its schedule; no stopping rule
             options.update(max_epochs=1, tol=None, validation_fraction=None,
-                           schedule_epochs=self.max_epochs)
+                           schedule_epochs=self.max_epochs, warm_start=previous)
+        elif previous is not None:  # warm_start: a new run from the last coefficients,
+            # as scikit-learn's SGD estimators' fit (the schedule starts afresh)
+            options.update(coef_init=previous.coef,
+                           intercept_init=previous.intercept if self.fit_intercept else None)
         # check_input=False: scikit-learn's validation has scanned X for NaN /
         # inf (with the default eta0, the read of X that gives the step still
         # checks it, at no extra cost)
         result = sgd_fit(X, y_encoded, self._kernel_family(), sample_weight=sample_weight,
-                         random_state=self._epoch_seed(previous), warm_start=previous,
-                         check_input=False, **extra, **options)
+                         random_state=self._epoch_seed(previous), check_input=False, **extra, **options)
         self._fit_result = result
-        # epochs of this call (the result counts those of the fits it continues too)
-        self.n_iter_ = result.n_epochs - (previous.n_epochs if previous is not None else 0)
+        # epochs of this call (the result counts those of the run it continues too)
+        self.n_iter_ = result.n_epochs - (previous.n_epochs if partial and previous is not None else 0)
         self.loss_curve_ = list(result.loss_history)
         self.t_ = result.n_steps
         if not partial and self.tol is not None and not result.converged and self.n_iter_ == self.max_epochs:
@@ -187,6 +189,12 @@ class _SGDMixin:
         return np.random.SeedSequence([int(seed), previous.n_steps])
 
 
+def _runs_sgd(estimator):
+    """partial_fit exists unless solver='fisher' (scikit-learn's
+    available_if: hasattr(estimator, "partial_fit") tells the truth)."""
+    return estimator.solver != "fisher"
+
+
 def _encode(y, classes, family):
     """Labels as indices into classes (unseen labels: a clear error); 0/1
     floats for binomial."""
@@ -208,8 +216,13 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
     multinomial, 1 for binomial, as scikit-learn's LogisticRegression),
     intercept_ (n_outputs,), n_features_in_, n_iter_ (epochs of the last
     fit or partial_fit call), loss_curve_ (its per-epoch losses), t_ (SGD
-    steps of all the calls so far). Without convergence in max_epochs, fit
-    warns (ConvergenceWarning), as scikit-learn's iterative estimators do.
+    steps since the last fit: fit restarts the count, partial_fit adds to
+    it). Without convergence in max_epochs, fit warns (ConvergenceWarning),
+    as scikit-learn's iterative estimators do. With ``warm_start=True``,
+    fit starts from the last fit's coefficients but runs its own schedule
+    (as scikit-learn's SGD estimators do: refits along a path of alpha, or
+    on new data, move as a fresh fit would), while partial_fit continues
+    the schedule.
 
     >>> import numpy as np
     >>> from fastmle import MLEClassifier
@@ -281,8 +294,9 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         return {int(np.searchsorted(self.classes_, c)): w for c, w in self.class_weight.items()}
 
     def fit(self, X, y, sample_weight=None):
-        """Fit on (X, y); with warm_start=True, continue from the last fit
-        (when classes, features and dtype are the same; else start afresh)."""
+        """Fit on (X, y); with warm_start=True, start from the last fit's
+        coefficients (when classes, features and dtype are the same; else
+        from scratch), with a new schedule."""
         self._check_family_solver()
         X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", accept_sparse="csr")
         check_classification_targets(y)
@@ -297,11 +311,12 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
                   classes=np.arange(len(classes)) if self.family == "multinomial" else None)
         return self
 
+    @available_if(_runs_sgd)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), continuing the previous calls' schedule.
         ``classes`` (all labels) is required on the first call. X keeps the
         first call's precision (float32 or float64)."""
-        self._check_family_solver(partial=True)
+        self._check_family_solver()
         first = not hasattr(self, "_fit_result")
         dtype = _DTYPES if first else self._fit_result.coef.dtype
         X, y = _validate_data(self, X, y, dtype=dtype, order="C", accept_sparse="csr", reset=first)
@@ -464,8 +479,9 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         return y
 
     def fit(self, X, y, sample_weight=None):
-        """Fit on (X, y); with warm_start=True, continue from the last fit
-        (when features, outputs and dtype are the same; else start afresh)."""
+        """Fit on (X, y); with warm_start=True, start from the last fit's
+        coefficients (when features, outputs and dtype are the same; else
+        from scratch), with a new schedule."""
         self._check_family_solver()
         X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", accept_sparse="csr", multi_output=True,
                               y_numeric=True)
@@ -478,10 +494,11 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         self._fit(X, y, sample_weight, previous, False)
         return self
 
+    @available_if(_runs_sgd)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing the previous calls' schedule.
         X keeps the first call's precision (float32 or float64)."""
-        self._check_family_solver(partial=True)
+        self._check_family_solver()
         first = not hasattr(self, "_fit_result")
         dtype = _DTYPES if first else self._fit_result.coef.dtype
         X, y = _validate_data(self, X, y, dtype=dtype, order="C", accept_sparse="csr", multi_output=True,

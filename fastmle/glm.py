@@ -156,6 +156,8 @@ def encode_response(y, family, n_samples, dtype, classes=None):
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{family} y must be numeric, got dtype {y.dtype}")
     t = y.astype(dtype).reshape(n_samples, -1 if n_samples else int(np.prod(y.shape[1:])))
+    if t.shape[1] == 0:
+        raise ValueError(f"{family} y has no outputs (shape {y.shape})")
     if not np.isfinite(t).all():
         raise ValueError("y contains NaN or infinity")
     if family == "binomial":

@@ -16,8 +16,9 @@ from typing import Any, List, Optional
 import numpy as np
 
 from . import _dispatch
+from ._validate import real_array
 from .glm import (CSRMatrix, as_design_matrix, as_sample_weight, check_finite, encode_response,
-                  family_code, run_kernel, total_weight, unpack_params)
+                  family_code, pack_params, run_kernel, total_weight, unpack_params)
 
 SCHEDULES = ("constant", "invscaling", "cosine", "adaptive")
 # Curvature bound of each family's per-sample loss in eta (the largest
@@ -47,7 +48,8 @@ class SGDResult:
     update, as scikit-learn reports it) plus the penalty at the epoch's end;
     validation_history the mean loss on the held-out fraction after each
     epoch (empty without validation_fraction). learning_rate is the step the
-    next epoch would start with. classes are the multinomial labels.
+    next epoch would start with (the schedule's value at step n_steps).
+    classes are the multinomial labels.
     """
     coef: np.ndarray
     intercept: np.ndarray
@@ -135,7 +137,8 @@ def _class_weight_per_sample(class_weight, labels, classes, family):
     elif isinstance(class_weight, dict):
         unknown = [c for c in class_weight if c not in set(classes.tolist())]
         if unknown:
-            raise ValueError(f"class_weight has labels {unknown} not among the classes {list(classes)}")
+            raise ValueError(f"class_weight has labels [{', '.join(map(str, unknown))}] not among the "
+                             f"classes {classes.tolist()}")
         per_class = np.array([float(class_weight.get(c, 1.0)) for c in classes.tolist()])
     else:
         raise TypeError(f"class_weight must be 'balanced', a dict or None, got {type(class_weight).__name__}")
@@ -151,6 +154,12 @@ def _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t,
                    nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction,
                    schedule_epochs):
     family_code(family)
+    for name, value in (("eta0", eta0), ("power_t", power_t), ("momentum", momentum), ("alpha", alpha),
+                        ("l1_ratio", l1_ratio), ("tol", tol), ("validation_fraction", validation_fraction)):
+        # a string or an array would fail below with numpy's own message
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                                                     np.floating))):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     if learning_rate not in SCHEDULES:
         raise ValueError(f"unknown learning_rate {learning_rate!r}; expected one of {', '.join(SCHEDULES)}")
     for name, value in (("batch_size", batch_size), ("max_epochs", max_epochs),
@@ -182,7 +191,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
             power_t=0.5, momentum=0.0, nesterov=False, alpha=0.0, l1_ratio=0.0, fit_intercept=True,
             sample_weight=None, class_weight=None, average=False, tol=1e-4, n_iter_no_change=5,
             validation_fraction=None, random_state=None, callback=None, progress=False,
-            warm_start=None, classes=None, schedule_epochs=None, check_input=True, backend=None):
+            warm_start=None, coef_init=None, intercept_init=None, classes=None, schedule_epochs=None,
+            check_input=True, backend=None):
     """Fit a GLM by minibatch SGD on its negative log-likelihood.
 
     Parameters
@@ -236,7 +246,14 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
         returning True stops training.
     progress : show a tqdm progress bar (epoch, loss, learning rate).
     warm_start : an SGDResult to continue from: its coefficients, momentum,
-        average, step count and schedule carry over.
+        average, step count and schedule carry over (as partial_fit does);
+        the stopping rule starts afresh, so ``converged`` is about this
+        call's epochs.
+    coef_init, intercept_init : start a new run (schedule, momentum and
+        average afresh) from these coefficients (n_features, n_outputs) and
+        intercepts (n_outputs,), as scikit-learn's ``SGDClassifier.fit``
+        takes them, e.g. along a path of penalties. Defaults: zeros, and the
+        intercept-only MLE. Not together with warm_start.
     classes : multinomial labels, when y may not show them all (sorted, and
         duplicates dropped, as ``result.classes``).
     schedule_epochs : the run's length in epochs for the cosine schedule
@@ -296,6 +313,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
         weights = (weights if weights.size else np.ones(n, X.dtype)) * per_class.astype(X.dtype)
     K = len(classes) if family == "multinomial" else targets.shape[1]
     _check_warm_start(warm_start, family, K, d, X.dtype)
+    init = _initial_params(coef_init, intercept_init, warm_start, K, d, X.dtype, fit_intercept)
     rng = np.random.default_rng(random_state)
     kern = _dispatch.kernels(_dispatch.resolve(backend), "glm")
 
@@ -322,7 +340,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
         if row_norm2 is None:  # sparse X
             row_norm2 = float(X.row_norms2().max(initial=0.0))
         eta0 = default_eta0(row_norm2, family, targets, fit_intercept, alpha, l1_ratio, momentum, weights)
-    state = _start_state(warm_start, family, K, d, X.dtype, fit_intercept, momentum, eta0, labels,
+    state = _start_state(warm_start, init, family, K, d, X.dtype, fit_intercept, momentum, eta0, labels,
                          targets, weights)
     n_batches = -(-len(train) // batch_size)
     if warm_start is None:
@@ -336,6 +354,11 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
 
     history, val_history = [], []
     converged = False
+
+    def next_rate():  # the schedule's step at state.step: the next epoch's first
+        return float(_step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
+                                 state.horizon)[0])
+
     bar = _progress_bar(max_epochs) if progress else None
     try:
         for epoch in range(max_epochs):
@@ -354,8 +377,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
                     check_finite(X)
                 if not finite:  # an update overflowed: the epoch's start
                     state.params, state.avg = last_finite
-                result = _result(state, history, val_history, False, eta0, family, classes, copied,
-                                 avg_start)
+                result = _result(state, next_rate(), history, val_history, False, eta0, family, classes,
+                                 copied, avg_start)
                 raise SGDDivergedError(
                     f"the loss became NaN or infinite in epoch {state.epochs + 1} (step {state.step}) "
                     f"with learning rate {lr[min(done, n_batches - 1)]:.3g}: the step is too large "
@@ -390,7 +413,8 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     finally:
         if bar is not None:
             bar.close()
-    return _result(state, history, val_history, converged, eta0, family, classes, copied, avg_start)
+    return _result(state, next_rate(), history, val_history, converged, eta0, family, classes, copied,
+                   avg_start)
 
 
 def _check_warm_start(warm_start, family, K, d, dtype):
@@ -401,17 +425,42 @@ def _check_warm_start(warm_start, family, K, d, dtype):
         raise ValueError("warm_start does not match this problem (family, outputs, features or dtype)")
 
 
-def _start_state(warm_start, family, K, d, dtype, fit_intercept, momentum, eta0, labels, targets,
+def _initial_params(coef_init, intercept_init, warm_start, K, d, dtype, fit_intercept):
+    """(params (K, d + 1), whether intercept_init was given) for a new run
+    from coef_init / intercept_init; None for the default start."""
+    if coef_init is None and intercept_init is None:
+        return None
+    if warm_start is not None:
+        raise ValueError("coef_init / intercept_init start a new run and warm_start continues one: "
+                         "give one or the other")
+    if intercept_init is not None and not fit_intercept:
+        raise ValueError("intercept_init is given but fit_intercept=False")
+    coef = np.zeros((d, K)) if coef_init is None else real_array(coef_init, "coef_init")
+    if coef.ndim == 1 and K == 1:
+        coef = coef[:, None]
+    if coef.shape != (d, K):
+        raise ValueError(f"coef_init must have shape (n_features, n_outputs) = {(d, K)}, got {coef.shape}")
+    intercept = None if intercept_init is None else real_array(intercept_init, "intercept_init")
+    if intercept is not None and intercept.shape not in ((), (K,)):
+        raise ValueError(f"intercept_init must be a scalar or have shape ({K},), got {intercept.shape}")
+    params = pack_params(coef, intercept, d, dtype)
+    if not np.isfinite(params).all():
+        raise ValueError("coef_init and intercept_init must be finite")
+    return params, intercept is not None
+
+
+def _start_state(warm_start, init, family, K, d, dtype, fit_intercept, momentum, eta0, labels, targets,
                  weights):
     if warm_start is not None:
         st = warm_start.state
+        # the schedule goes on; the stopping rule judges this call's epochs
         st = _State(st.params.copy(), st.velocity.copy(), st.avg.copy(), st.step, st.epochs, st.eta,
-                    st.horizon, st.avg_start, st.best, st.bad_epochs)
+                    st.horizon, st.avg_start)
         if momentum > 0 and st.velocity.shape[0] == 0:
             st.velocity = np.zeros_like(st.params)
         return st
-    params = np.zeros((K, d + 1), dtype)
-    if fit_intercept:  # start the intercept at its MLE without features
+    params, intercept_given = init if init is not None else (np.zeros((K, d + 1), dtype), False)
+    if fit_intercept and not intercept_given:  # start the intercept at its MLE without features
         params[:, -1] = _intercept_start(family, K, labels, targets, weights)
     velocity = np.zeros_like(params) if momentum > 0 else np.empty((0, d + 1), dtype)
     return _State(params, velocity, params.copy(), 0, 0, eta0)
@@ -420,8 +469,12 @@ def _start_state(warm_start, family, K, d, dtype, fit_intercept, momentum, eta0,
 def _intercept_start(family, K, labels, targets, weights):
     w = weights.astype(np.float64) if weights.size else None
     if family == "multinomial":
-        freq = np.bincount(labels, weights=w, minlength=K) + 1.0  # +1: no log(0)
-        return np.log(freq / freq.sum())
+        # log class frequencies (+1: no log(0)), centred: softmax ignores a
+        # common shift, and SGD keeps the sum of the intercepts (the loss
+        # gradients of a sample's outputs sum to zero), so the fit's
+        # intercepts sum to zero, as scikit-learn's LogisticRegression's do
+        log_freq = np.log(np.bincount(labels, weights=w, minlength=K) + 1.0)
+        return log_freq - log_freq.mean()
     mean = np.average(targets.astype(np.float64), axis=0, weights=w) if targets.shape[0] else np.zeros(K)
     if family == "binomial":
         p = np.clip(mean, 1e-3, 1 - 1e-3)
@@ -453,10 +506,10 @@ def _current(state, avg_start):
     return state.avg if avg_start >= 0 and state.step > avg_start else state.params
 
 
-def _result(state, history, val_history, converged, eta0, family, classes, copied, avg_start):
+def _result(state, rate, history, val_history, converged, eta0, family, classes, copied, avg_start):
     coef, intercept = unpack_params(_current(state, avg_start))
     return SGDResult(coef=coef, intercept=intercept, loss_history=history, n_epochs=state.epochs,
-                     converged=converged, n_steps=state.step, learning_rate=state.eta, eta0=eta0,
+                     converged=converged, n_steps=state.step, learning_rate=rate, eta0=eta0,
                      family=family, classes=classes, validation_history=val_history,
                      copied_X=copied, state=state)
 

@@ -278,7 +278,7 @@ def test_warm_start():
     warm = MLEClassifier(max_epochs=3, tol=None, random_state=0, warm_start=True).fit(X, y)
     assert_allclose(warm.coef_, cold.coef_)  # the first fit is the same
     warm.fit(X, y)
-    assert warm.n_iter_ == 3 and warm.t_ == 2 * cold.t_  # n_iter_ per call, t_ in total
+    assert warm.n_iter_ == 3 and warm.t_ == cold.t_  # per fit: the schedule starts afresh
     # the second fit starts where the first ended: below the cold start's loss
     assert warm.loss_curve_[0] < cold.loss_curve_[0]
     assert _mean_nll(warm, X, y) < _mean_nll(cold, X, y)
@@ -290,6 +290,30 @@ def test_warm_start():
     assert warm.coef_.shape == (3, 4) and warm.t_ == cold.t_
     warm.fit(X, np.minimum(y, 1))
     assert warm.coef_.shape == (2, 6)
+
+
+@pytest.mark.parametrize("Estimator, family", [(MLEClassifier, "multinomial"), (MLERegressor, "gaussian")])
+def test_warm_start_refits_new_data_and_options_as_a_fresh_fit(Estimator, family):
+    # scikit-learn's warm_start: a refit starts from the last coefficients
+    # but runs its own schedule, so a path of alpha or new targets end where
+    # a cold fit would. Until session 15 the refit continued the finished
+    # run: its step had decayed to its floor and its stopping rule compared
+    # the new losses with the old best, so it returned the old coefficients
+    # and called them converged.
+    if family == "multinomial":
+        X, y = _multinomial(600)
+        y_new = (y + 1) % 3
+    else:
+        X, y = _regression(600)
+        y_new = -y
+    options = dict(random_state=0, max_epochs=300)
+    warm = Estimator(family, warm_start=True, **options).fit(X, y)
+    for changes, target in [(dict(alpha=0.5), y), (dict(alpha=0.0), y_new)]:
+        warm.set_params(**changes).fit(X, target)
+        cold = Estimator(family, **options, **changes).fit(X, target)
+        assert_allclose(warm.coef_, cold.coef_, atol=0.05)
+        assert_allclose(warm.intercept_, cold.intercept_, atol=0.05)
+        assert warm.n_iter_ > warm.n_iter_no_change  # not stopped by the last fit's best loss
 
 
 def test_random_state_kinds():

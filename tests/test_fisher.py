@@ -459,7 +459,11 @@ def test_regressor_fisher_solver(rng):
     assert reg.intercept_bse_ == pytest.approx(res.bse[-1])
     with pytest.raises(AttributeError, match="solver='fisher'"):
         fastmle.MLERegressor("poisson").fit(X, y).bse_
-    with pytest.raises(ValueError, match="partial_fit"):
+    # partial_fit runs SGD epochs: absent with solver='fisher' (scikit-learn's available_if)
+    assert hasattr(fastmle.MLERegressor("poisson"), "partial_fit")
+    assert not hasattr(fastmle.MLERegressor("poisson", solver="fisher"), "partial_fit")
+    assert not hasattr(fastmle.MLEClassifier(solver="fisher"), "partial_fit")
+    with pytest.raises(AttributeError, match="partial_fit"):
         fastmle.MLERegressor("poisson", solver="fisher").partial_fit(X, y)
     with pytest.raises(ValueError, match="l1_ratio"):
         fastmle.MLERegressor(solver="fisher", l1_ratio=0.5).fit(X, y)

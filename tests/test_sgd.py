@@ -208,6 +208,77 @@ def test_warm_start_continues_the_same_run():
     assert rest.n_epochs == 5 and first.loss_history + rest.loss_history == whole.loss_history
 
 
+@pytest.mark.parametrize("schedule", ["constant", "invscaling", "cosine", "adaptive"])
+def test_result_learning_rate_is_the_next_step(schedule):
+    # the step the next epoch (a warm start) would take first: for cosine 0
+    # at the run's end, for invscaling eta0 / (1 + epochs) ** power_t
+    X, y = data("binomial")
+    fit = fastmle.sgd_fit(X, y, "binomial", learning_rate=schedule, max_epochs=9, tol=None, eta0=0.1,
+                          random_state=0)
+    want = {"constant": 0.1, "invscaling": 0.1 / 10 ** 0.5, "cosine": 0.0, "adaptive": 0.1}[schedule]
+    assert fit.learning_rate == pytest.approx(want, abs=1e-15)
+    more = fastmle.sgd_fit(X, y, "binomial", learning_rate=schedule, max_epochs=1, tol=None, eta0=0.1,
+                           random_state=1, warm_start=fit)
+    first = fastmle.sgd_fit(X, y, "binomial", learning_rate=schedule, max_epochs=1, tol=None, eta0=0.1,
+                            random_state=1, coef_init=fit.coef, intercept_init=fit.intercept)
+    assert first.learning_rate == pytest.approx({"constant": 0.1, "invscaling": 0.1 / 2 ** 0.5,
+                                                  "cosine": 0.0, "adaptive": 0.1}[schedule])
+    assert more.n_steps == fit.n_steps + first.n_steps and first.n_steps == fit.n_steps // 9  # a new clock
+
+
+@pytest.mark.parametrize("backend", fastmle.available_backends())
+def test_multinomial_intercepts_sum_to_zero(backend):
+    # softmax ignores a common shift of the intercepts; SGD keeps their sum,
+    # and the intercept-only start is centred: the fit's intercepts sum to
+    # 0, as scikit-learn's LogisticRegression's do
+    X, y = data("multinomial", K=4)
+    for options in (dict(), dict(alpha=0.01, momentum=0.5), dict(average=True)):
+        fit = fastmle.sgd_fit(X, y, "multinomial", max_epochs=5, tol=None, random_state=0, backend=backend,
+                              **options)
+        assert abs(fit.intercept.sum()) < 1e-12 and abs(fit.intercept).max() > 0.1, options
+        assert np.abs(fit.coef.sum(axis=1)).max() < 1e-12, options
+
+
+def test_coef_init_starts_a_new_run():
+    X, y = data("multinomial")
+    opts = dict(max_epochs=3, tol=None, random_state=0)
+    default = fastmle.sgd_fit(X, y, "multinomial", **opts)
+    # zeros and the default intercept are the default start
+    np.testing.assert_array_equal(fastmle.sgd_fit(X, y, "multinomial", coef_init=np.zeros((4, 3)), **opts).coef,
+                                  default.coef)
+    # from a fit's coefficients: that fit's loss, not the cold start's
+    again = fastmle.sgd_fit(X, y, "multinomial", coef_init=default.coef, intercept_init=default.intercept,
+                            **opts)
+    assert again.n_steps == default.n_steps and again.loss_history[0] < default.loss_history[0] - 0.05
+    binary = fastmle.sgd_fit(X, y == 0, "binomial", coef_init=np.ones(4), intercept_init=0.5, max_epochs=1,
+                             eta0=1e-12, tol=None)
+    np.testing.assert_allclose(binary.coef.ravel(), 1.0) and np.testing.assert_allclose(binary.intercept, 0.5)
+    for bad, message in [(dict(warm_start=default, coef_init=default.coef), "give one or the other"),
+                         (dict(coef_init=np.zeros((3, 3))), r"coef_init must have shape .* \(4, 3\)"),
+                         (dict(coef_init=np.full((4, 3), np.nan)), "must be finite"),
+                         (dict(intercept_init=np.zeros(2)), "intercept_init must be a scalar or have shape"),
+                         (dict(intercept_init=np.zeros(3), fit_intercept=False), "fit_intercept=False")]:
+        with pytest.raises(ValueError, match=message):
+            fastmle.sgd_fit(X, y, "multinomial", **opts, **bad)
+    with pytest.raises(TypeError, match="coef_init must hold real numbers"):
+        fastmle.sgd_fit(X, y, "multinomial", coef_init=[["a"] * 3] * 4, **opts)
+
+
+def test_warm_start_judges_its_own_epochs():
+    # the stopping rule starts afresh on a warm start: continued on new
+    # targets, the fit trains until their loss stops improving, where the
+    # first fit's best loss (lower than any on the new targets) used to
+    # stop it after n_iter_no_change epochs
+    X, y = data("gaussian")
+    opts = dict(learning_rate="constant", eta0=0.01, tol=1e-4, n_iter_no_change=3, random_state=0)
+    first = fastmle.sgd_fit(X, y, "gaussian", **opts)
+    assert first.converged
+    moved = fastmle.sgd_fit(X, y + 5.0, "gaussian", warm_start=first, **opts)
+    cold = fastmle.sgd_fit(X, y + 5.0, "gaussian", **opts)
+    assert moved.converged and moved.n_epochs - first.n_epochs > 2 * opts["n_iter_no_change"]
+    np.testing.assert_allclose(moved.intercept, cold.intercept, atol=0.02)
+
+
 def test_callback_sees_each_epoch_and_can_stop():
     X, y = data("binomial")
     seen = []
@@ -389,7 +460,12 @@ def bad_calls():
         ("l1_ratio 2", (X, y, "gaussian"), {"l1_ratio": 2.0}, ValueError, "l1_ratio"),
         ("validation 1", (X, y, "gaussian"), {"validation_fraction": 1.0}, ValueError, "validation_fraction"),
         ("class_weight gaussian", (X, y, "gaussian"), {"class_weight": "balanced"}, ValueError, "class_weight"),
-        ("class_weight unknown label", (X, y, "multinomial"), {"class_weight": {7: 1.0}}, ValueError, "not among"),
+        ("class_weight unknown label", (X, y, "multinomial"), {"class_weight": {np.int64(7): 1.0}}, ValueError,
+         r"labels \[7\] not among the classes \[0, 1, 2\]"),
+        ("y without outputs", (X, np.zeros((50, 0)), "gaussian"), {}, ValueError, "no outputs"),
+        ("eta0 a string", (X, y, "gaussian"), {"eta0": "0.1"}, TypeError, "eta0 must be a real number"),
+        ("momentum a list", (X, y, "gaussian"), {"momentum": [0.5]}, TypeError, "momentum must be a real number"),
+        ("tol a string", (X, y, "gaussian"), {"tol": "1e-4"}, TypeError, "tol must be a real number"),
         ("negative weight", (X, y, "gaussian"), {"sample_weight": -np.ones(50)}, ValueError, "sample_weight"),
         ("weights wrong length", (X, y, "gaussian"), {"sample_weight": np.ones(3)}, ValueError, "sample_weight"),
         ("1-D X", (X[:, 0], y, "gaussian"), {}, ValueError, "2-D"),
