@@ -226,7 +226,10 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     alpha, l1_ratio : elastic-net penalty alpha ((1 - l1_ratio) |w|^2 / 2 +
         l1_ratio |w|_1) on the coefficients, not the intercept: the MAP
         estimate under a Gaussian (l1_ratio=0) or Laplace prior. The L1 part
-        is applied as a proximal (soft-threshold) step.
+        is applied as a proximal (soft-threshold) step, so the last
+        iterate's coefficients that the exact solution zeroes sit at or
+        within the last steps' noise of zero (not always exactly at it:
+        threshold them for feature selection).
     fit_intercept : fit an unpenalized intercept.
     sample_weight : per-sample weights, multiplying each sample's loss.
     class_weight : None, "balanced" (n_samples / (n_classes * count)) or
