@@ -22,6 +22,8 @@ Needs dask (``pip install 'fastmle[dask]'``); importing fastmle does not.
 >>> fit.converged, fit.params.shape
 (True, (3,))
 """
+import inspect
+
 import numpy as np
 
 try:
@@ -329,18 +331,41 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
 
 # ---- streamed minibatch SGD ----
 
-def _default_eta0(X, y, w, family, options):
+_BATCH_SIZE = inspect.signature(_sgd.sgd_fit).parameters["batch_size"].default
+
+
+def _chunk_class_stats(yc, wc, family, classes):
+    """A chunk's samples, total weight and largest weight per class, (3, K)
+    float64: the classes are sgd_fit's class_weight's (the labels for
+    multinomial, 0 and 1 for binomial), one for the other families. This
+    pass also checks the weights, before any chunk trains."""
+    yc = np.asarray(yc)
+    n = yc.shape[0]
+    w = np.ones(n) if wc is None else np.asarray(wc, np.float64)
+    _glm.check_weight_values(w)
+    if family == "multinomial":
+        labels, K = _glm.encode_response(yc, family, n, np.float64, classes)[0], len(classes)
+    elif family == "binomial":
+        labels, K = _glm.encode_response(yc, family, n, np.float64)[1][:, 0].astype(np.int64), 2
+    else:
+        labels, K = np.zeros(n, np.int64), 1
+    out = np.zeros((3, K))
+    out[0] = np.bincount(labels, minlength=K)
+    out[1] = np.bincount(labels, weights=w, minlength=K)
+    np.maximum.at(out[2], labels, w)
+    return out
+
+
+def _default_eta0(X, y, max_w, family, options):
     """sgd_fit's default step over the whole array: its largest squared row
-    norm, mean response (poisson) and largest weight, computed by dask, fed
-    to fastmle.sgd.default_eta0."""
+    norm and mean response (poisson), computed by dask, and the largest
+    sample weight (None: unweighted), fed to fastmle.sgd.default_eta0."""
     norms = (X.astype(np.float64) ** 2).sum(axis=1)
-    row_norm2, mean_y, max_w = dask.compute(norms.max(),
-                                            y.astype(np.float64).mean() if family == "poisson" else 0.0,
-                                            w.max() if w is not None else 1.0)
+    row_norm2, mean_y = dask.compute(norms.max(), y.astype(np.float64).mean() if family == "poisson" else 0.0)
     return _sgd.default_eta0(float(row_norm2), family, np.full((1, 1), float(mean_y)),
                              options.get("fit_intercept", True), options.get("alpha", 0.0),
                              options.get("l1_ratio", 0.0), options.get("momentum", 0.0),
-                             np.array([float(max_w)]) if w is not None else np.empty(0))
+                             np.array([max_w]) if max_w is not None else np.empty(0))
 
 
 def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=None, **options):
@@ -351,43 +376,93 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     Generator seeded by ``random_state``; each chunk is computed (only it is
     in memory) and runs one compiled epoch of minibatches, continuing the
     previous chunk's coefficients, momentum, averaging and schedule
-    (``warm_start``): the schedule's clock therefore counts chunks. The
-    other keyword arguments are sgd_fit's (batch_size, learning_rate, eta0,
-    alpha, ...); ``eta0`` defaults to sgd_fit's data-derived step (1 / the
-    largest per-sample curvature) computed over the whole array, not one
-    chunk. A fixed seed reproduces the fit exactly.
+    (``warm_start``). The schedule runs as in one in-memory fit of
+    ``max_epochs`` epochs over all the array's minibatches: its clock counts
+    the steps taken so far over every chunk, and an epoch is the sum over
+    the chunks of ceil(chunk rows / batch_size) steps (invscaling's unit;
+    cosine reaches 0 after ``schedule_epochs``, default max_epochs, of
+    them). The other keyword arguments are sgd_fit's (batch_size,
+    learning_rate, eta0, alpha, ...); ``eta0`` defaults to sgd_fit's
+    data-derived step (1 / the largest per-sample curvature) computed over
+    the whole array, not one chunk, and ``class_weight="balanced"`` weighs
+    the classes by their counts over the whole array. A chunk whose weights
+    are all zero adds nothing and is skipped (it takes no steps); all of
+    them zero is an error. A fixed seed reproduces the fit exactly.
 
     Returns the last chunk's SGDResult, with ``loss_history`` holding each
-    epoch's mean loss over its chunks (weighted by their sizes) and
-    ``n_epochs`` the epochs over the whole array."""
+    epoch's objective as sgd_fit reports it: the mean loss over its chunks
+    (weighted by their total weights) plus the penalty at the epoch's end,
+    and ``n_epochs`` the epochs over the whole array."""
     for name in ("tol", "validation_fraction", "warm_start", "n_iter_no_change"):
         if name in options:
             raise TypeError(f"fastmle.dask.sgd_fit streams chunks and has no {name!r}")
     if not isinstance(max_epochs, (int, np.integer)) or max_epochs < 1:
         raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+    batch_size = options.get("batch_size", _BATCH_SIZE)
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    schedule_epochs = options.pop("schedule_epochs", None)  # sgd_fit checks it
+    if schedule_epochs is None:
+        schedule_epochs = max_epochs
     X, a = _check_chunks(X, y=y, sample_weight=sample_weight)
     if a["y"] is None:
         raise ValueError("y is required")
     _glm.family_code(family)
+    if X.shape[0] == 0:
+        raise ValueError("X has no samples")
     xs, ys, ws = _blocks(X), _blocks(a["y"]), _blocks(a["sample_weight"])
     sizes = X.chunks[0]
-    if family == "multinomial" and options.get("classes") is None:
-        options["classes"] = np.unique(np.asarray(da.unique(a["y"]).compute()))
+    classes = None
+    if family == "multinomial":
+        if options.get("classes") is None:
+            options["classes"] = np.unique(np.asarray(da.unique(a["y"]).compute()))
+        classes = np.unique(np.asarray(options["classes"]))
+
+    # per chunk and class: samples, weight, largest weight; in one pass
+    call = dask.delayed(_chunk_class_stats, pure=True)
+    stats = np.array(dask.compute([call(ys[c], ws[c] if ws is not None else None, family, classes)
+                                   for c in range(len(xs))])[0])  # (chunks, 3, K)
+    class_weight = options.get("class_weight")
+    per_class = np.ones(stats.shape[2])
+    weighted = ws is not None
+    if class_weight is not None and family in ("multinomial", "binomial"):
+        weighted = True
+        names = (classes if family == "multinomial" else np.array([0, 1])).tolist()
+        counts = stats[:, 0].sum(axis=0)
+        if isinstance(class_weight, str) and class_weight == "balanced":
+            # the whole array's counts, not each chunk's: pass them as a dict
+            per_class = X.shape[0] / (len(names) * np.maximum(counts, 1))
+            options["class_weight"] = dict(zip(names, per_class.tolist()))
+        elif isinstance(class_weight, dict):  # sgd_fit checks the labels
+            per_class = np.array([float(class_weight.get(c, 1.0)) for c in names])
+    chunk_weight = stats[:, 1] @ per_class  # what each chunk's sgd_fit divides its loss sum by
+    if not np.any(chunk_weight > 0):
+        raise ValueError("sample_weight" + (" times class_weight" if class_weight is not None else "")
+                         + " is zero for every sample, in every chunk")
+    train = chunk_weight > 0  # zero-weight chunks add nothing: sgd_fit would refuse them
+    epoch_steps = sum(-(-sizes[c] // batch_size) for c in np.flatnonzero(train))
     if options.get("eta0") is None:
-        options["eta0"] = _default_eta0(X, a["y"], a["sample_weight"], family, options)
+        max_w = float(np.max(stats[:, 2].max(axis=0) * per_class)) if weighted else None
+        options["eta0"] = _default_eta0(X, a["y"], max_w, family, options)
+    alpha, l1_ratio = options.get("alpha", 0.0), options.get("l1_ratio", 0.0)
     rng = np.random.default_rng(random_state)
     result, history = None, []
     for _ in range(max_epochs):
-        total, weight = 0.0, 0
+        total, weight, penalty = 0.0, 0.0, 0.0
         for c in rng.permutation(len(xs)):
-            if sizes[c] == 0:
+            if not train[c]:
                 continue
             Xc, yc, wc = dask.compute(xs[c], ys[c], ws[c] if ws is not None else None)
+            # one schedule over the whole run: its horizon and epoch in the
+            # whole array's steps, its clock the steps taken so far
             result = _sgd.sgd_fit(Xc, yc, family, max_epochs=1, tol=None, sample_weight=wc, warm_start=result,
-                                  random_state=rng, schedule_epochs=max_epochs * len(xs), **options)
-            total += result.loss_history[-1] * sizes[c]
-            weight += sizes[c]
-        history.append(total / weight)
+                                  random_state=rng, schedule_epochs=schedule_epochs,
+                                  _epoch_steps=epoch_steps, **options)
+            # the chunk's weighted mean loss, without the penalty at its end
+            penalty = float(_sgd._penalty(result.state.params, alpha, l1_ratio))
+            total += (result.loss_history[-1] - penalty) * chunk_weight[c]
+            weight += chunk_weight[c]
+        history.append(float(total / weight + penalty))
     result.loss_history = history
     result.n_epochs = max_epochs
     return result

@@ -110,15 +110,16 @@ def _scan_dense(kern, X):
     return float(out[0])
 
 
-def _step_sizes(schedule, eta0, eta, power_t, step, n_batches, total_steps):
-    """Learning rate of each step of the next epoch (float64, (n_batches,))."""
+def _step_sizes(schedule, eta0, eta, power_t, step, n_batches, total_steps, epoch_steps=None):
+    """Learning rate of each step of the next epoch (float64, (n_batches,));
+    invscaling's epoch is epoch_steps steps (default n_batches)."""
     t = np.arange(step, step + n_batches, dtype=np.float64)
     if schedule == "constant":
         return np.full(n_batches, eta0)
     if schedule == "adaptive":
         return np.full(n_batches, eta)
     if schedule == "invscaling":  # time measured in epochs
-        return eta0 / (1.0 + t / n_batches) ** power_t
+        return eta0 / (1.0 + t / (epoch_steps or n_batches)) ** power_t
     # cosine: from eta0 down to 0 over the run of max_epochs epochs
     return eta0 * 0.5 * (1.0 + np.cos(np.pi * np.minimum(t, total_steps) / total_steps))
 
@@ -192,7 +193,7 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
             sample_weight=None, class_weight=None, average=False, tol=1e-4, n_iter_no_change=5,
             validation_fraction=None, random_state=None, callback=None, progress=False,
             warm_start=None, coef_init=None, intercept_init=None, classes=None, schedule_epochs=None,
-            check_input=True, backend=None):
+            check_input=True, backend=None, _epoch_steps=None):
     """Fit a GLM by minibatch SGD on its negative log-likelihood.
 
     Parameters
@@ -346,8 +347,11 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     state = _start_state(warm_start, init, family, K, d, X.dtype, fit_intercept, momentum, eta0, labels,
                          targets, weights)
     n_batches = -(-len(train) // batch_size)
+    # the schedules' epoch in steps; fastmle.dask passes the whole array's,
+    # each call training one chunk (private: not part of the API)
+    epoch_steps = _epoch_steps or n_batches
     if warm_start is None:
-        state.horizon = (schedule_epochs or max_epochs) * n_batches
+        state.horizon = (schedule_epochs or max_epochs) * epoch_steps
     if average is not False and state.avg_start < 0:
         # a fresh average starts from the current parameters, never an old one
         state.avg_start = state.step + (0 if average is True else int(math.ceil(int(average) / batch_size)))
@@ -360,14 +364,14 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
 
     def next_rate():  # the schedule's step at state.step: the next epoch's first
         return float(_step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
-                                 state.horizon)[0])
+                                 state.horizon, epoch_steps)[0])
 
     bar = _progress_bar(max_epochs) if progress else None
     try:
         for epoch in range(max_epochs):
             perm = rng.permutation(train)
             lr = _step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
-                             state.horizon)
+                             state.horizon, epoch_steps)
             loss = np.zeros(1)
             last_finite = state.params.copy(), state.avg.copy()
             done = run_kernel(kern, "sgd_epoch", X, labels, targets, weights, perm, lr, code, batch_size,

@@ -1,8 +1,9 @@
 """fastmle.dask: every quantity over chunked dask arrays equals the in-memory
 computation on the same data (1e-10 relative), on the threaded and process
 schedulers and on a dask.distributed LocalCluster of two worker processes;
-ragged chunks, weights, the chunking errors, the streamed SGD epoch, and
-that importing fastmle does not import dask."""
+ragged chunks, weights, the chunking errors, the streamed SGD epoch (its
+schedule, class and sample weights over the whole array), and that
+importing fastmle does not import dask."""
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastmle
+from fastmle.sgd import _step_sizes
 
 dask = pytest.importorskip("dask", reason="dask is optional (fastmle[dask]); the test extra installs it")
 da = pytest.importorskip("dask.array")
@@ -137,6 +139,84 @@ def test_streamed_sgd_is_seeded_and_fits(rng):
     whole = fastmle.glm_loss(X, y, in_memory.coef, in_memory.intercept, "multinomial")
     assert streamed < optimum * 1.005  # within 0.5% of the exact optimum's mean loss after 4 epochs
     assert streamed < whole * 1.005  # and as good as 4 in-memory epochs
+
+
+def _schedule(learning_rate, eta0, epochs, steps_per_epoch):
+    """Every step's learning rate in one in-memory run of `epochs` epochs."""
+    T = epochs * steps_per_epoch
+    return np.concatenate([_step_sizes(learning_rate, eta0, eta0, 0.5, e * steps_per_epoch, steps_per_epoch, T)
+                           for e in range(epochs)])
+
+
+@pytest.mark.parametrize("learning_rate", ["cosine", "invscaling"])
+@pytest.mark.parametrize("chunks", [(580, 20), (200, 0, 300, 100), (300, 300)])
+def test_streamed_schedule_runs_over_the_whole_array(rng, learning_rate, chunks):
+    # unequal chunks once took the schedule's length and epoch from the first chunk trained
+    X, y, _ = data("binomial", rng, n=sum(chunks))
+    Xd, yd = da.from_array(X, chunks=(chunks, 4)), da.from_array(y, chunks=(chunks,))
+    seen = []  # (steps taken, the last step's rate) after each chunk
+    with dask.config.set(scheduler="threads"):
+        fit = fd.sgd_fit(Xd, yd, "binomial", learning_rate=learning_rate, eta0=0.1, max_epochs=3, batch_size=16,
+                         random_state=0, callback=lambda epoch, info: seen.append((info["n_steps"],
+                                                                                   info["learning_rate"])))
+    B = sum(-(-c // 16) for c in chunks)  # the array's minibatches per epoch
+    expected = _schedule(learning_rate, 0.1, 3, B)
+    assert fit.n_steps == 3 * B and seen[-1][0] == 3 * B
+    steps, rates = np.array(seen).T
+    np.testing.assert_allclose(rates, expected[steps.astype(int) - 1], rtol=1e-12)
+    if learning_rate == "cosine":
+        assert rates[-1] < 1e-4  # down to 0 at the run's end, as in memory
+
+
+def test_streamed_sgd_skips_chunks_of_zero_weight(rng):
+    # fit_mle skips them; sgd_fit once refused the whole fit on one of them
+    X, y, w = data("binomial", rng, n=900)
+    w[300:600] = 0.0
+    Xd, yd, wd = (da.from_array(a, chunks=((300, 300, 300),) + a.shape[1:]) for a in (X, y, w))
+    keep = np.r_[0:300, 600:900]  # the same fit without those rows: an empty chunk in their place
+    Xk, yk, wk = (da.from_array(a[keep], chunks=((300, 0, 300),) + a.shape[1:]) for a in (X, y, w))
+    options = dict(learning_rate="cosine", eta0=0.05, max_epochs=3, random_state=1)
+    with dask.config.set(scheduler="threads"):
+        got = fd.sgd_fit(Xd, yd, "binomial", sample_weight=wd, **options)
+        expected = fd.sgd_fit(Xk, yk, "binomial", sample_weight=wk, **options)
+        np.testing.assert_array_equal(got.coef, expected.coef)
+        assert got.loss_history == expected.loss_history and got.n_steps == expected.n_steps == 3 * 20
+        calls = []
+        with pytest.raises(ValueError, match="zero for every sample"):  # every chunk's: before training
+            fd.sgd_fit(Xd, yd, "binomial", sample_weight=np.zeros(900), callback=lambda *a: calls.append(a))
+        assert calls == []
+
+
+@pytest.mark.parametrize("family", ["binomial", "multinomial"])
+def test_streamed_balanced_class_weight_counts_the_whole_array(rng, family):
+    # the classes' counts over the whole array, not over each chunk
+    class_weight = pytest.importorskip("sklearn.utils.class_weight")
+    X, y, _ = data(family, rng, n=1200)
+    y = y[np.argsort(y, kind="stable")]  # chunks of very different class mixes
+    cw = class_weight.compute_class_weight("balanced", classes=np.unique(y), y=y)
+    Xd, yd = da.from_array(X, chunks=(400, 4)), da.from_array(y, chunks=400)
+    options = dict(max_epochs=2, batch_size=16, random_state=2)
+    with dask.config.set(scheduler="threads"):
+        got = fd.sgd_fit(Xd, yd, family, class_weight="balanced", **options)
+        expected = fd.sgd_fit(Xd, yd, family, sample_weight=cw[y], **options)
+    np.testing.assert_array_equal(got.coef, expected.coef)
+    np.testing.assert_allclose(got.loss_history, expected.loss_history, rtol=1e-12)
+    # the default step counts the class weights, as in memory
+    in_memory = fastmle.sgd_fit(X, y, family, class_weight="balanced", max_epochs=1, tol=None)
+    assert got.eta0 == pytest.approx(in_memory.eta0, rel=1e-12)
+
+
+def test_streamed_loss_history_is_weighted_by_the_chunks_weights(rng):
+    # each chunk's mean loss counts by its total weight, not its rows
+    X, y, w = data("gaussian", rng)
+    y[:2000] += 5.0
+    w[:2000] *= 10.0
+    Xd, yd, wd = chunked(X, y, w)
+    options = dict(fit_intercept=False, eta0=1e-12, max_epochs=1)  # the coefficients stay at 0
+    with dask.config.set(scheduler="threads"):
+        got = fd.sgd_fit(Xd, yd, "gaussian", sample_weight=wd, **options)
+    expected = fastmle.sgd_fit(X, y, "gaussian", sample_weight=w, tol=None, **options)
+    assert got.loss_history[0] == pytest.approx(expected.loss_history[0], rel=1e-9)
 
 
 def test_chunking_errors(rng):
