@@ -22,6 +22,14 @@ from ._validate import real_array
 from .glm import as_design_matrix, as_sample_weight, check_weight_values, family_code, native_array, pack_params
 
 
+def refuse_sparse(a, name, who_takes):
+    """A TypeError naming scipy.sparse input, which the Fisher code (dense
+    kernels only) cannot take: checked first, as np.asarray would make it a
+    0-d object array and the error a misleading one about its dtype."""
+    if hasattr(a, "tocsr"):
+        raise TypeError(f"{who_takes} a dense {name}; convert sparse {name} with .toarray()")
+
+
 def _symmetric(upper):
     """The symmetric matrix whose upper triangle the kernels wrote."""
     return np.triu(upper) + np.triu(upper, 1).T
@@ -92,6 +100,7 @@ class FisherAccumulator:
     def update(self, scores, sample_weight=None):
         """Add a batch of per-sample scores, shape (batch, n_params), with
         optional non-negative sample weights (batch,)."""
+        refuse_sparse(scores, "scores", "FisherAccumulator.update takes")
         S = real_array(scores, "scores")
         if S.ndim != 2 or S.shape[1] != self.n_params:
             raise ValueError(f"scores must have shape (batch, {self.n_params}), got {S.shape}")
@@ -171,10 +180,8 @@ class GLMModel:
                  reference_class=None):
         self.family = family
         self.code = family_code(family)
-        X, _ = as_design_matrix(X)
-        if not isinstance(X, np.ndarray):
-            raise TypeError("the Fisher information kernels take a dense X; convert sparse X with .toarray()")
-        self.X = X
+        refuse_sparse(X, "X", "the Fisher information kernels take")
+        self.X, _ = as_design_matrix(X)
         self.fit_intercept = intercept is not None if fit_intercept is None else bool(fit_intercept)
         if intercept is not None and not self.fit_intercept:
             raise ValueError("intercept given with fit_intercept=False")

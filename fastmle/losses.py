@@ -475,6 +475,16 @@ def kl_div_from_logits(logits_p, logits_q, axis=-1, *, base=None, backend=None):
 def perplexity(nll, weights=None):
     """exp of the (weighted) mean negative log-likelihood per token.
 
+    Parameters
+    ----------
+    nll : array_like
+        Per-token negative log-likelihoods (natural log).
+    weights : array_like of nll's shape, optional
+        Non-negative token weights (counts, or a 0/1 mask); a negative one
+        is a ValueError. When every weight is zero no token counts and the
+        result is NaN (0 / 0), as cross_entropy gives (torch's convention)
+        when every target's weight is zero.
+
     Examples
     --------
     >>> import numpy as np, fastmle
@@ -488,6 +498,13 @@ def perplexity(nll, weights=None):
         weights = _validate.real_array(weights, "weights")
         if weights.shape != a.shape:
             raise ValueError(f"weights shape {weights.shape} does not match nll shape {a.shape}")
+        # weights count tokens (a weighted mean): a negative count means nothing
+        negative = weights < 0
+        if negative.any():
+            pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(negative)), weights.shape))
+            raise ValueError(f"weights must be >= 0, got {weights[pos]} at position {pos}")
+        if not weights.any():
+            return a.dtype.type(np.nan)  # no token counts: 0 / 0, as cross_entropy (np.average raises)
     return a.dtype.type(np.exp(np.average(a, weights=weights)))
 
 

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from . import _blas, _dispatch
-from .fisher import GLMModel, _symmetric
+from .fisher import GLMModel, _symmetric, refuse_sparse
 from .glm import as_design_matrix, encode_response, family_code, label_indices
 
 _NORMAL = statistics.NormalDist()
@@ -47,6 +47,9 @@ class MLEResult:
     is indexed by ``params`` flattened output by output
     (``params.ravel(order="F")``), the order of :func:`fastmle.glm_fisher`.
     z statistics and p-values use the normal approximation of the MLE.
+    ``nobs`` is the number of observations: the sum of the sample weights
+    (frequency weights, as statsmodels' ``wnobs`` with ``freq_weights``),
+    the number of rows without them; BIC's ``log(nobs)`` uses it.
     """
 
     def __init__(self, *, params, cov, llf, llnull, nobs, n_iter, converged, family, fit_intercept,
@@ -118,7 +121,8 @@ class MLEResult:
         width = 78
         lines = ["=" * width, f"{'fastmle.fit_mle: ' + self.family + ' GLM (maximum likelihood)':^{width}}",
                  "=" * width]
-        stats = [("No. observations", f"{self.nobs}"), ("Log-likelihood", f"{self.llf:.6g}"),
+        nobs = f"{self.nobs}" if isinstance(self.nobs, int) else f"{self.nobs:.8g}"  # a total weight
+        stats = [("No. observations", nobs), ("Log-likelihood", f"{self.llf:.6g}"),
                  ("Parameters", f"{self.df_model}"), ("LL-null", f"{self.llnull:.6g}"),
                  ("Iterations", f"{self.n_iter}"), ("Pseudo R-squ.", f"{self.prsquared:.4f}"),
                  ("Converged", f"{self.converged}"), ("AIC", f"{self.aic:.6g}"),
@@ -317,10 +321,10 @@ class _Problem(_Objective):
     """fit_mle's data in memory, in the kernels' layout."""
 
     def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend):
-        if not hasattr(X, "tocsr"):
-            X = np.asarray(X)
-            if X.dtype.kind in "biuf" and X.dtype != np.float64:
-                X = X.astype(np.float64)  # inference needs double: one copy
+        refuse_sparse(X, "X", "fit_mle takes")
+        X = np.asarray(X)
+        if X.dtype.kind in "biuf" and X.dtype != np.float64:
+            X = X.astype(np.float64)  # inference needs double: one copy
         X, _ = as_design_matrix(X)
         self.backend = _dispatch.resolve(backend)
         # validate X and the weights once (GLMModel), then the response
@@ -396,7 +400,9 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         estimate under a N(0, 1/alpha) prior; intercepts unpenalized).
         Standard errors then come from the penalized information.
     sample_weight : array (n_samples,), optional
-        Frequency-style weights of the log-likelihood terms.
+        Frequency weights: sample i counts w_i times, in the log-likelihood
+        and in ``nobs`` (their sum), hence BIC; integer weights give the fit
+        of the rows repeated w_i times.
     max_iter : int
     tol : float
         Converged when the last step changed no parameter by more than
@@ -417,7 +423,8 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     The gaussian family estimates sigma^2 by maximum likelihood (RSS / n,
     weighted) and reports the log-likelihood at it, as statsmodels' OLS
     does; its standard errors use that sigma^2 (statsmodels' OLS uses RSS /
-    (n - p): multiply by sqrt(n / (n - p)) to compare).
+    (n - p): multiply by sqrt(n / (n - p)) to compare, n being ``nobs``,
+    the total weight).
 
     Examples
     --------
@@ -536,7 +543,11 @@ def _result(prob, theta, F, f, it, converged, names):
     multi = prob.family == "multinomial"
     params = theta.T.copy() if multi else theta[0].copy()
     output_names = [f"y={c}" for k, c in enumerate(prob.classes) if k != prob.ref] if multi else None
-    return MLEResult(params=params, cov=cov, llf=float(llf), llnull=float(llnull), nobs=prob.n, n_iter=it,
+    # frequency weights: the fit is that of the rows repeated w_i times, whose
+    # number of observations (BIC's log n) is the total weight, statsmodels'
+    # wnobs with freq_weights (an int when whole, as a row count)
+    nobs = int(prob.W) if float(prob.W).is_integer() else float(prob.W)
+    return MLEResult(params=params, cov=cov, llf=float(llf), llnull=float(llnull), nobs=nobs, n_iter=it,
                      converged=converged, family=prob.family, fit_intercept=prob.fit_intercept,
                      param_names=names, output_names=output_names,
                      classes=prob.classes, reference_class=None if prob.ref is None else prob.classes[prob.ref],

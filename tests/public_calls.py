@@ -30,6 +30,7 @@ class Call:
     options: Dict = field(default_factory=dict)  # fixed keyword arguments, never transformed
     # for the bad-input matrix:
     finite: Tuple[str, ...] = ()  # inputs where NaN is refused (elsewhere NaN propagates, as in torch)
+    nonnegative: Tuple[str, ...] = ()  # inputs where a negative value is refused
     labels: Dict = field(default_factory=dict)  # label argument -> an out-of-range value
     bad_options: Dict = field(default_factory=dict)  # option -> an unknown value
 
@@ -139,7 +140,7 @@ def public_calls(dtype, rng):
         Call("kl_div_from_logits", fastmle.kl_div_from_logits, dict(logits_p=x, logits_q=q),
              ("logits_p", "logits_q"), bad_options=dict(axis=2)),
         Call("perplexity", fastmle.perplexity, dict(nll=np.abs(pred), weights=np.abs(target)),
-             ("nll", "weights"), takes_backend=False),
+             ("nll", "weights"), takes_backend=False, nonnegative=("weights",)),
         Call("perplexity_from_logits", fastmle.perplexity_from_logits, dict(logits=x, target=t), ("logits",),
              labels=dict(target=12), bad_options=dict(ignore_index="none")),
         Call("linear_cross_entropy", fastmle.linear_cross_entropy, dict(h=h, W=W, target=t[:1].repeat(9) % 7,
@@ -195,9 +196,10 @@ PER_SAMPLE = {"y", "sample_weight", "target"}  # arrays that fix X's number of r
 
 def bad_inputs(call):
     """(label, changes to the valid call) for each class of bad input: an
-    unknown keyword, arrays of the wrong dtype or shape, NaN where refused,
-    labels out of range or of the wrong kind, bad out= buffers (wrong shape,
-    wrong dtype, not an array, read-only) and unknown option values."""
+    unknown keyword, arrays of the wrong dtype or shape, NaN or negative
+    values where refused, labels out of range or of the wrong kind, bad out=
+    buffers (wrong shape, wrong dtype, not an array, read-only) and unknown
+    option values."""
     kw = call.kwargs
     arrays = list(call.inputs) + list(call.labels)
     cases = [("unknown keyword", {"frobnicate": 1})]
@@ -215,6 +217,8 @@ def bad_inputs(call):
             cases.append((f"{name} one row short", {name: a[:-1]}))
     for name in call.finite:
         cases.append((f"NaN in {name}", {name: _with_value(kw[name], np.nan)}))
+    for name in call.nonnegative:
+        cases.append((f"negative {name}", {name: _with_value(kw[name], -1.0)}))
     for name, value in call.labels.items():
         cases.append((f"{name} out of range ({value})", {name: _with_value(kw[name], value)}))
         if name == "target":  # class indices, where floats are refused

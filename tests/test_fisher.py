@@ -225,6 +225,21 @@ def test_glm_fisher_sparse_input_is_refused_clearly():
         fastmle.glm_fisher(scipy_sparse.eye(4, format="csr"), np.zeros(4), "gaussian")
 
 
+@pytest.mark.parametrize("fmt", ["csr", "coo", "csr_array"])
+def test_fit_mle_and_the_accumulator_refuse_sparse_input_clearly(rng, fmt):
+    # np.asarray makes a sparse matrix a 0-d object array: the error must
+    # name sparse input, not the dtype object
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    S = scipy_sparse.random(50, 3, density=0.5, format="coo", random_state=0)
+    S = scipy_sparse.csr_array(S) if fmt == "csr_array" else S.asformat(fmt)
+    with pytest.raises(TypeError, match=r"fit_mle takes a dense X; convert sparse X with \.toarray\(\)"):
+        fastmle.fit_mle(S, rng.standard_normal(50), "gaussian", backend="c")
+    with pytest.raises(TypeError, match=r"dense scores; convert sparse scores with \.toarray\(\)"):
+        fastmle.FisherAccumulator(3).update(S)
+    with pytest.raises(TypeError, match="dense X"):
+        fastmle.fisher_vector_product(S, np.zeros(3), "gaussian", np.ones(3))
+
+
 # ---------------------------------------------------------------- fit_mle against statsmodels
 
 
@@ -334,6 +349,42 @@ def test_fit_mle_poisson_matches_statsmodels(backend, rng):
     repeated = sm.Poisson(y[rows], _const_last(X)[rows]).fit(disp=0, method="newton", tol=1e-12)
     assert _rel(weighted.params, repeated.params) < 1e-6 and _rel(weighted.bse, repeated.bse) < 1e-6
     assert _rel(weighted.llf, repeated.llf) < 1e-6
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson", "gaussian", "multinomial"])
+def test_fit_mle_frequency_weights_count_as_repeated_rows(rng, family):
+    """sample_weight are frequency weights: nobs is their sum, so BIC (log
+    nobs) and all the rest equal the fit of the rows repeated w_i times and
+    statsmodels' GLM with freq_weights (whose model.wnobs and df_resid count them)."""
+    n = 400
+    X = rng.standard_normal((n, 2))
+    w = rng.integers(1, 4, n)
+    eta = X @ [0.8, -0.5] + 0.2
+    y = {"binomial": (eta + rng.logistic(size=n) > 0).astype(int),
+         "poisson": rng.poisson(np.exp(eta)),
+         "gaussian": eta + rng.standard_normal(n),
+         "multinomial": np.argmax(np.c_[eta, -eta, 0 * eta] + rng.gumbel(size=(n, 3)), axis=1)}[family]
+    ref = 0 if family == "multinomial" else None
+    res = fastmle.fit_mle(X, y, family, sample_weight=w, reference_class=ref, backend="c")
+    rows = np.repeat(np.arange(n), w)
+    repeated = fastmle.fit_mle(X[rows], y[rows], family, reference_class=ref, backend="c")
+    assert res.nobs == repeated.nobs == w.sum() and isinstance(res.nobs, int)
+    for name in ("params", "bse", "llf", "llnull", "aic", "bic"):
+        assert _rel(getattr(res, name), getattr(repeated, name)) < 1e-8, name
+    if family == "multinomial":
+        return  # statsmodels' GLM has no multinomial family
+    sm_family = {"binomial": sm.families.Binomial(), "poisson": sm.families.Poisson(),
+                 "gaussian": sm.families.Gaussian()}[family]
+    ref_fit = sm.GLM(y, _const_last(X), family=sm_family, freq_weights=w).fit(tol=1e-12)
+    assert res.nobs == ref_fit.model.wnobs and res.nobs - res.df_model == ref_fit.df_resid
+    assert _rel(res.params, ref_fit.params) < 1e-6 and _rel(res.llf, ref_fit.llf) < 1e-9
+    assert res.aic == pytest.approx(ref_fit.aic, rel=1e-9)
+    assert res.bic == pytest.approx(ref_fit.bic_llf, rel=1e-9)
+    if family == "gaussian":
+        # the GLM's scale is RSS / df_resid: fit_mle's docstring conversion, n = nobs
+        assert _rel(res.bse * math.sqrt(res.nobs / (res.nobs - res.df_model)), ref_fit.bse) < 1e-6
+    else:
+        assert _rel(res.bse, ref_fit.bse) < 1e-6 and _rel(res.llnull, ref_fit.llnull) < 1e-9
 
 
 def test_fit_mle_gaussian_is_ols_by_maximum_likelihood(backend, rng):

@@ -2,6 +2,7 @@
 numpy reference, the reference against torch, scipy and finite differences,
 hypothesis properties, and the bad-input errors."""
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -208,6 +209,21 @@ def test_perplexity(backend):
     np.testing.assert_allclose(fastmle.perplexity(nll), np.exp(nll.mean()), rtol=1e-12)
     w = np.linspace(0, 1, 50)
     np.testing.assert_allclose(fastmle.perplexity(nll, weights=w), np.exp(np.average(nll, weights=w)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_perplexity_of_zero_total_weight_is_nan_as_cross_entropy(dtype):
+    # no token counts: 0 / 0, cross_entropy's (and torch's) value when every
+    # target's weight is zero; np.average would raise ZeroDivisionError
+    z = np.random.default_rng(4).standard_normal((6, 5)).astype(dtype)
+    y = np.arange(6) % 5
+    nll = fastmle.cross_entropy(z, y, reduction="none", backend="numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fastmle.perplexity(nll, weights=np.zeros(6))
+        want = np.exp(fastmle.cross_entropy(z, y, weight=np.zeros(5), backend="numpy"))
+    assert isinstance(got, dtype) and np.isnan(got) and np.isnan(want)
+    assert np.isnan(fastmle.perplexity(nll.reshape(2, 3), weights=np.zeros((2, 3), bool)))
 
 
 # ---------------------------------------------------------------- linear cross-entropy
@@ -423,6 +439,8 @@ BAD_OTHERS = [
     (lambda: fastmle.entropy(np.ones((2, 3)), axis=(0, 1)), ValueError, "single axis"),
     (lambda: fastmle.entropy(np.ones((2, 3)), axis=2), ValueError, "axis"),
     (lambda: fastmle.perplexity(np.array([])), ValueError, "no tokens"),
+    (lambda: fastmle.perplexity(np.ones(3), weights=[1.0, -0.5, 1.0]), ValueError,
+     r"weights must be >= 0, got -0.5 at position \(1,\)"),
     (lambda: fastmle.linear_cross_entropy(np.zeros((4, 3)), np.zeros((5, 2)), np.zeros(4, int)), ValueError,
      "same H"),
     (lambda: fastmle.linear_cross_entropy(np.zeros((4, 3)), np.zeros((5, 3)), np.array([0, 1, 2, 9])),
