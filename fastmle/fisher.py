@@ -181,7 +181,8 @@ class GLMModel:
         self.family = family
         self.code = family_code(family)
         refuse_sparse(X, "X", "the Fisher information kernels take")
-        self.X, _ = as_design_matrix(X)
+        X, _ = as_design_matrix(X)
+        self.X = X
         self.fit_intercept = intercept is not None if fit_intercept is None else bool(fit_intercept)
         if intercept is not None and not self.fit_intercept:
             raise ValueError("intercept given with fit_intercept=False")
