@@ -368,6 +368,18 @@ def _default_eta0(X, y, max_w, family, options):
                              np.array([max_w]) if max_w is not None else np.empty(0))
 
 
+def _intercept_start(y, w, family, stats, per_class):
+    """sgd_fit's starting intercepts over the whole array: from the class
+    totals of the chunks' statistics (times the class weights), or the
+    weighted mean response computed by dask."""
+    if family in ("multinomial", "binomial"):
+        totals = stats[:, 1].sum(axis=0) * per_class
+        return _sgd.intercept_start(family, totals if family == "multinomial" else totals[1:] / totals.sum())
+    y = y.astype(np.float64).reshape(y.shape[0], -1)
+    mean = y.mean(axis=0) if w is None else (y * w[:, None]).sum(axis=0) / w.sum()
+    return _sgd.intercept_start(family, np.asarray(mean.compute()))
+
+
 def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=None, **options):
     """Minibatch SGD over a dask array, streamed one chunk at a time through
     the compiled epoch kernel (:func:`fastmle.sgd_fit`).
@@ -384,8 +396,8 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     them). The other keyword arguments are sgd_fit's (batch_size,
     learning_rate, eta0, alpha, ...); ``eta0`` defaults to sgd_fit's
     data-derived step (1 / the largest per-sample curvature) computed over
-    the whole array, not one chunk, and ``class_weight="balanced"`` weighs
-    the classes by their counts over the whole array. A chunk whose weights
+    the whole array, not one chunk, as are the starting intercepts (the
+    intercept-only MLE) and ``class_weight="balanced"``'s class counts. A chunk whose weights
     are all zero adds nothing and is skipped (it takes no steps); all of
     them zero is an error. A fixed seed reproduces the fit exactly.
 
@@ -445,6 +457,11 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
         max_w = float(np.max(stats[:, 2].max(axis=0) * per_class)) if weighted else None
         options["eta0"] = _default_eta0(X, a["y"], max_w, family, options)
     alpha, l1_ratio = options.get("alpha", 0.0), options.get("l1_ratio", 0.0)
+    # the intercepts start at the whole array's intercept-only MLE, not the
+    # first chunk's (sgd_fit's default start, from the data it sees)
+    start = {}
+    if options.get("fit_intercept", True):
+        start["intercept_init"] = _intercept_start(a["y"], a["sample_weight"], family, stats, per_class)
     rng = np.random.default_rng(random_state)
     result, history = None, []
     for _ in range(max_epochs):
@@ -457,7 +474,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
             # whole array's steps, its clock the steps taken so far
             result = _sgd.sgd_fit(Xc, yc, family, max_epochs=1, tol=None, sample_weight=wc, warm_start=result,
                                   random_state=rng, schedule_epochs=schedule_epochs,
-                                  _epoch_steps=epoch_steps, **options)
+                                  _epoch_steps=epoch_steps, **(start if result is None else {}), **options)
             # the chunk's weighted mean loss, without the penalty at its end
             penalty = float(_sgd._penalty(result.state.params, alpha, l1_ratio))
             total += (result.loss_history[-1] - penalty) * chunk_weight[c]

@@ -476,19 +476,28 @@ def _start_state(warm_start, init, family, K, d, dtype, fit_intercept, momentum,
 def _intercept_start(family, K, labels, targets, weights):
     w = weights.astype(np.float64) if weights.size else None
     if family == "multinomial":
+        return intercept_start(family, np.bincount(labels, weights=w, minlength=K))
+    mean = np.average(targets.astype(np.float64), axis=0, weights=w) if targets.shape[0] else np.zeros(K)
+    return intercept_start(family, mean)
+
+
+def intercept_start(family, statistic):
+    """The intercepts a fit starts from: the MLE without features, from the
+    weighted class totals (multinomial) or the weighted mean response (the
+    other families, one per output), as fastmle.dask gathers them too."""
+    if family == "multinomial":
         # log class frequencies (+1: no log(0)), centred: softmax ignores a
         # common shift, and SGD keeps the sum of the intercepts (the loss
         # gradients of a sample's outputs sum to zero), so the fit's
         # intercepts sum to zero, as scikit-learn's LogisticRegression's do
-        log_freq = np.log(np.bincount(labels, weights=w, minlength=K) + 1.0)
+        log_freq = np.log(np.asarray(statistic, np.float64) + 1.0)
         return log_freq - log_freq.mean()
-    mean = np.average(targets.astype(np.float64), axis=0, weights=w) if targets.shape[0] else np.zeros(K)
     if family == "binomial":
-        p = np.clip(mean, 1e-3, 1 - 1e-3)
+        p = np.clip(statistic, 1e-3, 1 - 1e-3)
         return np.log(p / (1 - p))
     if family == "poisson":
-        return np.log(np.maximum(mean, 1e-3))
-    return mean
+        return np.log(np.maximum(statistic, 1e-3))
+    return np.asarray(statistic, np.float64)
 
 
 def _apply_stopping(state, schedule, monitored, tol, n_iter_no_change, eta0):
