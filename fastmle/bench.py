@@ -36,8 +36,8 @@ def wait_until_quiet(max_pause=0.4, step=0.005):
     `max_pause` seconds. A runtime's worker threads keep spinning for a
     while after a call and take the cores from whatever runs next: OpenBLAS
     spins for 100-105 ms here (right after a numpy BLAS product, a 2-thread C
-    SGD epoch took 137-149 ms against 56 ms after a 0.1 s pause; see the
-    README), OpenMP runtimes for well under a millisecond. Waiting for the
+    SGD epoch took 137-149 ms against 56 ms after a 0.1 s pause; see
+    bench/RESULTS.md), OpenMP runtimes for well under a millisecond. Waiting for the
     process's CPU time to stop growing pauses only as long as needed (the
     limit is above OpenBLAS's spin, which a limit of 0.1 s cut short).
     Returns the seconds waited."""

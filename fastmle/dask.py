@@ -22,8 +22,6 @@ Needs dask (``pip install 'fastmle[dask]'``); importing fastmle does not.
 >>> fit.converged, fit.params.shape
 (True, (3,))
 """
-import inspect
-
 import numpy as np
 
 try:
@@ -331,9 +329,6 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
 
 # ---- streamed minibatch SGD ----
 
-_BATCH_SIZE = inspect.signature(_sgd.sgd_fit).parameters["batch_size"].default
-
-
 def _chunk_class_stats(yc, wc, family, classes):
     """A chunk's samples, total weight and largest weight per class, (3, K)
     float64: the classes are sgd_fit's class_weight's (the labels for
@@ -408,11 +403,11 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     for name in ("tol", "validation_fraction", "warm_start", "n_iter_no_change"):
         if name in options:
             raise TypeError(f"fastmle.dask.sgd_fit streams chunks and has no {name!r}")
-    if not isinstance(max_epochs, (int, np.integer)) or max_epochs < 1:
-        raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}")
-    batch_size = options.get("batch_size", _BATCH_SIZE)
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _sgd.check_positive_int("max_epochs", max_epochs)
+    batch_size = options.get("batch_size", _sgd.BATCH_SIZE)
+    _sgd.check_positive_int("batch_size", batch_size)
+    # a new run's start goes to the first chunk trained only (the others continue it)
+    start = {name: options.pop(name) for name in ("coef_init", "intercept_init") if options.get(name) is not None}
     schedule_epochs = options.pop("schedule_epochs", None)  # sgd_fit checks it
     if schedule_epochs is None:
         schedule_epochs = max_epochs
@@ -443,7 +438,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
         counts = stats[:, 0].sum(axis=0)
         if isinstance(class_weight, str) and class_weight == "balanced":
             # the whole array's counts, not each chunk's: pass them as a dict
-            per_class = X.shape[0] / (len(names) * np.maximum(counts, 1))
+            per_class = _sgd.balanced_class_weights(counts)
             options["class_weight"] = dict(zip(names, per_class.tolist()))
         elif isinstance(class_weight, dict):  # sgd_fit checks the labels
             per_class = np.array([float(class_weight.get(c, 1.0)) for c in names])
@@ -459,8 +454,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     alpha, l1_ratio = options.get("alpha", 0.0), options.get("l1_ratio", 0.0)
     # the intercepts start at the whole array's intercept-only MLE, not the
     # first chunk's (sgd_fit's default start, from the data it sees)
-    start = {}
-    if options.get("fit_intercept", True):
+    if options.get("fit_intercept", True) and "intercept_init" not in start:
         start["intercept_init"] = _intercept_start(a["y"], a["sample_weight"], family, stats, per_class)
     rng = np.random.default_rng(random_state)
     result, history = None, []

@@ -86,10 +86,11 @@ class _SGDMixin:
         return w
 
     def _warm_result(self, X, n_outputs, family):
-        """The last fit, if it can continue on this problem (same features,
-        outputs, dtype and family); None starts afresh, as a new problem needs."""
+        """The last fit (either solver's), if a fit can start from it (same
+        features, outputs, dtype and family); None starts afresh, as a new
+        problem needs."""
         previous = getattr(self, "_fit_result", None)
-        if not isinstance(previous, SGDResult) or previous.family != family:
+        if not isinstance(previous, (SGDResult, _FisherFit)) or previous.family != family:
             return None
         if previous.coef.shape != (X.shape[1], n_outputs) or previous.coef.dtype != X.dtype:
             return None
@@ -99,21 +100,28 @@ class _SGDMixin:
         if self.solver == "fisher":
             return self._fit_fisher(X, y_encoded, sample_weight, **extra)
         options = self._sgd_options()
-        if partial:  # one epoch, continuing the run and its schedule; no stopping rule
-            options.update(max_epochs=1, tol=None, validation_fraction=None,
-                           schedule_epochs=self.max_epochs, warm_start=previous)
-        elif previous is not None:  # warm_start: a new run from the last coefficients,
-            # as scikit-learn's SGD estimators' fit (the schedule starts afresh)
+        continuing = partial and isinstance(previous, SGDResult)
+        if partial:  # one epoch; no stopping rule
+            options.update(max_epochs=1, tol=None, validation_fraction=None, schedule_epochs=self.max_epochs)
+        if continuing:  # partial_fit: the run and its schedule go on
+            options.update(warm_start=previous)
+        elif previous is not None:
+            # a new run from the last coefficients: fit with warm_start, as
+            # scikit-learn's SGD estimators' fit (the schedule starts afresh),
+            # or partial_fit after a solver='fisher' fit; the intercepts too
+            # if the last fit had them (else the intercept-only MLE)
+            had_intercept = getattr(self, "_fitted_intercept", True)
             options.update(coef_init=previous.coef,
-                           intercept_init=previous.intercept if self.fit_intercept else None)
+                           intercept_init=previous.intercept if self.fit_intercept and had_intercept else None)
         # check_input=False: scikit-learn's validation has scanned X for NaN /
         # inf (with the default eta0, the read of X that gives the step still
         # checks it, at no extra cost)
         result = sgd_fit(X, y_encoded, self._kernel_family(), sample_weight=sample_weight,
                          random_state=self._epoch_seed(previous), check_input=False, **extra, **options)
         self._fit_result = result
+        self._fitted_intercept = self.fit_intercept
         # epochs of this call (the result counts those of the run it continues too)
-        self.n_iter_ = result.n_epochs - (previous.n_epochs if partial and previous is not None else 0)
+        self.n_iter_ = result.n_epochs - (previous.n_epochs if continuing else 0)
         self.loss_curve_ = list(result.loss_history)
         self.t_ = result.n_steps
         if not partial and self.tol is not None and not result.converged and self.n_iter_ == self.max_epochs:
@@ -161,6 +169,7 @@ class _SGDMixin:
         fit = _FisherFit(coef, intercept, bse, intercept_bse, family, res.n_iter, res.converged, res,
                          loss_history=[-res.llf / total])
         self._fit_result = fit
+        self._fitted_intercept = self.fit_intercept
         self.n_iter_ = res.n_iter
         self.loss_curve_ = list(fit.loss_history)
         self.t_ = 0
@@ -290,7 +299,8 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         known = set(self.classes_.tolist())
         unknown = [c for c in self.class_weight if c not in known]
         if unknown:
-            raise ValueError(f"class_weight has labels {unknown} not among classes_ {self.classes_.tolist()}")
+            raise ValueError(f"class_weight has labels [{', '.join(map(str, unknown))}] not among classes_ "
+                             f"{self.classes_.tolist()}")
         return {int(np.searchsorted(self.classes_, c)): w for c, w in self.class_weight.items()}
 
     def fit(self, X, y, sample_weight=None):

@@ -21,6 +21,7 @@ from .glm import (CSRMatrix, as_design_matrix, as_sample_weight, check_finite, e
                   family_code, pack_params, run_kernel, total_weight, unpack_params)
 
 SCHEDULES = ("constant", "invscaling", "cosine", "adaptive")
+BATCH_SIZE = 32  # the default minibatch (sgd_fit, fastmle.dask.sgd_fit)
 # Curvature bound of each family's per-sample loss in eta (the largest
 # eigenvalue of d2 loss / d eta2): 1/2 for softmax, 1/4 for the logistic,
 # 1 for squared error. Poisson's is the mean exp(eta), unbounded: the default
@@ -134,7 +135,7 @@ def _class_weight_per_sample(class_weight, labels, classes, family):
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             raise ValueError(f"class_weight must be 'balanced', a dict or None, got {class_weight!r}")
-        per_class = len(labels) / (n_classes * np.maximum(counts, 1))
+        per_class = balanced_class_weights(counts)
     elif isinstance(class_weight, dict):
         unknown = [c for c in class_weight if c not in set(classes.tolist())]
         if unknown:
@@ -146,6 +147,18 @@ def _class_weight_per_sample(class_weight, labels, classes, family):
     return per_class[labels]
 
 
+def balanced_class_weights(counts):
+    """class_weight="balanced": n_samples / (n_classes * count) per class,
+    scikit-learn's compute_class_weight (a class never seen counts once)."""
+    counts = np.asarray(counts, np.float64)
+    return counts.sum() / (len(counts) * np.maximum(counts, 1))
+
+
+def check_positive_int(name, value):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def _penalty(params, alpha, l1_ratio):
     coef = params[:, :-1].astype(np.float64)
     return alpha * ((1 - l1_ratio) * 0.5 * np.sum(coef * coef) + l1_ratio * np.sum(np.abs(coef)))
@@ -155,19 +168,23 @@ def _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t,
                    nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction,
                    schedule_epochs):
     family_code(family)
-    for name, value in (("eta0", eta0), ("power_t", power_t), ("momentum", momentum), ("alpha", alpha),
-                        ("l1_ratio", l1_ratio), ("tol", tol), ("validation_fraction", validation_fraction)):
+    for name, value, optional in (("eta0", eta0, True), ("power_t", power_t, False),
+                                  ("momentum", momentum, False), ("alpha", alpha, False),
+                                  ("l1_ratio", l1_ratio, False), ("tol", tol, True),
+                                  ("validation_fraction", validation_fraction, True)):
         # a string or an array would fail below with numpy's own message
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
-                                                                                     np.floating))):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+        if not (value is None and optional) and (isinstance(value, bool) or not isinstance(
+                value, (int, float, np.integer, np.floating))):
+            raise TypeError(f"{name} must be a real number{' or None' if optional else ''}, "
+                            f"got {type(value).__name__} {value!r}")
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
     if learning_rate not in SCHEDULES:
         raise ValueError(f"unknown learning_rate {learning_rate!r}; expected one of {', '.join(SCHEDULES)}")
     for name, value in (("batch_size", batch_size), ("max_epochs", max_epochs),
                         ("n_iter_no_change", n_iter_no_change),
                         ("schedule_epochs", 1 if schedule_epochs is None else schedule_epochs)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(name, value)
     if eta0 is not None and not (np.isfinite(eta0) and eta0 > 0):
         raise ValueError(f"eta0 must be a positive number or None, got {eta0!r}")
     if not 0 <= momentum < 1:
@@ -188,7 +205,7 @@ def _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t,
         raise ValueError(f"validation_fraction must be in (0, 1) or None, got {validation_fraction!r}")
 
 
-def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adaptive", eta0=None,
+def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rate="adaptive", eta0=None,
             power_t=0.5, momentum=0.0, nesterov=False, alpha=0.0, l1_ratio=0.0, fit_intercept=True,
             sample_weight=None, class_weight=None, average=False, tol=1e-4, n_iter_no_change=5,
             validation_fraction=None, random_state=None, callback=None, progress=False,
@@ -246,18 +263,21 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     random_state : seed (or numpy Generator) of the epochs' permutations
         and of the validation split; a fixed seed reproduces a fit exactly.
     callback : ``callback(epoch, info)`` after each epoch, with info a dict
-        (loss, validation_loss, learning_rate, n_steps, coef, intercept);
-        returning True stops training.
+        (loss, validation_loss, learning_rate: the epoch's last step,
+        n_steps, coef, intercept); returning True stops training.
     progress : show a tqdm progress bar (epoch, loss, learning rate).
     warm_start : an SGDResult to continue from: its coefficients, momentum,
         average, step count and schedule carry over (as partial_fit does);
         the stopping rule starts afresh, so ``converged`` is about this
         call's epochs.
     coef_init, intercept_init : start a new run (schedule, momentum and
-        average afresh) from these coefficients (n_features, n_outputs) and
-        intercepts (n_outputs,), as scikit-learn's ``SGDClassifier.fit``
-        takes them, e.g. along a path of penalties. Defaults: zeros, and the
-        intercept-only MLE. Not together with warm_start.
+        average afresh) from these coefficients, in SGDResult.coef's layout
+        (n_features, n_outputs), and intercepts (n_outputs,), e.g. along a
+        path of penalties: the role of scikit-learn's
+        ``SGDClassifier.fit(coef_init=...)``, whose coefficients (like the
+        estimators' ``coef_``) are the transpose, (n_outputs, n_features).
+        Defaults: zeros, and the intercept-only MLE. Not together with
+        warm_start.
     classes : multinomial labels, when y may not show them all (sorted, and
         duplicates dropped, as ``result.classes``).
     schedule_epochs : the run's length in epochs for the cosine schedule
@@ -296,6 +316,10 @@ def sgd_fit(X, y, family, *, batch_size=32, max_epochs=100, learning_rate="adapt
     _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
                    nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction,
                    schedule_epochs)
+    # numpy scalars (float32 ones too) as Python floats: the schedule's steps are float64
+    eta0, power_t, momentum, alpha, l1_ratio = (None if v is None else float(v)
+                                                for v in (eta0, power_t, momentum, alpha, l1_ratio))
+    tol = None if tol is None else float(tol)
     code = family_code(family)
     X, copied = as_design_matrix(X, check_values=False)  # a sparse X's values are checked here
     dense = not isinstance(X, CSRMatrix)

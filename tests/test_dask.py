@@ -226,6 +226,19 @@ def test_streamed_sgd_starts_from_the_whole_arrays_intercepts(rng, family):
     assert np.abs(expected.intercept).max() > 0.05  # not a start of zeros
 
 
+def test_streamed_sgd_starts_from_coef_init(rng):
+    # a new run's start reaches the first chunk trained only (the others continue it)
+    X, y, _ = data("gaussian", rng, n=900)
+    Xd, yd = da.from_array(X, chunks=(300, 4)), da.from_array(y, chunks=300)
+    coef, intercept = np.arange(4.0)[:, None], np.array([0.5])
+    with dask.config.set(scheduler="threads"):
+        got = fd.sgd_fit(Xd, yd, "gaussian", eta0=1e-300, max_epochs=2, coef_init=coef, intercept_init=intercept)
+        default = fd.sgd_fit(Xd, yd, "gaussian", eta0=1e-300, max_epochs=2, coef_init=coef)
+    np.testing.assert_allclose(got.coef, coef, rtol=1e-12, atol=1e-200)  # steps of 1e-300
+    np.testing.assert_allclose(got.intercept, intercept, rtol=1e-12)
+    np.testing.assert_allclose(default.intercept, y.mean(), rtol=1e-12)  # the whole array's start
+
+
 def test_streamed_loss_history_is_weighted_by_the_chunks_weights(rng):
     # each chunk's mean loss counts by its total weight, not its rows
     X, y, w = data("gaussian", rng)

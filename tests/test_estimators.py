@@ -316,6 +316,23 @@ def test_warm_start_refits_new_data_and_options_as_a_fresh_fit(Estimator, family
         assert warm.n_iter_ > warm.n_iter_no_change  # not stopped by the last fit's best loss
 
 
+def test_warm_start_from_a_fit_without_intercept_or_by_fisher_scoring():
+    X, y = _regression(600)
+    cold = MLERegressor(random_state=0, max_epochs=3, tol=None).fit(X, y)
+    # no intercept last time: the refit's intercept starts at the
+    # intercept-only MLE (the mean of y), not at the old zero
+    warm = MLERegressor(fit_intercept=False, warm_start=True, random_state=0, max_epochs=3, tol=None).fit(X, y)
+    warm.set_params(fit_intercept=True).fit(X, y)
+    assert warm.loss_curve_[0] < cold.loss_curve_[0]
+    # from an exact fit: fit with warm_start and partial_fit both start there
+    exact = MLERegressor(solver="fisher", warm_start=True).fit(X, y)
+    coef = exact.coef_.copy()
+    exact.set_params(solver="sgd", eta0=1e-12, max_epochs=2, tol=None).fit(X, y)
+    assert_allclose(exact.coef_, coef, rtol=1e-9)
+    again = MLERegressor(solver="fisher").fit(X, y).set_params(solver="sgd", eta0=1e-12).partial_fit(X, y)
+    assert_allclose(again.coef_, coef, rtol=1e-9) and again.n_iter_ == 1
+
+
 def test_random_state_kinds():
     X, y = _multiclass(100, 3)
     for seed in (np.random.RandomState(0), np.random.default_rng(0), None):

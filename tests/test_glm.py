@@ -355,7 +355,8 @@ def last_team(backend):
 # by, the barrier crossing at which the team is made to disband (0: none)
 # and the outcome reported. Crossing 7 is batch 6's, where the trial would
 # start; 8 the trial's end (the other threads waited through batches 6-8);
-# 10 is batch 9's, after the team resumed.
+# 10 is batch 10's, after the team resumed at batch 9 (the report says the
+# team resumed; the disband must keep the bits and not hang).
 TRIAL_CASES = {"team resumes": (10**6, 0, 1), "thread 0 keeps on": (-100, 0, 2),
                "stopped in the trial": (10**6, 0, 3), "disbands at the trial's end": (10**6, 8, 4),
                "disbands as the trial starts": (10**6, 7, 0), "disbands after it": (10**6, 10, 1)}
@@ -388,6 +389,8 @@ def test_team_trial_keeps_the_trajectory(rng, case, dtype, K):
         set_trial, set_disband_at = ((team.fm_set_team_trial, team.fm_set_team_disband_at) if backend == "c"
                                      else (team.set_team_trial, team.set_team_disband_at))
         window, crossing = set_trial(3, margin), set_disband_at(disband_at)
+        # no disband by sleeps (a loaded host): only the chosen crossing's
+        sleeps = team.fm_set_team_disband_sleeps(10**9) if backend == "c" else team.set_team_disband_sleeps(10**9)
         try:
             fastmle.set_num_threads(1)
             want = run_epoch(backend, X, labels, targets, w, params, perm, lr, "multinomial", 32, "everything")
@@ -397,6 +400,7 @@ def test_team_trial_keeps_the_trajectory(rng, case, dtype, K):
         finally:
             set_trial(window, 10)
             set_disband_at(crossing)
+            team.fm_set_team_disband_sleeps(sleeps) if backend == "c" else team.set_team_disband_sleeps(sleeps)
             fastmle.set_num_threads(previous)
         assert got[0] == want[0], backend
         assert 6 <= want[0] < 9 if case == "stopped in the trial" else want[0] == 94

@@ -252,7 +252,8 @@ def test_coef_init_starts_a_new_run():
     assert again.n_steps == default.n_steps and again.loss_history[0] < default.loss_history[0] - 0.05
     binary = fastmle.sgd_fit(X, y == 0, "binomial", coef_init=np.ones(4), intercept_init=0.5, max_epochs=1,
                              eta0=1e-12, tol=None)
-    np.testing.assert_allclose(binary.coef.ravel(), 1.0) and np.testing.assert_allclose(binary.intercept, 0.5)
+    np.testing.assert_allclose(binary.coef.ravel(), 1.0)
+    np.testing.assert_allclose(binary.intercept, 0.5)
     for bad, message in [(dict(warm_start=default, coef_init=default.coef), "give one or the other"),
                          (dict(coef_init=np.zeros((3, 3))), r"coef_init must have shape .* \(4, 3\)"),
                          (dict(coef_init=np.full((4, 3), np.nan)), "must be finite"),
@@ -262,6 +263,18 @@ def test_coef_init_starts_a_new_run():
             fastmle.sgd_fit(X, y, "multinomial", **opts, **bad)
     with pytest.raises(TypeError, match="coef_init must hold real numbers"):
         fastmle.sgd_fit(X, y, "multinomial", coef_init=[["a"] * 3] * 4, **opts)
+
+
+@pytest.mark.parametrize("backend", fastmle.available_backends())
+def test_numpy_scalar_options_train_as_python_floats(backend):
+    # float32 option values (a float32 grid, say) once made the steps float32: the kernels refused them
+    X, y = data("multinomial")
+    values = dict(eta0=np.float32(0.05), alpha=np.float32(1e-3), momentum=np.float32(0.5), tol=np.float32(1e-4),
+                  power_t=np.float16(0.5), l1_ratio=np.float64(0.25))
+    got = fastmle.sgd_fit(X, y, "multinomial", max_epochs=3, random_state=0, backend=backend, **values)
+    want = fastmle.sgd_fit(X, y, "multinomial", max_epochs=3, random_state=0, backend=backend,
+                           **{k: float(v) for k, v in values.items()})
+    np.testing.assert_array_equal(got.coef, want.coef)
 
 
 def test_warm_start_judges_its_own_epochs():
@@ -466,6 +479,8 @@ def bad_calls():
         ("eta0 a string", (X, y, "gaussian"), {"eta0": "0.1"}, TypeError, "eta0 must be a real number"),
         ("momentum a list", (X, y, "gaussian"), {"momentum": [0.5]}, TypeError, "momentum must be a real number"),
         ("tol a string", (X, y, "gaussian"), {"tol": "1e-4"}, TypeError, "tol must be a real number"),
+        ("alpha None", (X, y, "gaussian"), {"alpha": None}, TypeError, "alpha must be a real number, got"),
+        ("nesterov a string", (X, y, "gaussian"), {"momentum": 0.5, "nesterov": "yes"}, TypeError, "nesterov"),
         ("negative weight", (X, y, "gaussian"), {"sample_weight": -np.ones(50)}, ValueError, "sample_weight"),
         ("weights wrong length", (X, y, "gaussian"), {"sample_weight": np.ones(3)}, ValueError, "sample_weight"),
         ("1-D X", (X[:, 0], y, "gaussian"), {}, ValueError, "2-D"),
