@@ -11,13 +11,17 @@ def config():
     """The facts show_config prints, as a dict."""
     from . import _c
 
+    try:
+        default = _dispatch.get_backend()
+    except ValueError as error:  # a bad FASTMLE_BACKEND: the report says so rather than failing
+        default = f"none: {error}"
     info = {
         "fastmle": __import__("fastmle").__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "numpy": np.__version__,
         "backends": _dispatch.available_backends(),
-        "default backend": _dispatch.get_backend(),
+        "default backend": default,
         "threads": _dispatch.get_num_threads(),
     }
     if _c.lib is not None:

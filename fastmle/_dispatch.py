@@ -71,7 +71,8 @@ def _check(name):
 
 
 def set_backend(name):
-    """Choose the backend for every later call (``"auto"`` restores the default)."""
+    """Choose the backend for every later call, over FASTMLE_BACKEND
+    (``"auto"``: the fastest available, whatever FASTMLE_BACKEND says)."""
     _global["backend"] = _check(name)
 
 
@@ -103,6 +104,10 @@ def resolve(name):
             name = _global["backend"]
         else:
             name = os.environ.get("FASTMLE_BACKEND", "auto")
+            try:
+                name = _check(name)
+            except ValueError as error:
+                raise ValueError(f"FASTMLE_BACKEND: {error}") from None
     name = _check(name)
     if name == "auto":
         return available_backends()[0]

@@ -184,7 +184,8 @@ class FisherAccumulator(_fisher.FisherAccumulator):
             raise ValueError(f"scores must have shape (batch, {self.n_params}), got {scores.shape}")
         S, a = _check_chunks(scores, sample_weight=sample_weight)
         total = _map_reduce(_chunk_accumulator, _merged, S, a["sample_weight"],
-                            args=(self.n_params, self.kind, self.dtype, self.backend))
+                            # resolved here: a worker thread knows nothing of this thread's backend() block
+                            args=(self.n_params, self.kind, self.dtype, _dispatch.resolve(self.backend)))
         if total.sum_weights == 0:
             return
         if self.decay is None:

@@ -131,8 +131,9 @@ class _SGDMixin:
 
     def _fit_fisher(self, X, y_encoded, sample_weight, class_weight=None, classes=None):
         """The exact MLE (fit_mle), with the same objective as the SGD
-        solver: mean loss + alpha / 2 |coef|^2 (so fit_mle's alpha, on the
-        summed loss, is alpha times the total weight). Multinomial without a
+        solver: (1 / n_samples) sum_i w_i loss_i + alpha / 2 |coef|^2, the
+        weights multiplying each sample's loss (so fit_mle's alpha, on the
+        summed loss, is alpha times the number of samples). Multinomial without a
         penalty fixes the first class's coefficients at 0 (the model is
         otherwise not identifiable; predictions are unchanged)."""
         if hasattr(X, "tocsr"):
@@ -145,16 +146,18 @@ class _SGDMixin:
             per_sample = _class_weight_per_sample(class_weight, y.astype(np.int64),
                                                   np.arange(int(y.max()) + 1), family)
             sample_weight = per_sample if sample_weight is None else per_sample * sample_weight
-        total = float(np.sum(sample_weight)) if sample_weight is not None else float(len(y))
+        total = float(np.sum(sample_weight)) if sample_weight is not None else float(len(y))  # the loss's mean
         multinomial = family == "multinomial"
         ref = 0 if multinomial and self.alpha == 0 else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
             res = fit_mle(X, y, family, fit_intercept=self.fit_intercept, reference_class=ref,
-                          alpha=self.alpha * total, sample_weight=sample_weight, max_iter=self.max_epochs,
+                          alpha=self.alpha * len(y), sample_weight=sample_weight, max_iter=self.max_epochs,
                           backend=self.backend)
         for w in caught:
             warnings.warn(str(w.message), ConvergenceWarning if not res.converged else w.category)
+        if hasattr(self, "feature_names_in_"):  # a DataFrame's columns, as fit_mle itself names them
+            res.param_names = [str(c) for c in self.feature_names_in_] + res.param_names[X.shape[1]:]
         if multinomial:  # name the outputs by the estimator's labels, not their indices
             res.classes = self.classes_
             res.output_names = [f"y={c}" for k, c in enumerate(self.classes_) if k != ref]

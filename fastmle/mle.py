@@ -211,7 +211,11 @@ class _Objective:
             if K < 2:
                 raise ValueError("multinomial y needs at least two classes")
             if reference_class is not None:
-                self.ref = int(label_indices(np.array([reference_class]), classes, "the classes of y")[0])
+                found = np.flatnonzero(classes == reference_class) if np.ndim(reference_class) == 0 else []
+                if len(found) != 1:
+                    raise ValueError(f"reference_class {reference_class!r} is not one of the classes of y "
+                                     f"{classes.tolist()}")
+                self.ref = int(found[0])
             elif alpha == 0:
                 raise ValueError("the symmetric softmax parameterization (one coefficient vector per class) is "
                                  "not identifiable: its Fisher information is singular. Pass reference_class "
@@ -295,6 +299,7 @@ class _Objective:
         correlation-scaled Gram matrix of the weighted design."""
         gram = self._gram()
         diag = np.diag(gram).copy()
+        self.gram_diag = diag  # kept for the separation check at the estimate
         zero = np.flatnonzero(diag <= 0)
         if zero.size:
             return f"column {names[zero[0]]!r} is zero for every sample with positive weight"
@@ -394,7 +399,8 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         coefficients are fixed at 0 (identifiable; parameters shaped
         (n_terms, n_classes - 1)). Without it the symmetric softmax
         parameterization needs ``alpha > 0`` (and its intercepts are made
-        to sum to zero, a direction the likelihood does not see).
+        to sum to zero, a direction the likelihood does not see; their
+        covariance is that of the estimate under that constraint).
     alpha : float >= 0
         L2 penalty: maximizes ``llf - alpha / 2 * |coef|^2`` (the MAP
         estimate under a N(0, 1/alpha) prior; intercepts unpenalized).
@@ -497,17 +503,35 @@ def _fisher_scoring(prob, names, max_iter, tol):
             f"(mean negative log-likelihood {f / prob.W:.2g}); the maximum-likelihood estimate does not "
             f"exist. Set alpha > 0 for a penalized estimate")
     if not converged:
-        saturated = ""
-        if family in ("binomial", "multinomial"):
-            saturated = (f"; {prob.saturated(theta)} samples have fitted probabilities within 1e-8 of 0 "
-                         f"or 1 (quasi-separation?)")
-        warnings.warn(f"fit_mle did not converge in {max_iter} iterations (last relative step "
-                      f"{last_step:.3g}){saturated}", RuntimeWarning, stacklevel=3)
+        saturated = prob.saturated(theta) if family in ("binomial", "multinomial") else 0
+        if saturated:  # diverging coefficients pushing samples to probability 0 or 1
+            raise PerfectSeparationError(
+                f"fit_mle did not converge in {max_iter} iteration{'s' * (max_iter > 1)}, with {saturated} of "
+                f"{prob.n} samples fitted with probability within 1e-8 of 0 or 1: quasi-complete separation "
+                f"(the MLE does not exist; the coefficients diverge). Set alpha > 0 for a penalized "
+                f"estimate, or raise max_iter if the fit was still converging")
+        # stacklevel 4: the caller of fit_mle (or of fastmle.dask.fit_mle)
+        warnings.warn(f"fit_mle did not converge in {max_iter} iteration{'s' * (max_iter > 1)} (last "
+                      f"relative step {last_step:.3g})", RuntimeWarning, stacklevel=4)
     try:  # the covariance: the information at the estimate itself
         F = prob.fisher(theta)
         np.linalg.cholesky(F)
     except np.linalg.LinAlgError:
         _raise_singular(prob, theta, it)
+    if family in ("binomial", "multinomial") and prob.alpha == 0:
+        # Quasi-complete separation can also end in a "converged" fit: the
+        # coefficients ran off until every sample whose feature j is nonzero
+        # sits at probability 0 or 1 in floating point, and the steps stop.
+        # The information about coefficient j, sum w p (1 - p) x_j^2, has
+        # then vanished against its largest possible value, sum w x_j^2 / 4.
+        info = np.diag(F).reshape(prob.Kp, prob.D) / (np.asarray(prob.gram_diag) / 4.0)
+        k, j = np.unravel_index(int(np.argmin(info)), info.shape)
+        if info[k, j] < 1e-10:
+            raise PerfectSeparationError(
+                f"quasi-complete separation: the information about {names[j]!r} vanishes at the estimate "
+                f"({prob.saturated(theta)} of {prob.n} samples fitted with probability within 1e-8 of 0 or "
+                f"1, coefficients up to {float(np.max(np.abs(theta))):.3g}); the MLE does not exist. Set "
+                f"alpha > 0 for a penalized estimate")
     return _result(prob, theta, F, f, it, converged, names)
 
 
@@ -528,6 +552,15 @@ def _result(prob, theta, F, f, it, converged, names):
     """MLEResult from the final parameters and the information at them."""
     cov = np.linalg.inv(F)
     cov = (cov + cov.T) / 2
+    if prob.center:
+        # The centring penalty c/2 (sum of the intercepts)^2 fixes their
+        # common shift, which the likelihood does not see (no information
+        # along e, the direction of that sum): inv(F) = Z (Z'HZ)^-1 Z' +
+        # e e' / (c |e|^4). The first term is the covariance of the estimate
+        # constrained to sum zero; the second, the penalty's, goes.
+        e = np.zeros(len(F))
+        e[np.arange(prob.Kp) * prob.D + prob.d] = 1.0
+        cov -= np.outer(e, e) / (prob._center_weight() * prob.Kp ** 2)
     # log-likelihood with every constant (statsmodels' convention)
     nll = f - prob.penalty(theta)
     scale = 1.0

@@ -100,6 +100,18 @@ def test_fit_mle_with_the_numba_backend_and_no_weights(rng):
     assert rel(got.params, expected.params) < 1e-10 and rel(got.bse, expected.bse) < 1e-10
 
 
+def test_accumulator_uses_the_calling_threads_backend(rng, monkeypatch):
+    # chunks run on worker threads, which know nothing of the caller's
+    # fastmle.backend() block: the backend is resolved before they start
+    seen = []
+    kernels = fastmle._dispatch.kernels
+    monkeypatch.setattr(fastmle._dispatch, "kernels", lambda name, family: seen.append(name) or kernels(name, family))
+    S = da.from_array(rng.standard_normal((300, 4)), chunks=(100, 4))
+    with dask.config.set(scheduler="threads"), fastmle.backend("numpy"):
+        fd.FisherAccumulator(4).update(S)
+    assert seen and set(seen) == {"numpy"}
+
+
 def test_accumulator_over_a_dask_array(client, rng):
     S = rng.standard_normal((sum(CHUNKS), 6))
     w = rng.random(len(S))

@@ -58,7 +58,14 @@ def test_env_variable_and_no_c():
     r = _run("import fastmle; fastmle.show_config(); print(fastmle.available_backends())", FASTMLE_NO_C="1")
     assert "unavailable: disabled by FASTMLE_NO_C" in r.stdout and "['numba', 'numpy']" in r.stdout, r.stderr
     r = _run("import fastmle; fastmle.softmax([1.0])", FASTMLE_BACKEND="bogus")
-    assert "unknown backend 'bogus'" in r.stderr
+    assert "FASTMLE_BACKEND: unknown backend 'bogus'" in r.stderr
+    # the diagnostic report still runs, and says what is wrong
+    r = subprocess.run([sys.executable, "-m", "fastmle", "info"], capture_output=True, text=True, cwd="/",
+                       env=dict(os.environ, FASTMLE_BACKEND="bogus"))
+    assert r.returncode == 0 and "none: FASTMLE_BACKEND: unknown backend 'bogus'" in r.stdout, r.stderr
+    # set_backend("auto") overrides it (the fastest available)
+    r = _run("import fastmle; fastmle.set_backend('auto'); print(fastmle.get_backend())", FASTMLE_BACKEND="numpy")
+    assert r.stdout.strip() == fastmle.available_backends()[0], r.stderr
 
 
 def test_threads():

@@ -333,6 +333,33 @@ def test_warm_start_from_a_fit_without_intercept_or_by_fisher_scoring():
     assert_allclose(again.coef_, coef, rtol=1e-9) and again.n_iter_ == 1
 
 
+@pytest.mark.parametrize("scale", [1.0, 10.0])
+def test_fisher_solver_penalizes_as_sgd_does(scale):
+    # both solvers minimise (1 / n) sum_i w_i loss_i + alpha / 2 |coef|^2:
+    # the closed-form weighted ridge (intercept unpenalized) for gaussian,
+    # whatever the weights' scale (fisher once divided by their sum)
+    X, y = _regression(500)
+    w = scale * (np.arange(500) % 3 + 1.0)
+    alpha = 0.5
+    m = np.average(X, axis=0, weights=w)
+    Xc, yc = X - m, y - np.average(y, weights=w)
+    want = np.linalg.solve(Xc.T @ (w[:, None] * Xc) / 500 + alpha * np.eye(5), Xc.T @ (w * yc) / 500)
+    exact = MLERegressor(solver="fisher", alpha=alpha).fit(X, y, sample_weight=w)
+    assert_allclose(exact.coef_, want, rtol=1e-8)
+    sgd = MLERegressor(alpha=alpha, learning_rate="constant", max_epochs=400, tol=None, eta0=0.001 / scale,
+                       random_state=0).fit(X, y, sample_weight=w)
+    assert_allclose(sgd.coef_, want, atol=0.02)
+
+
+def test_fisher_solver_names_a_dataframes_columns():
+    pd = pytest.importorskip("pandas")
+    X, y = _regression(200)
+    frame = pd.DataFrame(X, columns=list("abcde"))
+    reg = MLERegressor(solver="fisher").fit(frame, y)
+    assert reg.mle_result_.param_names == ["a", "b", "c", "d", "e", "intercept"]
+    assert reg.mle_result_.param_names == fastmle.fit_mle(frame, y, "gaussian").param_names
+
+
 def test_random_state_kinds():
     X, y = _multiclass(100, 3)
     for seed in (np.random.RandomState(0), np.random.default_rng(0), None):

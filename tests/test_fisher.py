@@ -455,6 +455,55 @@ def test_fit_mle_collinear_columns_are_named(rng):
         fastmle.fit_mle(np.full((100, 1), 3.0), y, "binomial")
 
 
+def test_fit_mle_quasi_complete_separation_is_reported(rng):
+    # six samples at x = 0 of both classes, the rest separated by the sign
+    # of x: the coefficient runs off; once a report with converged=False
+    # and standard errors of 1e21, now the documented error
+    x = rng.standard_normal(200)
+    x[:6] = 0
+    y = (x > 0).astype(int)
+    y[:6] = [0, 1, 0, 1, 0, 1]
+    with pytest.raises(fastmle.PerfectSeparationError, match="quasi-complete separation"):
+        fastmle.fit_mle(x[:, None], y, "binomial", backend="c")
+    assert fastmle.fit_mle(x[:, None], y, "binomial", alpha=1.0).converged  # the penalized estimate exists
+
+
+def test_fit_mle_warns_at_the_callers_line_when_not_converged(rng):
+    X = rng.standard_normal((300, 2))
+    y = rng.poisson(np.exp(X @ [0.5, -0.5]))
+    with pytest.warns(RuntimeWarning, match=r"did not converge in 1 iteration \(") as caught:
+        fastmle.fit_mle(X, y, "poisson", max_iter=1)
+    assert caught[0].filename == __file__
+
+
+def test_fit_mle_symmetric_softmax_covariance_is_the_constrained_one(rng):
+    # alpha > 0 without a reference class: the intercepts are fixed to sum
+    # zero by a penalty the likelihood does not see; their covariance is
+    # that of the constrained estimate, Z (Z' H Z)^-1 Z', with no share of
+    # the penalty (the sum of the intercepts has variance 0)
+    n, d, K = 600, 3, 3
+    X = rng.standard_normal((n, d))
+    y = np.argmax(X @ rng.standard_normal((d, K)) + rng.gumbel(size=(n, K)), axis=1)
+    res = fastmle.fit_mle(X, y, "multinomial", alpha=1.0, backend="c")
+    H = fastmle.glm_fisher(X, res.coef, "multinomial", intercept=res.intercept)
+    P = K * (d + 1)
+    coefs = np.arange(P) % (d + 1) < d
+    H[coefs, coefs] += 1.0  # the penalty's information
+    e = (~coefs).astype(float)  # the intercepts' sum
+    Z = np.linalg.svd(np.eye(P) - np.outer(e, e) / K)[0][:, :P - 1]  # a basis of the sum-zero subspace
+    want = Z @ np.linalg.inv(Z.T @ H @ Z) @ Z.T
+    np.testing.assert_allclose(res.cov_params(), want, rtol=1e-8, atol=1e-12)
+    assert abs(e @ res.cov_params() @ e) < 1e-12
+
+
+def test_fit_mle_reference_class_not_among_the_labels():
+    X = np.random.default_rng(0).standard_normal((30, 2))
+    y = np.arange(30) % 3
+    for bad in (5, "1", [0]):
+        with pytest.raises(ValueError, match=r"reference_class .* is not one of the classes of y \[0, 1, 2\]"):
+            fastmle.fit_mle(X, y, "multinomial", reference_class=bad)
+
+
 def test_fit_mle_perfect_separation_is_reported(rng):
     X = rng.standard_normal((100, 2))
     y = (X[:, 0] > 0).astype(int)
@@ -469,7 +518,7 @@ def test_fit_mle_perfect_separation_is_reported(rng):
     (dict(alpha=-1.0), ValueError, "alpha"),
     (dict(max_iter=0), ValueError, "max_iter"),
     (dict(tol=0), ValueError, "tol"),
-    (dict(family="multinomial", reference_class=7), ValueError, "label 7 not among"),
+    (dict(family="multinomial", reference_class=7), ValueError, "reference_class 7 is not one of the classes"),
     (dict(family="poisson", reference_class=0), ValueError, "multinomial"),
     (dict(sample_weight=np.zeros(50)), ValueError, "zero for every sample"),
 ])

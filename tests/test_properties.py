@@ -1272,6 +1272,10 @@ def test_fit_mle(family, backend, dtype, data):
         want = fastmle.fit_mle(X, y, family, **options, backend="numpy")
     except fastmle.SingularFisherError as exc:  # separation, collinearity: the same error everywhere
         event(f"raised {type(exc).__name__}")
+        if "did not converge" in str(exc) or "vanishes" in str(exc):
+            # quasi-separation found at max_iter or at a diverged estimate: a backend may stop a step apart
+            returns_or_refuses(lambda: fastmle.fit_mle(X, y, family, **options, backend=backend))
+            return
         with pytest.raises(type(exc)):
             fastmle.fit_mle(X, y, family, **options, backend=backend)
         return
