@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _blas, _dispatch
 from .fisher import GLMModel, _symmetric, refuse_sparse
-from .glm import as_design_matrix, encode_response, family_code, label_indices
+from .glm import as_design_matrix, encode_response, family_code
 
 _NORMAL = statistics.NormalDist()
 # fit_mle reuses the information's factor after a step this small (relative)
