@@ -541,12 +541,14 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
     @property
     def bse_(self):
         """Standard errors of coef_ (same shape) from solver='fisher'."""
-        return self._fisher_fit("bse_").bse[:, 0]
+        bse = self._fisher_fit("bse_").bse
+        return bse[:, 0] if self._y_ndim == 1 else bse.T
 
     @property
     def intercept_bse_(self):
-        """The standard error of intercept_ from solver='fisher'."""
-        return float(self._fisher_fit("intercept_bse_").intercept_bse[0])
+        """The standard error of intercept_ (same shape) from solver='fisher'."""
+        b = self._fisher_fit("intercept_bse_").intercept_bse
+        return float(b[0]) if self._y_ndim == 1 else b
 
     def predict(self, X):
         check_is_fitted(self, "_fit_result")

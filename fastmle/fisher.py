@@ -83,10 +83,12 @@ class FisherAccumulator:
         dtype = np.dtype(dtype).newbyteorder("=")
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        if decay is not None and not (isinstance(decay, (int, float)) and 0 < decay < 1):
+        if decay is not None and not (isinstance(decay, (int, float, np.integer, np.floating))
+                                      and not isinstance(decay, bool) and 0 < decay < 1):
             raise ValueError(f"decay must be a number in (0, 1) or None, got {decay!r}")
         _dispatch.resolve(backend)  # an unknown backend fails here, not at the first update
-        self.n_params, self.kind, self.dtype, self.decay = int(n_params), kind, dtype, decay
+        self.n_params, self.kind, self.dtype = int(n_params), kind, dtype
+        self.decay = None if decay is None else float(decay)  # a numpy scalar as a Python float
         self.backend = backend
         self.reset()
 

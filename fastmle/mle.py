@@ -119,7 +119,8 @@ class MLEResult:
         parameter (coefficient, standard error, z, p-value, interval)."""
         lo_hi = self.conf_int(alpha)
         width = 78
-        lines = ["=" * width, f"{'fastmle.fit_mle: ' + self.family + ' GLM (maximum likelihood)':^{width}}",
+        method = "penalized maximum likelihood" if self.alpha else "maximum likelihood"
+        lines = ["=" * width, f"{'fastmle.fit_mle: ' + self.family + ' GLM (' + method + ')':^{width}}",
                  "=" * width]
         nobs = f"{self.nobs}" if isinstance(self.nobs, int) else f"{self.nobs:.8g}"  # a total weight
         stats = [("No. observations", nobs), ("Log-likelihood", f"{self.llf:.6g}"),

@@ -496,6 +496,21 @@ def test_fit_mle_symmetric_softmax_covariance_is_the_constrained_one(rng):
     assert abs(e @ res.cov_params() @ e) < 1e-12
 
 
+def test_small_consistencies(rng):
+    # the regressor's standard errors take coef_'s and intercept_'s shapes
+    # for a 2-D y too; a numpy decay is a decay; a penalized fit says so
+    X = rng.standard_normal((200, 3))
+    y = X @ [1.0, -1.0, 0.5] + rng.standard_normal(200)
+    reg = fastmle.MLERegressor(solver="fisher").fit(X, y[:, None])
+    assert reg.bse_.shape == reg.coef_.shape == (1, 3) and reg.intercept_bse_.shape == reg.intercept_.shape == (1,)
+    S = rng.standard_normal((50, 4))
+    a, b = fastmle.FisherAccumulator(4, decay=np.float32(0.5)), fastmle.FisherAccumulator(4, decay=0.5)
+    a.update(S), b.update(S), a.update(S[:10]), b.update(S[:10])
+    np.testing.assert_array_equal(a.fisher(), b.fisher())
+    assert "(penalized maximum likelihood)" in fastmle.fit_mle(X, y, "gaussian", alpha=1.0).summary()
+    assert "(maximum likelihood)" in fastmle.fit_mle(X, y, "gaussian").summary()
+
+
 def test_fit_mle_reference_class_not_among_the_labels():
     X = np.random.default_rng(0).standard_normal((30, 2))
     y = np.arange(30) % 3
