@@ -31,10 +31,15 @@ def native_array(a, dtype=None):
 def real_array(a, name):
     """np.asarray(a), refused with a TypeError unless it holds real numbers
     (bool, int or float): strings, objects and complex numbers are errors."""
-    a = np.asarray(a)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    return a
+    arr = np.asarray(a)
+    if arr.dtype == object and hasattr(a, "to_numpy"):  # a DataFrame of bool and float columns, say
+        try:
+            arr = a.to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):  # strings: the error below
+            pass
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
 
 
 def broadcast(*arrays):

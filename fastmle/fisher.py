@@ -138,13 +138,13 @@ class FisherAccumulator:
         seen (``normalize=False``: the sum); with ``decay``, the moving
         average. (P, P) for "dense", (P,) for "diag"; a new array."""
         acc = _symmetric(self._acc) if self.kind == "dense" else self._acc.copy()
+        if self.decay is not None and not normalize:
+            raise ValueError("an accumulator with decay keeps a moving average, not a sum")
+        if normalize and self.sum_weights == 0:  # a mean, or a moving average, of nothing
+            raise ValueError("no samples seen yet: the mean Fisher information is undefined")
         if self.decay is not None:
-            if not normalize:
-                raise ValueError("an accumulator with decay keeps a moving average, not a sum")
             return acc
         if normalize:
-            if self.sum_weights == 0:
-                raise ValueError("no samples seen yet: the mean Fisher information is undefined")
             acc /= acc.dtype.type(self.sum_weights)
         return acc
 

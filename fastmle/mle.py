@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from . import _blas, _dispatch
+from ._validate import real_array
 from .fisher import GLMModel, _symmetric, refuse_sparse
 from .glm import as_design_matrix, encode_response, family_code
 
@@ -328,7 +329,7 @@ class _Problem(_Objective):
 
     def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend):
         refuse_sparse(X, "X", "fit_mle takes")
-        X = np.asarray(X)
+        X = real_array(X, "X")
         if X.dtype.kind in "biuf" and X.dtype != np.float64:
             X = X.astype(np.float64)  # inference needs double: one copy
         X, _ = as_design_matrix(X)

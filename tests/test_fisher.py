@@ -509,6 +509,13 @@ def test_small_consistencies(rng):
     np.testing.assert_array_equal(a.fisher(), b.fisher())
     assert "(penalized maximum likelihood)" in fastmle.fit_mle(X, y, "gaussian", alpha=1.0).summary()
     assert "(maximum likelihood)" in fastmle.fit_mle(X, y, "gaussian").summary()
+    with pytest.raises(ValueError, match="no samples seen yet"):  # a moving average of nothing, as a mean
+        fastmle.FisherAccumulator(4, decay=0.9).fisher()
+    pd = pytest.importorskip("pandas")  # a DataFrame of float and bool columns (object as an array)
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1] > 0})
+    res = fastmle.fit_mle(frame, y, "gaussian")
+    np.testing.assert_allclose(res.params, fastmle.fit_mle(frame.to_numpy(float), y, "gaussian").params)
+    assert res.param_names == ["a", "b", "intercept"]
 
 
 def test_fit_mle_reference_class_not_among_the_labels():
