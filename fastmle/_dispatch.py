@@ -184,7 +184,7 @@ def kernels(backend_name, family):
         _modules[key] = mod
     if backend_name == "numba":
         _sync_numba_threads()
-    elif backend_name == "c" and mod.lib is not None and _threads["n"] is None and _env_threads():
+    elif backend_name == "c" and mod.lib is not None and _threads["n"] is None:
         _sync_c_threads()
     return mod
 
@@ -255,9 +255,8 @@ def _env_threads():
 
 
 def _sync_c_threads():
-    # C's count starts at the cores (csrc/runtime.c); with OMP_NUM_THREADS
-    # set, until set_num_threads is called, it follows that default (left
-    # alone otherwise: tests set C's count directly, below the dispatch)
+    # C's count starts at the cores (csrc/runtime.c); until set_num_threads
+    # is called, it follows get_num_threads's default (OMP_NUM_THREADS)
     from . import _c
 
     n = get_num_threads()
