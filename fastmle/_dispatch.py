@@ -184,8 +184,6 @@ def kernels(backend_name, family):
         _modules[key] = mod
     if backend_name == "numba":
         _sync_numba_threads()
-    elif backend_name == "c" and mod.lib is not None and _threads["n"] is None:
-        _sync_c_threads()
     return mod
 
 
@@ -241,27 +239,7 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Threads of both compiled backends: set_num_threads's count, else
-    OMP_NUM_THREADS (its first number, at most max_threads(): the variable
-    that limits numpy's BLAS and torch's threads too), else every core."""
-    return _threads["n"] or _env_threads() or max_threads()
-
-
-def _env_threads():
-    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if not value.isdigit() or int(value) < 1:
-        return None  # unset, or not a count: ignored, as OpenMP ignores it
-    return min(int(value), max_threads())
-
-
-def _sync_c_threads():
-    # C's count starts at the cores (csrc/runtime.c); until set_num_threads
-    # is called, it follows get_num_threads's default (OMP_NUM_THREADS)
-    from . import _c
-
-    n = get_num_threads()
-    if _c.lib.fm_get_num_threads() != n:
-        _c.lib.fm_set_num_threads(n)
+    return _threads["n"] or max_threads()
 
 
 def max_threads():

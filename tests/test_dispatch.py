@@ -68,32 +68,6 @@ def test_env_variable_and_no_c():
     assert r.stdout.strip() == fastmle.available_backends()[0], r.stderr
 
 
-def test_omp_num_threads_sets_the_default_thread_count():
-    # as numpy's BLAS and torch honour it; set_num_threads still overrides it
-    code = """
-import numpy as np, fastmle, fastmle._c as c
-print(fastmle.get_num_threads(), fastmle._dispatch.max_threads())
-if "c" in fastmle.available_backends():
-    fastmle.softmax(np.ones((2, 2)), backend="c")
-    print("c", c.lib.fm_get_num_threads())
-if "numba" in fastmle.available_backends():
-    import numba
-    fastmle.softmax(np.ones((2, 2)), backend="numba")
-    print("numba", numba.get_num_threads())
-fastmle.set_num_threads(fastmle._dispatch.max_threads())
-print("set", fastmle.get_num_threads())
-"""
-    most = _dispatch.max_threads()
-    for value, want in [("1", 1), (f"{most + 5},1", most), ("many", most), ("0", most)]:
-        r = _run(code, OMP_NUM_THREADS=value)
-        lines = r.stdout.split("\n")
-        assert lines[0] == f"{want} {most}", (value, r.stdout, r.stderr)
-        for line in lines[1:]:
-            if line.startswith(("c ", "numba ")):
-                assert line.split()[1] == str(want), (value, line)
-        assert f"set {most}" in r.stdout, r.stderr
-
-
 def test_threads():
     n = _dispatch.max_threads()
     fastmle.set_num_threads(1)
