@@ -239,6 +239,10 @@ def set_num_threads(n):
 
 
 def get_num_threads():
+    """Threads of both compiled backends: set_num_threads's count, else
+    max_threads(). OMP_NUM_THREADS is not read: dask.distributed sets it
+    to 1 in the process that starts a LocalCluster, which would leave the
+    client's own kernels on one thread."""
     return _threads["n"] or max_threads()
 
 

@@ -68,6 +68,13 @@ def test_env_variable_and_no_c():
     assert r.stdout.strip() == fastmle.available_backends()[0], r.stderr
 
 
+def test_omp_num_threads_is_not_read():
+    # dask.distributed's LocalCluster sets it to 1 in the process that
+    # starts it: read, it would put the client's own kernels on one thread
+    r = _run("import fastmle; print(fastmle.get_num_threads())", OMP_NUM_THREADS="1")
+    assert r.stdout.strip() == str(_dispatch.max_threads()), r.stderr
+
+
 def test_threads():
     n = _dispatch.max_threads()
     fastmle.set_num_threads(1)
