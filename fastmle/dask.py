@@ -435,14 +435,10 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     weighted = ws is not None
     if class_weight is not None and family in ("multinomial", "binomial"):
         weighted = True
-        names = (classes if family == "multinomial" else np.array([0, 1])).tolist()
-        counts = stats[:, 0].sum(axis=0)
-        if isinstance(class_weight, str) and class_weight == "balanced":
-            # the whole array's counts, not each chunk's: pass them as a dict
-            per_class = _sgd.balanced_class_weights(counts)
-            options["class_weight"] = dict(zip(names, per_class.tolist()))
-        elif isinstance(class_weight, dict):  # sgd_fit checks the labels
-            per_class = np.array([float(class_weight.get(c, 1.0)) for c in names])
+        names = classes if family == "multinomial" else np.array([0, 1])
+        per_class = _sgd.class_weight_table(class_weight, names, stats[:, 0].sum(axis=0))
+        if isinstance(class_weight, str):  # "balanced" by the whole array's counts, not each chunk's
+            options["class_weight"] = dict(zip(names.tolist(), per_class.tolist()))
     chunk_weight = stats[:, 1] @ per_class  # what each chunk's sgd_fit divides its loss sum by
     if not np.any(chunk_weight > 0):
         raise ValueError("sample_weight" + (" times class_weight" if class_weight is not None else "")

@@ -130,28 +130,27 @@ def _class_weight_per_sample(class_weight, labels, classes, family):
         return None
     if family not in ("multinomial", "binomial"):
         raise ValueError(f"class_weight applies to multinomial and binomial families, not {family}")
-    n_classes = len(classes)
-    counts = np.bincount(labels, minlength=n_classes)
+    return class_weight_table(class_weight, classes, np.bincount(labels, minlength=len(classes)))[labels]
+
+
+def class_weight_table(class_weight, classes, counts):
+    """Each class's weight, in the order of classes, for class_weight
+    "balanced" (n_samples / (n_classes * count), scikit-learn's
+    compute_class_weight; a class never seen counts once) or a dict
+    {label: weight} (1 for labels it leaves out), from the classes'
+    sample counts (fastmle.dask passes the whole array's)."""
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             raise ValueError(f"class_weight must be 'balanced', a dict or None, got {class_weight!r}")
-        per_class = balanced_class_weights(counts)
-    elif isinstance(class_weight, dict):
+        counts = np.asarray(counts, np.float64)
+        return counts.sum() / (len(counts) * np.maximum(counts, 1))
+    if isinstance(class_weight, dict):
         unknown = [c for c in class_weight if c not in set(classes.tolist())]
         if unknown:
             raise ValueError(f"class_weight has labels [{', '.join(map(str, unknown))}] not among the "
                              f"classes {classes.tolist()}")
-        per_class = np.array([float(class_weight.get(c, 1.0)) for c in classes.tolist()])
-    else:
-        raise TypeError(f"class_weight must be 'balanced', a dict or None, got {type(class_weight).__name__}")
-    return per_class[labels]
-
-
-def balanced_class_weights(counts):
-    """class_weight="balanced": n_samples / (n_classes * count) per class,
-    scikit-learn's compute_class_weight (a class never seen counts once)."""
-    counts = np.asarray(counts, np.float64)
-    return counts.sum() / (len(counts) * np.maximum(counts, 1))
+        return np.array([float(class_weight.get(c, 1.0)) for c in classes.tolist()])
+    raise TypeError(f"class_weight must be 'balanced', a dict or None, got {type(class_weight).__name__}")
 
 
 def check_positive_int(name, value):
