@@ -53,8 +53,23 @@ def main(argv=None):
         return 0
     from .bench import run
 
-    if args.repeat is not None and args.repeat < 1 or args.budget is not None and not args.budget > 0:
-        parser.error("--repeat must be at least 1 and --budget positive")
+    if args.repeat is not None and args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    if args.budget is not None and not args.budget > 0:
+        parser.error(f"--budget must be a positive number of seconds, got {args.budget:g}")
+    if args.shape is not None:
+        from .bench import parse_shape
+
+        try:
+            args.shape = parse_shape(args.shape)
+        except ValueError:
+            parser.error(f"--shape must be sizes joined by 'x', e.g. 32768x1000 or 200000x100x10; "
+                         f"got {args.shape!r}")
+    if args.threads is not None:
+        from ._dispatch import max_threads
+
+        if not 1 <= args.threads <= max_threads():
+            parser.error(f"--threads must be in [1, {max_threads()}], got {args.threads}")
     if args.budget is None:
         args.budget = 0.2 if args.repeat is None else float("inf")
     if args.repeat is None:

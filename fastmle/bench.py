@@ -159,8 +159,12 @@ def measure(kernel, shape, dtype, repeat, budget, rng):
     return times, extra, inputs
 
 
-def _parse_shape(text):
-    return tuple(int(v) for v in text.lower().split("x"))
+def parse_shape(text):
+    """"32768x1000" -> (32768, 1000); ValueError unless sizes >= 0 joined by "x"."""
+    parts = text.lower().split("x")
+    if not all(part.strip().isdigit() for part in parts):
+        raise ValueError(f"not a shape: {text!r}")
+    return tuple(int(v) for v in parts)
 
 
 def run(args):
@@ -168,6 +172,18 @@ def run(args):
     unknown = [n for n in names if n not in KERNELS]
     if unknown:
         raise SystemExit(f"unknown kernel(s) {unknown}; known: {', '.join(KERNELS)}")
+    shape_arg = parse_shape(args.shape) if isinstance(args.shape, str) else args.shape
+    if shape_arg and not any(len(KERNELS[n].shapes[0]) == len(shape_arg) for n in names):
+        raise SystemExit(f"--shape {'x'.join(map(str, shape_arg))} has {len(shape_arg)} dimensions, but "
+                         f"none of the kernels {names} takes that many (their shapes: "
+                         f"{', '.join(n + ' ' + 'x'.join(map(str, KERNELS[n].shapes[0])) for n in names)})")
+    known_dtypes = sorted({d for k in KERNELS.values() for d in k.dtypes})
+    if any(d not in known_dtypes for d in args.dtypes):
+        raise SystemExit(f"unknown dtype(s) {[d for d in args.dtypes if d not in known_dtypes]}; "
+                         f"known: {', '.join(known_dtypes)}")
+    if not any(d in KERNELS[n].dtypes for n in names for d in args.dtypes):
+        raise SystemExit(f"none of the kernels {names} runs in the dtypes {args.dtypes}; they take "
+                         f"{sorted({d for n in names for d in KERNELS[n].dtypes})}")
     if args.threads:
         _dispatch.set_num_threads(args.threads)
     threads = _dispatch.get_num_threads()
@@ -190,8 +206,8 @@ def run(args):
     for name in names:
         kernel = KERNELS[name]
         shape = kernel.shapes[0]
-        if args.shape and len(_parse_shape(args.shape)) == len(shape):
-            shape = _parse_shape(args.shape)
+        if shape_arg and len(shape_arg) == len(shape):
+            shape = shape_arg
         shape_text = "x".join(map(str, shape))
         for dtype in [d for d in args.dtypes if d in kernel.dtypes]:
             samples, extra, inputs = measure(kernel, shape, np.dtype(dtype), args.repeat, args.budget, rng)

@@ -222,7 +222,8 @@ class GLMModel:
 
 
 def _check_scale(scale):
-    if not (isinstance(scale, (int, float, np.floating)) and np.isfinite(scale) and scale > 0):
+    if not (isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
+            and np.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     return float(scale)
 

@@ -372,11 +372,12 @@ class _Problem(_Objective):
 
 
 def check_fit_options(alpha, max_iter, tol):
-    if not (isinstance(alpha, (int, float, np.floating)) and np.isfinite(alpha) and alpha >= 0):
+    real = (int, float, np.integer, np.floating)  # numpy scalars too, never a bool
+    if not (isinstance(alpha, real) and not isinstance(alpha, bool) and np.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
     if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    if not (isinstance(tol, (int, float, np.floating)) and tol > 0):
+    if not (isinstance(tol, real) and not isinstance(tol, bool) and tol > 0):
         raise ValueError(f"tol must be a number > 0, got {tol!r}")
 
 

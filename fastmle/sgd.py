@@ -25,7 +25,7 @@ BATCH_SIZE = 32  # the default minibatch (sgd_fit, fastmle.dask.sgd_fit)
 # Curvature bound of each family's per-sample loss in eta (the largest
 # eigenvalue of d2 loss / d eta2): 1/2 for softmax, 1/4 for the logistic,
 # 1 for squared error. Poisson's is the mean exp(eta), unbounded: the default
-# step uses the mean response, the curvature at the MLE of the intercept.
+# step uses the mean response (at least 1), the curvature at the MLE of the intercept.
 _CURVATURE = {"multinomial": 0.5, "binomial": 0.25, "gaussian": 1.0, "poisson": None}
 
 
@@ -85,7 +85,7 @@ def default_eta0(row_norm2, family, targets, fit_intercept, alpha, l1_ratio, mom
     """The default step: 1 / L with L the largest per-sample curvature of the
     loss in the parameters, as SAG-type solvers take it: the family's bound on
     d2 loss / d eta2 (1/2 multinomial, 1/4 binomial, 1 gaussian, the mean
-    response for poisson) times row_norm2, the largest squared row norm of X
+    response for poisson, at least 1) times row_norm2, the largest squared row norm of X
     (plus 1 for the intercept; times the largest sample weight), plus the L2
     penalty; times (1 - momentum), since momentum multiplies the effective
     step by 1 / (1 - momentum)."""

@@ -1,0 +1,46 @@
+"""Bad `python -m fastmle bench` options: a usage error naming the option,
+before any timing (no traceback, no silent fallback to the default sizes),
+and numpy integer scalars where the API takes a number."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastmle
+
+SMALL = ["--kernels", "logsumexp", "--repeat", "1", "--dtypes", "float32"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--shape", "abc"] + SMALL, "--shape must be sizes joined by 'x'"),
+    (["--shape", "64x"] + SMALL, "--shape must be sizes joined by 'x'"),
+    (["--threads", "0", "--shape", "8x8"] + SMALL, "--threads must be in [1, "),
+    (["--threads", "-1", "--shape", "8x8"] + SMALL, "--threads must be in [1, "),
+    (["--threads", "100000", "--shape", "8x8"] + SMALL, "--threads must be in [1, "),
+    (["--shape", "8x8x8"] + SMALL, "has 3 dimensions, but none of the kernels"),
+    (["--kernels", "logsumexp", "--shape", "8x8", "--repeat", "1", "--dtypes", "float16"], "unknown dtype(s)"),
+    (["--kernels", "sgd_epoch", "--repeat", "1", "--dtypes", "float32"], "runs in the dtypes"),
+    (["--budget", "0"] + SMALL, "--budget must be a positive number"),
+    (["--repeat", "0", "--kernels", "logsumexp"], "--repeat must be at least 1"),
+])
+def test_bad_bench_options_are_usage_errors(options, message):
+    r = subprocess.run([sys.executable, "-m", "fastmle", "bench", *options], capture_output=True, text=True,
+                       cwd="/", timeout=600)
+    assert r.returncode != 0, r.stdout
+    assert message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "ms" not in r.stdout  # nothing was timed
+
+
+def test_numpy_integer_scalars_are_numbers():
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.array([0.5, 1.0, 2.5, 2.9])
+    np.testing.assert_array_equal(fastmle.glm_fisher(X, [0.2], "gaussian", scale=np.int64(2)),
+                                  fastmle.glm_fisher(X, [0.2], "gaussian", scale=2))
+    np.testing.assert_array_equal(fastmle.fit_mle(X, y, "gaussian", alpha=np.int64(1)).params,
+                                  fastmle.fit_mle(X, y, "gaussian", alpha=1).params)
+    with pytest.raises(ValueError, match="alpha"):
+        fastmle.fit_mle(X, y, "gaussian", alpha=True)
+    with pytest.raises(ValueError, match="scale"):
+        fastmle.glm_fisher(X, [0.2], "gaussian", scale=True)
