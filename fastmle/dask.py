@@ -275,11 +275,16 @@ class _DaskProblem(_mle._Objective):
         _validate.real_array(np.empty(0, X.dtype), "X")  # the dtype, checked without computing X
         self.X, self.y, self.w = X, a["y"], a["sample_weight"]
         self.backend = _dispatch.resolve(backend)
+        # y's shapes as in memory: a column is one response, but not labels
+        if family == "multinomial" and self.y.ndim != 1:
+            raise ValueError(f"multinomial y must be 1-D class labels, got shape {self.y.shape}")
+        if self.y.ndim == 2 and self.y.shape[1] == 1:
+            self.y = self.y[:, 0]
+        elif self.y.ndim != 1:
+            raise ValueError(f"fit_mle fits one response; y has shape {self.y.shape}")
         classes = None
         if family == "multinomial":
             classes = np.unique(np.asarray(da.unique(self.y).compute()))
-        elif self.y.ndim != 1:
-            raise ValueError(f"fit_mle fits one response; y has shape {self.y.shape}")
         stats, self._gram_matrix, n = _map_reduce(_chunk_setup, _add, X, self.y, self.w,
                                                   args=(family, classes, bool(fit_intercept), self.backend))
         super().__init__(family, classes, reference_class, alpha, fit_intercept, int(n), X.shape[1], stats)

@@ -98,6 +98,13 @@ def test_fit_mle_with_the_numba_backend_and_no_weights(rng):
         got = fd.fit_mle(Xd, yd, "binomial", backend="numba")
     expected = fastmle.fit_mle(X, y, "binomial", backend="numba")
     assert rel(got.params, expected.params) < 1e-10 and rel(got.bse, expected.bse) < 1e-10
+    # a column y is one response, as in memory; labels must stay 1-D
+    (column,) = chunked(y[:, None])
+    with dask.config.set(scheduler="threads"):
+        got = fd.fit_mle(Xd, column, "binomial", backend="numba")
+        with pytest.raises(ValueError, match=r"1-D class labels, got shape \(\d+, 1\)"):
+            fd.fit_mle(Xd, column, "multinomial")
+    assert rel(got.params, expected.params) < 1e-10
 
 
 def test_accumulator_uses_the_calling_threads_backend(rng, monkeypatch):
