@@ -231,6 +231,9 @@ def class_targets(target, n_classes, ignore_index, expected_shape, logits_name="
         ignore_index = operator.index(ignore_index)
     except TypeError:
         raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+    if not np.iinfo(np.int64).min <= ignore_index <= np.iinfo(np.int64).max:
+        # the kernels take it as int64 (cffi raised an OverflowError naming nothing)
+        raise ValueError(f"ignore_index must fit in a 64-bit signed integer, got {ignore_index}")
     bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
     if bad.any():
         pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), t.shape))

@@ -67,6 +67,10 @@ def _check_chunks(X, **aligned):
             a = np.asarray(a)
         if a.shape[:1] != X.shape[:1]:
             raise ValueError(f"{name} has {a.shape[0] if a.ndim else 0} samples but X has {X.shape[0]}")
+        if name == "sample_weight" and a.ndim != 1:
+            # a chunk's (rows, k) weights reached the kernels as rows x k
+            # values, and (rows, 0) ones as no weights at all
+            raise ValueError(f"sample_weight must be 1-D (n_samples,), got shape {a.shape}")
         if not isinstance(a, da.Array):  # an in-memory array: chunk it like X
             a = da.from_array(a, chunks=(X.chunks[0],) + a.shape[1:])
         if a.chunks[0] != X.chunks[0]:

@@ -215,6 +215,8 @@ def pack_params(coef, intercept, n_features, dtype):
     if coef.ndim != 2 or coef.shape[0] != n_features:
         raise ValueError(f"coef must have shape (n_features={n_features}, n_outputs), got {coef.shape}")
     n_outputs = coef.shape[1]
+    if n_outputs == 0:  # the kernels read a row's first output (softmax's max)
+        raise ValueError(f"coef has no outputs (shape {coef.shape}); it needs at least one column")
     params = np.zeros((n_outputs, n_features + 1), dtype)
     params[:, :-1] = coef.T
     if intercept is not None:
@@ -227,8 +229,11 @@ def pack_params(coef, intercept, n_features, dtype):
 
 
 def unpack_params(params):
-    """(coef (d, K), intercept (K,)) from (K, d + 1) kernel parameters."""
-    return np.ascontiguousarray(params[:, :-1].T), params[:, -1].copy()
+    """(coef (d, K), intercept (K,)) from (K, d + 1) kernel parameters: new
+    arrays, never views of params (for K = 1, params[:, :-1].T is already
+    C-contiguous and np.ascontiguousarray would return a view of the live
+    parameters that the next SGD epoch overwrites)."""
+    return np.array(params[:, :-1].T, order="C"), params[:, -1].copy()
 
 
 def glm_predict(X, coef, intercept=None, family="gaussian", *, backend=None):

@@ -82,7 +82,9 @@ def _categorical(kind, x, target, weight, ignore_index, reduction, label_smoothi
     if grad_out is not None:
         if not return_grad:
             raise ValueError("grad_out is only used with return_grad=True")
-        grad_target = _validate.check_grad_out(grad_out, x.shape, dtype, x, target_arr)
+        # the kernel reads the class weights while it writes the gradient: a
+        # grad_out overlapping them is written to a copy
+        grad_target = _validate.check_grad_out(grad_out, x.shape, dtype, x, target_arr, w)
         if x.ndim > 2 or work != dtype:
             grad_target = None  # the kernel's layout differs from grad_out's
 
@@ -252,7 +254,7 @@ def binary_cross_entropy_with_logits(logits, target, weight=None, pos_weight=Non
     _validate.same_shape(x, t, "logits", "target")
     w = _validate.broadcast_flat(weight, x.shape, work, "weight")
     pw = _validate.broadcast_flat(pos_weight, x.shape, work, "pos_weight")
-    grad, direct = _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, t)
+    grad, direct = _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, t, w, pw)
     loss = np.empty(x.size, np.float64)
     scale = 1.0 / x.size if reduction == "mean" and x.size else 1.0
     _dispatch.kernels(name, "losses").bce_with_logits(_flat(x, work), _flat(t, work), w, pw, scale,

@@ -370,6 +370,11 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     state = _start_state(warm_start, init, family, K, d, X.dtype, fit_intercept, momentum, eta0, labels,
                          targets, weights)
     n_batches = -(-len(train) // batch_size)
+    # the kernels' batch: a batch_size beyond the samples makes the same single
+    # batch, and the kernels size their buffers by it (batch_size x outputs:
+    # a huge one overflowed that product in C, and a too-small buffer was
+    # written past its end)
+    kernel_batch = min(batch_size, len(train))
     # the schedules' epoch in steps; fastmle.dask passes the whole array's,
     # each call training one chunk (private: not part of the API)
     epoch_steps = _epoch_steps or n_batches
@@ -397,7 +402,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                              state.horizon, epoch_steps)
             loss = np.zeros(1)
             last_finite = state.params.copy(), state.avg.copy()
-            done = run_kernel(kern, "sgd_epoch", X, labels, targets, weights, perm, lr, code, batch_size,
+            done = run_kernel(kern, "sgd_epoch", X, labels, targets, weights, perm, lr, code, kernel_batch,
                               l2, l1, momentum, nesterov, fit_intercept, state.params, state.velocity,
                               state.avg, avg_start, state.step, loss)
             state.step += done
