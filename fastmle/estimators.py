@@ -143,7 +143,7 @@ class _SGDMixin:
         y = y_encoded.reshape(len(y_encoded))
         family = self._kernel_family()
         if class_weight is not None:
-            per_sample = _class_weight_per_sample(class_weight, y.astype(np.int64),
+            per_sample = _class_weight_per_sample(class_weight, y.astype(np.int64), y[:, None],
                                                   np.arange(int(y.max()) + 1), family)
             sample_weight = per_sample if sample_weight is None else per_sample * sample_weight
         total = float(np.sum(sample_weight)) if sample_weight is not None else float(len(y))  # the loss's mean

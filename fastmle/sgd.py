@@ -29,9 +29,16 @@ BATCH_SIZE = 32  # the default minibatch (sgd_fit, fastmle.dask.sgd_fit)
 _CURVATURE = {"multinomial": 0.5, "binomial": 0.25, "gaussian": 1.0, "poisson": None}
 
 
+# With the default step, how many times a diverging run starts again with half
+# the step (down to 1/1024 of it) before SGDDivergedError.
+_DEFAULT_STEP_RESTARTS = 10
+
+
 class SGDDivergedError(FloatingPointError):
-    """The loss of a minibatch became NaN or infinite. ``result`` holds the
-    fit as it was before that minibatch's update (finite coefficients)."""
+    """The fit diverged: the loss of a minibatch became NaN or infinite
+    (``result`` holds the fit as it was before that minibatch's update), or
+    the loss grew, finite, far above the intercept-only model's and stopped
+    there (``result`` holds that fit)."""
 
     def __init__(self, message, result):
         super().__init__(message)
@@ -96,6 +103,9 @@ def default_eta0(row_norm2, family, targets, fit_intercept, alpha, l1_ratio, mom
     if sample_weight.size:
         curvature *= max(float(np.max(sample_weight)), 1e-12)
     lipschitz = curvature * row_norm2 + alpha * (1.0 - l1_ratio)
+    if not np.isfinite(lipschitz):  # the step would be 0: nothing would move
+        raise ValueError(f"the default eta0 is 1 / {lipschitz}: X's largest squared row norm ({row_norm2:.3g}) or "
+                         "the sample weights overflow double precision; scale X (or give eta0)")
     if not lipschitz > 0.0:  # X all zeros, no intercept, no penalty: a flat loss, any step will do
         lipschitz = 1.0
     return (1.0 - momentum) / lipschitz
@@ -125,11 +135,13 @@ def _step_sizes(schedule, eta0, eta, power_t, step, n_batches, total_steps, epoc
     return eta0 * 0.5 * (1.0 + np.cos(np.pi * np.minimum(t, total_steps) / total_steps))
 
 
-def _class_weight_per_sample(class_weight, labels, classes, family):
+def _class_weight_per_sample(class_weight, labels, targets, classes, family):
     if class_weight is None:
         return None
     if family not in ("multinomial", "binomial"):
         raise ValueError(f"class_weight applies to multinomial and binomial families, not {family}")
+    if family == "binomial":  # classes 0 and 1
+        labels, classes = targets[:, 0].astype(np.int64), np.array([0, 1])
     return class_weight_table(class_weight, classes, np.bincount(labels, minlength=len(classes)))[labels]
 
 
@@ -238,6 +250,13 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     eta0 : the initial step. Default: from the data, see
         :func:`default_eta0` (1 / the largest per-sample curvature, as SAG
         takes it), which converges on standardized data without tuning.
+        That bound is exact for every family but Poisson (whose curvature
+        exp(eta) has none, and the default takes the mean count's): with
+        the default, a run that diverges starts again from its beginning,
+        with the same permutations, with half the step, up to 10 times;
+        ``result.eta0`` is the step the fit used, and
+        ``sgd_fit(..., eta0=result.eta0)`` gives the same fit (the
+        callback and progress bar see the restarted run's epochs again).
     momentum, nesterov : heavy-ball momentum in torch's convention
         (v = momentum v + g; step along v, or g + momentum v for Nesterov).
     alpha, l1_ratio : elastic-net penalty alpha ((1 - l1_ratio) |w|^2 / 2 +
@@ -257,6 +276,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     tol, n_iter_no_change : stop (converged) when the monitored loss has not
         improved by tol for n_iter_no_change consecutive epochs (for
         "adaptive": reduce the step instead). tol=None: run all epochs.
+        tol is absolute, on the mean loss, as scikit-learn's: where the
+        loss itself is small (rare events: 5 positives in 20,000 samples
+        give a mean loss near 2e-3) lower it, or use :func:`fit_mle`.
     validation_fraction : monitor the mean loss on this fraction of the
         samples, held out from training, instead of the training loss.
     random_state : seed (or numpy Generator) of the epochs' permutations
@@ -300,7 +322,11 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     ------
     SGDDivergedError
         when a minibatch's loss becomes NaN or infinite (the step is too
-        large); ``error.result`` keeps the last finite coefficients.
+        large; ``error.result`` keeps the last finite coefficients), or when
+        the stopping rule fires on a loss far above the intercept-only
+        model's (by more than its magnitude, at least 1): a finite blow-up
+        that the shrinking steps froze, not an optimum. With the default
+        eta0 only after 10 restarts with smaller steps (see eta0).
 
     Examples
     --------
@@ -319,6 +345,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     eta0, power_t, momentum, alpha, l1_ratio = (None if v is None else float(v)
                                                 for v in (eta0, power_t, momentum, alpha, l1_ratio))
     tol = None if tol is None else float(tol)
+    default_step = eta0 is None
     code = family_code(family)
     X, copied = as_design_matrix(X, check_values=False)  # a sparse X's values are checked here
     dense = not isinstance(X, CSRMatrix)
@@ -333,9 +360,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     if family == "multinomial" and len(classes) < 2:
         raise ValueError(f"multinomial y needs at least 2 classes, got {len(classes)}")
     weights = as_sample_weight(sample_weight, n, X.dtype)
-    per_class = _class_weight_per_sample(class_weight, labels if family == "multinomial"
-                                         else targets[:, 0].astype(np.int64),
-                                         classes if family == "multinomial" else np.array([0, 1]), family)
+    per_class = _class_weight_per_sample(class_weight, labels, targets, classes, family)
     if per_class is not None:
         weights = (weights if weights.size else np.ones(n, X.dtype)) * per_class.astype(X.dtype)
     K = len(classes) if family == "multinomial" else targets.shape[1]
@@ -367,8 +392,6 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         if row_norm2 is None:  # sparse X
             row_norm2 = float(X.row_norms2().max(initial=0.0))
         eta0 = default_eta0(row_norm2, family, targets, fit_intercept, alpha, l1_ratio, momentum, weights)
-    state = _start_state(warm_start, init, family, K, d, X.dtype, fit_intercept, momentum, eta0, labels,
-                         targets, weights)
     n_batches = -(-len(train) // batch_size)
     # the kernels' batch: a batch_size beyond the samples makes the same single
     # batch, and the kernels size their buffers by it (batch_size x outputs:
@@ -378,24 +401,33 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     # the schedules' epoch in steps; fastmle.dask passes the whole array's,
     # each call training one chunk (private: not part of the API)
     epoch_steps = _epoch_steps or n_batches
-    if warm_start is None:
-        state.horizon = (schedule_epochs or max_epochs) * epoch_steps
-    if average is not False and state.avg_start < 0:
-        # a fresh average starts from the current parameters, never an old one
-        state.avg_start = state.step + (0 if average is True else int(math.ceil(int(average) / batch_size)))
-        state.avg = state.params.copy()
-    avg_start = state.avg_start if average is not False else -1
     l2, l1 = alpha * (1.0 - l1_ratio), alpha * l1_ratio
 
-    history, val_history = [], []
-    converged = False
+    def start():  # the run's state at its first step, and the step averaging starts after
+        state = _start_state(warm_start, None if init is None else (init[0].copy(), init[1]), family, K, d,
+                             X.dtype, fit_intercept, momentum, eta0, labels, targets, weights)
+        if warm_start is None:
+            state.horizon = (schedule_epochs or max_epochs) * epoch_steps
+        if average is not False and state.avg_start < 0:
+            # a fresh average starts from the current parameters, never an old one
+            state.avg_start = state.step + (0 if average is True else int(math.ceil(int(average) / batch_size)))
+            state.avg = state.params.copy()
+        return state, state.avg_start if average is not False else -1
 
     def next_rate():  # the schedule's step at state.step: the next epoch's first
         return float(_step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
                                  state.horizon, epoch_steps)[0])
 
-    bar = _progress_bar(max_epochs) if progress else None
-    try:
+    def diverged(lr, done, what):
+        return SGDDivergedError(
+            f"the loss {what} in epoch {state.epochs + 1} (step {state.step}) with learning rate "
+            f"{lr[min(done, n_batches - 1)]:.3g}: the step is too large for this data; use a smaller eta0 "
+            "(or standardize X). error.result holds the last finite coefficients.",
+            _result(state, next_rate(), history, val_history, False, eta0, family, classes, copied, avg_start))
+
+    def run_epochs():
+        """Train up to max_epochs epochs from state; True when converged."""
+        converged = False
         for epoch in range(max_epochs):
             perm = rng.permutation(train)
             lr = _step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
@@ -412,13 +444,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                     check_finite(X)
                 if not finite:  # an update overflowed: the epoch's start
                     state.params, state.avg = last_finite
-                result = _result(state, next_rate(), history, val_history, False, eta0, family, classes,
-                                 copied, avg_start)
-                raise SGDDivergedError(
-                    f"the loss became NaN or infinite in epoch {state.epochs + 1} (step {state.step}) "
-                    f"with learning rate {lr[min(done, n_batches - 1)]:.3g}: the step is too large "
-                    "for this data; use a smaller eta0 (or standardize X). error.result holds the "
-                    "last finite coefficients.", result)
+                raise diverged(lr, done, "became NaN or infinite")
             state.epochs += 1
             objective = float(loss[0]) / train_weight + float(_penalty(state.params, alpha, l1_ratio))
             history.append(objective)
@@ -433,6 +459,10 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                 monitored = float(vl[0]) / total_weight(weights_val, len(val))
                 val_history.append(monitored)
             converged = _apply_stopping(state, learning_rate, monitored, tol, n_iter_no_change, eta0)
+            if converged and objective > _divergence_level(kern, family, code, K, train, labels, targets,
+                                                           weights, fit_intercept, X.dtype):
+                # a finite blow-up the shrinking steps froze: not an optimum
+                raise diverged(lr, done, f"grew to {objective:.3g}, far above the intercept-only model's,")
             if bar is not None:
                 bar.set_postfix(loss=f"{objective:.5g}", lr=f"{lr[-1]:.3g}")
                 bar.update(1)
@@ -445,6 +475,28 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                     break
             if converged:
                 break
+        return converged
+
+    # With the default step, a run that diverges starts again from its
+    # beginning (same permutations) with half the step: the step bound is
+    # exact for every family but Poisson, whose curvature exp(eta) has none.
+    restarts = _DEFAULT_STEP_RESTARTS if default_step and warm_start is None else 0
+    rng_start = rng.bit_generator.state
+    bar = _progress_bar(max_epochs) if progress else None
+    try:
+        for attempt in range(restarts + 1):
+            state, avg_start = start()
+            history, val_history = [], []
+            try:
+                converged = run_epochs()
+                break
+            except SGDDivergedError:
+                if attempt == restarts:
+                    raise
+            eta0 /= 2.0
+            rng.bit_generator.state = rng_start
+            if bar is not None:
+                bar.reset()
     finally:
         if bar is not None:
             bar.close()
@@ -544,6 +596,22 @@ def _apply_stopping(state, schedule, monitored, tol, n_iter_no_change, eta0):
     state.bad_epochs = 0
     state.eta /= 5.0
     return state.eta < eta0 * 1e-4
+
+
+def _divergence_level(kern, family, code, K, train, labels, targets, weights, fit_intercept, dtype):
+    """The objective above which a fit whose loss stopped improving has
+    diverged rather than converged: that of the model without features
+    (coefficients 0, the start's intercepts), which the optimum cannot
+    exceed, plus its magnitude (at least 1). One pass over y, not X."""
+    params = np.zeros((K, 1), dtype)
+    labels, targets, weights = (a[train] if a.size else a for a in (labels, targets, weights))
+    if fit_intercept:
+        params[:, 0] = _intercept_start(family, K, labels, targets, weights)
+    loss = np.zeros(1)
+    run_kernel(kern, "glm_loss_grad", np.zeros((len(train), 0), dtype), labels, targets, weights, params, code,
+               loss, np.empty((0, 1), dtype))
+    null = float(loss[0]) / total_weight(weights, len(train))
+    return null + max(abs(null), 1.0)
 
 
 def _current(state, avg_start):

@@ -378,6 +378,47 @@ def test_divergence_raises_and_keeps_the_last_finite_coefficients(backend):
     assert np.isfinite(result.coef).all() and np.isfinite(result.intercept).all()
 
 
+def test_default_step_restarts_a_diverging_run_with_half_the_step(backend):
+    # Poisson's curvature exp(eta) has no bound: on standardized X with a
+    # strong effect the default step (from the mean count) can diverge; the
+    # run then starts again with half the step, and equals a fit given it
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2000, 2))
+    y = rng.poisson(np.exp(3.0 * X[:, 0] - 1.0))
+    opts = dict(max_epochs=5, random_state=0, backend=backend)
+    fit = fastmle.sgd_fit(X, y, "poisson", **opts)
+    first = default_eta0(float(np.max(np.sum(X * X, axis=1))), "poisson", y[:, None].astype(float), True,
+                         0.0, 0.0, 0.0, np.empty(0))
+    halvings = np.log2(first / fit.eta0)
+    assert 1 <= round(halvings) <= 10 and halvings == pytest.approx(round(halvings), abs=1e-9)
+    again = fastmle.sgd_fit(X, y, "poisson", eta0=fit.eta0, **opts)
+    np.testing.assert_array_equal(again.coef, fit.coef)
+    assert again.loss_history == fit.loss_history
+    with pytest.raises(fastmle.SGDDivergedError):  # a given step is never changed
+        fastmle.sgd_fit(X, y, "poisson", eta0=2 * fit.eta0, **opts)
+    # a Generator as random_state ends where the successful run leaves it
+    gen, fresh = np.random.default_rng(7), np.random.default_rng(7)
+    fastmle.sgd_fit(X, y, "poisson", max_epochs=5, random_state=gen, backend=backend)
+    fastmle.sgd_fit(X, y, "poisson", max_epochs=5, eta0=fit.eta0, random_state=fresh, backend=backend)
+    assert gen.random() == fresh.random()
+
+
+def test_a_finite_blowup_is_divergence_not_convergence(backend):
+    # the loss grows to 1e296 without overflowing; the adaptive schedule
+    # then shrinks the step until the stopping rule fires: that must not
+    # read as converged
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    with pytest.raises(fastmle.SGDDivergedError, match="far above the intercept-only") as info:
+        fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, random_state=0, backend=backend)
+    assert max(info.value.result.loss_history) > 1e200 and not info.value.result.converged
+
+
+def test_default_step_of_an_overflowing_X_is_an_error():
+    X = np.random.default_rng(0).standard_normal((50, 3)) * 1e200  # finite, squared norms overflow
+    with pytest.raises(ValueError, match="overflow"):
+        fastmle.sgd_fit(X, X[:, 0], "gaussian")
+
+
 # ---------------------------------------------------------------- sparse X
 
 
