@@ -407,8 +407,8 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     them zero is an error. A fixed seed reproduces the fit exactly.
 
     Returns the last chunk's SGDResult, with ``loss_history`` holding each
-    epoch's objective as sgd_fit reports it: the mean loss over its chunks
-    (weighted by their total weights) plus the penalty at the epoch's end,
+    epoch's objective as sgd_fit reports it: (1 / n) sum w loss over the
+    chunks trained (n their rows) plus the penalty at the epoch's end,
     and ``n_epochs`` the epochs over the whole array."""
     for name in ("tol", "validation_fraction", "warm_start", "n_iter_no_change"):
         if name in options:
@@ -448,12 +448,13 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
         per_class = _sgd.class_weight_table(class_weight, names, stats[:, 0].sum(axis=0))
         if isinstance(class_weight, str):  # "balanced" by the whole array's counts, not each chunk's
             options["class_weight"] = dict(zip(names.tolist(), per_class.tolist()))
-    chunk_weight = stats[:, 1] @ per_class  # what each chunk's sgd_fit divides its loss sum by
+    chunk_weight = stats[:, 1] @ per_class  # each chunk's weight with its class weights
     if not np.any(chunk_weight > 0):
         raise ValueError("sample_weight" + (" times class_weight" if class_weight is not None else "")
                          + " is zero for every sample, in every chunk")
     train = chunk_weight > 0  # zero-weight chunks add nothing: sgd_fit would refuse them
     epoch_steps = sum(-(-sizes[c] // batch_size) for c in np.flatnonzero(train))
+    trained_rows = sum(sizes[c] for c in np.flatnonzero(train))  # a skipped chunk counts as absent
     if options.get("eta0") is None:
         max_w = float(np.max(stats[:, 2].max(axis=0) * per_class)) if weighted else None
         options["eta0"] = _default_eta0(X, a["y"], max_w, family, options)
@@ -465,7 +466,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     rng = np.random.default_rng(random_state)
     result, history = None, []
     for _ in range(max_epochs):
-        total, weight, penalty = 0.0, 0.0, 0.0
+        total, penalty = 0.0, 0.0
         for c in rng.permutation(len(xs)):
             if not train[c]:
                 continue
@@ -475,11 +476,10 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
             result = _sgd.sgd_fit(Xc, yc, family, max_epochs=1, tol=None, sample_weight=wc, warm_start=result,
                                   random_state=rng, schedule_epochs=schedule_epochs,
                                   _epoch_steps=epoch_steps, **(start if result is None else {}), **options)
-            # the chunk's weighted mean loss, without the penalty at its end
+            # the chunk's (1 / rows) sum w loss, without the penalty at its end
             penalty = float(_sgd._penalty(result.state.params, alpha, l1_ratio))
-            total += (result.loss_history[-1] - penalty) * chunk_weight[c]
-            weight += chunk_weight[c]
-        history.append(float(total / weight + penalty))
+            total += (result.loss_history[-1] - penalty) * sizes[c]
+        history.append(float(total / trained_rows + penalty))
     result.loss_history = history
     result.n_epochs = max_epochs
     return result

@@ -51,9 +51,12 @@ class SGDResult:
 
     coef (n_features, n_outputs) and intercept (n_outputs,) are the fitted
     parameters (the Polyak-Ruppert average when ``average`` was set);
-    loss_history holds each epoch's objective: the mean weighted negative
+    loss_history holds each epoch's objective, the function the steps
+    descend: (1 / n) sum_i w_i loss_i, the weighted negative
     log-likelihood over the epoch's minibatches (each evaluated before its
-    update, as scikit-learn reports it) plus the penalty at the epoch's end;
+    update, as scikit-learn reports it) divided by the number of training
+    samples, plus the penalty at the epoch's end (with weights averaging 1,
+    as "balanced" class weights do, the weighted mean loss);
     validation_history the mean loss on the held-out fraction after each
     epoch (empty without validation_fraction). learning_rate is the step the
     next epoch would start with (the schedule's value at step n_steps).
@@ -383,7 +386,6 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                     targets[val] if targets.size else targets, weights[val] if weights.size else weights)
     if len(train) == 0:
         raise ValueError("X has no samples")
-    train_weight = total_weight(weights[train] if weights.size else weights, len(train))
 
     row_norm2 = _scan_dense(kern, X) if scan_now else None
     if scan_later and val is not None:  # held-out rows: no epoch will stop on them
@@ -446,7 +448,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                     state.params, state.avg = last_finite
                 raise diverged(lr, done, "became NaN or infinite")
             state.epochs += 1
-            objective = float(loss[0]) / train_weight + float(_penalty(state.params, alpha, l1_ratio))
+            # the objective the steps descend: (1 / n) sum w loss + penalty
+            objective = float(loss[0]) / len(train) + float(_penalty(state.params, alpha, l1_ratio))
             history.append(objective)
             monitored = objective
             if val is not None:
@@ -610,7 +613,7 @@ def _divergence_level(kern, family, code, K, train, labels, targets, weights, fi
     loss = np.zeros(1)
     run_kernel(kern, "glm_loss_grad", np.zeros((len(train), 0), dtype), labels, targets, weights, params, code,
                loss, np.empty((0, 1), dtype))
-    null = float(loss[0]) / total_weight(weights, len(train))
+    null = float(loss[0]) / len(train)
     return null + max(abs(null), 1.0)
 
 

@@ -258,8 +258,8 @@ def test_streamed_sgd_starts_from_coef_init(rng):
     np.testing.assert_allclose(default.intercept, y.mean(), rtol=1e-12)  # the whole array's start
 
 
-def test_streamed_loss_history_is_weighted_by_the_chunks_weights(rng):
-    # each chunk's mean loss counts by its total weight, not its rows
+def test_streamed_loss_history_is_the_whole_arrays_objective(rng):
+    # (1 / n) sum w loss over every chunk, as sgd_fit reports it in memory
     X, y, w = data("gaussian", rng)
     y[:2000] += 5.0
     w[:2000] *= 10.0

@@ -136,6 +136,18 @@ def test_gaussian_closed_forms(backend):
     assert 2 * fit.loss_history[-1] == pytest.approx(sample.var(), rel=1e-9)
 
 
+def test_loss_history_is_the_objective_the_steps_descend(backend):
+    # (1 / n) sum w loss + penalty: the gradient steps take the batch's sum
+    # of w grad over its rows, so weights averaging 1.5 are not a mean
+    X, y = data("binomial", n=300)
+    w = np.random.default_rng(4).random(300) * 3.0
+    coef = np.linspace(-0.5, 0.5, X.shape[1])[:, None]
+    fit = fastmle.sgd_fit(X, y, "binomial", sample_weight=w, alpha=0.1, coef_init=coef, intercept_init=[0.2],
+                          eta0=1e-300, max_epochs=1, tol=None, backend=backend)  # steps too small to move
+    loss = fastmle.glm_loss(X, y, coef, [0.2], "binomial", sample_weight=w, reduction="sum", backend="numpy")
+    assert fit.loss_history[0] == pytest.approx(loss / 300 + 0.1 * 0.5 * np.sum(coef ** 2), rel=1e-12)
+
+
 def test_multioutput_gaussian_and_poisson():
     rng = np.random.default_rng(2)
     X = rng.standard_normal((2000, 3))
