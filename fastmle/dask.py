@@ -402,7 +402,9 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     learning_rate, eta0, alpha, ...); ``eta0`` defaults to sgd_fit's
     data-derived step (1 / the largest per-sample curvature) computed over
     the whole array, not one chunk, as are the starting intercepts (the
-    intercept-only MLE) and ``class_weight="balanced"``'s class counts. A chunk whose weights
+    intercept-only MLE) and ``class_weight="balanced"``'s class counts; as
+    there, a run with the default step that diverges starts again with
+    half the step (``result.eta0`` is the step used). A chunk whose weights
     are all zero adds nothing and is skipped (it takes no steps); all of
     them zero is an error. A fixed seed reproduces the fit exactly.
 
@@ -455,7 +457,8 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     train = chunk_weight > 0  # zero-weight chunks add nothing: sgd_fit would refuse them
     epoch_steps = sum(-(-sizes[c] // batch_size) for c in np.flatnonzero(train))
     trained_rows = sum(sizes[c] for c in np.flatnonzero(train))  # a skipped chunk counts as absent
-    if options.get("eta0") is None:
+    default_step = options.get("eta0") is None
+    if default_step:
         max_w = float(np.max(stats[:, 2].max(axis=0) * per_class)) if weighted else None
         options["eta0"] = _default_eta0(X, a["y"], max_w, family, options)
     alpha, l1_ratio = options.get("alpha", 0.0), options.get("l1_ratio", 0.0)
@@ -464,22 +467,36 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     if options.get("fit_intercept", True) and "intercept_init" not in start:
         start["intercept_init"] = _intercept_start(a["y"], a["sample_weight"], family, stats, per_class)
     rng = np.random.default_rng(random_state)
-    result, history = None, []
-    for _ in range(max_epochs):
-        total, penalty = 0.0, 0.0
-        for c in rng.permutation(len(xs)):
-            if not train[c]:
-                continue
-            Xc, yc, wc = dask.compute(xs[c], ys[c], ws[c] if ws is not None else None)
-            # one schedule over the whole run: its horizon and epoch in the
-            # whole array's steps, its clock the steps taken so far
-            result = _sgd.sgd_fit(Xc, yc, family, max_epochs=1, tol=None, sample_weight=wc, warm_start=result,
-                                  random_state=rng, schedule_epochs=schedule_epochs,
-                                  _epoch_steps=epoch_steps, **(start if result is None else {}), **options)
-            # the chunk's (1 / rows) sum w loss, without the penalty at its end
-            penalty = float(_sgd._penalty(result.state.params, alpha, l1_ratio))
-            total += (result.loss_history[-1] - penalty) * sizes[c]
-        history.append(float(total / trained_rows + penalty))
-    result.loss_history = history
-    result.n_epochs = max_epochs
-    return result
+
+    def run_epochs():
+        result, history = None, []
+        for _ in range(max_epochs):
+            total, penalty = 0.0, 0.0
+            for c in rng.permutation(len(xs)):
+                if not train[c]:
+                    continue
+                Xc, yc, wc = dask.compute(xs[c], ys[c], ws[c] if ws is not None else None)
+                # one schedule over the whole run: its horizon and epoch in the
+                # whole array's steps, its clock the steps taken so far
+                result = _sgd.sgd_fit(Xc, yc, family, max_epochs=1, tol=None, sample_weight=wc,
+                                      warm_start=result, random_state=rng, schedule_epochs=schedule_epochs,
+                                      _epoch_steps=epoch_steps, **(start if result is None else {}), **options)
+                # the chunk's (1 / rows) sum w loss, without the penalty at its end
+                penalty = float(_sgd._penalty(result.state.params, alpha, l1_ratio))
+                total += (result.loss_history[-1] - penalty) * sizes[c]
+            history.append(float(total / trained_rows + penalty))
+        result.loss_history = history
+        result.n_epochs = max_epochs
+        return result
+
+    # as sgd_fit does: with the default step, a diverging run starts again
+    # (same chunk order and permutations) with half the step
+    rng_start = rng.bit_generator.state
+    for attempt in range(_sgd.DEFAULT_STEP_RESTARTS + 1 if default_step else 1):
+        try:
+            return run_epochs()
+        except _sgd.SGDDivergedError:
+            if not default_step or attempt == _sgd.DEFAULT_STEP_RESTARTS:
+                raise
+        options["eta0"] /= 2.0
+        rng.bit_generator.state = rng_start

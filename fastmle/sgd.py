@@ -31,7 +31,7 @@ _CURVATURE = {"multinomial": 0.5, "binomial": 0.25, "gaussian": 1.0, "poisson": 
 
 # With the default step, how many times a diverging run starts again with half
 # the step (down to 1/1024 of it) before SGDDivergedError.
-_DEFAULT_STEP_RESTARTS = 10
+DEFAULT_STEP_RESTARTS = 10
 
 
 class SGDDivergedError(FloatingPointError):
@@ -483,7 +483,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     # With the default step, a run that diverges starts again from its
     # beginning (same permutations) with half the step: the step bound is
     # exact for every family but Poisson, whose curvature exp(eta) has none.
-    restarts = _DEFAULT_STEP_RESTARTS if default_step and warm_start is None else 0
+    restarts = DEFAULT_STEP_RESTARTS if default_step and warm_start is None else 0
     rng_start = rng.bit_generator.state
     bar = _progress_bar(max_epochs) if progress else None
     try:

@@ -258,6 +258,23 @@ def test_streamed_sgd_starts_from_coef_init(rng):
     np.testing.assert_allclose(default.intercept, y.mean(), rtol=1e-12)  # the whole array's start
 
 
+def test_streamed_default_step_restarts_a_diverging_run():
+    # sgd_fit's rule: Poisson's default step (from the mean count) diverges
+    # here; the run starts again with half the step, and equals a run given it
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2000, 2))
+    y = rng.poisson(np.exp(3.0 * X[:, 0] - 1.0))
+    Xd, yd = (da.from_array(a, chunks=(500,) + a.shape[1:]) for a in (X, y))
+    with dask.config.set(scheduler="synchronous"):
+        fit = fd.sgd_fit(Xd, yd, "poisson", max_epochs=5, random_state=0)
+        first = fd._default_eta0(Xd, yd, None, "poisson", {})
+        assert fit.eta0 < first and np.log2(first / fit.eta0) == pytest.approx(round(np.log2(first / fit.eta0)))
+        again = fd.sgd_fit(Xd, yd, "poisson", max_epochs=5, random_state=0, eta0=fit.eta0)
+        np.testing.assert_array_equal(again.coef, fit.coef)
+        with pytest.raises(fastmle.SGDDivergedError):
+            fd.sgd_fit(Xd, yd, "poisson", max_epochs=5, random_state=0, eta0=first)
+
+
 def test_streamed_loss_history_is_the_whole_arrays_objective(rng):
     # (1 / n) sum w loss over every chunk, as sgd_fit reports it in memory
     X, y, w = data("gaussian", rng)
