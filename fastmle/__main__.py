@@ -1,5 +1,6 @@
 """Command line: ``python -m fastmle info``, ``python -m fastmle compile`` and ``python -m fastmle bench``."""
 import argparse
+import os
 import sys
 
 
@@ -11,7 +12,7 @@ def main(argv=None):
                                    "installing: minutes; later runs load it in under a second)")
     bench = sub.add_parser("bench", help="time every kernel x backend x dtype against numpy, scipy, "
                                          "torch and scikit-learn")
-    bench.add_argument("--kernels", nargs="*",
+    bench.add_argument("--kernels", nargs="+",
                        help="kernel names (default: all but the slow linear_cross_entropy)")
     bench.add_argument("--shape", default=None,
                        help="e.g. 32768x1000 (rows x classes), 8192x512x32000 (N x H x V for "
@@ -65,6 +66,11 @@ def main(argv=None):
         except ValueError:
             parser.error(f"--shape must be sizes joined by 'x', e.g. 32768x1000 or 200000x100x10; "
                          f"got {args.shape!r}")
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        # found now, not after minutes of timing
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+            parser.error(f"{option} {path}: {folder} is not a folder this process can write to")
     if args.threads is not None:
         from ._dispatch import max_threads
 

@@ -23,6 +23,9 @@ SMALL = ["--kernels", "logsumexp", "--repeat", "1", "--dtypes", "float32"]
     (["--kernels", "sgd_epoch", "--repeat", "1", "--dtypes", "float32"], "runs in the dtypes"),
     (["--budget", "0"] + SMALL, "--budget must be a positive number"),
     (["--repeat", "0", "--kernels", "logsumexp"], "--repeat must be at least 1"),
+    (["--json", "/no/such/folder/x.json"] + SMALL, "is not a folder this process can write to"),
+    (["--plot", "/no/such/folder/x.png"] + SMALL, "is not a folder this process can write to"),
+    (["--kernels"], "expected at least one argument"),
 ])
 def test_bad_bench_options_are_usage_errors(options, message):
     r = subprocess.run([sys.executable, "-m", "fastmle", "bench", *options], capture_output=True, text=True,
