@@ -152,18 +152,17 @@ def score(X, y, coef, family, *, intercept=None, sample_weight=None, backend=Non
 
 def _chunk_fisher(Xc, wc, coef, family, intercept, fit_intercept, kind, reference_class, backend, P):
     if Xc.shape[0] == 0 or (wc is not None and not np.any(wc)):
-        return np.zeros((P, P) if kind == "full" else P)
+        return np.zeros((P, P) if kind == "dense" else P)
     return _fisher.glm_fisher(Xc, coef, family, intercept=intercept, fit_intercept=fit_intercept, sample_weight=wc,
                               kind=kind, reference_class=reference_class, backend=backend)
 
 
-def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_weight=None, kind="full",
+def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_weight=None, kind="dense",
                reference_class=None, scale=1.0, backend=None):
     """:func:`fastmle.glm_fisher` summed over the row chunks of a dask array X
     (same arguments, same parameter order); a numpy (P, P) or (P,) array."""
     X, a = _check_chunks(X, sample_weight=sample_weight)
-    if kind not in ("full", "diag"):
-        raise ValueError(f"kind must be 'full' or 'diag', got {kind!r}")
+    kind = _fisher.fisher_kind(kind)
     scale = _fisher._check_scale(scale)
     # validate the parameters once, on an empty chunk
     m = _fisher.GLMModel(np.zeros((0, X.shape[1])), coef, family, intercept, fit_intercept, None, reference_class)

@@ -44,6 +44,7 @@ class FisherAccumulator:
         Length P of each score vector (the gradient of one sample's
         log-likelihood with respect to the parameters).
     kind : {"dense", "diag"}
+        ("full" is taken as "dense", as :func:`glm_fisher` once named it)
         "dense" keeps the P x P matrix ``sum_i w_i s_i s_i^T`` (one triangle,
         mirrored when read); "diag" only its diagonal ``sum_i w_i s_i**2``
         (EWC's importance weights), O(P) memory.
@@ -78,8 +79,7 @@ class FisherAccumulator:
     def __init__(self, n_params, kind="dense", dtype=np.float64, decay=None, backend=None):
         if not isinstance(n_params, (int, np.integer)) or isinstance(n_params, bool) or n_params < 1:
             raise ValueError(f"n_params must be a positive integer, got {n_params!r}")
-        if kind not in ("dense", "diag"):
-            raise ValueError(f"kind must be 'dense' or 'diag', got {kind!r}")
+        kind = fisher_kind(kind)
         dtype = np.dtype(dtype).newbyteorder("=")
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -221,6 +221,13 @@ class GLMModel:
         return (self.X, self.params, self.code, self.sample_weight, int(self.fit_intercept), self.ref)
 
 
+def fisher_kind(kind):
+    """"dense" or "diag" ("full", glm_fisher's first name, is "dense")."""
+    if kind not in ("dense", "full", "diag"):
+        raise ValueError(f"kind must be 'dense' or 'diag', got {kind!r}")
+    return "dense" if kind == "full" else kind
+
+
 def _check_scale(scale):
     if not (isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
             and np.isfinite(scale) and scale > 0):
@@ -228,7 +235,7 @@ def _check_scale(scale):
     return float(scale)
 
 
-def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_weight=None, kind="full",
+def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_weight=None, kind="dense",
                reference_class=None, scale=1.0, backend=None):
     """The exact (expected) Fisher information of a GLM at ``coef``.
 
@@ -253,8 +260,9 @@ def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_we
         Whether the intercepts are parameters (rows/columns of the result);
         default: whether ``intercept`` was given.
     sample_weight : array (n_samples,), optional
-    kind : {"full", "diag"}
-        The (P, P) matrix, or its diagonal (P,).
+    kind : {"dense", "diag"}
+        The (P, P) matrix, or its diagonal (P,); "full" is taken as "dense"
+        (its name before FisherAccumulator's was adopted).
     reference_class : int, optional
         Multinomial only: the baseline category (see coef).
     scale : float
@@ -274,8 +282,7 @@ def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_we
     array([[1.25, 0.75],
            [0.75, 0.75]])
     """
-    if kind not in ("full", "diag"):
-        raise ValueError(f"kind must be 'full' or 'diag', got {kind!r}")
+    kind = fisher_kind(kind)
     scale = _check_scale(scale)
     m = GLMModel(X, coef, family, intercept, fit_intercept, sample_weight, reference_class)
     P = m.n_outputs * m.n_terms

@@ -82,7 +82,7 @@ def test_accumulator_decay_is_an_exponential_moving_average(backend, rng):
 
 @pytest.mark.parametrize("make, error, match", [
     (lambda: fastmle.FisherAccumulator(0), ValueError, "positive integer"),
-    (lambda: fastmle.FisherAccumulator(3, kind="full"), ValueError, "'dense' or 'diag'"),
+    (lambda: fastmle.FisherAccumulator(3, kind="upper"), ValueError, "'dense' or 'diag'"),
     (lambda: fastmle.FisherAccumulator(3, dtype=np.int64), TypeError, "float32 or float64"),
     (lambda: fastmle.FisherAccumulator(3, decay=1.0), ValueError, "decay"),
     (lambda: fastmle.FisherAccumulator(3, backend="gpu"), ValueError, "unknown backend"),
@@ -140,6 +140,9 @@ def test_glm_fisher_is_the_explicit_sum(backend, rng, family, K, with_intercept)
     np.testing.assert_allclose(F, expected, rtol=1e-11, atol=1e-12)
     diag = fastmle.glm_fisher(X, coef, family, intercept=intercept, sample_weight=w, kind="diag", backend=backend)
     np.testing.assert_allclose(diag, np.diag(expected), rtol=1e-11)
+    for kind in ("dense", "full"):  # FisherAccumulator's name, and glm_fisher's first
+        np.testing.assert_array_equal(fastmle.glm_fisher(X, coef, family, intercept=intercept, sample_weight=w,
+                                                         kind=kind, backend=backend), F)
     v = rng.standard_normal(len(expected))
     Fv = fastmle.fisher_vector_product(X, coef, family, v, intercept=intercept, sample_weight=w, backend=backend)
     np.testing.assert_allclose(Fv, expected @ v, rtol=1e-10, atol=1e-12)
@@ -167,7 +170,7 @@ def test_glm_fisher_reference_class_and_scale(backend, rng):
 @pytest.mark.parametrize("call, error, match", [
     (lambda X: fastmle.glm_fisher(X, np.zeros((3, 2)), "logit"), ValueError, "unknown family"),
     (lambda X: fastmle.glm_fisher(X, np.zeros((4, 2)), "multinomial"), ValueError, "coef must have shape"),
-    (lambda X: fastmle.glm_fisher(X, np.zeros((3, 2)), "multinomial", kind="dense"), ValueError, "kind"),
+    (lambda X: fastmle.glm_fisher(X, np.zeros((3, 2)), "multinomial", kind="upper"), ValueError, "kind"),
     (lambda X: fastmle.glm_fisher(X, np.zeros((3, 2)), "binomial"), ValueError, "one column"),
     (lambda X: fastmle.glm_fisher(X, np.zeros(3), "poisson", reference_class=0), ValueError, "multinomial"),
     (lambda X: fastmle.glm_fisher(X, np.zeros((3, 2)), "multinomial", reference_class=3), ValueError,
