@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, List
 
 from . import special
-from .glm import glm_predict, label_indices
+from .glm import glm_loss, glm_predict, label_indices
 from .mle import fit_mle
 from .sgd import SGDResult, _class_weight_per_sample, sgd_fit
 
@@ -146,7 +146,6 @@ class _SGDMixin:
             per_sample = _class_weight_per_sample(class_weight, y.astype(np.int64), y[:, None],
                                                   np.arange(int(y.max()) + 1), family)
             sample_weight = per_sample if sample_weight is None else per_sample * sample_weight
-        total = float(np.sum(sample_weight)) if sample_weight is not None else float(len(y))  # the loss's mean
         multinomial = family == "multinomial"
         ref = 0 if multinomial and self.alpha == 0 else None
         with warnings.catch_warnings(record=True) as caught:
@@ -169,8 +168,12 @@ class _SGDMixin:
         if ref is not None:  # the reference class: coefficients fixed at 0
             coef, bse = np.insert(coef, 0, 0.0, axis=1), np.insert(bse, 0, 0.0, axis=1)
             intercept, intercept_bse = np.insert(intercept, 0, 0.0), np.insert(intercept_bse, 0, 0.0)
+        # loss_curve_ as the SGD solver reports it: (1 / n) sum w loss + penalty
+        # (not -llf, which holds the likelihood's constants, over sum w)
+        objective = (glm_loss(X, y, coef, intercept, family, sample_weight=sample_weight, reduction="sum",
+                              backend=self.backend) / len(y) + 0.5 * self.alpha * float(np.sum(coef * coef)))
         fit = _FisherFit(coef, intercept, bse, intercept_bse, family, res.n_iter, res.converged, res,
-                         loss_history=[-res.llf / total])
+                         loss_history=[float(objective)])
         self._fit_result = fit
         self._fitted_intercept = self.fit_intercept
         self.n_iter_ = res.n_iter

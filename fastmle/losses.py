@@ -540,6 +540,9 @@ def linear_cross_entropy(h, W, target, bias=None, *, reduction="mean", ignore_in
     cross-entropy kernel of the chosen backend, multiplied back into the
     gradients of h, W and bias, and dropped. Extra memory is one chunk of
     logits plus an 8 MiB block for the W-gradient update, whatever N and V.
+    The products are numpy's BLAS, so results repeat bit for bit only as far
+    as it does: OpenBLAS's float32 GEMM rounds differently on 1 and 2
+    threads, and calls made from several threads at once may get fewer.
 
     Parameters
     ----------

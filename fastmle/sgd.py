@@ -420,9 +420,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         return float(_step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
                                  state.horizon, epoch_steps)[0])
 
-    def diverged(lr, done, what):
+    def diverged(lr, done, what, epoch):
         return SGDDivergedError(
-            f"the loss {what} in epoch {state.epochs + 1} (step {state.step}) with learning rate "
+            f"the loss {what} in epoch {epoch} (step {state.step}) with learning rate "
             f"{lr[min(done, n_batches - 1)]:.3g}: the step is too large for this data; use a smaller eta0 "
             "(or standardize X). error.result holds the last finite coefficients.",
             _result(state, next_rate(), history, val_history, False, eta0, family, classes, copied, avg_start))
@@ -446,7 +446,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                     check_finite(X)
                 if not finite:  # an update overflowed: the epoch's start
                     state.params, state.avg = last_finite
-                raise diverged(lr, done, "became NaN or infinite")
+                raise diverged(lr, done, "became NaN or infinite", state.epochs + 1)
             state.epochs += 1
             # the objective the steps descend: (1 / n) sum w loss + penalty
             objective = float(loss[0]) / len(train) + float(_penalty(state.params, alpha, l1_ratio))
@@ -462,10 +462,18 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                 monitored = float(vl[0]) / total_weight(weights_val, len(val))
                 val_history.append(monitored)
             converged = _apply_stopping(state, learning_rate, monitored, tol, n_iter_no_change, eta0)
-            if converged and objective > _divergence_level(kern, family, code, K, train, labels, targets,
-                                                           weights, fit_intercept, X.dtype):
-                # a finite blow-up the shrinking steps froze: not an optimum
-                raise diverged(lr, done, f"grew to {objective:.3g}, far above the intercept-only model's,")
+            if converged:
+                level = _divergence_level(kern, family, code, K, train, labels, targets, weights,
+                                          fit_intercept, X.dtype)
+                # the epoch's loss is that of the iterates along the way; the
+                # fit returned (with average, the average) can be far better:
+                # judge it by its own objective, one more pass over X, taken
+                # only when the epoch's loss is above the level
+                if objective > level and _train_objective(kern, X, train, labels, targets, weights, code,
+                                                          _current(state, avg_start), alpha, l1_ratio) > level:
+                    # a finite blow-up the shrinking steps froze: not an optimum
+                    raise diverged(lr, done, f"grew to {objective:.3g}, far above the intercept-only model's,",
+                                   state.epochs)
             if bar is not None:
                 bar.set_postfix(loss=f"{objective:.5g}", lr=f"{lr[-1]:.3g}")
                 bar.update(1)
@@ -615,6 +623,17 @@ def _divergence_level(kern, family, code, K, train, labels, targets, weights, fi
                loss, np.empty((0, 1), dtype))
     null = float(loss[0]) / len(train)
     return null + max(abs(null), 1.0)
+
+
+def _train_objective(kern, X, train, labels, targets, weights, code, params, alpha, l1_ratio):
+    """(1 / n) sum w loss + penalty of params over the training rows."""
+    if len(train) < X.shape[0]:  # a validation split: the training rows only
+        X = X.take_rows(train) if isinstance(X, CSRMatrix) else np.ascontiguousarray(X[train])
+        labels, targets, weights = (a[train] if a.size else a for a in (labels, targets, weights))
+    loss = np.zeros(1)
+    run_kernel(kern, "glm_loss_grad", X, labels, targets, weights, params, code, loss,
+               np.empty((0, params.shape[1]), params.dtype))
+    return float(loss[0]) / len(train) + float(_penalty(params, alpha, l1_ratio))
 
 
 def _current(state, avg_start):

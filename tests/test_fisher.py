@@ -596,6 +596,25 @@ def test_regressor_fisher_solver(rng):
         fastmle.MLERegressor(solver="lbfgs").fit(X, y)
 
 
+@pytest.mark.parametrize("family", ["binomial", "multinomial", "gaussian", "poisson"])
+def test_fisher_solver_loss_curve_is_the_sgd_objective(rng, family):
+    """loss_curve_ means the same in both solvers: (1 / n) sum w loss +
+    alpha/2 |coef|^2, as sgd_fit's loss_history at the same coefficients."""
+    n = 500
+    X = rng.standard_normal((n, 3))
+    eta = X @ [0.8, -0.5, 0.3]
+    y = {"binomial": (eta + rng.logistic(size=n) > 0).astype(int),
+         "multinomial": np.argmax(np.c_[eta, -eta, 0 * eta] + rng.gumbel(size=(n, 3)), axis=1),
+         "gaussian": eta + rng.standard_normal(n), "poisson": rng.poisson(np.exp(0.5 * eta))}[family]
+    w = rng.random(n) * 3.0  # weights averaging 1.5: not a mean
+    Est = fastmle.MLEClassifier if family in ("binomial", "multinomial") else fastmle.MLERegressor
+    for alpha in (0.0, 0.05):
+        est = Est(family=family, solver="fisher", alpha=alpha).fit(X, y, sample_weight=w)
+        at = fastmle.sgd_fit(X, y, family, sample_weight=w, alpha=alpha, coef_init=est.coef_.T,
+                             intercept_init=est.intercept_, eta0=1e-300, max_epochs=1, tol=None)
+        assert est.loss_curve_[-1] == pytest.approx(at.loss_history[0], rel=1e-9)
+
+
 def test_fisher_solver_penalty_matches_the_sgd_objective(rng):
     """alpha means the same in both solvers: mean loss + alpha/2 |coef|^2."""
     from sklearn.linear_model import LogisticRegression

@@ -60,6 +60,14 @@ def as_arrays(result):
     return [np.asarray(r) for r in result]
 
 
+# Workloads whose products are numpy's BLAS (the logits of
+# linear_cross_entropy): OpenBLAS runs a call on fewer threads while other
+# threads' calls hold its pool, and its float32 GEMM rounds differently on 1
+# and 2 threads (OpenBLAS 0.3.31 of numpy 2.4), so concurrent calls equal
+# serial ones to rounding only; every kernel of fastmle's own, bit for bit.
+NUMPY_BLAS = {"linear_cross_entropy"}
+
+
 @pytest.mark.parametrize("backend", COMPILED)
 def test_concurrent_calls_equal_serial_calls(backend):
     rng = np.random.default_rng(0)
@@ -69,7 +77,11 @@ def test_concurrent_calls_equal_serial_calls(backend):
         parallel = list(pool.map(lambda job: as_arrays(job[1](backend)), jobs))
     for (name, _), want, got in zip(jobs, serial, parallel):
         for w, g in zip(want, got):
-            np.testing.assert_array_equal(g, w, err_msg=f"{backend} {name}")
+            if name in NUMPY_BLAS and w.dtype.kind == "f":  # (its bias gradient is None)
+                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * np.max(np.abs(w)),
+                                           err_msg=f"{backend} {name}")
+            else:
+                np.testing.assert_array_equal(g, w, err_msg=f"{backend} {name}")
 
 
 @pytest.mark.parametrize("backend", COMPILED)

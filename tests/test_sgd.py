@@ -425,6 +425,30 @@ def test_a_finite_blowup_is_divergence_not_convergence(backend):
     assert max(info.value.result.loss_history) > 1e200 and not info.value.result.converged
 
 
+def test_a_finite_blowup_names_the_epoch_it_stopped_in():
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    with pytest.raises(fastmle.SGDDivergedError) as info:
+        fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, random_state=0)
+    assert f"in epoch {info.value.result.n_epochs} " in str(info.value)
+
+
+def test_a_stable_noisy_fit_whose_average_is_good_is_not_divergence():
+    # y far from 0 without an intercept: with a constant step of 1 / L and
+    # one-sample batches the iterates bounce around the optimum, their
+    # losses (the epoch's) at twice the zero model's: no blow-up, and the
+    # Polyak-Ruppert average returned is at the optimum
+    rng = np.random.default_rng(0)
+    n, d = 4000, 20
+    X = rng.standard_normal((n, d))
+    X *= np.sqrt(d) / np.linalg.norm(X, axis=1, keepdims=True)
+    y = 100.0 + rng.standard_normal(n)
+    fit = fastmle.sgd_fit(X, y, "gaussian", fit_intercept=False, batch_size=1, eta0=1.0 / d,
+                          learning_rate="constant", average=True, random_state=0, max_epochs=50)
+    assert fit.converged and fit.loss_history[-1] > np.mean(y * y)  # the epoch's loss, above the level
+    optimum = np.linalg.lstsq(X, y, rcond=None)[0]
+    assert np.mean((y - X @ fit.coef[:, 0]) ** 2) == pytest.approx(np.mean((y - X @ optimum) ** 2), rel=1e-2)
+
+
 def test_default_step_of_an_overflowing_X_is_an_error():
     X = np.random.default_rng(0).standard_normal((50, 3)) * 1e200  # finite, squared norms overflow
     with pytest.raises(ValueError, match="overflow"):
