@@ -409,7 +409,9 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
 
     Returns the last chunk's SGDResult, with ``loss_history`` holding each
     epoch's objective as sgd_fit reports it: (1 / n) sum w loss over the
-    chunks trained (n their rows) plus the penalty at the epoch's end,
+    chunks trained (n their rows: a chunk of zero weights is skipped as if
+    its rows were absent, where sgd_fit in memory counts them in n) plus
+    the penalty at the epoch's end,
     and ``n_epochs`` the epochs over the whole array."""
     for name in ("tol", "validation_fraction", "warm_start", "n_iter_no_change"):
         if name in options:

@@ -259,7 +259,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         with the same permutations, with half the step, up to 10 times;
         ``result.eta0`` is the step the fit used, and
         ``sgd_fit(..., eta0=result.eta0)`` gives the same fit (the
-        callback and progress bar see the restarted run's epochs again).
+        callback and progress bar see the restarted run's epochs again; a
+        callback that keeps state across epochs should expect it).
     momentum, nesterov : heavy-ball momentum in torch's convention
         (v = momentum v + g; step along v, or g + momentum v for Nesterov).
     alpha, l1_ratio : elastic-net penalty alpha ((1 - l1_ratio) |w|^2 / 2 +
@@ -291,9 +292,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         n_steps, coef, intercept); returning True stops training.
     progress : show a tqdm progress bar (epoch, loss, learning rate).
     warm_start : an SGDResult to continue from: its coefficients, momentum,
-        average, step count and schedule carry over (as partial_fit does);
-        the stopping rule starts afresh, so ``converged`` is about this
-        call's epochs.
+        average, step count and schedule carry over (as partial_fit does),
+        its eta0 too unless eta0 is given; the stopping rule starts afresh,
+        so ``converged`` is about this call's epochs.
     coef_init, intercept_init : start a new run (schedule, momentum and
         average afresh) from these coefficients, in SGDResult.coef's layout
         (n_features, n_outputs), and intercepts (n_outputs,), e.g. along a
@@ -349,6 +350,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                                                 for v in (eta0, power_t, momentum, alpha, l1_ratio))
     tol = None if tol is None else float(tol)
     default_step = eta0 is None
+    if default_step and warm_start is not None:
+        eta0 = warm_start.eta0  # the run's step goes on, as restarts may have halved it
     code = family_code(family)
     X, copied = as_design_matrix(X, check_values=False)  # a sparse X's values are checked here
     dense = not isinstance(X, CSRMatrix)

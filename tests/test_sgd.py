@@ -408,6 +408,10 @@ def test_default_step_restarts_a_diverging_run_with_half_the_step(backend):
     assert again.loss_history == fit.loss_history
     with pytest.raises(fastmle.SGDDivergedError):  # a given step is never changed
         fastmle.sgd_fit(X, y, "poisson", eta0=2 * fit.eta0, **opts)
+    # a warm start goes on with the run's step (the fresh default diverged)
+    more = fastmle.sgd_fit(X, y, "poisson", warm_start=fit, max_epochs=3, learning_rate="constant",
+                           random_state=1, backend=backend)
+    assert more.eta0 == fit.eta0 and more.n_epochs == fit.n_epochs + 3
     # a Generator as random_state ends where the successful run leaves it
     gen, fresh = np.random.default_rng(7), np.random.default_rng(7)
     fastmle.sgd_fit(X, y, "poisson", max_epochs=5, random_state=gen, backend=backend)
