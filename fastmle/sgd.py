@@ -467,7 +467,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
             converged = _apply_stopping(state, learning_rate, monitored, tol, n_iter_no_change, eta0)
             if converged:
                 level = _divergence_level(kern, family, code, K, train, labels, targets, weights,
-                                          fit_intercept, X.dtype)
+                                          fit_intercept, n, X.dtype)
                 # the epoch's loss is that of the iterates along the way; the
                 # fit returned (with average, the average) can be far better:
                 # judge it by its own objective, one more pass over X, taken
@@ -612,19 +612,15 @@ def _apply_stopping(state, schedule, monitored, tol, n_iter_no_change, eta0):
     return state.eta < eta0 * 1e-4
 
 
-def _divergence_level(kern, family, code, K, train, labels, targets, weights, fit_intercept, dtype):
+def _divergence_level(kern, family, code, K, train, labels, targets, weights, fit_intercept, n, dtype):
     """The objective above which a fit whose loss stopped improving has
     diverged rather than converged: that of the model without features
     (coefficients 0, the start's intercepts), which the optimum cannot
     exceed, plus its magnitude (at least 1). One pass over y, not X."""
     params = np.zeros((K, 1), dtype)
-    labels, targets, weights = (a[train] if a.size else a for a in (labels, targets, weights))
     if fit_intercept:
-        params[:, 0] = _intercept_start(family, K, labels, targets, weights)
-    loss = np.zeros(1)
-    run_kernel(kern, "glm_loss_grad", np.zeros((len(train), 0), dtype), labels, targets, weights, params, code,
-               loss, np.empty((0, 1), dtype))
-    null = float(loss[0]) / len(train)
+        params[:, 0] = _intercept_start(family, K, *(a[train] if a.size else a for a in (labels, targets, weights)))
+    null = _train_objective(kern, np.zeros((n, 0), dtype), train, labels, targets, weights, code, params, 0.0, 0.0)
     return null + max(abs(null), 1.0)
 
 
