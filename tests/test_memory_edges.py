@@ -19,7 +19,8 @@ COMPILED = ["c", "numba"]
 
 
 def _in_child(code):
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+    # from outside the source tree: the installed package, with its C extension
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd="/",
                           timeout=600, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
