@@ -28,6 +28,12 @@ def native_array(a, dtype=None):
     return out if out.flags.aligned else out.copy()
 
 
+def is_real_number(value):
+    """Whether value is one real number: a Python or numpy int or float,
+    never a bool (True is not an option's value of 1)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def real_array(a, name):
     """np.asarray(a), refused with a TypeError unless it holds real numbers
     (bool, int or float): strings, objects and complex numbers are errors."""

@@ -18,7 +18,7 @@ order.
 import numpy as np
 
 from . import _dispatch
-from ._validate import real_array
+from ._validate import is_real_number, real_array
 from .glm import as_design_matrix, as_sample_weight, check_weight_values, family_code, native_array, pack_params
 
 
@@ -83,8 +83,7 @@ class FisherAccumulator:
         dtype = np.dtype(dtype).newbyteorder("=")
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        if decay is not None and not (isinstance(decay, (int, float, np.integer, np.floating))
-                                      and not isinstance(decay, bool) and 0 < decay < 1):
+        if decay is not None and not (is_real_number(decay) and 0 < decay < 1):
             raise ValueError(f"decay must be a number in (0, 1) or None, got {decay!r}")
         _dispatch.resolve(backend)  # an unknown backend fails here, not at the first update
         self.n_params, self.kind, self.dtype = int(n_params), kind, dtype
@@ -229,8 +228,7 @@ def fisher_kind(kind):
 
 
 def _check_scale(scale):
-    if not (isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
-            and np.isfinite(scale) and scale > 0):
+    if not (is_real_number(scale) and np.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     return float(scale)
 

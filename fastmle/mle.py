@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from . import _blas, _dispatch
-from ._validate import real_array
+from ._validate import is_real_number, real_array
 from .fisher import GLMModel, _symmetric, refuse_sparse
 from .glm import as_design_matrix, encode_response, family_code
 
@@ -372,12 +372,11 @@ class _Problem(_Objective):
 
 
 def check_fit_options(alpha, max_iter, tol):
-    real = (int, float, np.integer, np.floating)  # numpy scalars too, never a bool
-    if not (isinstance(alpha, real) and not isinstance(alpha, bool) and np.isfinite(alpha) and alpha >= 0):
+    if not (is_real_number(alpha) and np.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
     if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    if not (isinstance(tol, real) and not isinstance(tol, bool) and tol > 0):
+    if not (is_real_number(tol) and tol > 0):
         raise ValueError(f"tol must be a number > 0, got {tol!r}")
 
 

@@ -16,7 +16,7 @@ from typing import Any, List, Optional
 import numpy as np
 
 from . import _dispatch
-from ._validate import real_array
+from ._validate import is_real_number, real_array
 from .glm import (CSRMatrix, as_design_matrix, as_sample_weight, check_finite, encode_response,
                   family_code, pack_params, run_kernel, total_weight, unpack_params)
 
@@ -187,8 +187,7 @@ def _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t,
                                   ("l1_ratio", l1_ratio, False), ("tol", tol, True),
                                   ("validation_fraction", validation_fraction, True)):
         # a string or an array would fail below with numpy's own message
-        if not (value is None and optional) and (isinstance(value, bool) or not isinstance(
-                value, (int, float, np.integer, np.floating))):
+        if not (value is None and optional) and not is_real_number(value):
             raise TypeError(f"{name} must be a real number{' or None' if optional else ''}, "
                             f"got {type(value).__name__} {value!r}")
     if not isinstance(nesterov, (bool, np.bool_)):
@@ -384,9 +383,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
             raise ValueError(f"validation_fraction={validation_fraction} leaves no training or validation samples")
         split = rng.permutation(n)
         val, train = np.sort(split[:n_val]), np.sort(split[n_val:])
-        X_val = X.take_rows(val) if isinstance(X, CSRMatrix) else np.ascontiguousarray(X[val])
-        val_data = (X_val, labels[val] if labels.size else labels,
-                    targets[val] if targets.size else targets, weights[val] if weights.size else weights)
+        X_val = _design_rows(X, val)
+        val_data = (X_val, *_sample_rows(val, labels, targets, weights))
     if len(train) == 0:
         raise ValueError("X has no samples")
 
@@ -612,6 +610,17 @@ def _apply_stopping(state, schedule, monitored, tol, n_iter_no_change, eta0):
     return state.eta < eta0 * 1e-4
 
 
+def _design_rows(X, index):
+    """The rows index of a dense or CSR X, in the kernels' layout."""
+    return X.take_rows(index) if isinstance(X, CSRMatrix) else np.ascontiguousarray(X[index])
+
+
+def _sample_rows(index, *arrays):
+    """The rows index of per-sample arrays; an empty one (no labels, no
+    targets, no weights) stays empty."""
+    return tuple(a[index] if a.size else a for a in arrays)
+
+
 def _divergence_level(kern, family, code, K, train, labels, targets, weights, fit_intercept, n, dtype):
     """The objective above which a fit whose loss stopped improving has
     diverged rather than converged: that of the model without features
@@ -619,7 +628,7 @@ def _divergence_level(kern, family, code, K, train, labels, targets, weights, fi
     exceed, plus its magnitude (at least 1). One pass over y, not X."""
     params = np.zeros((K, 1), dtype)
     if fit_intercept:
-        params[:, 0] = _intercept_start(family, K, *(a[train] if a.size else a for a in (labels, targets, weights)))
+        params[:, 0] = _intercept_start(family, K, *_sample_rows(train, labels, targets, weights))
     null = _train_objective(kern, np.zeros((n, 0), dtype), train, labels, targets, weights, code, params, 0.0, 0.0)
     return null + max(abs(null), 1.0)
 
@@ -627,8 +636,8 @@ def _divergence_level(kern, family, code, K, train, labels, targets, weights, fi
 def _train_objective(kern, X, train, labels, targets, weights, code, params, alpha, l1_ratio):
     """(1 / n) sum w loss + penalty of params over the training rows."""
     if len(train) < X.shape[0]:  # a validation split: the training rows only
-        X = X.take_rows(train) if isinstance(X, CSRMatrix) else np.ascontiguousarray(X[train])
-        labels, targets, weights = (a[train] if a.size else a for a in (labels, targets, weights))
+        X = _design_rows(X, train)
+        labels, targets, weights = _sample_rows(train, labels, targets, weights)
     loss = np.zeros(1)
     run_kernel(kern, "glm_loss_grad", X, labels, targets, weights, params, code, loss,
                np.empty((0, params.shape[1]), params.dtype))
