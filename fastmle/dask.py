@@ -338,6 +338,23 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
 
 # ---- streamed minibatch SGD ----
 
+def _chunk_weighted_loss(Xc, yc, wc, family, classes, class_weights, coef, intercept, backend):
+    """A chunk's sum_i w_i loss_i, w including the class weights (per class,
+    or None), at coef and intercept, or (coef None, Xc unread) at the
+    intercepts without features, in closed form from y."""
+    n = yc.shape[0]
+    labels, targets, w = _encode(yc, wc, family, classes, n)
+    if class_weights is not None:
+        index = labels if family == "multinomial" else targets[:, 0].astype(np.int64)
+        w = (w if w.size else np.ones(n)) * class_weights[index]
+    if n == 0 or (w.size and not np.any(w)):  # nothing to add (and a skipped chunk's rows)
+        return 0.0
+    if coef is None:
+        return _sgd._intercept_only_objective(family, len(intercept), labels, targets, w, intercept) * n
+    return _glm.glm_loss(Xc, labels if family == "multinomial" else yc, coef, intercept, family,
+                         sample_weight=w if w.size else None, reduction="sum", backend=backend)
+
+
 def _chunk_class_stats(yc, wc, family, classes):
     """A chunk's samples, total weight and largest weight per class, (3, K)
     float64: the classes are sgd_fit's class_weight's (the labels for
@@ -403,7 +420,9 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     the whole array, not one chunk, as are the starting intercepts (the
     intercept-only MLE) and ``class_weight="balanced"``'s class counts; as
     there, a run with the default step that diverges starts again with
-    half the step (``result.eta0`` is the step used). A chunk whose weights
+    half the step (``result.eta0`` is the step used), and a run from the
+    default start whose objective ends far above the intercept-only
+    model's raises SGDDivergedError. A chunk whose weights
     are all zero adds nothing and is skipped (it takes no steps); all of
     them zero is an error. A fixed seed reproduces the fit exactly.
 
@@ -465,9 +484,42 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     alpha, l1_ratio = options.get("alpha", 0.0), options.get("l1_ratio", 0.0)
     # the intercepts start at the whole array's intercept-only MLE, not the
     # first chunk's (sgd_fit's default start, from the data it sees)
-    if options.get("fit_intercept", True) and "intercept_init" not in start:
-        start["intercept_init"] = _intercept_start(a["y"], a["sample_weight"], family, stats, per_class)
+    fit_intercept = options.get("fit_intercept", True)
+    user_intercepts = "intercept_init" in start
+    null_intercepts = None  # the intercept-only MLE, where the fit starts by default
+    if fit_intercept:
+        null_intercepts = _intercept_start(a["y"], a["sample_weight"], family, stats, per_class)
+        start.setdefault("intercept_init", null_intercepts)
+    # class weights per class, as the chunks' sgd_fit calls apply them
+    class_weights = per_class if class_weight is not None and family in ("multinomial", "binomial") else None
     rng = np.random.default_rng(random_state)
+
+    def objective(coef, intercept):
+        """(1 / trained rows) sum w loss over the array (class weights in);
+        coef None: the intercept-only model's, from y alone."""
+        call = dask.delayed(_chunk_weighted_loss, pure=True)
+        parts = [call(None if coef is None else xs[c], ys[c], None if ws is None else ws[c], family, classes,
+                      class_weights, coef, intercept, options.get("backend")) for c in range(len(xs))]
+        return float(dask.compute(_tree(parts, _add))[0]) / trained_rows
+
+    def check_blow_up(result):
+        """sgd_fit's check at the end of a run from the default start: a fit
+        whose objective ends far above the intercept-only model's has
+        diverged (y read once; X once more only when the last epoch's loss
+        is above that level)."""
+        last = result.loss_history[-1]
+        if "coef_init" in start or user_intercepts or last <= 0.0:  # the level is never below 0
+            return
+        K = result.coef.shape[1]
+        null = objective(None, null_intercepts if fit_intercept else np.zeros(K))
+        level = _sgd.level_above(null)
+        if last > level and objective(result.coef, result.intercept) + float(_sgd._penalty(
+                _glm.pack_params(result.coef, result.intercept, X.shape[1], np.float64),
+                alpha, l1_ratio)) > level:
+            raise _sgd.SGDDivergedError(
+                f"the loss grew to {last:.3g} in {max_epochs} epochs, far above the intercept-only model's "
+                f"({null:.3g}), with eta0 {options['eta0']:.3g}: the step is too large for this data; use a "
+                "smaller eta0 (or standardize X). error.result holds the fit.", result)
 
     def run_epochs():
         result, history = None, []
@@ -495,7 +547,9 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     rng_start = rng.bit_generator.state
     for attempt in range(_sgd.DEFAULT_STEP_RESTARTS + 1 if default_step else 1):
         try:
-            return run_epochs()
+            result = run_epochs()
+            check_blow_up(result)
+            return result
         except _sgd.SGDDivergedError:
             if not default_step or attempt == _sgd.DEFAULT_STEP_RESTARTS:
                 raise

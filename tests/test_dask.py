@@ -275,6 +275,47 @@ def test_streamed_default_step_restarts_a_diverging_run():
             fd.sgd_fit(Xd, yd, "poisson", max_epochs=5, random_state=0, eta0=first)
 
 
+def test_streamed_finite_blowup_is_divergence():
+    # a constant, far too large step: the loss grows past 1e20 without
+    # overflowing; sgd_fit in memory raises at the end of such a run, and so
+    # does the streamed fit (with the fit in error.result)
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    y = 1e3 * X[:, 0]
+    Xd, yd = (da.from_array(a, chunks=(50,) + a.shape[1:]) for a in (X, y))
+    with dask.config.set(scheduler="synchronous"):
+        with pytest.raises(fastmle.SGDDivergedError, match="far above the intercept-only") as info:
+            fd.sgd_fit(Xd, yd, "gaussian", eta0=10.0, learning_rate="constant", max_epochs=3, random_state=0)
+    assert info.value.result.n_epochs == 3 and info.value.result.loss_history[-1] > 1e20
+
+
+@pytest.mark.parametrize("family", ["multinomial", "binomial", "gaussian", "poisson"])
+def test_streamed_divergence_level_is_the_in_memory_one(rng, family):
+    # the intercept-only model's objective gathered over the chunks, with
+    # sample weights and (for the classifiers) balanced class weights, is the
+    # one sgd_fit computes in memory
+    from fastmle.glm import encode_response
+    from fastmle.sgd import _class_weight_per_sample, _intercept_only_objective
+    X, y, w = data(family, rng)
+    labels, targets, classes = encode_response(y, family, len(y), np.float64)
+    K = len(classes) if family == "multinomial" else 1
+    b = rng.standard_normal(K)
+    class_weight = "balanced" if family in ("multinomial", "binomial") else None
+    weights = w.copy()
+    table = None
+    if class_weight:
+        per_sample = _class_weight_per_sample(class_weight, labels, targets, classes, family)
+        weights *= per_sample
+        index = labels if family == "multinomial" else targets[:, 0].astype(int)
+        table = np.zeros(int(index.max()) + 1)
+        table[index] = per_sample
+    expected = _intercept_only_objective(family, K, labels, targets, weights, b) * len(y)
+    Xd, yd, wd = chunked(X, y, w)
+    parts = [fd._chunk_weighted_loss(None, yc, wc, family, classes if family == "multinomial" else None, table,
+                                     None, b, None)
+             for yc, wc in zip(np.split(y, np.cumsum(CHUNKS)[:-1]), np.split(w, np.cumsum(CHUNKS)[:-1]))]
+    assert sum(parts) == pytest.approx(expected, rel=1e-10)
+
+
 def test_streamed_loss_history_is_the_whole_arrays_objective(rng):
     # (1 / n) sum w loss over every chunk, as sgd_fit reports it in memory
     X, y, w = data("gaussian", rng)

@@ -4,6 +4,7 @@ do what they say, fits are reproducible, and bad input is refused before
 training (NaN or inf in a dense X, on the compiled backends: by the first
 epoch, with no result)."""
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -427,6 +428,71 @@ def test_a_finite_blowup_is_divergence_not_convergence(backend):
     with pytest.raises(fastmle.SGDDivergedError, match="far above the intercept-only") as info:
         fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, random_state=0, backend=backend)
     assert max(info.value.result.loss_history) > 1e200 and not info.value.result.converged
+
+
+@pytest.mark.parametrize("how", ["max_epochs", "tol=None", "callback"])
+def test_a_finite_blowup_is_divergence_however_the_run_ends(how, backend):
+    # three epochs of a constant, far too large step: the loss grows past
+    # 1e20 without overflowing, and the run ends without the stopping rule
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    options = {"max_epochs": 3, "tol": 1e-4}
+    if how == "tol=None":
+        options = {"max_epochs": 3, "tol": None}
+    elif how == "callback":
+        options = {"max_epochs": 50, "callback": lambda epoch, info: epoch == 3}
+    with pytest.raises(fastmle.SGDDivergedError, match="far above the intercept-only") as info:
+        fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=10.0, learning_rate="constant", random_state=0,
+                        backend=backend, **options)
+    result = info.value.result
+    assert result.n_epochs == 3 and result.loss_history[-1] > 1e20 and not result.converged
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_divergence_restarts_are_quiet(dtype, backend):
+    # overflowing steps are the kernels' to report (as batches not done),
+    # not numpy's: no RuntimeWarning from the reference either
+    X = np.random.default_rng(0).standard_normal((200, 3)).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(fastmle.SGDDivergedError):
+            fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, random_state=0, backend=backend)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_divergence_level_objective_is_the_intercept_only_models_loss(family, weighted):
+    # the closed form from y's statistics against the kernels' weighted loss
+    # of a model whose only nonzero parameters are the intercepts
+    from fastmle.glm import encode_response
+    from fastmle.sgd import _intercept_only_objective
+    X, y = data(family, n=300)
+    rng = np.random.default_rng(1)
+    w = rng.uniform(0.0, 3.0, len(y)) if weighted else None
+    labels, targets, classes = encode_response(y, family, len(y), np.float64)
+    K = len(classes) if family == "multinomial" else 1
+    b = rng.standard_normal(K)
+    expected = fastmle.glm_loss(np.zeros((len(y), 1)), labels if family == "multinomial" else y,
+                                np.zeros((1, K)), b, family, sample_weight=w, reduction="sum") / len(y)
+    weights = np.empty(0) if w is None else w
+    assert _intercept_only_objective(family, K, labels, targets, weights, b) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_warm_start_on_a_few_samples_is_not_judged_by_their_null_model(backend):
+    # partial_fit's next batch: two samples, whose own intercept-only model
+    # fits them almost exactly; the model trained elsewhere is far above
+    # that level on them, and has not diverged
+    X, y = data("gaussian", n=400)
+    fit = fastmle.sgd_fit(X, y, "gaussian", random_state=0, backend=backend)
+    X2, y2 = X[:2], y[:2] + np.array([5.0, 5.2])
+    more = fastmle.sgd_fit(X2, y2, "gaussian", max_epochs=1, tol=None, warm_start=fit, backend=backend)
+    assert more.loss_history[0] > 5.0
+
+
+def test_a_short_run_that_improves_on_the_null_model_is_not_divergence(backend):
+    # one epoch of the default step, far from converged: no false alarm
+    X, y = data("multinomial", n=400, d=5)
+    fit = fastmle.sgd_fit(X, y, "multinomial", max_epochs=1, tol=None, random_state=0, backend=backend)
+    assert fit.n_epochs == 1 and not fit.converged
 
 
 def test_a_finite_blowup_names_the_epoch_it_stopped_in():

@@ -104,6 +104,9 @@ def glm_loss_grad(X, labels, targets, sample_weight, params, family, loss, grad)
         grad[:, -1] = g.sum(axis=0)
 
 
+# a diverging step overflows quietly, as in the compiled kernels: the count of
+# batches returned reports it
+@np.errstate(over="ignore", invalid="ignore")
 def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l2, l1,
               momentum, nesterov, fit_intercept, params, velocity, avg, avg_start, step0, loss):
     """One epoch of minibatch SGD, in place on params (and velocity, avg).
