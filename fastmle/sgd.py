@@ -283,7 +283,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         loss itself is small (rare events: 5 positives in 20,000 samples
         give a mean loss near 2e-3) lower it, or use :func:`fit_mle`.
     validation_fraction : monitor the mean loss on this fraction of the
-        samples, held out from training, instead of the training loss.
+        samples, held out from training, instead of the training loss. The
+        held-out responses take no part in the fit: the default eta0, the
+        starting intercepts and the divergence check use the training rows'.
     random_state : seed (or numpy Generator) of the epochs' permutations
         and of the validation split; a fixed seed reproduces a fit exactly.
     callback : ``callback(epoch, info)`` after each epoch, with info a dict
@@ -300,8 +302,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         path of penalties: the role of scikit-learn's
         ``SGDClassifier.fit(coef_init=...)``, whose coefficients (like the
         estimators' ``coef_``) are the transpose, (n_outputs, n_features).
-        Defaults: zeros, and the intercept-only MLE. Not together with
-        warm_start.
+        Defaults: zeros, and the training rows' intercept-only MLE. Not
+        together with warm_start.
     classes : multinomial labels, when y may not show them all (sorted, and
         duplicates dropped, as ``result.classes``).
     schedule_epochs : the run's length in epochs for the cosine schedule
@@ -391,6 +393,17 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         val_data = (X_val, *_sample_rows(val, labels, targets, weights))
     if len(train) == 0:
         raise ValueError("X has no samples")
+    # the training rows' labels, targets and weights: the default step (but
+    # for X's row norms, all rows'), the start's intercepts and the divergence
+    # level come from them alone, so that no held-out response leaks into the
+    # fit (an outlier among the validation rows had put the start above the
+    # training rows' level: a false divergence)
+    train_rows = (labels, targets, weights) if val is None else _sample_rows(train, labels, targets, weights)
+    if val is not None and weights.size:  # the split can leave either side without weight
+        for part, part_weights in (("training", train_rows[2]), ("validation", val_data[3])):
+            if not part_weights.any():
+                raise ValueError(f"the sample weights are zero for every {part} sample of the validation_fraction="
+                                 f"{validation_fraction} split; give another random_state or validation_fraction")
 
     row_norm2 = _scan_dense(kern, X) if scan_now else None
     if scan_later and val is not None:  # held-out rows: no epoch will stop on them
@@ -398,7 +411,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     if eta0 is None:
         if row_norm2 is None:  # sparse X
             row_norm2 = float(X.row_norms2().max(initial=0.0))
-        eta0 = default_eta0(row_norm2, family, targets, fit_intercept, alpha, l1_ratio, momentum, weights)
+        _, train_targets, train_weights = train_rows
+        eta0 = default_eta0(row_norm2, family, train_targets, fit_intercept, alpha, l1_ratio, momentum, train_weights)
     n_batches = -(-len(train) // batch_size)
     # the kernels' batch: a batch_size beyond the samples makes the same single
     # batch, and the kernels size their buffers by it (batch_size x outputs:
@@ -412,7 +426,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
 
     def start():  # the run's state at its first step, and the step averaging starts after
         state = _start_state(warm_start, None if init is None else (init[0].copy(), init[1]), family, K, d,
-                             X.dtype, fit_intercept, momentum, eta0, labels, targets, weights)
+                             X.dtype, fit_intercept, momentum, eta0, *train_rows)
         if warm_start is None:
             state.horizon = (schedule_epochs or max_epochs) * epoch_steps
         if average is not False and state.avg_start < 0:
@@ -499,8 +513,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         if objective <= 0.0:  # the level is never below 0
             return False
         if not divergence_level:
-            rows = (labels, targets, weights) if val is None else _sample_rows(train, labels, targets, weights)
-            divergence_level.append(_divergence_level(family, K, *rows, fit_intercept))
+            divergence_level.append(_divergence_level(family, K, *train_rows, fit_intercept))
         level = divergence_level[0]
         # the epoch's loss is that of the iterates along the way; the fit
         # returned (with average, the average) can be far better: judge it by

@@ -502,6 +502,56 @@ def test_a_finite_blowup_names_the_epoch_it_stopped_in():
     assert f"in epoch {info.value.result.n_epochs} " in str(info.value)
 
 
+
+@pytest.mark.parametrize("how", ["max_epochs", "callback"])
+@pytest.mark.parametrize("family", ["gaussian", "poisson"])
+def test_an_outlier_held_out_for_validation_is_not_divergence(family, how, backend):
+    # The default step, the start's intercepts and the divergence level come
+    # from the training rows alone. The start's intercepts once came from all
+    # rows: an outlier among the validation rows put the start far above
+    # the training rows' level, and a run ended by max_epochs or a callback
+    # raised SGDDivergedError.
+    rng = np.random.default_rng(0)
+    n = 1000
+    X = rng.standard_normal((n, 8))
+    eta = 0.1 * (X @ rng.standard_normal(8))
+    if family == "gaussian":
+        y, outlier = eta + 0.1 * rng.standard_normal(n), 1e4
+    else:
+        y, outlier = rng.poisson(np.exp(eta)).astype(float), 1e5
+    val, _ = first_epoch_rows(n, 2, 0.1)
+    with_outlier = y.copy()
+    with_outlier[val[0]] = outlier
+    options = {"max_epochs": 20} if how == "max_epochs" else {"max_epochs": 50, "callback": lambda e, info: e == 2}
+    fit = fastmle.sgd_fit(X, with_outlier, family, validation_fraction=0.1, random_state=2, tol=None,
+                          backend=backend, **options)
+    # the held-out response changes nothing of the training: the same fit as without the outlier
+    clean = fastmle.sgd_fit(X, y, family, validation_fraction=0.1, random_state=2, tol=None, backend=backend,
+                            **options)
+    assert fit.validation_history != clean.validation_history  # (the outlier was held out)
+    np.testing.assert_array_equal(fit.coef, clean.coef)
+    np.testing.assert_array_equal(fit.intercept, clean.intercept)
+    assert fit.eta0 == clean.eta0 and fit.loss_history == clean.loss_history
+    # near the training rows' intercept (0, or log 1), not pulled towards
+    # the outlier's share of all rows (10, or log 101 = 4.6)
+    assert abs(fit.intercept[0]) < 0.5
+    without = fastmle.sgd_fit(np.delete(X, val, axis=0), np.delete(y, val), family, max_epochs=1, tol=None,
+                              random_state=0, backend=backend)
+    assert fit.eta0 == pytest.approx(without.eta0, rel=0.2)  # X's row norms are all rows', y's the training rows'
+
+
+@pytest.mark.parametrize("part", ["training", "validation"])
+def test_a_validation_split_without_weight_on_one_side_is_refused(part):
+    X, y = data("gaussian", n=50)
+    val, _ = first_epoch_rows(50, 0, 0.2)
+    weight = np.zeros(50)
+    if part == "training":
+        weight[val] = 1.0
+    else:
+        weight[np.setdiff1d(np.arange(50), val)] = 1.0
+    with pytest.raises(ValueError, match=f"zero for every {part} sample of the validation_fraction=0.2 split"):
+        fastmle.sgd_fit(X, y, "gaussian", sample_weight=weight, validation_fraction=0.2, random_state=0)
+
 def test_a_stable_noisy_fit_whose_average_is_good_is_not_divergence():
     # y far from 0 without an intercept: with a constant step of 1 / L and
     # one-sample batches the iterates bounce around the optimum, their
