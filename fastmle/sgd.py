@@ -504,7 +504,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                 break
         return converged
 
-    fresh_start = warm_start is None and init is None
+    # fastmle.dask's chunk calls (_epoch_steps given) are never judged here:
+    # one chunk's loss says nothing of the whole run, which dask judges itself
+    fresh_start = warm_start is None and init is None and _epoch_steps is None
     divergence_level = []  # computed once, when a run first ends on a loss that may be above it
 
     def blown_up(objective):

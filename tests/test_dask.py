@@ -288,6 +288,22 @@ def test_streamed_finite_blowup_is_divergence():
     assert info.value.result.n_epochs == 3 and info.value.result.loss_history[-1] > 1e20
 
 
+def test_streamed_blowup_without_intercept_is_judged_on_the_whole_run():
+    # without an intercept the chunks' sgd_fit calls start from zeros, as a
+    # fresh in-memory fit does; they must still leave the judging to the
+    # streamed check (the whole array, after max_epochs), not raise from
+    # inside the first chunk with that chunk's one-epoch result
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    y = 1e3 * X[:, 0]
+    Xd, yd = (da.from_array(a, chunks=(50,) + a.shape[1:]) for a in (X, y))
+    with dask.config.set(scheduler="synchronous"):
+        with pytest.raises(fastmle.SGDDivergedError, match=r"in 3 epochs, far above") as info:
+            fd.sgd_fit(Xd, yd, "gaussian", eta0=10.0, learning_rate="constant", max_epochs=3, random_state=0,
+                       fit_intercept=False)
+    result = info.value.result
+    assert result.n_epochs == 3 and len(result.loss_history) == 3 and result.loss_history[-1] > 1e20
+
+
 @pytest.mark.parametrize("family", ["multinomial", "binomial", "gaussian", "poisson"])
 def test_streamed_divergence_level_is_the_in_memory_one(rng, family):
     # the intercept-only model's objective gathered over the chunks, with
