@@ -425,6 +425,10 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     model's raises SGDDivergedError. A chunk whose weights
     are all zero adds nothing and is skipped (it takes no steps); all of
     them zero is an error. A fixed seed reproduces the fit exactly.
+    ``callback(epoch, info)`` and ``progress`` act once per epoch over the
+    whole array, as sgd_fit's do: info's loss is the epoch's objective (below),
+    its learning_rate, n_steps, coef and intercept those after the epoch's
+    last chunk; a callback returning True stops training.
 
     Returns the last chunk's SGDResult, with ``loss_history`` holding each
     epoch's objective as sgd_fit reports it: (1 / n) sum w loss over the
@@ -441,6 +445,8 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     # a new run's start goes to the first chunk trained only (the others continue it)
     start = {name: options.pop(name) for name in ("coef_init", "intercept_init") if options.get(name) is not None}
     schedule_epochs = options.pop("schedule_epochs", None)  # sgd_fit checks it
+    # called (and the bar moved) once per epoch over the whole array, not per chunk
+    callback, progress = options.pop("callback", None), options.pop("progress", False)
     if schedule_epochs is None:
         schedule_epochs = max_epochs
     X, a = _check_chunks(X, y=y, sample_weight=sample_weight)
@@ -517,13 +523,18 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
                 _glm.pack_params(result.coef, result.intercept, X.shape[1], np.float64),
                 alpha, l1_ratio)) > level:
             raise _sgd.SGDDivergedError(
-                f"the loss grew to {last:.3g} in {max_epochs} epochs, far above the intercept-only model's "
+                f"the loss grew to {last:.3g} in {result.n_epochs} epochs, far above the intercept-only model's "
                 f"({null:.3g}), with eta0 {options['eta0']:.3g}: the step is too large for this data; use a "
                 "smaller eta0 (or standardize X). error.result holds the fit.", result)
 
-    def run_epochs():
+    def run_epochs(bar):
         result, history = None, []
-        for _ in range(max_epochs):
+        last_chunk = {}  # the info sgd_fit gives a callback after each chunk's epoch
+
+        def note(epoch, info):
+            last_chunk.update(info)
+
+        for epoch in range(1, max_epochs + 1):
             total, penalty = 0.0, 0.0
             for c in rng.permutation(len(xs)):
                 if not train[c]:
@@ -533,25 +544,36 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
                 # whole array's steps, its clock the steps taken so far
                 result = _sgd.sgd_fit(Xc, yc, family, max_epochs=1, tol=None, sample_weight=wc,
                                       warm_start=result, random_state=rng, schedule_epochs=schedule_epochs,
-                                      _epoch_steps=epoch_steps, **(start if result is None else {}), **options)
+                                      callback=note, _epoch_steps=epoch_steps,
+                                      **(start if result is None else {}), **options)
                 # the chunk's (1 / rows) sum w loss, without the penalty at its end
                 penalty = float(_sgd._penalty(result.state.params, alpha, l1_ratio))
                 total += (result.loss_history[-1] - penalty) * sizes[c]
             history.append(float(total / trained_rows + penalty))
+            if bar is not None:
+                bar.set_postfix(loss=f"{history[-1]:.5g}", lr=f"{last_chunk['learning_rate']:.3g}")
+                bar.update(1)
+            # sgd_fit's callback, on the whole epoch: its objective, and the
+            # last chunk's step, step count and (averaged) coefficients
+            if callback is not None and callback(epoch, {**last_chunk, "loss": history[-1]}):
+                break
         result.loss_history = history
-        result.n_epochs = max_epochs
+        result.n_epochs = len(history)
         return result
 
     # as sgd_fit does: with the default step, a diverging run starts again
     # (same chunk order and permutations) with half the step
     rng_start = rng.bit_generator.state
-    for attempt in range(_sgd.DEFAULT_STEP_RESTARTS + 1 if default_step else 1):
-        try:
-            result = run_epochs()
-            check_blow_up(result)
-            return result
-        except _sgd.SGDDivergedError:
-            if not default_step or attempt == _sgd.DEFAULT_STEP_RESTARTS:
-                raise
-        options["eta0"] /= 2.0
-        rng.bit_generator.state = rng_start
+    with _sgd.progress_bar(max_epochs, progress) as bar:
+        for attempt in range(_sgd.DEFAULT_STEP_RESTARTS + 1 if default_step else 1):
+            try:
+                result = run_epochs(bar)
+                check_blow_up(result)
+                return result
+            except _sgd.SGDDivergedError:
+                if not default_step or attempt == _sgd.DEFAULT_STEP_RESTARTS:
+                    raise
+            options["eta0"] /= 2.0
+            rng.bit_generator.state = rng_start
+            if bar is not None:
+                bar.reset()

@@ -50,9 +50,18 @@ class CSRMatrix:
         return CSRMatrix(self.data[entries], self.indices[entries], indptr, (len(rows), self.shape[1]))
 
     def row_norms2(self):
-        """The squared norm of each row (float64)."""
-        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
-        return np.bincount(rows, weights=self.data.astype(np.float64) ** 2, minlength=self.shape[0])
+        """The squared norm of each row (float64). Duplicate entries of a
+        cell add up (as in scipy, and in the kernels' products), so the norm
+        is that of their sums: taken from a summed copy when the matrix has
+        any (the kernels keep reading the matrix as given)."""
+        import scipy.sparse  # a CSRMatrix comes from a scipy.sparse X
+
+        A = scipy.sparse.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape)
+        if not A.has_canonical_format:  # unsorted, or duplicates
+            A = A.copy()
+            A.sum_duplicates()
+        rows = np.repeat(np.arange(self.shape[0]), np.diff(A.indptr))
+        return np.bincount(rows, weights=A.data.astype(np.float64) ** 2, minlength=self.shape[0])
 
 
 def _as_csr(X, name):
@@ -155,6 +164,8 @@ def encode_response(y, family, n_samples, dtype, classes=None):
         return label_indices(y, classes, "the classes"), np.empty((0, len(classes)), dtype), classes
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{family} y must be numeric, got dtype {y.dtype}")
+    if y.ndim > 2:
+        raise ValueError(f"{family} y must be 1-D or 2-D (n_samples, n_outputs), got shape {y.shape}")
     t = y.astype(dtype).reshape(n_samples, -1 if n_samples else int(np.prod(y.shape[1:])))
     if t.shape[1] == 0:
         raise ValueError(f"{family} y has no outputs (shape {y.shape})")

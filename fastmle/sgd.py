@@ -8,6 +8,7 @@ backend's ``sgd_epoch`` kernel (fastmle/_numba/glm.py, csrc/glm_kernels.h,
 fastmle/reference/glm.py), and applies the stopping rules. Every backend
 walks the same trajectory for the same seed.
 """
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class _State:
     epochs: int
     eta: float  # adaptive: the current step
     horizon: int = 0  # cosine: the run's length in steps
+    epoch_steps: int = 0  # invscaling: the run's epoch in steps (its first call's)
     avg_start: int = -1  # the step averaging started from (-1: none)
     best: float = math.inf
     bad_epochs: int = 0
@@ -164,8 +166,15 @@ def class_weight_table(class_weight, classes, counts):
         if unknown:
             raise ValueError(f"class_weight has labels [{', '.join(map(str, unknown))}] not among the "
                              f"classes {classes.tolist()}")
-        return np.array([float(class_weight.get(c, 1.0)) for c in classes.tolist()])
+        return np.array([checked_class_weight(class_weight.get(c, 1.0), c) for c in classes.tolist()])
     raise TypeError(f"class_weight must be 'balanced', a dict or None, got {type(class_weight).__name__}")
+
+
+def checked_class_weight(weight, label):
+    """class_weight's weight of label, as a float; ValueError unless finite and >= 0."""
+    if not is_real_number(weight) or not (np.isfinite(weight) and weight >= 0):
+        raise ValueError(f"class_weight must map labels to finite weights >= 0, got {weight!r} for {label!r}")
+    return float(weight)
 
 
 def check_positive_int(name, value):
@@ -210,7 +219,7 @@ def _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t,
         raise ValueError(f"l1_ratio must be in [0, 1], got {l1_ratio!r}")
     if not np.isfinite(power_t) or power_t < 0:
         raise ValueError(f"power_t must be >= 0, got {power_t!r}")
-    if isinstance(average, bool) is False and (not isinstance(average, (int, np.integer)) or average < 0):
+    if not isinstance(average, (bool, np.bool_)) and (not isinstance(average, (int, np.integer)) or average < 0):
         raise ValueError(f"average must be a bool or a number of samples >= 0, got {average!r}")
     if tol is not None and not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be >= 0 or None, got {tol!r}")
@@ -243,7 +252,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         smaller. The gradient is the batch's mean (weighted) loss gradient.
     max_epochs : passes over the data.
     learning_rate : the schedule of the step, with t the number of steps
-        taken and B the steps per epoch:
+        taken and B the steps per epoch (of the run's first call: a warm
+        start on more or fewer samples keeps B, and T):
         "constant" eta0; "invscaling" eta0 / (1 + t / B) ** power_t;
         "cosine" eta0 (1 + cos(pi t / T)) / 2 over the run's T = max_epochs B
         steps; "adaptive" (default) eta0 while the monitored loss improves,
@@ -285,7 +295,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     validation_fraction : monitor the mean loss on this fraction of the
         samples, held out from training, instead of the training loss. The
         held-out responses take no part in the fit: the default eta0, the
-        starting intercepts and the divergence check use the training rows'.
+        starting intercepts and the divergence check use the training rows'
+        (class_weight="balanced" counts the classes of all rows, as
+        scikit-learn's SGDClassifier does).
     random_state : seed (or numpy Generator) of the epochs' permutations
         and of the validation split; a fixed seed reproduces a fit exactly.
     callback : ``callback(epoch, info)`` after each epoch, with info a dict
@@ -294,7 +306,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     progress : show a tqdm progress bar (epoch, loss, learning rate).
     warm_start : an SGDResult to continue from: its coefficients, momentum,
         average, step count and schedule carry over (as partial_fit does),
-        its eta0 too unless eta0 is given; the stopping rule starts afresh,
+        its eta0 too unless eta0 is given (a given eta0 also sets the
+        adaptive schedule's step, which a converged run has lowered to
+        1e-4 eta0 or less, back to eta0); the stopping rule starts afresh,
         so ``converged`` is about this call's epochs.
     coef_init, intercept_init : start a new run (schedule, momentum and
         average afresh) from these coefficients, in SGDResult.coef's layout
@@ -332,10 +346,12 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         more than its magnitude, at least 1): a finite blow-up, not a fit.
         That is checked when the stopping rule fires and, for a run from
         the default start (no warm_start, coef_init or intercept_init),
-        however it ends (out of epochs, stopped by the callback); it reads
-        y once, and X once more only when the last epoch's loss is above
-        that level. With the default
-        eta0 only after 10 restarts with smaller steps (see eta0).
+        however it ends (out of epochs, stopped by the callback); from a
+        start of the caller's, the objective must also have grown as far
+        above that start's own (a run left where a bad start put it has
+        not diverged). It reads y once, and X once or twice more only when
+        the last epoch's loss is above the level. With the default eta0
+        only after 10 restarts with smaller steps (see eta0).
 
     Examples
     --------
@@ -354,6 +370,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     eta0, power_t, momentum, alpha, l1_ratio = (None if v is None else float(v)
                                                 for v in (eta0, power_t, momentum, alpha, l1_ratio))
     tol = None if tol is None else float(tol)
+    average = bool(average) if isinstance(average, np.bool_) else average  # tested with `is True` below
     default_step = eta0 is None
     if default_step and warm_start is not None:
         eta0 = warm_start.eta0  # the run's step goes on, as restarts may have halved it
@@ -374,6 +391,10 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     per_class = _class_weight_per_sample(class_weight, labels, targets, classes, family)
     if per_class is not None:
         weights = (weights if weights.size else np.ones(n, X.dtype)) * per_class.astype(X.dtype)
+        # a new run with nothing to fit is refused; a warm start's batch
+        # (partial_fit's, from a stream) may weigh nothing, and changes nothing
+        if n and warm_start is None and not weights.any():
+            raise ValueError("sample_weight times class_weight is zero for every sample: there is nothing to fit")
     K = len(classes) if family == "multinomial" else targets.shape[1]
     _check_warm_start(warm_start, family, K, d, X.dtype)
     init = _initial_params(coef_init, intercept_init, warm_start, K, d, X.dtype, fit_intercept)
@@ -419,16 +440,24 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     # a huge one overflowed that product in C, and a too-small buffer was
     # written past its end)
     kernel_batch = min(batch_size, len(train))
-    # the schedules' epoch in steps; fastmle.dask passes the whole array's,
-    # each call training one chunk (private: not part of the API)
+    # the schedules' epoch in steps: a new run's first call's, which warm
+    # starts keep (partial_fit's batches vary in size); fastmle.dask passes
+    # the whole array's, each call training one chunk (private: not API)
     epoch_steps = _epoch_steps or n_batches
     l2, l1 = alpha * (1.0 - l1_ratio), alpha * l1_ratio
+
+    start_params = []  # the parameters the run starts from
 
     def start():  # the run's state at its first step, and the step averaging starts after
         state = _start_state(warm_start, None if init is None else (init[0].copy(), init[1]), family, K, d,
                              X.dtype, fit_intercept, momentum, eta0, *train_rows)
+        start_params[:] = [state.params.copy()]
+        if warm_start is None or _epoch_steps:
+            state.epoch_steps = epoch_steps
         if warm_start is None:
             state.horizon = (schedule_epochs or max_epochs) * epoch_steps
+        elif not default_step:  # an eta0 given to a warm start: adaptive's step starts again from it
+            state.eta = eta0
         if average is not False and state.avg_start < 0:
             # a fresh average starts from the current parameters, never an old one
             state.avg_start = state.step + (0 if average is True else int(math.ceil(int(average) / batch_size)))
@@ -437,7 +466,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
 
     def next_rate():  # the schedule's step at state.step: the next epoch's first
         return float(_step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
-                                 state.horizon, epoch_steps)[0])
+                                 state.horizon, state.epoch_steps)[0])
 
     def diverged(lr, done, what, epoch):
         return SGDDivergedError(
@@ -452,7 +481,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         for epoch in range(max_epochs):
             perm = rng.permutation(train)
             lr = _step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
-                             state.horizon, epoch_steps)
+                             state.horizon, state.epoch_steps)
             loss = np.zeros(1)
             last_finite = state.params.copy(), state.avg.copy()
             done = run_kernel(kern, "sgd_epoch", X, labels, targets, weights, perm, lr, code, kernel_batch,
@@ -511,8 +540,12 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
 
     def blown_up(objective):
         """Whether the fit returned has an objective above the divergence
-        level (see _divergence_level)."""
+        level (see _divergence_level) and, from a start of the caller's
+        (warm_start, coef_init), as far above that start's own: a run that
+        stays where such a start put it, above the level, has not grown."""
         if objective <= 0.0:  # the level is never below 0
+            return False
+        if train_rows[2].size and not train_rows[2].any():  # a warm start's batch of weight 0: no loss at all
             return False
         if not divergence_level:
             divergence_level.append(_divergence_level(family, K, *train_rows, fit_intercept))
@@ -521,16 +554,19 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         # returned (with average, the average) can be far better: judge it by
         # its own objective, one more pass over X, taken only when the
         # epoch's loss is above the level
-        return objective > level and _train_objective(kern, X, train, labels, targets, weights, code,
-                                                      _current(state, avg_start), alpha, l1_ratio) > level
+        if objective <= level:
+            return False
+        fit = _train_objective(kern, X, train, labels, targets, weights, code, _current(state, avg_start),
+                               alpha, l1_ratio)
+        return fit > level and (fresh_start or fit > level_above(_train_objective(
+            kern, X, train, labels, targets, weights, code, start_params[0], alpha, l1_ratio)))
 
     # With the default step, a run that diverges starts again from its
     # beginning (same permutations) with half the step: the step bound is
     # exact for every family but Poisson, whose curvature exp(eta) has none.
     restarts = DEFAULT_STEP_RESTARTS if default_step and warm_start is None else 0
     rng_start = rng.bit_generator.state
-    bar = _progress_bar(max_epochs) if progress else None
-    try:
+    with progress_bar(max_epochs, progress) as bar:
         for attempt in range(restarts + 1):
             state, avg_start = start()
             history, val_history = [], []
@@ -544,9 +580,6 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
             rng.bit_generator.state = rng_start
             if bar is not None:
                 bar.reset()
-    finally:
-        if bar is not None:
-            bar.close()
     return _result(state, next_rate(), history, val_history, converged, eta0, family, classes, copied,
                    avg_start)
 
@@ -589,7 +622,7 @@ def _start_state(warm_start, init, family, K, d, dtype, fit_intercept, momentum,
         st = warm_start.state
         # the schedule goes on; the stopping rule judges this call's epochs
         st = _State(st.params.copy(), st.velocity.copy(), st.avg.copy(), st.step, st.epochs, st.eta,
-                    st.horizon, st.avg_start)
+                    st.horizon, st.epoch_steps, st.avg_start)
         if momentum > 0 and st.velocity.shape[0] == 0:
             st.velocity = np.zeros_like(st.params)
         return st
@@ -718,6 +751,17 @@ def _result(state, rate, history, val_history, converged, eta0, family, classes,
                      converged=converged, n_steps=state.step, learning_rate=rate, eta0=eta0,
                      family=family, classes=classes, validation_history=val_history,
                      copied_X=copied, state=state)
+
+
+@contextlib.contextmanager
+def progress_bar(total, show):
+    """A tqdm bar over `total` epochs if show (else None), closed on leaving."""
+    bar = _progress_bar(total) if show else None
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _progress_bar(total):

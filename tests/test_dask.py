@@ -174,7 +174,7 @@ def test_streamed_schedule_runs_over_the_whole_array(rng, learning_rate, chunks)
     # unequal chunks once took the schedule's length and epoch from the first chunk trained
     X, y, _ = data("binomial", rng, n=sum(chunks))
     Xd, yd = da.from_array(X, chunks=(chunks, 4)), da.from_array(y, chunks=(chunks,))
-    seen = []  # (steps taken, the last step's rate) after each chunk
+    seen = []  # (steps taken, the last step's rate) after each epoch
     with dask.config.set(scheduler="threads"):
         fit = fd.sgd_fit(Xd, yd, "binomial", learning_rate=learning_rate, eta0=0.1, max_epochs=3, batch_size=16,
                          random_state=0, callback=lambda epoch, info: seen.append((info["n_steps"],
@@ -186,6 +186,29 @@ def test_streamed_schedule_runs_over_the_whole_array(rng, learning_rate, chunks)
     np.testing.assert_allclose(rates, expected[steps.astype(int) - 1], rtol=1e-12)
     if learning_rate == "cosine":
         assert rates[-1] < 1e-4  # down to 0 at the run's end, as in memory
+
+
+def test_streamed_callback_and_progress_act_once_per_epoch(rng, capsys):
+    # as in memory: the callback sees epochs 1, 2, 3 of the whole array
+    # (not one call per chunk), with the epoch's objective, and stops the run
+    X, y, _ = data("binomial", rng)
+    Xd, yd = chunked(X, y)
+    seen = []
+
+    def callback(epoch, info):
+        seen.append((epoch, info["loss"], info["coef"].shape, info["n_steps"]))
+        return epoch == 3
+
+    with dask.config.set(scheduler="synchronous"):
+        fit = fd.sgd_fit(Xd, yd, "binomial", max_epochs=10, random_state=0, callback=callback)
+    assert fit.n_epochs == 3 and [s[0] for s in seen] == [1, 2, 3]
+    assert [s[1] for s in seen] == fit.loss_history and seen[0][2] == (X.shape[1], 1)
+    assert seen[-1][3] == fit.n_steps == 3 * sum(-(-c // 32) for c in CHUNKS)
+    pytest.importorskip("tqdm")
+    with dask.config.set(scheduler="synchronous"):
+        fd.sgd_fit(Xd, yd, "binomial", max_epochs=3, random_state=0, progress=True)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "1/1" not in err  # one bar over the run's epochs, none per chunk
 
 
 def test_streamed_sgd_skips_chunks_of_zero_weight(rng):

@@ -290,6 +290,38 @@ def test_numpy_scalar_options_train_as_python_floats(backend):
     np.testing.assert_array_equal(got.coef, want.coef)
 
 
+def test_a_warm_start_given_eta0_restarts_the_adaptive_step():
+    # a converged adaptive run has lowered its step below 1e-4 eta0; a warm
+    # start goes on from there, unless it is given an eta0 (which once only
+    # moved the stopping threshold: the step stayed at 1e-4 eta0)
+    X, y = data("gaussian")
+    first = fastmle.sgd_fit(X, y, "gaussian", random_state=0)
+    assert first.converged and first.learning_rate < 1e-4 * first.eta0
+    going_on = fastmle.sgd_fit(X, y + 5.0, "gaussian", warm_start=first, max_epochs=1, tol=None)
+    assert going_on.learning_rate == first.learning_rate
+    restarted = fastmle.sgd_fit(X, y + 5.0, "gaussian", warm_start=first, eta0=first.eta0, random_state=0)
+    cold = fastmle.sgd_fit(X, y + 5.0, "gaussian", random_state=0)
+    assert restarted.converged
+    np.testing.assert_allclose(restarted.intercept, cold.intercept, atol=0.02)
+
+
+def test_invscaling_keeps_the_runs_epoch_over_warm_starts_of_any_size():
+    # partial_fit's batches vary in size; the schedule's clock must not:
+    # invscaling's epoch is the first call's B steps, so the step only falls
+    # (it once took each call's own B: 1000, 10, 1000 rows gave steps of
+    # 0.0071, 0.0017, 0.0057)
+    X, y = data("gaussian", n=1000)
+    fit = None
+    rates = []
+    for rows in (1000, 10, 1000, 10, 500):
+        fit = fastmle.sgd_fit(X[:rows], y[:rows], "gaussian", learning_rate="invscaling", eta0=0.05,
+                              max_epochs=1, tol=None, warm_start=fit, random_state=0)
+        rates.append(fit.learning_rate)
+    assert all(a > b for a, b in zip(rates, rates[1:])), rates
+    B = -(-1000 // 32)
+    assert rates[-1] == pytest.approx(0.05 / (1 + fit.n_steps / B) ** 0.5, rel=1e-12)
+
+
 def test_warm_start_judges_its_own_epochs():
     # the stopping rule starts afresh on a warm start: continued on new
     # targets, the fit trains until their loss stops improving, where the
@@ -347,6 +379,10 @@ def test_averaging_smooths_the_iterates():
     late = fastmle.sgd_fit(X, y, "binomial", learning_rate="constant", eta0=0.5, max_epochs=10,
                            tol=None, average=3000 * 9, random_state=0)  # the last epoch only
     assert not np.array_equal(late.coef, averaged.coef)
+    # numpy's bools count as bools (np.True_ is not True)
+    numpy_true = fastmle.sgd_fit(X, y, "binomial", learning_rate="constant", eta0=0.5, max_epochs=10,
+                                 tol=None, average=np.True_, random_state=0)
+    np.testing.assert_array_equal(numpy_true.coef, averaged.coef)
 
 
 def test_class_weight_is_a_sample_weight():
@@ -495,6 +531,24 @@ def test_a_short_run_that_improves_on_the_null_model_is_not_divergence(backend):
     assert fit.n_epochs == 1 and not fit.converged
 
 
+def test_a_flat_run_from_a_start_above_the_level_is_not_divergence(backend):
+    # coef_init far from the optimum and a step too small to move: the loss
+    # stays above the intercept-only model's without growing, the stopping
+    # rule fires, and that is no blow-up (it once raised "grew to ...; use a
+    # smaller eta0"); from the same start, a step far too large still is
+    X, y = data("gaussian", n=200)
+    far = np.full(X.shape[1], 5.0)
+    options = dict(coef_init=far, learning_rate="constant", random_state=0, backend=backend)
+    flat = fastmle.sgd_fit(X, y, "gaussian", eta0=1e-9, **options)
+    assert flat.converged and flat.loss_history[-1] == pytest.approx(flat.loss_history[0], rel=1e-6)
+    # (as test_a_finite_blowup_is_divergence_not_convergence, from coef_init)
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    with pytest.raises(fastmle.SGDDivergedError, match="far above the intercept-only") as info:
+        fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, coef_init=np.array([1e3, 0.0, 0.0]),
+                        random_state=0, backend=backend)
+    assert info.value.result.converged is False and max(info.value.result.loss_history) > 1e200
+
+
 def test_a_finite_blowup_names_the_epoch_it_stopped_in():
     X = np.random.default_rng(0).standard_normal((200, 3))
     with pytest.raises(fastmle.SGDDivergedError) as info:
@@ -619,6 +673,26 @@ def test_sparse_formats_and_duplicates():
     A.indptr = A.indptr.astype(np.int64)
     np.testing.assert_allclose(fastmle.sgd_fit(A, y, "multinomial", max_epochs=2, random_state=0).coef,
                                want.coef, rtol=1e-9, atol=1e-12)
+    # a CSR matrix built with duplicates in its rows (tocsr() of the COO
+    # above sums them; this one keeps them): its row norms, which give the
+    # default step, are those of the summed cells
+    csr = scipy.sparse.csr_matrix(X)
+    rows = [slice(csr.indptr[i], csr.indptr[i + 1]) for i in range(X.shape[0])]
+    raw = scipy.sparse.csr_matrix((np.concatenate([np.r_[csr.data[r], csr.data[r]] / 2 for r in rows]),
+                                   np.concatenate([np.r_[csr.indices[r], csr.indices[r]] for r in rows]),
+                                   2 * csr.indptr), shape=X.shape)
+    assert not raw.has_canonical_format
+    got = fastmle.sgd_fit(raw, y, "multinomial", max_epochs=2, random_state=0)
+    assert got.eta0 == pytest.approx(want.eta0, rel=1e-12) and not got.copied_X  # no copy kept
+    np.testing.assert_allclose(got.coef, want.coef, rtol=1e-9, atol=1e-12)
+    # indices unsorted within rows (as scipy's products leave them), no duplicates: read as given, no copy
+    unsorted = scipy.sparse.csr_matrix((np.concatenate([csr.data[r][::-1] for r in rows]),
+                                        np.concatenate([csr.indices[r][::-1] for r in rows]), csr.indptr),
+                                       shape=X.shape)
+    assert not unsorted.has_sorted_indices
+    got = fastmle.sgd_fit(unsorted, y, "multinomial", max_epochs=2, random_state=0)
+    assert got.eta0 == pytest.approx(want.eta0, rel=1e-12) and not got.copied_X
+    np.testing.assert_allclose(got.coef, want.coef, rtol=1e-9, atol=1e-12)
 
 
 def test_bad_sparse_structure_is_refused():
@@ -673,6 +747,17 @@ def bad_calls():
         ("class_weight unknown label", (X, y, "multinomial"), {"class_weight": {np.int64(7): 1.0}}, ValueError,
          r"labels \[7\] not among the classes \[0, 1, 2\]"),
         ("y without outputs", (X, np.zeros((50, 0)), "gaussian"), {}, ValueError, "no outputs"),
+        ("y 3-D", (X, np.zeros((50, 2, 3)), "gaussian"), {}, ValueError, r"1-D or 2-D \(n_samples, n_outputs\)"),
+        ("class_weight negative", (X, y, "multinomial"), {"class_weight": {0: -1.0}}, ValueError,
+         "class_weight must map labels to finite weights >= 0, got -1.0 for 0"),
+        ("class_weight NaN", (X, y, "multinomial"), {"class_weight": {2: np.nan}},
+         ValueError, "finite weights >= 0, got nan for 2"),
+        ("class_weight a string", (X, y, "multinomial"), {"class_weight": {1: "2"}}, ValueError,
+         "finite weights >= 0"),
+        ("class_weight all zero", (X, y, "multinomial"), {"class_weight": {0: 0, 1: 0.0, 2: 0}}, ValueError,
+         "sample_weight times class_weight is zero for every sample"),
+        ("binomial class_weight all zero", (X, (y == 1).astype(float), "binomial"),
+         {"class_weight": {0: 0.0, 1: 0.0}}, ValueError, "zero for every sample"),
         ("eta0 a string", (X, y, "gaussian"), {"eta0": "0.1"}, TypeError, "eta0 must be a real number"),
         ("momentum a list", (X, y, "gaussian"), {"momentum": [0.5]}, TypeError, "momentum must be a real number"),
         ("tol a string", (X, y, "gaussian"), {"tol": "1e-4"}, TypeError, "tol must be a real number"),
