@@ -10,6 +10,7 @@ parameters, input is checked with scikit-learn's own validation, fitted
 attributes end in an underscore, and they work with ``clone``,
 ``Pipeline`` and ``GridSearchCV``.
 """
+import functools
 import warnings
 
 import numpy as np
@@ -25,7 +26,7 @@ from typing import Any, List
 from . import special
 from .glm import glm_loss, glm_predict, label_indices
 from .mle import fit_mle
-from .sgd import SGDResult, _class_weight_per_sample, sgd_fit
+from .sgd import SGDResult, _class_weight_per_sample, checked_class_weight, sgd_fit
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -51,6 +52,22 @@ class _FisherFit:
     mle: Any = field(repr=False)
     n_steps: int = 0
     loss_history: List[float] = field(default_factory=list)
+
+
+def _unchanged_if_it_raises(method):
+    """fit and partial_fit: a call that raises (bad input, divergence, a
+    warning made an error) leaves the estimator as it was, its last model
+    whole, not new classes_ or n_features_in_ beside old coefficients."""
+    @functools.wraps(method)
+    def unchanged_if_it_raises(self, *args, **kwargs):
+        saved = dict(self.__dict__)
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+    return unchanged_if_it_raises
 
 
 class _SGDMixin:
@@ -96,9 +113,11 @@ class _SGDMixin:
             return None
         return previous
 
-    def _fit(self, X, y_encoded, sample_weight, previous, partial, **extra):
+    def _fit(self, X, y_encoded, sample_weight, previous, partial, class_names=None, **extra):
+        """Fit with the estimator's solver; class_names are the classifier's
+        labels (classes_ once the fit has succeeded)."""
         if self.solver == "fisher":
-            return self._fit_fisher(X, y_encoded, sample_weight, **extra)
+            return self._fit_fisher(X, y_encoded, sample_weight, class_names, **extra)
         options = self._sgd_options()
         continuing = partial and isinstance(previous, SGDResult)
         if partial:  # one epoch; no stopping rule
@@ -129,7 +148,7 @@ class _SGDMixin:
                           f"epochs (tol={self.tol}); increase max_epochs", ConvergenceWarning)
         return result
 
-    def _fit_fisher(self, X, y_encoded, sample_weight, class_weight=None, classes=None):
+    def _fit_fisher(self, X, y_encoded, sample_weight, class_names, class_weight=None, classes=None):
         """The exact MLE (fit_mle), with the same objective as the SGD
         solver: (1 / n_samples) sum_i w_i loss_i + alpha / 2 |coef|^2, the
         weights multiplying each sample's loss (so fit_mle's alpha, on the
@@ -158,9 +177,9 @@ class _SGDMixin:
         if hasattr(self, "feature_names_in_"):  # a DataFrame's columns, as fit_mle itself names them
             res.param_names = [str(c) for c in self.feature_names_in_] + res.param_names[X.shape[1]:]
         if multinomial:  # name the outputs by the estimator's labels, not their indices
-            res.classes = self.classes_
-            res.output_names = [f"y={c}" for k, c in enumerate(self.classes_) if k != ref]
-            res.reference_class = None if ref is None else self.classes_[ref]
+            res.classes = class_names
+            res.output_names = [f"y={c}" for k, c in enumerate(class_names) if k != ref]
+            res.reference_class = None if ref is None else class_names[ref]
         coef = res.coef.reshape(X.shape[1], -1)
         bse = (res.bse[:-1] if self.fit_intercept else res.bse).reshape(X.shape[1], -1)
         intercept = res.intercept
@@ -237,7 +256,9 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
     fit starts from the last fit's coefficients but runs its own schedule
     (as scikit-learn's SGD estimators do: refits along a path of alpha, or
     on new data, move as a fresh fit would), while partial_fit continues
-    the schedule.
+    the schedule: after fit, from where fit left it (the adaptive step that
+    fit's stopping rule lowered stays low, a finished cosine stays at 0;
+    setting ``eta0`` starts the adaptive step again from it).
 
     >>> import numpy as np
     >>> from fastmle import MLEClassifier
@@ -298,17 +319,18 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
     def _n_outputs(self, classes):
         return len(classes) if self.family == "multinomial" else 1
 
-    def _class_weight_by_index(self):
-        """class_weight with labels replaced by their index in classes_."""
+    def _class_weight_by_index(self, classes):
+        """class_weight with labels replaced by their index in classes."""
         if not isinstance(self.class_weight, dict):
             return self.class_weight  # None, "balanced" or invalid (sgd_fit says so)
-        known = set(self.classes_.tolist())
+        known = set(classes.tolist())
         unknown = [c for c in self.class_weight if c not in known]
         if unknown:
             raise ValueError(f"class_weight has labels [{', '.join(map(str, unknown))}] not among classes_ "
-                             f"{self.classes_.tolist()}")
-        return {int(np.searchsorted(self.classes_, c)): w for c, w in self.class_weight.items()}
+                             f"{classes.tolist()}")
+        return {int(np.searchsorted(classes, c)): checked_class_weight(w, c) for c, w in self.class_weight.items()}
 
+    @_unchanged_if_it_raises
     def fit(self, X, y, sample_weight=None):
         """Fit on (X, y); with warm_start=True, start from the last fit's
         coefficients (when classes, features and dtype are the same; else
@@ -322,12 +344,14 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         previous = None
         if self.warm_start and hasattr(self, "classes_") and np.array_equal(classes, self.classes_):
             previous = self._warm_result(X, self._n_outputs(classes), self.family)
-        self.classes_ = classes
-        self._fit(X, labels, sample_weight, previous, False, class_weight=self._class_weight_by_index(),
+        self._fit(X, labels, sample_weight, previous, False, classes,
+                  class_weight=self._class_weight_by_index(classes),
                   classes=np.arange(len(classes)) if self.family == "multinomial" else None)
+        self.classes_ = classes
         return self
 
     @available_if(_runs_sgd)
+    @_unchanged_if_it_raises
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), continuing the previous calls' schedule.
         ``classes`` (all labels) is required on the first call. X keeps the
@@ -352,10 +376,10 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
                              "partial_fit; pass a dict (see sklearn.utils.compute_class_weight)")
         labels = _encode(y, all_classes, self.family)
         sample_weight = self._check_weights(sample_weight, X)
-        self.classes_ = all_classes
-        self._fit(X, labels, sample_weight, None if first else self._fit_result, True,
-                  class_weight=self._class_weight_by_index(),
+        self._fit(X, labels, sample_weight, None if first else self._fit_result, True, all_classes,
+                  class_weight=self._class_weight_by_index(all_classes),
                   classes=np.arange(len(all_classes)) if self.family == "multinomial" else None)
+        self.classes_ = all_classes
         return self
 
     def _check_classes(self, classes):
@@ -433,9 +457,10 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
 
     Attributes: coef_ ((n_features,) for 1-D y, (n_outputs, n_features)
     otherwise), intercept_ (a float, or (n_outputs,)), n_features_in_,
-    n_iter_, loss_curve_, t_ (as for MLEClassifier). ``score`` is R^2 for
-    gaussian and the fraction of Poisson deviance explained (D^2) for
-    poisson, as scikit-learn's LinearRegression and PoissonRegressor report.
+    n_iter_, loss_curve_, t_; warm_start and partial_fit as for
+    MLEClassifier. ``score`` is R^2 for gaussian and the fraction of Poisson
+    deviance explained (D^2) for poisson, as scikit-learn's LinearRegression
+    and PoissonRegressor report (with several outputs, their mean).
 
     >>> import numpy as np
     >>> from fastmle import MLERegressor
@@ -494,6 +519,7 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
             raise ValueError("poisson y must be counts >= 0; found a negative value")
         return y
 
+    @_unchanged_if_it_raises
     def fit(self, X, y, sample_weight=None):
         """Fit on (X, y); with warm_start=True, start from the last fit's
         coefficients (when features, outputs and dtype are the same; else
@@ -506,11 +532,12 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         same = getattr(self, "_y_ndim", None) == y.ndim
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         previous = self._warm_result(X, n_outputs, self.family) if self.warm_start and same else None
-        self._y_ndim = y.ndim
         self._fit(X, y, sample_weight, previous, False)
+        self._y_ndim = y.ndim
         return self
 
     @available_if(_runs_sgd)
+    @_unchanged_if_it_raises
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing the previous calls' schedule.
         X keeps the first call's precision (float32 or float64)."""
@@ -565,4 +592,11 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
             return super().score(X, y, sample_weight=sample_weight)
         from sklearn.metrics import d2_tweedie_score
 
-        return d2_tweedie_score(y, self.predict(X), sample_weight=sample_weight, power=1)
+        # D^2 with the Poisson deviance; scikit-learn's takes one output, so
+        # with several the mean of theirs (as r2_score's uniform average)
+        y, mean = np.asarray(y), self.predict(X)
+        y, mean = y.reshape(len(y), -1), mean.reshape(len(mean), -1)
+        if y.shape != mean.shape:
+            raise ValueError(f"y has {y.shape[1]} outputs but the model predicts {mean.shape[1]}")
+        return float(np.mean([d2_tweedie_score(y[:, k], mean[:, k], sample_weight=sample_weight, power=1)
+                              for k in range(y.shape[1])]))

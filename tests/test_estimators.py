@@ -473,6 +473,76 @@ def test_regressor_multi_output(family):
     # a (n, 1) column is a one-output multi-output fit, as in LinearRegression
     column = MLERegressor(family, **FAST).fit(X, y[:, None])
     assert column.coef_.shape == (1, X.shape[1]) and column.predict(X).shape == (300, 1)
+    # score: the mean of the outputs' R^2 (or Poisson D^2), as r2_score's
+    # default; and so cross_val_score gets numbers, not NaN
+    from sklearn.metrics import d2_tweedie_score, r2_score
+    from sklearn.model_selection import cross_val_score
+    one = r2_score if family == "gaussian" else lambda t, p: d2_tweedie_score(t, p, power=1)
+    mean = reg.predict(X)
+    assert reg.score(X, Y) == pytest.approx((one(Y[:, 0], mean[:, 0]) + one(Y[:, 1], mean[:, 1])) / 2, rel=1e-12)
+    assert np.isfinite(cross_val_score(MLERegressor(family, **FAST), X, Y, cv=2, error_score="raise")).all()
+    # a 1-D model scored on y as one column, as r2_score takes it
+    assert single.score(X, y[:, None]) == pytest.approx(single.score(X, y), rel=1e-12)
+
+
+@pytest.mark.parametrize("how", ["diverges", "more features", "warning as error", "partial_fit"])
+@pytest.mark.parametrize("Estimator", [MLEClassifier, MLERegressor])
+def test_a_fit_that_raises_leaves_the_last_model_whole(Estimator, how):
+    # a new fit that diverges (or is refused, or whose warning is made an
+    # error) must not leave the estimator half-updated: classes_ of the new
+    # labels with the old coefficients, a 1-D model answering in 2-D, or
+    # n_features_in_ of data it never fitted
+    X, y = _regression(200)
+    if Estimator is MLEClassifier:
+        first_y, new_y = np.where(y > 0, "a", "b"), np.where(y > 0, "x", "y")
+    else:
+        first_y, new_y = y, np.c_[y, y]
+    est = Estimator(**FAST).fit(X, first_y)
+    before = est.predict(X[:5])
+    if how == "warning as error":
+        est.set_params(max_epochs=1)
+    elif how != "partial_fit":
+        est.set_params(eta0=1e6, learning_rate="constant")
+    state = dict(est.__dict__)
+    if how == "diverges":
+        with pytest.raises(fastmle.SGDDivergedError):
+            est.fit(X * 1e3, new_y)
+    elif how == "more features":
+        with pytest.raises(fastmle.SGDDivergedError):
+            est.fit(np.c_[X, X] * 1e3, new_y)
+    elif how == "warning as error":
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            with pytest.raises(ConvergenceWarning):
+                est.fit(X, new_y)
+    else:  # a partial_fit that diverges
+        est.set_params(eta0=1e6, learning_rate="constant")
+        state = dict(est.__dict__)
+        with pytest.raises(fastmle.SGDDivergedError):
+            est.partial_fit(X * 1e300, first_y)  # overflows (a finite blow-up is not judged here)
+    assert est.__dict__.keys() == state.keys() and all(est.__dict__[k] is state[k] for k in state)
+    assert_array_equal(est.predict(X[:5]), before)
+
+
+def test_partial_fit_on_a_batch_of_weight_zero_changes_nothing():
+    # a stream can bring a batch whose every label has class weight 0: as in
+    # scikit-learn's SGDClassifier.partial_fit, it is taken, and moves nothing
+    X, y = _regression(200)
+    labels = np.array(["a", "b", "c"])[np.digitize(y, [-0.5, 0.5])]
+    clf = MLEClassifier(class_weight={"a": 0.0}, random_state=0)
+    clf.partial_fit(X[:100], labels[:100], classes=["a", "b", "c"])
+    coef = clf.coef_.copy()
+    only_a = labels == "a"
+    clf.partial_fit(X[only_a], labels[only_a])
+    assert_array_equal(clf.coef_, coef)
+    with pytest.raises(ValueError, match="zero for every sample"):  # a whole fit on them is refused
+        MLEClassifier(class_weight={"a": 0.0, "b": 0.0}).fit(X[labels != "c"], labels[labels != "c"])
+
+
+def test_class_weight_errors_name_the_label():
+    X, y = _regression(100)
+    with pytest.raises(ValueError, match="got -1.0 for 'a'"):
+        MLEClassifier(class_weight={"a": -1.0}).fit(X, np.where(y > 0, "a", "b"))
 
 
 def test_sample_weight_is_statistically_repetition():
