@@ -113,11 +113,9 @@ class _SGDMixin:
             return None
         return previous
 
-    def _fit(self, X, y_encoded, sample_weight, previous, partial, class_names=None, **extra):
-        """Fit with the estimator's solver; class_names are the classifier's
-        labels (classes_ once the fit has succeeded)."""
+    def _fit(self, X, y_encoded, sample_weight, previous, partial, **extra):
         if self.solver == "fisher":
-            return self._fit_fisher(X, y_encoded, sample_weight, class_names, **extra)
+            return self._fit_fisher(X, y_encoded, sample_weight, **extra)
         options = self._sgd_options()
         continuing = partial and isinstance(previous, SGDResult)
         if partial:  # one epoch; no stopping rule
@@ -148,7 +146,7 @@ class _SGDMixin:
                           f"epochs (tol={self.tol}); increase max_epochs", ConvergenceWarning)
         return result
 
-    def _fit_fisher(self, X, y_encoded, sample_weight, class_names, class_weight=None, classes=None):
+    def _fit_fisher(self, X, y_encoded, sample_weight, class_weight=None, classes=None):
         """The exact MLE (fit_mle), with the same objective as the SGD
         solver: (1 / n_samples) sum_i w_i loss_i + alpha / 2 |coef|^2, the
         weights multiplying each sample's loss (so fit_mle's alpha, on the
@@ -177,9 +175,9 @@ class _SGDMixin:
         if hasattr(self, "feature_names_in_"):  # a DataFrame's columns, as fit_mle itself names them
             res.param_names = [str(c) for c in self.feature_names_in_] + res.param_names[X.shape[1]:]
         if multinomial:  # name the outputs by the estimator's labels, not their indices
-            res.classes = class_names
-            res.output_names = [f"y={c}" for k, c in enumerate(class_names) if k != ref]
-            res.reference_class = None if ref is None else class_names[ref]
+            res.classes = self.classes_
+            res.output_names = [f"y={c}" for k, c in enumerate(self.classes_) if k != ref]
+            res.reference_class = None if ref is None else self.classes_[ref]
         coef = res.coef.reshape(X.shape[1], -1)
         bse = (res.bse[:-1] if self.fit_intercept else res.bse).reshape(X.shape[1], -1)
         intercept = res.intercept
@@ -319,16 +317,18 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
     def _n_outputs(self, classes):
         return len(classes) if self.family == "multinomial" else 1
 
-    def _class_weight_by_index(self, classes):
-        """class_weight with labels replaced by their index in classes."""
+    def _class_weight_by_index(self):
+        """class_weight with labels replaced by their index in classes_
+        (its weights checked here, where an error can name the label)."""
         if not isinstance(self.class_weight, dict):
             return self.class_weight  # None, "balanced" or invalid (sgd_fit says so)
-        known = set(classes.tolist())
+        known = set(self.classes_.tolist())
         unknown = [c for c in self.class_weight if c not in known]
         if unknown:
             raise ValueError(f"class_weight has labels [{', '.join(map(str, unknown))}] not among classes_ "
-                             f"{classes.tolist()}")
-        return {int(np.searchsorted(classes, c)): checked_class_weight(w, c) for c, w in self.class_weight.items()}
+                             f"{self.classes_.tolist()}")
+        return {int(np.searchsorted(self.classes_, c)): checked_class_weight(w, c)
+                for c, w in self.class_weight.items()}
 
     @_unchanged_if_it_raises
     def fit(self, X, y, sample_weight=None):
@@ -344,10 +344,9 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         previous = None
         if self.warm_start and hasattr(self, "classes_") and np.array_equal(classes, self.classes_):
             previous = self._warm_result(X, self._n_outputs(classes), self.family)
-        self._fit(X, labels, sample_weight, previous, False, classes,
-                  class_weight=self._class_weight_by_index(classes),
-                  classes=np.arange(len(classes)) if self.family == "multinomial" else None)
         self.classes_ = classes
+        self._fit(X, labels, sample_weight, previous, False, class_weight=self._class_weight_by_index(),
+                  classes=np.arange(len(classes)) if self.family == "multinomial" else None)
         return self
 
     @available_if(_runs_sgd)
@@ -376,10 +375,10 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
                              "partial_fit; pass a dict (see sklearn.utils.compute_class_weight)")
         labels = _encode(y, all_classes, self.family)
         sample_weight = self._check_weights(sample_weight, X)
-        self._fit(X, labels, sample_weight, None if first else self._fit_result, True, all_classes,
-                  class_weight=self._class_weight_by_index(all_classes),
-                  classes=np.arange(len(all_classes)) if self.family == "multinomial" else None)
         self.classes_ = all_classes
+        self._fit(X, labels, sample_weight, None if first else self._fit_result, True,
+                  class_weight=self._class_weight_by_index(),
+                  classes=np.arange(len(all_classes)) if self.family == "multinomial" else None)
         return self
 
     def _check_classes(self, classes):
@@ -532,8 +531,8 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         same = getattr(self, "_y_ndim", None) == y.ndim
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         previous = self._warm_result(X, n_outputs, self.family) if self.warm_start and same else None
-        self._fit(X, y, sample_weight, previous, False)
         self._y_ndim = y.ndim
+        self._fit(X, y, sample_weight, previous, False)
         return self
 
     @available_if(_runs_sgd)

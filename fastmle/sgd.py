@@ -556,10 +556,12 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         # epoch's loss is above the level
         if objective <= level:
             return False
-        fit = _train_objective(kern, X, train, labels, targets, weights, code, _current(state, avg_start),
-                               alpha, l1_ratio)
-        return fit > level and (fresh_start or fit > level_above(_train_objective(
-            kern, X, train, labels, targets, weights, code, start_params[0], alpha, l1_ratio)))
+
+        def objective_of(params):
+            return _train_objective(kern, X, train, labels, targets, weights, code, params, alpha, l1_ratio)
+
+        fit = objective_of(_current(state, avg_start))
+        return fit > level and (fresh_start or fit > level_above(objective_of(start_params[0])))
 
     # With the default step, a run that diverges starts again from its
     # beginning (same permutations) with half the step: the step bound is
