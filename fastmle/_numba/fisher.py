@@ -13,8 +13,8 @@ at the bottom, first reads the BLAS mode).
 import numpy as np
 from numba import njit, prange
 
+from ..reference.glm import BINOMIAL, GAUSSIAN, MULTINOMIAL  # not .glm: importing it compiles glm
 from . import blas as _cblas
-from .glm import BINOMIAL, GAUSSIAN, MULTINOMIAL
 from .simd import lanes, vadd, vfma, vload, vmul, vsplat, vstore
 from .special import _ENTRY, _ROW, _SUM, _sigs
 from .vexp import vexp

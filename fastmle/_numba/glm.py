@@ -13,6 +13,7 @@ Either way the result does not depend on the thread count.
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from ..reference.glm import BINOMIAL, GAUSSIAN, MULTINOMIAL, POISSON  # codes of reference.glm.FAMILIES
 from .simd import lanes, vfma, vload, vmerge_from, vsplat, vstore, vsum, vsum4, vzero_below
 from .special import _ENTRY, _EXACT, _ROW, _SUM, _prefetch, _prefetch_l2, _same, _sigs
 from .team import (_ALONE_FOR_GOOD, _DISBAND_LIMITS, _TEAM_TRIAL, ALONE, SYNC_SIZE, TOGETHER, TRIAL_ALONE,
@@ -20,7 +21,6 @@ from .team import (_ALONE_FOR_GOOD, _DISBAND_LIMITS, _TEAM_TRIAL, ALONE, SYNC_SI
                    _team_barrier, _team_disbanded, _team_start)
 from .vexp import vexp
 
-MULTINOMIAL, BINOMIAL, GAUSSIAN, POISSON = range(4)  # reference.glm.FAMILIES
 # Rows per group in _dloss_multinomial (csrc: FM_GLM_LOSS_ROWS); its scratch
 # t holds loss_scratch_size(K) float64: the group's terms, then its maxima.
 LOSS_ROWS = 16
