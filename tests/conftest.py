@@ -37,3 +37,24 @@ def dtype(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+# ---- the 32-byte vector run (test_numba_vector_width.py) beside the suite ----
+
+def _vector_width_module(session):
+    for item in session.items:
+        if item.name == "test_explicit_vector_kernels_at_32_bytes":
+            return item.module
+    return None
+
+
+def pytest_collection_finish(session):
+    module = _vector_width_module(session)
+    if module is not None:
+        module.start_in_background()
+
+
+def pytest_sessionfinish(session):
+    module = _vector_width_module(session)
+    if module is not None:
+        module.stop_background()
