@@ -230,11 +230,18 @@ def _compile_in_subprocesses(groups):
     at once, to fill Numba's cache. Fresh interpreters, not multiprocessing:
     they do not re-run the caller's main script. A worker that fails is
     ignored; the caller then compiles (and reports the error) itself."""
+    import site
     import subprocess
     import sys
 
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the same fastmle
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    # the workers must import this fastmle: an installed one they find as
+    # the caller did; one elsewhere (a source tree) through PYTHONPATH, which
+    # is not given site-packages, whose packages would then come before the
+    # standard library's
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    if package_root not in [*site.getsitepackages(), site.getusersitepackages()]:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     procs = [subprocess.Popen([sys.executable, "-c", "".join(f"import fastmle._numba.{f};" for f in group)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for group in groups]
