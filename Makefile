@@ -25,7 +25,7 @@ bench: install
 
 test: install
 	cd /tmp && $(abspath $(PY)) -m fastmle info
-	$(VENV)/bin/pytest -p no:cacheprovider --import-mode=importlib -q \
+	$(VENV)/bin/pytest -p no:cacheprovider --import-mode=importlib -q --durations=10 \
 		--pyargs fastmle tests bench
 
 asv: install
