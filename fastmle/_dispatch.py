@@ -234,15 +234,18 @@ def _compile_in_subprocesses(groups):
     import subprocess
     import sys
 
-    # the workers must import this fastmle: an installed one they find as
+    # The workers must import this fastmle: an installed one they find as
     # the caller did; one elsewhere (a source tree) through PYTHONPATH, which
     # is not given site-packages, whose packages would then come before the
-    # standard library's
+    # standard library's. `-c` puts the working folder first on sys.path,
+    # and a source tree there (as in CI, testing an installed copy from its
+    # clone) would be compiled instead: the workers drop that entry ('').
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     if package_root not in [*site.getsitepackages(), site.getusersitepackages()]:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    procs = [subprocess.Popen([sys.executable, "-c", "".join(f"import fastmle._numba.{f};" for f in group)],
+    procs = [subprocess.Popen([sys.executable, "-c", "import sys; sys.path[:] = filter(None, sys.path); "
+                               + "".join(f"import fastmle._numba.{f}; " for f in group)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for group in groups]
     for proc in procs:

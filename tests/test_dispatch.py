@@ -95,6 +95,20 @@ def test_numba_kernels_release_the_gil():
         assert getattr(special, name).targetoptions.get("nogil") is True
 
 
+def test_compile_workers_import_this_fastmle(tmp_path, monkeypatch):
+    """compile_kernels' worker interpreters compile the fastmle the caller
+    imported, not one in the working folder (as CI tests an installed copy
+    from inside its clone, whose sources have no compiled extension)."""
+    from fastmle import _dispatch
+
+    marker = tmp_path / "imported"
+    (tmp_path / "fastmle").mkdir()
+    (tmp_path / "fastmle" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    _dispatch._compile_in_subprocesses([("special",)])  # loads the cache the suite has filled
+    assert not marker.exists()
+
+
 def test_compile_covers_every_kernel_family():
     """compile_kernels (``python -m fastmle compile``) loads the Numba module
     of every family: FAMILIES must name exactly the reference modules."""
