@@ -15,6 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
+import fastmle
+
 from public_calls import bad_inputs, public_calls
 
 CASES = [(call.name, label) for call in public_calls(np.float64, np.random.default_rng(0))
@@ -25,14 +27,19 @@ RUNS_PER_CASE = 3 * 2  # backends x dtypes
 @pytest.fixture(scope="module")
 def outcomes():
     """{(function, case): [record per backend and dtype]} from one child run."""
+    # the fastmle under test, not a source tree in the working folder (CI
+    # tests an installed copy from its clone, whose sources lack the C
+    # extension: every C case then "raised" backend-unavailable errors)
     code = textwrap.dedent(f"""
         import json, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import fastmle
+        assert fastmle.__file__ == {fastmle.__file__!r}, fastmle.__file__
         from public_calls import run_bad_inputs
         for record in run_bad_inputs():
             print(json.dumps(record), flush=True)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd="/",
                           env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0, (f"the bad-input matrix crashed the interpreter (exit {proc.returncode}) "

@@ -396,4 +396,4 @@ def test_in_memory_arguments_are_chunked_like_x(rng):
 
 def test_importing_fastmle_does_not_import_dask():
     code = "import sys, fastmle; fastmle.show_config(); sys.exit('dask' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, cwd="/").returncode == 0
