@@ -194,7 +194,7 @@ FAMILIES = ("special", "losses", "glm", "fisher")
 # How compile_kernels shares the families among worker processes, balanced
 # by their compile times on this project's 2-core machines (special 43 s,
 # losses 40, glm 121, fisher 47): every family imports special, so each
-# worker compiles it too; 2 workers take 165 s where one process took 252.
+# worker compiles it too; 2 workers took 180 s where one process took 252.
 _COMPILE_GROUPS = (("glm",), ("losses", "fisher"))
 
 
@@ -206,10 +206,10 @@ def compile_kernels(processes=None):
     minutes (about 3 on two cores), and later runs load the cache in under
     a second. Call this once after installing (``python -m fastmle
     compile`` does) to pay that time up front, as ``make install`` does.
-    Unless this process has loaded a family already, the families are
-    compiled into Numba's cache by up to `processes` (default: the usable
-    cores, at most 2) fresh interpreters side by side, and then loaded
-    here. Returns the families compiled; without Numba, none.
+    Unless this process has loaded a family already, or `processes`
+    (default: the usable cores) is 1, two fresh interpreters compile the
+    families into Numba's cache side by side first, and this process then
+    loads them. Returns the families compiled; without Numba, none.
 
     >>> import fastmle._dispatch as d
     >>> d.compile_kernels() if "numba" in d.available_backends() else d.FAMILIES
@@ -217,8 +217,7 @@ def compile_kernels(processes=None):
     """
     if "numba" not in available_backends():
         return ()
-    workers = min(len(_COMPILE_GROUPS), processes or _default_threads())
-    if workers > 1 and not any(("numba", family) in _modules for family in FAMILIES):
+    if (processes or _default_threads()) > 1 and not any(("numba", family) in _modules for family in FAMILIES):
         _compile_in_subprocesses(_COMPILE_GROUPS)
     for family in FAMILIES:
         kernels("numba", family)  # loads what the workers cached (compiles what they could not)
@@ -228,8 +227,9 @@ def compile_kernels(processes=None):
 def _compile_in_subprocesses(groups):
     """Import each group's Numba modules in its own fresh interpreter, all
     at once, to fill Numba's cache. Fresh interpreters, not multiprocessing:
-    they do not re-run the caller's main script. A worker that fails is
-    ignored; the caller then compiles (and reports the error) itself."""
+    they do not re-run the caller's main script. Returns their exit codes;
+    compile_kernels ignores them: after a failed worker it compiles (and
+    reports the error) itself."""
     import site
     import subprocess
     import sys
@@ -248,8 +248,7 @@ def _compile_in_subprocesses(groups):
                                + "".join(f"import fastmle._numba.{f}; " for f in group)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for group in groups]
-    for proc in procs:
-        proc.wait()
+    return [proc.wait() for proc in procs]
 
 
 # ---- threads ----
