@@ -8,8 +8,6 @@ The matrix runs in a child interpreter, so a crash (a segfault in a kernel
 fed garbage) fails these tests instead of killing the test run."""
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -17,6 +15,7 @@ import pytest
 
 import fastmle
 
+from child import run_python
 from public_calls import bad_inputs, public_calls
 
 CASES = [(call.name, label) for call in public_calls(np.float64, np.random.default_rng(0))
@@ -27,9 +26,7 @@ RUNS_PER_CASE = 3 * 2  # backends x dtypes
 @pytest.fixture(scope="module")
 def outcomes():
     """{(function, case): [record per backend and dtype]} from one child run."""
-    # the fastmle under test, not a source tree in the working folder (CI
-    # tests an installed copy from its clone, whose sources lack the C
-    # extension: every C case then "raised" backend-unavailable errors)
+    # and the child imports the fastmle under test (see tests/child.py)
     code = textwrap.dedent(f"""
         import json, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
@@ -39,8 +36,7 @@ def outcomes():
         for record in run_bad_inputs():
             print(json.dumps(record), flush=True)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd="/",
-                          env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    proc = run_python("-c", code, check=False)
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0, (f"the bad-input matrix crashed the interpreter (exit {proc.returncode}) "
                                   f"after {records[-1:]}:\n{proc.stderr[-3000:]}")

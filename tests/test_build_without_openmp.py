@@ -5,7 +5,6 @@ into a copy of the package, and run in a fresh interpreter against the
 reference."""
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import fastmle
+from child import run_python
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 
@@ -59,6 +59,5 @@ def test_c_backend_built_without_openmp_matches_the_reference(tmp_path):
         np.testing.assert_allclose(fits[0].coef, fits[1].coef, rtol=1e-9, atol=1e-11)
         print("ok")
     """ % str(tmp_path)))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=str(tmp_path))
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+    proc = run_python(str(script), cwd=tmp_path, timeout=300, env={"PYTHONPATH": str(tmp_path)})
+    assert proc.stdout.strip() == "ok", proc.stdout + proc.stderr

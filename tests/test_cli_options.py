@@ -1,13 +1,11 @@
 """Bad `python -m fastmle bench` options: a usage error naming the option,
 before any timing (no traceback, no silent fallback to the default sizes),
 and numpy integer scalars where the API takes a number."""
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import fastmle
+from child import run_python
 
 SMALL = ["--kernels", "logsumexp", "--repeat", "1", "--dtypes", "float32"]
 
@@ -28,8 +26,7 @@ SMALL = ["--kernels", "logsumexp", "--repeat", "1", "--dtypes", "float32"]
     (["--kernels"], "expected at least one argument"),
 ])
 def test_bad_bench_options_are_usage_errors(options, message):
-    r = subprocess.run([sys.executable, "-m", "fastmle", "bench", *options], capture_output=True, text=True,
-                       cwd="/", timeout=600)
+    r = run_python("-m", "fastmle", "bench", *options, check=False)
     assert r.returncode != 0, r.stdout
     assert message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr, r.stderr

@@ -1,7 +1,6 @@
 """Backend selection, thread settings, configuration report and CLI."""
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastmle
+from child import run_python
 from fastmle._registry import KERNELS
 from fastmle import _dispatch
 
@@ -48,8 +48,7 @@ def test_unknown_backend_names_the_available_ones():
 
 
 def _run(code, **env):
-    full_env = dict(os.environ, **env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, cwd="/")
+    return run_python("-c", code, env=env, check=False)
 
 
 def test_env_variable_and_no_c():
@@ -60,8 +59,7 @@ def test_env_variable_and_no_c():
     r = _run("import fastmle; fastmle.softmax([1.0])", FASTMLE_BACKEND="bogus")
     assert "FASTMLE_BACKEND: unknown backend 'bogus'" in r.stderr
     # the diagnostic report still runs, and says what is wrong
-    r = subprocess.run([sys.executable, "-m", "fastmle", "info"], capture_output=True, text=True, cwd="/",
-                       env=dict(os.environ, FASTMLE_BACKEND="bogus"))
+    r = run_python("-m", "fastmle", "info", env={"FASTMLE_BACKEND": "bogus"}, check=False)
     assert r.returncode == 0 and "none: FASTMLE_BACKEND: unknown backend 'bogus'" in r.stdout, r.stderr
     # set_backend("auto") overrides it (the fastest available)
     r = _run("import fastmle; fastmle.set_backend('auto'); print(fastmle.get_backend())", FASTMLE_BACKEND="numpy")
@@ -120,7 +118,7 @@ def test_compile_covers_every_kernel_family():
     modules = {m.name for m in pkgutil.iter_modules(fastmle.reference.__path__)}
     assert set(_dispatch.FAMILIES) == modules
     assert {k.family for k in KERNELS.values()} <= modules
-    r = subprocess.run([sys.executable, "-m", "fastmle", "compile"], capture_output=True, text=True, cwd="/")
+    r = run_python("-m", "fastmle", "compile", check=False)
     assert r.returncode == 0, r.stderr
     assert "special, losses, glm, fisher" in r.stdout, r.stdout
     assert _dispatch.compile_kernels() == _dispatch.FAMILIES
@@ -128,21 +126,19 @@ def test_compile_covers_every_kernel_family():
 
 
 def test_cli_info_and_bench(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "fastmle", "info"], capture_output=True, text=True, cwd="/")
+    r = run_python("-m", "fastmle", "info", check=False)
     assert r.returncode == 0 and "backends" in r.stdout and "threading layer" in r.stdout, r.stderr
     path = tmp_path / "b.json"
-    r = subprocess.run([sys.executable, "-m", "fastmle", "bench", "--shape", "64x100", "--repeat", "1",
-                        "--json", str(path), "--plot", str(tmp_path / "b.png")],
-                       capture_output=True, text=True, cwd="/")
+    r = run_python("-m", "fastmle", "bench", "--shape", "64x100", "--repeat", "1",
+                   "--json", str(path), "--plot", str(tmp_path / "b.png"), check=False)
     assert r.returncode == 0, r.stderr
     records = json.loads(path.read_text())
     impls = {rec["implementation"] for rec in records}
     assert {"fastmle.numba", "fastmle.numpy", "scipy"} <= impls
     assert {rec["kernel"] for rec in records} == {k.name for k in KERNELS.values() if k.in_default_bench}
     # the slow kernel runs when named, on its own (N x H x V) shape, with its working memory
-    r = subprocess.run([sys.executable, "-m", "fastmle", "bench", "--kernels", "linear_cross_entropy",
-                        "--shape", "64x8x300", "--repeat", "1", "--dtypes", "float32", "--json", str(path)],
-                       capture_output=True, text=True, cwd="/")
+    r = run_python("-m", "fastmle", "bench", "--kernels", "linear_cross_entropy",
+                   "--shape", "64x8x300", "--repeat", "1", "--dtypes", "float32", "--json", str(path), check=False)
     assert r.returncode == 0, r.stderr
     records = json.loads(path.read_text())
     assert {rec["shape"][2] for rec in records} == {300}

@@ -5,25 +5,19 @@ arrays it was given.
 
 The cases that once wrote past a C buffer run in a child interpreter, so a
 crash fails the test instead of killing the test run."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 import fastmle
+from child import run_python
 
 COMPILED = ["c", "numba"]
 
 
 def _in_child(code):
-    # from outside the source tree: the installed package, with its C extension
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd="/",
-                          timeout=600, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
-    assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
+    return run_python("-c", textwrap.dedent(code)).stdout
 
 
 @pytest.mark.parametrize("backend", COMPILED)

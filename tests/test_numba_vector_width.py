@@ -14,6 +14,8 @@ import tempfile
 
 import pytest
 
+from child import run_python
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # the tests that reach every explicit-vector kernel: the vector operations,
@@ -85,8 +87,7 @@ def test_explicit_vector_kernels_at_32_bytes(tmp_path):
         pytest.skip("this CPU has no AVX-512: the suite already runs the 32-byte vectors")
     # the setting took: simd.py sizes its vectors from the features Numba compiles for
     probe = "from fastmle._numba import simd; print(simd.VECTOR_BYTES)"
-    width = subprocess.run([sys.executable, "-c", probe], env=_env(features, str(tmp_path)), capture_output=True,
-                           text=True, check=True, cwd=tmp_path)
+    width = run_python("-c", probe, env=_env(features, str(tmp_path)), cwd=tmp_path)
     assert width.stdout.strip() == "32", width.stdout + width.stderr
     start_in_background()  # already running when conftest started it
     try:

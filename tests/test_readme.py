@@ -2,11 +2,11 @@
 interpreter (a reader copies them one at a time): no undefined name, no
 placeholder, no call the API no longer takes."""
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from child import run_python
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
@@ -21,5 +21,5 @@ def test_readme_example_runs(index, tmp_path):
     code = BLOCKS[index]
     if "dask" in code:
         pytest.importorskip("distributed", reason="dask is optional (fastmle[dask]); the test extra installs it")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    proc = run_python("-c", code, cwd=tmp_path, timeout=900, check=False)
     assert proc.returncode == 0, f"README block {index + 1}:\n{code}\n{proc.stderr[-3000:]}"

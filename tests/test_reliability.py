@@ -5,8 +5,6 @@ to run, and no memory growth over repeated calls."""
 import concurrent.futures
 import importlib
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 
 import fastmle
+from child import run_python
 
 COMPILED = ["c", "numba"]
 
@@ -131,15 +130,12 @@ def test_compiled_calls_release_the_gil(backend):
     assert longest_gap < 0.5 * (end - start), (longest_gap, end - start, len(inside))
 
 
-def run_python(code, tmp_path, timeout=300, **env):
+def run_script(code, tmp_path, timeout=300, **env):
     """Run code as a script in a fresh interpreter (a file, so that "spawn"
     workers can import its functions); a crash or a hang fails the test."""
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONFAULTHANDLER": "1", **env})
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+    return run_python(str(script), cwd=tmp_path, timeout=timeout, env=env).stdout
 
 
 def tbb_loads():
@@ -165,7 +161,7 @@ def test_thread_pools_and_forked_workers_on_each_threading_layer(layer, tmp_path
     # the child: the C kernels run there on one thread (same results), and
     # on the "omp" layer the numba backend, which would abort the child,
     # refuses with a clear error. "spawn" workers have every backend.
-    out = run_python("""
+    out = run_script("""
         import concurrent.futures, multiprocessing as mp, os, numba, numpy as np, fastmle
         x = np.random.default_rng(0).standard_normal((4000, 300))
         y = np.random.default_rng(1).integers(0, 3, 4000)
@@ -206,7 +202,7 @@ def test_a_seeded_fit_is_bit_for_bit_the_same_in_fresh_processes(tmp_path):
     # run to run, in new interpreters, on one thread and on two: the same bytes
     outputs = set()
     for threads in (1, 2):
-        outputs.add(run_python(f"""
+        outputs.add(run_script(f"""
             import hashlib, numpy as np, fastmle
             fastmle.set_num_threads({threads})
             rng = np.random.default_rng(0)
@@ -224,7 +220,7 @@ def test_a_smaller_openmp_team_than_asked_for_gives_the_same_results(tmp_path):
     # OpenMP may start fewer threads than a region asks for (OMP_THREAD_LIMIT,
     # OMP_DYNAMIC, a caller's own parallel region): the threaded SGD epoch
     # once left the missing thread's output blocks uncomputed
-    out = run_python("""
+    out = run_script("""
         import numpy as np, fastmle
         fastmle.set_num_threads(2)
         rng = np.random.default_rng(0)
@@ -246,8 +242,8 @@ def test_team_trial_with_a_smaller_openmp_team_than_asked_for(tmp_path):
     # waiting and the verdict must count the team that started. Each
     # outcome (the team resumes, thread 0 keeps on, the epoch stops inside
     # the trial) gives one thread's bits, and the epoch reports it ran on 2
-    # threads with that outcome; a hang fails run_python.
-    out = run_python(f"""
+    # threads with that outcome; a hang fails run_script.
+    out = run_script(f"""
         import sys
         sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
         import numpy as np
@@ -282,7 +278,7 @@ def test_repeated_calls_do_not_grow_memory(tmp_path):
                     "blocks (300 MiB here), not leaks; the normal suite measures growth")
     # 100,000 small calls and 100 large ones per kernel family; resident
     # memory measured after a warm-up, so allocator caches are already full
-    out = run_python("""
+    out = run_script("""
         import resource, numpy as np, fastmle
 
         def rss_mib():
