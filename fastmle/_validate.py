@@ -28,6 +28,13 @@ def native_array(a, dtype=None):
     return out if out.flags.aligned else out.copy()
 
 
+def check_bool(name, value):
+    """A switch must be True or False (numpy's bools too): 0.5, "no" or None
+    would mean something different in each backend, or nothing at all."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
 def is_real_number(value):
     """Whether value is one real number: a Python or numpy int or float,
     never a bool (True is not an option's value of 1)."""

@@ -447,6 +447,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     schedule_epochs = options.pop("schedule_epochs", None)  # sgd_fit checks it
     # called (and the bar moved) once per epoch over the whole array, not per chunk
     callback, progress = options.pop("callback", None), options.pop("progress", False)
+    _sgd.check_callback(callback, progress)
     if schedule_epochs is None:
         schedule_epochs = max_epochs
     X, a = _check_chunks(X, y=y, sample_weight=sample_weight)
@@ -467,6 +468,8 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     call = dask.delayed(_chunk_class_stats, pure=True)
     stats = np.array(dask.compute([call(ys[c], ws[c] if ws is not None else None, family, classes)
                                    for c in range(len(xs))])[0])  # (chunks, 3, K)
+    if family == "binomial" and not stats[:, 0].sum(axis=0).all():
+        raise ValueError("binomial y has only one class; it needs both 0 and 1")
     class_weight = options.get("class_weight")
     per_class = np.ones(stats.shape[2])
     weighted = ws is not None
@@ -555,7 +558,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
                 bar.update(1)
             # sgd_fit's callback, on the whole epoch: its objective, and the
             # last chunk's step, step count and (averaged) coefficients
-            if callback is not None and callback(epoch, {**last_chunk, "loss": history[-1]}):
+            if callback is not None and _sgd.callback_stops(callback, epoch, {**last_chunk, "loss": history[-1]}):
                 break
         result.loss_history = history
         result.n_epochs = len(history)

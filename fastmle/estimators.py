@@ -364,7 +364,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
             if classes is None:
                 raise ValueError("classes (every label y can take) must be given on the first call "
                                  "to partial_fit")
-            all_classes = self._check_classes(np.unique(classes))
+            all_classes = self._check_classes(np.unique(classes), "classes")
         else:
             all_classes = self.classes_
             if classes is not None and not np.array_equal(np.unique(classes), all_classes):
@@ -378,18 +378,19 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         self.classes_ = all_classes
         self._fit(X, labels, sample_weight, None if first else self._fit_result, True,
                   class_weight=self._class_weight_by_index(),
-                  classes=np.arange(len(all_classes)) if self.family == "multinomial" else None)
+                  classes=np.arange(len(all_classes)))  # binomial: a batch of one class is not an error
         return self
 
-    def _check_classes(self, classes):
+    def _check_classes(self, classes, name="y"):
+        """classes: the distinct labels of y, or of partial_fit's classes."""
         n = len(classes)
         if n < 2:
-            raise ValueError(f"y has only one class ({classes.tolist()[0]!r}); a classifier needs "
+            raise ValueError(f"{name} has only one class ({classes.tolist()[0]!r}); a classifier needs "
                              "at least 2")
         if self.family == "binomial" and n != 2:
             # the first sentence is the one scikit-learn's checks look for
             raise ValueError(f"Only binary classification is supported with family='binomial': "
-                             f"y has {n} classes; use family='multinomial'")
+                             f"{name} has {n} classes; use family='multinomial'")
         return classes
 
     @property

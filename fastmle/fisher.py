@@ -18,7 +18,7 @@ order.
 import numpy as np
 
 from . import _dispatch
-from ._validate import is_real_number, real_array
+from ._validate import check_bool, is_real_number, real_array
 from .glm import as_design_matrix, as_sample_weight, check_weight_values, family_code, native_array, pack_params
 
 
@@ -184,6 +184,8 @@ class GLMModel:
         refuse_sparse(X, "X", "the Fisher information kernels take")
         X, _ = as_design_matrix(X)
         self.X = X
+        if fit_intercept is not None:
+            check_bool("fit_intercept", fit_intercept)
         self.fit_intercept = intercept is not None if fit_intercept is None else bool(fit_intercept)
         if intercept is not None and not self.fit_intercept:
             raise ValueError("intercept given with fit_intercept=False")

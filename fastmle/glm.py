@@ -84,7 +84,8 @@ def _as_csr(X, name):
         raise ValueError(f"{name} is not a valid CSR matrix (its indptr does not match its data)")
     if not np.isfinite(data).all():
         raise ValueError(f"{name} contains NaN or infinity")
-    copied = not (np.shares_memory(data, A.data) and np.shares_memory(indices, A.indices))
+    # a CSC or COO X became a new CSR matrix: copied whatever CSR's arrays share
+    copied = A is not X or not (np.shares_memory(data, A.data) and np.shares_memory(indices, A.indices))
     return CSRMatrix(data, indices, indptr, A.shape), copied
 
 
@@ -166,11 +167,15 @@ def encode_response(y, family, n_samples, dtype, classes=None):
         raise TypeError(f"{family} y must be numeric, got dtype {y.dtype}")
     if y.ndim > 2:
         raise ValueError(f"{family} y must be 1-D or 2-D (n_samples, n_outputs), got shape {y.shape}")
-    t = y.astype(dtype).reshape(n_samples, -1 if n_samples else int(np.prod(y.shape[1:])))
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinity")
+    with np.errstate(over="ignore"):  # reported below
+        t = y.astype(dtype).reshape(n_samples, -1 if n_samples else int(np.prod(y.shape[1:])))
     if t.shape[1] == 0:
         raise ValueError(f"{family} y has no outputs (shape {y.shape})")
     if not np.isfinite(t).all():
-        raise ValueError("y contains NaN or infinity")
+        raise ValueError(f"y has values beyond the range of {np.dtype(dtype).name}, X's dtype, which the fit "
+                         "computes in; give X as float64 or scale y")
     if family == "binomial":
         if t.shape[1] != 1:
             raise ValueError(f"binomial y must be 1-D, got shape {y.shape}")

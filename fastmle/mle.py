@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from . import _blas, _dispatch
-from ._validate import is_real_number, real_array
+from ._validate import check_bool, is_real_number, real_array
 from .fisher import GLMModel, _symmetric, refuse_sparse
 from .glm import as_design_matrix, encode_response, family_code
 
@@ -447,6 +447,7 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     (3,)
     """
     check_fit_options(alpha, max_iter, tol)
+    check_bool("fit_intercept", fit_intercept)
     columns = list(map(str, X.columns)) if hasattr(X, "columns") else None
     prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend)
     names = (columns or [f"x{j}" for j in range(prob.d)]) + (["intercept"] if prob.fit_intercept else [])

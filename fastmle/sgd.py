@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import numpy as np
 
 from . import _dispatch
-from ._validate import is_real_number, real_array
+from ._validate import check_bool, is_real_number, real_array
 from .glm import (CSRMatrix, as_design_matrix, as_sample_weight, check_finite, encode_response,
                   family_code, pack_params, run_kernel, total_weight, unpack_params)
 
@@ -37,9 +37,10 @@ DEFAULT_STEP_RESTARTS = 10
 
 class SGDDivergedError(FloatingPointError):
     """The fit diverged: the loss of a minibatch became NaN or infinite
-    (``result`` holds the fit as it was before that minibatch's update), or
-    the loss grew, finite, far above the intercept-only model's and stopped
-    there (``result`` holds that fit)."""
+    (``result`` holds the fit as it was before that minibatch's update or,
+    where an update overflowed the coefficients, the whole run's state as at
+    the start of that epoch), or the loss grew, finite, far above the
+    intercept-only model's and stopped there (``result`` holds that fit)."""
 
     def __init__(self, message, result):
         super().__init__(message)
@@ -183,14 +184,39 @@ def check_positive_int(name, value):
 
 
 def _penalty(params, alpha, l1_ratio):
+    if alpha == 0.0:  # none, even where huge coefficients' squares overflow (0 * inf would be NaN)
+        return 0.0
     coef = params[:, :-1].astype(np.float64)
-    return alpha * ((1 - l1_ratio) * 0.5 * np.sum(coef * coef) + l1_ratio * np.sum(np.abs(coef)))
+    with np.errstate(over="ignore"):  # an infinite objective is reported as a divergence
+        return alpha * ((1 - l1_ratio) * 0.5 * np.sum(coef * coef) + l1_ratio * np.sum(np.abs(coef)))
+
+
+def check_callback(callback, progress):
+    """callback and progress, checked before the first epoch (a callback of
+    3 had failed only after one)."""
+    check_bool("progress", progress)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function callback(epoch, info) or None, got {callback!r}")
+
+
+def callback_stops(callback, epoch, info):
+    """Whether callback(epoch, info) asks to stop: it returns True (or a
+    nonzero int), else False or None; anything else is a TypeError, not
+    numpy's "truth value of an array is ambiguous"."""
+    stop = callback(epoch, info)
+    if not isinstance(stop, (type(None), bool, int, np.bool_, np.integer)):
+        raise TypeError(f"callback must return True to stop training, or False or None; "
+                        f"got {type(stop).__name__}")
+    return bool(stop)
 
 
 def _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
-                   nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction,
-                   schedule_epochs):
+                   nesterov, alpha, l1_ratio, fit_intercept, average, tol, n_iter_no_change, validation_fraction,
+                   callback, progress, schedule_epochs):
     family_code(family)
+    check_bool("nesterov", nesterov)
+    check_bool("fit_intercept", fit_intercept)
+    check_callback(callback, progress)
     for name, value, optional in (("eta0", eta0, True), ("power_t", power_t, False),
                                   ("momentum", momentum, False), ("alpha", alpha, False),
                                   ("l1_ratio", l1_ratio, False), ("tol", tol, True),
@@ -199,8 +225,6 @@ def _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t,
         if not (value is None and optional) and not is_real_number(value):
             raise TypeError(f"{name} must be a real number{' or None' if optional else ''}, "
                             f"got {type(value).__name__} {value!r}")
-    if not isinstance(nesterov, (bool, np.bool_)):
-        raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
     if learning_rate not in SCHEDULES:
         raise ValueError(f"unknown learning_rate {learning_rate!r}; expected one of {', '.join(SCHEDULES)}")
     for name, value in (("batch_size", batch_size), ("max_epochs", max_epochs),
@@ -297,7 +321,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         held-out responses take no part in the fit: the default eta0, the
         starting intercepts and the divergence check use the training rows'
         (class_weight="balanced" counts the classes of all rows, as
-        scikit-learn's SGDClassifier does).
+        scikit-learn's SGDClassifier does). For "multinomial" and
+        "binomial" the split is stratified, as scikit-learn's: each class
+        held out in proportion to its count.
     random_state : seed (or numpy Generator) of the epochs' permutations
         and of the validation split; a fixed seed reproduces a fit exactly.
     callback : ``callback(epoch, info)`` after each epoch, with info a dict
@@ -319,7 +345,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         Defaults: zeros, and the training rows' intercept-only MLE. Not
         together with warm_start.
     classes : multinomial labels, when y may not show them all (sorted, and
-        duplicates dropped, as ``result.classes``).
+        duplicates dropped, as ``result.classes``); for binomial, [0, 1]
+        declares both classes, so that a y of one class (a stream's batch)
+        is not refused.
     schedule_epochs : the run's length in epochs for the cosine schedule
         (default max_epochs); warm starts continue the first fit's cosine.
     check_input : scan a dense X for NaN and infinity before training (the
@@ -364,8 +392,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     (array([ 1. , -2. ,  0.5]), array([3.]))
     """
     _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
-                   nesterov, alpha, l1_ratio, average, tol, n_iter_no_change, validation_fraction,
-                   schedule_epochs)
+                   nesterov, alpha, l1_ratio, fit_intercept, average, tol, n_iter_no_change, validation_fraction,
+                   callback, progress, schedule_epochs)
     # numpy scalars (float32 ones too) as Python floats: the schedule's steps are float64
     eta0, power_t, momentum, alpha, l1_ratio = (None if v is None else float(v)
                                                 for v in (eta0, power_t, momentum, alpha, l1_ratio))
@@ -382,11 +410,18 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     scan_now = dense and (check_input or eta0 is None)
     scan_later = dense and not scan_now  # check_input=False: X never scanned up front
     n, d = X.shape
+    classes_given = classes is not None
+    if family == "binomial" and classes_given and not np.array_equal(np.unique(np.asarray(classes)), [0, 1]):
+        raise ValueError(f"binomial classes must be [0, 1], got {np.asarray(classes).tolist()}")
     if warm_start is not None and classes is None:
         classes = warm_start.classes
     labels, targets, classes = encode_response(y, family, n, X.dtype, classes)
     if family == "multinomial" and len(classes) < 2:
         raise ValueError(f"multinomial y needs at least 2 classes, got {len(classes)}")
+    if (family == "binomial" and not classes_given and warm_start is None and _epoch_steps is None
+            and n and (targets == targets[0, 0]).all()):
+        raise ValueError(f"binomial y has only one class ({targets[0, 0]:g}); it needs both 0 and 1 "
+                         "(pass classes=[0, 1] to train on one batch of a stream)")
     weights = as_sample_weight(sample_weight, n, X.dtype)
     per_class = _class_weight_per_sample(class_weight, labels, targets, classes, family)
     if per_class is not None:
@@ -405,11 +440,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     train = np.arange(n)
     val = None
     if validation_fraction is not None:
-        n_val = int(math.ceil(validation_fraction * n))
-        if n_val < 1 or n_val >= n:
-            raise ValueError(f"validation_fraction={validation_fraction} leaves no training or validation samples")
-        split = rng.permutation(n)
-        val, train = np.sort(split[:n_val]), np.sort(split[n_val:])
+        strata = {"multinomial": labels, "binomial": targets[:, 0].astype(np.int64)}.get(family)
+        val, train = _validation_split(rng, validation_fraction, n, strata)
         X_val = _design_rows(X, val)
         val_data = (X_val, *_sample_rows(val, labels, targets, weights))
     if len(train) == 0:
@@ -468,9 +500,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         return float(_step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
                                  state.horizon, state.epoch_steps)[0])
 
-    def diverged(lr, done, what, epoch):
+    def diverged(lr, done, what, epoch, step):
         return SGDDivergedError(
-            f"the loss {what} in epoch {epoch} (step {state.step}) with learning rate "
+            f"the loss {what} in epoch {epoch} (step {step}) with learning rate "
             f"{lr[min(done, n_batches - 1)]:.3g}: the step is too large for this data; use a smaller eta0 "
             "(or standardize X). error.result holds the last finite coefficients.",
             _result(state, next_rate(), history, val_history, False, eta0, family, classes, copied, avg_start))
@@ -483,7 +515,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
             lr = _step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
                              state.horizon, state.epoch_steps)
             loss = np.zeros(1)
-            last_finite = state.params.copy(), state.avg.copy()
+            epoch_start = state.params.copy(), state.avg.copy(), state.velocity.copy(), state.step
             done = run_kernel(kern, "sgd_epoch", X, labels, targets, weights, perm, lr, code, kernel_batch,
                               l2, l1, momentum, nesterov, fit_intercept, state.params, state.velocity,
                               state.avg, avg_start, state.step, loss)
@@ -492,12 +524,15 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
             if done < n_batches or not finite:
                 if scan_later:  # was it X?
                     check_finite(X)
-                if not finite:  # an update overflowed: the epoch's start
-                    state.params, state.avg = last_finite
-                raise diverged(lr, done, "became NaN or infinite", state.epochs + 1)
+                failed_at = state.step
+                if not finite:  # an update overflowed: the whole state as at the epoch's start
+                    state.params, state.avg, state.velocity, state.step = epoch_start
+                raise diverged(lr, done, "became NaN or infinite", state.epochs + 1, failed_at)
             state.epochs += 1
             # the objective the steps descend: (1 / n) sum w loss + penalty
             objective = float(loss[0]) / len(train) + float(_penalty(state.params, alpha, l1_ratio))
+            if not math.isfinite(objective):  # finite coefficients whose penalty overflows
+                raise diverged(lr, done, "became NaN or infinite", state.epochs, state.step)
             history.append(objective)
             monitored = objective
             if val is not None:
@@ -519,7 +554,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                 info = {"loss": objective, "validation_loss": val_history[-1] if val_history else None,
                         "learning_rate": float(lr[-1]), "n_steps": state.step, "coef": coef,
                         "intercept": intercept}
-                if callback(state.epochs, info):
+                if callback_stops(callback, state.epochs, info):
                     last_epoch = True
             if last_epoch:
                 # a finite blow-up is not a fit to return: judged when the
@@ -529,7 +564,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                 # chunk) or coef_init may start above this data's level
                 if (converged or fresh_start) and blown_up(objective):
                     raise diverged(lr, done, f"grew to {objective:.3g}, far above the intercept-only model's,",
-                                   state.epochs)
+                                   state.epochs, state.step)
                 break
         return converged
 
@@ -584,6 +619,37 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                 bar.reset()
     return _result(state, next_rate(), history, val_history, converged, eta0, family, classes, copied,
                    avg_start)
+
+
+def _validation_split(rng, validation_fraction, n, strata=None):
+    """(held-out rows, training rows), each sorted: ceil(validation_fraction
+    x n) rows drawn with rng or, given strata (each sample's class, for the
+    classifier families), as scikit-learn's SGDClassifier holds out rows:
+    each class in proportion to its count (largest remainders), never a
+    class's last training row."""
+    n_val = int(math.ceil(validation_fraction * n))
+    split = rng.permutation(n)
+    if strata is None:
+        val = split[:n_val]
+    else:
+        classes = strata[split]  # in the permutation's order
+        counts = np.bincount(classes)
+        quota = validation_fraction * counts
+        cap = np.maximum(counts - 1, 0)
+        take = np.minimum(np.floor(quota).astype(np.int64), cap)
+        for c in np.argsort(np.floor(quota) - quota, kind="stable"):  # largest remainder first
+            if take.sum() >= n_val:
+                break
+            take[c] += take[c] < cap[c]
+        # each row's rank among its class's rows, in the permutation's order
+        by_class = np.argsort(classes, kind="stable")
+        rank = np.empty(n, np.int64)
+        rank[by_class] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+        val = split[rank < take[classes]]
+    if len(val) < 1 or len(val) >= n:
+        raise ValueError(f"validation_fraction={validation_fraction} leaves no training or validation samples "
+                         f"(n_samples = {n})")
+    return np.sort(val), np.sort(np.setdiff1d(split, val, assume_unique=True))
 
 
 def _check_warm_start(warm_start, family, K, d, dtype):

@@ -383,6 +383,14 @@ def test_chunking_errors(rng):
         fd.fit_mle(Xd, y, "logit")
     with pytest.raises(TypeError, match="has no 'tol'"):
         fd.sgd_fit(Xd, y, "binomial", tol=1e-3)
+    with pytest.raises(ValueError, match="binomial y has only one class"):  # over the chunks, not per chunk
+        fd.sgd_fit(Xd, np.ones(100), "binomial")
+    with pytest.raises(TypeError, match="callback must be a function"):
+        fd.sgd_fit(Xd, y, "binomial", callback="print")
+    # one chunk of a single class is fine: each chunk's sgd_fit trains a batch of the stream
+    one_class_chunks = np.r_[np.zeros(50), np.ones(50)]
+    fit = fd.sgd_fit(Xd, one_class_chunks, "binomial", max_epochs=2)
+    assert np.isfinite(fit.coef).all()
 
 
 def test_in_memory_arguments_are_chunked_like_x(rng):

@@ -616,8 +616,14 @@ def test_bad_input_classifier():
         MLEClassifier(callback=_never_trains).fit(X, np.ones(60))
     with pytest.raises(ValueError, match="Only binary classification is supported.*y has 3 classes"):
         MLEClassifier("binomial", callback=_never_trains).fit(X, y)
-    with pytest.raises(ValueError, match="Only binary classification .*y has 3 classes"):
+    with pytest.raises(ValueError, match="Only binary classification .*classes has 3 classes"):
         MLEClassifier("binomial").partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"classes has only one class \(0.0\)"):
+        MLEClassifier().partial_fit(X, np.zeros(60), classes=[0.0])
+    # a stream's batch may hold one class when classes declares both
+    clf = MLEClassifier("binomial", max_epochs=3).partial_fit(X[:30], np.zeros(30), classes=[0, 1])
+    after_zeros = clf.intercept_[0]
+    assert after_zeros < 0 and clf.partial_fit(X[30:], np.ones(30)).intercept_[0] > after_zeros
     with pytest.raises(ValueError, match="Unknown label type: continuous"):
         MLEClassifier(callback=_never_trains).fit(X, X[:, 0])
     yinf = y.astype(float)

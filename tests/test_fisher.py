@@ -546,6 +546,7 @@ def test_fit_mle_perfect_separation_is_reported(rng):
     (dict(family="multinomial", reference_class=7), ValueError, "reference_class 7 is not one of the classes"),
     (dict(family="poisson", reference_class=0), ValueError, "multinomial"),
     (dict(sample_weight=np.zeros(50)), ValueError, "zero for every sample"),
+    (dict(fit_intercept=1.0), TypeError, "fit_intercept must be True or False, got float 1.0"),
 ])
 def test_fit_mle_bad_input(rng, kwargs, error, match):
     X = rng.standard_normal((50, 2))

@@ -4,6 +4,7 @@ do what they say, fits are reproducible, and bad input is refused before
 training (NaN or inf in a dense X, on the compiled backends: by the first
 epoch, with no result)."""
 import copy
+import re
 import warnings
 
 import numpy as np
@@ -13,7 +14,7 @@ import scipy.sparse
 
 import fastmle
 from fastmle.reference.glm import FAMILIES
-from fastmle.sgd import _step_sizes, default_eta0
+from fastmle.sgd import _step_sizes, _validation_split, default_eta0
 
 
 def data(family, n=800, d=4, K=3, dtype=np.float64, seed=0):
@@ -208,6 +209,36 @@ def test_validation_fraction_monitors_held_out_loss():
     assert fit.validation_history[-1] < fit.validation_history[0] + 1e-3
 
 
+@pytest.mark.parametrize("family", ["multinomial", "binomial"])
+def test_classifiers_hold_out_each_class_in_proportion(family):
+    # as scikit-learn's SGDClassifier: a random split of 95 / 3 / 2 percent
+    # classes left the rare ones out of the held-out rows for some seeds
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((500, 3))
+    y = rng.choice(3, 500, p=[0.95, 0.03, 0.02]) if family == "multinomial" else (rng.random(500) < 0.04) * 1
+    counts = np.bincount(y)
+    for seed in range(6):
+        fit = fastmle.sgd_fit(X, y, family, validation_fraction=0.1, max_epochs=1, tol=None, random_state=seed)
+        assert fit.n_steps == -(-450 // 32)  # ceil(0.1 x 500) rows held out
+        # the split replayed from the same seed is the fit's: its held-out
+        # loss is the one the fit monitored
+        val, train = _validation_split(np.random.default_rng(seed), 0.1, 500, y)
+        assert fit.validation_history[0] == pytest.approx(
+            fastmle.glm_loss(X[val], y[val], fit.coef, fit.intercept, family), rel=1e-12)
+        assert len(val) == 50 and np.array_equal(np.union1d(val, train), np.arange(500))
+        held = np.bincount(y[val], minlength=len(counts))
+        assert np.all(np.abs(held - 0.1 * counts) < 1) and held.min() >= 1, (held, counts)
+    # a class of one sample stays in training
+    val, train = _validation_split(np.random.default_rng(0), 0.5, 5, np.array([0, 0, 0, 1, 2]))
+    assert set(train) >= {3, 4} and len(val) == 2
+
+
+def test_a_binomial_batch_of_one_class_trains_when_both_are_declared():
+    X, y = data("binomial", n=100)
+    fit = fastmle.sgd_fit(X, np.zeros(100), "binomial", classes=[0, 1], max_epochs=2, tol=None, random_state=0)
+    assert fit.intercept[0] < 0
+
+
 def test_warm_start_continues_the_same_run():
     # a warm start with the same Generator continues the permutation stream
     X, y = data("multinomial")
@@ -346,6 +377,9 @@ def test_callback_sees_each_epoch_and_can_stop():
         return epoch == 3
     fit = fastmle.sgd_fit(X, y, "binomial", callback=callback, tol=None, random_state=0)
     assert fit.n_epochs == 3 and [s[0] for s in seen] == [1, 2, 3] and seen[0][2] == (4, 1)
+    with pytest.raises(TypeError, match="callback must return True to stop training, or False or None; "
+                                        "got ndarray"):
+        fastmle.sgd_fit(X, y, "binomial", callback=lambda epoch, info: info["coef"], random_state=0)
 
 
 def test_progress_bar(capsys):
@@ -425,6 +459,43 @@ def test_divergence_raises_and_keeps_the_last_finite_coefficients(backend):
         fastmle.sgd_fit(10 * X, y, "poisson", eta0=10.0, random_state=0, backend=backend)
     result = info.value.result
     assert np.isfinite(result.coef).all() and np.isfinite(result.intercept).all()
+
+
+def test_a_penalty_or_loss_that_overflows_is_a_divergence_at_every_epoch_count(backend):
+    # coefficients near 1e154 whose squares overflow: the objective was
+    # 0 * inf = NaN without a penalty, which no comparison catches, and the
+    # fit came back as if trained (numpy's overflow warnings leaking out)
+    X = np.random.default_rng(0).standard_normal((200, 3)) * 10
+    y = X @ [1.0, 2.0, 3.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for max_epochs in range(4, 9):
+            with pytest.raises(fastmle.SGDDivergedError, match="smaller eta0"):
+                fastmle.sgd_fit(X, y, "gaussian", eta0=50.0, max_epochs=max_epochs, random_state=0,
+                                backend=backend)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_an_overflowed_update_returns_the_whole_state_at_the_epochs_start(backend, momentum):
+    # float32 overflows within an epoch: error.result is the run as it
+    # stood when that epoch began (coefficients, steps, momentum), the same
+    # as a fit stopped there; the message names the step that failed
+    X = (np.random.default_rng(0).standard_normal((200, 3)) * 10).astype(np.float32)
+    y = X @ np.array([1.0, 2.0, 3.0], np.float32)
+    opts = dict(eta0=50.0, momentum=momentum, tol=None, random_state=0, backend=backend)
+    with pytest.raises(fastmle.SGDDivergedError, match="NaN or infinite") as info:
+        fastmle.sgd_fit(X, y, "gaussian", **opts)
+    result = info.value.result
+    assert result.n_epochs >= 1 and result.n_steps == result.n_epochs * 7  # 7 batches of 32 per epoch
+    failed_step = int(re.search(r"\(step (\d+)\)", str(info.value)).group(1))
+    assert result.n_steps <= failed_step < result.n_steps + 7
+    try:
+        stopped = fastmle.sgd_fit(X, y, "gaussian", max_epochs=result.n_epochs, **opts)
+    except fastmle.SGDDivergedError as error:  # it ends far above the intercept-only model, as it is
+        stopped = error.result
+    np.testing.assert_array_equal(result.coef, stopped.coef)
+    np.testing.assert_array_equal(result.state.velocity, stopped.state.velocity)
+    assert result.loss_history == stopped.loss_history
 
 
 def test_default_step_restarts_a_diverging_run_with_half_the_step(backend):
@@ -668,6 +739,7 @@ def test_sparse_formats_and_duplicates():
     for A in (coo, scipy.sparse.csc_matrix(X), dup.tocsr(), scipy.sparse.csr_array(X)):
         got = fastmle.sgd_fit(A, y, "multinomial", max_epochs=2, random_state=0)
         np.testing.assert_allclose(got.coef, want.coef, rtol=1e-9, atol=1e-12)
+        assert got.copied_X == (A.format != "csr")  # COO and CSC became a new CSR matrix
     A = scipy.sparse.csr_matrix(X)
     A.indices = A.indices.astype(np.int64)
     A.indptr = A.indptr.astype(np.int64)
@@ -730,6 +802,20 @@ def bad_calls():
         ("NaN in X", (Xn, y, "multinomial"), {}, ValueError, "NaN or infinity"),
         ("inf in y", (X, yf, "gaussian"), {}, ValueError, "NaN or infinity"),
         ("one class", (X, np.zeros(50), "multinomial"), {}, ValueError, "at least 2 classes"),
+        ("binomial classes", (X, np.ones(50), "binomial"), {"classes": [1, 2]}, ValueError,
+         r"binomial classes must be \[0, 1\], got \[1, 2\]"),
+        ("binomial one class", (X, np.ones(50), "binomial"), {}, ValueError,
+         r"binomial y has only one class \(1\); it needs both 0 and 1"),
+        ("y beyond float32", (X.astype(np.float32), np.full(50, 1e39), "gaussian"), {}, ValueError,
+         "y has values beyond the range of float32"),
+        ("validation of one sample", (X[:1], yf[:1] * 0, "gaussian"), {"validation_fraction": 0.5}, ValueError,
+         r"leaves no training or validation samples \(n_samples = 1\)"),
+        ("fit_intercept 0.5", (X, y, "gaussian"), {"fit_intercept": 0.5}, TypeError,
+         "fit_intercept must be True or False, got float 0.5"),
+        ("fit_intercept None", (X, y, "multinomial"), {"fit_intercept": None}, TypeError, "fit_intercept"),
+        ("callback not callable", (X, y, "gaussian"), {"callback": 3}, TypeError,
+         r"callback must be a function callback\(epoch, info\) or None, got 3"),
+        ("progress a string", (X, y, "gaussian"), {"progress": "no"}, TypeError, "progress must be True or False"),
         ("negative count", (X, -y, "poisson"), {}, ValueError, "counts >= 0"),
         ("non-binary binomial", (X, y, "binomial"), {}, ValueError, "0 or 1"),
         ("mismatched lengths", (X, y[:-1], "gaussian"), {}, ValueError, "49 samples but X has 50"),
