@@ -35,6 +35,17 @@ def check_bool(name, value):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
 
 
+def integer(value, name):
+    """value as a Python int: any integer type (numpy's too), never a bool
+    or a float (True is not index 1, 2.7 not 2)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+
+
 def is_real_number(value):
     """Whether value is one real number: a Python or numpy int or float,
     never a bool (True is not an option's value of 1)."""
@@ -199,10 +210,9 @@ def reduction(value):
 
 
 def label_smoothing(value):
-    try:
-        eps = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"label_smoothing must be a number, got {value!r}") from None
+    if not is_real_number(value):  # True is not 1.0, nor "0.1" a number
+        raise TypeError(f"label_smoothing must be a number, got {value!r}")
+    eps = float(value)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {value!r}")
     return eps
@@ -240,10 +250,7 @@ def class_targets(target, n_classes, ignore_index, expected_shape, logits_name="
     if t.shape != tuple(expected_shape):
         raise ValueError(f"target shape {t.shape} does not match {logits_name}: expected "
                          f"{tuple(expected_shape)} (class indices)")
-    try:
-        ignore_index = operator.index(ignore_index)
-    except TypeError:
-        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+    ignore_index = integer(ignore_index, "ignore_index")
     if not np.iinfo(np.int64).min <= ignore_index <= np.iinfo(np.int64).max:
         # the kernels take it as int64 (cffi raised an OverflowError naming nothing)
         raise ValueError(f"ignore_index must fit in a 64-bit signed integer, got {ignore_index}")

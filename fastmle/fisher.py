@@ -199,7 +199,8 @@ class GLMModel:
             if family != "multinomial":
                 raise ValueError(f"reference_class is for the multinomial family, not {family!r}")
             K = coef.shape[1] + 1
-            if not isinstance(reference_class, (int, np.integer)) or not 0 <= reference_class < K:
+            if (not isinstance(reference_class, (int, np.integer)) or isinstance(reference_class, bool)
+                    or not 0 <= reference_class < K):
                 raise ValueError(f"reference_class must be a class index in [0, {K}) "
                                  f"(coef has {K - 1} columns: the other classes), got {reference_class!r}")
             self.ref = int(reference_class)

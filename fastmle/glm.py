@@ -21,7 +21,7 @@ log(y!), terms that do not depend on the coefficients.
 import numpy as np
 
 from . import _dispatch
-from ._validate import native_array, real_array
+from ._validate import check_bool, native_array, real_array
 from .reference.glm import FAMILIES
 
 
@@ -287,6 +287,7 @@ def glm_loss(X, y, coef, intercept=None, family="gaussian", *, sample_weight=Non
     (0.693147, array([ 0.25, -0.25]))
     """
     code = family_code(family)
+    check_bool("return_grad", return_grad)
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum' for glm_loss, got {reduction!r}")
     X, _ = as_design_matrix(X)

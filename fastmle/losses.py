@@ -55,6 +55,7 @@ def _reduce(loss_rows, reduction, denominator, dtype, none_shape):
 def _categorical(kind, x, target, weight, ignore_index, reduction, label_smoothing, return_grad,
                  grad_out, backend, x_name):
     """Shared driver of cross_entropy (kind "logits") and nll_loss (kind "log_probs")."""
+    _validate.check_bool("return_grad", return_grad)
     name = _dispatch.resolve(backend)
     x = _validate.float_array(x, x_name)
     if x.ndim == 0:
@@ -205,6 +206,7 @@ def _flat(a, dtype):
 
 def _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, *others):
     """Flat gradient buffer for an elementwise kernel, and whether it is grad_out."""
+    _validate.check_bool("return_grad", return_grad)
     if not return_grad:
         if grad_out is not None:
             raise ValueError("grad_out is only used with return_grad=True")
@@ -298,6 +300,8 @@ def _gaussian_var(var, shape, dtype):
 
 
 def _gaussian(pred, target, var, full, eps, reduction, return_grad, backend, scale_by):
+    _validate.check_bool("return_grad", return_grad)
+    _validate.check_bool("full", full)
     name = _dispatch.resolve(backend)
     p = _validate.float_array(pred, "pred")
     t = np.asarray(target)
@@ -392,7 +396,8 @@ def _log_base(base):
 
 
 def _rows_measure(kernel_name, arrays, axis, base, backend, check_nonnegative):
-    """Shared driver: broadcast the arrays, move `axis` last, one value per row."""
+    """Shared driver: broadcast the arrays, move `axis` last, one value per
+    row; axis=None flattens them first, as scipy.stats.entropy does."""
     name = _dispatch.resolve(backend)
     log_base = _log_base(base)
     arrs = [_validate.as_float_array(a, "input") for a in arrays]
@@ -404,6 +409,8 @@ def _rows_measure(kernel_name, arrays, axis, base, backend, check_nonnegative):
         raise ValueError("input must have at least one dimension")
     if check_nonnegative and any(np.any(a < 0) for a in arrs):
         raise ValueError("probabilities must be non-negative")
+    if axis is None:  # one distribution of every element
+        arrs, axis = [a.reshape(-1) for a in arrs], 0
     axes = _validate.normalize_axes(axis, arrs[0].ndim)
     if len(axes) != 1:
         raise ValueError(f"axis must be a single axis, got {axis!r}")
@@ -422,7 +429,8 @@ def _rows_measure(kernel_name, arrays, axis, base, backend, check_nonnegative):
 
 
 def entropy(p, axis=-1, *, base=None, backend=None):
-    """Shannon entropy of the distributions along `axis`, as scipy.stats.entropy(p).
+    """Shannon entropy of the distributions along `axis`, as scipy.stats.entropy(p)
+    (``axis=None``: of all elements as one distribution).
 
     Each slice is normalized to sum 1; zero probabilities contribute 0.
 
@@ -448,7 +456,8 @@ def entropy_from_logits(logits, axis=-1, *, base=None, backend=None):
 
 
 def kl_div(p, q, axis=-1, *, base=None, backend=None):
-    """Kullback-Leibler divergence KL(p || q) along `axis`, as scipy.stats.entropy(p, q).
+    """Kullback-Leibler divergence KL(p || q) along `axis`, as scipy.stats.entropy(p, q)
+    (``axis=None``: of all elements as one distribution).
 
     Both are normalized to sum 1; +inf where p > 0 and q = 0. (Note the
     argument order differs from torch's ``kl_div(input=log q, target=p)``.)
@@ -482,8 +491,8 @@ def perplexity(nll, weights=None):
     nll : array_like
         Per-token negative log-likelihoods (natural log).
     weights : array_like of nll's shape, optional
-        Non-negative token weights (counts, or a 0/1 mask); a negative one
-        is a ValueError. When every weight is zero no token counts and the
+        Finite, non-negative token weights (counts, or a 0/1 mask); a
+        negative, NaN or infinite one is a ValueError. When every weight is zero no token counts and the
         result is NaN (0 / 0), as cross_entropy gives (torch's convention)
         when every target's weight is zero.
 
@@ -500,6 +509,8 @@ def perplexity(nll, weights=None):
         weights = _validate.real_array(weights, "weights")
         if weights.shape != a.shape:
             raise ValueError(f"weights shape {weights.shape} does not match nll shape {a.shape}")
+        if not np.isfinite(weights).all():
+            raise ValueError("weights contains NaN or infinity")
         # weights count tokens (a weighted mean): a negative count means nothing
         negative = weights < 0
         if negative.any():
@@ -573,6 +584,7 @@ def linear_cross_entropy(h, W, target, bias=None, *, reduction="mean", ignore_in
     >>> bool(np.isclose(loss, fastmle.cross_entropy(h @ W.T, y)))
     True
     """
+    _validate.check_bool("return_grad", return_grad)
     name = _dispatch.resolve(backend)
     h = _validate.float_array(h, "h")
     W = _validate.float_array(W, "W")
@@ -595,7 +607,7 @@ def linear_cross_entropy(h, W, target, bias=None, *, reduction="mean", ignore_in
         b = b.astype(work, copy=False)
     if chunk_size is None:
         chunk_size = max(1, CHUNK_BYTES // (vocab * work.itemsize))
-    elif int(chunk_size) < 1:
+    elif _validate.integer(chunk_size, "chunk_size") < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     chunk_size = min(int(chunk_size), max(n, 1))
     h = h.astype(work, copy=False)

@@ -480,10 +480,12 @@ def test_fit_mle_warns_at_the_callers_line_when_not_converged(rng):
 
 
 def test_fit_mle_symmetric_softmax_covariance_is_the_constrained_one(rng):
-    # alpha > 0 without a reference class: the intercepts are fixed to sum
-    # zero by a penalty the likelihood does not see; their covariance is
-    # that of the constrained estimate, Z (Z' H Z)^-1 Z', with no share of
-    # the penalty (the sum of the intercepts has variance 0)
+    # alpha > 0 without a reference class: the likelihood does not see each
+    # feature's coefficients, nor the intercepts, moved together in every
+    # class; the penalties fix those sums at zero. The covariance is that
+    # of the constrained estimate, Z (Z' H Z)^-1 Z', with no share of the
+    # penalty (each sum has variance 0; the coefficients' had the prior's
+    # 1 / (alpha K), every standard error alike)
     n, d, K = 600, 3, 3
     X = rng.standard_normal((n, d))
     y = np.argmax(X @ rng.standard_normal((d, K)) + rng.gumbel(size=(n, K)), axis=1)
@@ -492,11 +494,32 @@ def test_fit_mle_symmetric_softmax_covariance_is_the_constrained_one(rng):
     P = K * (d + 1)
     coefs = np.arange(P) % (d + 1) < d
     H[coefs, coefs] += 1.0  # the penalty's information
-    e = (~coefs).astype(float)  # the intercepts' sum
-    Z = np.linalg.svd(np.eye(P) - np.outer(e, e) / K)[0][:, :P - 1]  # a basis of the sum-zero subspace
+    sums = np.stack([(np.arange(P) % (d + 1) == j).astype(float) for j in range(d + 1)], axis=1)
+    Z = np.linalg.svd(np.eye(P) - sums @ sums.T / K)[0][:, :P - d - 1]  # a basis of the sum-zero subspace
     want = Z @ np.linalg.inv(Z.T @ H @ Z) @ Z.T
     np.testing.assert_allclose(res.cov_params(), want, rtol=1e-8, atol=1e-12)
-    assert abs(e @ res.cov_params() @ e) < 1e-12
+    assert np.abs(sums.T @ res.cov_params() @ sums).max() < 1e-12
+
+
+def test_fit_mle_symmetric_softmax_standard_errors_are_the_reference_class_fits(rng):
+    # with a vanishing penalty the symmetric estimate is the reference-class
+    # MLE centred over the classes: its covariance is that linear map of the
+    # reference fit's, for any small alpha (not the prior's 1 / sqrt(alpha K))
+    n, d, K = 1000, 2, 3
+    X = rng.standard_normal((n, d))
+    y = np.argmax(X @ rng.standard_normal((d, K)) + rng.gumbel(size=(n, K)), axis=1)
+    ref = fastmle.fit_mle(X, y, "multinomial", reference_class=0)
+    D = d + 1
+
+    def centred(p):  # (D, K - 1) reference-class parameters -> (D, K) symmetric ones
+        full = np.c_[np.zeros(D), p.reshape(K - 1, D).T]
+        return full - full.mean(axis=1, keepdims=True)
+    J = np.stack([centred(e).ravel() for e in np.eye(D * (K - 1))], axis=1)
+    want = J @ np.asarray(ref.cov_params()) @ J.T
+    for alpha in (1e-4, 1e-6):
+        res = fastmle.fit_mle(X, y, "multinomial", alpha=alpha)
+        np.testing.assert_allclose(res.params, centred(ref.params.T.ravel()), atol=1e-3)
+        np.testing.assert_allclose(res.bse, np.sqrt(np.diag(want)).reshape(D, K), rtol=1e-3)
 
 
 def test_small_consistencies(rng):
@@ -547,13 +570,16 @@ def test_fit_mle_perfect_separation_is_reported(rng):
     (dict(family="poisson", reference_class=0), ValueError, "multinomial"),
     (dict(sample_weight=np.zeros(50)), ValueError, "zero for every sample"),
     (dict(fit_intercept=1.0), TypeError, "fit_intercept must be True or False, got float 1.0"),
+    # estimates at infinity, refused before iterating towards them
+    (dict(family="poisson", y=np.zeros(50)), ValueError, "poisson y is 0 for every sample with weight"),
+    (dict(family="multinomial", y=np.arange(50) % 3, reference_class=0, sample_weight=(np.arange(50) % 3 < 2) * 1.0),
+     ValueError, "class 2 has zero total weight"),
 ])
 def test_fit_mle_bad_input(rng, kwargs, error, match):
     X = rng.standard_normal((50, 2))
-    y = rng.integers(0, 2, 50)
-    kwargs = {"family": "binomial", **kwargs}
+    kwargs = {"family": "binomial", "y": rng.integers(0, 2, 50), **kwargs}
     with pytest.raises(error, match=match):
-        fastmle.fit_mle(X, y, **kwargs)
+        fastmle.fit_mle(X, **kwargs)
 
 
 # ---------------------------------------------------------------- estimators with solver="fisher"

@@ -189,6 +189,18 @@ def test_information_measures_match_reference_and_scipy(backend, dtype, rng):
                         dtype, "kl_from_logits " + err, 10)
 
 
+def test_information_measures_of_all_elements_with_axis_none(backend, dtype, rng):
+    # scipy.stats.entropy(p, axis=None): one distribution of every element
+    p = rng.random((3, 4)).astype(dtype)
+    q = rng.random((3, 4)).astype(dtype)
+    check_close(fastmle.entropy(p, axis=None, backend=backend),
+                np.asarray(scipy.stats.entropy(p, axis=None)).astype(dtype), dtype, "entropy")
+    check_close(fastmle.kl_div(p, q, axis=None, backend=backend),
+                np.asarray(scipy.stats.entropy(p, q, axis=None)).astype(dtype), dtype, "kl")
+    check_close(fastmle.entropy_from_logits(np.log(p), axis=None, backend=backend),
+                np.asarray(scipy.stats.entropy(p, axis=None)).astype(dtype), dtype, "entropy_from_logits", 10)
+
+
 def test_information_measures_special_values(backend, dtype):
     x = np.array([[np.nan, 1, 1], [np.inf, 1, 1], [-np.inf, -np.inf, -np.inf], [1e30, 0, 0]], dtype)
     for fn in ["entropy_from_logits"]:
@@ -397,6 +409,11 @@ BAD_CROSS_ENTROPY = [
     (dict(grad_out=[[0.0] * 5] * 3), TypeError, "numpy.ndarray"),
     (dict(return_grad=False, grad_out=np.empty((3, 5))), ValueError, "only used with return_grad"),
     (dict(ignore_index=1.5), TypeError, "ignore_index must be an integer"),
+    # switches and numbers are what they say: True is not 1, "0.1" not 0.1
+    (dict(ignore_index=True), TypeError, "ignore_index must be an integer, got True"),
+    (dict(label_smoothing=True), TypeError, "label_smoothing must be a number, got True"),
+    (dict(label_smoothing="0.1"), TypeError, "label_smoothing must be a number, got '0.1'"),
+    (dict(return_grad="no"), TypeError, "return_grad must be True or False, got str 'no'"),
     (dict(backend="cuda"), ValueError, "available"),
 ]
 
@@ -449,6 +466,24 @@ BAD_OTHERS = [
      ValueError, r"bias must have shape \(5,\)"),
     (lambda: fastmle.linear_cross_entropy(np.zeros((4, 3)), np.zeros((5, 3)), np.zeros(4, int), chunk_size=0),
      ValueError, "chunk_size"),
+    (lambda: fastmle.linear_cross_entropy(np.zeros((4, 3)), np.zeros((5, 3)), np.zeros(4, int), chunk_size=2.7),
+     TypeError, "chunk_size must be an integer, got 2.7"),
+    (lambda: fastmle.linear_cross_entropy(np.zeros((4, 3)), np.zeros((5, 3)), np.zeros(4, int), return_grad=1),
+     TypeError, "return_grad must be True or False, got int 1"),
+    (lambda: fastmle.gaussian_nll(np.zeros(3), np.zeros(3), 1.0, full="no"), TypeError,
+     "full must be True or False, got str 'no'"),
+    (lambda: fastmle.binary_cross_entropy_with_logits(np.zeros(3), np.zeros(3), return_grad="yes"), TypeError,
+     "return_grad must be True or False"),
+    (lambda: fastmle.mse_loss(np.zeros(3), np.zeros(3), return_grad=None), TypeError,
+     "return_grad must be True or False"),
+    (lambda: fastmle.glm_loss(np.zeros((3, 2)), np.zeros(3), np.zeros(2), return_grad="no"), TypeError,
+     "return_grad must be True or False"),
+    (lambda: fastmle.glm_fisher(np.zeros((3, 2)), np.zeros((2, 2)), "multinomial", reference_class=True),
+     ValueError, "reference_class must be a class index"),
+    (lambda: fastmle.perplexity(np.ones(3), weights=[1.0, np.nan, 1.0]), ValueError,
+     "weights contains NaN or infinity"),
+    (lambda: fastmle.perplexity(np.ones(3), weights=[1.0, np.inf, 1.0]), ValueError,
+     "weights contains NaN or infinity"),
 ]
 
 
