@@ -22,6 +22,9 @@ Needs dask (``pip install 'fastmle[dask]'``); importing fastmle does not.
 >>> fit.converged, fit.params.shape
 (True, (3,))
 """
+import inspect
+import math
+
 import numpy as np
 
 try:
@@ -382,7 +385,11 @@ def _default_eta0(X, y, max_w, family, options):
     norm and mean response (poisson), computed by dask, and the largest
     sample weight (None: unweighted), fed to fastmle.sgd.default_eta0."""
     norms = (X.astype(np.float64) ** 2).sum(axis=1)
-    row_norm2, mean_y = dask.compute(norms.max(), y.astype(np.float64).mean() if family == "poisson" else 0.0)
+    # X's values checked in the same pass (a NaN had been reported as an overflowing row norm)
+    row_norm2, mean_y, finite = dask.compute(norms.max(), y.astype(np.float64).mean() if family == "poisson" else 0.0,
+                                             da.isfinite(X).all())
+    if not finite:
+        raise ValueError("X contains NaN or infinity")
     return _sgd.default_eta0(float(row_norm2), family, np.full((1, 1), float(mean_y)),
                              options.get("fit_intercept", True), options.get("alpha", 0.0),
                              options.get("l1_ratio", 0.0), options.get("momentum", 0.0),
@@ -401,7 +408,8 @@ def _intercept_start(y, w, family, stats, per_class):
     return _sgd.intercept_start(family, np.asarray(mean.compute()))
 
 
-def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=None, **options):
+def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=None, tol=1e-4, n_iter_no_change=5,
+            **options):
     """Minibatch SGD over a dask array, streamed one chunk at a time through
     the compiled epoch kernel (:func:`fastmle.sgd_fit`).
 
@@ -428,7 +436,10 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     ``callback(epoch, info)`` and ``progress`` act once per epoch over the
     whole array, as sgd_fit's do: info's loss is the epoch's objective (below),
     its learning_rate, n_steps, coef and intercept those after the epoch's
-    last chunk; a callback returning True stops training.
+    last chunk; a callback returning True stops training. ``tol`` and
+    ``n_iter_no_change`` judge that objective after each epoch, as sgd_fit's
+    stopping rule judges the training loss: the "adaptive" schedule divides
+    its step by 5 there, and the fit converges as in memory.
 
     Returns the last chunk's SGDResult, with ``loss_history`` holding each
     epoch's objective as sgd_fit reports it: (1 / n) sum w loss over the
@@ -436,12 +447,20 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     its rows were absent, where sgd_fit in memory counts them in n) plus
     the penalty at the epoch's end,
     and ``n_epochs`` the epochs over the whole array."""
-    for name in ("tol", "validation_fraction", "warm_start", "n_iter_no_change"):
+    for name in ("validation_fraction", "warm_start"):
         if name in options:
             raise TypeError(f"fastmle.dask.sgd_fit streams chunks and has no {name!r}")
-    _sgd.check_positive_int("max_epochs", max_epochs)
-    batch_size = options.get("batch_size", _sgd.BATCH_SIZE)
-    _sgd.check_positive_int("batch_size", batch_size)
+    # every option checked as sgd_fit checks it, before any pass over the data
+    defaults = {name: p.default for name, p in inspect.signature(_sgd.sgd_fit).parameters.items()
+                if p.kind == p.KEYWORD_ONLY}
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise TypeError(f"fastmle.dask.sgd_fit got unexpected keyword arguments {unknown}")
+    given = {**defaults, **options, "family": family, "max_epochs": max_epochs, "tol": tol,
+             "n_iter_no_change": n_iter_no_change}
+    _sgd.check_options(*(given[name] for name in _sgd.OPTION_NAMES))
+    batch_size = given["batch_size"]
+    learning_rate = given["learning_rate"]
     # a new run's start goes to the first chunk trained only (the others continue it)
     start = {name: options.pop(name) for name in ("coef_init", "intercept_init") if options.get(name) is not None}
     schedule_epochs = options.pop("schedule_epochs", None)  # sgd_fit checks it
@@ -530,8 +549,11 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
                 f"({null:.3g}), with eta0 {options['eta0']:.3g}: the step is too large for this data; use a "
                 "smaller eta0 (or standardize X). error.result holds the fit.", result)
 
+    chunk_options = {name: value for name, value in options.items() if name != "eta0"}
+
     def run_epochs(bar):
-        result, history = None, []
+        result, history, converged = None, [], False
+        record = math.inf, 0  # the stopping rule's best objective and epochs without improvement
         last_chunk = {}  # the info sgd_fit gives a callback after each chunk's epoch
 
         def note(epoch, info):
@@ -545,23 +567,38 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
                 Xc, yc, wc = dask.compute(xs[c], ys[c], ws[c] if ws is not None else None)
                 # one schedule over the whole run: its horizon and epoch in the
                 # whole array's steps, its clock the steps taken so far
+                # the first chunk starts the run (with its eta0); the others
+                # continue it, the run's step included (an eta0 given to a
+                # warm start would restart adaptive's step from it)
+                first = {**start, "eta0": options["eta0"]} if result is None else {}
                 result = _sgd.sgd_fit(Xc, yc, family, max_epochs=1, tol=None, sample_weight=wc,
                                       warm_start=result, random_state=rng, schedule_epochs=schedule_epochs,
-                                      callback=note, _epoch_steps=epoch_steps,
-                                      **(start if result is None else {}), **options)
+                                      callback=note, _epoch_steps=epoch_steps, **first, **chunk_options)
                 # the chunk's (1 / rows) sum w loss, without the penalty at its end
                 penalty = float(_sgd._penalty(result.state.params, alpha, l1_ratio))
                 total += (result.loss_history[-1] - penalty) * sizes[c]
             history.append(float(total / trained_rows + penalty))
+            # sgd_fit's stopping rule (and adaptive's step, which the next
+            # chunk's warm start continues) on the whole epoch's objective;
+            # its record of the best epochs is the run's, not the chunk call's
+            result.state.best, result.state.bad_epochs = record
+            converged = _sgd._apply_stopping(result.state, learning_rate, history[-1], tol, n_iter_no_change,
+                                             options["eta0"])
+            record = result.state.best, result.state.bad_epochs
             if bar is not None:
                 bar.set_postfix(loss=f"{history[-1]:.5g}", lr=f"{last_chunk['learning_rate']:.3g}")
                 bar.update(1)
             # sgd_fit's callback, on the whole epoch: its objective, and the
             # last chunk's step, step count and (averaged) coefficients
-            if callback is not None and _sgd.callback_stops(callback, epoch, {**last_chunk, "loss": history[-1]}):
+            if converged or (callback is not None
+                             and _sgd.callback_stops(callback, epoch, {**last_chunk, "loss": history[-1]})):
                 break
         result.loss_history = history
         result.n_epochs = len(history)
+        result.converged = converged
+        result.learning_rate = float(_sgd._step_sizes(learning_rate, options["eta0"], result.state.eta,
+                                                     given["power_t"], result.state.step, 1,
+                                                     result.state.horizon, result.state.epoch_steps)[0])
         return result
 
     # as sgd_fit does: with the default step, a diverging run starts again

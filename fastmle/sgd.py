@@ -210,9 +210,16 @@ def callback_stops(callback, epoch, info):
     return bool(stop)
 
 
-def _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
-                   nesterov, alpha, l1_ratio, fit_intercept, average, tol, n_iter_no_change, validation_fraction,
-                   callback, progress, schedule_epochs):
+OPTION_NAMES = ("family", "batch_size", "max_epochs", "learning_rate", "eta0", "power_t", "momentum", "nesterov",
+                "alpha", "l1_ratio", "fit_intercept", "average", "tol", "n_iter_no_change", "validation_fraction",
+                "callback", "progress", "schedule_epochs")
+
+
+def check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
+                  nesterov, alpha, l1_ratio, fit_intercept, average, tol, n_iter_no_change, validation_fraction,
+                  callback, progress, schedule_epochs):
+    """sgd_fit's options (OPTION_NAMES, in this order), before anything else;
+    fastmle.dask's sgd_fit checks its own with it."""
     family_code(family)
     check_bool("nesterov", nesterov)
     check_bool("fit_intercept", fit_intercept)
@@ -391,9 +398,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
     >>> np.round(fit.coef.ravel(), 1), np.round(fit.intercept, 1)
     (array([ 1. , -2. ,  0.5]), array([3.]))
     """
-    _check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
-                   nesterov, alpha, l1_ratio, fit_intercept, average, tol, n_iter_no_change, validation_fraction,
-                   callback, progress, schedule_epochs)
+    check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, momentum,
+                  nesterov, alpha, l1_ratio, fit_intercept, average, tol, n_iter_no_change, validation_fraction,
+                  callback, progress, schedule_epochs)
     # numpy scalars (float32 ones too) as Python floats: the schedule's steps are float64
     eta0, power_t, momentum, alpha, l1_ratio = (None if v is None else float(v)
                                                 for v in (eta0, power_t, momentum, alpha, l1_ratio))

@@ -367,6 +367,44 @@ def test_streamed_loss_history_is_the_whole_arrays_objective(rng):
     assert got.loss_history[0] == pytest.approx(expected.loss_history[0], rel=1e-9)
 
 
+def test_sgd_fit_adaptive_schedule_and_stopping_rule_as_in_memory(rng):
+    # tol and n_iter_no_change judge each epoch's objective over the whole
+    # array: with one chunk the run is the in-memory one, epoch for epoch
+    # (each chunk call once restarted the rule, so "adaptive" never cut its
+    # step and ran as "constant" for every epoch)
+    X, y, _ = data("binomial", rng, n=3000)
+    Xd, yd = da.from_array(X, chunks=(3000, 4)), da.from_array(y, chunks=3000)
+    with dask.config.set(scheduler="synchronous"):
+        got = fd.sgd_fit(Xd, yd, "binomial", max_epochs=80, random_state=0)
+        want = fastmle.sgd_fit(X, y, "binomial", max_epochs=80, random_state=0)
+        assert want.converged and want.n_epochs < 80  # the rule fired in memory
+        assert (got.converged, got.n_epochs, got.learning_rate) == (want.converged, want.n_epochs, want.learning_rate)
+        np.testing.assert_allclose(got.coef, want.coef, rtol=1e-12, atol=1e-14)
+        # in uneven chunks the step is cut too, and the run converges
+        Xd, yd = da.from_array(X, chunks=(700, 4)), da.from_array(y, chunks=700)
+        uneven = fd.sgd_fit(Xd, yd, "binomial", max_epochs=80, random_state=0)
+        assert uneven.converged and uneven.learning_rate < uneven.eta0 * 1e-3
+        np.testing.assert_allclose(uneven.coef, want.coef, atol=0.05)
+
+
+def test_sgd_fit_options_are_checked_before_any_chunk_is_read(rng):
+    X, y, _ = data("binomial", rng, n=100)
+
+    def unreadable(block):
+        raise AssertionError("a chunk was read")
+    Xd = da.from_array(X, chunks=(50, 4)).map_blocks(unreadable, dtype=X.dtype)
+    for options, error, match in [(dict(momentum=2.0), ValueError, r"momentum must be in \[0, 1\)"),
+                                  (dict(foo=1), TypeError, r"unexpected keyword arguments \['foo'\]"),
+                                  (dict(learning_rate="fast"), ValueError, "unknown learning_rate 'fast'"),
+                                  (dict(tol=-1.0), ValueError, "tol must be >= 0"),
+                                  (dict(n_iter_no_change=0), ValueError, "n_iter_no_change")]:
+        with pytest.raises(error, match=match):
+            fd.sgd_fit(Xd, y, "binomial", **options)
+    X[5, 1] = np.nan  # with the default step's pass over X: named as sgd_fit names it
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        fd.sgd_fit(da.from_array(X, chunks=(30, 4)), y, "binomial")
+
+
 def test_chunking_errors(rng):
     X, y, w = data("binomial", rng, n=100)
     Xd = da.from_array(X, chunks=(50, 2))
@@ -381,8 +419,8 @@ def test_chunking_errors(rng):
         fd.glm_fisher(Xd, np.zeros(4), "binomial", sample_weight=w[:99])
     with pytest.raises(ValueError, match="unknown family"):
         fd.fit_mle(Xd, y, "logit")
-    with pytest.raises(TypeError, match="has no 'tol'"):
-        fd.sgd_fit(Xd, y, "binomial", tol=1e-3)
+    with pytest.raises(TypeError, match="has no 'validation_fraction'"):
+        fd.sgd_fit(Xd, y, "binomial", validation_fraction=0.1)
     with pytest.raises(ValueError, match="binomial y has only one class"):  # over the chunks, not per chunk
         fd.sgd_fit(Xd, np.ones(100), "binomial")
     with pytest.raises(TypeError, match="callback must be a function"):
