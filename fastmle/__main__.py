@@ -64,7 +64,7 @@ def main(argv=None):
         try:
             args.shape = parse_shape(args.shape)
         except ValueError:
-            parser.error(f"--shape must be sizes joined by 'x', e.g. 32768x1000 or 200000x100x10; "
+            parser.error(f"--shape must be sizes >= 1 joined by 'x', e.g. 32768x1000 or 200000x100x10; "
                          f"got {args.shape!r}")
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         # found now, not after minutes of timing

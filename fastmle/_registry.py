@@ -191,9 +191,9 @@ def _accumulate(inp, backend):
     return acc
 
 
-def _scores_bytes(shape, dtype):  # read S, update the P x P matrix once per batch
+def _scores_bytes(shape, dtype):  # read S, update the P x P matrix once per batch (a last short one too)
     n, P = shape
-    return (n * P + (n // 2000) * P * P) * np.dtype(dtype).itemsize
+    return (n * P + -(-n // 2000) * P * P) * np.dtype(dtype).itemsize
 
 
 def _mle_problem(shape, dtype, rng):

@@ -162,9 +162,10 @@ def measure(kernel, shape, dtype, repeat, budget, rng):
 
 
 def parse_shape(text):
-    """"32768x1000" -> (32768, 1000); ValueError unless sizes >= 0 joined by "x"."""
+    """"32768x1000" -> (32768, 1000); ValueError unless sizes >= 1 joined by
+    "x" (a size of 0 passed here, then failed inside a kernel's peer)."""
     parts = text.lower().split("x")
-    if not all(part.strip().isdigit() for part in parts):
+    if not all(part.strip().isdigit() and int(part) >= 1 for part in parts):
         raise ValueError(f"not a shape: {text!r}")
     return tuple(int(v) for v in parts)
 

@@ -121,6 +121,9 @@ def _add(a, b):
 def _chunk_loss(Xc, yc, wc, coef, intercept, family, backend):
     K = coef.reshape(Xc.shape[1], -1).shape[1]
     if Xc.shape[0] == 0 or (wc is not None and not np.any(wc)):  # nothing to add
+        # but values checked as the in-memory call checks them, whatever the chunking
+        _glm.check_finite(np.asarray(Xc))
+        _glm.encode_response(yc, family, Xc.shape[0], np.float64, np.arange(K) if family == "multinomial" else None)
         return 0.0, (np.zeros((Xc.shape[1], K)), np.zeros(K))
     loss, (dcoef, dintercept) = _glm.glm_loss(Xc, yc, coef, intercept, family, sample_weight=wc,
                                               reduction="sum", return_grad=True, backend=backend)
@@ -155,6 +158,7 @@ def score(X, y, coef, family, *, intercept=None, sample_weight=None, backend=Non
 
 def _chunk_fisher(Xc, wc, coef, family, intercept, fit_intercept, kind, reference_class, backend, P):
     if Xc.shape[0] == 0 or (wc is not None and not np.any(wc)):
+        _glm.check_finite(np.asarray(Xc))  # checked as in memory, whatever the chunking
         return np.zeros((P, P) if kind == "dense" else P)
     return _fisher.glm_fisher(Xc, coef, family, intercept=intercept, fit_intercept=fit_intercept, sample_weight=wc,
                               kind=kind, reference_class=reference_class, backend=backend)
@@ -334,9 +338,9 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     X's row chunks. Runs on the scheduler dask is configured with (threads,
     processes, or a dask.distributed Client)."""
     _mle.check_fit_options(alpha, max_iter, tol)
+    columns = _mle.parameter_names(X)
     prob = _DaskProblem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend)
-    names = [f"x{j}" for j in range(prob.d)] + (["intercept"] if prob.fit_intercept else [])
-    return _mle.fisher_scoring(prob, names, max_iter, tol)
+    return _mle.fisher_scoring(prob, columns(prob), max_iter, tol)
 
 
 # ---- streamed minibatch SGD ----

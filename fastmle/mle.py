@@ -227,6 +227,7 @@ class _Objective:
         else:
             K = 1
         self.family, self.classes, self.K = family, classes, K
+        check_bool("fit_intercept", fit_intercept)
         self.alpha, self.fit_intercept = float(alpha), bool(fit_intercept)
         self.n, self.d, self.stats, self.W = n, d, stats, stats["W"]
         if n == 0 or self.W == 0:
@@ -463,11 +464,17 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     (3,)
     """
     check_fit_options(alpha, max_iter, tol)
-    check_bool("fit_intercept", fit_intercept)
-    columns = list(map(str, X.columns)) if hasattr(X, "columns") else None
+    columns = parameter_names(X)
     prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend)
-    names = (columns or [f"x{j}" for j in range(prob.d)]) + (["intercept"] if prob.fit_intercept else [])
-    return fisher_scoring(prob, names, max_iter, tol)
+    return fisher_scoring(prob, columns(prob), max_iter, tol)
+
+
+def parameter_names(X):
+    """prob -> the parameters' names: a DataFrame's columns (pandas, or
+    dask's), else x0, x1, ...; then "intercept" if fitted. Read before X
+    becomes an array."""
+    columns = list(map(str, X.columns)) if hasattr(X, "columns") else None
+    return lambda prob: (columns or [f"x{j}" for j in range(prob.d)]) + (["intercept"] if prob.fit_intercept else [])
 
 
 def fisher_scoring(prob, names, max_iter, tol):

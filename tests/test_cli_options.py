@@ -11,8 +11,9 @@ SMALL = ["--kernels", "logsumexp", "--repeat", "1", "--dtypes", "float32"]
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--shape", "abc"] + SMALL, "--shape must be sizes joined by 'x'"),
-    (["--shape", "64x"] + SMALL, "--shape must be sizes joined by 'x'"),
+    (["--shape", "abc"] + SMALL, "--shape must be sizes >= 1 joined by 'x'"),
+    (["--shape", "64x"] + SMALL, "--shape must be sizes >= 1 joined by 'x'"),
+    (["--shape", "64x0"] + SMALL, "--shape must be sizes >= 1 joined by 'x'"),
     (["--threads", "0", "--shape", "8x8"] + SMALL, "--threads must be in [1, "),
     (["--threads", "-1", "--shape", "8x8"] + SMALL, "--threads must be in [1, "),
     (["--threads", "100000", "--shape", "8x8"] + SMALL, "--threads must be in [1, "),

@@ -405,6 +405,31 @@ def test_sgd_fit_options_are_checked_before_any_chunk_is_read(rng):
         fd.sgd_fit(da.from_array(X, chunks=(30, 4)), y, "binomial")
 
 
+def test_bad_values_are_refused_whatever_the_chunking(rng):
+    # a NaN in a chunk whose weights are all zero: that chunk adds nothing,
+    # and was skipped unchecked (loglik returned a number where the
+    # in-memory call refuses X)
+    X, y, _ = data("binomial", rng, n=60)
+    X[3, 0] = np.nan
+    w = np.ones(60)
+    w[:20] = 0
+    Xd, yd, wd = da.from_array(X, chunks=(20, 4)), da.from_array(y, chunks=20), da.from_array(w, chunks=20)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        fastmle.glm_loss(X, y, np.zeros(4), None, "binomial", sample_weight=w)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        fd.loglik(Xd, yd, np.zeros(4), "binomial", sample_weight=wd)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        fd.glm_fisher(Xd, np.zeros(4), "binomial", sample_weight=wd)
+
+
+def test_fit_mle_names_a_dataframes_columns(rng):
+    pd = pytest.importorskip("pandas")
+    X, y, _ = data("binomial", rng, n=200)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    assert fd.fit_mle(frame, y, "binomial").param_names == fastmle.fit_mle(frame, y, "binomial").param_names == \
+        ["a", "b", "c", "d", "intercept"]
+
+
 def test_chunking_errors(rng):
     X, y, w = data("binomial", rng, n=100)
     Xd = da.from_array(X, chunks=(50, 2))
