@@ -68,6 +68,8 @@ def _check_chunks(X, **aligned):
             continue
         if not isinstance(a, da.Array):
             a = np.asarray(a)
+        elif a.ndim and any(np.isnan(c) for c in a.chunks[0]):  # else "y has nan samples"
+            raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
         if a.shape[:1] != X.shape[:1]:
             raise ValueError(f"{name} has {a.shape[0] if a.ndim else 0} samples but X has {X.shape[0]}")
         if name == "sample_weight" and a.ndim != 1:
@@ -135,6 +137,7 @@ def _loss_and_grad(X, y, coef, family, intercept, sample_weight, backend):
     if a["y"] is None:
         raise ValueError("y is required")
     _glm.family_code(family)
+    _glm.pack_params(coef, intercept, X.shape[1], np.float64)  # coef's shape, checked here, not in a task
     backend = _dispatch.resolve(backend)
     return _map_reduce(_chunk_loss, _add, X, a["y"], a["sample_weight"],
                        args=(np.asarray(coef), intercept, family, backend))

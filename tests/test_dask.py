@@ -440,6 +440,11 @@ def test_chunking_errors(rng):
         fd.fit_mle(Xd, da.from_array(y, chunks=30), "binomial")
     with pytest.raises(ValueError, match="unknown chunk sizes"):
         fd.loglik(Xd[Xd[:, 0] > 0], y[:10], np.zeros(4), "binomial")
+    yd = da.from_array(y, chunks=50)
+    with pytest.raises(ValueError, match=r"y has unknown chunk sizes; call y.compute_chunk_sizes\(\) first"):
+        fd.loglik(Xd, yd[yd >= 0], np.zeros(4), "binomial")
+    with pytest.raises(ValueError, match=r"coef must have shape \(n_features=4, n_outputs\), got \(5, 1\)"):
+        fd.loglik(Xd, y, np.zeros(5), "binomial")  # on the client, not from inside a task
     with pytest.raises(ValueError, match="has 99 samples but X has 100"):
         fd.glm_fisher(Xd, np.zeros(4), "binomial", sample_weight=w[:99])
     with pytest.raises(ValueError, match="unknown family"):
