@@ -123,11 +123,16 @@ def extra_allocation(fn):
 
 
 def report_quality(kernel, inputs):
-    """Print the kernel's figure of merit (e.g. accuracy reached) per backend."""
+    """Print the kernel's figure of merit (e.g. accuracy reached) per backend;
+    returns {"fastmle.<backend>": {"measure", "value", "reference"}} for the
+    JSON records."""
+    out = {}
     for name in _dispatch.available_backends():
         what, value, reference = kernel.quality(inputs, name)
         print(f"  {kernel.name} fastmle.{name}: {what}: {value:.4f} vs {reference:.4f} "
               f"(ratio {value / reference:.4f})")
+        out[f"fastmle.{name}"] = {"measure": what, "value": float(value), "reference": float(reference)}
+    return out
 
 
 def implementations(kernel, inputs):
@@ -232,7 +237,9 @@ def run(args):
                       f"{fmt(rec['extra_bytes'], 2**20)} {fmt(rec['speedup_vs_sklearn']):>10} "
                       f"{fmt(rec['speedup_vs_statsmodels']):>10}")
             if kernel.quality is not None and args.quality:
-                report_quality(kernel, inputs)
+                quality = report_quality(kernel, inputs)
+                for rec in records[-len(times):]:  # this kernel and dtype's rows
+                    rec["quality"] = quality.get(rec["implementation"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)

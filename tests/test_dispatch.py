@@ -145,6 +145,20 @@ def test_cli_info_and_bench(tmp_path):
     assert all(rec["extra_bytes"] > 0 for rec in records if rec["implementation"].startswith("fastmle"))
 
 
+def test_bench_json_holds_the_figures_of_merit(tmp_path):
+    # the accuracy (or log-likelihood) a kernel reaches was printed only
+    path = tmp_path / "q.json"
+    r = run_python("-m", "fastmle", "bench", "--kernels", "sgd_epoch", "--shape", "600x10x3", "--repeat", "1",
+                   "--json", str(path), check=False)
+    assert r.returncode == 0, r.stderr
+    records = {rec["implementation"]: rec for rec in json.loads(path.read_text())}
+    for name in fastmle.available_backends():
+        quality = records[f"fastmle.{name}"]["quality"]
+        assert quality["measure"].startswith("test accuracy") and 0 < quality["value"] <= 1
+        assert f"fastmle.{name}: {quality['measure']}: {quality['value']:.4f}" in r.stdout
+    assert records["sklearn"].get("quality") is None
+
+
 def test_read_only_inputs_work_on_every_backend(backend, tmp_path):
     # a memory-mapped file opened read-only, as joblib hands to workers
     rng = np.random.default_rng(0)
