@@ -201,6 +201,9 @@ class FisherAccumulator(_fisher.FisherAccumulator):
                             args=(self.n_params, self.kind, self.dtype, _dispatch.resolve(self.backend)))
         if total.sum_weights == 0:
             return
+        # every row of the batch, as update counts an in-memory batch: a
+        # chunk of zero weights had not counted its rows
+        total.n_samples = S.shape[0]
         if self.decay is None:
             self.merge(total)
             return

@@ -137,6 +137,15 @@ def test_accumulator_over_a_dask_array(client, rng):
     assert rel(ema.fisher(), expected) < 1e-12
     acc.update(S[:10])  # numpy batches still work
     assert acc.n_samples == len(S) + 10
+    # rows of zero weight count as in memory, whatever the chunking (a
+    # chunk of zero weights had not counted its rows)
+    w[:CHUNKS[0] + 3] = 0
+    for chunks in ((CHUNKS[0], len(S) - CHUNKS[0]), (7, len(S) - 7)):
+        split = fd.FisherAccumulator(6)
+        split.update(da.from_array(S, chunks=(chunks, 6)), sample_weight=da.from_array(w, chunks=(chunks,)))
+        whole = fastmle.FisherAccumulator(6)
+        whole.update(S, sample_weight=w)
+        assert split.n_samples == whole.n_samples == len(S) and rel(split.fisher(), whole.fisher()) < 1e-12
 
 
 def test_streamed_sgd_is_seeded_and_fits(rng):
