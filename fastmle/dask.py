@@ -269,7 +269,7 @@ def _chunk_terms(Xc, yc, wc, params, family, classes, fit_intercept, ref, backen
         if saturated is not None:
             mu = np.empty((n, params.shape[0]))
             _dispatch.kernels(backend, "glm").glm_predict(Xc, params, code, mu)
-            saturated = _mle.saturated_count(mu)
+            saturated = _mle.saturated_count(mu, family)
     return float(loss[0]), grad, F, saturated
 
 

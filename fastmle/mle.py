@@ -34,7 +34,8 @@ class SingularFisherError(np.linalg.LinAlgError):
 class PerfectSeparationError(SingularFisherError):
     """The classes are (quasi-)perfectly separated by the features: some
     fitted probabilities reach 0 or 1 and the maximum-likelihood estimate
-    does not exist (coefficients diverge). Use ``alpha > 0``."""
+    does not exist (coefficients diverge); for Poisson, fitted means reach
+    0 (where y is 0 for a range of the features). Use ``alpha > 0``."""
 
 
 class MLEResult:
@@ -327,13 +328,16 @@ class _Objective:
                 f"constant zero, smallest eigenvalue of their correlation {vals[0]:.2g})")
 
     def saturated(self, theta):
-        """How many samples have a fitted probability within 1e-8 of 0 or 1."""
+        """How many samples have a fitted probability within 1e-8 of 0 or 1
+        (for Poisson, a fitted mean within 1e-8 of 0)."""
         return self._saturated(self.kernel_params(theta))
 
 
-def saturated_count(mu):
-    """Samples (rows of mu, (n, K)) with some fitted probability within 1e-8 of 0 or 1."""
-    return int(np.sum(np.any((mu < 1e-8) | (mu > 1 - 1e-8), axis=1)))
+def saturated_count(mu, family):
+    """Samples (rows of mu, (n, K)) with some fitted probability within 1e-8
+    of 0 or 1, or for Poisson a fitted mean within 1e-8 of 0."""
+    at_limit = mu < 1e-8 if family == "poisson" else (mu < 1e-8) | (mu > 1 - 1e-8)
+    return int(np.sum(np.any(at_limit, axis=1)))
 
 
 class _Problem(_Objective):
@@ -380,7 +384,7 @@ class _Problem(_Objective):
     def _saturated(self, params):
         mu = np.empty((self.n, self.K))
         self.glm.glm_predict(self.X, params, self.code, mu)
-        return saturated_count(mu)
+        return saturated_count(mu, self.family)
 
 
 def check_fit_options(alpha, max_iter, tol):
@@ -529,11 +533,11 @@ def _fisher_scoring(prob, names, max_iter, tol):
             f"(mean negative log-likelihood {f / prob.W:.2g}); the maximum-likelihood estimate does not "
             f"exist. Set alpha > 0 for a penalized estimate")
     if not converged:
-        saturated = prob.saturated(theta) if family in ("binomial", "multinomial") else 0
-        if saturated:  # diverging coefficients pushing samples to probability 0 or 1
+        saturated = prob.saturated(theta) if family != "gaussian" else 0
+        if saturated:  # diverging coefficients pushing samples to probability 0 or 1 (Poisson: mean 0)
             raise PerfectSeparationError(
                 f"fit_mle did not converge in {max_iter} iteration{'s' * (max_iter > 1)}, with {saturated} of "
-                f"{prob.n} samples fitted with probability within 1e-8 of 0 or 1: quasi-complete separation "
+                f"{prob.n} samples fitted with {_at_limit(family)}: quasi-complete separation "
                 f"(the MLE does not exist; the coefficients diverge). Set alpha > 0 for a penalized "
                 f"estimate, or raise max_iter if the fit was still converging")
         # stacklevel 4: the caller of fit_mle (or of fastmle.dask.fit_mle)
@@ -563,12 +567,21 @@ def _fisher_scoring(prob, names, max_iter, tol):
 
 
 
+def _at_limit(family):
+    """What saturated() counts, in words."""
+    return "mean within 1e-8 of 0" if family == "poisson" else "probability within 1e-8 of 0 or 1"
+
+
 def _raise_singular(prob, theta, it, stalled=False):
     what = "no step decreases the objective" if stalled else "the Fisher information is not positive definite"
-    if prob.family in ("binomial", "multinomial"):
+    # binomial, multinomial: always separation here; Poisson when means
+    # reach 0 (y = 0 where the linear predictor runs to -inf), which had
+    # been blamed on the conditioning
+    saturated = prob.saturated(theta) if prob.family != "gaussian" else 0
+    if prob.family in ("binomial", "multinomial") or saturated:
         raise PerfectSeparationError(
-            f"fit_mle stopped at iteration {it}: {what}, with {prob.saturated(theta)} of {prob.n} samples "
-            f"fitted with probability within 1e-8 of 0 or 1 (quasi-complete separation: the MLE does not "
+            f"fit_mle stopped at iteration {it}: {what}, with {saturated} of {prob.n} samples "
+            f"fitted with {_at_limit(prob.family)} (quasi-complete separation: the MLE does not "
             f"exist). Set alpha > 0 for a penalized estimate")
     raise SingularFisherError(f"fit_mle stopped at iteration {it}: {what} (ill-conditioned information; "
                               f"rescale the features or set alpha > 0)")

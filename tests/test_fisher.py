@@ -471,6 +471,21 @@ def test_fit_mle_quasi_complete_separation_is_reported(rng):
     assert fastmle.fit_mle(x[:, None], y, "binomial", alpha=1.0).converged  # the penalized estimate exists
 
 
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_poisson_zero_counts_on_a_range_of_a_feature_is_reported(rng, backend):
+    # y = 0 wherever the binary feature x0 is 1: the MLE of x0's coefficient
+    # is -inf. It had ended unconverged at -70 with a warning, or blamed
+    # the conditioning; now the error says why, and alpha > 0 fits
+    n = 300
+    x0 = (rng.random(n) < 0.3) * 1.0
+    x1 = rng.standard_normal(n)
+    X = np.c_[x0, x1]
+    y = rng.poisson(np.exp(0.5 + 0.3 * x1)) * (1 - x0)
+    with pytest.raises(fastmle.PerfectSeparationError, match=r"\d+ of 300 samples fitted with mean within 1e-8 of 0"):
+        fastmle.fit_mle(X, y, "poisson", backend=backend)
+    assert fastmle.fit_mle(X, y, "poisson", alpha=1.0, backend=backend).converged
+
+
 def test_fit_mle_warns_at_the_callers_line_when_not_converged(rng):
     X = rng.standard_normal((300, 2))
     y = rng.poisson(np.exp(X @ [0.5, -0.5]))
