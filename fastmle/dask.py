@@ -49,6 +49,16 @@ def _as_dask(a):
     return a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=-1)
 
 
+def _refuse_sparse_chunks(X, what):
+    """fit_mle and sgd_fit over dask read dense chunks: chunks of scipy.sparse
+    matrices had failed deep inside ("setting an array element with a
+    sequence", "sum() got an unexpected keyword argument")."""
+    if hasattr(X, "_meta") and hasattr(X._meta, "tocsr"):
+        raise TypeError(f"fastmle.dask.{what} needs dense (numpy) chunks; X's chunks are "
+                        f"{type(X._meta).__name__}: use X.map_blocks(lambda b: b.toarray()) or, in memory, "
+                        "fastmle.sgd_fit, which takes CSR")
+
+
 def _check_chunks(X, **aligned):
     """X as a 2-D dask array chunked along samples only, and the arrays in
     `aligned` (y, sample_weight: None or array-like) with the same row chunks.
@@ -284,6 +294,7 @@ class _DaskProblem(_mle._Objective):
     it), reduced up a fixed tree."""
 
     def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend):
+        _refuse_sparse_chunks(X, "fit_mle")
         X, a = _check_chunks(X, y=y, sample_weight=sample_weight)
         if a["y"] is None:
             raise ValueError("y is required")
@@ -479,6 +490,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     _sgd.check_callback(callback, progress)
     if schedule_epochs is None:
         schedule_epochs = max_epochs
+    _refuse_sparse_chunks(X, "sgd_fit")
     X, a = _check_chunks(X, y=y, sample_weight=sample_weight)
     if a["y"] is None:
         raise ValueError("y is required")

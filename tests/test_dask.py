@@ -454,6 +454,11 @@ def test_chunking_errors(rng):
         fd.loglik(Xd, yd[yd >= 0], np.zeros(4), "binomial")
     with pytest.raises(ValueError, match=r"coef must have shape \(n_features=4, n_outputs\), got \(5, 1\)"):
         fd.loglik(Xd, y, np.zeros(5), "binomial")  # on the client, not from inside a task
+    sparse = pytest.importorskip("scipy.sparse")
+    Xs = Xd.map_blocks(sparse.csr_matrix)
+    for fit in (fd.fit_mle, fd.sgd_fit):
+        with pytest.raises(TypeError, match="needs dense \\(numpy\\) chunks; X's chunks are csr_matrix"):
+            fit(Xs, y, "binomial")
     with pytest.raises(ValueError, match="has 99 samples but X has 100"):
         fd.glm_fisher(Xd, np.zeros(4), "binomial", sample_weight=w[:99])
     with pytest.raises(ValueError, match="unknown family"):
