@@ -486,8 +486,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     start = {name: options.pop(name) for name in ("coef_init", "intercept_init") if options.get(name) is not None}
     schedule_epochs = options.pop("schedule_epochs", None)  # sgd_fit checks it
     # called (and the bar moved) once per epoch over the whole array, not per chunk
-    callback, progress = options.pop("callback", None), options.pop("progress", False)
-    _sgd.check_callback(callback, progress)
+    callback, progress = options.pop("callback", None), options.pop("progress", False)  # checked above
     if schedule_epochs is None:
         schedule_epochs = max_epochs
     _refuse_sparse_chunks(X, "sgd_fit")
@@ -618,9 +617,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
         result.loss_history = history
         result.n_epochs = len(history)
         result.converged = converged
-        result.learning_rate = float(_sgd._step_sizes(learning_rate, options["eta0"], result.state.eta,
-                                                     given["power_t"], result.state.step, 1,
-                                                     result.state.horizon, result.state.epoch_steps)[0])
+        result.learning_rate = _sgd.next_rate(result.state, learning_rate, options["eta0"], given["power_t"])
         return result
 
     # as sgd_fit does: with the default step, a diverging run starts again

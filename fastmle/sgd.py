@@ -141,6 +141,13 @@ def _step_sizes(schedule, eta0, eta, power_t, step, n_batches, total_steps, epoc
     return eta0 * 0.5 * (1.0 + np.cos(np.pi * np.minimum(t, total_steps) / total_steps))
 
 
+def next_rate(state, schedule, eta0, power_t):
+    """The schedule's step at state.step: the next epoch's first (a run's
+    state always knows its epoch's length)."""
+    return float(_step_sizes(schedule, eta0, state.eta, power_t, state.step, 1, state.horizon,
+                             state.epoch_steps)[0])
+
+
 def _class_weight_per_sample(class_weight, labels, targets, classes, family):
     if class_weight is None:
         return None
@@ -191,14 +198,6 @@ def _penalty(params, alpha, l1_ratio):
         return alpha * ((1 - l1_ratio) * 0.5 * np.sum(coef * coef) + l1_ratio * np.sum(np.abs(coef)))
 
 
-def check_callback(callback, progress):
-    """callback and progress, checked before the first epoch (a callback of
-    3 had failed only after one)."""
-    check_bool("progress", progress)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be a function callback(epoch, info) or None, got {callback!r}")
-
-
 def callback_stops(callback, epoch, info):
     """Whether callback(epoch, info) asks to stop: it returns True (or a
     nonzero int), else False or None; anything else is a TypeError, not
@@ -223,7 +222,9 @@ def check_options(family, batch_size, max_epochs, learning_rate, eta0, power_t, 
     family_code(family)
     check_bool("nesterov", nesterov)
     check_bool("fit_intercept", fit_intercept)
-    check_callback(callback, progress)
+    check_bool("progress", progress)
+    if callback is not None and not callable(callback):  # else it failed only after an epoch
+        raise TypeError(f"callback must be a function callback(epoch, info) or None, got {callback!r}")
     for name, value, optional in (("eta0", eta0, True), ("power_t", power_t, False),
                                   ("momentum", momentum, False), ("alpha", alpha, False),
                                   ("l1_ratio", l1_ratio, False), ("tol", tol, True),
@@ -503,16 +504,13 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
             state.avg = state.params.copy()
         return state, state.avg_start if average is not False else -1
 
-    def next_rate():  # the schedule's step at state.step: the next epoch's first
-        return float(_step_sizes(learning_rate, eta0, state.eta, power_t, state.step, n_batches,
-                                 state.horizon, state.epoch_steps)[0])
-
     def diverged(lr, done, what, epoch, step):
         return SGDDivergedError(
             f"the loss {what} in epoch {epoch} (step {step}) with learning rate "
             f"{lr[min(done, n_batches - 1)]:.3g}: the step is too large for this data; use a smaller eta0 "
             "(or standardize X). error.result holds the last finite coefficients.",
-            _result(state, next_rate(), history, val_history, False, eta0, family, classes, copied, avg_start))
+            _result(state, next_rate(state, learning_rate, eta0, power_t), history, val_history, False, eta0,
+                    family, classes, copied, avg_start))
 
     def run_epochs():
         """Train up to max_epochs epochs from state; True when converged."""
@@ -624,7 +622,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
             rng.bit_generator.state = rng_start
             if bar is not None:
                 bar.reset()
-    return _result(state, next_rate(), history, val_history, converged, eta0, family, classes, copied,
+    return _result(state, next_rate(state, learning_rate, eta0, power_t), history, val_history, converged, eta0,
+                   family, classes, copied,
                    avg_start)
 
 
@@ -637,7 +636,7 @@ def _validation_split(rng, validation_fraction, n, strata=None):
     n_val = int(math.ceil(validation_fraction * n))
     split = rng.permutation(n)
     if strata is None:
-        val = split[:n_val]
+        held = np.arange(n) < n_val
     else:
         classes = strata[split]  # in the permutation's order
         counts = np.bincount(classes)
@@ -652,11 +651,11 @@ def _validation_split(rng, validation_fraction, n, strata=None):
         by_class = np.argsort(classes, kind="stable")
         rank = np.empty(n, np.int64)
         rank[by_class] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
-        val = split[rank < take[classes]]
-    if len(val) < 1 or len(val) >= n:
+        held = rank < take[classes]
+    if not 0 < held.sum() < n:
         raise ValueError(f"validation_fraction={validation_fraction} leaves no training or validation samples "
                          f"(n_samples = {n})")
-    return np.sort(val), np.sort(np.setdiff1d(split, val, assume_unique=True))
+    return np.sort(split[held]), np.sort(split[~held])
 
 
 def _check_warm_start(warm_start, family, K, d, dtype):
