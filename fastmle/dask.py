@@ -611,8 +611,9 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
                 bar.update(1)
             # sgd_fit's callback, on the whole epoch: its objective, and the
             # last chunk's step, step count and (averaged) coefficients
-            if converged or (callback is not None
-                             and _sgd.callback_stops(callback, epoch, {**last_chunk, "loss": history[-1]})):
+            # last, also after the epoch the stopping rule ends on, as in memory
+            stopped = callback is not None and _sgd.callback_stops(callback, epoch, {**last_chunk, "loss": history[-1]})
+            if converged or stopped:
                 break
         result.loss_history = history
         result.n_epochs = len(history)

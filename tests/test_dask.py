@@ -383,10 +383,15 @@ def test_sgd_fit_adaptive_schedule_and_stopping_rule_as_in_memory(rng):
     # step and ran as "constant" for every epoch)
     X, y, _ = data("binomial", rng, n=3000)
     Xd, yd = da.from_array(X, chunks=(3000, 4)), da.from_array(y, chunks=3000)
+    seen = {"dask": [], "memory": []}
     with dask.config.set(scheduler="synchronous"):
-        got = fd.sgd_fit(Xd, yd, "binomial", max_epochs=80, random_state=0)
-        want = fastmle.sgd_fit(X, y, "binomial", max_epochs=80, random_state=0)
+        got = fd.sgd_fit(Xd, yd, "binomial", max_epochs=80, random_state=0,
+                         callback=lambda epoch, info: seen["dask"].append(epoch))
+        want = fastmle.sgd_fit(X, y, "binomial", max_epochs=80, random_state=0,
+                               callback=lambda epoch, info: seen["memory"].append(epoch))
         assert want.converged and want.n_epochs < 80  # the rule fired in memory
+        # the callback sees every epoch, the one the rule ends on too
+        assert seen["dask"] == seen["memory"] == list(range(1, want.n_epochs + 1))
         assert (got.converged, got.n_epochs, got.learning_rate) == (want.converged, want.n_epochs, want.learning_rate)
         np.testing.assert_allclose(got.coef, want.coef, rtol=1e-12, atol=1e-14)
         # in uneven chunks the step is cut too, and the run converges
