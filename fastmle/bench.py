@@ -42,7 +42,7 @@ def wait_until_quiet(max_pause=0.4, step=0.005):
     limit is above OpenBLAS's spin, which a limit of 0.1 s cut short).
     Quiet means two steps in a row: on a busy machine a spinning thread can
     lose its core for a step (the suite's test of this once saw three waits
-    of one step each beside a thread spinning for 0.3 s).
+    of 30-40 ms end early beside a thread spinning for 0.3 s).
     Returns the seconds waited."""
     waited, quiet_steps = 0.0, 0
     while waited < max_pause and quiet_steps < 2:
