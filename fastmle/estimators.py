@@ -70,6 +70,29 @@ def _unchanged_if_it_raises(method):
     return unchanged_if_it_raises
 
 
+def _validated_X(validate, X, y, **kwargs):
+    """scikit-learn's validation of X (and y) with X copied at most once: an
+    array already float32 or float64 keeps its memory order here (sgd_fit or
+    fit_mle copies a Fortran-ordered or strided one into C order); anything
+    else (a list, a DataFrame, another dtype) is converted straight into C
+    order. Returns (X, y, copied): copied says whether the values of X were
+    copied on the way to the kernels, by validation or by fastmle."""
+    wanted = kwargs["dtype"] if isinstance(kwargs["dtype"], tuple) else (kwargs["dtype"],)
+    keeps_order = hasattr(X, "nnz") or (isinstance(X, np.ndarray) and X.dtype in wanted)
+    kwargs.update(accept_sparse="csr", order=None if keeps_order else "C")
+    checked, y = validate(X, y, **kwargs)
+    if isinstance(X, (list, tuple)) or len(set(getattr(X, "dtypes", ()))) > 1:  # a table of mixed dtypes
+        copied = True
+    elif hasattr(checked, "nnz"):  # CSR: the values' array (a CSR X's int64 indices become int32 in sgd_fit)
+        values = getattr(X, "data", None) if hasattr(X, "nnz") else None  # none in a DOK matrix
+        copied = not (isinstance(values, np.ndarray) and np.shares_memory(checked.data, values))
+    else:  # an array, or an array-like whose values numpy views (a DataFrame of one dtype)
+        copied = not np.shares_memory(checked, X if isinstance(X, np.ndarray) else np.asarray(X))
+    if not hasattr(checked, "nnz"):  # the kernels' layout: what as_design_matrix copies
+        copied = copied or not (checked.flags.c_contiguous and checked.dtype.isnative)
+    return checked, y, copied
+
+
 class _SGDMixin:
     """What the two estimators share: the sgd_fit options and the fit loop."""
 
@@ -113,7 +136,9 @@ class _SGDMixin:
             return None
         return previous
 
-    def _fit(self, X, y_encoded, sample_weight, previous, partial, **extra):
+    def _fit(self, X, y_encoded, sample_weight, previous, partial, copied, **extra):
+        # copied: whether validation copied X, or fastmle will (_validated_X)
+        self.copied_X_ = copied
         if self.solver == "fisher":
             return self._fit_fisher(X, y_encoded, sample_weight, **extra)
         options = self._sgd_options()
@@ -136,6 +161,7 @@ class _SGDMixin:
         result = sgd_fit(X, y_encoded, self._kernel_family(), sample_weight=sample_weight,
                          random_state=self._epoch_seed(previous), check_input=False, **extra, **options)
         self._fit_result = result
+        self.copied_X_ = copied or result.copied_X  # sgd_fit's own copy (a CSR X's int64 indices too)
         self._fitted_intercept = self.fit_intercept
         # epochs of this call (the result counts those of the run it continues too)
         self.n_iter_ = result.n_epochs - (previous.n_epochs if continuing else 0)
@@ -249,7 +275,11 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
     intercept_ (n_outputs,), n_features_in_, n_iter_ (epochs of the last
     fit or partial_fit call), loss_curve_ (its per-epoch losses), t_ (SGD
     steps since the last fit: fit restarts the count, partial_fit adds to
-    it). Without convergence in max_epochs, fit warns (ConvergenceWarning),
+    it), copied_X_ (whether the last fit or partial_fit copied X: a
+    C-contiguous float32 or float64 array, or a CSR matrix with int32
+    indices, trains in place; a Fortran-ordered or strided array is copied
+    once into C order, and a list, a DataFrame in Fortran order or another
+    dtype is converted once, straight into C order). Without convergence in max_epochs, fit warns (ConvergenceWarning),
     as scikit-learn's iterative estimators do. With ``warm_start=True``,
     fit starts from the last fit's coefficients but runs its own schedule
     (as scikit-learn's SGD estimators do: refits along a path of alpha, or
@@ -336,7 +366,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         coefficients (when classes, features and dtype are the same; else
         from scratch), with a new schedule."""
         self._check_family_solver()
-        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", accept_sparse="csr")
+        X, y, copied = _validated_X(functools.partial(_validate_data, self), X, y, dtype=_DTYPES)
         check_classification_targets(y)
         classes = self._check_classes(np.unique(y))
         labels = _encode(y, classes, self.family)
@@ -345,7 +375,8 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         if self.warm_start and hasattr(self, "classes_") and np.array_equal(classes, self.classes_):
             previous = self._warm_result(X, self._n_outputs(classes), self.family)
         self.classes_ = classes
-        self._fit(X, labels, sample_weight, previous, False, class_weight=self._class_weight_by_index(),
+        self._fit(X, labels, sample_weight, previous, False, copied,
+                  class_weight=self._class_weight_by_index(),
                   classes=np.arange(len(classes)) if self.family == "multinomial" else None)
         return self
 
@@ -358,7 +389,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         self._check_family_solver()
         first = not hasattr(self, "_fit_result")
         dtype = _DTYPES if first else self._fit_result.coef.dtype
-        X, y = _validate_data(self, X, y, dtype=dtype, order="C", accept_sparse="csr", reset=first)
+        X, y, copied = _validated_X(functools.partial(_validate_data, self), X, y, dtype=dtype, reset=first)
         check_classification_targets(y)
         if first:
             if classes is None:
@@ -376,7 +407,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         labels = _encode(y, all_classes, self.family)
         sample_weight = self._check_weights(sample_weight, X)
         self.classes_ = all_classes
-        self._fit(X, labels, sample_weight, None if first else self._fit_result, True,
+        self._fit(X, labels, sample_weight, None if first else self._fit_result, True, copied,
                   class_weight=self._class_weight_by_index(),
                   classes=np.arange(len(all_classes)))  # binomial: a batch of one class is not an error
         return self
@@ -420,7 +451,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         the (n,) log-odds of classes_[1] (for multinomial, the difference of
         the two classes' predictors)."""
         check_is_fitted(self, "_fit_result")
-        X = _validate_data(self, X, dtype=_DTYPES, order="C", accept_sparse="csr", reset=False)
+        X = _validate_data(self, X, dtype=_DTYPES, accept_sparse="csr", reset=False)  # any order: BLAS's product
         eta = X @ self._fit_result.coef.astype(X.dtype) + self._fit_result.intercept.astype(X.dtype)
         if eta.shape[1] == 2:
             return eta[:, 1] - eta[:, 0]
@@ -457,7 +488,7 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
 
     Attributes: coef_ ((n_features,) for 1-D y, (n_outputs, n_features)
     otherwise), intercept_ (a float, or (n_outputs,)), n_features_in_,
-    n_iter_, loss_curve_, t_; warm_start and partial_fit as for
+    n_iter_, loss_curve_, t_, copied_X_; warm_start and partial_fit as for
     MLEClassifier. ``score`` is R^2 for gaussian and the fraction of Poisson
     deviance explained (D^2) for poisson, as scikit-learn's LinearRegression
     and PoissonRegressor report (with several outputs, their mean).
@@ -525,15 +556,15 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         coefficients (when features, outputs and dtype are the same; else
         from scratch), with a new schedule."""
         self._check_family_solver()
-        X, y = _validate_data(self, X, y, dtype=_DTYPES, order="C", accept_sparse="csr", multi_output=True,
-                              y_numeric=True)
+        X, y, copied = _validated_X(functools.partial(_validate_data, self), X, y, dtype=_DTYPES,
+                                    multi_output=True, y_numeric=True)
         y = self._check_y(y)
         sample_weight = self._check_weights(sample_weight, X)
         same = getattr(self, "_y_ndim", None) == y.ndim
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         previous = self._warm_result(X, n_outputs, self.family) if self.warm_start and same else None
         self._y_ndim = y.ndim
-        self._fit(X, y, sample_weight, previous, False)
+        self._fit(X, y, sample_weight, previous, False, copied)
         return self
 
     @available_if(_runs_sgd)
@@ -544,15 +575,14 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         self._check_family_solver()
         first = not hasattr(self, "_fit_result")
         dtype = _DTYPES if first else self._fit_result.coef.dtype
-        X, y = _validate_data(self, X, y, dtype=dtype, order="C", accept_sparse="csr", multi_output=True,
-                              y_numeric=True,
-                              reset=first)
+        X, y, copied = _validated_X(functools.partial(_validate_data, self), X, y, dtype=dtype,
+                                    multi_output=True, y_numeric=True, reset=first)
         y = self._check_y(y)
         if not first and (y.ndim, y.size // len(y)) != (self._y_ndim, self._fit_result.coef.shape[1]):
             fitted = "1-D y" if self._y_ndim == 1 else f"y with {self._fit_result.coef.shape[1]} columns"
             raise ValueError(f"y has shape {y.shape}, but the model was fitted on {fitted}")
         sample_weight = self._check_weights(sample_weight, X)
-        self._fit(X, y, sample_weight, None if first else self._fit_result, True)
+        self._fit(X, y, sample_weight, None if first else self._fit_result, True, copied)
         self._y_ndim = y.ndim
         return self
 

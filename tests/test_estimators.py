@@ -399,6 +399,55 @@ def test_float32_trains_in_float32():
     assert MLERegressor(**FAST).fit(np.round(Xr * 10).astype(np.int64), yr).coef_.dtype == np.float64
 
 
+def _layouts():
+    """X in the layouts a user may pass, and whether training must copy it."""
+    from scipy import sparse
+
+    X, _ = _multiclass(200)
+    return {"C float64": (X, False), "C float32": (X.astype(np.float32), False),
+            "Fortran float64": (np.asfortranarray(X), True), "strided rows": (np.repeat(X, 2, axis=0)[::2], True),
+            "Fortran int64": (np.asfortranarray(np.round(X * 10).astype(np.int64)), True),
+            "list": (X.tolist(), True), "CSR": (sparse.csr_matrix(X), False), "CSC": (sparse.csc_matrix(X), True)}
+
+
+@pytest.mark.parametrize("Estimator,solver,layout", [
+    (Estimator, solver, layout) for Estimator in (MLEClassifier, MLERegressor) for solver in ("sgd", "fisher")
+    for layout in _layouts() if solver == "sgd" or layout not in ("CSR", "CSC")])  # fisher: dense X only
+def test_copied_X_says_whether_X_was_copied(Estimator, solver, layout):
+    X, copies = _layouts()[layout]
+    _, y = _multiclass(200)
+    est = Estimator(solver=solver, **FAST).fit(X, y)
+    assert est.copied_X_ is copies
+    if solver == "sgd":  # partial_fit says so too
+        assert Estimator(**FAST).partial_fit(X, y, **({"classes": [0, 1, 2]} if Estimator is MLEClassifier
+                                                        else {})).copied_X_ is copies
+
+
+@pytest.mark.parametrize("first,X_dtype,order", [(np.float64, np.float64, "F"), (np.float64, np.int64, "F"),
+                                                 (np.float64, np.float64, "strided"),
+                                                 (np.float64, np.float32, "F"), (np.float32, np.float64, "F")])
+def test_fit_copies_X_at_most_once(first, X_dtype, order):
+    # the peak of numpy's allocations while fitting: one copy of X in C
+    # order, not a conversion that keeps Fortran order followed by sgd_fit's
+    # copy (partial_fit into a float64 model once made two of a Fortran float32 X)
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20000, 40))
+    y = (X[:, 0] > 0).astype(int)
+    clf = MLEClassifier(max_epochs=1, random_state=0).partial_fit(X.astype(first), y, classes=[0, 1])
+    X_in = np.repeat(X, 2, axis=0)[::2] if order == "strided" else np.asfortranarray(X)
+    X_in = X_in.astype(X_dtype, order="K", copy=False)
+    size = X.size * np.dtype(first).itemsize  # of one copy in the model's precision
+    tracemalloc.start()
+    try:
+        clf.partial_fit(X_in, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert clf.copied_X_ and size < peak < 1.5 * size
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", ["multinomial", "binomial", "gaussian", "poisson", "gaussian-2d"])
 def test_backends_agree(case, dtype):
