@@ -118,7 +118,7 @@ def _glm_problem(shape, dtype, rng):
     x 100, 10 classes)."""
     n, d, K = shape
     W = rng.standard_normal((d, K)) * (2.0 / np.sqrt(d))
-    X = rng.standard_normal((n + n // 4, d))
+    X = rng.standard_normal((n + max(n // 4, 1), d))  # a test set of at least one row
     y = np.argmax(X @ W + rng.gumbel(size=(len(X), K)), axis=1)
     X = X.astype(dtype)
     return {"X": X[:n], "y": y[:n], "X_test": X[n:], "y_test": y[n:], "batch_size": 32}

@@ -122,13 +122,33 @@ def extra_allocation(fn):
     return peak - before - sum(a.nbytes for a in returned if isinstance(a, np.ndarray))
 
 
+class ImplementationError(Exception):
+    """An implementation raised on the benchmark's inputs (a --shape too small
+    for its problem: one class, separable data): run() reports it in the
+    table, names the implementation and goes on."""
+
+    def __init__(self, implementation, error):
+        super().__init__(f"{implementation} failed: {type(error).__name__}: {error}")
+        self.implementation = implementation
+
+
+def _naming(implementation, fn):
+    """fn, whose exceptions become an ImplementationError naming implementation."""
+    def call(*args):
+        try:
+            return fn(*args)
+        except Exception as exc:
+            raise ImplementationError(implementation, exc) from exc
+    return call
+
+
 def report_quality(kernel, inputs):
     """Print the kernel's figure of merit (e.g. accuracy reached) per backend;
     returns {"fastmle.<backend>": {"measure", "value", "reference"}} for the
     JSON records."""
     out = {}
     for name in _dispatch.available_backends():
-        what, value, reference = kernel.quality(inputs, name)
+        what, value, reference = _naming(f"the figure of merit of fastmle.{name}", kernel.quality)(inputs, name)
         print(f"  {kernel.name} fastmle.{name}: {what}: {value:.4f} vs {reference:.4f} "
               f"(ratio {value / reference:.4f})")
         out[f"fastmle.{name}"] = {"measure": what, "value": float(value), "reference": float(reference)}
@@ -159,7 +179,7 @@ def measure(kernel, shape, dtype, repeat, budget, rng):
     only for numpy-based implementations (tracemalloc does not see torch's
     allocator)."""
     inputs = kernel.make_inputs(shape, dtype, rng)
-    fns = implementations(kernel, inputs)
+    fns = {name: _naming(name, fn) for name, fn in implementations(kernel, inputs).items()}
     times = round_robin_times(fns, repeat, budget)
     extra = {name: (extra_allocation(fn) if kernel.track_memory and name.startswith(("numpy", "fastmle"))
                     else None) for name, fn in fns.items()}
@@ -210,7 +230,7 @@ def run(args):
               f"{'vs sklearn':>10} {'vs statsm.':>10}")
     print(header)
     print("-" * len(header))
-    records = []
+    records, failures = [], []
     for name in names:
         kernel = KERNELS[name]
         shape = kernel.shapes[0]
@@ -218,7 +238,12 @@ def run(args):
             shape = shape_arg
         shape_text = "x".join(map(str, shape))
         for dtype in [d for d in args.dtypes if d in kernel.dtypes]:
-            samples, extra, inputs = measure(kernel, shape, np.dtype(dtype), args.repeat, args.budget, rng)
+            try:
+                samples, extra, inputs = measure(kernel, shape, np.dtype(dtype), args.repeat, args.budget, rng)
+            except ImplementationError as exc:
+                failures.append(f"{name} {shape_text} {dtype}: {exc}")
+                print(f"{name:<20} {shape_text:<15} {dtype:<8} not measured: {exc}")
+                continue
             times = {impl: float(np.median(t)) for impl, t in samples.items()}
             nbytes = kernel.bytes_moved(shape, dtype)
             roof = times["numpy " + kernel.baseline]
@@ -237,7 +262,12 @@ def run(args):
                       f"{fmt(rec['extra_bytes'], 2**20)} {fmt(rec['speedup_vs_sklearn']):>10} "
                       f"{fmt(rec['speedup_vs_statsmodels']):>10}")
             if kernel.quality is not None and args.quality:
-                quality = report_quality(kernel, inputs)
+                try:
+                    quality = report_quality(kernel, inputs)
+                except ImplementationError as exc:
+                    failures.append(f"{name} {shape_text} {dtype}: {exc}")
+                    print(f"  {name}: {exc}")
+                    continue
                 for rec in records[-len(times):]:  # this kernel and dtype's rows
                     rec["quality"] = quality.get(rec["implementation"])
     if args.json:
@@ -246,6 +276,9 @@ def run(args):
         print(f"wrote {args.json}")
     if args.plot:
         plot(records, args.plot)
+    if failures:  # the exit status says the table is incomplete
+        print(f"{len(failures)} not measured:\n  " + "\n  ".join(failures))
+        return 1
     return 0
 
 

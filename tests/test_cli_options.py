@@ -1,6 +1,8 @@
 """Bad `python -m fastmle bench` options: a usage error naming the option,
 before any timing (no traceback, no silent fallback to the default sizes),
 and numpy integer scalars where the API takes a number."""
+import re
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,20 @@ def test_numpy_integer_scalars_are_numbers():
         fastmle.fit_mle(X, y, "gaussian", alpha=True)
     with pytest.raises(ValueError, match="scale"):
         fastmle.glm_fisher(X, [0.2], "gaussian", scale=True)
+
+
+@pytest.mark.parametrize("kernel, shape, failing", [
+    ("fit_mle", "300x3x1", "numpy newton failed: ValueError"),  # one class
+    ("fit_mle", "3x1x3", "fastmle.c failed: ValueError: reference_class 0 is not one of the classes"),
+    ("sgd_epoch", "300x3x1", "fastmle.c failed: ValueError: multinomial y needs at least 2 classes"),
+])
+def test_a_shape_an_implementation_cannot_take_is_reported_not_a_traceback(kernel, shape, failing):
+    # the other kernels' rows are still measured, and the exit status says
+    # that the table is incomplete
+    r = run_python("-m", "fastmle", "bench", "--kernels", kernel, "logsumexp", "--shape", shape, "--repeat", "1",
+                   "--dtypes", "float64", check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    assert re.search(r"^logsumexp +\S+ +float64 +fastmle\.c +\d", r.stdout, re.M), r.stdout
+    assert f"{kernel:<20} {shape:<15} float64  not measured: {failing}" in r.stdout, r.stdout
+    assert f"1 not measured:\n  {kernel} {shape} float64: {failing}" in r.stdout, r.stdout
