@@ -401,10 +401,11 @@ def _chunk_class_stats(yc, wc, family, classes):
     return out
 
 
-def _default_eta0(X, y, max_w, family, options):
+def _default_eta0(X, y, max_w, family, given):
     """sgd_fit's default step over the whole array: its largest squared row
     norm and mean response (poisson), computed by dask, and the largest
-    sample weight (None: unweighted), fed to fastmle.sgd.default_eta0."""
+    sample weight (None: unweighted), fed to fastmle.sgd.default_eta0 with
+    the options given (sgd_fit's defaults filled in)."""
     norms = (X.astype(np.float64) ** 2).sum(axis=1)
     # X's values checked in the same pass (a NaN had been reported as an overflowing row norm)
     row_norm2, mean_y, finite = dask.compute(norms.max(), y.astype(np.float64).mean() if family == "poisson" else 0.0,
@@ -412,8 +413,7 @@ def _default_eta0(X, y, max_w, family, options):
     if not finite:
         raise ValueError("X contains NaN or infinity")
     return _sgd.default_eta0(float(row_norm2), family, np.full((1, 1), float(mean_y)),
-                             options.get("fit_intercept", True), options.get("alpha", 0.0),
-                             options.get("l1_ratio", 0.0), options.get("momentum", 0.0),
+                             given["fit_intercept"], given["alpha"], given["l1_ratio"], given["momentum"],
                              np.array([max_w]) if max_w is not None else np.empty(0))
 
 
@@ -510,7 +510,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
                                    for c in range(len(xs))])[0])  # (chunks, 3, K)
     if family == "binomial" and not stats[:, 0].sum(axis=0).all():
         raise ValueError("binomial y has only one class; it needs both 0 and 1")
-    class_weight = options.get("class_weight")
+    class_weight = given["class_weight"]
     per_class = np.ones(stats.shape[2])
     weighted = ws is not None
     if class_weight is not None and family in ("multinomial", "binomial"):
@@ -526,14 +526,14 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     train = chunk_weight > 0  # zero-weight chunks add nothing: sgd_fit would refuse them
     epoch_steps = sum(-(-sizes[c] // batch_size) for c in np.flatnonzero(train))
     trained_rows = sum(sizes[c] for c in np.flatnonzero(train))  # a skipped chunk counts as absent
-    default_step = options.get("eta0") is None
+    default_step = given["eta0"] is None
     if default_step:
         max_w = float(np.max(stats[:, 2].max(axis=0) * per_class)) if weighted else None
-        options["eta0"] = _default_eta0(X, a["y"], max_w, family, options)
-    alpha, l1_ratio = options.get("alpha", 0.0), options.get("l1_ratio", 0.0)
+        options["eta0"] = _default_eta0(X, a["y"], max_w, family, given)
+    alpha, l1_ratio = given["alpha"], given["l1_ratio"]
     # the intercepts start at the whole array's intercept-only MLE, not the
     # first chunk's (sgd_fit's default start, from the data it sees)
-    fit_intercept = options.get("fit_intercept", True)
+    fit_intercept = given["fit_intercept"]
     user_intercepts = "intercept_init" in start
     null_intercepts = None  # the intercept-only MLE, where the fit starts by default
     if fit_intercept:
@@ -548,7 +548,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
         coef None: the intercept-only model's, from y alone."""
         call = dask.delayed(_chunk_weighted_loss, pure=True)
         parts = [call(None if coef is None else xs[c], ys[c], None if ws is None else ws[c], family, classes,
-                      class_weights, coef, intercept, options.get("backend")) for c in range(len(xs))]
+                      class_weights, coef, intercept, given["backend"]) for c in range(len(xs))]
         return float(dask.compute(_tree(parts, _add))[0]) / trained_rows
 
     def check_blow_up(result):
