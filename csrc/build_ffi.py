@@ -38,6 +38,9 @@ def make_ffibuilder(openmp=True, extra_flags=(), root="."):
         '#include "fastmle.h"',
         sources=[os.path.join(root, "csrc", s) for s in SOURCES],
         include_dirs=[os.path.join(root, "csrc")],
+        # the kernel bodies are headers: a changed one rebuilds (build_ext
+        # otherwise looks at the .c files only and kept a stale library)
+        depends=[os.path.join(root, "csrc", h) for h in sorted(os.listdir(HERE)) if h.endswith(".h")],
         extra_compile_args=flags,
         extra_link_args=(OPENMP_FLAGS if openmp else []) + list(extra_flags),
         libraries=["m"],

@@ -284,19 +284,55 @@ static inline double FN(xlogratio)(double x, double y)
     return x != 0 ? x * (log(x) - log(y)) : 0.0;
 }
 
+/* The largest of a row of finite values >= 0 by which the row is divided
+ * before its sum is used (see entropy_row), or 1 when that cannot help: an
+ * infinite or NaN element, or a row of zeros. */
+static double FN(row_scale)(const FM_T *x, int64_t n)
+{
+    double m = 0;
+    for (int64_t j = 0; j < n; j++)
+        m = (double)x[j] > m ? (double)x[j] : m;
+    return m > 0 && !isinf(m) ? m : 1.0;
+}
+
+/* H = log S - sum p log p / S with S = sum p. Where S lies outside
+ * [2^-900, 2^1000] the row is first divided by its largest element (H does
+ * not depend on the scale): p log p would overflow (p near 1e306), or lose
+ * the precision of subnormal numbers (p below 1e-308), or S itself would
+ * overflow (see reference.losses.entropy_rows). */
 static double FN(entropy_row)(const FM_T *p, int64_t n)
 {
     const double s = FN(row_sum)(p, n);
     double h;
-    FM_BLOCK_SUM(n, j, FN(xlogratio)(p[j], 1.0), h);
-    return log(s) - h / s;
+    if (s >= 0x1p-900 && s <= 0x1p1000) {
+        FM_BLOCK_SUM(n, j, FN(xlogratio)(p[j], 1.0), h);
+        return log(s) - h / s;
+    }
+    const double m = FN(row_scale)(p, n);
+    double sm;
+    FM_BLOCK_SUM(n, j, (double)p[j] / m, sm);
+    FM_BLOCK_SUM(n, j, FN(xlogratio)((double)p[j] / m, 1.0), h);
+    return log(sm) - h / sm;
 }
 
+/* sum p/Sp log((p/Sp) / (q/Sq)); a sum that overflows is taken of the row
+ * divided by its largest element, as entropy_row does. */
 static double FN(kl_div_row)(const FM_T *p, const FM_T *q, int64_t n)
 {
-    const double sp = FN(row_sum)(p, n), sq = FN(row_sum)(q, n);
+    double sp = FN(row_sum)(p, n), sq = FN(row_sum)(q, n), mp = 1.0, mq = 1.0;
+    if (isinf(sp)) {
+        mp = FN(row_scale)(p, n);
+        FM_BLOCK_SUM(n, j, (double)p[j] / mp, sp);
+    }
+    if (isinf(sq)) {
+        mq = FN(row_scale)(q, n);
+        FM_BLOCK_SUM(n, j, (double)q[j] / mq, sq);
+    }
     double r;
-    FM_BLOCK_SUM(n, j, FN(xlogratio)(p[j] / sp, q[j] / sq), r);
+    if (mp == 1.0 && mq == 1.0)   /* a division by 1 made kl_div 18% slower (32768 x 1000) */
+        FM_BLOCK_SUM(n, j, FN(xlogratio)(p[j] / sp, q[j] / sq), r);
+    else
+        FM_BLOCK_SUM(n, j, FN(xlogratio)((double)p[j] / mp / sp, (double)q[j] / mq / sq), r);
     return r;
 }
 

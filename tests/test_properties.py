@@ -711,8 +711,13 @@ def _measure_budget(name, arrays_, axis):
     if name in ("entropy_from_logits", "kl_div_from_logits"):
         terms = sum(finite_abs(r) for r in rows)
     else:
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
             terms = sum(logabs(r) + logabs(r.sum(axis=-1, keepdims=True)) for r in rows)
+            # a row whose sum overflows is divided by its largest element first
+            scaled = [r / np.maximum(r.max(axis=-1, keepdims=True, initial=0.0), np.finfo(r.dtype).tiny)
+                      for r in rows]
+            terms = np.where(np.isfinite(terms), terms,
+                             sum(logabs(r) + logabs(r.sum(axis=-1, keepdims=True)) for r in scaled))
     n = rows[0].shape[-1]
     return 1.0 + math.log(max(n, 1)) + terms.max(axis=-1, initial=0.0)
 
@@ -745,10 +750,6 @@ def test_information_measures(name, backend, dtype, data):
     ok = np.isfinite(g)
     slack = 4 * rtol * budget
     n = np.broadcast_shapes(*[a.shape for a in arrays_])[axis if axis is not None else 0]
-    if name == "entropy":
-        # rows summing to a subnormal number lose the precision of p log p
-        # in every backend: test_entropy_of_subnormal_probabilities
-        ok &= _rows_along(arrays_[0], axis).sum(axis=-1).reshape(g.shape) >= np.finfo(np.float64).tiny
     if name.startswith("entropy"):
         log_n = math.log(max(n, 1)) / (math.log(base) if base else 1.0)
         assert np.all(g[ok] >= -slack[ok]) and np.all(g[ok] <= log_n + slack[ok]), "0 <= entropy <= log n"
@@ -1429,16 +1430,28 @@ def test_logsumexp_with_subnormal_weights_in_float32(backend):
     np.testing.assert_allclose(got, exact, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="entropy of rows whose sum is subnormal (float64): log S - sum(p log p) / S "
-                          "loses the precision of p log p below the smallest normal number, in every "
-                          "backend: entropy([5e-324]) = -0.440 and entropy([5e-324, 5e-324]) = 0.253, where "
-                          "scipy.stats.entropy gives 0 and log 2")
+# fixed: entropy of rows whose sum is subnormal lost the precision of
+# p log p (entropy([5e-324]) was -0.440, entropy([5e-324, 5e-324]) 0.253);
+# p near 1e306 overflowed p log p (entropy([1e306, 1e305]) was -inf), and a
+# sum past 1e308 overflowed (entropy([1e308, 1e308]) and kl_div's rows were
+# NaN or 0). Such rows are now divided by their largest element first.
 @every_backend
-def test_entropy_of_subnormal_probabilities(backend):
-    tiny = np.finfo(np.float64).smallest_subnormal
-    np.testing.assert_allclose(fastmle.entropy(np.array([tiny]), backend=backend), 0.0, atol=1e-12)
-    np.testing.assert_allclose(fastmle.entropy(np.array([tiny, tiny]), backend=backend), math.log(2), rtol=1e-12)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_entropy_and_kl_div_of_tiny_and_huge_probabilities(backend, dtype):
+    tiny, huge = np.finfo(dtype).smallest_subnormal, np.finfo(dtype).max
+
+    def entropy(*p):
+        return fastmle.entropy(np.array(p, dtype), backend=backend)
+    np.testing.assert_allclose(entropy(tiny), 0.0, atol=1e-12)
+    np.testing.assert_allclose(entropy(tiny, tiny), math.log(2), rtol=1e-6)
+    np.testing.assert_allclose(entropy(tiny, 0, 0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(entropy(huge, huge), math.log(2), rtol=1e-6)
+    np.testing.assert_allclose(entropy(huge, huge / 10), entropy(10, 1), rtol=1e-6)
+    np.testing.assert_allclose(entropy(2 * tiny, tiny), entropy(2, 1), rtol=1e-6)
+    kl = fastmle.kl_div(np.array([huge, huge], dtype), np.array([huge, huge / 10], dtype), backend=backend)
+    np.testing.assert_allclose(kl, fastmle.kl_div(np.array([1.0, 1.0]), np.array([1.0, 0.1])), rtol=1e-6)
+    # inf or NaN still make the answer NaN, as in scipy.stats.entropy
+    assert np.isnan(entropy(np.inf, 1)) and np.isnan(entropy(np.nan, huge, huge))
 
 
 # fixed: sgd_fit's default step divided by zero for an X of zero rows without

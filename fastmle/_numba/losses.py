@@ -290,32 +290,87 @@ def _log_norm(z):
 
 
 @njit(**_ROW)
+def _row_scale(x):
+    """The largest of a row of finite values >= 0, by which the row is
+    divided before its sum is used (see _entropy_span), or 1 when that
+    cannot help: an infinite or NaN element, or a row of zeros."""
+    m = 0.0
+    for j in range(x.shape[0]):
+        v = np.float64(x[j])
+        if v > m:
+            m = v
+    return m if m > 0 and not np.isinf(m) else 1.0
+
+
+@njit(**_ROW)
+def _scaled_sum(x, scale):
+    s = c = 0.0
+    for j in range(x.shape[0]):
+        s, c = ksum_add(s, c, np.float64(x[j]) / scale)
+    return ksum_value(s, c)
+
+
+@njit(**_ROW)
+def _xlogx_sum(x, scale):
+    """sum over x != 0 of v log v, v = x / scale (scale 1: no division)."""
+    s = c = 0.0
+    if scale == 1.0:
+        for j in range(x.shape[0]):
+            v = np.float64(x[j])
+            if v != 0:
+                s, c = ksum_add(s, c, v * np.log(v))
+    else:
+        for j in range(x.shape[0]):
+            v = np.float64(x[j]) / scale
+            if v != 0:
+                s, c = ksum_add(s, c, v * np.log(v))
+    return ksum_value(s, c)
+
+
+@njit(**_ROW)
 def _entropy_span(args, r0, r1):
-    """H = log S - sum_{p != 0} p log p / S, S = sum p."""
+    """H = log S - sum_{p != 0} p log p / S, S = sum p; where S lies outside
+    [2^-900, 2^1000], of the row divided by its largest element (H does not
+    depend on the scale): p log p would overflow, or lose the precision of
+    subnormal numbers, or S overflow (see reference.losses.entropy_rows)."""
     probs, out = args
     for i in range(r0, r1):
         p = probs[i]
         sp = _sum(p)
-        s = c = 0.0
-        for j in range(p.shape[0]):
-            v = np.float64(p[j])
-            if v != 0:
-                s, c = ksum_add(s, c, v * np.log(v))
-        out[i] = np.log(sp) - ksum_value(s, c) / sp
+        scale = 1.0
+        if not (sp >= 2.0 ** -900 and sp <= 2.0 ** 1000):
+            scale = _row_scale(p)
+            sp = _scaled_sum(p, scale)
+        out[i] = np.log(sp) - _xlogx_sum(p, scale) / sp
 
 
 @njit(**_ROW)
 def _kl_span(args, r0, r1):
-    """sum over pn != 0 of pn (log pn - log qn), rows normalized to sum 1."""
+    """sum over pn != 0 of pn (log pn - log qn), rows normalized to sum 1; a
+    sum that overflows is taken of the row divided by its largest element,
+    as _entropy_span does."""
     p, q, out = args
     for i in range(r0, r1):
         sp = _sum(p[i])
         sq = _sum(q[i])
+        mp = mq = 1.0
+        if np.isinf(sp):
+            mp = _row_scale(p[i])
+            sp = _scaled_sum(p[i], mp)
+        if np.isinf(sq):
+            mq = _row_scale(q[i])
+            sq = _scaled_sum(q[i], mq)
         s = c = 0.0
-        for j in range(p.shape[1]):
-            pn = np.float64(p[i, j]) / sp
-            if pn != 0:
-                s, c = ksum_add(s, c, pn * (np.log(pn) - np.log(np.float64(q[i, j]) / sq)))
+        if mp == 1.0 and mq == 1.0:  # a division by 1 made kl_div 10% slower (32768 x 1000)
+            for j in range(p.shape[1]):
+                pn = np.float64(p[i, j]) / sp
+                if pn != 0:
+                    s, c = ksum_add(s, c, pn * (np.log(pn) - np.log(np.float64(q[i, j]) / sq)))
+        else:
+            for j in range(p.shape[1]):
+                pn = np.float64(p[i, j]) / mp / sp
+                if pn != 0:
+                    s, c = ksum_add(s, c, pn * (np.log(pn) - np.log(np.float64(q[i, j]) / mq / sq)))
         out[i] = ksum_value(s, c)
 
 

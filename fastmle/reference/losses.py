@@ -162,10 +162,30 @@ def gaussian_nll(pred, target, var, eps, full, grad_scale, loss, grad_pred, grad
 
 # ---- information measures (rows of probabilities or logits) ----
 
+def _divided_by_max(p, rows):
+    """p with the given rows (a boolean mask) divided by their largest
+    element, where that is finite and positive (a row holding inf or NaN, or
+    only zeros, is left as it is)."""
+    with np.errstate(invalid="ignore"):
+        m = np.max(np.where(np.isnan(p), 0.0, p), axis=1)
+    rows = rows & (m > 0) & np.isfinite(m)
+    with np.errstate(under="ignore"):
+        return np.where(rows[:, None], p / np.where(rows, m, 1.0)[:, None], p)
+
+
 def entropy_rows(probs, out):
     """Shannon entropy (nats) of each row normalized to sum 1, as
-    scipy.stats.entropy: H = log S - sum_{p != 0} p log p / S, S = sum p."""
+    scipy.stats.entropy: H = log S - sum_{p != 0} p log p / S, S = sum p.
+    A row whose S lies outside [2^-900, 2^1000] is first divided by its
+    largest element (H does not depend on the scale): p log p would
+    overflow (p near 1e306: H was -inf), lose the precision of subnormal
+    numbers (entropy([5e-324, 5e-324]) was 0.253, not log 2), or S itself
+    would overflow (H was NaN). scipy.stats.entropy gets 0 for the first
+    and last kind, where its normalized row is all zeros."""
     p = _f64(probs)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = p.sum(axis=1)
+    p = _divided_by_max(p, ~((s >= 2.0**-900) & (s <= 2.0**1000)))
     with np.errstate(invalid="ignore", divide="ignore"):
         s = p.sum(axis=1)
         plogp = np.where(p != 0, p * np.log(np.where(p != 0, p, 1.0)), 0.0)
@@ -184,8 +204,13 @@ def entropy_from_logits_rows(logits, out):
 
 def kl_div_rows(p, q, out):
     """KL(p || q) of rows normalized to sum 1, as scipy.stats.entropy(p, q):
-    sum over p != 0 of p log(p / q); +inf where p > 0 and q = 0."""
+    sum over p != 0 of p log(p / q); +inf where p > 0 and q = 0. A row whose
+    sum overflows is first divided by its largest element (see entropy_rows;
+    scipy.stats.entropy gets 0 there)."""
     pp, qq = _f64(p), _f64(q)
+    with np.errstate(over="ignore"):
+        pp = _divided_by_max(pp, np.isinf(pp.sum(axis=1)))
+        qq = _divided_by_max(qq, np.isinf(qq.sum(axis=1)))
     with np.errstate(invalid="ignore", divide="ignore"):
         pn = pp / pp.sum(axis=1, keepdims=True)
         qn = qq / qq.sum(axis=1, keepdims=True)
