@@ -499,6 +499,7 @@ def _fisher_scoring(prob, names, max_iter, tol):
                                       f"(or set alpha > 0)")
     theta = prob.start()
     f, g = prob.objective(theta)
+    shifts = _Shifts(prob)
     converged, L, it, last_step = False, None, 0, math.inf
     for it in range(1, max_iter + 1):
         # Near the optimum the information barely changes: once a step moved
@@ -507,10 +508,10 @@ def _fisher_scoring(prob, names, max_iter, tol):
         # that order) instead of recomputing the P x P information each time.
         if L is None or last_step > REUSE_FISHER:
             try:
-                L = np.linalg.cholesky(prob.fisher(theta))
+                L = np.linalg.cholesky(shifts.raise_(prob.fisher(theta)))
             except np.linalg.LinAlgError:
                 _raise_singular(prob, theta, it)
-        delta = np.linalg.solve(L.T, np.linalg.solve(L, g.ravel())).reshape(theta.shape)
+        delta = shifts.solve(L, g.ravel(), theta.ravel()).reshape(theta.shape)
         if not np.isfinite(delta).all():
             _raise_singular(prob, theta, it)
         step = 1.0
@@ -587,31 +588,65 @@ def _raise_singular(prob, theta, it, stalled=False):
                               f"rescale the features or set alpha > 0)")
 
 
+class _Shifts:
+    """The directions the symmetric softmax likelihood (no reference class)
+    does not see: a feature's coefficients (or the intercepts) moved
+    together in every class. Along each such unit direction u, F u = lambda u
+    with lambda the penalty's alone (alpha, or the centring weight times K
+    for the intercepts), so F's condition number grows as 1 / alpha. The
+    gradient along u is the penalty's, lambda u'theta, plus the likelihood's,
+    0 but for rounding (sum_k (p_k - y_k) = 0), and the step divided that
+    rounding by lambda: at alpha = 1e-8 the steps jittered along the u's
+    (class sums of 1e-6) and Fisher scoring never met its tolerance. So the
+    u part of each step is solved exactly, u'theta (to the penalized
+    optimum's sum of zero), and F is factored with u's eigenvalue raised to
+    F's mean diagonal (raise_) for the rest, solved in the complement of the
+    u's (solve). Elsewhere (a reference class, other families) there are no
+    such directions and both are F's own."""
+
+    def __init__(self, prob):
+        self.U = None
+        if prob.family != "multinomial" or prob.ref is not None:
+            return
+        K, D = prob.Kp, prob.D
+        shifted = range(D) if prob.center else range(prob.d)  # the intercepts' only with the centring penalty
+        self.U = np.zeros((K * D, len(shifted)))
+        for column, j in enumerate(shifted):
+            self.U[np.arange(K) * D + j, column] = 1.0 / math.sqrt(K)
+
+    def raise_(self, F):
+        if self.U is None:
+            return F
+        return F + (np.trace(F) / len(F)) * (self.U @ self.U.T)
+
+    def project(self, v):
+        """v off the shift directions."""
+        return v if self.U is None else v - self.U @ (self.U.T @ v)
+
+    def solve(self, L, g, theta):
+        """The Newton step F^-1 g at theta, with L the Cholesky factor of
+        raise_(F)."""
+        step = np.linalg.solve(L.T, np.linalg.solve(L, self.project(g)))
+        if self.U is None:
+            return step
+        return self.project(step) + self.U @ (self.U.T @ theta)
+
+
 def _covariance(prob, F):
     """inv(F), or in the symmetric softmax parameterization (no reference
     class) the covariance of the estimate constrained as the penalties
-    constrain it. There the likelihood does not see a feature's coefficients
-    (or the intercepts) moved together in every class: along each such
-    direction u, F u = lambda u with lambda the penalty's alone (alpha, the
-    centring weight times K), and the estimate sums to zero over the
-    classes whatever the data. So inv(F) = Z (Z'FZ)^-1 Z' + sum u u' /
-    lambda, and only the first term, the constrained estimate's covariance,
-    is kept: the second, the prior's variance 1 / (alpha K) in a direction
-    the data never move, had given every coefficient the same standard
-    error (5.77 at alpha = 0.01, K = 3). It is dropped without inverting
-    lambda (tiny for a small alpha): the inverse is that of F with each u's
-    eigenvalue raised to F's mean diagonal, projected off the u's."""
-    if prob.family != "multinomial" or prob.ref is not None:
-        cov = np.linalg.inv(F)
-        return (cov + cov.T) / 2
-    K, D = prob.Kp, prob.D
-    shifted = range(D) if prob.center else range(prob.d)  # the intercepts' only with the centring penalty
-    U = np.zeros((len(F), len(shifted)))
-    for column, j in enumerate(shifted):
-        U[np.arange(K) * D + j, column] = 1.0 / math.sqrt(K)
-    raised = F + (np.trace(F) / len(F)) * (U @ U.T)
-    Q = np.eye(len(F)) - U @ U.T
-    cov = Q @ np.linalg.inv(raised) @ Q
+    constrain it: the estimate sums to zero over the classes whatever the
+    data, along each direction u of _Shifts. So inv(F) = Z (Z'FZ)^-1 Z' +
+    sum u u' / lambda, and only the first term, the constrained estimate's
+    covariance, is kept: the second, the prior's variance 1 / (alpha K) in
+    a direction the data never move, had given every coefficient the same
+    standard error (5.77 at alpha = 0.01, K = 3). It is dropped without
+    inverting lambda (tiny for a small alpha): the inverse of F with each
+    u's eigenvalue raised, projected off the u's."""
+    shifts = _Shifts(prob)
+    cov = np.linalg.inv(shifts.raise_(F))
+    if shifts.U is not None:
+        cov = shifts.project(shifts.project(cov).T)
     return (cov + cov.T) / 2
 
 
