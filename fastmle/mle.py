@@ -77,9 +77,26 @@ class MLEResult:
         return np.zeros(1 if self.params.ndim == 1 else self.params.shape[1])
 
     @property
-    def df_model(self):
-        """The number of estimated parameters (sigma^2 not counted, as statsmodels)."""
+    def k_params(self):
+        """The number of estimated parameters, the count AIC and BIC charge
+        (sigma^2 not counted, as statsmodels' OLS)."""
         return self.params.size
+
+    @property
+    def df_model(self):
+        """The model's degrees of freedom as statsmodels reports them: the
+        parameters beyond one intercept per output (the likelihood-ratio
+        test's degrees of freedom against llnull, the intercept-only model).
+        As statsmodels' discrete models, this subtracts the intercepts also
+        from a fit without them; its OLS, and so gaussian here, does not."""
+        n_outputs = 1 if self.params.ndim == 1 else self.params.shape[1]
+        with_intercepts = self.fit_intercept or self.family != "gaussian"
+        return self.k_params - (n_outputs if with_intercepts else 0)
+
+    @property
+    def df_resid(self):
+        """nobs - k_params, as statsmodels (nobs counts frequency weights)."""
+        return self.nobs - self.k_params
 
     @property
     def zvalues(self):
@@ -92,11 +109,11 @@ class MLEResult:
 
     @property
     def aic(self):
-        return -2.0 * self.llf + 2.0 * self.df_model
+        return -2.0 * self.llf + 2.0 * self.k_params
 
     @property
     def bic(self):
-        return -2.0 * self.llf + math.log(self.nobs) * self.df_model
+        return -2.0 * self.llf + math.log(self.nobs) * self.k_params
 
     @property
     def prsquared(self):
@@ -126,7 +143,7 @@ class MLEResult:
                  "=" * width]
         nobs = f"{self.nobs}" if isinstance(self.nobs, int) else f"{self.nobs:.8g}"  # a total weight
         stats = [("No. observations", nobs), ("Log-likelihood", f"{self.llf:.6g}"),
-                 ("Parameters", f"{self.df_model}"), ("LL-null", f"{self.llnull:.6g}"),
+                 ("Parameters", f"{self.k_params}"), ("LL-null", f"{self.llnull:.6g}"),
                  ("Iterations", f"{self.n_iter}"), ("Pseudo R-squ.", f"{self.prsquared:.4f}"),
                  ("Converged", f"{self.converged}"), ("AIC", f"{self.aic:.6g}"),
                  ("L2 penalty", f"{self.alpha:g}"), ("BIC", f"{self.bic:.6g}")]

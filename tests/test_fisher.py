@@ -379,13 +379,13 @@ def test_fit_mle_frequency_weights_count_as_repeated_rows(rng, family):
     sm_family = {"binomial": sm.families.Binomial(), "poisson": sm.families.Poisson(),
                  "gaussian": sm.families.Gaussian()}[family]
     ref_fit = sm.GLM(y, _const_last(X), family=sm_family, freq_weights=w).fit(tol=1e-12)
-    assert res.nobs == ref_fit.model.wnobs and res.nobs - res.df_model == ref_fit.df_resid
+    assert res.nobs == ref_fit.model.wnobs and res.df_resid == ref_fit.df_resid
     assert _rel(res.params, ref_fit.params) < 1e-6 and _rel(res.llf, ref_fit.llf) < 1e-9
     assert res.aic == pytest.approx(ref_fit.aic, rel=1e-9)
     assert res.bic == pytest.approx(ref_fit.bic_llf, rel=1e-9)
     if family == "gaussian":
         # the GLM's scale is RSS / df_resid: fit_mle's docstring conversion, n = nobs
-        assert _rel(res.bse * math.sqrt(res.nobs / (res.nobs - res.df_model)), ref_fit.bse) < 1e-6
+        assert _rel(res.bse * math.sqrt(res.nobs / res.df_resid), ref_fit.bse) < 1e-6
     else:
         assert _rel(res.bse, ref_fit.bse) < 1e-6 and _rel(res.llnull, ref_fit.llnull) < 1e-9
 
@@ -402,6 +402,27 @@ def test_fit_mle_gaussian_is_ols_by_maximum_likelihood(backend, rng):
     _check_against(res, ref.params, np.sqrt(np.diag(ref.cov_params(scale=rss / n))), ref.llf,
                    sm.OLS(y, np.ones(n)).fit().llf)
     assert res.aic == pytest.approx(ref.aic, rel=1e-9)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("family", ["binomial", "poisson", "gaussian", "multinomial"])
+def test_fit_mle_degrees_of_freedom_are_statsmodels(rng, family, fit_intercept):
+    # df_model had counted the intercepts ("as statsmodels", 4 against
+    # Logit's 3); AIC and BIC charge every parameter (k_params)
+    n = 300
+    X = rng.standard_normal((n, 3))
+    eta = X @ [0.8, -0.5, 0.3] + 0.2
+    y = {"binomial": (eta + rng.logistic(size=n) > 0).astype(int), "poisson": rng.poisson(np.exp(eta)),
+         "gaussian": eta + rng.standard_normal(n),
+         "multinomial": np.argmax(np.c_[eta, -eta, 0 * eta] + rng.gumbel(size=(n, 3)), axis=1)}[family]
+    exog = _const_last(X) if fit_intercept else X
+    model = {"binomial": sm.Logit, "poisson": sm.Poisson, "gaussian": sm.OLS, "multinomial": sm.MNLogit}[family]
+    ref = model(y, exog).fit(**({} if family == "gaussian" else {"disp": 0}))
+    res = fastmle.fit_mle(X, y, family, fit_intercept=fit_intercept,
+                          reference_class=0 if family == "multinomial" else None)
+    assert res.df_model == ref.df_model and res.df_resid == ref.df_resid
+    assert res.k_params == np.size(ref.params)
+    assert res.aic == pytest.approx(ref.aic, rel=1e-9) and res.bic == pytest.approx(ref.bic, rel=1e-9)
 
 
 def test_fit_mle_float32_and_dataframe_names(rng):
