@@ -94,7 +94,11 @@ class FisherAccumulator:
     def reset(self):
         """Forget every sample seen."""
         shape = (self.n_params, self.n_params) if self.kind == "dense" else (self.n_params,)
-        self._acc = np.zeros(shape, self.dtype)
+        try:
+            self._acc = np.zeros(shape, self.dtype)
+        except (ValueError, MemoryError) as exc:  # numpy's "array is too big", or out of memory
+            raise type(exc)(f"a {self.kind} Fisher information of n_params={self.n_params} needs "
+                              f"{np.prod(shape, dtype=float) * self.dtype.itemsize:.3g} bytes: {exc}") from None
         self.n_samples = 0  # rows seen
         self.sum_weights = 0.0  # their total weight (= n_samples without weights)
 
@@ -102,12 +106,19 @@ class FisherAccumulator:
         """Add a batch of per-sample scores, shape (batch, n_params), with
         optional non-negative sample weights (batch,)."""
         refuse_sparse(scores, "scores", "FisherAccumulator.update takes")
-        S = real_array(scores, "scores")
+        try:
+            S = real_array(scores, "scores")
+        except ValueError as exc:  # a ragged list of lists
+            raise ValueError(f"scores must be a 2-D array (batch, {self.n_params}): {exc}") from None
         if S.ndim != 2 or S.shape[1] != self.n_params:
             raise ValueError(f"scores must have shape (batch, {self.n_params}), got {S.shape}")
-        S = native_array(S, self.dtype)
         if not np.isfinite(S).all():
             raise ValueError("scores contain NaN or infinity")
+        with np.errstate(over="ignore"):
+            S = native_array(S, self.dtype)
+        if not np.isfinite(S).all():  # finite, but not in float32
+            raise ValueError(f"scores have values beyond the range of {self.dtype} (the accumulator's dtype); "
+                             "use dtype=np.float64")
         n = S.shape[0]
         w = np.empty(0, self.dtype)
         batch_weight = float(n)
@@ -189,7 +200,7 @@ class GLMModel:
         self.fit_intercept = intercept is not None if fit_intercept is None else bool(fit_intercept)
         if intercept is not None and not self.fit_intercept:
             raise ValueError("intercept given with fit_intercept=False")
-        coef = np.asarray(coef, dtype=np.float64)
+        coef = real_array(coef, "coef").astype(np.float64)
         if coef.ndim == 1:
             coef = coef[:, None]
         if coef.ndim != 2 or coef.shape[0] != X.shape[1]:
@@ -206,9 +217,13 @@ class GLMModel:
             self.ref = int(reference_class)
             coef = np.insert(coef, self.ref, 0.0, axis=1)
         if intercept is not None:
-            intercept = np.asarray(intercept, dtype=np.float64)
+            intercept = real_array(intercept, "intercept").astype(np.float64)
             if self.ref >= 0:
-                intercept = np.insert(np.broadcast_to(intercept, (coef.shape[1] - 1,)), self.ref, 0.0)
+                K = coef.shape[1] - 1  # the classes other than the reference
+                if intercept.ndim > 1 or intercept.size not in (1, K):
+                    raise ValueError(f"intercept must be a scalar or have shape ({K},) (one per class other "
+                                     f"than the reference), got {intercept.shape}")
+                intercept = np.insert(np.broadcast_to(intercept.reshape(-1), (K,)), self.ref, 0.0)
         if family == "binomial" and coef.shape[1] != 1:
             raise ValueError(f"binomial coef must have one column, got {coef.shape[1]}")
         self.params = pack_params(coef, intercept, X.shape[1], X.dtype)

@@ -76,6 +76,9 @@ def _categorical(kind, x, target, weight, ignore_index, reduction, label_smoothi
     if soft and kind != "logits":
         raise TypeError("nll_loss takes class-index targets; for class probabilities use cross_entropy")
     if soft:
+        if ignore_index != -100:  # as torch: no class index to ignore in probabilities
+            raise ValueError(f"ignore_index={ignore_index!r} is not supported with class-probability targets "
+                             "(target of the logits' shape); zero a sample's weight instead")
         t = _class_layout(target_arr.astype(work, copy=False))
     else:
         t, ignore_index = _validate.class_targets(target_arr, n_classes, ignore_index, none_shape, x_name)
@@ -142,6 +145,8 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
         divided by the sum of the weights of the counted targets, as torch does.
     ignore_index : int
         Class-index targets equal to this contribute no loss and no gradient.
+        With class-probability targets only the default -100 is accepted, as
+        in torch.
     reduction : {"mean", "sum", "none"}
     label_smoothing : float in [0, 1]
         Mixes the target with the uniform distribution, as torch defines it.
@@ -309,6 +314,8 @@ def _gaussian(pred, target, var, full, eps, reduction, return_grad, backend, sca
         raise TypeError(f"target must be numeric, got dtype {t.dtype}")
     _validate.same_shape(p, t, "pred", "target")
     reduction = _validate.reduction(reduction)
+    if not _validate.is_real_number(eps):  # True is not 1.0, nor "1e-6" a number
+        raise TypeError(f"eps must be a number, got {eps!r}")
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps!r}")
     dtype = p.dtype
@@ -364,7 +371,8 @@ def gaussian_nll(pred, target, var, *, full=False, eps=1e-6, reduction="mean", r
 
 def mse_loss(pred, target, reduction="mean", *, return_grad=False, backend=None):
     """Mean squared error, torch's ``mse_loss``: twice the unit-variance
-    Gaussian negative log-likelihood without its constant.
+    Gaussian negative log-likelihood without its constant. target must have
+    pred's shape (torch broadcasts it, with a warning; here it is an error).
 
     Returns loss, or (loss, grad_pred) with ``return_grad=True``.
 
@@ -386,10 +394,9 @@ def _log_base(base):
     (scipy would return NaN or inf for the others; an error says why)."""
     if base is None:
         return None
-    try:
-        b = float(base)
-    except (TypeError, ValueError):
-        raise TypeError(f"base must be a number, got {base!r}") from None
+    if not _validate.is_real_number(base):  # "2" is not a number, nor True 1
+        raise TypeError(f"base must be a number, got {base!r}")
+    b = float(base)
     if not (0.0 < b < np.inf and b != 1.0):
         raise ValueError(f"base must be a positive number other than 1, got {base!r}")
     return float(np.log(b))
@@ -432,7 +439,11 @@ def entropy(p, axis=-1, *, base=None, backend=None):
     """Shannon entropy of the distributions along `axis`, as scipy.stats.entropy(p)
     (``axis=None``: of all elements as one distribution).
 
-    Each slice is normalized to sum 1; zero probabilities contribute 0.
+    Each slice is normalized to sum 1; zero probabilities contribute 0. A
+    slice whose sum is subnormal or overflows is scaled first, so its
+    entropy is exact where scipy's loses precision or is 0. Negative
+    probabilities, 0-d input and ``base=1`` are errors (scipy returns -inf,
+    0 and inf).
 
     Examples
     --------
@@ -461,6 +472,8 @@ def kl_div(p, q, axis=-1, *, base=None, backend=None):
 
     Both are normalized to sum 1; +inf where p > 0 and q = 0. (Note the
     argument order differs from torch's ``kl_div(input=log q, target=p)``.)
+    A slice whose sum overflows is scaled first (scipy's answer is 0);
+    negative values are errors (scipy returns inf or NaN).
 
     Examples
     --------

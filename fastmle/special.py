@@ -62,7 +62,8 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, backen
         a = _validate.as_float_array(a, "a")
     else:  # promoted from their own dtypes, as scipy, before ints become float64
         a = _validate.as_numeric_array(a, "a")
-        b_arr = b if np.isscalar(b) else _validate.as_numeric_array(b, "b")
+        # a Python or numpy number as is (a str is a scalar too, but no number)
+        b_arr = b if np.isscalar(b) and not isinstance(b, (str, bytes)) else _validate.as_numeric_array(b, "b")
         dtype = _validate.promote(a, b_arr)
         a, b = _validate.broadcast(_validate.native_aligned(a.astype(dtype, copy=False)),
                                    np.asarray(b_arr, dtype=dtype))
