@@ -52,6 +52,21 @@ def _reduce(loss_rows, reduction, denominator, dtype, none_shape):
     return dtype.type(total)
 
 
+def _mean_over_zero_weight(kind, t, ignore_index, dtype, grad):
+    """A mean over counted targets whose class weights are all 0 is 0 / 0:
+    torch's loss is NaN (the label-smoothing term alone over 0 had given
+    inf) and its gradient NaN in each counted row for cross_entropy, at each
+    counted row's target entry for nll_loss (whose other entries do not
+    depend on the weights: 0), and 0 in ignored rows. The kernels' gradient
+    is 1/0 times each entry's terms (inf x 0 = NaN elsewhere too); this sets
+    torch's pattern for every backend."""
+    if grad.size:
+        counted = np.flatnonzero(t != ignore_index)
+        grad[counted] = np.nan if kind == "logits" else 0.0
+        grad[counted, t[counted]] = np.nan
+    return dtype.type(np.nan), grad
+
+
 def _categorical(kind, x, target, weight, ignore_index, reduction, label_smoothing, return_grad,
                  grad_out, backend, x_name):
     """Shared driver of cross_entropy (kind "logits") and nll_loss (kind "log_probs")."""
@@ -115,6 +130,8 @@ def _categorical(kind, x, target, weight, ignore_index, reduction, label_smoothi
         fn = kern.cross_entropy_rows if kind == "logits" else kern.nll_rows
         fn(rows, t, w, ignore_index, eps, grad_scale, loss_rows, grad)
     loss = _reduce(loss_rows, reduction, denominator, dtype, none_shape)
+    if reduction == "mean" and not soft and kept.size and denominator == 0:
+        loss, grad = _mean_over_zero_weight(kind, t, ignore_index, loss.dtype, grad)
     if not return_grad:
         return loss
     if grad_target is not None:

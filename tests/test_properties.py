@@ -487,12 +487,12 @@ def test_cross_entropy_and_nll_loss(name, backend, dtype, data):
         return
     assert_agree(got[0], want[0], rtol, rtol * loss_budget, err=err + " loss")
     if (kind == "logits" and options["reduction"] == "mean"
-            and not denominator > 1.0 / np.finfo(dtype).max):
-        # the mean's 1 / total weight overflows x's dtype (a total weight of
-        # 0, or subnormal): the gradients disagree between the backends,
-        # see test_cross_entropy_grad_of_a_mean_over_zero_weight and
-        # test_cross_entropy_grad_of_a_mean_over_subnormal_weight
-        event("gradient of a mean over a zero or subnormal weight: not compared")
+            and 0 < denominator <= 1.0 / np.finfo(dtype).max):
+        # the mean's 1 / total weight overflows x's dtype (a subnormal total
+        # weight): the gradients disagree between the backends, see
+        # test_cross_entropy_grad_of_a_mean_over_subnormal_weight (a total
+        # weight of 0 takes torch's NaN pattern in every backend)
+        event("gradient of a mean over a subnormal weight: not compared")
     else:
         assert_agree(got[1], want[1], rtol, rtol * grad_budget, err=err + " grad")
     if kind == "logits" and x.size:
@@ -1375,17 +1375,28 @@ def returns_or_refuses(call):
         assert deliberate(exc), f"{type(exc).__name__}: {exc} (not raised on purpose)"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="cross_entropy's gradient for reduction='mean' when the targets' total class weight is "
-                          "0 and label_smoothing > 0: the C and Numba kernels give NaN where the reference gives "
-                          "-inf (grad_scale = 1/0 times a negative smoothing term); the loss is inf in all three")
-@compiled
-def test_cross_entropy_grad_of_a_mean_over_zero_weight(backend):
-    x, y, w = np.zeros(2), np.array(0), np.array([0.0, 1.0])
-    want = fastmle.cross_entropy(x, y, weight=w, label_smoothing=1.0, return_grad=True, backend="numpy")
-    got = fastmle.cross_entropy(x, y, weight=w, label_smoothing=1.0, return_grad=True, backend=backend)
-    # the reference: [nan, -inf]; c and numba: [nan, nan]
-    np.testing.assert_array_equal(got[1], want[1])
+# fixed: a mean over counted targets of total class weight 0 is 0 / 0. With
+# label smoothing the loss was inf (the smoothing term over 0) in every
+# backend and the reference's gradient -inf beside C's and Numba's NaN;
+# nll_loss's gradient was NaN in every entry. Now torch's answers (torch
+# 2.13: loss NaN; gradient NaN in each counted row for cross_entropy, at its
+# target for nll_loss, 0 in ignored rows).
+@every_backend
+@pytest.mark.parametrize("smoothing", [0.0, 0.2, 1.0])
+def test_cross_entropy_and_nll_loss_of_a_mean_over_zero_weight(backend, smoothing):
+    z = np.array([[[0.0, 1.0], [1.0, 0.5], [2.0, -1.0]]] * 2)  # (N, C, d): rows (0, 0), (0, 1), (1, 0), (1, 1)
+    y = np.array([[0, -100], [0, 0]])
+    w = np.array([0.0, 1.0, 2.0])
+    nan_rows = np.array([[[np.nan, 0.0]] * 3, [[np.nan, np.nan]] * 3])
+    loss, grad = fastmle.cross_entropy(z, y, weight=w, label_smoothing=smoothing, return_grad=True, backend=backend)
+    assert np.isnan(loss)
+    np.testing.assert_array_equal(grad, nan_rows)
+    if smoothing == 0.0:
+        loss, grad = fastmle.nll_loss(fastmle.log_softmax(z, axis=1), y, weight=w, return_grad=True,
+                                      backend=backend)
+        assert np.isnan(loss)
+        np.testing.assert_array_equal(grad, np.array([[[np.nan, 0.0], [0.0, 0.0], [0.0, 0.0]],
+                                                      [[np.nan, np.nan], [0.0, 0.0], [0.0, 0.0]]]))
 
 
 @pytest.mark.parametrize("backend", ["c", pytest.param("numba", marks=pytest.mark.xfail(
