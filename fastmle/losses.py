@@ -47,7 +47,7 @@ def _reduce(loss_rows, reduction, denominator, dtype, none_shape):
         return loss_rows.astype(dtype).reshape(none_shape)
     total = np.sum(loss_rows)
     if reduction == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             total = total / denominator  # 0 / 0 = NaN when nothing counts, as torch
     return dtype.type(total)
 
@@ -113,7 +113,7 @@ def _categorical(kind, x, target, weight, ignore_index, reduction, label_smoothi
     else:
         kept = t[t != ignore_index]
         denominator = np.sum(w[kept], dtype=np.float64) if w.size else kept.size
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # 1 / 0 or 1 / a subnormal weight: inf
         grad_scale = float(np.float64(1.0) / denominator) if reduction == "mean" else 1.0
 
     if not return_grad:
@@ -644,7 +644,7 @@ def linear_cross_entropy(h, W, target, bias=None, *, reduction="mean", ignore_in
     W = W.astype(work, copy=False)
 
     denominator = int(np.count_nonzero(t != ignore_index))
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # 1 / 0 or 1 / a subnormal weight: inf
         grad_scale = float(np.float64(1.0) / denominator) if reduction == "mean" else 1.0
     kern = _dispatch.kernels(name, "losses")
     no_weight = np.empty(0, work)

@@ -89,15 +89,21 @@ def _nll_row(lp, y, w, eps, gs, g, gw):
 
 @njit(fastmath=_EXACT, **_ROW)
 def seg_affine(g, a, b, w):
-    """g = g * a - b * w in the element type (w empty: ones)."""
-    fa = g.dtype.type(a)
-    fb = g.dtype.type(b)
-    if w.shape[0]:
+    """g = g * a - b * w (w empty: ones), as C's row_grad: in the element
+    type when b is 0, else in float64 rounded once to it. In float32, a and
+    b alone may pass float32's range (1 / a subnormal total weight) while
+    every result is finite or one infinity: a and b rounded to float32 first
+    had given inf x 0 = NaN."""
+    if b == 0:
+        fa = g.dtype.type(a)
         for j in range(g.shape[0]):
-            g[j] = g[j] * fa - fb * w[j]
+            g[j] = g[j] * fa
+    elif w.shape[0]:
+        for j in range(g.shape[0]):
+            g[j] = np.float64(g[j]) * a - b * np.float64(w[j])
     else:
         for j in range(g.shape[0]):
-            g[j] = g[j] * fa - fb
+            g[j] = np.float64(g[j]) * a - b
 
 
 @njit(**_ROW)
