@@ -49,7 +49,12 @@ def config():
 
 def show_config():
     """Print versions, available backends, SIMD level, threads, threading
-    layer, and the BLAS the Fisher kernels call."""
+    layer, and the BLAS the Fisher kernels call.
+
+    >>> import fastmle
+    >>> fastmle.show_config()  # doctest: +ELLIPSIS
+             fastmle: ...
+    """
     for key, value in config().items():
         if isinstance(value, list):
             value = ", ".join(value)

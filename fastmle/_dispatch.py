@@ -40,7 +40,12 @@ def _numba_available():
 
 
 def available_backends():
-    """Names of the backends that can run here, fastest first."""
+    """Names of the backends that can run here, fastest first.
+
+    >>> import fastmle
+    >>> fastmle.available_backends()[-1]   # the numpy reference is always there
+    'numpy'
+    """
     from . import _c
 
     found = []
@@ -72,18 +77,36 @@ def _check(name):
 
 def set_backend(name):
     """Choose the backend for every later call, over FASTMLE_BACKEND
-    (``"auto"``: the fastest available, whatever FASTMLE_BACKEND says)."""
+    (``"auto"``: the fastest available, whatever FASTMLE_BACKEND says).
+
+    >>> import fastmle
+    >>> before = fastmle.get_backend()
+    >>> fastmle.set_backend("numpy"); fastmle.get_backend()
+    'numpy'
+    >>> fastmle.set_backend(before)
+    """
     _global["backend"] = _check(name)
 
 
 def get_backend():
-    """The backend a call without ``backend=`` would use now (resolved, never "auto")."""
+    """The backend a call without ``backend=`` would use now (resolved, never "auto").
+
+    >>> import fastmle
+    >>> fastmle.get_backend() in fastmle.available_backends()
+    True
+    """
     return resolve(None)
 
 
 @contextlib.contextmanager
 def backend(name):
-    """``with fastmle.backend("numba"): ...`` uses that backend in the block (this thread)."""
+    """``with fastmle.backend("numba"): ...`` uses that backend in the block (this thread).
+
+    >>> import numpy as np, fastmle
+    >>> with fastmle.backend("numpy"):
+    ...     fastmle.get_backend(), float(fastmle.logsumexp(np.zeros(4)))
+    ('numpy', 1.3862943611198906)
+    """
     stack = getattr(_state, "stack", None)
     if stack is None:
         stack = _state.stack = []
@@ -261,7 +284,14 @@ _threads = {"n": None}
 
 
 def set_num_threads(n):
-    """Threads used by both compiled backends (1 <= n <= available cores)."""
+    """Threads used by both compiled backends (1 <= n <= available cores).
+
+    >>> import fastmle
+    >>> before = fastmle.get_num_threads()
+    >>> fastmle.set_num_threads(1); fastmle.get_num_threads()
+    1
+    >>> fastmle.set_num_threads(before)
+    """
     limit = max_threads()
     try:  # any integer, numpy's too, but not a bool
         count = None if isinstance(n, (bool, np.bool_)) else operator.index(n)
@@ -281,7 +311,12 @@ def get_num_threads():
     """Threads of both compiled backends: set_num_threads's count, else
     max_threads(). OMP_NUM_THREADS is not read: dask.distributed sets it
     to 1 in the process that starts a LocalCluster, which would leave the
-    client's own kernels on one thread."""
+    client's own kernels on one thread.
+
+    >>> import fastmle
+    >>> 1 <= fastmle.get_num_threads()
+    True
+    """
     return _threads["n"] or max_threads()
 
 

@@ -157,14 +157,32 @@ def loglik(X, y, coef, family, *, intercept=None, sample_weight=None, backend=No
     """The GLM's log-likelihood summed over the chunks of dask arrays X and y:
     ``-fastmle.glm_loss(X, y, ..., reduction="sum")`` of the in-memory data
     (without the terms that do not depend on the coefficients: log(y!) for
-    poisson, the unit-variance normal's constant for gaussian)."""
+    poisson, the unit-variance normal's constant for gaussian).
+
+    >>> import dask.array as da, numpy as np, fastmle.dask
+    >>> rng = np.random.default_rng(0)
+    >>> X = da.from_array(rng.standard_normal((600, 2)), chunks=(200, 2))
+    >>> y = da.from_array((rng.random(600) < 0.5).astype(float), chunks=200)
+    >>> ll = fastmle.dask.loglik(X, y, np.zeros(2), "binomial")
+    >>> bool(np.isclose(ll, 600 * np.log(0.5)))   # every probability 1/2
+    True
+    """
     loss, _ = _loss_and_grad(X, y, coef, family, intercept, sample_weight, backend)
     return -float(loss)
 
 
 def score(X, y, coef, family, *, intercept=None, sample_weight=None, backend=None):
     """The gradient of :func:`loglik` (the score): ``(dcoef (n_features, K),
-    dintercept (K,))``, summed over the chunks."""
+    dintercept (K,))``, summed over the chunks.
+
+    >>> import dask.array as da, numpy as np, fastmle.dask
+    >>> rng = np.random.default_rng(0)
+    >>> X = da.from_array(rng.standard_normal((600, 2)), chunks=(200, 2))
+    >>> y = da.from_array((rng.random(600) < 0.5).astype(float), chunks=200)
+    >>> dcoef, dintercept = fastmle.dask.score(X, y, np.zeros(2), "binomial", intercept=0.0)
+    >>> dcoef.shape, dintercept.shape
+    ((2, 1), (1,))
+    """
     _, (dcoef, dintercept) = _loss_and_grad(X, y, coef, family, intercept, sample_weight, backend)
     return -dcoef, -dintercept
 
@@ -180,7 +198,16 @@ def _chunk_fisher(Xc, wc, coef, family, intercept, fit_intercept, kind, referenc
 def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_weight=None, kind="dense",
                reference_class=None, scale=1.0, backend=None):
     """:func:`fastmle.glm_fisher` summed over the row chunks of a dask array X
-    (same arguments, same parameter order); a numpy (P, P) or (P,) array."""
+    (same arguments, same parameter order); a numpy (P, P) or (P,) array.
+
+    >>> import dask.array as da, numpy as np, fastmle.dask
+    >>> rng = np.random.default_rng(0)
+    >>> X = da.from_array(rng.standard_normal((600, 2)), chunks=(200, 2))
+    >>> y = da.from_array((rng.random(600) < 0.5).astype(float), chunks=200)
+    >>> F = fastmle.dask.glm_fisher(X, np.zeros(2), "binomial", intercept=0.0)
+    >>> F.shape, bool(np.allclose(F, F.T))
+    ((3, 3), True)
+    """
     X, a = _check_chunks(X, sample_weight=sample_weight)
     kind = _fisher.fisher_kind(kind)
     scale = _fisher._check_scale(scale)
@@ -198,7 +225,15 @@ class FisherAccumulator(_fisher.FisherAccumulator):
     arrays of per-sample scores (batch, n_params), chunked along the batch:
     each chunk is accumulated where it lives, and the chunks' accumulators
     are combined with ``merge`` up a fixed tree. With ``decay``, the whole
-    dask array counts as one batch of the moving average."""
+    dask array counts as one batch of the moving average.
+
+    >>> import dask.array as da, numpy as np, fastmle.dask
+    >>> S = np.random.default_rng(0).standard_normal((500, 3))
+    >>> acc = fastmle.dask.FisherAccumulator(3)
+    >>> acc.update(da.from_array(S, chunks=(128, 3)))
+    >>> acc.n_samples, bool(np.allclose(acc.fisher(), S.T @ S / 500))
+    (500, True)
+    """
 
     def update(self, scores, sample_weight=None):
         if not isinstance(scores, da.Array):
@@ -353,7 +388,16 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
 
     X must be chunked along samples only; y (and sample_weight) must have
     X's row chunks. Runs on the scheduler dask is configured with (threads,
-    processes, or a dask.distributed Client)."""
+    processes, or a dask.distributed Client).
+
+    >>> import dask.array as da, numpy as np, fastmle.dask
+    >>> rng = np.random.default_rng(0)
+    >>> X = da.from_array(rng.standard_normal((600, 2)), chunks=(200, 2))
+    >>> y = da.from_array((rng.random(600) < 0.5).astype(float), chunks=200)
+    >>> fit = fastmle.dask.fit_mle(X, y, "binomial")
+    >>> fit.converged, fit.param_names
+    (True, ['x0', 'x1', 'intercept'])
+    """
     _mle.check_fit_options(alpha, max_iter, tol)
     columns = _mle.parameter_names(X)
     prob = _DaskProblem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend)
@@ -467,7 +511,16 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     chunks trained (n their rows: a chunk of zero weights is skipped as if
     its rows were absent, where sgd_fit in memory counts them in n) plus
     the penalty at the epoch's end,
-    and ``n_epochs`` the epochs over the whole array."""
+    and ``n_epochs`` the epochs over the whole array.
+
+    >>> import dask.array as da, numpy as np, fastmle.dask
+    >>> rng = np.random.default_rng(0)
+    >>> X = da.from_array(rng.standard_normal((600, 2)), chunks=(200, 2))
+    >>> y = da.from_array((rng.random(600) < 0.5).astype(float), chunks=200)
+    >>> fit = fastmle.dask.sgd_fit(X, y, "binomial", max_epochs=3, random_state=0)
+    >>> fit.n_epochs, fit.coef.shape
+    (3, (2, 1))
+    """
     for name in ("validation_fraction", "warm_start"):
         if name in options:
             raise TypeError(f"fastmle.dask.sgd_fit streams chunks and has no {name!r}")
