@@ -198,6 +198,36 @@ def _penalty(params, alpha, l1_ratio):
         return alpha * ((1 - l1_ratio) * 0.5 * np.sum(coef * coef) + l1_ratio * np.sum(np.abs(coef)))
 
 
+def centre_classes(params, l1, l2):
+    """For the multinomial family with an L1 penalty: each feature's
+    coefficients shifted by the same amount in every class, in place, to
+    the shift that minimizes the penalty (l1 |w - c| + l2 / 2 (w - c)^2
+    summed over the classes: the median for pure L1, between median and
+    mean for elastic net). The softmax likelihood does not see such a
+    shift, so this exact step along it never raises the objective. SGD moves
+    there only through the proximal L1 steps, lr x l1 at a time, and its
+    stopping rule fired first: on 1000 x 5 with 3 classes, alpha 0.01, the
+    fits ended 1.3e-3 (l1_ratio 1) and 1.6e-3 (0.5) above the optimum,
+    without its exact zeros. (An L2 penalty alone keeps the class sums at
+    zero from the start.)"""
+    W = params[:, :-1].astype(np.float64)  # (K, d)
+    K = W.shape[0]
+    ordered = np.sort(W, axis=0)
+    candidates = [np.zeros((1, W.shape[1])), ordered]  # no shift; the kinks
+    if l2 > 0:  # the stationary point with m of the K values below c, kept inside that interval
+        below = np.vstack([np.full((1, W.shape[1]), -np.inf), ordered])
+        above = np.vstack([ordered, np.full((1, W.shape[1]), np.inf)])
+        m = np.arange(K + 1)[:, None]
+        stationary = (W.sum(axis=0) + (l1 / l2) * (K - 2 * m)) / K
+        candidates.append(np.clip(stationary, below, above))
+    c = np.vstack(candidates)  # (candidates, d)
+    cost = l1 * np.abs(W[None] - c[:, None]).sum(axis=1) + 0.5 * l2 * ((W[None] - c[:, None]) ** 2).sum(axis=1)
+    # no shift where it is already optimal (ties within rounding keep the coefficients as they are)
+    best = np.where(cost[0] <= cost.min(axis=0) * (1 + 1e-12), 0, np.argmin(cost, axis=0))
+    shift = c[best, np.arange(W.shape[1])]
+    params[:, :-1] = (W - shift).astype(params.dtype)
+
+
 def callback_stops(callback, epoch, info):
     """Whether callback(epoch, info) asks to stop: it returns True (or a
     nonzero int), else False or None; anything else is a TypeError, not
@@ -310,11 +340,17 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         is applied as a proximal (soft-threshold) step, so the last
         iterate's coefficients that the exact solution zeroes sit at or
         within the last steps' noise of zero (not always exactly at it:
-        threshold them for feature selection).
+        threshold them for feature selection). For "multinomial", each
+        epoch also ends by shifting each feature's coefficients in every
+        class together to the penalty's minimum along that shift (which the
+        softmax likelihood does not see): the median with l1_ratio=1.
     fit_intercept : fit an unpenalized intercept.
     sample_weight : per-sample weights, multiplying each sample's loss.
     class_weight : None, "balanced" (n_samples / (n_classes * count)) or
-        {label: weight}, multiplied into the sample weights.
+        {label: weight}, multiplied into the sample weights. "balanced"
+        counts samples, not their weights, as scikit-learn's SGDClassifier
+        (its LogisticRegression counts sample_weight into the classes'
+        totals: pass that table as a dict for its fit).
     average : Polyak-Ruppert averaging: True averages the iterates from the
         first step, an integer n from the step after n samples were seen;
         the result's coefficients are then the average.
@@ -534,6 +570,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                     state.params, state.avg, state.velocity, state.step = epoch_start
                 raise diverged(lr, done, "became NaN or infinite", state.epochs + 1, failed_at)
             state.epochs += 1
+            if family == "multinomial" and l1 > 0:
+                for p in (state.params, state.avg) if avg_start >= 0 else (state.params,):
+                    centre_classes(p, l1, l2)
             # the objective the steps descend: (1 / n) sum w loss + penalty
             objective = float(loss[0]) / len(train) + float(_penalty(state.params, alpha, l1_ratio))
             if not math.isfinite(objective):  # finite coefficients whose penalty overflows
