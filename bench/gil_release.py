@@ -5,10 +5,11 @@ cores means the calls really ran in parallel.
 
     cd /tmp && python <repo>/bench/gil_release.py
 
-The Numba Fisher kernel calls numpy's OpenBLAS (dsyrk) and OpenBLAS
-serializes concurrent callers on its own thread pool: run this with
-OPENBLAS_NUM_THREADS=1 (or threadpoolctl's threadpool_limits(1) around the
-threads) to see those calls run in parallel too.
+glm_fisher uses the kernels' own loops in both backends (until session 13
+the Numba one called numpy's OpenBLAS, which serializes concurrent callers
+on its own thread pool); FisherAccumulator's dense update still calls the
+BLAS's syrk (fastmle/_blas.py), so run with OPENBLAS_NUM_THREADS=1 to see
+such calls in parallel.
 """
 import concurrent.futures
 

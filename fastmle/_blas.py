@@ -1,8 +1,9 @@
 """The BLAS numpy uses, for the compiled kernels' large matrix products.
 
-The Fisher kernels' matrix-sized sums are symmetric rank-k updates
-C += alpha A^T A (syrk: the accumulator's S^T diag(w) S, the exact Fisher's
-blocks), with thousands of multiply-adds per element read. A register- and
+FisherAccumulator's matrix-sized sums are symmetric rank-k updates
+C += alpha A^T A (syrk: S^T diag(w) S), with thousands of multiply-adds per
+element read (the exact Fisher of glm_fisher uses the kernels' own tiled
+loops, which do half the multiply-adds of the syrk form). A register- and
 cache-blocked BLAS runs those several times faster than plain loops, and numpy already carries one (the OpenBLAS in
 numpy's wheels, or the system BLAS numpy was built against). This module
 finds its CBLAS functions in the running process and hands their addresses

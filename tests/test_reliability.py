@@ -276,8 +276,9 @@ def test_repeated_calls_do_not_grow_memory(tmp_path):
     if "libasan" in os.environ.get("LD_PRELOAD", ""):
         pytest.skip("under AddressSanitizer (make sanitize) resident memory holds its quarantine of freed "
                     "blocks (300 MiB here), not leaks; the normal suite measures growth")
-    # 100,000 small calls and 100 large ones per kernel family; resident
-    # memory measured after a warm-up, so allocator caches are already full
+    # many small calls and a few large ones of each kernel family (special,
+    # losses, glm, fisher) on both compiled backends; resident memory
+    # measured after a warm-up, so allocator caches are already full
     out = run_script("""
         import resource, numpy as np, fastmle
 
@@ -291,6 +292,11 @@ def test_repeated_calls_do_not_grow_memory(tmp_path):
         big = rng.standard_normal((2000, 1000)).astype(np.float32)
         bt = rng.integers(0, 1000, 2000)
         X = rng.standard_normal((200, 5)); y = rng.integers(0, 3, 200)
+
+        def fisher_of(S, backend):
+            acc = fastmle.FisherAccumulator(S.shape[1], backend=backend)
+            acc.update(S)
+            return acc.fisher()
         calls = [
             (100_000, lambda: fastmle.softmax(small, axis=1, backend="c")),
             (100_000, lambda: fastmle.cross_entropy(small, st, return_grad=True, backend="numba")),
@@ -299,6 +305,10 @@ def test_repeated_calls_do_not_grow_memory(tmp_path):
             (2_000, lambda: fastmle.sgd_fit(X, y, "multinomial", max_epochs=1, random_state=0, backend="c")),
             (2_000, lambda: fastmle.sgd_fit(X, y, "multinomial", max_epochs=1, random_state=0,
                                             backend="numba")),
+            (2_000, lambda: fastmle.glm_fisher(X, np.zeros((5, 3)), "multinomial", backend="c")),
+            (2_000, lambda: fastmle.glm_fisher(X, np.zeros((5, 3)), "multinomial", backend="numba")),
+            (2_000, lambda: fisher_of(X, "c")),
+            (2_000, lambda: fisher_of(X, "numba")),
         ]
         for n, fn in calls:
             for _ in range(min(n, 200)):
