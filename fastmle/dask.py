@@ -128,6 +128,19 @@ def _add(a, b):
     return a + b
 
 
+def _chunk_labels(yc):
+    return np.unique(np.asarray(yc))
+
+
+def _labels(y):
+    """The distinct labels of a dask y, chunk by chunk. Every pass here goes
+    through the chunks' delayed objects (_blocks): a dask.array expression
+    (da.unique, .mean()) optimizes the same graph another way, and a
+    dask.distributed scheduler then warned of keys whose task changed
+    between calls ("can cause failures and deadlocks")."""
+    return np.asarray(_map_reduce(_chunk_labels, np.union1d, y))
+
+
 # ---- likelihood, gradient and Fisher information ----
 
 def _chunk_loss(Xc, yc, wc, coef, intercept, family, backend):
@@ -346,7 +359,7 @@ class _DaskProblem(_mle._Objective):
             raise ValueError(f"fit_mle fits one response; y has shape {self.y.shape}")
         classes = None
         if family == "multinomial":
-            classes = np.unique(np.asarray(da.unique(self.y).compute()))
+            classes = _labels(self.y)
         stats, self._gram_matrix, n = _map_reduce(_chunk_setup, _add, X, self.y, self.w,
                                                   args=(family, classes, bool(fit_intercept), self.backend))
         super().__init__(family, classes, reference_class, alpha, fit_intercept, int(n), X.shape[1], stats)
@@ -445,32 +458,54 @@ def _chunk_class_stats(yc, wc, family, classes):
     return out
 
 
+def _chunk_scan(Xc, yc, poisson):
+    """(X's largest squared row norm, whether X is finite, sum y (poisson),
+    rows) of one chunk."""
+    X64 = np.asarray(Xc, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing norm is default_eta0's error
+        norm2 = float(np.max(np.sum(X64 * X64, axis=1), initial=0.0))
+    sum_y = float(np.sum(yc, dtype=np.float64)) if poisson else 0.0
+    return norm2, bool(np.isfinite(X64).all()), sum_y, X64.shape[0]
+
+
+def _scan_merge(a, b):
+    return max(a[0], b[0]), a[1] and b[1], a[2] + b[2], a[3] + b[3]
+
+
 def _default_eta0(X, y, max_w, family, given):
     """sgd_fit's default step over the whole array: its largest squared row
-    norm and mean response (poisson), computed by dask, and the largest
-    sample weight (None: unweighted), fed to fastmle.sgd.default_eta0 with
-    the options given (sgd_fit's defaults filled in)."""
-    norms = (X.astype(np.float64) ** 2).sum(axis=1)
+    norm and mean response (poisson), from one pass over the chunks, and the
+    largest sample weight (None: unweighted), fed to
+    fastmle.sgd.default_eta0 with the options given (sgd_fit's defaults
+    filled in)."""
     # X's values checked in the same pass (a NaN had been reported as an overflowing row norm)
-    row_norm2, mean_y, finite = dask.compute(norms.max(), y.astype(np.float64).mean() if family == "poisson" else 0.0,
-                                             da.isfinite(X).all())
+    row_norm2, finite, sum_y, n = _map_reduce(_chunk_scan, _scan_merge, X, y, args=(family == "poisson",))
     if not finite:
         raise ValueError("X contains NaN or infinity")
+    mean_y = sum_y / n if n else 0.0
     return _sgd.default_eta0(float(row_norm2), family, np.full((1, 1), float(mean_y)),
                              given["fit_intercept"], given["alpha"], given["l1_ratio"], given["momentum"],
                              np.array([max_w]) if max_w is not None else np.empty(0))
 
 
+def _chunk_response_sums(yc, wc):
+    """(sum w y per output, sum w) of one chunk (w = 1 without weights)."""
+    y = np.asarray(yc, np.float64).reshape(len(yc), -1)
+    if wc is None:
+        return y.sum(axis=0), float(len(y))
+    w = np.asarray(wc, np.float64)
+    return (y * w[:, None]).sum(axis=0), float(w.sum())
+
+
 def _intercept_start(y, w, family, stats, per_class):
     """sgd_fit's starting intercepts over the whole array: from the class
     totals of the chunks' statistics (times the class weights), or the
-    weighted mean response computed by dask."""
+    weighted mean response, from one pass over the chunks."""
     if family in ("multinomial", "binomial"):
         totals = stats[:, 1].sum(axis=0) * per_class
         return _sgd.intercept_start(family, totals if family == "multinomial" else totals[1:] / totals.sum())
-    y = y.astype(np.float64).reshape(y.shape[0], -1)
-    mean = y.mean(axis=0) if w is None else (y * w[:, None]).sum(axis=0) / w.sum()
-    return _sgd.intercept_start(family, np.asarray(mean.compute()))
+    sums, total = _map_reduce(_chunk_response_sums, _add, y, w)
+    return _sgd.intercept_start(family, sums / total)
 
 
 def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=None, tol=1e-4, n_iter_no_change=5,
@@ -554,7 +589,7 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     classes = None
     if family == "multinomial":
         if options.get("classes") is None:
-            options["classes"] = np.unique(np.asarray(da.unique(a["y"]).compute()))
+            options["classes"] = _labels(a["y"])
         classes = np.unique(np.asarray(options["classes"]))
 
     # per chunk and class: samples, weight, largest weight; in one pass

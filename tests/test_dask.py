@@ -5,6 +5,8 @@ ragged chunks, weights, the chunking errors, the streamed SGD epoch (its
 schedule, class and sample weights over the whole array), and that
 importing fastmle does not import dask."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,37 @@ def test_fit_mle_on_a_cluster_equals_in_memory(client, rng, family):
     assert got.llnull == pytest.approx(expected.llnull, rel=1e-10)
     # nobs is the total weight, summed chunk by chunk here: equal up to rounding
     assert got.nobs == pytest.approx(expected.nobs, rel=1e-12) and got.param_names == expected.param_names
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("family", ["multinomial", "poisson"])
+def test_every_pass_over_the_chunks_builds_the_same_tasks(client, rng, family):
+    # arrays built as the README builds them (a delayed loader per file,
+    # concatenated): sgd_fit's default step, labels and intercepts were
+    # dask.array expressions, optimized apart from the chunks' delayed
+    # objects, and the scheduler warned "Detected different run_spec ...
+    # This can cause failures and deadlocks"
+    X, y, _ = data(family, rng)
+    load = dask.delayed(lambda a: a)
+    Xd = da.concatenate([da.from_delayed(load(X[i:i + 100]), (100, X.shape[1]), float) for i in (0, 100, 200)])
+    yd = da.concatenate([da.from_delayed(load(y[i:i + 100]), (100,), y.dtype) for i in (0, 100, 200)])
+    records = _Records()
+    logger = logging.getLogger("distributed.scheduler")
+    logger.addHandler(records)
+    try:
+        fd.sgd_fit(Xd, yd, family, max_epochs=2, random_state=0)
+        fd.fit_mle(Xd, yd, family, reference_class=0 if family == "multinomial" else None)
+    finally:
+        logger.removeHandler(records)
+    assert not [m for m in records.messages if "run_spec" in m], records.messages
 
 
 @pytest.mark.parametrize("scheduler", ["threads", "processes", "synchronous"])
