@@ -215,7 +215,9 @@ class _SGDMixin:
         # (not -llf, which holds the likelihood's constants, over sum w)
         objective = (glm_loss(X, y, coef, intercept, family, sample_weight=sample_weight, reduction="sum",
                               backend=self.backend) / len(y) + 0.5 * self.alpha * float(np.sum(coef * coef)))
-        fit = _FisherFit(coef, intercept, bse, intercept_bse, family, res.n_iter, res.converged, res,
+        # coef_ and intercept_ in X's precision, as the SGD solver's (fit_mle solves in float64)
+        fit = _FisherFit(coef.astype(X.dtype), intercept.astype(X.dtype), bse, intercept_bse, family,
+                         res.n_iter, res.converged, res,
                          loss_history=[float(objective)])
         self._fit_result = fit
         self._fitted_intercept = self.fit_intercept

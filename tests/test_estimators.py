@@ -397,6 +397,10 @@ def test_float32_trains_in_float32():
     assert reg.coef_.dtype == np.float32 and reg.predict(Xr.astype(np.float32)).dtype == np.float32
     # other dtypes train in float64
     assert MLERegressor(**FAST).fit(np.round(Xr * 10).astype(np.int64), yr).coef_.dtype == np.float64
+    # solver="fisher" solves in float64 and returns X's precision too (it had returned float64)
+    fisher = MLEClassifier(solver="fisher").fit(X32, y)
+    assert fisher.coef_.dtype == np.float32 and fisher.intercept_.dtype == np.float32
+    assert MLERegressor(solver="fisher").fit(Xr.astype(np.float32), yr).coef_.dtype == np.float32
 
 
 def _layouts():
