@@ -36,6 +36,12 @@ def _ptr(a):
     return ffi.cast(_CTYPE[a.dtype], ffi.from_buffer(_check_layout(a), require_writable=False))
 
 
+def _out(a):
+    """Pointer to an array a kernel writes (cffi refuses a read-only one
+    with a BufferError; the public functions hand over only writable ones)."""
+    return ffi.cast(_CTYPE[a.dtype], ffi.from_buffer(_check_layout(a), require_writable=True))
+
+
 def _ptr_or_null(a):
     """Pointer to an optional array; an empty array means "not given" (NULL)."""
     return _ptr(a) if a.size else ffi.NULL
@@ -227,13 +233,13 @@ def fisher_accumulate(scores, sample_weight, alpha, beta, acc):
     _register_blas()
     _check_memory(_fn("fisher_accumulate", scores)(_ptr(scores), scores.shape[0], scores.shape[1],
                                                    _ptr_or_null(sample_weight), float(alpha),
-                                                   float(beta), _ptr(acc)), "fisher_accumulate")
+                                                   float(beta), _out(acc)), "fisher_accumulate")
 
 
 def fisher_accumulate_diag(scores, sample_weight, alpha, beta, acc):
     _fn("fisher_accumulate_diag", scores)(_ptr(scores), scores.shape[0], scores.shape[1],
                                           _ptr_or_null(sample_weight), float(alpha), float(beta),
-                                          _ptr(acc))
+                                          _out(acc))
 
 
 def _model_args(X, params, family, sample_weight, fit_intercept, ref):

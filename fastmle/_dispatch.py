@@ -299,6 +299,11 @@ def set_num_threads(n):
         count = None
     if count is None or not 1 <= count <= limit:
         raise ValueError(f"number of threads must be an integer in [1, {limit}], got {n!r}")
+    if count > 1 and _threads.get("forked"):  # else the next C parallel region hangs
+        raise ValueError(f"set_num_threads({count}) in a forked process: the compiled kernels run on one "
+                         "thread there (GNU OpenMP cannot start threads in a child forked after they started "
+                         "in the parent); use multiprocessing's 'spawn' or 'forkserver' start method for "
+                         "threads in workers")
     n = int(count)
     _threads["n"] = n
     from . import _c
@@ -336,6 +341,7 @@ def _after_fork_in_child():
     the child outright, so the "numba" backend becomes unavailable with the
     reason, a clear ValueError instead of a dead worker."""
     _threads["n"] = 1
+    _threads["forked"] = True  # set_num_threads refuses more
     from . import _c
 
     if _c.lib is not None:

@@ -139,7 +139,7 @@ class FisherAccumulator:
             alpha, beta = (1.0 - self.decay) / batch_weight, float(self.decay)
         kern = _dispatch.kernels(_dispatch.resolve(self.backend), "fisher")
         name = "fisher_accumulate" if self.kind == "dense" else "fisher_accumulate_diag"
-        getattr(kern, name)(S, w, alpha, beta, self._acc)
+        getattr(kern, name)(S, w, alpha, beta, self._own_matrix())
         self.n_samples += n
         self.sum_weights += batch_weight
 
@@ -170,10 +170,28 @@ class FisherAccumulator:
                              f"into a ({self.n_params}, {self.kind!r}, {self.dtype}) one")
         if self.decay is not None or other.decay is not None:
             raise ValueError("accumulators with decay (moving averages) cannot be merged")
-        self._acc += other._acc
+        self._own_matrix()[...] += other._acc
         self.n_samples += other.n_samples
         self.sum_weights += other.sum_weights
         return self
+
+    def _own_matrix(self):
+        """The running sums, as an array this accumulator may write: a
+        read-only one (joblib.load(..., mmap_mode="r"), or joblib handing a
+        worker a memory-mapped copy) is copied first. The C kernel had
+        written into the read-only map (a segfault), and Numba into a copy
+        it then dropped (the update lost, the counts raised)."""
+        if not (type(self._acc) is np.ndarray and self._acc.flags.writeable and self._acc.flags.c_contiguous):
+            self._acc = np.array(self._acc, dtype=self.dtype, order="C")
+        return self._acc
+
+    def __copy__(self):
+        """A copy with its own running sums (a shallow copy had shared them
+        with the original, whose counts then no longer matched them)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._acc = np.array(self._acc, dtype=self.dtype, order="C")
+        return twin
 
     def __repr__(self):
         decay = f", decay={self.decay}" if self.decay is not None else ""

@@ -46,6 +46,9 @@ class SGDDivergedError(FloatingPointError):
         super().__init__(message)
         self.result = result
 
+    def __reduce__(self):  # pickled with its result: a worker's error reaches the parent whole
+        return type(self), (str(self), self.result)
+
 
 @dataclass
 class SGDResult:

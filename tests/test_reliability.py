@@ -3,6 +3,7 @@ kernels at once, thread pools and forked worker processes on each threading
 layer, results independent of the thread count and bit-for-bit the same run
 to run, and no memory growth over repeated calls."""
 import concurrent.futures
+import copy
 import importlib
 import os
 import textwrap
@@ -321,3 +322,70 @@ def test_repeated_calls_do_not_grow_memory(tmp_path):
         print("ok")
     """, tmp_path, timeout=600)
     assert out.strip().endswith("ok")
+
+
+def test_a_forked_child_refuses_threads_it_cannot_start(tmp_path):
+    # the parent's OpenMP threads had started; set_num_threads(2) in the
+    # child was accepted and the next C parallel region hung for good
+    out = run_script("""
+        import os, numpy as np, fastmle
+        x = np.random.default_rng(0).standard_normal((20000, 100))
+        want = fastmle.softmax(x, axis=1, backend="c")
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                fastmle.set_num_threads(2)
+            except ValueError as exc:
+                code = 0 if "forked" in str(exc) and "spawn" in str(exc) else 2
+            fastmle.set_num_threads(1)  # what the child runs on
+            code = code or 3 * (not np.array_equal(fastmle.softmax(x, axis=1, backend="c"), want))
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+    """, tmp_path, timeout=120)
+    assert out.strip() == "child exit 0", out
+
+
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_an_accumulator_loaded_read_only_keeps_updating(tmp_path, backend):
+    # joblib.load(mmap_mode="r"), or joblib memory-mapping an accumulator it
+    # sends to a worker: C wrote into the read-only map (a segfault), Numba
+    # into a copy it dropped (the update lost, the counts raised); in a
+    # child interpreter, so that a crash fails only this test
+    out = run_script(f"""
+        import copy, joblib, numpy as np, fastmle
+        S = np.random.default_rng(0).standard_normal((50, 4))
+        a = fastmle.FisherAccumulator(4, backend={backend!r})
+        a.update(S[:20])
+        joblib.dump(a, "acc.joblib")
+        b = joblib.load("acc.joblib", mmap_mode="r")
+        b.update(S[20:])
+        c = fastmle.FisherAccumulator(4, backend={backend!r}).merge(joblib.load("acc.joblib", mmap_mode="r"))
+        full = fastmle.FisherAccumulator(4, backend={backend!r})
+        full.update(S[:20]); full.update(S[20:])
+        assert b.n_samples == 50 and np.allclose(b.fisher(), full.fisher(), rtol=1e-12), b.fisher()
+        m = joblib.load("acc.joblib", mmap_mode="r")
+        m.merge(c)  # a read-only accumulator merged into
+        assert m.n_samples == 40 and np.allclose(m.fisher(normalize=False), 2 * c.fisher(normalize=False))
+        # a shallow copy has its own sums (it had shared them with the original)
+        twin = copy.copy(full)
+        twin.update(S)
+        assert full.n_samples == 50 and np.allclose(full.fisher(), S.T @ S / 50, rtol=1e-12)
+        print("ok")
+    """, tmp_path, timeout=120)
+    assert out.strip() == "ok", out
+
+
+def test_sgd_diverged_error_survives_pickling():
+    # with its result: a worker's divergence reached a process pool as an
+    # unpicklable exception (BrokenProcessPool; multiprocessing.Pool hung)
+    import pickle
+
+    X = np.random.default_rng(0).standard_normal((300, 4)) * 1e3
+    with pytest.raises(fastmle.SGDDivergedError) as info:
+        fastmle.sgd_fit(X, X[:, 0] * 1e3, "gaussian", eta0=10.0, learning_rate="constant", max_epochs=3,
+                        random_state=0)
+    for twin in (pickle.loads(pickle.dumps(info.value)), copy.deepcopy(info.value), copy.copy(info.value)):
+        assert type(twin) is fastmle.SGDDivergedError and str(twin) == str(info.value)
+        np.testing.assert_array_equal(twin.result.coef, info.value.result.coef)
