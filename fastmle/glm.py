@@ -209,12 +209,17 @@ def as_sample_weight(sample_weight, n_samples, dtype):
     """Sample weights as the kernels take them (empty: all ones)."""
     if sample_weight is None:
         return np.empty(0, dtype)
-    w = real_array(sample_weight, "sample_weight").astype(dtype, copy=False)
-    if w.shape != (n_samples,):
-        raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
-    check_weight_values(w)
-    if n_samples and not w.any():
+    given = real_array(sample_weight, "sample_weight")
+    if given.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {given.shape}")
+    check_weight_values(given)  # in its own precision: a cast to float32 may overflow or underflow
+    if n_samples and not given.any():
         raise ValueError("sample_weight is zero for every sample")
+    with np.errstate(over="ignore", under="ignore"):
+        w = given.astype(dtype, copy=False)
+    if not np.isfinite(w).all() or (n_samples and not w.any()):  # finite and positive, but not in dtype
+        raise ValueError(f"sample_weight has values outside the range of {np.dtype(dtype).name}, X's dtype "
+                         f"(largest {float(given.max()):.3g}); give X as float64 or scale the weights")
     return native_array(w, dtype)
 
 
