@@ -458,18 +458,18 @@ def _chunk_class_stats(yc, wc, family, classes):
     return out
 
 
-def _chunk_scan(Xc, yc, poisson):
-    """(X's largest squared row norm, whether X is finite, sum y (poisson),
-    rows) of one chunk."""
-    X64 = np.asarray(Xc, np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing norm is default_eta0's error
-        norm2 = float(np.max(np.sum(X64 * X64, axis=1), initial=0.0))
+def _chunk_scan(Xc, yc, poisson, backend):
+    """(X's largest squared row norm, sum y (poisson), rows) of one chunk:
+    sgd_fit's compiled read of X (scan_rows), which also refuses NaN or
+    infinity."""
+    Xd, _ = _glm.as_design_matrix(Xc, check_values=False)
+    norm2 = _sgd._scan_dense(_dispatch.kernels(backend, "glm"), Xd)
     sum_y = float(np.sum(yc, dtype=np.float64)) if poisson else 0.0
-    return norm2, bool(np.isfinite(X64).all()), sum_y, X64.shape[0]
+    return norm2, sum_y, Xd.shape[0]
 
 
 def _scan_merge(a, b):
-    return max(a[0], b[0]), a[1] and b[1], a[2] + b[2], a[3] + b[3]
+    return max(a[0], b[0]), a[1] + b[1], a[2] + b[2]
 
 
 def _default_eta0(X, y, max_w, family, given):
@@ -479,9 +479,8 @@ def _default_eta0(X, y, max_w, family, given):
     fastmle.sgd.default_eta0 with the options given (sgd_fit's defaults
     filled in)."""
     # X's values checked in the same pass (a NaN had been reported as an overflowing row norm)
-    row_norm2, finite, sum_y, n = _map_reduce(_chunk_scan, _scan_merge, X, y, args=(family == "poisson",))
-    if not finite:
-        raise ValueError("X contains NaN or infinity")
+    row_norm2, sum_y, n = _map_reduce(_chunk_scan, _scan_merge, X, y,
+                                      args=(family == "poisson", _dispatch.resolve(given["backend"])))
     mean_y = sum_y / n if n else 0.0
     return _sgd.default_eta0(float(row_norm2), family, np.full((1, 1), float(mean_y)),
                              given["fit_intercept"], given["alpha"], given["l1_ratio"], given["momentum"],

@@ -115,10 +115,11 @@ class FisherAccumulator:
         if not np.isfinite(S).all():
             raise ValueError("scores contain NaN or infinity")
         with np.errstate(over="ignore"):
-            S = native_array(S, self.dtype)
-        if not np.isfinite(S).all():  # finite, but not in float32
+            cast = native_array(S, self.dtype)
+        if cast.dtype.itemsize < S.dtype.itemsize and not np.isfinite(cast).all():  # finite, but not in float32
             raise ValueError(f"scores have values beyond the range of {self.dtype} (the accumulator's dtype); "
                              "use dtype=np.float64")
+        S = cast
         n = S.shape[0]
         w = np.empty(0, self.dtype)
         batch_weight = float(n)

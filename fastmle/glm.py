@@ -217,7 +217,7 @@ def as_sample_weight(sample_weight, n_samples, dtype):
         raise ValueError("sample_weight is zero for every sample")
     with np.errstate(over="ignore", under="ignore"):
         w = given.astype(dtype, copy=False)
-    if not np.isfinite(w).all() or (n_samples and not w.any()):  # finite and positive, but not in dtype
+    if w is not given and (not np.isfinite(w).all() or (n_samples and not w.any())):  # not in X's dtype
         raise ValueError(f"sample_weight has values outside the range of {np.dtype(dtype).name}, X's dtype "
                          f"(largest {float(given.max()):.3g}); give X as float64 or scale the weights")
     return native_array(w, dtype)

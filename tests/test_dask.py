@@ -332,7 +332,7 @@ def test_streamed_default_step_restarts_a_diverging_run():
     with dask.config.set(scheduler="synchronous"):
         fit = fd.sgd_fit(Xd, yd, "poisson", max_epochs=5, random_state=0)
         first = fd._default_eta0(Xd, yd, None, "poisson",
-                                 dict(fit_intercept=True, alpha=0.0, l1_ratio=0.0, momentum=0.0))
+                                 dict(fit_intercept=True, alpha=0.0, l1_ratio=0.0, momentum=0.0, backend=None))
         assert fit.eta0 < first and np.log2(first / fit.eta0) == pytest.approx(round(np.log2(first / fit.eta0)))
         again = fd.sgd_fit(Xd, yd, "poisson", max_epochs=5, random_state=0, eta0=fit.eta0)
         np.testing.assert_array_equal(again.coef, fit.coef)
