@@ -169,7 +169,8 @@ class _SGDMixin:
         self.t_ = result.n_steps
         if not partial and self.tol is not None and not result.converged and self.n_iter_ == self.max_epochs:
             warnings.warn(f"{type(self).__name__} did not converge in max_epochs={self.max_epochs} "
-                          f"epochs (tol={self.tol}); increase max_epochs", ConvergenceWarning)
+                          f"epochs (tol={self.tol}); increase max_epochs", ConvergenceWarning,
+                          stacklevel=4)  # the caller of fit (_fit, fit, its wrapper)
         return result
 
     def _fit_fisher(self, X, y_encoded, sample_weight, class_weight=None, classes=None):
@@ -197,7 +198,8 @@ class _SGDMixin:
                           alpha=self.alpha * len(y), sample_weight=sample_weight, max_iter=self.max_epochs,
                           backend=self.backend)
         for w in caught:
-            warnings.warn(str(w.message), ConvergenceWarning if not res.converged else w.category)
+            # stacklevel 5: the caller of fit (_fit_fisher, _fit, fit, its wrapper)
+            warnings.warn(str(w.message), ConvergenceWarning if not res.converged else w.category, stacklevel=5)
         if hasattr(self, "feature_names_in_"):  # a DataFrame's columns, as fit_mle itself names them
             res.param_names = [str(c) for c in self.feature_names_in_] + res.param_names[X.shape[1]:]
         if multinomial:  # name the outputs by the estimator's labels, not their indices

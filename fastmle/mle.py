@@ -21,8 +21,15 @@ from .fisher import GLMModel, _symmetric, refuse_sparse
 from .glm import as_design_matrix, encode_response, family_code
 
 _NORMAL = statistics.NormalDist()
-# fit_mle reuses the information's factor after a step this small (relative)
+# fit_mle reuses the information's factor after a step this small (relative),
+# for as long as each step with the old factor shrinks by CHORD_CONTRACTION
 REUSE_FISHER = 1e-2
+CHORD_CONTRACTION = 0.25
+# An unconverged fit with samples at probability 0 or 1 is separation when
+# the information about a parameter fell below this share of its start's
+# (well-posed fits cut short kept 0.07 or more, separated ones fell to 1e-5
+# in 10 iterations)
+VANISHED_INFORMATION = 1e-4
 
 
 class SingularFisherError(np.linalg.LinAlgError):
@@ -100,7 +107,8 @@ class MLEResult:
 
     @property
     def zvalues(self):
-        return self.params / self.bse
+        with np.errstate(divide="ignore", invalid="ignore"):  # an exact gaussian fit's 0 (it warned)
+            return self.params / self.bse
 
     @property
     def pvalues(self):
@@ -178,16 +186,18 @@ def response_stats(family, labels, targets, w, n_classes):
     """The weighted sums of the response that the null model, the starting
     point and the log-likelihood's constants need; they add up over chunks
     of samples (fastmle.dask sums them). W: total weight; counts: per class
-    (multinomial); sy, syy: sums of w y and w y^2; slg: sum of w log(y!)
+    (multinomial); sy, syy: sums of w y and w y^2; s1y: sum of w (1 - y),
+    exactly 0 when every weighted binomial y is 1; slg: sum of w log(y!)
     (poisson)."""
     n = len(labels) if family == "multinomial" else len(targets)
     weights = w.astype(np.float64) if w.size else np.ones(n)
-    stats = {"W": float(weights.sum()), "counts": np.zeros(n_classes), "sy": 0.0, "syy": 0.0, "slg": 0.0}
+    stats = {"W": float(weights.sum()), "counts": np.zeros(n_classes), "sy": 0.0, "syy": 0.0, "s1y": 0.0,
+             "slg": 0.0}
     if family == "multinomial":
         stats["counts"] = np.bincount(labels, weights=weights, minlength=n_classes)
         return stats
     y = targets[:, 0].astype(np.float64)
-    stats["sy"], stats["syy"] = float(weights @ y), float(weights @ (y * y))
+    stats["sy"], stats["syy"], stats["s1y"] = float(weights @ y), float(weights @ (y * y)), float(weights @ (1 - y))
     if family == "poisson":
         values, inverse = np.unique(y, return_inverse=True)  # log(y!) through the distinct counts
         stats["slg"] = float(weights @ np.array([math.lgamma(v + 1.0) for v in values])[inverse])
@@ -258,6 +268,11 @@ class _Objective:
                 empty = np.asarray(classes)[int(np.argmin(stats["counts"] > 0))].tolist()
                 raise ValueError(f"class {empty!r} has zero total weight: its fitted probability would be 0 "
                                  "(parameters at -inf, so the MLE does not exist); drop it or weigh its samples")
+            if family == "binomial" and self.fit_intercept and (stats["sy"] == 0 or stats["s1y"] == 0):
+                value = int(stats["sy"] > 0)
+                raise ValueError(f"binomial y is {value} for every sample with weight: the fitted probability "
+                                 f"would be {value} (the intercept at {'+' if value else '-'}inf, so the MLE does "
+                                 f"not exist)")
             if family == "poisson" and stats["sy"] == 0:
                 raise ValueError("poisson y is 0 for every sample with weight: the fitted mean would be 0 "
                                  "(the MLE does not exist)")
@@ -517,17 +532,24 @@ def _fisher_scoring(prob, names, max_iter, tol):
     theta = prob.start()
     f, g = prob.objective(theta)
     shifts = _Shifts(prob)
-    converged, L, it, last_step = False, None, 0, math.inf
+    converged, L, it, last_step, chord_ok = False, None, 0, math.inf, False
     for it in range(1, max_iter + 1):
         # Near the optimum the information barely changes: once a step moved
         # no parameter by more than REUSE_FISHER (relative), the next steps
         # reuse its factor (chord steps: each one still shrinks the error by
         # that order) instead of recomputing the P x P information each time.
-        if L is None or last_step > REUSE_FISHER:
+        # A chord step that did not shrink by CHORD_CONTRACTION (or needed
+        # halving) shows the old factor is off: one point of high leverage
+        # can dominate the first information, and its small steps had kept
+        # reusing it for all 100 iterations, far from the MLE.
+        if not chord_ok:
             try:
                 L = np.linalg.cholesky(shifts.raise_(prob.fisher(theta)))
             except np.linalg.LinAlgError:
                 _raise_singular(prob, theta, it)
+            previous = math.inf
+        else:
+            previous = last_step
         delta = shifts.solve(L, g.ravel(), theta.ravel()).reshape(theta.shape)
         if not np.isfinite(delta).all():
             _raise_singular(prob, theta, it)
@@ -542,6 +564,7 @@ def _fisher_scoring(prob, names, max_iter, tol):
                 _raise_singular(prob, theta, it, stalled=True)
         theta, f, g = candidate, f_new, g_new
         last_step = float(np.max(np.abs(step * delta))) / max(1.0, float(np.max(np.abs(theta))))
+        chord_ok = step == 1.0 and last_step <= REUSE_FISHER and last_step <= CHORD_CONTRACTION * previous
         if last_step <= tol:
             converged = True
             break
@@ -552,15 +575,23 @@ def _fisher_scoring(prob, names, max_iter, tol):
             f"exist. Set alpha > 0 for a penalized estimate")
     if not converged:
         saturated = prob.saturated(theta) if family != "gaussian" else 0
-        if saturated:  # diverging coefficients pushing samples to probability 0 or 1 (Poisson: mean 0)
+        iterations = f"{max_iter} iteration{'s' * (max_iter > 1)}"
+        # Diverging coefficients push samples to probability 0 or 1 (Poisson:
+        # mean 0) and the information about them vanishes exponentially. A
+        # well-posed fit cut short by max_iter can also have samples there
+        # (strong effects), but keeps its information: it had been reported
+        # as separation.
+        if saturated and _information_vanished(prob, theta):
             raise PerfectSeparationError(
-                f"fit_mle did not converge in {max_iter} iteration{'s' * (max_iter > 1)}, with {saturated} of "
-                f"{prob.n} samples fitted with {_at_limit(family)}: quasi-complete separation "
-                f"(the MLE does not exist; the coefficients diverge). Set alpha > 0 for a penalized "
-                f"estimate, or raise max_iter if the fit was still converging")
+                f"fit_mle did not converge in {iterations}, with {saturated} of {prob.n} samples fitted with "
+                f"{_at_limit(family)} and the information about some parameter below {VANISHED_INFORMATION:g} "
+                f"of its value at the start: quasi-complete separation (the MLE does not exist; the "
+                f"coefficients diverge). Set alpha > 0 for a penalized estimate")
+        note = (f"; {saturated} of {prob.n} samples are fitted with {_at_limit(family)}: if the coefficients "
+                f"keep growing with max_iter, the MLE may not exist" if saturated else "")
         # stacklevel 4: the caller of fit_mle (or of fastmle.dask.fit_mle)
-        warnings.warn(f"fit_mle did not converge in {max_iter} iteration{'s' * (max_iter > 1)} (last "
-                      f"relative step {last_step:.3g})", RuntimeWarning, stacklevel=4)
+        warnings.warn(f"fit_mle did not converge in {iterations} (last relative step {last_step:.3g}){note}",
+                      RuntimeWarning, stacklevel=4)
     try:  # the covariance: the information at the estimate itself
         F = prob.fisher(theta)
         np.linalg.cholesky(F)
@@ -583,6 +614,14 @@ def _fisher_scoring(prob, names, max_iter, tol):
     return _result(prob, theta, F, f, it, converged, names)
 
 
+
+
+def _information_vanished(prob, theta):
+    """Whether the Fisher information about some parameter (its diagonal
+    entry) fell below VANISHED_INFORMATION of its value at the start."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.diag(prob.fisher(theta)) / np.diag(prob.fisher(prob.start()))
+    return bool(np.nanmin(ratio, initial=np.inf) < VANISHED_INFORMATION)
 
 
 def _at_limit(family):
@@ -679,6 +718,18 @@ def _result(prob, theta, F, f, it, converged, names):
         scale = 2.0 * nll / prob.W  # nll = RSS / 2
         llf = -0.5 * prob.W * (math.log(2 * math.pi * scale) + 1.0) if scale > 0 else math.inf
         cov = cov * scale
+        if prob.alpha == 0 and (prob.W <= theta.size or not scale > 0):
+            # an exact fit: sigma^2's estimate is 0 (or rounding), so standard
+            # errors of 0 (or 1e-16) would claim infinite significance
+            saturated = prob.W <= theta.size
+            if saturated:  # as many parameters as observations: undefined, as statsmodels' OLS (inf)
+                cov = np.full_like(cov, np.nan)
+            warnings.warn(f"the gaussian fit is exact: residual sum of squares {2.0 * nll:.3g} with "
+                          f"{'as many parameters as observations' if saturated else 'y a linear function of X'}"
+                          f"{' (nobs ' + f'{prob.W:g}, {theta.size} parameters)' if saturated else ''}; the "
+                          f"log-likelihood is {'unbounded' if not scale > 0 else 'meaningless'} and the "
+                          f"standard errors are {'undefined (NaN)' if saturated else '0'}", RuntimeWarning,
+                          stacklevel=5)
     else:
         llf = -nll
     llnull = _null_loglik(prob.family, prob.stats)

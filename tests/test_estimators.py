@@ -372,8 +372,11 @@ def test_random_state_kinds():
 
 def test_convergence_warning():
     X, y = _multiclass(100, 3)
-    with pytest.warns(ConvergenceWarning, match="did not converge in max_epochs=2"):
+    with pytest.warns(ConvergenceWarning, match="did not converge in max_epochs=2") as caught:
         MLEClassifier(max_epochs=2, random_state=0).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="did not converge in 1 iteration") as caught_fisher:
+        MLEClassifier(solver="fisher", max_epochs=1).fit(X, y)
+    assert caught[0].filename == caught_fisher[0].filename == __file__  # the caller's line
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         MLEClassifier(max_epochs=2, tol=None, random_state=0).fit(X, y)  # no stopping rule asked for

@@ -507,6 +507,60 @@ def test_fit_mle_poisson_zero_counts_on_a_range_of_a_feature_is_reported(rng, ba
     assert fastmle.fit_mle(X, y, "poisson", alpha=1.0, backend=backend).converged
 
 
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+@pytest.mark.parametrize("family, leverage", [("binomial", 1e5), ("binomial", 1e3), ("poisson", -1e4)])
+def test_fit_mle_converges_with_one_point_of_high_leverage(backend, family, leverage):
+    # one sample far out dominates the first information matrix: its steps
+    # were small, so the chord steps kept reusing that factor for 100
+    # iterations and ended far from the MLE (llf -691.6 against -601.8),
+    # or in a false PerfectSeparationError; the factor is now recomputed
+    # when a chord step does not shrink
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal(1000)
+    if family == "binomial":
+        y = (x + rng.logistic(size=1000) > 0).astype(int)
+        y[0] = 1
+    else:
+        y = rng.poisson(np.exp(0.5 * x))
+        y[0] = 0
+    x[0] = leverage
+    X = x[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fastmle.fit_mle(X, y, family, backend=backend)
+    model = sm.Logit if family == "binomial" else sm.Poisson
+    ref = model(y, _const_last(X)).fit(disp=0, method="newton", tol=1e-12, maxiter=100)
+    assert res.converged and res.n_iter < 30
+    _check_against(res, ref.params, ref.bse, ref.llf, ref.llnull)
+
+
+def test_fit_mle_cut_short_is_not_called_separation(rng):
+    # strong effects put samples at probability 1e-8 of 0 or 1 within a few
+    # iterations; a fit stopped there by max_iter had been reported as
+    # quasi-complete separation, although the MLE exists
+    X = rng.standard_normal((2000, 2))
+    y = (X @ [8.0, -8.0] + rng.logistic(size=2000) > 0).astype(int)
+    with pytest.warns(RuntimeWarning, match=r"did not converge in 5 iterations .* samples are fitted with probability"):
+        res = fastmle.fit_mle(X, y, "binomial", max_iter=5)
+    assert not res.converged
+    assert fastmle.fit_mle(X, y, "binomial").converged
+    # separated data stopped as early still raise once the information has gone
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.raises(fastmle.PerfectSeparationError, match="information about some parameter below 0.0001"):
+        fastmle.fit_mle(X, y, "binomial", max_iter=12)
+
+
+def test_fit_mle_gaussian_with_as_many_parameters_as_observations(rng):
+    # the residuals are rounding, sigma^2's estimate 1e-32: standard errors
+    # of 1e-16 and p-values of 0 had claimed every coefficient infinitely
+    # significant; statsmodels' OLS gives inf (RSS / 0 residual df)
+    X, y = rng.standard_normal((4, 3)), rng.standard_normal(4)
+    with pytest.warns(RuntimeWarning, match=r"gaussian fit is exact.*nobs 4, 4 parameters.*undefined") as caught:
+        res = fastmle.fit_mle(X, y, "gaussian")
+    assert caught[0].filename == __file__
+    assert np.isnan(res.bse).all() and np.isnan(res.pvalues).all() and res.df_resid == 0
+
+
 def test_fit_mle_warns_at_the_callers_line_when_not_converged(rng):
     X = rng.standard_normal((300, 2))
     y = rng.poisson(np.exp(X @ [0.5, -0.5]))
@@ -616,6 +670,10 @@ def test_fit_mle_perfect_separation_is_reported(rng):
     (dict(fit_intercept=1.0), TypeError, "fit_intercept must be True or False, got float 1.0"),
     # estimates at infinity, refused before iterating towards them
     (dict(family="poisson", y=np.zeros(50)), ValueError, "poisson y is 0 for every sample with weight"),
+    # had been reported as "the features predict every sample's class"
+    (dict(y=np.ones(50, int)), ValueError, r"binomial y is 1 for every sample with weight.*intercept at \+inf"),
+    (dict(y=np.r_[np.zeros(49, int), 1], sample_weight=np.r_[np.ones(49), 0.0], alpha=1.0), ValueError,
+     "binomial y is 0 for every sample with weight"),
     (dict(family="multinomial", y=np.arange(50) % 3, reference_class=0, sample_weight=(np.arange(50) % 3 < 2) * 1.0),
      ValueError, "class 2 has zero total weight"),
 ])
