@@ -335,9 +335,10 @@ def max_threads():
 
 def _after_fork_in_child():
     """In a process forked (e.g. by multiprocessing's default "fork" start
-    method) from one whose compiled kernels already ran: GNU OpenMP cannot
-    start threads in such a child (its C parallel regions would hang), so
-    the C kernels run on one thread there; and Numba's OpenMP layer aborts
+    method) from one that imported fastmle: GNU OpenMP cannot start
+    threads in a child forked after its threads started (its C parallel
+    regions would hang), and whether they had is not tracked, so the C
+    kernels run on one thread in every forked child; and Numba's OpenMP layer aborts
     the child outright, so the "numba" backend becomes unavailable with the
     reason, a clear ValueError instead of a dead worker."""
     _threads["n"] = 1

@@ -254,6 +254,10 @@ def class_targets(target, n_classes, ignore_index, expected_shape, logits_name="
     if not np.iinfo(np.int64).min <= ignore_index <= np.iinfo(np.int64).max:
         # the kernels take it as int64 (cffi raised an OverflowError naming nothing)
         raise ValueError(f"ignore_index must fit in a 64-bit signed integer, got {ignore_index}")
+    # checked, then indexed by the kernels (GIL released): a copy, which
+    # another thread writing to the caller's array cannot change in between
+    # (such writes had crashed both compiled backends)
+    t = t.copy()
     bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
     if bad.any():
         pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), t.shape))

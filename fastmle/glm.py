@@ -73,19 +73,23 @@ def _as_csr(X, name):
         raise ValueError(f"{name} has {A.shape[1]} features; the sparse kernels take at most 2**31 - 1")
     dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.float64
     # never trust a CSR structure's invariants: a bad index would reach C.
-    # Indices are checked before the int32 cast, which would wrap huge ones.
-    if len(A.indices) and (A.indices.min() < 0 or A.indices.max() >= A.shape[1]):
+    # The structure is copied, then checked: the caller's arrays may change
+    # after the check (an sgd_fit callback between epochs had set indices
+    # out of range, and the kernels wrote outside their buffers). Indices are
+    # checked before the int32 cast, which would wrap huge ones.
+    indices = np.array(A.indices, copy=True)
+    if len(indices) and (indices.min() < 0 or indices.max() >= A.shape[1]):
         raise ValueError(f"{name} has a column index outside [0, {A.shape[1]})")
     data = native_array(A.data, dtype)
-    indices = native_array(A.indices, np.int32)
-    indptr = native_array(A.indptr, np.int64)
+    indices = native_array(indices, np.int32)
+    indptr = np.array(A.indptr, dtype=np.int64, copy=True)
     if (len(indptr) != A.shape[0] + 1 or indptr[0] != 0 or indptr[-1] != len(data)
             or len(indices) != len(data) or (np.diff(indptr) < 0).any()):
         raise ValueError(f"{name} is not a valid CSR matrix (its indptr does not match its data)")
     if not np.isfinite(data).all():
         raise ValueError(f"{name} contains NaN or infinity")
     # a CSC or COO X became a new CSR matrix: copied whatever CSR's arrays share
-    copied = A is not X or not (np.shares_memory(data, A.data) and np.shares_memory(indices, A.indices))
+    copied = A is not X or not np.shares_memory(data, A.data)
     return CSRMatrix(data, indices, indptr, A.shape), copied
 
 
@@ -95,7 +99,9 @@ def as_design_matrix(X, name="X", check_values=True):
 
     float32 and float64 keep their precision; anything else (ints, bools) is
     converted to float64. A Fortran-ordered or strided X is copied once into
-    C order; sparse X is converted to CSR (int64 column indices to int32).
+    C order; sparse X is converted to CSR (int64 column indices to int32),
+    its index arrays always copied (they are checked once and must not
+    change under the kernels; copied reports the values only).
     NaN or infinity is a ValueError, unless check_values is False (the
     caller checks a dense X's values itself, as sgd_fit does with
     scan_rows; sparse X's values are always checked here). Returns
@@ -155,11 +161,12 @@ def encode_response(y, family, n_samples, dtype, classes=None):
             raise ValueError(f"multinomial y must be 1-D class labels, got shape {y.shape}")
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError("y contains NaN or infinity")
+        y = y.copy()  # checked, then the kernels' indices: the caller's y may change meanwhile
         if classes is None and y.dtype.kind in "iu" and y.size and 0 <= y.min() and y.max() < 4 * y.size:
             # integer labels 0..K-1, the common case: a count instead of a sort
             present = np.flatnonzero(np.bincount(y))
             if len(present) == present[-1] + 1:
-                return y.astype(np.int64), np.empty((0, len(present)), dtype), present
+                return y.astype(np.int64, copy=False), np.empty((0, len(present)), dtype), present
             classes = present
         classes = np.unique(y if classes is None else np.asarray(classes))
         return label_indices(y, classes, "the classes"), np.empty((0, len(classes)), dtype), classes

@@ -539,7 +539,8 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
             state.eta = eta0
         if average is not False and state.avg_start < 0:
             # a fresh average starts from the current parameters, never an old one
-            state.avg_start = state.step + (0 if average is True else int(math.ceil(int(average) / batch_size)))
+            # capped: a start no run reaches (2**80 had overflowed the kernels' int64 argument)
+            state.avg_start = state.step + (0 if average is True else min(-(-int(average) // batch_size), 2**62))
             state.avg = state.params.copy()
         return state, state.avg_start if average is not False else -1
 

@@ -1082,3 +1082,13 @@ def test_bad_glm_loss_and_predict_input():
         fastmle.glm_loss(X, y, np.zeros((4, 3)), None, "multinomial", reduction="none")
     with pytest.raises(ValueError, match="outputs"):
         fastmle.glm_loss(X, np.zeros((20, 2)), np.zeros((4, 3)), None, "gaussian")
+
+
+def test_averaging_from_more_samples_than_any_run_sees(backend):
+    # average=2**80 never starts averaging; it had overflowed the compiled
+    # kernels' int64 argument (an OverflowError naming nothing) while the
+    # numpy reference ran
+    X, y = data("multinomial")
+    opts = dict(max_epochs=2, tol=None, random_state=0, backend=backend)
+    got = fastmle.sgd_fit(X, y, "multinomial", average=2**80, **opts)
+    np.testing.assert_array_equal(got.coef, fastmle.sgd_fit(X, y, "multinomial", **opts).coef)

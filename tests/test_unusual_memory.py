@@ -84,3 +84,47 @@ def test_unusual_out_buffers_receive_the_usual_result(name, kind, tmp_path):
             assert_same_values(got, want, True, f"{name} {backend} {kind}")
             for k, buffer in buffers.items():  # the result is in the buffer itself
                 assert any(np.array_equal(buffer, w) for w in want), f"{name} {backend} {kind}: {k} not written"
+
+
+# ------------------------------------------------ inputs changed during a call
+# The kernels index with class labels and CSR column indices after the
+# checks, with the GIL released; the caller's arrays may change meanwhile
+# (another thread, or sgd_fit's callback between epochs). What the kernels
+# index with is a checked private copy.
+
+def test_the_kernels_index_with_private_copies():
+    import scipy.sparse
+
+    from fastmle._validate import class_targets
+    from fastmle.glm import as_design_matrix, encode_response
+
+    t = np.arange(6, dtype=np.int64) % 3
+    assert not np.shares_memory(class_targets(t, 3, -100, (6,))[0], t)
+    y = np.arange(6, dtype=np.int64) % 3
+    assert not np.shares_memory(encode_response(y, "multinomial", 6, np.float64)[0], y)
+    A = scipy.sparse.random(6, 4, density=0.5, format="csr", random_state=0)
+    M, copied = as_design_matrix(A)
+    assert not np.shares_memory(M.indices, A.indices) and not np.shares_memory(M.indptr, A.indptr)
+    assert np.shares_memory(M.data, A.data) and not copied  # the values are not copied
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sgd_fit_callback_changing_a_sparse_X_structure(backend):
+    # the callback set X.indices out of range after the first epoch's check:
+    # SIGSEGV (C, Numba) or a heap corruption abort (C, indices -1) before
+    from child import run_python
+    code = f"""if True:
+        import numpy as np, scipy.sparse, fastmle
+        X = scipy.sparse.random(2000, 50, density=0.1, format="csr", random_state=0)
+        y = np.random.default_rng(0).integers(0, 3, 2000)
+        opts = dict(max_epochs=3, tol=None, random_state=0, backend="{backend}")
+        want = fastmle.sgd_fit(X.copy(), y, "multinomial", **opts).coef
+        for bad in (2**30, -1):
+            Xc = X.copy()
+            def spoil(epoch, info):
+                Xc.indices[:] = bad
+            got = fastmle.sgd_fit(Xc, y, "multinomial", callback=spoil, **opts).coef
+            assert np.array_equal(got, want), bad  # the fit read its own copy of the structure
+        print("ok")
+    """
+    assert run_python("-c", code).stdout.strip() == "ok"
