@@ -8,9 +8,7 @@
  * shifted arguments x - max whose exponentials are only summed in double:
  * for float, subnormal results flushed, see fm_expf_nonpos_flush),
  * FM_EXPFN_NORMAL (for rows whose max - min <= FM_EXP_NORMAL_RANGE, where
- * every exp(x - max) is a normal number: bit-identical and cheaper) and
- * FM_LSE_SPLIT (whether logsumexp keeps the max terms out of its sum for
- * log1p: needed in double, below float's precision otherwise). */
+ * every exp(x - max) is a normal number: bit-identical and cheaper). */
 #ifndef FM_DOUBLE
 #define FM_DOUBLE 1
 #include "fm_types.h"
@@ -24,7 +22,6 @@
 #define FM_EXPFN_SUM fm_exp
 #define FM_EXPFN_NORMAL fm_exp_normal
 #define FM_EXP_NORMAL_RANGE (-FM_EXP_NORMAL_MIN)
-#define FM_LSE_SPLIT 1
 #else
 #define FM_T float
 #define FM_SUF f32
@@ -32,7 +29,6 @@
 #define FM_EXPFN_SUM fm_expf_nonpos_flush
 #define FM_EXPFN_NORMAL fm_expf_normal
 #define FM_EXP_NORMAL_RANGE (-FM_EXPF_NORMAL_MIN)
-#define FM_LSE_SPLIT 0
 #endif
 #include FM_BODY
 #undef FM_T
@@ -41,6 +37,5 @@
 #undef FM_EXPFN_SUM
 #undef FM_EXPFN_NORMAL
 #undef FM_EXP_NORMAL_RANGE
-#undef FM_LSE_SPLIT
 #undef FM_DOUBLE
 #endif

@@ -40,7 +40,7 @@ static void FN(seg_sum_exp)(const FM_T *x, int64_t n, double shift, FM_T *store,
 #pragma omp simd reduction(+ : bc)
             for (int64_t j = j0; j < j1; j++) {
                 FM_T d = x[j] - sh;
-                FM_T v = FM_EXPFN(d);
+                FM_T v = FM_EXPFN_SUM(d);   /* only summed */
                 e[j - j0] = d == 0 ? (FM_T)0 : v;
                 bc += d == 0 ? (FM_T)1 : (FM_T)0;
             }
@@ -236,12 +236,12 @@ static void FN(logsumexp_row)(const FM_T *a, int64_t n, int parallel, FM_T *out,
     double m = FN(row_max)(a, NULL, n, parallel);
     fm_ksum s = {0, 0}, unused = {0, 0};
     double cnt = 0;
-    FN(row_sum_exp)(a, NULL, n, m, NULL, parallel, &s, &unused, FM_LSE_SPLIT ? &cnt : NULL, next, 0);
+    FN(row_sum_exp)(a, NULL, n, m, NULL, parallel, &s, &unused, &cnt, next, 0);
     /* accurate form (Blanchard, Higham & Higham 2021): the max terms are kept
-     * out of the sum, so log1p sees the small remainder. For float rows the
-     * double sum already carries 29 bits more than the result needs. */
-    double r = FM_LSE_SPLIT ? (log1p(fm_ksum_value(&s) / cnt) + log(cnt)) + m
-                            : log(fm_ksum_value(&s)) + m;
+     * out of the sum, so log1p sees the small remainder. Float rows too:
+     * sum_pairs adds pairs in float, where a max term's 1 absorbed the rest
+     * (logsumexp([0, -20]) was 0, not 2.06e-9). */
+    double r = (log1p(fm_ksum_value(&s) / cnt) + log(cnt)) + m;
     if (!isfinite(r))   /* inf or NaN present, or all -inf */
         r = log(FN(seg_sum_exp_direct)(a, NULL, n));
     *out = (FM_T)r;

@@ -13,7 +13,11 @@ log_softmax and logsumexp are within 8 ulp of max|x| (absolute). float32 data
 is stored and exponentiated in float32, the exponentials are added in pairs in
 float32 (one rounding, at most 2**-24 relative) and the pair sums accumulated
 in float64: softmax within 4 ulp + |x - max| * 2**-24 (relative), logsumexp
-within 4 ulp of the larger of max|x| and |result| (absolute). (float32 logsumexp sums its exponentials
+within 4 ulp of the larger of max|x| and |result| (absolute). logsumexp keeps
+the maximum's exp(0) = 1 out of those pairs in both precisions (log1p of the
+rest), so a dominant element's small result keeps its bits too:
+logsumexp([0, -20]) is 2.06e-9 in float32, as scipy's (a pair 1 + 2e-9 had
+made it 0). (float32 logsumexp sums its exponentials
 with results below the smallest normal float flushed to 0: each such term is
 below 2**-126 next to the 1 of the maximum, so the float64 sum cannot tell.)
 """

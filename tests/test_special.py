@@ -95,6 +95,22 @@ def test_logsumexp_weights_and_sign(backend, dtype, rng):
                 assert_same(got, want, rtol, rtol, err=f"b={np.shape(b)} axis={axis} sign={return_sign}")
 
 
+@pytest.mark.parametrize("row", [
+    [0.0, -20.0],
+    [-1e-3, -20.0],
+    [0.0] + [-25.0] * 40001,   # a row split into chunks, the threads summing them
+    [-30.0, 0.0, -30.0, -17.0],
+])
+def test_logsumexp_float32_of_one_dominant_element(backend, row):
+    # float32 rows summed the max's exp(0) = 1 with another exponential in
+    # float32, which dropped it: logsumexp([0, -20]) was 0 in C and Numba
+    # (scipy, and the numpy reference, computing in float64: 2.06e-9)
+    row = np.array(row, np.float32)
+    got = fastmle.logsumexp(row, backend=backend)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, scipy.special.logsumexp(row.astype(np.float64)), rtol=4 * 2.0**-24)
+
+
 def test_logsumexp_keepdims_and_promotion(backend):
     a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     for axis in (None, 1, (0, 2)):

@@ -263,7 +263,7 @@ def _block_exp_split(x, sh, buf):
     bc = zero  # exact: a block has far fewer than 2**24 elements
     for k in range(x.shape[0]):
         d = x[k] - sh
-        e = vexp_same(d)
+        e = vexp_sum(d)  # only summed
         buf[k] = e if d != 0 else zero
         bc += one if d == 0 else zero
     return bc
@@ -407,18 +407,12 @@ def seg_sub2(x, c1, c2, out):
 
 # ---- finishing a row from its sums (shared by short and long rows) ----
 
-@njit(**_ROW)
-def lse_split(a):
-    """Whether logsumexp keeps the max terms out of its sum (float64 rows).
-    For float32 rows the float64 sum carries 29 bits more than the result
-    needs (csrc/fm_types.h's FM_LSE_SPLIT)."""
-    return a.itemsize == 8
-
-
 @njit(cache=True, error_model="numpy")
 def logsumexp_finish(a, m, s, cnt):
-    # accurate form (Blanchard, Higham & Higham 2021): max terms kept apart
-    r = (np.log1p(s / cnt) + np.log(cnt)) + m if lse_split(a) else np.log(s) + m
+    # accurate form (Blanchard, Higham & Higham 2021): max terms kept apart,
+    # float32 rows too (their pairs are added in float32 first, where a max
+    # term's 1 absorbed the rest: logsumexp([0, -20]) was 0, not 2.06e-9)
+    r = (np.log1p(s / cnt) + np.log(cnt)) + m
     if not np.isfinite(r):  # inf or NaN present, or all -inf
         r = np.log(seg_sum_exp_direct(a, a[:0]))
     return r
@@ -447,7 +441,7 @@ def logsumexp_weighted_finish(a, b, return_sign, m, s, w):
 @njit(**_ROW)
 def logsumexp_row(a, buf, nxt):
     m = seg_max(a)
-    s, c, cnt = seg_sum_exp(a, m, a[:0], buf, lse_split(a), nxt, False)
+    s, c, cnt = seg_sum_exp(a, m, a[:0], buf, True, nxt, False)
     return logsumexp_finish(a, m, ksum_value(s, c), cnt)
 
 
@@ -549,7 +543,7 @@ def logsumexp(a, out):
         m = _max_of(part)
         for k in prange(nc):
             part[k, 0], part[k, 1], part[k, 2] = seg_sum_exp(
-                _chunk(row, k), m, row[:0], exp_buffer(a), lse_split(a), row[:0], False)
+                _chunk(row, k), m, row[:0], exp_buffer(a), True, row[:0], False)
         out[i] = logsumexp_finish(row, m, _merge(part, 0), part[:, 2].sum())
 
 
