@@ -7,6 +7,8 @@ checked against a plain-numpy reference.
 >>> fastmle.softmax(np.array([0.0, 0.0]))
 array([0.5, 0.5])
 """
+import importlib.util
+
 from ._dispatch import (available_backends, backend, get_backend, get_num_threads,
                         set_backend, set_num_threads)
 from ._config import show_config
@@ -29,19 +31,30 @@ __all__ = [
     "glm_predict", "glm_loss", "sgd_fit", "SGDResult", "SGDDivergedError",
     "FisherAccumulator", "glm_fisher", "fisher_vector_product",
     "fit_mle", "MLEResult", "SingularFisherError", "PerfectSeparationError",
-    "MLEClassifier", "MLERegressor",
     "available_backends", "backend", "get_backend", "set_backend",
     "get_num_threads", "set_num_threads", "show_config", "__version__",
 ]
+_ESTIMATORS = ("MLEClassifier", "MLERegressor")
+# `from fastmle import *` takes the estimators only where scikit-learn is
+# installed (it had raised ImportError without it)
+try:
+    if importlib.util.find_spec("sklearn") is not None:
+        __all__ += _ESTIMATORS
+except (ImportError, ValueError):  # a broken or blocked installation: as absent
+    pass
 
 
 def __getattr__(name):
     # the scikit-learn estimators import scikit-learn, an optional dependency:
     # load them on first use only
-    if name in ("MLEClassifier", "MLERegressor"):
+    if name in _ESTIMATORS:
         try:
             from . import estimators
         except ImportError as exc:
             raise ImportError(f"fastmle.{name} needs scikit-learn (pip install scikit-learn): {exc}") from exc
         return getattr(estimators, name)
     raise AttributeError(f"module 'fastmle' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_ESTIMATORS))

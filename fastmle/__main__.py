@@ -28,8 +28,9 @@ def main(argv=None):
                             "when --repeat is given)")
     bench.add_argument("--threads", type=int, default=None, help="threads for fastmle and torch")
     bench.add_argument("--no-quality", dest="quality", action="store_false",
-                       help="skip the figures of merit (sgd_epoch's accuracy after 5 epochs, which "
-                            "fits scikit-learn's LogisticRegression for reference)")
+                       help="skip the figures of merit (sgd_epoch's accuracy after 5 epochs against "
+                            "scikit-learn's LogisticRegression, fit_mle's log-likelihood against "
+                            "statsmodels'; skipped anyway where those are not installed)")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.add_argument("--plot", metavar="PATH.png", help="also draw them (needs matplotlib)")
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ and ``unavailable_reason`` says why. Wrappers keep the reference/Numba
 argument order; cffi releases the GIL during each call.
 """
 import os
+import warnings
 
 import numpy as np
 
@@ -19,6 +20,11 @@ else:
         from ._cext import ffi, lib
     except ImportError as exc:  # not built at install time
         unavailable_reason = f"C extension not built ({exc})"
+        # pip shows setup.py's build failure only with -v: say it here, once
+        warnings.warn(f"fastmle's C backend is unavailable: {unavailable_reason}. fastmle runs on Numba, "
+                      "whose first call of each kernel family compiles for tens of seconds (`python -m fastmle "
+                      "compile` does them all once). Reinstall where a C compiler (gcc) is available for the C "
+                      "backend, or set FASTMLE_NO_C=1 to leave it out on purpose.", UserWarning, stacklevel=2)
 
 _CTYPE = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}

@@ -428,8 +428,17 @@ def family(name):
     return [k for k in KERNELS.values() if k.family == name]
 
 
-def available_peers(kernel):
-    """The peers whose library is installed."""
+def installed(package):
+    """Whether package can be imported, without importing it (a broken or
+    blocked installation counts as absent)."""
     import importlib.util
 
-    return {name: fn for name, fn in kernel.peers.items() if importlib.util.find_spec(name) is not None}
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def available_peers(kernel):
+    """The peers whose library is installed."""
+    return {name: fn for name, fn in kernel.peers.items() if installed(name)}

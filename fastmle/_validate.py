@@ -66,11 +66,18 @@ def real_array(a, name):
     return arr
 
 
-def broadcast(*arrays):
+def broadcast(*arrays, names=None):
     """The arrays broadcast to their common shape: those of that shape as
     they are, the others as read-only np.broadcast_to views (np.broadcast_arrays'
-    views warn when their writeable flag is read, as the kernels' callers do)."""
-    shape = np.broadcast_shapes(*[a.shape for a in arrays])
+    views warn when their writeable flag is read, as the kernels' callers do).
+    names: the arrays' argument names, for the error (numpy's says "arg 1")."""
+    try:
+        shape = np.broadcast_shapes(*[a.shape for a in arrays])
+    except ValueError:
+        if names is None:
+            raise
+        shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(names, arrays))
+        raise ValueError(f"{' and '.join(names)} cannot be broadcast to one shape: {shapes}") from None
     return [a if a.shape == shape else np.broadcast_to(a, shape) for a in arrays]
 
 

@@ -26,7 +26,7 @@ import tracemalloc
 import numpy as np
 
 from . import _dispatch
-from ._registry import KERNELS, available_peers, baseline, copy_on_threads
+from ._registry import KERNELS, available_peers, baseline, copy_on_threads, installed
 
 PEER_COLUMNS = ("scipy", "torch", "sklearn", "statsmodels")  # a speed-up column each
 
@@ -148,7 +148,14 @@ def report_quality(kernel, inputs):
     JSON records."""
     out = {}
     for name in _dispatch.available_backends():
-        what, value, reference = _naming(f"the figure of merit of fastmle.{name}", kernel.quality)(inputs, name)
+        try:
+            what, value, reference = kernel.quality(inputs, name)
+        except ModuleNotFoundError as exc:  # the reference's library (scikit-learn, statsmodels): optional
+            package = {"sklearn": "scikit-learn"}.get(exc.name, exc.name)
+            print(f"  {kernel.name}: figure of merit skipped: it needs {exc.name} (pip install {package})")
+            return out
+        except Exception as exc:
+            raise ImplementationError(f"the figure of merit of fastmle.{name}", exc) from exc
         print(f"  {kernel.name} fastmle.{name}: {what}: {value:.4f} vs {reference:.4f} "
               f"(ratio {value / reference:.4f})")
         out[f"fastmle.{name}"] = {"measure": what, "value": float(value), "reference": float(reference)}
@@ -221,10 +228,17 @@ def run(args):
         torch.set_num_threads(threads)
     except ImportError:
         pass
+    if args.plot and not installed("matplotlib"):  # said before, not after, the timing
+        print("--plot needs matplotlib (pip install matplotlib): no plot will be made")
+        args.plot = None
     rng = np.random.default_rng(0)
     limit = f", at most {args.budget:g} s of timed calls each" if np.isfinite(args.budget) else ""
     print(f"fastmle bench: {threads} threads, median of {args.repeat}{limit} "
           f"(backends: {', '.join(_dispatch.available_backends())})")
+    missing = sorted({p for n in names for p in KERNELS[n].peers} - {p for n in names
+                                                                       for p in available_peers(KERNELS[n])})
+    if missing:
+        print(f"not installed, so not compared (their columns show -): {', '.join(missing)}")
     header = (f"{'kernel':<20} {'shape':<15} {'dtype':<8} {'implementation':<16} {'ms':>9} {'n':>2} "
               f"{'GB/s':>7} {'x baseline':>10} {'vs scipy':>9} {'vs torch':>9} {'extra MiB':>9} "
               f"{'vs sklearn':>10} {'vs statsm.':>10}")

@@ -150,7 +150,7 @@ def _chunk_loss(Xc, yc, wc, coef, intercept, family, backend):
         _glm.check_finite(np.asarray(Xc))
         _glm.encode_response(yc, family, Xc.shape[0], np.float64, np.arange(K) if family == "multinomial" else None)
         return 0.0, (np.zeros((Xc.shape[1], K)), np.zeros(K))
-    loss, (dcoef, dintercept) = _glm.glm_loss(Xc, yc, coef, intercept, family, sample_weight=wc,
+    loss, (dcoef, dintercept) = _glm.glm_loss(Xc, yc, coef, family, intercept=intercept, sample_weight=wc,
                                               reduction="sum", return_grad=True, backend=backend)
     return loss, (dcoef.astype(np.float64), dintercept.astype(np.float64))
 
@@ -432,7 +432,7 @@ def _chunk_weighted_loss(Xc, yc, wc, family, classes, class_weights, coef, inter
         return 0.0
     if coef is None:
         return _sgd._intercept_only_objective(family, len(intercept), labels, targets, w, intercept) * n
-    return _glm.glm_loss(Xc, labels if family == "multinomial" else yc, coef, intercept, family,
+    return _glm.glm_loss(Xc, labels if family == "multinomial" else yc, coef, family, intercept=intercept,
                          sample_weight=w if w.size else None, reduction="sum", backend=backend)
 
 

@@ -215,7 +215,7 @@ class _SGDMixin:
             intercept, intercept_bse = np.insert(intercept, 0, 0.0), np.insert(intercept_bse, 0, 0.0)
         # loss_curve_ as the SGD solver reports it: (1 / n) sum w loss + penalty
         # (not -llf, which holds the likelihood's constants, over sum w)
-        objective = (glm_loss(X, y, coef, intercept, family, sample_weight=sample_weight, reduction="sum",
+        objective = (glm_loss(X, y, coef, family, intercept=intercept, sample_weight=sample_weight, reduction="sum",
                               backend=self.backend) / len(y) + 0.5 * self.alpha * float(np.sum(coef * coef)))
         # coef_ and intercept_ in X's precision, as the SGD solver's (fit_mle solves in float64)
         fit = _FisherFit(coef.astype(X.dtype), intercept.astype(X.dtype), bse, intercept_bse, family,
@@ -470,7 +470,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         """(n, n_classes) class probabilities, columns in the order of classes_."""
         check_is_fitted(self, "_fit_result")
         X = _validate_data(self, X, dtype=_DTYPES, order="C", accept_sparse="csr", reset=False)
-        mean = glm_predict(X, self._fit_result.coef, self._fit_result.intercept, self.family,
+        mean = glm_predict(X, self._fit_result.coef, self.family, intercept=self._fit_result.intercept,
                            backend=self.backend)
         return np.hstack([1 - mean, mean]) if self.family == "binomial" else mean
 
@@ -617,7 +617,7 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
     def predict(self, X):
         check_is_fitted(self, "_fit_result")
         X = _validate_data(self, X, dtype=_DTYPES, order="C", accept_sparse="csr", reset=False)
-        mean = glm_predict(X, self._fit_result.coef, self._fit_result.intercept, self.family,
+        mean = glm_predict(X, self._fit_result.coef, self.family, intercept=self._fit_result.intercept,
                            backend=self.backend)
         return mean[:, 0] if self._y_ndim == 1 else mean
 

@@ -264,13 +264,15 @@ def unpack_params(params):
     return np.array(params[:, :-1].T, order="C"), params[:, -1].copy()
 
 
-def glm_predict(X, coef, intercept=None, family="gaussian", *, backend=None):
+def glm_predict(X, coef, family, *, intercept=None, backend=None):
     """The mean of the response under a fitted GLM: softmax (multinomial),
     sigmoid (binomial), identity (gaussian) or exp (poisson) of
     ``X @ coef + intercept``. Returns (n_samples, K) in X's float dtype.
+    family comes third, as in sgd_fit, fit_mle and glm_fisher (it had a
+    default, "gaussian", which gave a binomial fit's X @ coef silently).
 
     >>> import numpy as np, fastmle
-    >>> fastmle.glm_predict(np.array([[0.0], [1.0]]), [[2.0]], [0.0], "poisson")
+    >>> fastmle.glm_predict(np.array([[0.0], [1.0]]), [[2.0]], "poisson", intercept=[0.0])
     array([[1.       ],
            [7.3890561]])
     """
@@ -282,10 +284,12 @@ def glm_predict(X, coef, intercept=None, family="gaussian", *, backend=None):
     return out
 
 
-def glm_loss(X, y, coef, intercept=None, family="gaussian", *, sample_weight=None,
-             reduction="mean", return_grad=False, backend=None):
+def glm_loss(X, y, coef, family, *, intercept=None, sample_weight=None, reduction="mean", return_grad=False,
+             backend=None):
     """The GLM's negative log-likelihood (weighted), and with return_grad its
     gradient ``(dcoef (n_features, K), dintercept (K,))``, in one pass.
+    family comes fourth, after y as in sgd_fit and fit_mle (it had a
+    default, "gaussian": a binomial fit's loss came out a squared error).
 
     reduction "mean" divides by the sum of the sample weights (the number of
     samples without weights), "sum" does not. For multinomial, y holds class
@@ -293,8 +297,7 @@ def glm_loss(X, y, coef, intercept=None, family="gaussian", *, sample_weight=Non
 
     >>> import numpy as np, fastmle
     >>> X = np.array([[1.0], [2.0]]); y = np.array([0, 1])
-    >>> loss, (dcoef, dintercept) = fastmle.glm_loss(X, y, [[0.0, 0.0]], None, "multinomial",
-    ...                                              return_grad=True)
+    >>> loss, (dcoef, dintercept) = fastmle.glm_loss(X, y, [[0.0, 0.0]], "multinomial", return_grad=True)
     >>> round(loss, 6), dcoef.ravel()
     (0.693147, array([ 0.25, -0.25]))
     """

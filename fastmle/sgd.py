@@ -81,6 +81,13 @@ class SGDResult:
     copied_X: bool = False
     state: Any = field(default=None, repr=False)  # what warm_start continues from
 
+    def __repr__(self):
+        # a summary, as MLEResult's: the dataclass's printed every coefficient
+        # and epoch loss (10 KB for a 50 x 10 model)
+        last = f"{self.loss_history[-1]:.6g}" if self.loss_history else None
+        return (f"SGDResult(family={self.family!r}, coef shape {self.coef.shape}, n_epochs={self.n_epochs}, "
+                f"converged={self.converged}, last loss={last}, eta0={self.eta0:.3g})")
+
 
 @dataclass
 class _State:

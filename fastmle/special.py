@@ -70,7 +70,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, backen
         b_arr = b if np.isscalar(b) and not isinstance(b, (str, bytes)) else _validate.as_numeric_array(b, "b")
         dtype = _validate.promote(a, b_arr)
         a, b = _validate.broadcast(_validate.native_aligned(a.astype(dtype, copy=False)),
-                                   np.asarray(b_arr, dtype=dtype))
+                                   np.asarray(b_arr, dtype=dtype), names=("a", "b"))
     if a.ndim == 0:  # scipy treats 0-d input as 1-d
         a = a.reshape(1)
         b = b.reshape(1) if b is not None else None

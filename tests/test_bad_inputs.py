@@ -112,6 +112,9 @@ def _review_cases():
         (lambda: fastmle.entropy(np.array([0.5, 0.5]), base="2"), TypeError, "base must be a number"),
         (lambda: fastmle.cross_entropy(x, np.full((2, 3), 1 / 3), ignore_index=1), ValueError,
          "ignore_index=1 is not supported with class-probability targets"),  # it was silently not applied
+        # session 22: numpy's "arg 0 ... arg 1"
+        (lambda: fastmle.logsumexp(x, b=np.ones(2)), ValueError, r"a and b cannot be broadcast .* b \(2,\)"),
+        (lambda: fastmle.kl_div(x, np.ones(2)), ValueError, r"p and q cannot be broadcast .* q \(2,\)"),
         # finite weights cast to float32 X's dtype: reported as "not finite" and "zero for every sample"
         (lambda: fastmle.sgd_fit(X.astype(np.float32), X[:, 0], "gaussian", sample_weight=np.full(20, 1e39)),
          ValueError, "sample_weight has values outside the range of float32"),

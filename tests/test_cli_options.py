@@ -64,3 +64,25 @@ def test_a_shape_an_implementation_cannot_take_is_reported_not_a_traceback(kerne
     assert re.search(r"^logsumexp +\S+ +float64 +fastmle\.c +\d", r.stdout, re.M), r.stdout
     assert f"{kernel:<20} {shape:<15} float64  not measured: {failing}" in r.stdout, r.stdout
     assert f"1 not measured:\n  {kernel} {shape} float64: {failing}" in r.stdout, r.stdout
+
+
+def test_bench_without_the_optional_peers():
+    # a runtime-only install (no scikit-learn, statsmodels, scipy, torch):
+    # the figures of merit had been "not measured" failures, exit status 1
+    code = """if True:
+        import runpy, sys
+        class Blocked:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("sklearn", "statsmodels", "scipy", "torch"):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, Blocked())
+        sys.argv = ["fastmle", "bench", "--kernels", "sgd_epoch", "fit_mle", "logsumexp", "--shape", "400x3x3",
+                    "--repeat", "1", "--dtypes", "float64"]
+        runpy.run_module("fastmle", run_name="__main__")
+    """
+    r = run_python("-c", code, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "not installed, so not compared (their columns show -): scipy, sklearn, statsmodels, torch" in r.stdout
+    assert "sgd_epoch: figure of merit skipped: it needs sklearn (pip install scikit-learn)" in r.stdout
+    assert "fit_mle: figure of merit skipped: it needs statsmodels (pip install statsmodels)" in r.stdout
+    assert re.search(r"^sgd_epoch +400x3x3 +float64 +fastmle\.c +\d", r.stdout, re.M), r.stdout

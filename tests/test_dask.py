@@ -114,7 +114,7 @@ def test_likelihood_score_and_fisher_on_each_scheduler(rng, scheduler):
         dcoef, dint = fd.score(Xd, yd, coef, "multinomial", intercept=b, sample_weight=wd)
         F = fd.glm_fisher(Xd, coef, "multinomial", intercept=b, sample_weight=wd)
         diag = fd.glm_fisher(Xd, coef, "multinomial", intercept=b, sample_weight=wd, kind="diag")
-    loss, (gcoef, gint) = fastmle.glm_loss(X, y, coef, b, "multinomial", sample_weight=w, reduction="sum",
+    loss, (gcoef, gint) = fastmle.glm_loss(X, y, coef, "multinomial", intercept=b, sample_weight=w, reduction="sum",
                                            return_grad=True)
     assert ll == pytest.approx(-loss, rel=1e-10)
     assert rel(dcoef, -gcoef) < 1e-10 and rel(dint, -gint) < 1e-10
@@ -196,8 +196,8 @@ def test_streamed_sgd_is_seeded_and_fits(rng):
     in_memory = fastmle.sgd_fit(X, y, "multinomial", max_epochs=4, random_state=3, batch_size=16, tol=None)
     assert a.eta0 == pytest.approx(in_memory.eta0, rel=1e-12)
     optimum = -fastmle.fit_mle(X, y, "multinomial", reference_class=0).llf / len(y)
-    streamed = fastmle.glm_loss(X, y, a.coef, a.intercept, "multinomial")
-    whole = fastmle.glm_loss(X, y, in_memory.coef, in_memory.intercept, "multinomial")
+    streamed = fastmle.glm_loss(X, y, a.coef, "multinomial", intercept=a.intercept)
+    whole = fastmle.glm_loss(X, y, in_memory.coef, "multinomial", intercept=in_memory.intercept)
     assert streamed < optimum * 1.005  # within 0.5% of the exact optimum's mean loss after 4 epochs
     assert streamed < whole * 1.005  # and as good as 4 in-memory epochs
 
@@ -463,7 +463,7 @@ def test_bad_values_are_refused_whatever_the_chunking(rng):
     w[:20] = 0
     Xd, yd, wd = da.from_array(X, chunks=(20, 4)), da.from_array(y, chunks=20), da.from_array(w, chunks=20)
     with pytest.raises(ValueError, match="X contains NaN or infinity"):
-        fastmle.glm_loss(X, y, np.zeros(4), None, "binomial", sample_weight=w)
+        fastmle.glm_loss(X, y, np.zeros(4), "binomial", sample_weight=w)
     with pytest.raises(ValueError, match="X contains NaN or infinity"):
         fd.loglik(Xd, yd, np.zeros(4), "binomial", sample_weight=wd)
     with pytest.raises(ValueError, match="X contains NaN or infinity"):

@@ -56,6 +56,13 @@ def test_env_variable_and_no_c():
     assert r.stdout.strip() == "numba", r.stderr
     r = _run("import fastmle; fastmle.show_config(); print(fastmle.available_backends())", FASTMLE_NO_C="1")
     assert "unavailable: disabled by FASTMLE_NO_C" in r.stdout and "['numba', 'numpy']" in r.stdout, r.stderr
+    assert "UserWarning" not in r.stderr, r.stderr  # left out on purpose: no warning
+    # an extension that failed to build (pip shows that only with -v) is
+    # said at import, once
+    r = _run("import sys; sys.modules['fastmle._cext'] = None; import fastmle, fastmle._c; "
+             "print(fastmle.available_backends())")
+    assert "['numba', 'numpy']" in r.stdout, r.stderr
+    assert r.stderr.count("UserWarning: fastmle's C backend is unavailable: C extension not built") == 1, r.stderr
     r = _run("import fastmle; fastmle.softmax([1.0])", FASTMLE_BACKEND="bogus")
     assert "FASTMLE_BACKEND: unknown backend 'bogus'" in r.stderr
     # the diagnostic report still runs, and says what is wrong
@@ -226,3 +233,25 @@ def test_wait_until_quiet_waits_for_spinning_threads():
     # early; one of three tries must keep waiting while the thread burns CPU.
     waits = [wait_beside_a_spinning_thread(0.3) for _ in range(3)]
     assert max(waits) >= 0.1, waits
+
+
+def test_star_import_without_scikit_learn():
+    # __all__ named the estimators, which need scikit-learn: `from fastmle
+    # import *` raised ImportError where it is not installed
+    code = """if True:
+        import sys
+        class Blocked:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "sklearn":
+                    raise ModuleNotFoundError("No module named 'sklearn'")
+        sys.meta_path.insert(0, Blocked())
+        from fastmle import *
+        import fastmle
+        assert "MLEClassifier" not in fastmle.__all__ and "MLEClassifier" in dir(fastmle)
+        assert softmax is fastmle.softmax
+        try:
+            fastmle.MLEClassifier
+        except ImportError as exc:
+            print("needs scikit-learn" in str(exc))
+    """
+    assert run_python("-c", code).stdout.strip() == "True"

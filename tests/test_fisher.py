@@ -211,9 +211,10 @@ def test_unaligned_inputs_are_realigned(backend, rng):
                            backend=backend)
     np.testing.assert_allclose(F, fastmle.glm_fisher(X, coef, "binomial", intercept=0.1, sample_weight=w,
                                                      backend=backend), rtol=1e-14)
-    loss = fastmle.glm_loss(_unaligned(X), _unaligned(y), coef, 0.1, "binomial", sample_weight=_unaligned(w),
-                            backend=backend)
-    assert loss == pytest.approx(fastmle.glm_loss(X, y, coef, 0.1, "binomial", sample_weight=w, backend=backend))
+    loss = fastmle.glm_loss(_unaligned(X), _unaligned(y), coef, "binomial", intercept=0.1,
+                            sample_weight=_unaligned(w), backend=backend)
+    assert loss == pytest.approx(fastmle.glm_loss(X, y, coef, "binomial", intercept=0.1, sample_weight=w,
+                                                  backend=backend))
     res = fastmle.fit_mle(_unaligned(X), y, "binomial", sample_weight=_unaligned(w), backend=backend)
     np.testing.assert_allclose(res.params, fastmle.fit_mle(X, y, "binomial", sample_weight=w,
                                                            backend=backend).params, rtol=1e-12)

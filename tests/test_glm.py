@@ -183,14 +183,14 @@ def test_public_glm_loss_and_predict(backend, dtype, rng):
     b = rng.standard_normal(4)
     y = rng.integers(0, 4, 40)
     eta = X.astype(np.float64) @ coef + b
-    loss, (dcoef, db) = fastmle.glm_loss(X, y, coef, b, "multinomial", return_grad=True, backend=backend)
+    loss, (dcoef, db) = fastmle.glm_loss(X, y, coef, "multinomial", intercept=b, return_grad=True, backend=backend)
     want, dz = fastmle.cross_entropy(eta, y, return_grad=True, backend="numpy")
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(loss, want, rtol=rtol)
     np.testing.assert_allclose(dcoef, X.astype(np.float64).T @ dz, rtol=rtol * 10, atol=rtol)
     np.testing.assert_allclose(db, dz.sum(axis=0), rtol=rtol * 10, atol=rtol)
     assert dcoef.dtype == dtype
-    p = fastmle.glm_predict(X, coef, b, "multinomial", backend=backend)
+    p = fastmle.glm_predict(X, coef, "multinomial", intercept=b, backend=backend)
     np.testing.assert_allclose(p, scipy.special.softmax(eta, axis=1), rtol=rtol * 10)
     assert p.dtype == dtype
 

@@ -476,7 +476,7 @@ BAD_OTHERS = [
      "return_grad must be True or False"),
     (lambda: fastmle.mse_loss(np.zeros(3), np.zeros(3), return_grad=None), TypeError,
      "return_grad must be True or False"),
-    (lambda: fastmle.glm_loss(np.zeros((3, 2)), np.zeros(3), np.zeros(2), return_grad="no"), TypeError,
+    (lambda: fastmle.glm_loss(np.zeros((3, 2)), np.zeros(3), np.zeros(2), "gaussian", return_grad="no"), TypeError,
      "return_grad must be True or False"),
     (lambda: fastmle.glm_fisher(np.zeros((3, 2)), np.zeros((2, 2)), "multinomial", reference_class=True),
      ValueError, "reference_class must be a class index"),

@@ -89,9 +89,9 @@ def test_glm_coef_without_outputs(backend, family):
     linear predictor (softmax's max), one element past an empty output."""
     X = np.ones((4, 3))
     with pytest.raises(ValueError, match="no outputs"):
-        fastmle.glm_predict(X, np.ones((3, 0)), None, family, backend=backend)
+        fastmle.glm_predict(X, np.ones((3, 0)), family, backend=backend)
     with pytest.raises(ValueError, match="no outputs"):
-        fastmle.glm_loss(X, np.zeros(4, int), np.ones((3, 0)), None, family, backend=backend)
+        fastmle.glm_loss(X, np.zeros(4, int), np.ones((3, 0)), family, backend=backend)
 
 
 @pytest.mark.parametrize("backend", COMPILED + ["numpy"])

@@ -869,7 +869,7 @@ def glm_scales(X, coef, intercept, family):
 @given(data=st.data())
 def test_glm_predict(family, backend, dtype, data):
     X, coef, intercept, _, _ = data.draw(glm_problems(dtype, family))
-    got, want = both(fastmle.glm_predict, backend, X, coef, intercept, family)
+    got, want = both(fastmle.glm_predict, backend, X, coef, family, intercept=intercept)
     if want is None:
         return
     # an error of rtol s_i in eta_i moves the mean by that much relative to
@@ -890,7 +890,7 @@ def test_glm_loss(family, backend, dtype, data):
     X, coef, intercept, y, weight = data.draw(glm_problems(dtype, family))
     reduction = data.draw(st.sampled_from(["mean", "sum"]), label="reduction")
     return_grad = data.draw(st.booleans(), label="return_grad")
-    got, want = both(fastmle.glm_loss, backend, X, y, coef, intercept, family, sample_weight=weight,
+    got, want = both(fastmle.glm_loss, backend, X, y, coef, family, intercept=intercept, sample_weight=weight,
                      reduction=reduction, return_grad=return_grad)
     if want is None:
         return
@@ -1312,10 +1312,10 @@ def _nonfinite_call(name, argument, X, bad, backend):
     args = dict(X=X, y=y, sample_weight=w, v=np.ones(d + 1), scores=X)
     args[argument] = bad
     if name == "glm_predict":
-        return fastmle.glm_predict(args["X"], np.ones(d), 0.0, family, backend=backend)
+        return fastmle.glm_predict(args["X"], np.ones(d), family, intercept=0.0, backend=backend)
     if name == "glm_loss":
-        return fastmle.glm_loss(args["X"], args["y"], np.ones(d), 0.0, family, sample_weight=args["sample_weight"],
-                                backend=backend)
+        return fastmle.glm_loss(args["X"], args["y"], np.ones(d), family, intercept=0.0,
+                                sample_weight=args["sample_weight"], backend=backend)
     if name == "sgd_fit":
         return fastmle.sgd_fit(args["X"], args["y"], family, sample_weight=args["sample_weight"], max_epochs=1,
                                tol=None, random_state=0, backend=backend)
@@ -1530,5 +1530,5 @@ def test_linear_cross_entropy_without_hidden_units(backend):
 @every_backend
 @pytest.mark.parametrize("family", ["binomial", "gaussian", "poisson"])
 def test_glm_loss_without_samples(family, backend):
-    assert fastmle.glm_loss(np.zeros((0, 2)), np.zeros(0), np.zeros(2), None, family, reduction="sum",
+    assert fastmle.glm_loss(np.zeros((0, 2)), np.zeros(0), np.zeros(2), family, reduction="sum",
                             backend=backend) == 0.0

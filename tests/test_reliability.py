@@ -42,7 +42,7 @@ def workloads(rng):
                                                                         backend=b)),
         ("sgd_fit", lambda b: (fastmle.sgd_fit(X, y, "multinomial", max_epochs=2, tol=None, momentum=0.5,
                                                random_state=1, backend=b).coef,)),
-        ("glm_loss", lambda b: (fastmle.glm_loss(X, y, coef, None, "multinomial",
+        ("glm_loss", lambda b: (fastmle.glm_loss(X, y, coef, "multinomial",
                                                  return_grad=True, backend=b)[1][0],)),
         ("glm_fisher", lambda b: (fastmle.glm_fisher(X, coef, "multinomial", backend=b),)),
         ("FisherAccumulator", lambda b: (fisher_of_scores(scores, b),)),

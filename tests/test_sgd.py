@@ -146,7 +146,7 @@ def test_loss_history_is_the_objective_the_steps_descend(backend):
     coef = np.linspace(-0.5, 0.5, X.shape[1])[:, None]
     fit = fastmle.sgd_fit(X, y, "binomial", sample_weight=w, alpha=0.1, coef_init=coef, intercept_init=[0.2],
                           eta0=1e-300, max_epochs=1, tol=None, backend=backend)  # steps too small to move
-    loss = fastmle.glm_loss(X, y, coef, [0.2], "binomial", sample_weight=w, reduction="sum", backend="numpy")
+    loss = fastmle.glm_loss(X, y, coef, "binomial", intercept=[0.2], sample_weight=w, reduction="sum", backend="numpy")
     assert fit.loss_history[0] == pytest.approx(loss / 300 + 0.1 * 0.5 * np.sum(coef ** 2), rel=1e-12)
 
 
@@ -224,7 +224,7 @@ def test_classifiers_hold_out_each_class_in_proportion(family):
         # loss is the one the fit monitored
         val, train = _validation_split(np.random.default_rng(seed), 0.1, 500, y)
         assert fit.validation_history[0] == pytest.approx(
-            fastmle.glm_loss(X[val], y[val], fit.coef, fit.intercept, family), rel=1e-12)
+            fastmle.glm_loss(X[val], y[val], fit.coef, family, intercept=fit.intercept), rel=1e-12)
         assert len(val) == 50 and np.array_equal(np.union1d(val, train), np.arange(500))
         held = np.bincount(y[val], minlength=len(counts))
         assert np.all(np.abs(held - 0.1 * counts) < 1) and held.min() >= 1, (held, counts)
@@ -418,7 +418,7 @@ def test_multinomial_l1_reaches_the_penalized_optimum(backend, l1_ratio):
     alpha = 0.01
 
     def objective(W, b):
-        return fastmle.glm_loss(X, y, W, b, "multinomial") + alpha * (
+        return fastmle.glm_loss(X, y, W, "multinomial", intercept=b) + alpha * (
             (1 - l1_ratio) / 2 * np.sum(W ** 2) + l1_ratio * np.sum(np.abs(W)))
     best = LogisticRegression(C=1 / (alpha * len(y)), l1_ratio=l1_ratio, solver="saga", tol=1e-10,
                               max_iter=20000).fit(X, y)
@@ -608,7 +608,7 @@ def test_divergence_level_objective_is_the_intercept_only_models_loss(family, we
     K = len(classes) if family == "multinomial" else 1
     b = rng.standard_normal(K)
     expected = fastmle.glm_loss(np.zeros((len(y), 1)), labels if family == "multinomial" else y,
-                                np.zeros((1, K)), b, family, sample_weight=w, reduction="sum") / len(y)
+                                np.zeros((1, K)), family, intercept=b, sample_weight=w, reduction="sum") / len(y)
     weights = np.empty(0) if w is None else w
     assert _intercept_only_objective(family, K, labels, targets, weights, b) == pytest.approx(expected, rel=1e-12)
 
@@ -753,8 +753,8 @@ def test_sparse_fit_equals_dense_fit(backend, dtype, family, options):
     np.testing.assert_allclose(sparse.validation_history, dense.validation_history, rtol=rtol)
     assert sparse.coef.dtype == dtype
     A = scipy.sparse.csr_matrix(X)
-    np.testing.assert_allclose(fastmle.glm_predict(A, sparse.coef, sparse.intercept, family, backend=backend),
-                               fastmle.glm_predict(X, sparse.coef, sparse.intercept, family, backend=backend),
+    np.testing.assert_allclose(fastmle.glm_predict(A, sparse.coef, family, intercept=sparse.intercept, backend=backend),
+                               fastmle.glm_predict(X, sparse.coef, family, intercept=sparse.intercept, backend=backend),
                                rtol=rtol, atol=atol)
 
 
@@ -1075,13 +1075,13 @@ def test_check_input_false_skips_the_scan_of_X_but_still_names_it(backend, famil
 def test_bad_glm_loss_and_predict_input():
     X, y = data("multinomial", n=20)
     with pytest.raises(ValueError, match="coef must have shape"):
-        fastmle.glm_predict(X, np.zeros((3, 2)), None, "multinomial")
+        fastmle.glm_predict(X, np.zeros((3, 2)), "multinomial")
     with pytest.raises(ValueError, match="not among the classes"):
-        fastmle.glm_loss(X, y + 5, np.zeros((4, 3)), None, "multinomial")
+        fastmle.glm_loss(X, y + 5, np.zeros((4, 3)), "multinomial")
     with pytest.raises(ValueError, match="reduction"):
-        fastmle.glm_loss(X, y, np.zeros((4, 3)), None, "multinomial", reduction="none")
+        fastmle.glm_loss(X, y, np.zeros((4, 3)), "multinomial", reduction="none")
     with pytest.raises(ValueError, match="outputs"):
-        fastmle.glm_loss(X, np.zeros((20, 2)), np.zeros((4, 3)), None, "gaussian")
+        fastmle.glm_loss(X, np.zeros((20, 2)), np.zeros((4, 3)), "gaussian")
 
 
 def test_averaging_from_more_samples_than_any_run_sees(backend):
@@ -1092,3 +1092,11 @@ def test_averaging_from_more_samples_than_any_run_sees(backend):
     opts = dict(max_epochs=2, tol=None, random_state=0, backend=backend)
     got = fastmle.sgd_fit(X, y, "multinomial", average=2**80, **opts)
     np.testing.assert_array_equal(got.coef, fastmle.sgd_fit(X, y, "multinomial", **opts).coef)
+
+
+def test_result_repr_is_a_summary():
+    # the dataclass repr printed every coefficient and epoch loss
+    X, y = data("multinomial", d=50, K=10)
+    fit = fastmle.sgd_fit(X, y, "multinomial", max_epochs=30, tol=None, random_state=0)
+    assert repr(fit).startswith("SGDResult(family='multinomial', coef shape (50, 10), n_epochs=30,")
+    assert len(repr(fit)) < 200
