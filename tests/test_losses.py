@@ -2,6 +2,7 @@
 numpy reference, the reference against torch, scipy and finite differences,
 hypothesis properties, and the bad-input errors."""
 import itertools
+import math
 import warnings
 
 import numpy as np
@@ -129,6 +130,26 @@ def test_bce_backends_match_reference(backend, dtype, rng):
             err = f"bce {backend} {sorted(kw)} {red}"
             check_close(got[0], want[0], dtype, err, 200)
             check_close(got[1], want[1], dtype, err + " grad")
+
+
+def test_bce_of_confident_hard_targets_is_exact(backend, dtype):
+    # torch's (1 - t) x + lw softplus(-x) and its gradient (1 - t) - lw
+    # sigmoid(-x) cancel for hard targets: x = -40, t = 0 gave a loss of 0
+    # (exact 4.2e-18) and x = -30 a gradient 1e-3 off; the rearranged forms
+    # (1 - t) softplus(x) + pw t softplus(-x) and (1 - t) sigmoid(x) - pw t
+    # sigmoid(-x) are exact to rounding, in every backend
+    x = np.array([-30.0, -40.0, -80.0, 30.0, 40.0, 80.0, -5.0], dtype)
+    t = np.array([0, 0, 0, 1, 1, 1, 0], dtype)
+    pw = np.full(7, 2.5, dtype)
+    for kw, scale in (({}, 1.0), ({"pos_weight": pw}, np.where(t == 1, 2.5, 1.0))):
+        loss, grad = fastmle.binary_cross_entropy_with_logits(x, t, reduction="none", return_grad=True,
+                                                              backend=backend, **kw)
+        tail = np.array([math.exp(-abs(float(v))) for v in x.astype(np.float64)])
+        exact_loss = scale * np.log1p(tail)
+        exact_grad = scale * np.where(t == 1, -1.0, 1.0) * tail / (1.0 + tail)
+        rtol = 4 * np.finfo(dtype).eps
+        np.testing.assert_allclose(loss, exact_loss, rtol=rtol, atol=0, err_msg=str(kw))
+        np.testing.assert_allclose(grad, exact_grad, rtol=rtol, atol=0, err_msg=str(kw))
 
 
 VAR_SHAPES = {"elementwise": (6, 5), "per-sample (N,1)": (6, 1), "per-sample (N,)": (6,), "scalar": ()}

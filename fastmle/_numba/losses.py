@@ -236,13 +236,21 @@ def _bce_span(args, i0, i1):
         xi = np.float64(x[i])
         ti = np.float64(t[i])
         wi = _weight(w, i)
-        lw = 1.0 + (np.float64(pw[i]) - 1.0) * ti if pw.shape[0] else 1.0
+        # (1 - t) softplus(x) + pw t softplus(-x), as C's bce_with_logits
+        pwt = np.float64(pw[i]) * ti if pw.shape[0] else ti
         e = np.exp(-abs(xi))
-        mx = -xi if (-xi > 0.0 or xi != xi) else 0.0  # np.maximum(-x, 0): NaN kept
-        loss[i] = wi * ((1.0 - ti) * xi + lw * (np.log1p(e) + mx))
-        if grad.shape[0]:
-            sig_neg = e / (1.0 + e) if xi >= 0 else 1.0 / (1.0 + e)  # sigmoid(-x)
-            grad[i] = gs * wi * ((1.0 - ti) - lw * sig_neg)
+        l1pe = np.log1p(e)
+        if np.isfinite(xi):
+            loss[i] = wi * ((1.0 - ti) * ((xi if xi > 0 else 0.0) + l1pe) + pwt * ((-xi if xi < 0 else 0.0) + l1pe))
+        else:  # torch's form and special values
+            lw = 1.0 + (np.float64(pw[i]) - 1.0) * ti if pw.shape[0] else 1.0
+            mx = -xi if (-xi > 0.0 or xi != xi) else 0.0  # np.maximum(-x, 0): NaN kept
+            loss[i] = wi * ((1.0 - ti) * xi + lw * (l1pe + mx))
+        if grad.shape[0]:  # (1 - t) sigmoid(x) - pw t sigmoid(-x)
+            big = 1.0 / (1.0 + e)
+            small = e / (1.0 + e)
+            sig, sig_neg = (big, small) if xi >= 0 else (small, big)
+            grad[i] = gs * wi * ((1.0 - ti) * sig - pwt * sig_neg)
 
 
 @njit(_sigs("void({T}[::1], {T}[::1], {T}[::1], {T}[::1], float64, float64[::1], {T}[::1])"), **_ENTRY)

@@ -113,23 +113,36 @@ def cross_entropy_soft_rows(logits, target, weight, smoothing, grad_scale, loss,
 # ---- Bernoulli likelihood ----
 
 def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
-    """Elementwise binary cross-entropy on logits x (torch's formula):
+    """Elementwise binary cross-entropy on logits x, torch's loss
 
-        loss = w * ((1 - t) * x + lw * (log1p(exp(-|x|)) + max(-x, 0))),  lw = 1 + (pw - 1) * t
-        grad = grad_scale * w * ((1 - t) - lw * sigmoid(-x))
+        loss = w * ((1 - t) * x + lw * softplus(-x)),  lw = 1 + (pw - 1) * t,
+        softplus(v) = log1p(exp(-|v|)) + max(v, 0)
 
+    computed for finite x as w * ((1 - t) * softplus(x) + pw * t *
+    softplus(-x)), the same function with no cancellation for hard targets
+    (t = 0, x = -40: x + softplus(-x) was 0, the loss is 4.2e-18); infinite
+    x takes torch's form and special values. The gradient
+
+        grad = grad_scale * w * ((1 - t) * sigmoid(x) - pw * t * sigmoid(-x))
+
+    (torch's (1 - t) - lw * sigmoid(-x), whose 1 - sigmoid(-x) cancelled).
     All arrays 1-D of one length (broadcasting already done); weight and
     pos_weight may be empty (all ones).
     """
     x, t = _f64(logits), _f64(target)
     w = _f64(weight) if weight.size else 1.0
-    lw = 1.0 + (_f64(pos_weight) - 1.0) * t if pos_weight.size else 1.0
+    pw = _f64(pos_weight) if pos_weight.size else 1.0
     with np.errstate(invalid="ignore", over="ignore"):
-        loss[:] = w * ((1.0 - t) * x + lw * (np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0.0)))
+        l1pe = np.log1p(np.exp(-np.abs(x)))
+        stable = (1.0 - t) * (np.maximum(x, 0.0) + l1pe) + pw * t * (np.maximum(-x, 0.0) + l1pe)
+        lw = 1.0 + (pw - 1.0) * t
+        torch_form = (1.0 - t) * x + lw * (l1pe + np.maximum(-x, 0.0))
+        loss[:] = w * np.where(np.isfinite(x), stable, torch_form)
         if grad.shape[0]:
             e = np.exp(-np.abs(x))
-            sig_neg = np.where(x >= 0, e / (1.0 + e), 1.0 / (1.0 + e))  # sigmoid(-x)
-            grad[:] = grad_scale * w * ((1.0 - t) - lw * sig_neg)
+            big, small = 1.0 / (1.0 + e), e / (1.0 + e)
+            sig, sig_neg = np.where(x >= 0, big, small), np.where(x >= 0, small, big)
+            grad[:] = grad_scale * w * ((1.0 - t) * sig - pw * t * sig_neg)
 
 
 # ---- Gaussian likelihood ----
