@@ -131,6 +131,7 @@ class FisherAccumulator:
             batch_weight = float(w.sum())
             w = w.astype(self.dtype)
         if n == 0 or batch_weight == 0:
+            self.n_samples += n  # rows seen, as a batch of some zero weights counts them all
             return
         if self.decay is None:
             alpha, beta = 1.0, 1.0

@@ -63,6 +63,11 @@ def test_accumulator_merge_equals_one_pass(backend, rng):
     assert a.n_samples == 300
     a.reset()
     assert a.n_samples == 0 and not a.fisher(normalize=False).any()
+    # rows seen: a batch of zero weights counts its rows, as one of some zero
+    # weights does (it had counted none of them)
+    a.update(S[:3], sample_weight=np.zeros(3))
+    a.update(S[:3], sample_weight=np.array([1.0, 0.0, 0.0]))
+    assert a.n_samples == 6 and a.sum_weights == 1.0
 
 
 def test_accumulator_decay_is_an_exponential_moving_average(backend, rng):
