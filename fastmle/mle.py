@@ -718,18 +718,20 @@ def _result(prob, theta, F, f, it, converged, names):
         scale = 2.0 * nll / prob.W  # nll = RSS / 2
         llf = -0.5 * prob.W * (math.log(2 * math.pi * scale) + 1.0) if scale > 0 else math.inf
         cov = cov * scale
-        if prob.alpha == 0 and (prob.W <= theta.size or not scale > 0):
-            # an exact fit: sigma^2's estimate is 0 (or rounding), so standard
-            # errors of 0 (or 1e-16) would claim infinite significance
-            saturated = prob.W <= theta.size
-            if saturated:  # as many parameters as observations: undefined, as statsmodels' OLS (inf)
+        # An exact fit: sigma^2's estimate is 0 (or rounding), so standard
+        # errors of 0 (or 1e-16) would claim infinite significance. Rows, not
+        # their total weight, count here: frequency weights scaled to sum 1
+        # leave every fit's rows.
+        saturated = prob.n <= theta.size
+        if prob.alpha == 0 and (saturated or not scale > 0):
+            if saturated:  # as many parameters as samples: undefined, as statsmodels' OLS (inf)
                 cov = np.full_like(cov, np.nan)
-            warnings.warn(f"the gaussian fit is exact: residual sum of squares {2.0 * nll:.3g} with "
-                          f"{'as many parameters as observations' if saturated else 'y a linear function of X'}"
-                          f"{' (nobs ' + f'{prob.W:g}, {theta.size} parameters)' if saturated else ''}; the "
-                          f"log-likelihood is {'unbounded' if not scale > 0 else 'meaningless'} and the "
-                          f"standard errors are {'undefined (NaN)' if saturated else '0'}", RuntimeWarning,
-                          stacklevel=5)
+                why = f"as many parameters as samples ({prob.n} samples, {theta.size} parameters)"
+            else:
+                why = "y a linear function of X"
+            warnings.warn(f"the gaussian fit is exact: residual sum of squares {2.0 * nll:.3g} with {why}; the "
+                          f"log-likelihood is {'meaningless' if scale > 0 else 'unbounded'} and the standard "
+                          f"errors are {'undefined (NaN)' if saturated else '0'}", RuntimeWarning, stacklevel=5)
     else:
         llf = -nll
     llnull = _null_loglik(prob.family, prob.stats)

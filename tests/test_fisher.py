@@ -561,10 +561,17 @@ def test_fit_mle_gaussian_with_as_many_parameters_as_observations(rng):
     # of 1e-16 and p-values of 0 had claimed every coefficient infinitely
     # significant; statsmodels' OLS gives inf (RSS / 0 residual df)
     X, y = rng.standard_normal((4, 3)), rng.standard_normal(4)
-    with pytest.warns(RuntimeWarning, match=r"gaussian fit is exact.*nobs 4, 4 parameters.*undefined") as caught:
+    with pytest.warns(RuntimeWarning, match=r"gaussian fit is exact.*4 samples, 4 parameters.*undefined") as caught:
         res = fastmle.fit_mle(X, y, "gaussian")
     assert caught[0].filename == __file__
     assert np.isnan(res.bse).all() and np.isnan(res.pvalues).all() and res.df_resid == 0
+    # frequency weights summing to 1 are no exact fit (the total weight had
+    # been compared with the parameters' number)
+    X, y = rng.standard_normal((50, 3)), rng.standard_normal(50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fastmle.fit_mle(X, y, "gaussian", sample_weight=np.full(50, 1 / 50))
+    assert np.isfinite(res.bse).all()
 
 
 def test_fit_mle_warns_at_the_callers_line_when_not_converged(rng):
