@@ -249,22 +249,23 @@ static void FN(bce_with_logits)(const FM_T *logits, const FM_T *target, const FM
         const double w = weight ? (double)weight[i] : 1.0;
         /* (1 - t) softplus(x) + pw t softplus(-x): torch's (1 - t) x + lw
          * softplus(-x), lw = 1 + (pw - 1) t, rearranged so that a hard
-         * target cancels nothing (t = 0, x = -40: x + (40 + 4e-18) was 0);
-         * infinite x keeps torch's form and its special values */
+         * target cancels nothing (t = 0, x = -40: x + (40 + 4e-18) was 0),
+         * for finite x and t in [0, 1]; elsewhere (infinite x, targets that
+         * are no probabilities) torch's form and its special values */
         const double pwt = pos_weight ? (double)pos_weight[i] * t : t;
+        const double lw = pos_weight ? 1.0 + ((double)pos_weight[i] - 1.0) * t : 1.0;
         const double e = exp(-fabs(x)), l1pe = log1p(e);
-        if (isfinite(x)) {
+        const double big = 1.0 / (1.0 + e), small = e / (1.0 + e);
+        const double sig = x >= 0 ? big : small, sig_neg = x >= 0 ? small : big;
+        const int stable = isfinite(x) && t >= 0 && t <= 1;
+        if (stable) {
             loss[i] = w * ((1.0 - t) * ((x > 0 ? x : 0.0) + l1pe) + pwt * ((x < 0 ? -x : 0.0) + l1pe));
         } else {
-            const double lw = pos_weight ? 1.0 + ((double)pos_weight[i] - 1.0) * t : 1.0;
             const double relu = (-x > 0 || x != x) ? -x : 0.0;   /* max(-x, 0), NaN kept */
             loss[i] = w * ((1.0 - t) * x + lw * (l1pe + relu));
         }
-        if (grad) {   /* (1 - t) sigmoid(x) - pw t sigmoid(-x) */
-            const double big = 1.0 / (1.0 + e), small = e / (1.0 + e);
-            const double sig = x >= 0 ? big : small, sig_neg = x >= 0 ? small : big;
-            grad[i] = (FM_T)(grad_scale * w * ((1.0 - t) * sig - pwt * sig_neg));
-        }
+        if (grad)   /* (1 - t) sigmoid(x) - pw t sigmoid(-x), or torch's (1 - t) - lw sigmoid(-x) */
+            grad[i] = (FM_T)(grad_scale * w * (stable ? (1.0 - t) * sig - pwt * sig_neg : (1.0 - t) - lw * sig_neg));
     }
 }
 

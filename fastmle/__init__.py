@@ -7,7 +7,7 @@ checked against a plain-numpy reference.
 >>> fastmle.softmax(np.array([0.0, 0.0]))
 array([0.5, 0.5])
 """
-import importlib.util
+import importlib.util as _importlib_util
 
 from ._dispatch import (available_backends, backend, get_backend, get_num_threads,
                         set_backend, set_num_threads)
@@ -35,13 +35,14 @@ __all__ = [
     "get_num_threads", "set_num_threads", "show_config", "__version__",
 ]
 _ESTIMATORS = ("MLEClassifier", "MLERegressor")
-# `from fastmle import *` takes the estimators only where scikit-learn is
-# installed (it had raised ImportError without it)
+# `from fastmle import *`, dir() and so help() take the estimators only where
+# scikit-learn is installed (the star import had raised ImportError without it)
 try:
-    if importlib.util.find_spec("sklearn") is not None:
-        __all__ += _ESTIMATORS
+    _SKLEARN = _importlib_util.find_spec("sklearn") is not None
 except (ImportError, ValueError):  # a broken or blocked installation: as absent
-    pass
+    _SKLEARN = False
+if _SKLEARN:
+    __all__ += _ESTIMATORS
 
 
 def __getattr__(name):
@@ -57,4 +58,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_ESTIMATORS))
+    return sorted(set(globals()) | set(_ESTIMATORS if _SKLEARN else ()))

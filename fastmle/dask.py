@@ -257,7 +257,8 @@ class FisherAccumulator(_fisher.FisherAccumulator):
         total = _map_reduce(_chunk_accumulator, _merged, S, a["sample_weight"],
                             # resolved here: a worker thread knows nothing of this thread's backend() block
                             args=(self.n_params, self.kind, self.dtype, _dispatch.resolve(self.backend)))
-        if total.sum_weights == 0:
+        if total.sum_weights == 0:  # rows seen, nothing to add (as an in-memory batch)
+            self.n_samples += S.shape[0]
             return
         # every row of the batch, as update counts an in-memory batch: a
         # chunk of zero weights had not counted its rows
@@ -625,6 +626,8 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
     null_intercepts = None  # the intercept-only MLE, where the fit starts by default
     if fit_intercept:
         null_intercepts = _intercept_start(a["y"], a["sample_weight"], family, stats, per_class)
+        if not np.isfinite(null_intercepts).all():  # NaN or inf in y, seen first here (a chunk's fit says so)
+            raise ValueError("y contains NaN or infinity")
         start.setdefault("intercept_init", null_intercepts)
     # class weights per class, as the chunks' sgd_fit calls apply them
     class_weights = per_class if class_weight is not None and family in ("multinomial", "binomial") else None

@@ -248,9 +248,13 @@ def binary_cross_entropy_with_logits(logits, target, weight=None, pos_weight=Non
                                      *, return_grad=False, grad_out=None, backend=None):
     """Binary cross-entropy on logits (the Bernoulli negative log-likelihood).
 
-    torch.nn.functional.binary_cross_entropy_with_logits semantics, computed
-    as ``(1 - t) x + lw (log1p(exp(-|x|)) + max(-x, 0))`` with ``lw = 1 +
-    (pos_weight - 1) t``, stable for any |x|.
+    torch.nn.functional.binary_cross_entropy_with_logits semantics: the loss
+    ``(1 - t) x + lw softplus(-x)`` with ``lw = 1 + (pos_weight - 1) t``,
+    computed for finite x and t in [0, 1] as ``(1 - t) softplus(x) +
+    pos_weight t softplus(-x)`` (gradient ``(1 - t) sigmoid(x) - pos_weight
+    t sigmoid(-x)``), which keeps every bit for confident predictions of
+    hard targets (x = -40, t = 0: 4.2e-18, where torch's form gives 0);
+    elsewhere in torch's form, with its special values.
 
     Parameters
     ----------

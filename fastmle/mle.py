@@ -30,6 +30,9 @@ CHORD_CONTRACTION = 0.25
 # (well-posed fits cut short kept 0.07 or more, separated ones fell to 1e-5
 # in 10 iterations)
 VANISHED_INFORMATION = 1e-4
+# A gaussian fit is exact when its residual sum of squares is at most this
+# share of sum w y^2 (residuals within 1e-13 of y's size: rounding)
+EXACT_GAUSSIAN = 1e-26
 
 
 class SingularFisherError(np.linalg.LinAlgError):
@@ -188,11 +191,11 @@ def response_stats(family, labels, targets, w, n_classes):
     of samples (fastmle.dask sums them). W: total weight; counts: per class
     (multinomial); sy, syy: sums of w y and w y^2; s1y: sum of w (1 - y),
     exactly 0 when every weighted binomial y is 1; slg: sum of w log(y!)
-    (poisson)."""
+    (poisson); rows: the number of samples of positive weight."""
     n = len(labels) if family == "multinomial" else len(targets)
     weights = w.astype(np.float64) if w.size else np.ones(n)
     stats = {"W": float(weights.sum()), "counts": np.zeros(n_classes), "sy": 0.0, "syy": 0.0, "s1y": 0.0,
-             "slg": 0.0}
+             "slg": 0.0, "rows": int(np.count_nonzero(weights))}
     if family == "multinomial":
         stats["counts"] = np.bincount(labels, weights=weights, minlength=n_classes)
         return stats
@@ -584,8 +587,9 @@ def _fisher_scoring(prob, names, max_iter, tol):
         if saturated and _information_vanished(prob, theta):
             raise PerfectSeparationError(
                 f"fit_mle did not converge in {iterations}, with {saturated} of {prob.n} samples fitted with "
-                f"{_at_limit(family)} and the information about some parameter below {VANISHED_INFORMATION:g} "
-                f"of its value at the start: quasi-complete separation (the MLE does not exist; the "
+                f"{_at_limit(family)} and the information in some direction of the parameters below "
+                f"{VANISHED_INFORMATION:g} of its value at the start: quasi-complete separation (the MLE does not "
+                f"exist; the "
                 f"coefficients diverge). Set alpha > 0 for a penalized estimate")
         note = (f"; {saturated} of {prob.n} samples are fitted with {_at_limit(family)}: if the coefficients "
                 f"keep growing with max_iter, the MLE may not exist" if saturated else "")
@@ -617,11 +621,21 @@ def _fisher_scoring(prob, names, max_iter, tol):
 
 
 def _information_vanished(prob, theta):
-    """Whether the Fisher information about some parameter (its diagonal
-    entry) fell below VANISHED_INFORMATION of its value at the start."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.diag(prob.fisher(theta)) / np.diag(prob.fisher(prob.start()))
-    return bool(np.nanmin(ratio, initial=np.inf) < VANISHED_INFORMATION)
+    """Whether the Fisher information in some direction of the parameters
+    fell below VANISHED_INFORMATION of its value at the start: the smallest
+    eigenvalue of F(theta) relative to F(start) (F0 = L L', eigenvalues of
+    L^-1 F L^-T). Directions, not single parameters: separated at x = 3, the
+    information vanishes along a combination of slope and intercept, and
+    the diagonal kept 1e-2."""
+    F, F0 = prob.fisher(theta), prob.fisher(prob.start())
+    try:
+        L = np.linalg.cholesky(F0)
+    except np.linalg.LinAlgError:  # the start's information is singular itself: compare the diagonals
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return bool(np.nanmin(np.diag(F) / np.diag(F0), initial=np.inf) < VANISHED_INFORMATION)
+    half = np.linalg.solve(L, F)
+    relative = np.linalg.solve(L, half.T)
+    return bool(np.linalg.eigvalsh((relative + relative.T) / 2)[0] < VANISHED_INFORMATION)
 
 
 def _at_limit(family):
@@ -718,15 +732,17 @@ def _result(prob, theta, F, f, it, converged, names):
         scale = 2.0 * nll / prob.W  # nll = RSS / 2
         llf = -0.5 * prob.W * (math.log(2 * math.pi * scale) + 1.0) if scale > 0 else math.inf
         cov = cov * scale
-        # An exact fit: sigma^2's estimate is 0 (or rounding), so standard
-        # errors of 0 (or 1e-16) would claim infinite significance. Rows, not
-        # their total weight, count here: frequency weights scaled to sum 1
-        # leave every fit's rows.
-        saturated = prob.n <= theta.size
-        if prob.alpha == 0 and (saturated or not scale > 0):
+        # An exact fit: sigma^2's estimate is 0 or rounding (residuals below
+        # 1e-13 of y's root mean square), so standard errors of 0 or 1e-16
+        # would claim infinite significance. Rows of positive weight count,
+        # not their total weight: frequency weights scaled to sum 1 leave
+        # every fit's rows.
+        saturated = prob.stats["rows"] <= theta.size
+        exact = not 2.0 * nll > EXACT_GAUSSIAN * prob.stats["syy"]
+        if prob.alpha == 0 and (saturated or exact):
             if saturated:  # as many parameters as samples: undefined, as statsmodels' OLS (inf)
                 cov = np.full_like(cov, np.nan)
-                why = f"as many parameters as samples ({prob.n} samples, {theta.size} parameters)"
+                why = f"as many parameters as samples ({prob.stats['rows']} samples, {theta.size} parameters)"
             else:
                 why = "y a linear function of X"
             warnings.warn(f"the gaussian fit is exact: residual sum of squares {2.0 * nll:.3g} with {why}; the "

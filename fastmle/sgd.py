@@ -313,7 +313,9 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
         in float32 and float64 in float64, without copying a C-contiguous X;
         a Fortran-ordered X is copied once into C order (``result.copied_X``
         says so); other dtypes are converted to float64. Sparse X is taken
-        as CSR (int32 column indices) and trained in the _csr kernels: a step
+        as CSR (int32 column indices; its index arrays are copied, nnz x 4 +
+        n_samples x 8 bytes, so that a change to them during the fit cannot
+        reach the kernels; its values are not) and trained in the _csr kernels: a step
         of plain SGD then costs O(nonzeros in the batch x outputs); with L2,
         L1, momentum or averaging every coefficient moves at every step, so
         a step costs O(n_features x outputs).

@@ -179,6 +179,11 @@ def test_accumulator_over_a_dask_array(client, rng):
         whole = fastmle.FisherAccumulator(6)
         whole.update(S, sample_weight=w)
         assert split.n_samples == whole.n_samples == len(S) and rel(split.fisher(), whole.fisher()) < 1e-12
+    # and a batch of zero total weight (it had counted none)
+    for acc in (fd.FisherAccumulator(6), fastmle.FisherAccumulator(6)):
+        acc.update(Sd, sample_weight=da.zeros(len(S), chunks=Sd.chunks[0]) if isinstance(acc, fd.FisherAccumulator)
+                   else np.zeros(len(S)))
+        assert acc.n_samples == len(S) and acc.sum_weights == 0
 
 
 def test_streamed_sgd_is_seeded_and_fits(rng):
@@ -525,3 +530,15 @@ def test_in_memory_arguments_are_chunked_like_x(rng):
 def test_importing_fastmle_does_not_import_dask():
     code = "import sys, fastmle; fastmle.show_config(); sys.exit('dask' in sys.modules)"
     run_python("-c", code)
+
+
+@pytest.mark.parametrize("family", ["gaussian", "poisson"])
+def test_sgd_fit_names_nan_in_y(rng, family):
+    # the whole array's starting intercept came out NaN and was refused as
+    # "coef_init and intercept_init must be finite", which nobody had given
+    X, y, _ = data(family, rng, n=sum(CHUNKS))
+    y = y.astype(float)
+    y[-5] = np.nan
+    Xd, yd = chunked(X, y)
+    with pytest.raises(ValueError, match="y contains NaN or infinity"):
+        fd.sgd_fit(Xd, yd, family, max_epochs=2, random_state=0)

@@ -247,8 +247,10 @@ def test_star_import_without_scikit_learn():
         sys.meta_path.insert(0, Blocked())
         from fastmle import *
         import fastmle
-        assert "MLEClassifier" not in fastmle.__all__ and "MLEClassifier" in dir(fastmle)
+        assert "MLEClassifier" not in fastmle.__all__ and "MLEClassifier" not in dir(fastmle)
         assert softmax is fastmle.softmax
+        import pydoc
+        pydoc.render_doc(fastmle)  # help(fastmle) had raised the estimators' ImportError
         try:
             fastmle.MLEClassifier
         except ImportError as exc:

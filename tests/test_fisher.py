@@ -552,8 +552,16 @@ def test_fit_mle_cut_short_is_not_called_separation(rng):
     assert fastmle.fit_mle(X, y, "binomial").converged
     # separated data stopped as early still raise once the information has gone
     y = (X[:, 0] > 0).astype(int)
-    with pytest.raises(fastmle.PerfectSeparationError, match="information about some parameter below 0.0001"):
+    with pytest.raises(fastmle.PerfectSeparationError, match="information in some direction of the parameters below"):
         fastmle.fit_mle(X, y, "binomial", max_iter=12)
+    # separated away from x = 0, the information vanishes along a combination
+    # of slope and intercept, which the diagonal did not show (a result with
+    # standard errors of 6e6 came back)
+    x = np.array([1.0, 2.0, 3.0, 3.0, 4.0, 5.0])[:, None]
+    y = np.array([0, 0, 0, 1, 1, 1])
+    for shift in (0.0, 3.0):
+        with pytest.raises(fastmle.PerfectSeparationError, match="quasi-complete separation"):
+            fastmle.fit_mle(x - shift, y, "binomial", max_iter=15)
 
 
 def test_fit_mle_gaussian_with_as_many_parameters_as_observations(rng):
@@ -565,6 +573,15 @@ def test_fit_mle_gaussian_with_as_many_parameters_as_observations(rng):
         res = fastmle.fit_mle(X, y, "gaussian")
     assert caught[0].filename == __file__
     assert np.isnan(res.bse).all() and np.isnan(res.pvalues).all() and res.df_resid == 0
+    # 3 rows of positive weight for 3 parameters are as exact (zero-weight
+    # rows had counted); so is a fit whose residuals are rounding
+    w = np.r_[np.ones(3), np.zeros(7)]
+    with pytest.warns(RuntimeWarning, match=r"3 samples, 3 parameters"):
+        res = fastmle.fit_mle(rng.standard_normal((10, 2)), rng.standard_normal(10), "gaussian", sample_weight=w)
+    assert np.isnan(res.bse).all()
+    Xe = rng.standard_normal((10, 3))
+    with pytest.warns(RuntimeWarning, match=r"gaussian fit is exact.*y a linear function of X"):
+        fastmle.fit_mle(Xe, Xe @ [1.0, 2.0, 3.0] + 0.5, "gaussian")
     # frequency weights summing to 1 are no exact fit (the total weight had
     # been compared with the parameters' number)
     X, y = rng.standard_normal((50, 3)), rng.standard_normal(50)

@@ -152,6 +152,21 @@ def test_bce_of_confident_hard_targets_is_exact(backend, dtype):
         np.testing.assert_allclose(grad, exact_grad, rtol=rtol, atol=0, err_msg=str(kw))
 
 
+def test_bce_of_targets_outside_0_1_keeps_torchs_form(backend):
+    # the rearranged form cancels for targets that are no probabilities
+    # (t = 1e12, x = 0 gave 0.69309; t = inf NaN): those take torch's
+    torch = pytest.importorskip("torch")
+    x = np.array([0.0, 0.0, -1.0, 2.0, 1.0])
+    t = np.array([1e12, 1e16, np.inf, -3.0, -np.inf])
+    loss, grad = fastmle.binary_cross_entropy_with_logits(x, t, reduction="none", return_grad=True,
+                                                          backend=backend)
+    xt = torch.tensor(x, requires_grad=True)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(xt, torch.tensor(t), reduction="none")
+    want.sum().backward()
+    np.testing.assert_allclose(loss, want.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12)
+
+
 VAR_SHAPES = {"elementwise": (6, 5), "per-sample (N,1)": (6, 1), "per-sample (N,)": (6,), "scalar": ()}
 
 

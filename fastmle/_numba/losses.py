@@ -236,21 +236,23 @@ def _bce_span(args, i0, i1):
         xi = np.float64(x[i])
         ti = np.float64(t[i])
         wi = _weight(w, i)
-        # (1 - t) softplus(x) + pw t softplus(-x), as C's bce_with_logits
+        # (1 - t) softplus(x) + pw t softplus(-x) for finite x and t in
+        # [0, 1], else torch's form, as C's bce_with_logits
         pwt = np.float64(pw[i]) * ti if pw.shape[0] else ti
+        lw = 1.0 + (np.float64(pw[i]) - 1.0) * ti if pw.shape[0] else 1.0
         e = np.exp(-abs(xi))
         l1pe = np.log1p(e)
-        if np.isfinite(xi):
+        big = 1.0 / (1.0 + e)
+        small = e / (1.0 + e)
+        sig, sig_neg = (big, small) if xi >= 0 else (small, big)
+        stable = np.isfinite(xi) and ti >= 0.0 and ti <= 1.0
+        if stable:
             loss[i] = wi * ((1.0 - ti) * ((xi if xi > 0 else 0.0) + l1pe) + pwt * ((-xi if xi < 0 else 0.0) + l1pe))
-        else:  # torch's form and special values
-            lw = 1.0 + (np.float64(pw[i]) - 1.0) * ti if pw.shape[0] else 1.0
+        else:
             mx = -xi if (-xi > 0.0 or xi != xi) else 0.0  # np.maximum(-x, 0): NaN kept
             loss[i] = wi * ((1.0 - ti) * xi + lw * (l1pe + mx))
-        if grad.shape[0]:  # (1 - t) sigmoid(x) - pw t sigmoid(-x)
-            big = 1.0 / (1.0 + e)
-            small = e / (1.0 + e)
-            sig, sig_neg = (big, small) if xi >= 0 else (small, big)
-            grad[i] = gs * wi * ((1.0 - ti) * sig - pwt * sig_neg)
+        if grad.shape[0]:
+            grad[i] = gs * wi * ((1.0 - ti) * sig - pwt * sig_neg if stable else (1.0 - ti) - lw * sig_neg)
 
 
 @njit(_sigs("void({T}[::1], {T}[::1], {T}[::1], {T}[::1], float64, float64[::1], {T}[::1])"), **_ENTRY)

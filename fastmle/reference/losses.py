@@ -118,14 +118,16 @@ def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
         loss = w * ((1 - t) * x + lw * softplus(-x)),  lw = 1 + (pw - 1) * t,
         softplus(v) = log1p(exp(-|v|)) + max(v, 0)
 
-    computed for finite x as w * ((1 - t) * softplus(x) + pw * t *
-    softplus(-x)), the same function with no cancellation for hard targets
-    (t = 0, x = -40: x + softplus(-x) was 0, the loss is 4.2e-18); infinite
-    x takes torch's form and special values. The gradient
+    computed for finite x and t in [0, 1] as w * ((1 - t) * softplus(x) +
+    pw * t * softplus(-x)), the same function with no cancellation for hard
+    targets (t = 0, x = -40: x + softplus(-x) was 0, the loss is 4.2e-18);
+    elsewhere (infinite x, targets that are no probabilities) torch's form
+    and special values. The gradient there
 
         grad = grad_scale * w * ((1 - t) * sigmoid(x) - pw * t * sigmoid(-x))
 
-    (torch's (1 - t) - lw * sigmoid(-x), whose 1 - sigmoid(-x) cancelled).
+    (elsewhere torch's (1 - t) - lw * sigmoid(-x), whose 1 - sigmoid(-x)
+    cancelled).
     All arrays 1-D of one length (broadcasting already done); weight and
     pos_weight may be empty (all ones).
     """
@@ -135,14 +137,16 @@ def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
     with np.errstate(invalid="ignore", over="ignore"):
         l1pe = np.log1p(np.exp(-np.abs(x)))
         stable = (1.0 - t) * (np.maximum(x, 0.0) + l1pe) + pw * t * (np.maximum(-x, 0.0) + l1pe)
-        lw = 1.0 + (pw - 1.0) * t
+        lw = 1.0 + (pw - 1.0) * t if pos_weight.size else 1.0
         torch_form = (1.0 - t) * x + lw * (l1pe + np.maximum(-x, 0.0))
-        loss[:] = w * np.where(np.isfinite(x), stable, torch_form)
+        use_stable = np.isfinite(x) & (t >= 0.0) & (t <= 1.0)
+        loss[:] = w * np.where(use_stable, stable, torch_form)
         if grad.shape[0]:
             e = np.exp(-np.abs(x))
             big, small = 1.0 / (1.0 + e), e / (1.0 + e)
             sig, sig_neg = np.where(x >= 0, big, small), np.where(x >= 0, small, big)
-            grad[:] = grad_scale * w * ((1.0 - t) * sig - pw * t * sig_neg)
+            grad[:] = grad_scale * w * np.where(use_stable, (1.0 - t) * sig - pw * t * sig_neg,
+                                                (1.0 - t) - lw * sig_neg)
 
 
 # ---- Gaussian likelihood ----
