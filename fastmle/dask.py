@@ -22,8 +22,10 @@ Needs dask (``pip install 'fastmle[dask]'``); importing fastmle does not.
 >>> fit.converged, fit.params.shape
 (True, (3,))
 """
+import dataclasses
 import inspect
 import math
+import re
 
 import numpy as np
 
@@ -682,9 +684,14 @@ def sgd_fit(X, y, family, *, max_epochs=10, random_state=None, sample_weight=Non
                 # continue it, the run's step included (an eta0 given to a
                 # warm start would restart adaptive's step from it)
                 first = {**start, "eta0": options["eta0"]} if result is None else {}
-                result = _sgd.sgd_fit(Xc, yc, family, max_epochs=1, tol=None, sample_weight=wc,
-                                      warm_start=result, random_state=rng, schedule_epochs=schedule_epochs,
-                                      callback=note, _epoch_steps=epoch_steps, **first, **chunk_options)
+                try:
+                    result = _sgd.sgd_fit(Xc, yc, family, max_epochs=1, tol=None, sample_weight=wc,
+                                          warm_start=result, random_state=rng, schedule_epochs=schedule_epochs,
+                                          callback=note, _epoch_steps=epoch_steps, **first, **chunk_options)
+                except _sgd.SGDDivergedError as exc:  # told in the whole array's epochs, not chunk calls
+                    raise _sgd.SGDDivergedError(
+                        re.sub(r"in epoch \d+", f"in epoch {epoch}", str(exc), count=1),
+                        dataclasses.replace(exc.result, n_epochs=epoch - 1, loss_history=list(history))) from None
                 # the chunk's (1 / rows) sum w loss, without the penalty at its end
                 penalty = float(_sgd._penalty(result.state.params, alpha, l1_ratio))
                 total += (result.loss_history[-1] - penalty) * sizes[c]

@@ -6,6 +6,7 @@ schedule, class and sample weights over the whole array), and that
 importing fastmle does not import dask."""
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -542,3 +543,18 @@ def test_sgd_fit_names_nan_in_y(rng, family):
     Xd, yd = chunked(X, y)
     with pytest.raises(ValueError, match="y contains NaN or infinity"):
         fd.sgd_fit(Xd, yd, family, max_epochs=2, random_state=0)
+
+
+def test_sgd_fit_divergence_counts_epochs_not_chunk_calls(rng):
+    # the error came from a chunk's own fit and counted its calls: "in epoch
+    # 10" for the first epoch over 20 chunks
+    X = rng.standard_normal((2000, 3)) * 3
+    y = X @ [1.0, 2.0, 3.0] + rng.standard_normal(2000)
+    opts = dict(eta0=5.0, learning_rate="constant", random_state=0, max_epochs=3)
+    with pytest.raises(fastmle.SGDDivergedError) as in_memory:
+        fastmle.sgd_fit(X, y, "gaussian", **opts)
+    with pytest.raises(fastmle.SGDDivergedError, match=r"in epoch \d+ \(step") as streamed:
+        fd.sgd_fit(da.from_array(X, chunks=(100, 3)), da.from_array(y, chunks=100), "gaussian", **opts)
+    epoch = int(re.search(r"in epoch (\d+)", str(streamed.value)).group(1))
+    assert epoch == int(re.search(r"in epoch (\d+)", str(in_memory.value)).group(1))
+    assert streamed.value.result.n_epochs == epoch - 1 == len(streamed.value.result.loss_history)
