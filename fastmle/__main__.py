@@ -19,7 +19,7 @@ def main(argv=None):
                             "linear_cross_entropy) or 200000x100x10 (samples x features x classes for "
                             "sgd_epoch); applies to every selected kernel whose shapes have that many "
                             "dimensions (default: each kernel's first registered shape)")
-    bench.add_argument("--dtypes", nargs="*", default=["float32", "float64"])
+    bench.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     bench.add_argument("--repeat", type=int, default=None,
                        help="timed calls per implementation; the median is reported (default 3)")
     bench.add_argument("--budget", type=float, default=None, metavar="SECONDS",

@@ -27,6 +27,7 @@ SMALL = ["--kernels", "logsumexp", "--repeat", "1", "--dtypes", "float32"]
     (["--json", "/no/such/folder/x.json"] + SMALL, "is not a folder this process can write to"),
     (["--plot", "/no/such/folder/x.png"] + SMALL, "is not a folder this process can write to"),
     (["--kernels"], "expected at least one argument"),
+    (["--kernels", "logsumexp", "--dtypes"], "argument --dtypes: expected at least one argument"),
 ])
 def test_bad_bench_options_are_usage_errors(options, message):
     r = run_python("-m", "fastmle", "bench", *options, check=False)
