@@ -11,6 +11,7 @@ attributes end in an underscore, and they work with ``clone``,
 ``Pipeline`` and ``GridSearchCV``.
 """
 import functools
+import re
 import warnings
 
 import numpy as np
@@ -25,7 +26,7 @@ from typing import Any, List
 
 from . import special
 from .glm import glm_loss, glm_predict, label_indices
-from .mle import fit_mle
+from .mle import SingularFisherError, fit_mle
 from .sgd import SGDResult, _class_weight_per_sample, checked_class_weight, sgd_fit
 
 try:  # scikit-learn >= 1.6
@@ -194,9 +195,16 @@ class _SGDMixin:
         ref = 0 if multinomial and self.alpha == 0 else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            res = fit_mle(X, y, family, fit_intercept=self.fit_intercept, reference_class=ref,
-                          alpha=self.alpha * len(y), sample_weight=sample_weight, max_iter=self.max_epochs,
-                          backend=self.backend)
+            try:
+                res = fit_mle(X, y, family, fit_intercept=self.fit_intercept, reference_class=ref,
+                              alpha=self.alpha * len(y), sample_weight=sample_weight, max_iter=self.max_epochs,
+                              backend=self.backend)
+            except SingularFisherError as exc:  # name a DataFrame's columns, as fit_mle(frame, ...) does
+                if not hasattr(self, "feature_names_in_"):
+                    raise
+                names = [str(c) for c in self.feature_names_in_]
+                message = re.sub(r"'x(\d+)'", lambda m: repr(names[int(m.group(1))]), str(exc))
+                raise type(exc)(message) from None
         for w in caught:
             # stacklevel 5: the caller of fit (_fit_fisher, _fit, fit, its wrapper)
             warnings.warn(str(w.message), ConvergenceWarning if not res.converged else w.category, stacklevel=5)

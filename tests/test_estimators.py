@@ -730,3 +730,14 @@ def test_sparse_input_fits_like_dense(backend):
     np.testing.assert_allclose(csr.coef_, dense.coef_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(csr.predict_proba(sparse.csr_matrix(X)), dense.predict_proba(X), rtol=1e-9)
     assert (csr.predict(sparse.csr_matrix(X)) == dense.predict(X)).all()
+
+
+def test_fisher_solver_errors_name_a_dataframes_columns():
+    # fit_mle(frame) named the columns; the estimator, which fits the
+    # validated array, had named them x0, x1, ...
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 3, 200)
+    frame = pd.DataFrame({f"g_{k}": (g == k) * 1.0 for k in range(3)})  # the dummy trap, with the intercept
+    with pytest.raises(fastmle.SingularFisherError, match="columns 'g_0', 'g_1', 'g_2', 'intercept' are collinear"):
+        MLEClassifier(solver="fisher").fit(frame, rng.integers(0, 2, 200))
