@@ -546,6 +546,8 @@ def perplexity(nll, weights=None):
     50.0
     """
     a = _validate.as_float_array(nll, "nll")
+    if a.dtype.kind == "c":
+        raise TypeError(f"nll must be real, got dtype {a.dtype}")
     if a.size == 0:
         raise ValueError("perplexity of no tokens is undefined")
     if weights is not None:
@@ -561,6 +563,8 @@ def perplexity(nll, weights=None):
             raise ValueError(f"weights must be >= 0, got {weights[pos]} at position {pos}")
         if not weights.any():
             return a.dtype.type(np.nan)  # no token counts: 0 / 0, as cross_entropy (np.average raises)
+        # scaled by the largest: the mean is the same, and weights near 1e308 had overflowed its sums (NaN)
+        weights = weights / np.max(weights)
     return a.dtype.type(np.exp(np.average(a, weights=weights)))
 
 
@@ -593,10 +597,19 @@ def linear_cross_entropy(h, W, target, bias=None, *, reduction="mean", ignore_in
     i.e. BLAS), turned into loss and gradient in place by the fused
     cross-entropy kernel of the chosen backend, multiplied back into the
     gradients of h, W and bias, and dropped. Extra memory is one chunk of
-    logits plus an 8 MiB block for the W-gradient update, whatever N and V.
+    logits plus an 8 MiB block for the W-gradient update, whatever N and V,
+    with the C and Numba backends (the numpy reference's kernel makes
+    float64 temporaries of each chunk: about 6 chunks more).
     The products are numpy's BLAS, so results repeat bit for bit only as far
     as it does: OpenBLAS's float32 GEMM rounds differently on 1 and 2
     threads, and calls made from several threads at once may get fewer.
+    grad_W is summed over the row chunks in the input's precision: in
+    float32 many small chunks add their rounding (chunk_size=1 over 65,536
+    rows: 3e-5 relative, against 4e-7 with the default). Small chunks are
+    also slow with the compiled backends on more than one thread, as
+    numpy's BLAS threads and the kernel's take the cores in turn (N = 1024,
+    H = 64, V = 4000 float32, chunk_size=64: C 136 ms on 2 threads, 5.7 ms
+    after ``set_num_threads(1)``, 15 ms with the default chunk).
 
     Parameters
     ----------

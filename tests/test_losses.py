@@ -274,6 +274,17 @@ def test_perplexity_of_zero_total_weight_is_nan_as_cross_entropy(dtype):
     assert np.isnan(fastmle.perplexity(nll.reshape(2, 3), weights=np.zeros((2, 3), bool)))
 
 
+def test_perplexity_of_huge_weights_and_complex_nll():
+    # weights near the float64 maximum overflowed np.average's sums (NaN);
+    # a complex nll returned a complex perplexity
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fastmle.perplexity(np.array([1.0, 2.0]), np.array([1e308, 1e308]))
+    assert got == pytest.approx(math.exp(1.5), rel=1e-15)
+    with pytest.raises(TypeError, match="nll must be real"):
+        fastmle.perplexity(np.array([1 + 1j]))
+
+
 # ---------------------------------------------------------------- linear cross-entropy
 
 
