@@ -7,11 +7,9 @@ checked against a plain-numpy reference.
 >>> fastmle.softmax(np.array([0.0, 0.0]))
 array([0.5, 0.5])
 """
-import importlib.util as _importlib_util
-
 from ._dispatch import (available_backends, backend, get_backend, get_num_threads,
                         set_backend, set_num_threads)
-from ._config import show_config
+from ._config import installed as _installed, show_config
 from .losses import (binary_cross_entropy_with_logits, cross_entropy, entropy, entropy_from_logits,
                      gaussian_nll, kl_div, kl_div_from_logits, linear_cross_entropy, mse_loss,
                      nll_loss, perplexity, perplexity_from_logits)
@@ -37,10 +35,7 @@ __all__ = [
 _ESTIMATORS = ("MLEClassifier", "MLERegressor")
 # `from fastmle import *`, dir() and so help() take the estimators only where
 # scikit-learn is installed (the star import had raised ImportError without it)
-try:
-    _SKLEARN = _importlib_util.find_spec("sklearn") is not None
-except (ImportError, ValueError):  # a broken or blocked installation: as absent
-    _SKLEARN = False
+_SKLEARN = _installed("sklearn")
 if _SKLEARN:
     __all__ += _ESTIMATORS
 

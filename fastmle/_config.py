@@ -1,10 +1,20 @@
 """fastmle.show_config(): what this installation can run, and how."""
+import importlib.util
 import platform
 import sys
 
 import numpy as np
 
 from . import _dispatch
+
+
+def installed(package):
+    """Whether package can be imported, without importing it (a broken or
+    blocked installation counts as absent)."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def config():

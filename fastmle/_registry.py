@@ -12,6 +12,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from ._config import installed
+
 ROW_SHAPES = ((32768, 1000), (256, 100000))  # (rows, n), reduced over n
 
 
@@ -426,17 +428,6 @@ def baseline(kernel, inputs):
 def family(name):
     """The registered kernels of one family, by name."""
     return [k for k in KERNELS.values() if k.family == name]
-
-
-def installed(package):
-    """Whether package can be imported, without importing it (a broken or
-    blocked installation counts as absent)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(package) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def available_peers(kernel):

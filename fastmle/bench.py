@@ -26,7 +26,8 @@ import tracemalloc
 import numpy as np
 
 from . import _dispatch
-from ._registry import KERNELS, available_peers, baseline, copy_on_threads, installed
+from ._config import installed
+from ._registry import KERNELS, available_peers, baseline, copy_on_threads
 
 PEER_COLUMNS = ("scipy", "torch", "sklearn", "statsmodels")  # a speed-up column each
 
