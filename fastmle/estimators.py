@@ -11,7 +11,6 @@ attributes end in an underscore, and they work with ``clone``,
 ``Pipeline`` and ``GridSearchCV``.
 """
 import functools
-import re
 import warnings
 
 import numpy as np
@@ -26,7 +25,7 @@ from typing import Any, List
 
 from . import special
 from .glm import glm_loss, glm_predict, label_indices
-from .mle import SingularFisherError, fit_mle
+from .mle import TOL, _Problem, check_fit_options, fisher_scoring, parameter_names
 from .sgd import SGDResult, _class_weight_per_sample, checked_class_weight, sgd_fit
 
 try:  # scikit-learn >= 1.6
@@ -195,21 +194,16 @@ class _SGDMixin:
         ref = 0 if multinomial and self.alpha == 0 else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            try:
-                res = fit_mle(X, y, family, fit_intercept=self.fit_intercept, reference_class=ref,
-                              alpha=self.alpha * len(y), sample_weight=sample_weight, max_iter=self.max_epochs,
-                              backend=self.backend)
-            except SingularFisherError as exc:  # name a DataFrame's columns, as fit_mle(frame, ...) does
-                if not hasattr(self, "feature_names_in_"):
-                    raise
-                names = [str(c) for c in self.feature_names_in_]
-                message = re.sub(r"'x(\d+)'", lambda m: repr(names[int(m.group(1))]), str(exc))
-                raise type(exc)(message) from None
+            # fit_mle's steps, with the parameters named by the validated X's
+            # feature_names_in_ (a DataFrame's columns), errors included
+            alpha = self.alpha * len(y)
+            check_fit_options(alpha, self.max_epochs, TOL)
+            names = parameter_names(X, getattr(self, "feature_names_in_", None))
+            prob = _Problem(X, y, family, self.fit_intercept, ref, alpha, sample_weight, self.backend)
+            res = fisher_scoring(prob, names(prob), self.max_epochs, TOL)
         for w in caught:
             # stacklevel 5: the caller of fit (_fit_fisher, _fit, fit, its wrapper)
             warnings.warn(str(w.message), ConvergenceWarning if not res.converged else w.category, stacklevel=5)
-        if hasattr(self, "feature_names_in_"):  # a DataFrame's columns, as fit_mle itself names them
-            res.param_names = [str(c) for c in self.feature_names_in_] + res.param_names[X.shape[1]:]
         if multinomial:  # name the outputs by the estimator's labels, not their indices
             res.classes = self.classes_
             res.output_names = [f"y={c}" for k, c in enumerate(self.classes_) if k != ref]

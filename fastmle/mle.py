@@ -33,6 +33,8 @@ VANISHED_INFORMATION = 1e-4
 # A gaussian fit is exact when its residual sum of squares is at most this
 # share of sum w y^2 (residuals within 1e-13 of y's size: rounding)
 EXACT_GAUSSIAN = 1e-26
+# fit_mle's default tolerance (the estimators' solver="fisher" fits with it too)
+TOL = 1e-8
 
 
 class SingularFisherError(np.linalg.LinAlgError):
@@ -432,7 +434,7 @@ def check_fit_options(alpha, max_iter, tol):
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            max_iter=100, tol=1e-8, backend=None):
+            max_iter=100, tol=TOL, backend=None):
     """Fit a GLM by maximum likelihood (Fisher scoring) and return its
     estimates with standard errors and the usual statistics.
 
@@ -508,11 +510,13 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     return fisher_scoring(prob, columns(prob), max_iter, tol)
 
 
-def parameter_names(X):
-    """prob -> the parameters' names: a DataFrame's columns (pandas, or
-    dask's), else x0, x1, ...; then "intercept" if fitted. Read before X
-    becomes an array."""
-    columns = list(map(str, X.columns)) if hasattr(X, "columns") else None
+def parameter_names(X, columns=None):
+    """prob -> the parameters' names: columns if given (an estimator's
+    feature_names_in_), else a DataFrame's columns (pandas, or dask's), else
+    x0, x1, ...; then "intercept" if fitted. Read before X becomes an array."""
+    if columns is None and hasattr(X, "columns"):
+        columns = X.columns
+    columns = list(map(str, columns)) if columns is not None else None
     return lambda prob: (columns or [f"x{j}" for j in range(prob.d)]) + (["intercept"] if prob.fit_intercept else [])
 
 
