@@ -580,6 +580,7 @@ def _fisher_scoring(prob, names, max_iter, tol):
             f"perfect separation: the features predict every sample's class with probability 1 "
             f"(mean negative log-likelihood {f / prob.W:.2g}); the maximum-likelihood estimate does not "
             f"exist. Set alpha > 0 for a penalized estimate")
+    F = prob.fisher(theta)  # the information at the estimate: its covariance, and the separation checks
     if not converged:
         saturated = prob.saturated(theta) if family != "gaussian" else 0
         iterations = f"{max_iter} iteration{'s' * (max_iter > 1)}"
@@ -588,20 +589,18 @@ def _fisher_scoring(prob, names, max_iter, tol):
         # well-posed fit cut short by max_iter can also have samples there
         # (strong effects), but keeps its information: it had been reported
         # as separation.
-        if saturated and _information_vanished(prob, theta):
+        if saturated and _information_vanished(prob, F):
             raise PerfectSeparationError(
                 f"fit_mle did not converge in {iterations}, with {saturated} of {prob.n} samples fitted with "
                 f"{_at_limit(family)} and the information in some direction of the parameters below "
                 f"{VANISHED_INFORMATION:g} of its value at the start: quasi-complete separation (the MLE does not "
-                f"exist; the "
-                f"coefficients diverge). Set alpha > 0 for a penalized estimate")
+                f"exist; the coefficients diverge). Set alpha > 0 for a penalized estimate")
         note = (f"; {saturated} of {prob.n} samples are fitted with {_at_limit(family)}: if the coefficients "
                 f"keep growing with max_iter, the MLE may not exist" if saturated else "")
         # stacklevel 4: the caller of fit_mle (or of fastmle.dask.fit_mle)
         warnings.warn(f"fit_mle did not converge in {iterations} (last relative step {last_step:.3g}){note}",
                       RuntimeWarning, stacklevel=4)
-    try:  # the covariance: the information at the estimate itself
-        F = prob.fisher(theta)
+    try:
         np.linalg.cholesky(F)
     except np.linalg.LinAlgError:
         _raise_singular(prob, theta, it)
@@ -622,16 +621,14 @@ def _fisher_scoring(prob, names, max_iter, tol):
     return _result(prob, theta, F, f, it, converged, names)
 
 
-
-
-def _information_vanished(prob, theta):
-    """Whether the Fisher information in some direction of the parameters
-    fell below VANISHED_INFORMATION of its value at the start: the smallest
-    eigenvalue of F(theta) relative to F(start) (F0 = L L', eigenvalues of
-    L^-1 F L^-T). Directions, not single parameters: separated at x = 3, the
-    information vanishes along a combination of slope and intercept, and
-    the diagonal kept 1e-2."""
-    F, F0 = prob.fisher(theta), prob.fisher(prob.start())
+def _information_vanished(prob, F):
+    """Whether the Fisher information F (at the estimate) in some direction
+    of the parameters fell below VANISHED_INFORMATION of its value at the
+    start: the smallest eigenvalue of F relative to F(start) (F0 = L L',
+    eigenvalues of L^-1 F L^-T). Directions, not single parameters:
+    separated at x = 3, the information vanishes along a combination of
+    slope and intercept, and the diagonal kept 1e-2."""
+    F0 = prob.fisher(prob.start())
     try:
         L = np.linalg.cholesky(F0)
     except np.linalg.LinAlgError:  # the start's information is singular itself: compare the diagonals
