@@ -306,6 +306,14 @@ static double FN(row_scale)(const FM_T *x, int64_t n)
     return m > 0 && !isinf(m) ? m : 1.0;
 }
 
+/* sum x / scale in double: the sum of a row divided by row_scale's value */
+static double FN(scaled_sum)(const FM_T *x, int64_t n, double scale)
+{
+    double s;
+    FM_BLOCK_SUM(n, j, (double)x[j] / scale, s);
+    return s;
+}
+
 /* H = log S - sum p log p / S with S = sum p. Where S lies outside
  * [2^-900, 2^1000] the row is first divided by its largest element (H does
  * not depend on the scale): p log p would overflow (p near 1e306), or lose
@@ -319,9 +327,7 @@ static double FN(entropy_row)(const FM_T *p, int64_t n)
         FM_BLOCK_SUM(n, j, FN(xlogratio)(p[j], 1.0), h);
         return log(s) - h / s;
     }
-    const double m = FN(row_scale)(p, n);
-    double sm;
-    FM_BLOCK_SUM(n, j, (double)p[j] / m, sm);
+    const double m = FN(row_scale)(p, n), sm = FN(scaled_sum)(p, n, m);
     FM_BLOCK_SUM(n, j, FN(xlogratio)((double)p[j] / m, 1.0), h);
     return log(sm) - h / sm;
 }
@@ -333,11 +339,11 @@ static double FN(kl_div_row)(const FM_T *p, const FM_T *q, int64_t n)
     double sp = FN(row_sum)(p, n), sq = FN(row_sum)(q, n), mp = 1.0, mq = 1.0;
     if (isinf(sp)) {
         mp = FN(row_scale)(p, n);
-        FM_BLOCK_SUM(n, j, (double)p[j] / mp, sp);
+        sp = FN(scaled_sum)(p, n, mp);
     }
     if (isinf(sq)) {
         mq = FN(row_scale)(q, n);
-        FM_BLOCK_SUM(n, j, (double)q[j] / mq, sq);
+        sq = FN(scaled_sum)(q, n, mq);
     }
     double r;
     if (mp == 1.0 && mq == 1.0)   /* a division by 1 made kl_div 18% slower (32768 x 1000) */
