@@ -296,13 +296,11 @@ static inline double FN(xlogratio)(double x, double y)
 }
 
 /* The largest of a row of finite values >= 0 by which the row is divided
- * before its sum is used (see entropy_row), or 1 when that cannot help: an
+ * before its sum is used (see kl_div_row), or 1 when that cannot help: an
  * infinite or NaN element, or a row of zeros. */
 static double FN(row_scale)(const FM_T *x, int64_t n)
 {
-    double m = 0;
-    for (int64_t j = 0; j < n; j++)
-        m = (double)x[j] > m ? (double)x[j] : m;
+    const double m = FN(seg_max)(x, n);
     return m > 0 && !isinf(m) ? m : 1.0;
 }
 
@@ -314,22 +312,36 @@ static double FN(scaled_sum)(const FM_T *x, int64_t n, double scale)
     return s;
 }
 
-/* H = log S - sum p log p / S with S = sum p. Where S lies outside
- * [2^-900, 2^1000] the row is first divided by its largest element (H does
- * not depend on the scale): p log p would overflow (p near 1e306), or lose
- * the precision of subnormal numbers (p below 1e-308), or S itself would
- * overflow (see reference.losses.entropy_rows). */
+/* H = log1p(R) - sum u log u / (1 + R): u = p / M with M the largest
+ * element, R the sum of u over every element but one occurrence of M. Both
+ * terms are >= 0, where log S - sum p log p / S cancels for rows of low
+ * entropy (see reference.losses.entropy_rows). u is p f (1 / (M f)): f is a
+ * power of two (exact) that puts M f where 1 / (M f) is a normal number. A
+ * row holding NaN or inf, or only zeros, gives NaN. */
 static double FN(entropy_row)(const FM_T *p, int64_t n)
 {
-    const double s = FN(row_sum)(p, n);
-    double h;
-    if (s >= 0x1p-900 && s <= 0x1p1000) {
-        FM_BLOCK_SUM(n, j, FN(xlogratio)(p[j], 1.0), h);
-        return log(s) - h / s;
+    const double m = FN(seg_max)(p, n);   /* ignores NaN; a NaN reaches R below */
+    if (!(m > 0) || isinf(m))
+        return NAN;
+    const double f = m < 0x1p-1000 ? 0x1p600 : m > 0x1p1000 ? 0x1p-600 : 1.0, inv = 1.0 / (m * f);
+    fm_ksum rest = {0, 0}, ulogu = {0, 0};
+    double ties = 0;   /* elements equal to M */
+    for (int64_t b0 = 0; b0 < n; b0 += FM_BLOCK) {
+        const int64_t b1 = b0 + FM_BLOCK < n ? b0 + FM_BLOCK : n;
+        double br = 0, bu = 0;
+#pragma omp simd reduction(+ : br, bu, ties)
+        for (int64_t j = b0; j < b1; j++) {
+            const double v = (double)p[j], u = v * f * inv;
+            const int other = v != m;   /* NaN too */
+            br += other ? u : 0.0;
+            bu += other && u != 0 ? u * log(u) : 0.0;
+            ties += other ? 0.0 : 1.0;
+        }
+        fm_ksum_add(&rest, br);
+        fm_ksum_add(&ulogu, bu);
     }
-    const double m = FN(row_scale)(p, n), sm = FN(scaled_sum)(p, n, m);
-    FM_BLOCK_SUM(n, j, FN(xlogratio)((double)p[j] / m, 1.0), h);
-    return log(sm) - h / sm;
+    const double r = fm_ksum_value(&rest) + (ties - 1);
+    return log1p(r) - fm_ksum_value(&ulogu) / (1.0 + r);
 }
 
 /* sum p/Sp log((p/Sp) / (q/Sq)); a sum that overflows is taken of the row

@@ -704,7 +704,8 @@ def measure_inputs(draw, dtype, n_arrays, nonnegative):
 
 def _measure_budget(name, arrays_, axis):
     """Size of the terms each measure sums along the axis (times rtol: its
-    rounding): entropy log S - sum p log p / S: |log p| + |log S|;
+    rounding): entropy: |log p| + |log S|, the terms of log S - sum p log p / S
+    (a loose bound for the form the kernels use, which does not cancel);
     the logits forms: the shift by the max, 1 + max|z|; kl_div:
     |log p_n| + |log q_n| of the normalized rows."""
     rows = np.broadcast_arrays(*[_rows_along(a, axis) for a in arrays_])

@@ -308,13 +308,9 @@ def _log_norm(z):
 @njit(**_ROW)
 def _row_scale(x):
     """The largest of a row of finite values >= 0, by which the row is
-    divided before its sum is used (see _entropy_span), or 1 when that
-    cannot help: an infinite or NaN element, or a row of zeros."""
-    m = 0.0
-    for j in range(x.shape[0]):
-        v = np.float64(x[j])
-        if v > m:
-            m = v
+    divided before its sum is used (see _kl_span), or 1 when that cannot
+    help: an infinite or NaN element, or a row of zeros."""
+    m = seg_max(x)
     return m if m > 0 and not np.isinf(m) else 1.0
 
 
@@ -327,44 +323,42 @@ def _scaled_sum(x, scale):
 
 
 @njit(**_ROW)
-def _xlogx_sum(x, scale):
-    """sum over x != 0 of v log v, v = x / scale (scale 1: no division)."""
-    s = c = 0.0
-    if scale == 1.0:
-        for j in range(x.shape[0]):
-            v = np.float64(x[j])
-            if v != 0:
-                s, c = ksum_add(s, c, v * np.log(v))
-    else:
-        for j in range(x.shape[0]):
-            v = np.float64(x[j]) / scale
-            if v != 0:
-                s, c = ksum_add(s, c, v * np.log(v))
-    return ksum_value(s, c)
-
-
-@njit(**_ROW)
 def _entropy_span(args, r0, r1):
-    """H = log S - sum_{p != 0} p log p / S, S = sum p; where S lies outside
-    [2^-900, 2^1000], of the row divided by its largest element (H does not
-    depend on the scale): p log p would overflow, or lose the precision of
-    subnormal numbers, or S overflow (see reference.losses.entropy_rows)."""
+    """H = log1p(R) - sum u log u / (1 + R): u = p / M with M the largest
+    element, R the sum of u over every element but one occurrence of M. Both
+    terms are >= 0, where log S - sum p log p / S cancels for rows of low
+    entropy (see reference.losses.entropy_rows). u is p f (1 / (M f)): f is
+    a power of two (exact) that puts M f where 1 / (M f) is a normal number.
+    A row holding NaN or inf, or only zeros, gives NaN."""
     probs, out = args
     for i in range(r0, r1):
         p = probs[i]
-        sp = _sum(p)
-        scale = 1.0
-        if not (sp >= 2.0 ** -900 and sp <= 2.0 ** 1000):
-            scale = _row_scale(p)
-            sp = _scaled_sum(p, scale)
-        out[i] = np.log(sp) - _xlogx_sum(p, scale) / sp
+        m = seg_max(p)  # ignores NaN; a NaN reaches R below
+        if not (m > 0) or np.isinf(m):
+            out[i] = np.nan
+            continue
+        f = 2.0 ** 600 if m < 2.0 ** -1000 else (2.0 ** -600 if m > 2.0 ** 1000 else 1.0)
+        inv = 1.0 / (m * f)
+        sr = cr = su = cu = 0.0
+        ties = 0  # elements equal to M
+        for j in range(p.shape[0]):
+            v = np.float64(p[j])
+            if v == m:
+                ties += 1
+            else:  # NaN too
+                u = v * f * inv
+                sr, cr = ksum_add(sr, cr, u)
+                if u != 0:
+                    su, cu = ksum_add(su, cu, u * np.log(u))
+        r = ksum_value(sr, cr) + (ties - 1)
+        out[i] = np.log1p(r) - ksum_value(su, cu) / (1.0 + r)
 
 
 @njit(**_ROW)
 def _kl_span(args, r0, r1):
     """sum over pn != 0 of pn (log pn - log qn), rows normalized to sum 1; a
-    sum that overflows is taken of the row divided by its largest element,
-    as _entropy_span does."""
+    sum that overflows is taken of the row divided by its largest element
+    (_row_scale)."""
     p, q, out = args
     for i in range(r0, r1):
         sp = _sum(p[i])
