@@ -14,7 +14,7 @@ import scipy.sparse
 
 import fastmle
 from fastmle.reference.glm import FAMILIES
-from fastmle.sgd import _step_sizes, _validation_split, default_eta0
+from fastmle.sgd import _State, _apply_stopping, _step_sizes, _validation_split, default_eta0
 
 
 def data(family, n=800, d=4, K=3, dtype=np.float64, seed=0):
@@ -556,14 +556,59 @@ def test_default_step_restarts_a_diverging_run_with_half_the_step(backend):
     assert gen.random() == fresh.random()
 
 
+def test_a_smaller_step_is_judged_from_where_it_was_taken():
+    # the adaptive schedule's no-improvement count, after a reduction,
+    # starts from the loss at the reduction: a best epoch the larger step
+    # reached by chance (1.0, then 3.0 for five epochs) does not make
+    # the smaller step's descent (3.0 to 2.0) count as no improvement,
+    # one reduction leading to the next until "converged"
+    state = _State(np.zeros((1, 2)), np.zeros((0, 2)), np.zeros((1, 2)), 0, 0, 1.0)
+    assert not _apply_stopping(state, "adaptive", 1.0, 1e-4, 5, 1.0)
+    for _ in range(5):
+        assert not _apply_stopping(state, "adaptive", 3.0, 1e-4, 5, 1.0)
+    assert state.eta == 0.2 and state.best == 3.0
+    for loss in np.linspace(2.9, 2.0, 10):
+        assert not _apply_stopping(state, "adaptive", loss, 1e-4, 5, 1.0)
+        assert state.bad_epochs == 0
+    assert state.eta == 0.2 and state.best == 2.0
+
+
+def test_a_poisson_fit_whose_loss_jumped_about_is_not_converged_far_from_the_mle(backend):
+    # strong effect (max eta near 10): the default step, halved twice,
+    # still jumps about for 20 epochs, and a lucky epoch set the best loss;
+    # the reductions that followed each led to the next, and the fit
+    # "converged" 1.7 above the MLE's objective (coefficient 2.54 for 3.0)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2000, 2))
+    y = rng.poisson(np.exp(3.0 * X[:, 0] - 1.0))
+    fit = fastmle.sgd_fit(X, y, "poisson", random_state=3, backend=backend)
+    W, b = exact_mle(X, y, "poisson")
+    gap = (fastmle.glm_loss(X, y, fit.coef, "poisson", intercept=fit.intercept)
+           - fastmle.glm_loss(X, y, W, "poisson", intercept=b))
+    assert 0 <= gap < 0.1 and not fit.converged  # 0.04 above, still descending after 100 epochs
+
+
 def test_a_finite_blowup_is_divergence_not_convergence(backend):
-    # the loss grows to 1e296 without overflowing; the adaptive schedule
-    # then shrinks the step until the stopping rule fires: that must not
-    # read as converged
+    # the loss grows to 1e296 without overflowing; with a tol no epoch
+    # improves by, the adaptive schedule then shrinks the step every
+    # n_iter_no_change epochs until the stopping rule fires, the loss still
+    # far up: that must not read as converged
     X = np.random.default_rng(0).standard_normal((200, 3))
     with pytest.raises(fastmle.SGDDivergedError, match="far above the intercept-only") as info:
-        fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, random_state=0, backend=backend)
+        fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, tol=1e300, random_state=0, backend=backend)
     assert max(info.value.result.loss_history) > 1e200 and not info.value.result.converged
+
+
+def test_the_adaptive_schedule_brings_a_blowup_back_down(backend):
+    # the same run with the default tol: each smaller step is judged from
+    # the loss where it was taken, not against the first epoch's, so the
+    # schedule's 0.8 brings the loss back down from 1e296 to the exact fit
+    # (the smaller steps' descent had counted as no improvement, and the run
+    # stopped 1e256 up, as SGDDivergedError)
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    fit = fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, random_state=0, backend=backend)
+    assert max(fit.loss_history) > 1e200 and fit.converged and fit.loss_history[-1] < 1e-20
+    np.testing.assert_allclose(fit.coef.ravel(), [1e3, 0.0, 0.0], atol=1e-9)
 
 
 @pytest.mark.parametrize("how", ["max_epochs", "tol=None", "callback"])
@@ -591,7 +636,7 @@ def test_divergence_restarts_are_quiet(dtype, backend):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(fastmle.SGDDivergedError):
-            fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, random_state=0, backend=backend)
+            fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, tol=1e300, random_state=0, backend=backend)
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -645,14 +690,14 @@ def test_a_flat_run_from_a_start_above_the_level_is_not_divergence(backend):
     X = np.random.default_rng(0).standard_normal((200, 3))
     with pytest.raises(fastmle.SGDDivergedError, match="far above the intercept-only") as info:
         fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, coef_init=np.array([1e3, 0.0, 0.0]),
-                        random_state=0, backend=backend)
+                        tol=1e300, random_state=0, backend=backend)
     assert info.value.result.converged is False and max(info.value.result.loss_history) > 1e200
 
 
 def test_a_finite_blowup_names_the_epoch_it_stopped_in():
     X = np.random.default_rng(0).standard_normal((200, 3))
     with pytest.raises(fastmle.SGDDivergedError) as info:
-        fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, random_state=0)
+        fastmle.sgd_fit(X, 1e3 * X[:, 0], "gaussian", eta0=100.0, tol=1e300, random_state=0)
     assert f"in epoch {info.value.result.n_epochs} " in str(info.value)
 
 
