@@ -345,7 +345,8 @@ static double FN(entropy_row)(const FM_T *p, int64_t n)
 }
 
 /* sum p/Sp log((p/Sp) / (q/Sq)); a sum that overflows is taken of the row
- * divided by its largest element, as entropy_row does. */
+ * divided by its largest element, as entropy_row does. NaN where a row
+ * holds NaN or inf (its sum does), as scipy. */
 static double FN(kl_div_row)(const FM_T *p, const FM_T *q, int64_t n)
 {
     double sp = FN(row_sum)(p, n), sq = FN(row_sum)(q, n), mp = 1.0, mq = 1.0;
@@ -357,6 +358,8 @@ static double FN(kl_div_row)(const FM_T *p, const FM_T *q, int64_t n)
         mq = FN(row_scale)(q, n);
         sq = FN(scaled_sum)(q, n, mq);
     }
+    if (!isfinite(sp + sq))   /* else inf / inf = NaN in q could meet p = 0 and be skipped */
+        return NAN;
     double r;
     if (mp == 1.0 && mq == 1.0)   /* a division by 1 made kl_div 18% slower (32768 x 1000) */
         FM_BLOCK_SUM(n, j, FN(xlogratio)(p[j] / sp, q[j] / sq), r);

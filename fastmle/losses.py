@@ -505,8 +505,9 @@ def kl_div(p, q, axis=-1, *, base=None, backend=None):
 
     Both are normalized to sum 1; +inf where p > 0 and q = 0. (Note the
     argument order differs from torch's ``kl_div(input=log q, target=p)``.)
-    A slice whose sum overflows is scaled first (scipy's answer is 0);
-    negative values are errors (scipy returns inf or NaN).
+    A slice whose sum overflows is scaled first (scipy's answer is 0 when
+    p's sum overflows, inf when q's does); a slice holding NaN or inf gives
+    NaN, as scipy; negative values are errors (scipy returns inf or NaN).
 
     Examples
     --------

@@ -247,6 +247,14 @@ def test_information_measures_special_values(backend, dtype):
     check_close(fastmle.entropy(p, backend=backend), fastmle.entropy(p, backend="numpy"), dtype, "entropy")
     check_close(fastmle.kl_div(p, p[::-1], backend=backend), fastmle.kl_div(p, p[::-1], backend="numpy"),
                 dtype, "kl")
+    # fixed: an inf in q made q / sum q NaN where p = 0, a term the sum
+    # skips, so KL came out inf; scipy gives NaN, as for any NaN or inf
+    p = np.array([[1, 0], [0, 1], [1, 1], [1, 1]], dtype)
+    q = np.array([[1, np.inf], [np.inf, 1], [np.inf, np.inf], [np.nan, 1]], dtype)
+    with np.errstate(invalid="ignore"):
+        want = scipy.stats.entropy(p, q, axis=1)
+    assert np.isnan(want).all()
+    assert np.isnan(fastmle.kl_div(p, q, backend=backend)).all()
 
 
 def _entropy_exact(row):
