@@ -53,6 +53,7 @@ void fm_exp_f32(const float *x, float *out, int64_t n);
 void fm_exp_normal_f64(const double *x, double *out, int64_t n);   /* x in [-708.39, 0] */
 void fm_exp_normal_f32(const float *x, float *out, int64_t n);     /* x in [-87.3365, 0] */
 void fm_exp_nonpos_flush_f32(const float *x, float *out, int64_t n);   /* x <= 0, FLT_MIN flush */
+void fm_log_f64(const double *x, double *out, int64_t n);   /* csrc/vexp.h fm_log */
 
 /* ---- family "special": log-sum-exp, softmax, log-softmax (csrc/special.c) ---- */
 void logsumexp_f64(const double *a, int64_t rows, int64_t n, double *out);

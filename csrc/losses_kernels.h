@@ -292,7 +292,7 @@ static void FN(gaussian_nll)(const FM_T *pred, const FM_T *target, const FM_T *v
 /* x (log x - log y), 0 where x == 0; y == 1 gives x log x */
 static inline double FN(xlogratio)(double x, double y)
 {
-    return x != 0 ? x * (log(x) - log(y)) : 0.0;
+    return x != 0 ? x * (fm_log(x) - fm_log(y)) : 0.0;   /* vexp.h: libm's log would not vectorize */
 }
 
 /* The largest of a row of finite values >= 0 by which the row is divided
@@ -329,18 +329,13 @@ static double FN(entropy_row)(const FM_T *p, int64_t n)
     for (int64_t b0 = 0; b0 < n; b0 += FM_BLOCK) {
         const int64_t b1 = b0 + FM_BLOCK < n ? b0 + FM_BLOCK : n;
         double br = 0, bu = 0;
-        /* written plainly: log is a scalar libm call here either way (no
-         * vector log without -ffast-math); an omp simd form with masks was
-         * no faster (32768 x 1000) */
+#pragma omp simd reduction(+ : br, bu, ties)
         for (int64_t j = b0; j < b1; j++) {
             const double v = (double)p[j], u = v * f * inv;
-            if (v != m) {   /* NaN too */
-                br += u;
-                if (u != 0)
-                    bu += u * log(u);
-            } else {
-                ties += 1;
-            }
+            const int other = v != m;   /* NaN too */
+            br += other ? u : 0.0;
+            bu += other && u != 0 ? u * fm_log(u) : 0.0;   /* vexp.h: libm's log would not vectorize */
+            ties += other ? 0.0 : 1.0;
         }
         fm_ksum_add(&rest, br);
         fm_ksum_add(&ulogu, bu);

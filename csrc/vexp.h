@@ -1,5 +1,6 @@
 /*
- * Vectorizable exponentials, fm_exp (double) and fm_expf (float).
+ * Vectorizable exponentials, fm_exp (double) and fm_expf (float), and a
+ * logarithm, fm_log (double; C kernels only, see the end of the file).
  *
  * Written as straight-line, branch-free C so that gcc vectorizes the loops
  * that call them (libm's exp is a scalar call and blocks vectorization).
@@ -152,6 +153,39 @@ FM_ALWAYS_INLINE float fm_expf_nonpos_flush(float x)
     float y = fm_expf_normal(x);
     y = x < -87.3365479f ? 0.0f : y;                   /* ln(FLT_MIN) */
     return x != x ? x : y;
+}
+
+/* Natural logarithm, branch-free like the exponentials above (libm's log is
+ * a scalar call, which kept entropy's loop from vectorizing). fdlibm's
+ * algorithm (e_log.c), its one general form:
+ *
+ *   x = 2^k (1 + f), 1 + f in [sqrt(2)/2, sqrt(2)),  s = f / (2 + f),
+ *   log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))),  R: fdlibm's Lg1-Lg7,
+ *
+ * with a two-part ln2 for k ln2. Subnormal x is first scaled by 2^54 (exact).
+ * k is turned into a double with the shifter trick (AVX2 has no int64 ->
+ * double conversion). 0 gives -inf, inf itself, negative numbers and NaN
+ * NaN, as numpy. Tested (tests/test_vexp.py): within 1.5 ulp of the exact
+ * value (max seen 0.75 ulp, 0.79 in the baseline x86-64 clone). */
+FM_ALWAYS_INLINE double fm_log(double x)
+{
+    const int sub = x < 0x1p-1022;                      /* subnormal (0 and below: replaced at the end) */
+    const uint64_t u = fm_f64_as_u64(sub ? x * 0x1p54 : x);
+    const uint64_t hi = (u >> 32) & 0x000fffffu;        /* high mantissa bits */
+    const uint64_t up = (hi + 0x95f64u) & 0x100000u;    /* 0x100000 when 1 + f would be >= sqrt(2) */
+    /* exponent k + 1100 (positive), plus 1 when the mantissa is halved */
+    const uint64_t k_biased = ((u >> 52) & 0x7ffu) - 1023u + 1100u + (up >> 20) - (sub ? 54u : 0u);
+    const double dk = fm_u64_as_f64(0x4330000000000000u + k_biased) - (0x1p52 + 1100.0);
+    const double f = fm_u64_as_f64(((hi | (up ^ 0x3ff00000u)) << 32) | (u & 0xffffffffu)) - 1.0;
+    const double s = f / (2.0 + f), z = s * s, w = z * z;
+    const double t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
+    const double t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01
+                      + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+    const double hfsq = 0.5 * f * f, r = t1 + t2;
+    double y = dk * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + r) + dk * 1.90821492927058770002e-10)) - f);
+    y = x == 0 ? -INFINITY : y;
+    y = x == INFINITY ? x : y;
+    return x < 0 || x != x ? NAN : y;
 }
 
 #endif

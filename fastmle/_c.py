@@ -100,6 +100,11 @@ def exp_nonpos_flush(x, out):
     lib.fm_exp_nonpos_flush_f32(_ptr(x), _ptr(out), x.shape[0])
 
 
+def log(x, out):
+    """out[:] = log(x) for float64 x with the kernels' vectorized logarithm (for tests)."""
+    lib.fm_log_f64(_ptr(x), _ptr(out), x.shape[0])
+
+
 # ---- family "losses" (csrc/losses.c) ----
 
 def nll_rows(log_probs, target, weight, ignore_index, smoothing, grad_scale, loss, grad):
