@@ -806,7 +806,8 @@ def _apply_stopping(state, schedule, monitored, tol, n_iter_no_change, eta0):
     # best epoch a jumpy run reached by chance, its slower descent counted
     # as no improvement, each reduction leading to the next until a false
     # "converged" (1.7 above the MLE's objective: test_sgd.py's Poisson case)
-    state.best = monitored
+    if np.isfinite(monitored):  # an inf best would never see another epoch as no improvement
+        state.best = monitored
     return state.eta < eta0 * 1e-4
 
 

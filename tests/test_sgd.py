@@ -571,13 +571,20 @@ def test_a_smaller_step_is_judged_from_where_it_was_taken():
         assert not _apply_stopping(state, "adaptive", loss, 1e-4, 5, 1.0)
         assert state.bad_epochs == 0
     assert state.eta == 0.2 and state.best == 2.0
+    # an infinite (validation) loss at a reduction is not taken as the best:
+    # inf > inf - tol is False, and the schedule would never reduce again
+    state = _State(np.zeros((1, 2)), np.zeros((0, 2)), np.zeros((1, 2)), 0, 0, 1.0)
+    _apply_stopping(state, "adaptive", 1.0, 1e-4, 5, 1.0)
+    stops = [_apply_stopping(state, "adaptive", np.inf, 1e-4, 5, 1.0) for _ in range(30)]
+    assert state.best == 1.0 and stops[-1] and not any(stops[:-1])
 
 
 def test_a_poisson_fit_whose_loss_jumped_about_is_not_converged_far_from_the_mle(backend):
     # strong effect (max eta near 10): the default step, halved twice,
     # still jumps about for 20 epochs, and a lucky epoch set the best loss;
     # the reductions that followed each led to the next, and the fit
-    # "converged" 1.7 above the MLE's objective (coefficient 2.54 for 3.0)
+    # "converged" 1.7 above the MLE's objective (coefficient 2.82 for 3.0,
+    # intercept -0.70 for -1.0)
     rng = np.random.default_rng(3)
     X = rng.standard_normal((2000, 2))
     y = rng.poisson(np.exp(3.0 * X[:, 0] - 1.0))

@@ -242,7 +242,7 @@ def kl_div_rows(p, q, out):
         sp, sq = pp.sum(axis=1, keepdims=True), qq.sum(axis=1, keepdims=True)
         pn, qn = pp / sp, qq / sq
         terms = np.where(pn != 0, pn * (np.log(np.where(pn != 0, pn, 1.0)) - np.log(qn)), 0.0)
-        out[:] = np.where(np.isfinite(sp + sq)[:, 0], terms.sum(axis=1), np.nan)
+        out[:] = np.where((np.isfinite(sp) & np.isfinite(sq))[:, 0], terms.sum(axis=1), np.nan)
 
 
 def kl_div_from_logits_rows(logits_p, logits_q, out):
