@@ -23,6 +23,7 @@ from numba import njit
 
 from .special import (_ENTRY, _EXACT, _ROW, _SUM, BLOCK, _drive, _next_row, _sigs, ksum_add,
                       exp_normal_ok, exp_buffer, ksum_value, seg_max, seg_max_min, seg_sum_exp)
+from .vexp import vlog
 
 
 # ---- float64 sums over a row, in blocks of BLOCK merged with compensation ----
@@ -287,11 +288,20 @@ def gaussian_nll(pred, target, var, eps, full, grad_scale, loss, grad_pred, grad
 
 # ---- information measures (float64, Neumaier sums element by element) ----
 
+@njit(fastmath=_SUM, **_ROW)
+def _block_sum(x):
+    bs = 0.0
+    for j in range(x.shape[0]):
+        bs += np.float64(x[j])
+    return bs
+
+
 @njit(**_ROW)
 def _sum(x):
+    """sum of a row in float64, blocks merged with compensation (C's row_sum)."""
     s = c = 0.0
-    for j in range(x.shape[0]):
-        s, c = ksum_add(s, c, np.float64(x[j]))
+    for j0 in range(0, x.shape[0], BLOCK):
+        s, c = ksum_add(s, c, _block_sum(x[j0:j0 + BLOCK]))
     return ksum_value(s, c)
 
 
@@ -322,6 +332,28 @@ def _scaled_sum(x, scale):
     return ksum_value(s, c)
 
 
+@njit(fastmath=_EXACT, **_ROW)
+def _scaled(v, f, inv):
+    """(v f) inv, not v (f inv): f inv is 1 / M, which overflows for a
+    subnormal M (its own function, so the caller's reassoc cannot regroup it)."""
+    return (v * f) * inv
+
+
+@njit(fastmath=_SUM, **_ROW)
+def _block_entropy_terms(p, m, f, inv):
+    """(sum u, sum u log u, elements equal to m) over one block, u = p f inv,
+    the elements equal to m left out of both sums (NaN kept in)."""
+    br = bu = ties = 0.0
+    for j in range(p.shape[0]):
+        v = np.float64(p[j])
+        u = _scaled(v, f, inv)
+        other = v != m
+        br += u if other else 0.0
+        bu += u * vlog(u) if (other and u != 0) else 0.0
+        ties += 0.0 if other else 1.0
+    return br, bu, ties
+
+
 @njit(**_ROW)
 def _entropy_span(args, r0, r1):
     """H = log1p(R) - sum u log u / (1 + R): u = p / M with M the largest
@@ -331,27 +363,42 @@ def _entropy_span(args, r0, r1):
     a power of two (exact) that puts M f where 1 / (M f) is a normal number.
     A row holding NaN or inf, or only zeros, gives NaN."""
     probs, out = args
+    n = probs.shape[1]
     for i in range(r0, r1):
         p = probs[i]
-        m = seg_max(p)  # ignores NaN; a NaN reaches R below
+        m = seg_max(p)  # with a NaN in the row: NaN or a partial max; either way NaN results
         if not (m > 0) or np.isinf(m):
             out[i] = np.nan
             continue
         f = 2.0 ** 600 if m < 2.0 ** -1000 else (2.0 ** -600 if m > 2.0 ** 1000 else 1.0)
         inv = 1.0 / (m * f)
-        sr = cr = su = cu = 0.0
-        ties = 0  # elements equal to M
-        for j in range(p.shape[0]):
-            v = np.float64(p[j])
-            if v == m:
-                ties += 1
-            else:  # NaN too
-                u = v * f * inv
-                sr, cr = ksum_add(sr, cr, u)
-                if u != 0:
-                    su, cu = ksum_add(su, cu, u * np.log(u))
+        sr = cr = su = cu = ties = 0.0
+        for j0 in range(0, n, BLOCK):
+            br, bu, bt = _block_entropy_terms(p[j0:min(j0 + BLOCK, n)], m, f, inv)
+            sr, cr = ksum_add(sr, cr, br)
+            su, cu = ksum_add(su, cu, bu)
+            ties += bt
         r = ksum_value(sr, cr) + (ties - 1)
         out[i] = np.log1p(r) - ksum_value(su, cu) / (1.0 + r)
+
+
+@njit(fastmath=_EXACT, **_ROW)
+def _normalized(v, m, s):
+    """(v / m) / s: an element of a row divided by its scale and its sum
+    (its own function, so the caller's reassoc cannot make it v / (m s))."""
+    return (v / m) / s
+
+
+@njit(fastmath=_SUM, **_ROW)
+def _block_kl_terms(p, q, mp, sp, mq, sq):
+    """sum over pn != 0 of pn (log pn - log qn) over one block, pn = p / mp / sp
+    and qn = q / mq / sq."""
+    bs = 0.0
+    for j in range(p.shape[0]):
+        pn = _normalized(np.float64(p[j]), mp, sp)
+        qn = _normalized(np.float64(q[j]), mq, sq)
+        bs += pn * (vlog(pn) - vlog(qn)) if pn != 0 else 0.0
+    return bs
 
 
 @njit(**_ROW)
@@ -360,6 +407,7 @@ def _kl_span(args, r0, r1):
     sum that overflows is taken of the row divided by its largest element
     (_row_scale). NaN where a row holds NaN or inf, as scipy."""
     p, q, out = args
+    n = p.shape[1]
     for i in range(r0, r1):
         sp = _sum(p[i])
         sq = _sum(q[i])
@@ -370,20 +418,13 @@ def _kl_span(args, r0, r1):
         if np.isinf(sq):
             mq = _row_scale(q[i])
             sq = _scaled_sum(q[i], mq)
-        if not np.isfinite(sp + sq):  # NaN or inf in a row; else q's NaN could meet p = 0 and be skipped
+        if not (np.isfinite(sp) and np.isfinite(sq)):  # NaN or inf in a row; else q's NaN could meet p = 0
             out[i] = np.nan
             continue
         s = c = 0.0
-        if mp == 1.0 and mq == 1.0:  # a division by 1 made kl_div 10% slower (32768 x 1000)
-            for j in range(p.shape[1]):
-                pn = np.float64(p[i, j]) / sp
-                if pn != 0:
-                    s, c = ksum_add(s, c, pn * (np.log(pn) - np.log(np.float64(q[i, j]) / sq)))
-        else:
-            for j in range(p.shape[1]):
-                pn = np.float64(p[i, j]) / mp / sp
-                if pn != 0:
-                    s, c = ksum_add(s, c, pn * (np.log(pn) - np.log(np.float64(q[i, j]) / mq / sq)))
+        for j0 in range(0, n, BLOCK):
+            j1 = min(j0 + BLOCK, n)
+            s, c = ksum_add(s, c, _block_kl_terms(p[i, j0:j1], q[i, j0:j1], mp, sp, mq, sq))
         out[i] = ksum_value(s, c)
 
 

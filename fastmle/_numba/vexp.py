@@ -1,4 +1,5 @@
-"""Vectorizable exponentials for the Numba kernels: ``vexp`` and ``vexpf``.
+"""Vectorizable exponentials for the Numba kernels, ``vexp`` and ``vexpf``,
+and a logarithm, ``vlog``.
 
 Numba >= 0.62 no longer routes ``np.exp`` in a loop through SVML, so a plain
 ``np.exp`` runs one element at a time. These are the same branch-free
@@ -154,6 +155,31 @@ def vexpf_nonpos_flush(x):
     return x if x != x else y
 
 
+@njit(fastmath=_EXACT, cache=True, error_model="numpy")
+def vlog(x):
+    """log(x) for float64 within 1.5 ulp of exact; 0, inf, negatives and NaN
+    as numpy. csrc/vexp.h's fm_log (fdlibm's algorithm, branch-free)."""
+    sub = x < 2.2250738585072014e-308
+    u = f64_as_u64(x * 18014398509481984.0 if sub else x)  # 2^54
+    hi = (u >> np.uint64(32)) & np.uint64(0x000FFFFF)
+    up = (hi + np.uint64(0x95F64)) & np.uint64(0x100000)  # 1 + f would be >= sqrt(2)
+    k_biased = (((u >> np.uint64(52)) & np.uint64(0x7FF)) + np.uint64(1100 - 1023) + (up >> np.uint64(20))
+                - (np.uint64(54) if sub else np.uint64(0)))
+    dk = u64_as_f64(np.uint64(0x4330000000000000) + k_biased) - (4503599627370496.0 + 1100.0)
+    f = u64_as_f64(((hi | (up ^ np.uint64(0x3FF00000))) << np.uint64(32)) | (u & np.uint64(0xFFFFFFFF))) - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01))
+    t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01
+                                              + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)))
+    hfsq = 0.5 * f * f
+    y = dk * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + (t1 + t2)) + dk * 1.90821492927058770002e-10)) - f)
+    y = -np.inf if x == 0 else y
+    y = x if x == np.inf else y
+    return np.nan if (x < 0 or x != x) else y
+
+
 def _by_precision(name, doc, for_float32, for_float64):
     """A function callable from Numba code that runs for_float32 or
     for_float64 according to its argument's type (inlined, no run-time test)."""
@@ -184,3 +210,10 @@ def exp(x, out):
     """out[:] = exp(x) with the kernels' exponential (exposed for tests)."""
     for i in range(x.shape[0]):
         out[i] = vexp_same(x[i])
+
+
+@njit(["void(float64[::1], float64[::1])"], fastmath=_EXACT, cache=True, nogil=True, error_model="numpy")
+def log(x, out):
+    """out[:] = log(x) with the kernels' logarithm (exposed for tests)."""
+    for i in range(x.shape[0]):
+        out[i] = vlog(x[i])
