@@ -286,7 +286,7 @@ def gaussian_nll(pred, target, var, eps, full, grad_scale, loss, grad_pred, grad
            pred.shape[0], 1)
 
 
-# ---- information measures (float64, Neumaier sums element by element) ----
+# ---- information measures (float64 sums in blocks of BLOCK, merged with compensation) ----
 
 @njit(fastmath=_SUM, **_ROW)
 def _block_sum(x):
