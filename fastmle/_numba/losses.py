@@ -289,7 +289,9 @@ def gaussian_nll(pred, target, var, eps, full, grad_scale, loss, grad_pred, grad
 # ---- information measures (float64 sums in blocks of BLOCK, merged with compensation) ----
 
 @njit(fastmath=_SUM, **_ROW)
-def _block_sum(x):
+def _block_sum_f64(x):
+    """sum of one block, each element in float64 (special._block_sum adds
+    element-type pairs first, for exponentials that are only summed)."""
     bs = 0.0
     for j in range(x.shape[0]):
         bs += np.float64(x[j])
@@ -301,7 +303,7 @@ def _sum(x):
     """sum of a row in float64, blocks merged with compensation (C's row_sum)."""
     s = c = 0.0
     for j0 in range(0, x.shape[0], BLOCK):
-        s, c = ksum_add(s, c, _block_sum(x[j0:j0 + BLOCK]))
+        s, c = ksum_add(s, c, _block_sum_f64(x[j0:j0 + BLOCK]))
     return ksum_value(s, c)
 
 
