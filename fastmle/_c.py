@@ -84,25 +84,33 @@ def log_softmax(x, out):
     _fn("log_softmax", x)(_ptr(x), x.shape[0], x.shape[1], _ptr(out))
 
 
+def _map_args(x, out):
+    """(x, out, n) for the elementwise test hooks below: out written, of x's
+    dtype and length (else a write past its end)."""
+    if out.dtype != x.dtype or out.shape[0] != x.shape[0]:
+        raise ValueError(f"out must be {x.dtype} of length {x.shape[0]}, got {out.dtype} of {out.shape[0]}")
+    return _ptr(x), _out(out), x.shape[0]
+
+
 def exp(x, out):
     """out[:] = exp(x) with the kernels' vectorized exponential (for tests)."""
-    getattr(lib, f"fm_exp_{_SUFFIX[x.dtype]}")(_ptr(x), _ptr(out), x.shape[0])
+    getattr(lib, f"fm_exp_{_SUFFIX[x.dtype]}")(*_map_args(x, out))
 
 
 def exp_normal(x, out):
     """out[:] = exp(x) for x whose exp is normal and <= 1, as the kernels use
     it for rows of small range (for tests)."""
-    getattr(lib, f"fm_exp_normal_{_SUFFIX[x.dtype]}")(_ptr(x), _ptr(out), x.shape[0])
+    getattr(lib, f"fm_exp_normal_{_SUFFIX[x.dtype]}")(*_map_args(x, out))
 
 
 def exp_nonpos_flush(x, out):
     """out[:] = exp(x) for float32 x <= 0 as logsumexp's sums use it (for tests)."""
-    lib.fm_exp_nonpos_flush_f32(_ptr(x), _ptr(out), x.shape[0])
+    lib.fm_exp_nonpos_flush_f32(*_map_args(x, out))
 
 
 def log(x, out):
     """out[:] = log(x) for float64 x with the kernels' vectorized logarithm (for tests)."""
-    lib.fm_log_f64(_ptr(x), _ptr(out), x.shape[0])
+    lib.fm_log_f64(*_map_args(x, out))
 
 
 # ---- family "losses" (csrc/losses.c) ----

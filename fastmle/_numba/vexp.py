@@ -213,6 +213,8 @@ vexp_sum = _by_precision("vexp_sum", "exp(x - max) whose result is only summed: 
       fastmath=_EXACT, cache=True, nogil=True, error_model="numpy")
 def exp(x, out):
     """out[:] = exp(x) with the kernels' exponential (exposed for tests)."""
+    if out.shape[0] != x.shape[0]:  # else a write past out's end
+        raise ValueError("out must have x's length")
     for i in range(x.shape[0]):
         out[i] = vexp_same(x[i])
 
@@ -220,5 +222,7 @@ def exp(x, out):
 @njit(["void(float64[::1], float64[::1])"], fastmath=_EXACT, cache=True, nogil=True, error_model="numpy")
 def log(x, out):
     """out[:] = log(x) with the kernels' logarithm (exposed for tests)."""
+    if out.shape[0] != x.shape[0]:  # else a write past out's end
+        raise ValueError("out must have x's length")
     for i in range(x.shape[0]):
         out[i] = vlog(x[i])
