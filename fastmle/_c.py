@@ -134,16 +134,16 @@ def cross_entropy_soft_rows(logits, target, weight, smoothing, grad_scale, loss,
                                            float(grad_scale), _ptr(loss), _ptr_or_null(grad))
 
 
-def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
+def bce_with_logits(logits, target, weight, pos_weight, grad_scale, chunk, partial, loss, grad):
     _fn("bce_with_logits", logits)(_ptr(logits), _ptr(target), _ptr_or_null(weight),
                                    _ptr_or_null(pos_weight), logits.shape[0], float(grad_scale),
-                                   _ptr(loss), _ptr_or_null(grad))
+                                   int(chunk), _ptr(partial), _ptr_or_null(loss), _ptr_or_null(grad))
 
 
-def gaussian_nll(pred, target, var, eps, full, grad_scale, loss, grad_pred, grad_var):
+def gaussian_nll(pred, target, var, eps, full, grad_scale, chunk, partial, loss, grad_pred, grad_var):
     _fn("gaussian_nll", pred)(_ptr(pred), _ptr(target), _ptr(var), pred.shape[0], var.shape[0],
-                              float(eps), int(full), float(grad_scale), _ptr(loss),
-                              _ptr_or_null(grad_pred), _ptr_or_null(grad_var))
+                              float(eps), int(full), float(grad_scale), int(chunk), _ptr(partial),
+                              _ptr_or_null(loss), _ptr_or_null(grad_pred), _ptr_or_null(grad_var))
 
 
 def entropy_rows(probs, out):

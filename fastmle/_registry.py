@@ -80,15 +80,70 @@ def _class_targets(shape, dtype, rng):
     return inp
 
 
-def _torch_cross_entropy(inp):
-    """torch's forward + backward of F.cross_entropy (mean), as in training."""
+def _torch_loss(fname):
+    """torch's forward + backward of torch.nn.functional.<fname>(x, target)
+    (mean), as in training."""
+    def peer(inp):
+        import torch
+
+        t = inp.setdefault("_torch", torch.from_numpy(inp["x"]).requires_grad_(True))
+        target = inp.setdefault("_torch_target", torch.from_numpy(inp["target"]))
+        t.grad = None
+        getattr(torch.nn.functional, fname)(t, target).backward()
+        return t.grad
+    return peer
+
+
+def _bernoulli(shape, dtype, rng):
+    """Logits and 0/1 targets (elementwise: the shape's elements are independent)."""
+    inp = _logits(shape, dtype, rng)
+    inp["target"] = (rng.random(shape) < 0.5).astype(dtype)
+    inp["grad"] = np.empty_like(inp["x"])
+    return inp
+
+
+def _gaussian(shape, dtype, rng):
+    """Predictions, targets and one positive variance per element."""
+    inp = _logits(shape, dtype, rng)
+    inp["target"] = rng.standard_normal(shape, dtype=dtype)
+    inp["var"] = rng.uniform(0.5, 2.0, shape).astype(dtype)
+    return inp
+
+
+def _torch_gaussian_nll(inp):
+    """torch's forward + backward of F.gaussian_nll_loss (mean), gradients
+    for the predictions and the variances, as fastmle's return_grad=True."""
     import torch
 
-    t = inp.setdefault("_torch", torch.from_numpy(inp["x"]).requires_grad_(True))
+    x = inp.setdefault("_torch", torch.from_numpy(inp["x"]).requires_grad_(True))
+    var = inp.setdefault("_torch_var", torch.from_numpy(inp["var"]).requires_grad_(True))
     target = inp.setdefault("_torch_target", torch.from_numpy(inp["target"]))
-    t.grad = None
-    torch.nn.functional.cross_entropy(t, target).backward()
-    return t.grad
+    x.grad = var.grad = None
+    torch.nn.functional.gaussian_nll_loss(x, target, var).backward()
+    return x.grad, var.grad
+
+
+def _probabilities(shape, dtype, rng):
+    """Rows of positive weights (normalized by the kernels, as scipy.stats.entropy)."""
+    return {"x": rng.random(shape, dtype=dtype), "q": rng.random(shape, dtype=dtype)}
+
+
+def _scipy_stats(with_q):
+    def peer(inp):
+        import scipy.stats
+
+        return scipy.stats.entropy(inp["x"], inp["q"] if with_q else None, axis=-1)
+    return peer
+
+
+def _r2(shape, dtype):  # read two arrays, write one value per row
+    return _r(shape, dtype) + int(np.prod(shape)) * np.dtype(dtype).itemsize
+
+
+def _elementwise_bytes(reads, writes):
+    def nbytes(shape, dtype):
+        return (reads + writes) * int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return nbytes
 
 
 def _linear_inputs(shape, dtype, rng):
@@ -255,7 +310,21 @@ KERNELS = {
         Kernel("cross_entropy", "losses", _class_targets,
                lambda inp, backend: _fm().cross_entropy(inp["x"], inp["target"], return_grad=True,
                                                         grad_out=inp["grad"], backend=backend),
-               "copy", _rw, {"torch": _torch_cross_entropy}),
+               "copy", _rw, {"torch": _torch_loss("cross_entropy")}),
+        Kernel("bce_with_logits", "losses", _bernoulli,
+               lambda inp, backend: _fm().binary_cross_entropy_with_logits(
+                   inp["x"], inp["target"], return_grad=True, grad_out=inp["grad"], backend=backend),
+               "copy", _elementwise_bytes(2, 1), {"torch": _torch_loss("binary_cross_entropy_with_logits")}, shapes=ROW_SHAPES[:1]),
+        Kernel("gaussian_nll", "losses", _gaussian,
+               lambda inp, backend: _fm().gaussian_nll(inp["x"], inp["target"], inp["var"], return_grad=True,
+                                                       backend=backend),
+               "copy", _elementwise_bytes(3, 2), {"torch": _torch_gaussian_nll}, shapes=ROW_SHAPES[:1]),
+        Kernel("entropy", "losses", _probabilities,
+               lambda inp, backend: _fm().entropy(inp["x"], axis=-1, backend=backend),
+               "sum", _r, {"scipy": _scipy_stats(False)}),
+        Kernel("kl_div", "losses", _probabilities,
+               lambda inp, backend: _fm().kl_div(inp["x"], inp["q"], axis=-1, backend=backend),
+               "sum", _r2, {"scipy": _scipy_stats(True)}),
         Kernel("linear_cross_entropy", "losses", _linear_inputs,
                lambda inp, backend: _fm().linear_cross_entropy(inp["h"], inp["W"], inp["target"],
                                                                return_grad=True, backend=backend),

@@ -230,6 +230,26 @@ def _flat(a, dtype):
     return _validate.native_array(a, dtype).reshape(-1)
 
 
+# Elements per partial loss sum of the elementwise kernels: each chunk's sum
+# comes back in float64 and is added here, so the result does not depend on
+# the thread count, and no per-element loss array is made unless
+# reduction="none" asks for one.
+LOSS_CHUNK = 4096
+
+
+def _elementwise_loss_buffers(n, reduction, work):
+    """(partial, loss) for an elementwise kernel: one float64 sum per chunk of
+    LOSS_CHUNK elements, and the per-element losses for reduction="none" only."""
+    return np.empty(-(-n // LOSS_CHUNK), np.float64), np.empty(n if reduction == "none" else 0, work)
+
+
+def _elementwise_result(partial, loss, reduction, denominator, dtype, shape, scale_by=1.0):
+    """The reduced loss from an elementwise kernel's outputs, each loss times scale_by."""
+    if reduction == "none":
+        return (loss * scale_by if scale_by != 1.0 else loss).astype(dtype, copy=False).reshape(shape)
+    return _reduce(partial * scale_by, reduction, denominator, dtype, shape)
+
+
 def _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, *others):
     """Flat gradient buffer for an elementwise kernel, and whether it is grad_out."""
     _validate.check_bool("return_grad", return_grad)
@@ -287,11 +307,11 @@ def binary_cross_entropy_with_logits(logits, target, weight=None, pos_weight=Non
     w = _validate.broadcast_flat(weight, x.shape, work, "weight")
     pw = _validate.broadcast_flat(pos_weight, x.shape, work, "pos_weight")
     grad, direct = _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, t, w, pw)
-    loss = np.empty(x.size, np.float64)
+    partial, loss = _elementwise_loss_buffers(x.size, reduction, work)
     scale = 1.0 / x.size if reduction == "mean" and x.size else 1.0
     _dispatch.kernels(name, "losses").bce_with_logits(_flat(x, work), _flat(t, work), w, pw, scale,
-                                                      loss, grad)
-    result = _reduce(loss, reduction, x.size, dtype, x.shape)
+                                                      LOSS_CHUNK, partial, loss, grad)
+    result = _elementwise_result(partial, loss, reduction, x.size, dtype, x.shape)
     return _with_grad(result, return_grad, grad, direct, grad_out, x.shape, dtype)
 
 
@@ -311,20 +331,21 @@ def _gaussian_var(var, shape, dtype):
     """torch's shapes for var: the input's, the input's with a last axis of 1
     or without the last axis (one variance per sample), or a scalar. Returns
     the variances as a flat array (length 1 for a scalar) and how to sum the
-    elementwise var gradient back to var's shape."""
+    elementwise var gradient (an array of the input's shape) to var's shape,
+    or None when var has the input's shape."""
     v = np.asarray(var)
     if v.dtype.kind not in "biuf":
         raise TypeError(f"var must be a real numeric array, got dtype {v.dtype}")
     if np.any(v < 0):
         raise ValueError("var has negative entries (variances must be >= 0)")
     if v.ndim == 0:
-        return np.full(1, v, dtype), lambda g: g.sum()
+        return np.full(1, v, dtype), lambda g: g.sum(dtype=np.float64)
     if v.shape == shape:
-        return _validate.native_array(v, dtype).reshape(-1), lambda g: g
+        return _validate.native_array(v, dtype).reshape(-1), None
     if len(shape) >= 1 and v.shape in (shape[:-1] + (1,), shape[:-1]):
         full = np.broadcast_to(v.reshape(shape[:-1] + (1,)), shape)
         return (_validate.native_array(full, dtype).reshape(-1),
-                lambda g: g.sum(axis=-1).reshape(v.shape))
+                lambda g: g.sum(axis=-1, dtype=np.float64).reshape(v.shape))
     raise ValueError(f"var has shape {v.shape}; expected the input's shape {shape}, "
                      f"{shape[:-1] + (1,)}, {shape[:-1]} or a scalar")
 
@@ -347,19 +368,18 @@ def _gaussian(pred, target, var, full, eps, reduction, return_grad, backend, sca
     work = _validate.work_dtype(dtype)
     name = name if work == dtype and p.size else "numpy"
     v, sum_to_var = _gaussian_var(var, p.shape, work)
-    loss = np.empty(p.size, np.float64)
+    partial, loss = _elementwise_loss_buffers(p.size, reduction, work)
     grad_pred = np.empty(p.size if return_grad else 0, work)
     grad_var = np.empty(p.size if return_grad else 0, work)
     scale = (1.0 / p.size if reduction == "mean" and p.size else 1.0) * scale_by
     _dispatch.kernels(name, "losses").gaussian_nll(_flat(p, work), _flat(t, work), v, float(eps), bool(full),
-                                                   scale, loss, grad_pred, grad_var)
-    if scale_by != 1.0:
-        loss *= scale_by
-    result = _reduce(loss, reduction, p.size, dtype, p.shape)
+                                                   scale, LOSS_CHUNK, partial, loss, grad_pred, grad_var)
+    result = _elementwise_result(partial, loss, reduction, p.size, dtype, p.shape, scale_by)
     if not return_grad:
         return result
-    grad_v = sum_to_var(grad_var.reshape(p.shape).astype(np.float64)).astype(dtype)
-    return result, grad_pred.reshape(p.shape).astype(dtype, copy=False), grad_v
+    grad_var = grad_var.reshape(p.shape)
+    grad_v = grad_var if sum_to_var is None else sum_to_var(grad_var)
+    return result, grad_pred.reshape(p.shape).astype(dtype, copy=False), grad_v.astype(dtype, copy=False)
 
 
 def gaussian_nll(pred, target, var, *, full=False, eps=1e-6, reduction="mean", return_grad=False,

@@ -13,6 +13,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastmle
+from fastmle.losses import LOSS_CHUNK
 
 from cases import assert_same, hard_targets, option_grid, special_rows
 
@@ -188,6 +189,85 @@ def test_gaussian_backends_match_reference(backend, dtype, rng, var_kind):
     got = fastmle.mse_loss(p, t, return_grad=True, backend=backend)
     check_close(got[0], want[0], dtype, "mse")
     check_close(got[1], want[1], dtype, "mse grad")
+
+
+# The elementwise kernels sum their losses per chunk of LOSS_CHUNK elements,
+# in blocks of 256: sizes on each side of both boundaries.
+ELEMENTWISE_SIZES = [1, 255, 257, LOSS_CHUNK - 1, LOSS_CHUNK, LOSS_CHUNK + 1, 3 * LOSS_CHUNK + 300]
+
+
+@pytest.mark.parametrize("n", ELEMENTWISE_SIZES)
+def test_elementwise_losses_across_block_and_chunk_boundaries(backend, dtype, rng, n):
+    x = (rng.standard_normal(n) * 10).astype(dtype)
+    t = rng.random(n).astype(dtype)
+    specials = [np.inf, -np.inf, 50.0, -50.0, 0.0]
+    for k, i in enumerate(sorted({0, n // 2, n - 1, min(LOSS_CHUNK, n - 1), min(256, n - 1)})):
+        x[i] = specials[k % len(specials)]
+    w = rng.random(n).astype(dtype)
+    pw = (rng.random(n) * 3).astype(dtype)
+    var = (rng.random(n) + 0.1).astype(dtype)
+    calls = {
+        "bce": lambda b, red: fastmle.binary_cross_entropy_with_logits(x, t, reduction=red, return_grad=True,
+                                                                       backend=b),
+        "bce weighted": lambda b, red: fastmle.binary_cross_entropy_with_logits(
+            x, t, w, pw, reduction=red, return_grad=True, backend=b),
+        "bce weight only": lambda b, red: fastmle.binary_cross_entropy_with_logits(
+            x, t, w, reduction=red, return_grad=True, backend=b),
+        "bce pos_weight only": lambda b, red: fastmle.binary_cross_entropy_with_logits(
+            x, t, pos_weight=pw, reduction=red, return_grad=True, backend=b),
+        "gaussian": lambda b, red: fastmle.gaussian_nll(np.nan_to_num(x), t, var, reduction=red, return_grad=True,
+                                                        backend=b),
+        "gaussian scalar var": lambda b, red: fastmle.gaussian_nll(np.nan_to_num(x), t, 0.7, full=True,
+                                                                   reduction=red, return_grad=True, backend=b),
+    }
+    for (what, call), red in itertools.product(calls.items(), ["mean", "sum", "none"]):
+        want, got = call("numpy", red), call(backend, red)
+        for g, wnt in zip(got, want):
+            assert g.dtype == dtype and g.shape == wnt.shape, (what, red)
+            check_close(g, wnt, dtype, f"{what} {backend} n={n} {red}", 200 * finite_scale(x))
+
+
+@pytest.mark.parametrize("chunk", [300, 1024])
+def test_elementwise_kernels_sum_each_chunk(backend, dtype, rng, chunk):
+    # the kernels' contract: partial[c] is the sum of the losses of elements
+    # [c chunk, (c + 1) chunk), for any chunk (not only the blocks' multiples)
+    from fastmle import _dispatch
+
+    n = 5 * chunk + 7
+    x, t, var = rng.standard_normal((3, n)).astype(dtype)
+    var = np.abs(var) + 0.1
+    none = np.empty(0, dtype)
+    for name, args in [("bce_with_logits", (x, t, none, none, 1.0)),
+                       ("gaussian_nll", (x, t, var, 1e-6, False, 1.0))]:
+        loss_elements = np.empty(n, np.float64)
+        want = np.empty(6)
+        grads = (none,) if name == "bce_with_logits" else (none, none)
+        getattr(_dispatch.kernels("numpy", "losses"), name)(*args, n, np.empty(1), loss_elements, *grads)
+        for c in range(6):
+            want[c] = loss_elements[c * chunk:(c + 1) * chunk].sum()
+        got = np.full(6, np.nan)
+        getattr(_dispatch.kernels(backend, "losses"), name)(*args, chunk, got, none, *grads)
+        np.testing.assert_allclose(got, want, rtol=1e-13, err_msg=name)
+
+
+def test_elementwise_means_make_no_per_element_loss_array(backend, dtype, rng):
+    # the mean of n elements allocated n float64 losses before it was summed
+    import tracemalloc
+
+    n = 1_000_000
+    x, t, var = rng.standard_normal((3, n)).astype(dtype)
+    var = np.abs(var) + 0.1
+    for call in (lambda: fastmle.binary_cross_entropy_with_logits(x, t, backend=backend),
+                 lambda: fastmle.gaussian_nll(x, t, var, backend=backend)):
+        call()  # compile first
+        tracemalloc.start()
+        try:
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        if backend != "numpy":  # (the reference's float64 temporaries take more)
+            assert peak < 2 * n, peak  # bytes: gaussian_nll's check of var >= 0 takes one per element
 
 
 def prob_cases(dtype, rng):

@@ -30,10 +30,15 @@ def workloads(rng):
     W = rng.standard_normal((257, 64)).astype(np.float32)
     scores = rng.standard_normal((2000, 30))
     long_row = rng.standard_normal((1, 300_000)).astype(np.float32)  # one row split across threads
+    elements = rng.standard_normal((3, 200_000)).astype(np.float32)  # elementwise losses: chunks across threads
     return [
         ("logsumexp(long row)", lambda b: (fastmle.logsumexp(long_row, axis=1, backend=b),)),
         ("cross_entropy(long row)", lambda b: fastmle.cross_entropy(long_row, t[:1], return_grad=True,
                                                                      label_smoothing=0.1, backend=b)),
+        ("bce_with_logits", lambda b: fastmle.binary_cross_entropy_with_logits(
+            elements[0], elements[1] > 0, pos_weight=np.abs(elements[2]), return_grad=True, backend=b)),
+        ("gaussian_nll", lambda b: fastmle.gaussian_nll(*elements[:2], np.abs(elements[2]), return_grad=True,
+                                                        backend=b)),
         ("softmax", lambda b: (fastmle.softmax(x, axis=1, backend=b),)),
         ("logsumexp", lambda b: (fastmle.logsumexp(x, axis=1, backend=b),)),
         ("cross_entropy", lambda b: fastmle.cross_entropy(x, t, return_grad=True, backend=b)),

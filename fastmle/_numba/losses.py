@@ -9,21 +9,21 @@ is read before it is overwritten.
 
 Float32 inputs stay float32 where they are stored (exponentials written to the
 gradient, gradients); every sum is accumulated in float64 and merged with
-Neumaier compensation, and per-row/per-element losses are float64. Rows are
-independent and each row is processed sequentially in a fixed order, so the
-result does not depend on the thread count. The hot path (cross-entropy)
-uses special.py's segment kernels (max, and exponentials of a block (exp_block)
-written in the element type, then summed in float64, with the next row
-prefetched); the information measures and the elementwise losses compute in
-float64 with np.log/np.exp (no speed goal). Only the entry points are
-parallel; they share special.py's inlined driver (_drive).
+Neumaier compensation, and per-row losses and per-chunk loss sums are
+float64. Rows (chunks) are independent and each is processed sequentially in
+a fixed order, so the result does not depend on the thread count. The hot
+path (cross-entropy) uses special.py's segment kernels (max, and exponentials
+of a block (exp_block) written in the element type, then summed in float64,
+with the next row prefetched); the information measures and the elementwise
+losses compute in float64 with vexp.py's vectorizing exp and log. Only the
+entry points are parallel; they share special.py's inlined driver (_drive).
 """
 import numpy as np
 from numba import njit
 
 from .special import (_ENTRY, _EXACT, _ROW, _SUM, BLOCK, _drive, _next_row, _sigs, ksum_add,
                       exp_normal_ok, exp_buffer, ksum_value, seg_max, seg_max_min, seg_sum_exp)
-from .vexp import vlog
+from .vexp import vexp, vlog
 
 
 # ---- float64 sums over a row, in blocks of BLOCK merged with compensation ----
@@ -228,65 +228,7 @@ def cross_entropy_soft_rows(logits, target, weight, smoothing, grad_scale, loss,
     _drive(_soft_span, (logits, target, weight, smoothing, grad_scale, loss, grad), rows, n)
 
 
-# ---- Bernoulli and Gaussian likelihoods (elementwise, float64) ----
-
-@njit(**_ROW)
-def _bce_span(args, i0, i1):
-    x, t, w, pw, gs, loss, grad = args
-    for i in range(i0, i1):
-        xi = np.float64(x[i])
-        ti = np.float64(t[i])
-        wi = _weight(w, i)
-        # (1 - t) softplus(x) + pw t softplus(-x) for finite x and t in
-        # [0, 1], else torch's form, as C's bce_with_logits
-        pwt = np.float64(pw[i]) * ti if pw.shape[0] else ti
-        lw = 1.0 + (np.float64(pw[i]) - 1.0) * ti if pw.shape[0] else 1.0
-        e = np.exp(-abs(xi))
-        l1pe = np.log1p(e)
-        big = 1.0 / (1.0 + e)
-        small = e / (1.0 + e)
-        sig, sig_neg = (big, small) if xi >= 0 else (small, big)
-        stable = np.isfinite(xi) and ti >= 0.0 and ti <= 1.0
-        if stable:
-            loss[i] = wi * ((1.0 - ti) * ((xi if xi > 0 else 0.0) + l1pe) + pwt * ((-xi if xi < 0 else 0.0) + l1pe))
-        else:
-            mx = -xi if (-xi > 0.0 or xi != xi) else 0.0  # np.maximum(-x, 0): NaN kept
-            loss[i] = wi * ((1.0 - ti) * xi + lw * (l1pe + mx))
-        if grad.shape[0]:
-            grad[i] = gs * wi * ((1.0 - ti) * sig - pwt * sig_neg if stable else (1.0 - ti) - lw * sig_neg)
-
-
-@njit(_sigs("void({T}[::1], {T}[::1], {T}[::1], {T}[::1], float64, float64[::1], {T}[::1])"), **_ENTRY)
-def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
-    _drive(_bce_span, (logits, target, weight, pos_weight, grad_scale, loss, grad), logits.shape[0], 1)
-
-
-HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
-
-
-@njit(**_ROW)
-def _gaussian_span(args, i0, i1):
-    p, t, var, eps, full, gs, loss, gp, gv = args
-    const = HALF_LOG_2PI if full else 0.0
-    for i in range(i0, i1):
-        vi = np.float64(var[i] if var.shape[0] > 1 else var[0])
-        v = vi if (vi != vi or vi > eps) else eps  # np.maximum(var, eps): NaN kept
-        d = np.float64(p[i]) - np.float64(t[i])
-        loss[i] = 0.5 * (np.log(v) + d * d / v) + const
-        if gp.shape[0]:
-            gp[i] = gs * d / v
-        if gv.shape[0]:
-            gv[i] = gs * 0.5 * (1.0 / v - d * d / (v * v))
-
-
-@njit(_sigs("void({T}[::1], {T}[::1], {T}[::1], float64, boolean, float64, float64[::1], {T}[::1], {T}[::1])"),
-      **_ENTRY)
-def gaussian_nll(pred, target, var, eps, full, grad_scale, loss, grad_pred, grad_var):
-    _drive(_gaussian_span, (pred, target, var, eps, full, grad_scale, loss, grad_pred, grad_var),
-           pred.shape[0], 1)
-
-
-# ---- information measures (float64 sums in blocks of BLOCK, merged with compensation) ----
+# ---- Bernoulli and Gaussian likelihoods (elementwise) ----
 
 @njit(fastmath=_SUM, **_ROW)
 def _block_sum_f64(x):
@@ -297,6 +239,148 @@ def _block_sum_f64(x):
         bs += np.float64(x[j])
     return bs
 
+
+# n elements in chunks of `chunk`: partial[c] is the sum of chunk c's losses
+# (blocks of BLOCK merged with compensation), added up by the caller, so the
+# total does not depend on the thread count; `loss` (empty: not wanted)
+# receives each element's. Each element is computed in float64 with vexp /
+# vlog, which vectorize (np.exp / np.log1p calls kept the loops scalar).
+# Reassociation (_SUM) is allowed in the block sums only: the element
+# arithmetic is _EXACT.
+
+@njit(fastmath=_EXACT, **_ROW)
+def _log1p_unit(e):
+    """log1p(e) for e in [0, 1] (or NaN), branch-free, as csrc/vexp.h's
+    fm_log1p_unit: log(u), u = 1 + e, corrected by (u - 1) - e."""
+    u = 1.0 + e
+    return vlog(u) - ((u - 1.0) - e) / u
+
+
+# inline="always": LLVM did not inline it (too large), and the call kept the
+# block loop scalar; the caller's flags are _EXACT too
+@njit(inline="always", fastmath=_EXACT, **_ROW)
+def _bce_term(x, t, pw, lw):
+    """(loss, gradient) of one element before its weight, as C's bce_term:
+    (1 - t) softplus(x) + pw t softplus(-x) for finite x and t in [0, 1],
+    else torch's (1 - t) x + lw softplus(-x); both computed and one selected
+    (a select between two computed values keeps the loop branch-free)."""
+    e = vexp(-abs(x))
+    u = 1.0 + e
+    l1pe = _log1p_unit(e)
+    big = 1.0 / u
+    small = e / u
+    sig = big if x >= 0 else small
+    sig_neg = small if x >= 0 else big
+    pwt = pw * t
+    stable = (abs(x) < np.inf) & (t >= 0.0) & (t <= 1.0)
+    relu = x if x > 0.0 else 0.0
+    relu_neg = -x if (-x > 0.0) | (x != x) else 0.0  # max(-x, 0), NaN kept
+    relu_neg_finite = -x if x < 0.0 else 0.0
+    stable_loss = (1.0 - t) * (relu + l1pe) + pwt * (relu_neg_finite + l1pe)
+    torch_loss = (1.0 - t) * x + lw * (l1pe + relu_neg)
+    stable_grad = (1.0 - t) * sig - pwt * sig_neg
+    torch_grad = (1.0 - t) - lw * sig_neg
+    return (stable_loss if stable else torch_loss), (stable_grad if stable else torch_grad)
+
+
+@njit(fastmath=_EXACT, **_ROW)
+def _block_bce(x, t, w, pw, gs, losses, grad):
+    """One block's weighted losses into `losses` and gradients into grad
+    (w, pw empty: ones). Both are always written (the caller passes scratch
+    for what it does not keep): with a conditional store LLVM vectorized
+    only one version of the loop."""
+    for j in range(x.shape[0]):
+        tj = np.float64(t[j])
+        wj = np.float64(w[j]) if w.shape[0] else 1.0
+        pwj = np.float64(pw[j]) if pw.shape[0] else 1.0
+        lw = 1.0 + (pwj - 1.0) * tj if pw.shape[0] else 1.0
+        l, g = _bce_term(np.float64(x[j]), tj, pwj, lw)
+        losses[j] = wj * l
+        grad[j] = gs * wj * g
+
+
+@njit(**_ROW)
+def _part(a, j0, j1):
+    """a[j0:j1], or a itself when empty (an optional array not given)."""
+    return a[j0:j1] if a.shape[0] else a
+
+
+@njit(**_ROW)
+def _bce_span(args, c0, c1):
+    x, t, w, pw, gs, chunk, partial, loss, grad = args
+    n = x.shape[0]
+    loss_scratch = np.empty(BLOCK, np.float64)  # a block's losses, summed, then copied to loss if wanted
+    grad_scratch = np.empty(BLOCK, x.dtype)  # the gradients when none are wanted
+    for c in range(c0, c1):
+        s = comp = 0.0
+        for j0 in range(c * chunk, min((c + 1) * chunk, n), BLOCK):
+            j1 = min(j0 + BLOCK, (c + 1) * chunk, n)
+            losses = loss_scratch[:j1 - j0]
+            g = grad[j0:j1] if grad.shape[0] else grad_scratch[:j1 - j0]
+            _block_bce(x[j0:j1], t[j0:j1], _part(w, j0, j1), _part(pw, j0, j1), gs, losses, g)
+            s, comp = ksum_add(s, comp, _block_sum_f64(losses))
+            if loss.shape[0]:
+                loss[j0:j1] = losses
+        partial[c] = ksum_value(s, comp)
+
+
+@njit(_sigs("void({T}[::1], {T}[::1], {T}[::1], {T}[::1], float64, int64, float64[::1], {T}[::1], {T}[::1])"),
+      **_ENTRY)
+def bce_with_logits(logits, target, weight, pos_weight, grad_scale, chunk, partial, loss, grad):
+    _drive(_bce_span, (logits, target, weight, pos_weight, grad_scale, chunk, partial, loss, grad),
+           partial.shape[0], chunk)
+
+
+HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
+
+
+@njit(fastmath=_EXACT, **_ROW)
+def _gaussian_term(d, vi, eps, s):
+    """(loss without the constant, s d / v, s 0.5 (1 / v - d^2 / v^2)), v = max(var, eps), NaN kept."""
+    v = vi if (vi != vi or vi > eps) else eps
+    return 0.5 * (vlog(v) + d * d / v), s * d / v, s * 0.5 * (1.0 / v - d * d / (v * v))
+
+
+@njit(fastmath=_SUM, **_ROW)
+def _block_gaussian(p, t, var, eps, const, gs, loss, gp, gv):
+    bs = 0.0
+    for j in range(p.shape[0]):
+        vi = np.float64(var[j] if var.shape[0] > 1 else var[0])
+        l, dp, dv = _gaussian_term(np.float64(p[j]) - np.float64(t[j]), vi, eps, gs)
+        l += const
+        bs += l
+        if loss.shape[0]:
+            loss[j] = l
+        if gp.shape[0]:
+            gp[j] = dp
+        if gv.shape[0]:
+            gv[j] = dv
+    return bs
+
+
+@njit(**_ROW)
+def _gaussian_span(args, c0, c1):
+    p, t, var, eps, full, gs, chunk, partial, loss, gp, gv = args
+    const = HALF_LOG_2PI if full else 0.0
+    n = p.shape[0]
+    for c in range(c0, c1):
+        s = comp = 0.0
+        for j0 in range(c * chunk, min((c + 1) * chunk, n), BLOCK):
+            j1 = min(j0 + BLOCK, (c + 1) * chunk, n)
+            v = var[j0:j1] if var.shape[0] > 1 else var
+            s, comp = ksum_add(s, comp, _block_gaussian(p[j0:j1], t[j0:j1], v, eps, const, gs, _part(loss, j0, j1),
+                                                        _part(gp, j0, j1), _part(gv, j0, j1)))
+        partial[c] = ksum_value(s, comp)
+
+
+@njit(_sigs("void({T}[::1], {T}[::1], {T}[::1], float64, boolean, float64, int64, float64[::1], {T}[::1], "
+            "{T}[::1], {T}[::1])"), **_ENTRY)
+def gaussian_nll(pred, target, var, eps, full, grad_scale, chunk, partial, loss, grad_pred, grad_var):
+    _drive(_gaussian_span, (pred, target, var, eps, full, grad_scale, chunk, partial, loss, grad_pred, grad_var),
+           partial.shape[0], chunk)
+
+
+# ---- information measures (float64 sums in blocks of BLOCK, merged with compensation) ----
 
 @njit(**_ROW)
 def _sum(x):

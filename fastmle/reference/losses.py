@@ -12,8 +12,9 @@ the canonical layout the validate layer produces:
 - ``weight`` and other optional arrays: an empty array means "not given";
 - ``grad`` with zero rows means "no gradient wanted"; it may be the logits
   array itself (the kernels read a row before writing it);
-- per-row / per-element losses are written to float64 arrays, reduced by the
-  caller.
+- per-row losses are written to float64 arrays, reduced by the caller; the
+  elementwise losses (Bernoulli, Gaussian) write one float64 sum per chunk
+  of elements, and each element's loss only when asked.
 
 Arithmetic is float64 throughout (float32 inputs are converted), so the
 compiled float32 kernels, which store in float32 and accumulate in float64,
@@ -112,7 +113,18 @@ def cross_entropy_soft_rows(logits, target, weight, smoothing, grad_scale, loss,
 
 # ---- Bernoulli likelihood ----
 
-def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
+def _chunk_sums(loss_elements, chunk, partial, loss):
+    """The outputs of an elementwise kernel from its float64 losses:
+    partial[c] = the sum of chunk c (elements [c chunk, (c + 1) chunk)),
+    and the losses themselves in `loss` when it is not empty."""
+    padded = np.zeros(partial.shape[0] * chunk)
+    padded[:loss_elements.size] = loss_elements
+    partial[:] = padded.reshape(-1, chunk).sum(axis=1)  # numpy's pairwise sums
+    if loss.shape[0]:
+        loss[:] = loss_elements
+
+
+def bce_with_logits(logits, target, weight, pos_weight, grad_scale, chunk, partial, loss, grad):
     """Elementwise binary cross-entropy on logits x, torch's loss
 
         loss = w * ((1 - t) * x + lw * softplus(-x)),  lw = 1 + (pw - 1) * t,
@@ -129,7 +141,9 @@ def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
     (elsewhere torch's (1 - t) - lw * sigmoid(-x), whose 1 - sigmoid(-x)
     cancelled).
     All arrays 1-D of one length (broadcasting already done); weight and
-    pos_weight may be empty (all ones).
+    pos_weight may be empty (all ones). The losses are summed per chunk of
+    `chunk` elements into partial (see _chunk_sums); `loss` (empty: not
+    wanted) receives each element's.
     """
     x, t = _f64(logits), _f64(target)
     w = _f64(weight) if weight.size else 1.0
@@ -140,7 +154,7 @@ def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
         lw = 1.0 + (pw - 1.0) * t if pos_weight.size else 1.0
         torch_form = (1.0 - t) * x + lw * (l1pe + np.maximum(-x, 0.0))
         use_stable = np.isfinite(x) & (t >= 0.0) & (t <= 1.0)
-        loss[:] = w * np.where(use_stable, stable, torch_form)
+        _chunk_sums(w * np.where(use_stable, stable, torch_form), chunk, partial, loss)
         if grad.shape[0]:
             e = np.exp(-np.abs(x))
             big, small = 1.0 / (1.0 + e), e / (1.0 + e)
@@ -154,7 +168,7 @@ def bce_with_logits(logits, target, weight, pos_weight, grad_scale, loss, grad):
 HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
-def gaussian_nll(pred, target, var, eps, full, grad_scale, loss, grad_pred, grad_var):
+def gaussian_nll(pred, target, var, eps, full, grad_scale, chunk, partial, loss, grad_pred, grad_var):
     """Elementwise Gaussian negative log-likelihood, torch's gaussian_nll_loss:
     with v = max(var, eps) (the clamp passes the gradient through, as torch's
     no-grad clamp does),
@@ -164,13 +178,14 @@ def gaussian_nll(pred, target, var, eps, full, grad_scale, loss, grad_pred, grad
         grad_var  = grad_scale * 0.5 * (1 / v - (pred - target)**2 / v**2)
 
     pred and target are 1-D of one length; var has that length or length 1.
-    grad_pred / grad_var with no elements are not computed.
+    Losses go to partial and loss as in bce_with_logits; grad_pred /
+    grad_var with no elements are not computed.
     """
     p, t = _f64(pred), _f64(target)
     v = np.maximum(_f64(var), eps)  # np.maximum keeps NaN, as torch's clamp
     d = p - t
     with np.errstate(invalid="ignore", divide="ignore"):
-        loss[:] = 0.5 * (np.log(v) + d * d / v) + (HALF_LOG_2PI if full else 0.0)
+        _chunk_sums(0.5 * (np.log(v) + d * d / v) + (HALF_LOG_2PI if full else 0.0), chunk, partial, loss)
         if grad_pred.shape[0]:
             grad_pred[:] = grad_scale * d / v
         if grad_var.shape[0]:
