@@ -96,11 +96,11 @@ void bce_with_logits_f32(const float *logits, const float *target, const float *
                          const float *pos_weight, int64_t n, double grad_scale, int64_t chunk,
                          double *partial, float *loss, float *grad);
 void gaussian_nll_f64(const double *pred, const double *target, const double *var, int64_t n,
-                      int64_t var_n, double eps, int full, double grad_scale, int64_t chunk,
-                      double *partial, double *loss, double *grad_pred, double *grad_var);
+                      int64_t var_n, double eps, int full, double loss_scale, double grad_scale,
+                      int64_t chunk, double *partial, double *loss, double *grad_pred, double *grad_var);
 void gaussian_nll_f32(const float *pred, const float *target, const float *var, int64_t n,
-                      int64_t var_n, double eps, int full, double grad_scale, int64_t chunk,
-                      double *partial, float *loss, float *grad_pred, float *grad_var);
+                      int64_t var_n, double eps, int full, double loss_scale, double grad_scale,
+                      int64_t chunk, double *partial, float *loss, float *grad_pred, float *grad_var);
 void entropy_rows_f64(const double *probs, int64_t rows, int64_t n, double *out);
 void entropy_rows_f32(const float *probs, int64_t rows, int64_t n, double *out);
 void entropy_from_logits_rows_f64(const double *logits, int64_t rows, int64_t n, double *out);

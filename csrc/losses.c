@@ -33,10 +33,10 @@ void bce_with_logits_##SUF(const T *logits, const T *target, const T *weight,   
 { FM_PICK(bce_with_logits_##SUF, logits, target, weight, pos_weight, n, grad_scale, chunk,     \
           partial, loss, grad); }                                                               \
 void gaussian_nll_##SUF(const T *pred, const T *target, const T *var, int64_t n, int64_t var_n,\
-                        double eps, int full, double grad_scale, int64_t chunk, double *partial,\
-                        T *loss, T *grad_pred, T *grad_var)                                     \
-{ FM_PICK(gaussian_nll_##SUF, pred, target, var, n, var_n, eps, full, grad_scale, chunk,       \
-          partial, loss, grad_pred, grad_var); }                                                \
+                        double eps, int full, double loss_scale, double grad_scale,             \
+                        int64_t chunk, double *partial, T *loss, T *grad_pred, T *grad_var)     \
+{ FM_PICK(gaussian_nll_##SUF, pred, target, var, n, var_n, eps, full, loss_scale, grad_scale,  \
+          chunk, partial, loss, grad_pred, grad_var); }                                         \
 void entropy_rows_##SUF(const T *probs, int64_t rows, int64_t n, double *out)                  \
 { FM_PICK(entropy_rows_##SUF, probs, rows, n, out); }                                           \
 void entropy_from_logits_rows_##SUF(const T *logits, int64_t rows, int64_t n, double *out)     \

@@ -246,12 +246,13 @@ static void FN(cross_entropy_soft_rows)(const FM_T *logits, const FM_T *target,
  * "none"). Each element is computed in double with vexp.h's branch-free
  * exp and log: libm's calls kept these loops scalar (4-5x slower).
  *
- * BODY, for element J (K_ its index in the block), sets l_[K_] to its loss
- * and g1_[K_], g2_[K_] to up to two gradients, which are copied to grad1 and
- * grad2 when given: the simd loop itself stores unconditionally (with
- * `if (grad) grad[j] = ...` in it, some of the versions gcc made of the loop
- * ran 1.3-1.7x slower). */
-#define FM_FOR_CHUNKS(n, chunk, partial, loss, grad1, grad2, J, ...)                     \
+ * The body (the macro's last arguments) sees the element index j and K_,
+ * j's index in its block; it sets l_[K_] to the element's loss and g1_[K_],
+ * g2_[K_] to up to two gradients, which are copied to grad1 and grad2 when
+ * given: the simd loop itself stores unconditionally (with `if (grad)
+ * grad[j] = ...` in it, some of the versions gcc made of the loop ran
+ * 1.3-1.7x slower). */
+#define FM_FOR_CHUNKS(n, chunk, partial, loss, grad1, grad2, ...)                        \
     _Pragma("omp parallel for schedule(static) num_threads(fm_team_size(n))")           \
     for (int64_t c_ = 0; c_ < ((n) + (chunk) - 1) / (chunk); c_++) {                    \
         const int64_t c1_ = (c_ + 1) * (chunk) < (n) ? (c_ + 1) * (chunk) : (n);          \
@@ -262,7 +263,7 @@ static void FN(cross_entropy_soft_rows)(const FM_T *logits, const FM_T *target,
             const int64_t len_ = b0_ + FM_BLOCK < c1_ ? FM_BLOCK : c1_ - b0_;           \
             _Pragma("omp simd")                                                         \
             for (int64_t K_ = 0; K_ < len_; K_++) {                                     \
-                const int64_t J = b0_ + K_;                                             \
+                const int64_t j = b0_ + K_;                                             \
                 __VA_ARGS__;                                                            \
             }                                                                           \
             double bs_ = 0;                                                             \
@@ -291,8 +292,12 @@ static void FN(cross_entropy_soft_rows)(const FM_T *logits, const FM_T *target,
  * keeps the loop branch-free. */
 FM_ALWAYS_INLINE double FN(bce_term)(double x, double t, double pw, double lw, double *g)
 {
-    const double e = fm_exp(-fabs(x)), u = 1.0 + e, l1pe = fm_log1p_unit(e);
-    const double big = 1.0 / u, small = e / u;
+    /* log1p(e), branch-free: log(u) of u = 1 + e rounded, corrected by its
+     * rounding error (u - 1) - e (exact) to first order. One division,
+     * 1 / u, serves it and both sigmoids: divisions bound this loop. */
+    const double e = fm_exp(-fabs(x)), u = 1.0 + e, inv_u = 1.0 / u;
+    const double l1pe = fm_log(u) - ((u - 1.0) - e) * inv_u;
+    const double big = inv_u, small = e * inv_u;
     const double sig = x >= 0 ? big : small, sig_neg = x >= 0 ? small : big;
     const double pwt = pw * t;
     const int stable = fabs(x) < INFINITY && t >= 0 && t <= 1;
@@ -321,15 +326,15 @@ static void FN(bce_with_logits)(const FM_T *logits, const FM_T *target, const FM
 {
     FM_T *const no_grad = NULL;
     if (weight && pos_weight)
-        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, j,
+        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad,
                       FM_BCE_ELEMENT(weight[j], pos_weight[j], 1.0 + ((double)pos_weight[j] - 1.0) * t))
     else if (weight)
-        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, j, FM_BCE_ELEMENT(weight[j], 1.0, 1.0))
+        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, FM_BCE_ELEMENT(weight[j], 1.0, 1.0))
     else if (pos_weight)
-        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, j,
+        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad,
                       FM_BCE_ELEMENT(1.0, pos_weight[j], 1.0 + ((double)pos_weight[j] - 1.0) * t))
     else
-        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, j, FM_BCE_ELEMENT(1.0, 1.0, 1.0))
+        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, FM_BCE_ELEMENT(1.0, 1.0, 1.0))
 }
 #undef FM_BCE_ELEMENT
 
@@ -353,26 +358,27 @@ FM_ALWAYS_INLINE double FN(gaussian_term)(double d, double v, double s, double *
 /* one element of gaussian_nll with clamped variance V (an expression in j) */
 #define FM_GAUSSIAN_ELEMENT(V)                                                          \
     double gp, gv;                                                                      \
-    l_[K_] = FN(gaussian_term)((double)pred[j] - (double)target[j], (V), grad_scale, &gp, &gv) \
-             + constant;                                                                \
+    l_[K_] = loss_scale * (FN(gaussian_term)((double)pred[j] - (double)target[j], (V), grad_scale, \
+                                             &gp, &gv) + constant);                     \
     g1_[K_] = (FM_T)gp;                                                                 \
     g2_[K_] = (FM_T)gv
 
-/* var_n == 1: one variance for every element, clamped once and read from a
- * block of copies (as a loop invariant, gcc kept the loop scalar: 1.6x
- * slower). */
+/* Each loss times loss_scale (mse_loss: 2), in double before it is stored.
+ * var_n == 1: one variance for every element, clamped on entry and read
+ * from a block of copies (as a loop invariant, gcc kept the loop scalar:
+ * 1.6x slower). */
 static void FN(gaussian_nll)(const FM_T *pred, const FM_T *target, const FM_T *var, int64_t n,
-                             int64_t var_n, double eps, int full, double grad_scale, int64_t chunk,
-                             double *partial, FM_T *loss, FM_T *grad_pred, FM_T *grad_var)
+                             int64_t var_n, double eps, int full, double loss_scale, double grad_scale,
+                             int64_t chunk, double *partial, FM_T *loss, FM_T *grad_pred, FM_T *grad_var)
 {
     const double constant = full ? 0.91893853320467274178 : 0.0;   /* 0.5 * log(2 pi) */
     double var_block[FM_BLOCK];
-    for (int k = 0; k < FM_BLOCK; k++)
+    for (int k = 0; var_n == 1 && k < FM_BLOCK; k++)
         var_block[k] = FN(clamp_var)(var[0], eps);
     if (var_n == 1)
-        FM_FOR_CHUNKS(n, chunk, partial, loss, grad_pred, grad_var, j, FM_GAUSSIAN_ELEMENT(var_block[K_]))
+        FM_FOR_CHUNKS(n, chunk, partial, loss, grad_pred, grad_var, FM_GAUSSIAN_ELEMENT(var_block[K_]))
     else
-        FM_FOR_CHUNKS(n, chunk, partial, loss, grad_pred, grad_var, j,
+        FM_FOR_CHUNKS(n, chunk, partial, loss, grad_pred, grad_var,
                       FM_GAUSSIAN_ELEMENT(FN(clamp_var)(var[j], eps)))
 }
 #undef FM_GAUSSIAN_ELEMENT

@@ -189,13 +189,4 @@ FM_ALWAYS_INLINE double fm_log(double x)
     return x < 0 || x != x ? NAN : y;
 }
 
-/* log1p(e) for e in [0, 1] (or NaN), branch-free: log(u) of u = 1 + e
- * rounded, corrected by the rounding error (u - 1) - e (exact) to first
- * order, log1p(e) = log(u) - ((u - 1) - e) / u; within about 1 ulp. */
-FM_ALWAYS_INLINE double fm_log1p_unit(double e)
-{
-    const double u = 1.0 + e;
-    return fm_log(u) - ((u - 1.0) - e) / u;
-}
-
 #endif

@@ -140,9 +140,9 @@ def bce_with_logits(logits, target, weight, pos_weight, grad_scale, chunk, parti
                                    int(chunk), _ptr(partial), _ptr_or_null(loss), _ptr_or_null(grad))
 
 
-def gaussian_nll(pred, target, var, eps, full, grad_scale, chunk, partial, loss, grad_pred, grad_var):
+def gaussian_nll(pred, target, var, eps, full, loss_scale, grad_scale, chunk, partial, loss, grad_pred, grad_var):
     _fn("gaussian_nll", pred)(_ptr(pred), _ptr(target), _ptr(var), pred.shape[0], var.shape[0],
-                              float(eps), int(full), float(grad_scale), int(chunk), _ptr(partial),
+                              float(eps), int(full), float(loss_scale), float(grad_scale), int(chunk), _ptr(partial),
                               _ptr_or_null(loss), _ptr_or_null(grad_pred), _ptr_or_null(grad_var))
 
 

@@ -17,6 +17,11 @@ exp(0) = 1 drops what lies below 2**-24 of it (a confident row's loss of
 3.0e-8 can come out 1.5e-8; torch's float32 cross_entropy gives 0 there; the
 numpy reference, in float64, 3.0e-8). The gradient elements are float32 products of a float32
 exponential and a float64 scale, within a few ulp + |x - max| * 2**-24.
+The elementwise losses (Bernoulli, Gaussian) compute each element in
+float64, whatever the input's float type, and add them up in float64 per
+chunk of LOSS_CHUNK elements, then over the chunks: the reduced loss does
+not depend on the thread count, and no per-element loss array is made
+unless reduction="none" asks for it.
 
 The information measures (entropy, kl_div and their logits forms) follow
 scipy.stats.entropy: rows are normalized to sum 1, 0 * log 0 = 0, natural log
@@ -243,11 +248,11 @@ def _elementwise_loss_buffers(n, reduction, work):
     return np.empty(-(-n // LOSS_CHUNK), np.float64), np.empty(n if reduction == "none" else 0, work)
 
 
-def _elementwise_result(partial, loss, reduction, denominator, dtype, shape, scale_by=1.0):
-    """The reduced loss from an elementwise kernel's outputs, each loss times scale_by."""
+def _elementwise_result(partial, loss, reduction, denominator, dtype, shape):
+    """The reduced loss from an elementwise kernel's outputs."""
     if reduction == "none":
-        return (loss * scale_by if scale_by != 1.0 else loss).astype(dtype, copy=False).reshape(shape)
-    return _reduce(partial * scale_by, reduction, denominator, dtype, shape)
+        return loss.astype(dtype, copy=False).reshape(shape)
+    return _reduce(partial, reduction, denominator, dtype, shape)
 
 
 def _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, *others):
@@ -373,8 +378,9 @@ def _gaussian(pred, target, var, full, eps, reduction, return_grad, backend, sca
     grad_var = np.empty(p.size if return_grad else 0, work)
     scale = (1.0 / p.size if reduction == "mean" and p.size else 1.0) * scale_by
     _dispatch.kernels(name, "losses").gaussian_nll(_flat(p, work), _flat(t, work), v, float(eps), bool(full),
-                                                   scale, LOSS_CHUNK, partial, loss, grad_pred, grad_var)
-    result = _elementwise_result(partial, loss, reduction, p.size, dtype, p.shape, scale_by)
+                                                   float(scale_by), scale, LOSS_CHUNK, partial, loss, grad_pred,
+                                                   grad_var)
+    result = _elementwise_result(partial, loss, reduction, p.size, dtype, p.shape)
     if not return_grad:
         return result
     grad_var = grad_var.reshape(p.shape)

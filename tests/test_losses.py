@@ -227,6 +227,16 @@ def test_elementwise_losses_across_block_and_chunk_boundaries(backend, dtype, rn
             check_close(g, wnt, dtype, f"{what} {backend} n={n} {red}", 200 * finite_scale(x))
 
 
+def test_mse_of_tiny_float32_differences_is_rounded_once(backend):
+    # mse_loss is twice the unit-variance Gaussian loss: the doubling was
+    # applied to the float32 per-element losses, so a subnormal 0.5 d^2
+    # was rounded twice (d = 3e-23: 0 instead of d^2 = 1e-45, as torch)
+    p = np.array([3e-23, np.sqrt(3 * 2.0 ** -149), 1e-20, 1.0], np.float32)
+    t = np.zeros(4, np.float32)
+    want = (p.astype(np.float64) ** 2).astype(np.float32)
+    np.testing.assert_array_equal(fastmle.mse_loss(p, t, reduction="none", backend=backend), want)
+
+
 @pytest.mark.parametrize("chunk", [300, 1024])
 def test_elementwise_kernels_sum_each_chunk(backend, dtype, rng, chunk):
     # the kernels' contract: partial[c] is the sum of the losses of elements
@@ -238,7 +248,7 @@ def test_elementwise_kernels_sum_each_chunk(backend, dtype, rng, chunk):
     var = np.abs(var) + 0.1
     none = np.empty(0, dtype)
     for name, args in [("bce_with_logits", (x, t, none, none, 1.0)),
-                       ("gaussian_nll", (x, t, var, 1e-6, False, 1.0))]:
+                       ("gaussian_nll", (x, t, var, 1e-6, False, 1.0, 1.0))]:
         loss_elements = np.empty(n, np.float64)
         want = np.empty(6)
         grads = (none,) if name == "bce_with_logits" else (none, none)

@@ -14,9 +14,10 @@ float64. Rows (chunks) are independent and each is processed sequentially in
 a fixed order, so the result does not depend on the thread count. The hot
 path (cross-entropy) uses special.py's segment kernels (max, and exponentials
 of a block (exp_block) written in the element type, then summed in float64,
-with the next row prefetched); the information measures and the elementwise
-losses compute in float64 with vexp.py's vectorizing exp and log. Only the
-entry points are parallel; they share special.py's inlined driver (_drive).
+with the next row prefetched); entropy, kl_div and the elementwise losses
+compute in float64 with vexp.py's vectorizing exp and log (the logits forms
+of the information measures with np.exp / np.log). Only the entry points are
+parallel; they share special.py's inlined driver (_drive).
 """
 import numpy as np
 from numba import njit
@@ -245,16 +246,9 @@ def _block_sum_f64(x):
 # total does not depend on the thread count; `loss` (empty: not wanted)
 # receives each element's. Each element is computed in float64 with vexp /
 # vlog, which vectorize (np.exp / np.log1p calls kept the loops scalar).
-# Reassociation (_SUM) is allowed in the block sums only: the element
-# arithmetic is _EXACT.
-
-@njit(fastmath=_EXACT, **_ROW)
-def _log1p_unit(e):
-    """log1p(e) for e in [0, 1] (or NaN), branch-free, as csrc/vexp.h's
-    fm_log1p_unit: log(u), u = 1 + e, corrected by (u - 1) - e."""
-    u = 1.0 + e
-    return vlog(u) - ((u - 1.0) - e) / u
-
+# A block's losses go to a scratch array, summed by _block_sum_f64:
+# reassociation (_SUM) is allowed in that sum only, the element arithmetic
+# is _EXACT.
 
 # inline="always": LLVM did not inline it (too large), and the call kept the
 # block loop scalar; the caller's flags are _EXACT too
@@ -266,9 +260,10 @@ def _bce_term(x, t, pw, lw):
     (a select between two computed values keeps the loop branch-free)."""
     e = vexp(-abs(x))
     u = 1.0 + e
-    l1pe = _log1p_unit(e)
-    big = 1.0 / u
-    small = e / u
+    inv_u = 1.0 / u  # one division for log1p(e) and both sigmoids
+    l1pe = vlog(u) - ((u - 1.0) - e) * inv_u  # log1p(e): log(u) corrected by u's rounding error
+    big = inv_u
+    small = e * inv_u
     sig = big if x >= 0 else small
     sig_neg = small if x >= 0 else big
     pwt = pw * t
@@ -334,50 +329,50 @@ def bce_with_logits(logits, target, weight, pos_weight, grad_scale, chunk, parti
 HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
-@njit(fastmath=_EXACT, **_ROW)
+@njit(inline="always", fastmath=_EXACT, **_ROW)
 def _gaussian_term(d, vi, eps, s):
     """(loss without the constant, s d / v, s 0.5 (1 / v - d^2 / v^2)), v = max(var, eps), NaN kept."""
     v = vi if (vi != vi or vi > eps) else eps
     return 0.5 * (vlog(v) + d * d / v), s * d / v, s * 0.5 * (1.0 / v - d * d / (v * v))
 
 
-@njit(fastmath=_SUM, **_ROW)
-def _block_gaussian(p, t, var, eps, const, gs, loss, gp, gv):
-    bs = 0.0
+@njit(fastmath=_EXACT, **_ROW)
+def _block_gaussian(p, t, var, eps, const, loss_scale, gs, losses, gp, gv):
+    """One block's losses (times loss_scale) into `losses`, gradients into gp
+    and gv (always written, as in _block_bce); var of length 1: one variance."""
     for j in range(p.shape[0]):
         vi = np.float64(var[j] if var.shape[0] > 1 else var[0])
-        l, dp, dv = _gaussian_term(np.float64(p[j]) - np.float64(t[j]), vi, eps, gs)
-        l += const
-        bs += l
-        if loss.shape[0]:
-            loss[j] = l
-        if gp.shape[0]:
-            gp[j] = dp
-        if gv.shape[0]:
-            gv[j] = dv
-    return bs
+        l, gp[j], gv[j] = _gaussian_term(np.float64(p[j]) - np.float64(t[j]), vi, eps, gs)
+        losses[j] = loss_scale * (l + const)
 
 
 @njit(**_ROW)
 def _gaussian_span(args, c0, c1):
-    p, t, var, eps, full, gs, chunk, partial, loss, gp, gv = args
+    p, t, var, eps, full, loss_scale, gs, chunk, partial, loss, gp, gv = args
     const = HALF_LOG_2PI if full else 0.0
     n = p.shape[0]
+    loss_scratch = np.empty(BLOCK, np.float64)
+    grad_scratch = np.empty((2, BLOCK), p.dtype)  # the gradients when none are wanted
     for c in range(c0, c1):
         s = comp = 0.0
         for j0 in range(c * chunk, min((c + 1) * chunk, n), BLOCK):
             j1 = min(j0 + BLOCK, (c + 1) * chunk, n)
+            losses = loss_scratch[:j1 - j0]
             v = var[j0:j1] if var.shape[0] > 1 else var
-            s, comp = ksum_add(s, comp, _block_gaussian(p[j0:j1], t[j0:j1], v, eps, const, gs, _part(loss, j0, j1),
-                                                        _part(gp, j0, j1), _part(gv, j0, j1)))
+            g0 = gp[j0:j1] if gp.shape[0] else grad_scratch[0, :j1 - j0]
+            g1 = gv[j0:j1] if gv.shape[0] else grad_scratch[1, :j1 - j0]
+            _block_gaussian(p[j0:j1], t[j0:j1], v, eps, const, loss_scale, gs, losses, g0, g1)
+            s, comp = ksum_add(s, comp, _block_sum_f64(losses))
+            if loss.shape[0]:
+                loss[j0:j1] = losses
         partial[c] = ksum_value(s, comp)
 
 
-@njit(_sigs("void({T}[::1], {T}[::1], {T}[::1], float64, boolean, float64, int64, float64[::1], {T}[::1], "
+@njit(_sigs("void({T}[::1], {T}[::1], {T}[::1], float64, boolean, float64, float64, int64, float64[::1], {T}[::1], "
             "{T}[::1], {T}[::1])"), **_ENTRY)
-def gaussian_nll(pred, target, var, eps, full, grad_scale, chunk, partial, loss, grad_pred, grad_var):
-    _drive(_gaussian_span, (pred, target, var, eps, full, grad_scale, chunk, partial, loss, grad_pred, grad_var),
-           partial.shape[0], chunk)
+def gaussian_nll(pred, target, var, eps, full, loss_scale, grad_scale, chunk, partial, loss, grad_pred, grad_var):
+    _drive(_gaussian_span, (pred, target, var, eps, full, loss_scale, grad_scale, chunk, partial, loss, grad_pred,
+                            grad_var), partial.shape[0], chunk)
 
 
 # ---- information measures (float64 sums in blocks of BLOCK, merged with compensation) ----

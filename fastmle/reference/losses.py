@@ -168,7 +168,7 @@ def bce_with_logits(logits, target, weight, pos_weight, grad_scale, chunk, parti
 HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
-def gaussian_nll(pred, target, var, eps, full, grad_scale, chunk, partial, loss, grad_pred, grad_var):
+def gaussian_nll(pred, target, var, eps, full, loss_scale, grad_scale, chunk, partial, loss, grad_pred, grad_var):
     """Elementwise Gaussian negative log-likelihood, torch's gaussian_nll_loss:
     with v = max(var, eps) (the clamp passes the gradient through, as torch's
     no-grad clamp does),
@@ -178,14 +178,16 @@ def gaussian_nll(pred, target, var, eps, full, grad_scale, chunk, partial, loss,
         grad_var  = grad_scale * 0.5 * (1 / v - (pred - target)**2 / v**2)
 
     pred and target are 1-D of one length; var has that length or length 1.
-    Losses go to partial and loss as in bce_with_logits; grad_pred /
-    grad_var with no elements are not computed.
+    Each loss is multiplied by loss_scale (mse_loss: 2) before it goes to
+    partial and loss as in bce_with_logits; grad_pred / grad_var with no
+    elements are not computed.
     """
     p, t = _f64(pred), _f64(target)
     v = np.maximum(_f64(var), eps)  # np.maximum keeps NaN, as torch's clamp
     d = p - t
     with np.errstate(invalid="ignore", divide="ignore"):
-        _chunk_sums(0.5 * (np.log(v) + d * d / v) + (HALF_LOG_2PI if full else 0.0), chunk, partial, loss)
+        losses = loss_scale * (0.5 * (np.log(v) + d * d / v) + (HALF_LOG_2PI if full else 0.0))
+        _chunk_sums(losses, chunk, partial, loss)
         if grad_pred.shape[0]:
             grad_pred[:] = grad_scale * d / v
         if grad_var.shape[0]:
