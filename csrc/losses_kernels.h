@@ -282,15 +282,17 @@ static void FN(cross_entropy_soft_rows)(const FM_T *logits, const FM_T *target,
     }
 
 /* Binary cross-entropy of one element before its weight; *g its gradient.
- * torch's loss is (1 - t) x + lw softplus(-x), lw = 1 + (pw - 1) t (lw = 1
- * without pos_weight, even for t = inf); for finite x and t in [0, 1] it is
- * computed as (1 - t) softplus(x) + pw t softplus(-x), where a hard target
- * cancels nothing (t = 0, x = -40: x + (40 + 4e-18) was 0), with gradient
- * (1 - t) sigmoid(x) - pw t sigmoid(-x); elsewhere (infinite x, targets that
- * are no probabilities) in torch's form, gradient (1 - t) - lw sigmoid(-x),
- * with its special values. Both forms are computed and one selected, which
- * keeps the loop branch-free. */
-FM_ALWAYS_INLINE double FN(bce_term)(double x, double t, double pw, double lw, double *g)
+ * torch's loss is (1 - t) x + lw softplus(-x), lw = 1 + (pw - 1) t, and its
+ * gradient ((pw t + 1) - t) sigmoid(x) - pw t (with pos_weight; else
+ * sigmoid(x) - t). For finite x and t in [0, 1] they are computed as
+ * (1 - t) softplus(x) + pw t softplus(-x) and (1 - t) sigmoid(x) - pw t
+ * sigmoid(-x), which cancel nothing for hard targets (t = 0, x = -40:
+ * x + (40 + 4e-18) was 0); elsewhere (infinite x, targets that are no
+ * probabilities) in torch's forms, with torch's special values (t = inf
+ * with pos_weight: a NaN gradient). Both forms are computed and one
+ * selected, which keeps the loop branch-free; has_pw is a constant in
+ * each of bce_with_logits's loops. */
+FM_ALWAYS_INLINE double FN(bce_term)(double x, double t, double pw, int has_pw, double *g)
 {
     /* log1p(e), branch-free: log(u) of u = 1 + e rounded, corrected by its
      * rounding error (u - 1) - e (exact) to first order. One division,
@@ -299,21 +301,22 @@ FM_ALWAYS_INLINE double FN(bce_term)(double x, double t, double pw, double lw, d
     const double l1pe = fm_log(u) - ((u - 1.0) - e) * inv_u;
     const double big = inv_u, small = e * inv_u;
     const double sig = x >= 0 ? big : small, sig_neg = x >= 0 ? small : big;
-    const double pwt = pw * t;
+    const double pwt = pw * t, lw = has_pw ? 1.0 + (pw - 1.0) * t : 1.0;
     const int stable = fabs(x) < INFINITY && t >= 0 && t <= 1;
     const double relu_neg = (-x > 0 || x != x) ? -x : 0.0;   /* max(-x, 0), NaN kept */
     const double stable_loss = (1.0 - t) * ((x > 0 ? x : 0.0) + l1pe) + pwt * ((x < 0 ? -x : 0.0) + l1pe);
     const double torch_loss = (1.0 - t) * x + lw * (l1pe + relu_neg);
-    *g = stable ? (1.0 - t) * sig - pwt * sig_neg : (1.0 - t) - lw * sig_neg;
+    const double torch_grad = has_pw ? ((pwt + 1.0) - t) * sig - pwt : sig - t;
+    *g = stable ? (1.0 - t) * sig - pwt * sig_neg : torch_grad;
     return stable ? stable_loss : torch_loss;
 }
 
-/* one element of bce_with_logits with weight W, pos_weight PW and LW =
- * 1 + (PW - 1) t (expressions in j and t) */
-#define FM_BCE_ELEMENT(W, PW, LW)                                                       \
-    const double t = target[j], w = (W);                                                \
+/* one element of bce_with_logits with weight W and pos_weight PW
+ * (expressions in j; HAS_PW 0 when there is none: PW is then 1) */
+#define FM_BCE_ELEMENT(W, PW, HAS_PW)                                                   \
+    const double w = (W);                                                               \
     double g;                                                                           \
-    l_[K_] = w * FN(bce_term)(logits[j], t, (PW), (LW), &g);                            \
+    l_[K_] = w * FN(bce_term)(logits[j], target[j], (PW), (HAS_PW), &g);                \
     g1_[K_] = (FM_T)(grad_scale * w * g)
 
 /* One loop per combination of the optional weights: in a single loop,
@@ -326,15 +329,13 @@ static void FN(bce_with_logits)(const FM_T *logits, const FM_T *target, const FM
 {
     FM_T *const no_grad = NULL;
     if (weight && pos_weight)
-        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad,
-                      FM_BCE_ELEMENT(weight[j], pos_weight[j], 1.0 + ((double)pos_weight[j] - 1.0) * t))
+        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, FM_BCE_ELEMENT(weight[j], pos_weight[j], 1))
     else if (weight)
-        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, FM_BCE_ELEMENT(weight[j], 1.0, 1.0))
+        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, FM_BCE_ELEMENT(weight[j], 1.0, 0))
     else if (pos_weight)
-        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad,
-                      FM_BCE_ELEMENT(1.0, pos_weight[j], 1.0 + ((double)pos_weight[j] - 1.0) * t))
+        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, FM_BCE_ELEMENT(1.0, pos_weight[j], 1))
     else
-        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, FM_BCE_ELEMENT(1.0, 1.0, 1.0))
+        FM_FOR_CHUNKS(n, chunk, partial, loss, grad, no_grad, FM_BCE_ELEMENT(1.0, 1.0, 0))
 }
 #undef FM_BCE_ELEMENT
 

@@ -279,7 +279,10 @@ def binary_cross_entropy_with_logits(logits, target, weight=None, pos_weight=Non
     pos_weight t softplus(-x)`` (gradient ``(1 - t) sigmoid(x) - pos_weight
     t sigmoid(-x)``), which keeps every bit for confident predictions of
     hard targets (x = -40, t = 0: 4.2e-18, where torch's form gives 0);
-    elsewhere in torch's form, with its special values.
+    elsewhere in torch's forms (its gradient ``((pos_weight t + 1) - t)
+    sigmoid(x) - pos_weight t``), with their special values. (With an
+    infinite pos_weight and t in (0, 1], the gradient is -inf where torch's
+    is NaN.)
 
     Parameters
     ----------

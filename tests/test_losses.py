@@ -169,6 +169,28 @@ def test_bce_of_targets_outside_0_1_keeps_torchs_form(backend):
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("pos_weight", [None, 0.0, 0.5, 2.0])
+def test_bce_outside_the_stable_form_has_torchs_special_values(backend, pos_weight):
+    # infinite logits and targets that are no probabilities take torch's
+    # forms, gradient included: ((pw t + 1) - t) sigmoid(x) - pw t is NaN
+    # for t = inf with pos_weight (the gradient (1 - t) - lw sigmoid(-x),
+    # the same function, gave -inf), and with pw = 0, t = -3, x = -40 it is
+    # 4 sigmoid(-40), not 0
+    torch = pytest.importorskip("torch")
+    xs = [-np.inf, -800.0, -40.0, -3.0, 0.0, 2.0, 40.0, np.inf, np.nan]
+    ts = [-np.inf, -3.0, 2.0, 1e16, np.inf, np.nan]
+    x, t = (np.array(v) for v in zip(*itertools.product(xs, ts)))
+    pw = None if pos_weight is None else np.full(x.shape, pos_weight)
+    loss, grad = fastmle.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction="none", return_grad=True,
+                                                          backend=backend)
+    xt = torch.tensor(x, requires_grad=True)
+    kw = {} if pw is None else {"pos_weight": torch.tensor(pw)}
+    want = torch.nn.functional.binary_cross_entropy_with_logits(xt, torch.tensor(t), reduction="none", **kw)
+    want.sum().backward()
+    np.testing.assert_allclose(loss, want.detach().numpy(), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12, atol=1e-300)
+
+
 VAR_SHAPES = {"elementwise": (6, 5), "per-sample (N,1)": (6, 1), "per-sample (N,)": (6,), "scalar": ()}
 
 

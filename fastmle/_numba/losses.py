@@ -253,11 +253,14 @@ def _block_sum_f64(x):
 # inline="always": LLVM did not inline it (too large), and the call kept the
 # block loop scalar; the caller's flags are _EXACT too
 @njit(inline="always", fastmath=_EXACT, **_ROW)
-def _bce_term(x, t, pw, lw):
+def _bce_term(x, t, pw, has_pw):
     """(loss, gradient) of one element before its weight, as C's bce_term:
-    (1 - t) softplus(x) + pw t softplus(-x) for finite x and t in [0, 1],
-    else torch's (1 - t) x + lw softplus(-x); both computed and one selected
-    (a select between two computed values keeps the loop branch-free)."""
+    (1 - t) softplus(x) + pw t softplus(-x) and (1 - t) sigmoid(x) - pw t
+    sigmoid(-x) for finite x and t in [0, 1], else torch's forms (loss
+    (1 - t) x + lw softplus(-x), lw = 1 + (pw - 1) t; gradient ((pw t + 1) -
+    t) sigmoid(x) - pw t, without pos_weight sigmoid(x) - t); both computed,
+    one selected (a select between two computed values keeps the loop
+    branch-free)."""
     e = vexp(-abs(x))
     u = 1.0 + e
     inv_u = 1.0 / u  # one division for log1p(e) and both sigmoids
@@ -267,6 +270,7 @@ def _bce_term(x, t, pw, lw):
     sig = big if x >= 0 else small
     sig_neg = small if x >= 0 else big
     pwt = pw * t
+    lw = 1.0 + (pw - 1.0) * t if has_pw else 1.0
     stable = (abs(x) < np.inf) & (t >= 0.0) & (t <= 1.0)
     relu = x if x > 0.0 else 0.0
     relu_neg = -x if (-x > 0.0) | (x != x) else 0.0  # max(-x, 0), NaN kept
@@ -274,7 +278,7 @@ def _bce_term(x, t, pw, lw):
     stable_loss = (1.0 - t) * (relu + l1pe) + pwt * (relu_neg_finite + l1pe)
     torch_loss = (1.0 - t) * x + lw * (l1pe + relu_neg)
     stable_grad = (1.0 - t) * sig - pwt * sig_neg
-    torch_grad = (1.0 - t) - lw * sig_neg
+    torch_grad = ((pwt + 1.0) - t) * sig - pwt if has_pw else sig - t
     return (stable_loss if stable else torch_loss), (stable_grad if stable else torch_grad)
 
 
@@ -284,12 +288,11 @@ def _block_bce(x, t, w, pw, gs, losses, grad):
     (w, pw empty: ones). Both are always written (the caller passes scratch
     for what it does not keep): with a conditional store LLVM vectorized
     only one version of the loop."""
+    has_pw = pw.shape[0] > 0
     for j in range(x.shape[0]):
-        tj = np.float64(t[j])
         wj = np.float64(w[j]) if w.shape[0] else 1.0
-        pwj = np.float64(pw[j]) if pw.shape[0] else 1.0
-        lw = 1.0 + (pwj - 1.0) * tj if pw.shape[0] else 1.0
-        l, g = _bce_term(np.float64(x[j]), tj, pwj, lw)
+        pwj = np.float64(pw[j]) if has_pw else 1.0
+        l, g = _bce_term(np.float64(x[j]), np.float64(t[j]), pwj, has_pw)
         losses[j] = wj * l
         grad[j] = gs * wj * g
 

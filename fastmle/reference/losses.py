@@ -138,8 +138,9 @@ def bce_with_logits(logits, target, weight, pos_weight, grad_scale, chunk, parti
 
         grad = grad_scale * w * ((1 - t) * sigmoid(x) - pw * t * sigmoid(-x))
 
-    (elsewhere torch's (1 - t) - lw * sigmoid(-x), whose 1 - sigmoid(-x)
-    cancelled).
+    (elsewhere torch's ((pw * t + 1) - t) * sigmoid(x) - pw * t, without
+    pos_weight sigmoid(x) - t, with their special values, e.g. NaN for t =
+    inf with pos_weight).
     All arrays 1-D of one length (broadcasting already done); weight and
     pos_weight may be empty (all ones). The losses are summed per chunk of
     `chunk` elements into partial (see _chunk_sums); `loss` (empty: not
@@ -159,8 +160,8 @@ def bce_with_logits(logits, target, weight, pos_weight, grad_scale, chunk, parti
             e = np.exp(-np.abs(x))
             big, small = 1.0 / (1.0 + e), e / (1.0 + e)
             sig, sig_neg = np.where(x >= 0, big, small), np.where(x >= 0, small, big)
-            grad[:] = grad_scale * w * np.where(use_stable, (1.0 - t) * sig - pw * t * sig_neg,
-                                                (1.0 - t) - lw * sig_neg)
+            torch_grad = ((pw * t + 1.0) - t) * sig - pw * t if pos_weight.size else sig - t
+            grad[:] = grad_scale * w * np.where(use_stable, (1.0 - t) * sig - pw * t * sig_neg, torch_grad)
 
 
 # ---- Gaussian likelihood ----
