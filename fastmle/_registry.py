@@ -48,8 +48,14 @@ def _logits_and_out(shape, dtype, rng):
     return inp
 
 
-def _rw(shape, dtype):  # read x, write an array of the same size
-    return 2 * int(np.prod(shape)) * np.dtype(dtype).itemsize
+def _elementwise_bytes(reads, writes):
+    """bytes_moved of a kernel that reads `reads` and writes `writes` arrays of the input's size."""
+    def nbytes(shape, dtype):
+        return (reads + writes) * int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return nbytes
+
+
+_rw = _elementwise_bytes(1, 1)  # read x, write an array of the same size
 
 
 def _r(shape, dtype):  # read x, write one value per row
@@ -138,12 +144,6 @@ def _scipy_stats(with_q):
 
 def _r2(shape, dtype):  # read two arrays, write one value per row
     return _r(shape, dtype) + int(np.prod(shape)) * np.dtype(dtype).itemsize
-
-
-def _elementwise_bytes(reads, writes):
-    def nbytes(shape, dtype):
-        return (reads + writes) * int(np.prod(shape)) * np.dtype(dtype).itemsize
-    return nbytes
 
 
 def _linear_inputs(shape, dtype, rng):
@@ -314,7 +314,8 @@ KERNELS = {
         Kernel("bce_with_logits", "losses", _bernoulli,
                lambda inp, backend: _fm().binary_cross_entropy_with_logits(
                    inp["x"], inp["target"], return_grad=True, grad_out=inp["grad"], backend=backend),
-               "copy", _elementwise_bytes(2, 1), {"torch": _torch_loss("binary_cross_entropy_with_logits")}, shapes=ROW_SHAPES[:1]),
+               "copy", _elementwise_bytes(2, 1), {"torch": _torch_loss("binary_cross_entropy_with_logits")},
+               shapes=ROW_SHAPES[:1]),
         Kernel("gaussian_nll", "losses", _gaussian,
                lambda inp, backend: _fm().gaussian_nll(inp["x"], inp["target"], inp["var"], return_grad=True,
                                                        backend=backend),

@@ -53,7 +53,7 @@ def _undo_class_layout(rows, shape):
 
 def _reduce(loss_rows, reduction, denominator, dtype, none_shape):
     if reduction == "none":
-        return loss_rows.astype(dtype).reshape(none_shape)
+        return loss_rows.astype(dtype, copy=False).reshape(none_shape)  # the caller's own array
     total = np.sum(loss_rows)
     if reduction == "mean":
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -249,10 +249,9 @@ def _elementwise_loss_buffers(n, reduction, work):
 
 
 def _elementwise_result(partial, loss, reduction, denominator, dtype, shape):
-    """The reduced loss from an elementwise kernel's outputs."""
-    if reduction == "none":
-        return loss.astype(dtype, copy=False).reshape(shape)
-    return _reduce(partial, reduction, denominator, dtype, shape)
+    """The reduced loss from an elementwise kernel's outputs: the per-element
+    losses for reduction="none", else the chunk sums, reduced."""
+    return _reduce(loss if reduction == "none" else partial, reduction, denominator, dtype, shape)
 
 
 def _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, *others):
