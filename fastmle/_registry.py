@@ -113,6 +113,8 @@ def _gaussian(shape, dtype, rng):
     inp = _logits(shape, dtype, rng)
     inp["target"] = rng.standard_normal(shape, dtype=dtype)
     inp["var"] = rng.uniform(0.5, 2.0, shape).astype(dtype)
+    inp["grad"] = np.empty_like(inp["x"])
+    inp["grad_var"] = np.empty_like(inp["var"])
     return inp
 
 
@@ -318,7 +320,7 @@ KERNELS = {
                shapes=ROW_SHAPES[:1]),
         Kernel("gaussian_nll", "losses", _gaussian,
                lambda inp, backend: _fm().gaussian_nll(inp["x"], inp["target"], inp["var"], return_grad=True,
-                                                       backend=backend),
+                                                       grad_out=(inp["grad"], inp["grad_var"]), backend=backend),
                "copy", _elementwise_bytes(3, 2), {"torch": _torch_gaussian_nll}, shapes=ROW_SHAPES[:1]),
         Kernel("entropy", "losses", _probabilities,
                lambda inp, backend: _fm().entropy(inp["x"], axis=-1, backend=backend),

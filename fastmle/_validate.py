@@ -287,12 +287,13 @@ def broadcast_flat(value, shape, dtype, name):
     return native_array(v, dtype).reshape(-1)
 
 
-def check_grad_out(grad_out, shape, dtype, *inputs):
+def check_grad_out(grad_out, shape, dtype, *inputs, name="grad_out"):
     """grad_out checked like out=; returns it when the kernel may write into it
     directly (C-contiguous and not overlapping the inputs other than being
-    the first input itself), else None (the caller copies)."""
-    check_out(grad_out, shape, dtype, "grad_out")
+    the first input itself), else None (the caller copies). Inputs that are
+    None (optional arrays not given) are skipped."""
+    check_out(grad_out, shape, dtype, name)
     direct = writable_target(grad_out, inputs[0])
-    if direct is not None and any(np.may_share_memory(grad_out, a) for a in inputs[1:]):
+    if direct is not None and any(a is not None and np.may_share_memory(grad_out, a) for a in inputs[1:]):
         return None
     return direct

@@ -254,15 +254,18 @@ def _elementwise_result(partial, loss, reduction, denominator, dtype, shape):
     return _reduce(loss if reduction == "none" else partial, reduction, denominator, dtype, shape)
 
 
-def _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, *others):
-    """Flat gradient buffer for an elementwise kernel, and whether it is grad_out."""
+def _elementwise_grad_buffer(return_grad, grad_out, x, dtype, work, *others, name="grad_out"):
+    """Flat gradient buffer for an elementwise kernel, and whether it is
+    grad_out itself (else the caller copies into grad_out, if given). x is
+    the input whose buffer grad_out may be (in place); grad_out overlapping
+    any of the others is written through a copy."""
     _validate.check_bool("return_grad", return_grad)
     if not return_grad:
         if grad_out is not None:
-            raise ValueError("grad_out is only used with return_grad=True")
+            raise ValueError(f"{name} is only used with return_grad=True")
         return np.empty(0, work), False
     if grad_out is not None:
-        direct = _validate.check_grad_out(grad_out, x.shape, dtype, x, *others)
+        direct = _validate.check_grad_out(grad_out, x.shape, dtype, x, *others, name=name)
         if direct is not None and work == dtype:
             return direct.reshape(-1), True
     return np.empty(x.size, work), False
@@ -325,13 +328,19 @@ def binary_cross_entropy_with_logits(logits, target, weight=None, pos_weight=Non
 def _with_grad(result, return_grad, grad, direct, grad_out, shape, dtype):
     if not return_grad:
         return result
+    return result, _grad_result(grad, direct, grad_out, shape, dtype)
+
+
+def _grad_result(grad, direct, grad_out, shape, dtype):
+    """The gradient to return from a flat kernel buffer: grad_out itself
+    (written by the kernel, or now copied into), else grad in dtype."""
     if direct:
-        return result, grad_out
+        return grad_out
     grad = grad.reshape(shape)
     if grad_out is None:
-        return result, grad.astype(dtype, copy=False)
+        return grad.astype(dtype, copy=False)
     np.copyto(grad_out, grad, casting="unsafe")
-    return result, grad_out
+    return grad_out
 
 
 def _gaussian_var(var, shape, dtype):
@@ -357,8 +366,24 @@ def _gaussian_var(var, shape, dtype):
                      f"{shape[:-1] + (1,)}, {shape[:-1]} or a scalar")
 
 
-def _gaussian(pred, target, var, full, eps, reduction, return_grad, backend, scale_by):
+def _gaussian_grad_out(grad_out, return_grad, var_grad):
+    """(grad_pred buffer, grad_var buffer), each may be None: gaussian_nll's
+    grad_out is that pair, mse_loss's the first alone."""
+    if not var_grad or grad_out is None:
+        return grad_out, None
+    if not (isinstance(grad_out, (tuple, list)) and len(grad_out) == 2):
+        raise TypeError("grad_out must be a pair (grad_pred, grad_var) of arrays or None, "
+                        f"got {type(grad_out).__name__}")
+    if not return_grad:
+        raise ValueError("grad_out is only used with return_grad=True")
+    return tuple(grad_out)
+
+
+def _gaussian(pred, target, var, full, eps, reduction, return_grad, grad_out, backend, scale_by, var_grad):
+    """gaussian_nll, or mse_loss (scale_by 2, var 1, var_grad False: the var
+    gradient is neither computed nor stored)."""
     _validate.check_bool("return_grad", return_grad)
+    grad_pred_out, grad_var_out = _gaussian_grad_out(grad_out, return_grad, var_grad)
     _validate.check_bool("full", full)
     name = _dispatch.resolve(backend)
     p = _validate.float_array(pred, "pred")
@@ -374,23 +399,36 @@ def _gaussian(pred, target, var, full, eps, reduction, return_grad, backend, sca
     dtype = p.dtype
     work = _validate.work_dtype(dtype)
     name = name if work == dtype and p.size else "numpy"
-    v, sum_to_var = _gaussian_var(var, p.shape, work)
+    var_in = np.asarray(var)
+    v, sum_to_var = _gaussian_var(var_in, p.shape, work)
+    if grad_var_out is not None:
+        _validate.check_out(grad_var_out, var_in.shape, dtype, "grad_out[1]")
+        if grad_pred_out is not None and np.may_share_memory(grad_pred_out, grad_var_out):
+            raise ValueError("grad_out's two arrays overlap: grad_pred and grad_var need their own memory")
+    grad_names = ("grad_out[0]", "grad_out[1]") if var_grad else ("grad_out", None)
+    gp, gp_direct = _elementwise_grad_buffer(return_grad, grad_pred_out, p, dtype, work, t, var_in, grad_var_out,
+                                             name=grad_names[0])
+    if var_grad and sum_to_var is None:  # var has pred's shape: grad_out[1] may be written in place
+        gv, gv_direct = _elementwise_grad_buffer(return_grad, grad_var_out, var_in, dtype, work, p, t,
+                                                 grad_pred_out, name=grad_names[1])
+    else:
+        gv, gv_direct = np.empty(p.size if return_grad and var_grad else 0, work), False
     partial, loss = _elementwise_loss_buffers(p.size, reduction, work)
-    grad_pred = np.empty(p.size if return_grad else 0, work)
-    grad_var = np.empty(p.size if return_grad else 0, work)
     scale = (1.0 / p.size if reduction == "mean" and p.size else 1.0) * scale_by
     _dispatch.kernels(name, "losses").gaussian_nll(_flat(p, work), _flat(t, work), v, float(eps), bool(full),
-                                                   float(scale_by), scale, LOSS_CHUNK, partial, loss, grad_pred,
-                                                   grad_var)
+                                                   float(scale_by), scale, LOSS_CHUNK, partial, loss, gp, gv)
     result = _elementwise_result(partial, loss, reduction, p.size, dtype, p.shape)
     if not return_grad:
         return result
-    grad_var = grad_var.reshape(p.shape)
-    grad_v = grad_var if sum_to_var is None else sum_to_var(grad_var)
-    return result, grad_pred.reshape(p.shape).astype(dtype, copy=False), grad_v.astype(dtype, copy=False)
+    grad_pred = _grad_result(gp, gp_direct, grad_pred_out, p.shape, dtype)
+    if not var_grad:
+        return result, grad_pred
+    if sum_to_var is not None:
+        gv, gv_direct = sum_to_var(gv.reshape(p.shape)), False
+    return result, grad_pred, _grad_result(gv, gv_direct, grad_var_out, var_in.shape, dtype)
 
 
-def gaussian_nll(pred, target, var, *, full=False, eps=1e-6, reduction="mean", return_grad=False,
+def gaussian_nll(pred, target, var, *, full=False, eps=1e-6, reduction="mean", return_grad=False, grad_out=None,
                  backend=None):
     """Gaussian negative log-likelihood, torch's ``gaussian_nll_loss``.
 
@@ -408,6 +446,13 @@ def gaussian_nll(pred, target, var, *, full=False, eps=1e-6, reduction="mean", r
     return_grad : bool
         Also return the gradients with respect to `pred` and `var` (var's
         shape); the gradient with respect to target is ``-grad_pred``.
+    grad_out : pair of ndarray or None, optional
+        Buffers ``(grad_pred, grad_var)`` that receive the gradients (with
+        ``return_grad=True``), as cross_entropy's grad_out: grad_pred of
+        pred's shape and dtype, grad_var of var's shape (a 0-d array for a
+        scalar var) and pred's dtype; either may be None (a new array).
+        Buffers may be `pred` and `var` themselves (overwritten in place);
+        the two must not overlap each other.
 
     Returns
     -------
@@ -418,14 +463,24 @@ def gaussian_nll(pred, target, var, *, full=False, eps=1e-6, reduction="mean", r
     >>> import numpy as np, fastmle
     >>> round(float(fastmle.gaussian_nll(np.array([1.0, 2.0]), np.array([1.5, 2.0]), 1.0)), 6)
     0.0625
+
+    Reusing gradient buffers across training steps:
+
+    >>> pred, target, var = np.array([1.0, 2.0]), np.array([1.5, 2.0]), np.array([1.0, 4.0])
+    >>> g_pred, g_var = np.empty(2), np.empty(2)
+    >>> loss, gp, gv = fastmle.gaussian_nll(pred, target, var, return_grad=True, grad_out=(g_pred, g_var))
+    >>> gp is g_pred, g_pred
+    (True, array([-0.25,  0.  ]))
     """
-    return _gaussian(pred, target, var, full, eps, reduction, return_grad, backend, 1.0)
+    return _gaussian(pred, target, var, full, eps, reduction, return_grad, grad_out, backend, 1.0, True)
 
 
-def mse_loss(pred, target, reduction="mean", *, return_grad=False, backend=None):
+def mse_loss(pred, target, reduction="mean", *, return_grad=False, grad_out=None, backend=None):
     """Mean squared error, torch's ``mse_loss``: twice the unit-variance
     Gaussian negative log-likelihood without its constant. target must have
     pred's shape (torch broadcasts it, with a warning; here it is an error).
+    grad_out (with ``return_grad=True``) receives the gradient, as in
+    :func:`cross_entropy`.
 
     Returns loss, or (loss, grad_pred) with ``return_grad=True``.
 
@@ -435,8 +490,7 @@ def mse_loss(pred, target, reduction="mean", *, return_grad=False, backend=None)
     >>> fastmle.mse_loss(np.array([1.0, 2.0]), np.array([0.0, 0.0]), return_grad=True)
     (np.float64(2.5), array([1., 2.]))
     """
-    out = _gaussian(pred, target, 1.0, False, 1e-6, reduction, return_grad, backend, 2.0)
-    return out[:2] if return_grad else out
+    return _gaussian(pred, target, 1.0, False, 1e-6, reduction, return_grad, grad_out, backend, 2.0, False)
 
 
 # ---- information measures ----

@@ -302,6 +302,131 @@ def test_elementwise_means_make_no_per_element_loss_array(backend, dtype, rng):
             assert peak < 2 * n, peak  # bytes: gaussian_nll's check of var >= 0 takes one per element
 
 
+def _elementwise_grad_calls(dtype, rng, shape=(37, 11)):
+    """name -> (call(grad_out=..., **kw), its arrays by name, grad_out's
+    shape(s)): every loss whose grad_out= takes one or two gradients."""
+    x, t, var = rng.standard_normal((3,) + shape).astype(dtype)
+    var = np.abs(var) + 0.1
+    row_var = var[:, :1].copy()
+    w, pw = np.abs(rng.standard_normal((2,) + shape)).astype(dtype)
+    bern = rng.random(shape).astype(dtype)
+    return {
+        "bce": (lambda a, **kw: fastmle.binary_cross_entropy_with_logits(a["x"], a["t"], weight=a["w"],
+                                                                         pos_weight=a["pw"], **kw),
+                dict(x=x, t=bern, w=w, pw=pw), x.shape),
+        "mse": (lambda a, **kw: fastmle.mse_loss(a["x"], a["t"], **kw), dict(x=x, t=t), x.shape),
+        "gaussian": (lambda a, **kw: fastmle.gaussian_nll(a["x"], a["t"], a["var"], **kw),
+                     dict(x=x, t=t, var=var), (x.shape, var.shape)),
+        "gaussian row var": (lambda a, **kw: fastmle.gaussian_nll(a["x"], a["t"], a["var"], full=True, **kw),
+                             dict(x=x, t=t, var=row_var), (x.shape, row_var.shape)),
+        "gaussian scalar var": (lambda a, **kw: fastmle.gaussian_nll(a["x"], a["t"], 0.7, **kw),
+                                dict(x=x, t=t), (x.shape, ())),
+    }
+
+
+@pytest.mark.parametrize("name", ["bce", "mse", "gaussian", "gaussian row var", "gaussian scalar var"])
+def test_elementwise_grad_out(backend, dtype, rng, name):
+    """grad_out receives exactly the gradients returned without it, and is
+    what is returned: new buffers, strided ones, the inputs themselves (in
+    place) and buffers overlapping another input (written through a copy)."""
+    call, arrays, shapes = _elementwise_grad_calls(dtype, rng)[name]
+    pair = name.startswith("gaussian")
+
+    def run(buffers, arrays=arrays, reduction="mean"):
+        grad_out = tuple(buffers) if pair else buffers[0]
+        result = call(arrays, reduction=reduction, return_grad=True, grad_out=grad_out, backend=backend)
+        for got, buffer in zip(result[1:], buffers):
+            if buffer is not None:
+                assert got is buffer, "grad_out is returned"
+        return result
+
+    for reduction in ("mean", "none"):
+        want = call(arrays, reduction=reduction, return_grad=True, backend=backend)
+        all_shapes = shapes if pair else (shapes,)
+        fresh = [np.full(s, np.nan, dtype) for s in all_shapes]
+        strided = [np.full(s + (2,), np.nan, dtype)[..., 0] for s in all_shapes]
+        for label, buffers in [("fresh", fresh), ("strided", strided), ("first only", fresh[:1] + [None] * pair),
+                               ("second only", [None, fresh[-1]] if pair else fresh)]:
+            got = run(buffers, reduction=reduction)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w, err_msg=f"{name} {backend} {reduction} {label}")
+    # in place: the gradient overwrites x (and var when it has x's shape)
+    want = call(arrays, return_grad=True, backend=backend)
+    inplace = {k: v.copy() for k, v in arrays.items()}
+    buffers = [inplace["x"]] + ([inplace["var"] if name == "gaussian" else None] if pair else [])
+    got = run(buffers, arrays=inplace)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w, err_msg=f"{name} {backend} in place")
+    # a buffer that is another input (the target) is written after the kernel has read it
+    overlapping = {k: v.copy() for k, v in arrays.items()}
+    got = run([overlapping["t"]] + [None] * pair, arrays=overlapping)
+    np.testing.assert_array_equal(got[1], want[1], err_msg=f"{name} {backend} grad_out=target")
+
+
+def test_mse_loss_computes_no_variance_gradient(backend, dtype, rng):
+    # mse_loss is gaussian_nll with unit variance: it used to allocate, fill
+    # and drop the gradient with respect to that variance (a second array of
+    # pred's size)
+    import tracemalloc
+
+    n = 1_000_000
+    x, t = rng.standard_normal((2, n)).astype(dtype)
+    grad = np.empty(n, dtype)
+    for grad_out in (None, grad):
+        fastmle.mse_loss(x, t, return_grad=True, grad_out=grad_out, backend=backend)  # compile first
+        tracemalloc.start()
+        try:
+            result = fastmle.mse_loss(x, t, return_grad=True, grad_out=grad_out, backend=backend)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        returned = 0 if grad_out is not None else result[1].nbytes
+        if backend != "numpy":  # (the reference's float64 temporaries take more)
+            assert peak - returned < 2 * n, (grad_out is None, peak, returned)
+
+
+BAD_GRAD_OUT = [
+    ("mse", dict(grad_out=np.empty((3, 4))), ValueError, r"grad_out has shape \(3, 4\), expected \(3, 5\)"),
+    ("mse", dict(grad_out=np.empty((3, 5), np.float32)), TypeError, "grad_out has dtype float32"),
+    ("mse", dict(grad_out=np.broadcast_to(np.empty(5), (3, 5))), ValueError, "grad_out is read-only"),
+    ("mse", dict(return_grad=False, grad_out=np.empty((3, 5))), ValueError, "only used with return_grad"),
+    ("bce", dict(grad_out=np.empty((5, 3))), ValueError, "grad_out has shape"),
+    ("bce", dict(return_grad=False, grad_out=np.empty((3, 5))), ValueError, "only used with return_grad"),
+    ("gaussian", dict(grad_out=np.empty((3, 5))), TypeError, r"grad_out must be a pair \(grad_pred, grad_var\)"),
+    ("gaussian", dict(grad_out=(np.empty((3, 5)),)), TypeError, "grad_out must be a pair"),
+    ("gaussian", dict(grad_out=(None, np.empty((3, 5)))), ValueError,
+     r"grad_out\[1\] has shape \(3, 5\), expected \(3, 1\)"),
+    ("gaussian", dict(grad_out=(np.empty((3, 1)), None)), ValueError, r"grad_out\[0\] has shape"),
+    ("gaussian", dict(grad_out=(None, np.empty((3, 1), np.float32))), TypeError, r"grad_out\[1\] has dtype"),
+    ("gaussian", dict(grad_out=(np.empty(15)[:15].reshape(3, 5), np.empty(15)[:3].reshape(3, 1))), None, None),
+    ("gaussian", dict(return_grad=False, grad_out=(None, None)), ValueError, "only used with return_grad"),
+]
+
+
+@pytest.mark.parametrize("name,kw,exc,match", BAD_GRAD_OUT, ids=[f"{n}-{m}" for n, _, _, m in BAD_GRAD_OUT])
+def test_elementwise_grad_out_bad_input(name, kw, exc, match):
+    x, t, var = np.zeros((3, 5)), np.ones((3, 5)), np.ones((3, 1))
+    kw = dict(kw)
+    kw.setdefault("return_grad", True)
+    if exc is None:  # two views of one buffer: overlapping
+        base = np.zeros(20)
+        kw["grad_out"] = (base[:15].reshape(3, 5), base[12:15].reshape(3, 1))
+        exc, match = ValueError, "grad_out's two arrays overlap"
+    before = [a.copy() for a in (x, t, var)]
+    call = {"mse": lambda: fastmle.mse_loss(x, t, **kw),
+            "bce": lambda: fastmle.binary_cross_entropy_with_logits(x, t / 2, **kw),
+            "gaussian": lambda: fastmle.gaussian_nll(x, t, var, **kw)}[name]
+    buffers = kw["grad_out"] if isinstance(kw["grad_out"], tuple) else (kw["grad_out"],)
+    buffers_before = [np.array(b, copy=True) if isinstance(b, np.ndarray) else None for b in buffers]
+    with pytest.raises(exc, match=match):
+        call()
+    for a, b in zip((x, t, var), before):
+        np.testing.assert_array_equal(a, b)  # nothing written
+    for b, b0 in zip(buffers, buffers_before):
+        if b0 is not None:
+            np.testing.assert_array_equal(b, b0)
+
+
 def prob_cases(dtype, rng):
     p = rng.random((7, 9)).astype(dtype)
     p[0, :3] = 0
