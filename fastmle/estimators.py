@@ -199,7 +199,11 @@ class _SGDMixin:
             alpha = self.alpha * len(y)
             check_fit_options(alpha, self.max_epochs, TOL)
             names = parameter_names(X, getattr(self, "feature_names_in_", None))
-            prob = _Problem(X, y, family, self.fit_intercept, ref, alpha, sample_weight, self.backend)
+            # the labels themselves, so that errors name them ("class 'eel' has zero total weight")
+            y_fit = self.classes_[y.astype(np.int64)] if multinomial else y
+            ref_label = None if ref is None else self.classes_[ref]
+            prob = _Problem(X, y_fit, family, self.fit_intercept, ref_label, alpha, sample_weight, self.backend)
+            self.copied_X_ = self.copied_X_ or prob.copied_X  # float64 for the inference
             res = fisher_scoring(prob, names(prob), self.max_epochs, TOL)
         for w in caught:
             # stacklevel 5: the caller of fit (_fit_fisher, _fit, fit, its wrapper)

@@ -161,6 +161,10 @@ def encode_response(y, family, n_samples, dtype, classes=None):
             raise ValueError(f"multinomial y must be 1-D class labels, got shape {y.shape}")
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError("y contains NaN or infinity")
+        if y.dtype.kind == "O":  # (np.unique's sort would fail on None or NaN with a bare TypeError)
+            missing = np.flatnonzero([v is None or (isinstance(v, float) and v != v) for v in y])
+            if missing.size:
+                raise ValueError(f"y contains a missing label ({y[missing[0]]!r} at position {missing[0]})")
         y = y.copy()  # checked, then the kernels' indices: the caller's y may change meanwhile
         if classes is None and y.dtype.kind in "iu" and y.size and 0 <= y.min() and y.max() < 4 * y.size:
             # integer labels 0..K-1, the common case: a count instead of a sort
@@ -168,7 +172,11 @@ def encode_response(y, family, n_samples, dtype, classes=None):
             if len(present) == present[-1] + 1:
                 return y.astype(np.int64, copy=False), np.empty((0, len(present)), dtype), present
             classes = present
-        classes = np.unique(y if classes is None else np.asarray(classes))
+        try:
+            classes = np.unique(y if classes is None else np.asarray(classes))
+        except TypeError as e:
+            raise TypeError(f"the class labels cannot be sorted (labels of mixed types, such as str and int?): "
+                            f"{e}") from None
         return label_indices(y, classes, "the classes"), np.empty((0, len(classes)), dtype), classes
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{family} y must be numeric, got dtype {y.dtype}")

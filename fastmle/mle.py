@@ -31,8 +31,14 @@ CHORD_CONTRACTION = 0.25
 # in 10 iterations)
 VANISHED_INFORMATION = 1e-4
 # A gaussian fit is exact when its residual sum of squares is at most this
-# share of sum w y^2 (residuals within 1e-13 of y's size: rounding)
+# share of sum w y^2 (residuals within 1e-13 of y's size: rounding), and at
+# most EXACT_SPREAD of sum w (y - mean)^2 (residuals within 1e-4 of y's
+# spread) unless that spread is itself rounding
 EXACT_GAUSSIAN = 1e-26
+EXACT_SPREAD = 1e-8
+# A fit cut short by a smaller max_iter that looks separated is run again to
+# this many iterations before separation is reported (see _fisher_scoring)
+CONFIRM_ITER = 100
 # fit_mle's default tolerance (the estimators' solver="fisher" fits with it too)
 TOL = 1e-8
 
@@ -191,18 +197,23 @@ def response_stats(family, labels, targets, w, n_classes):
     """The weighted sums of the response that the null model, the starting
     point and the log-likelihood's constants need; they add up over chunks
     of samples (fastmle.dask sums them). W: total weight; counts: per class
-    (multinomial); sy, syy: sums of w y and w y^2; s1y: sum of w (1 - y),
+    (multinomial); sy, syy: sums of w y and w y^2; m2: sum of w (y - mean)^2
+    about the weighted mean (syy / W - mean^2 cancels: y = 1e8 + noise had
+    lost every digit of the null model's variance); s1y: sum of w (1 - y),
     exactly 0 when every weighted binomial y is 1; slg: sum of w log(y!)
     (poisson); rows: the number of samples of positive weight."""
     n = len(labels) if family == "multinomial" else len(targets)
     weights = w.astype(np.float64) if w.size else np.ones(n)
-    stats = {"W": float(weights.sum()), "counts": np.zeros(n_classes), "sy": 0.0, "syy": 0.0, "s1y": 0.0,
-             "slg": 0.0, "rows": int(np.count_nonzero(weights))}
+    stats = {"W": float(weights.sum()), "counts": np.zeros(n_classes), "sy": 0.0, "syy": 0.0, "m2": 0.0,
+             "s1y": 0.0, "slg": 0.0, "rows": int(np.count_nonzero(weights))}
     if family == "multinomial":
         stats["counts"] = np.bincount(labels, weights=weights, minlength=n_classes)
         return stats
     y = targets[:, 0].astype(np.float64)
     stats["sy"], stats["syy"], stats["s1y"] = float(weights @ y), float(weights @ (y * y)), float(weights @ (1 - y))
+    if stats["W"] > 0:
+        centred = y - stats["sy"] / stats["W"]
+        stats["m2"] = float(weights @ (centred * centred))
     if family == "poisson":
         values, inverse = np.unique(y, return_inverse=True)  # log(y!) through the distinct counts
         stats["slg"] = float(weights @ np.array([math.lgamma(v + 1.0) for v in values])[inverse])
@@ -210,7 +221,12 @@ def response_stats(family, labels, targets, w, n_classes):
 
 
 def add_stats(a, b):
-    return {k: a[k] + b[k] for k in a}
+    """The response_stats of two parts of the samples together."""
+    merged = {k: a[k] + b[k] for k in a}
+    if a["W"] > 0 and b["W"] > 0:  # each m2 is about its own part's mean (Chan et al.'s pairwise update)
+        delta = b["sy"] / b["W"] - a["sy"] / a["W"]
+        merged["m2"] += delta * delta * (a["W"] * b["W"] / merged["W"])
+    return merged
 
 
 def _null_loglik(family, stats):
@@ -226,7 +242,7 @@ def _null_loglik(family, stats):
     if family == "poisson":
         ylogmu = stats["sy"] * math.log(mean) if mean > 0 else 0.0
         return ylogmu - W * mean - stats["slg"]
-    var = max(stats["syy"] / W - mean * mean, 0.0)
+    var = stats["m2"] / W
     return -0.5 * W * (math.log(2 * math.pi * var) + 1.0) if var > 0 else math.inf
 
 
@@ -361,8 +377,11 @@ class _Objective:
             return None
         v = vecs[:, 0] / np.abs(vecs[:, 0]).max()
         involved = [names[j] for j in np.flatnonzero(np.abs(v) > 1e-3)]
-        return (f"columns {', '.join(map(repr, involved))} are collinear (a linear combination of them is "
-                f"constant zero, smallest eigenvalue of their correlation {vals[0]:.2g})")
+        hint = ("; a column whose mean is large against its spread is nearly collinear with the intercept: centre "
+                "it" if self.fit_intercept and len(involved) == 2 and names[self.d] in involved else "")
+        return (f"columns {', '.join(map(repr, involved))} are collinear or nearly so (a linear combination of "
+                f"them is zero or within rounding of it: smallest eigenvalue of their correlation {vals[0]:.2g}, "
+                f"below {1e-10 * self.D:.1g}){hint}")
 
     def saturated(self, theta):
         """How many samples have a fitted probability within 1e-8 of 0 or 1
@@ -383,9 +402,11 @@ class _Problem(_Objective):
     def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend):
         refuse_sparse(X, "X", "fit_mle takes")
         X = real_array(X, "X")
-        if X.dtype.kind in "biuf" and X.dtype != np.float64:
+        self.copied_X = X.dtype.kind in "biuf" and X.dtype != np.float64
+        if self.copied_X:
             X = X.astype(np.float64)  # inference needs double: one copy
-        X, _ = as_design_matrix(X)
+        X, copied = as_design_matrix(X)
+        self.copied_X = self.copied_X or copied
         self.backend = _dispatch.resolve(backend)
         # validate X and the weights once (GLMModel), then the response
         probe = GLMModel(X, np.zeros((X.shape[1], 1)), "gaussian", None, fit_intercept, sample_weight)
@@ -470,6 +491,10 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         and in ``nobs`` (their sum), hence BIC; integer weights give the fit
         of the rows repeated w_i times.
     max_iter : int
+        A fit stopped by it with samples at probability 0 or 1 and vanished
+        information looks separated; below 100, it is run again to 100
+        iterations to tell: if it converges, this fit is returned with a
+        warning naming the iterations needed, else PerfectSeparationError.
     tol : float
         Converged when the last step changed no parameter by more than
         ``tol * max(1, max |params|)``.
@@ -484,7 +509,8 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     SingularFisherError
         Collinear or all-zero columns, naming them.
     PerfectSeparationError
-        Fitted probabilities at 0 or 1: the MLE does not exist.
+        Fitted probabilities at 0 or 1: the MLE does not exist (never with
+        ``alpha > 0``, whose penalized estimate always exists).
 
     The gaussian family estimates sigma^2 by maximum likelihood (RSS / n,
     weighted) and reports the log-likelihood at it, as statsmodels' OLS
@@ -529,7 +555,19 @@ def fisher_scoring(prob, names, max_iter, tol):
         return _fisher_scoring(prob, names, max_iter, tol)
 
 
-def _fisher_scoring(prob, names, max_iter, tol):
+def _iterations_to_converge(prob, names, tol):
+    """How many iterations Fisher scoring takes to converge, or None when it
+    does not within CONFIRM_ITER (or finds separation on the way)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            res = _fisher_scoring(prob, names, CONFIRM_ITER, tol, confirm=False)
+        except SingularFisherError:  # separation (or singular information) found on the way
+            return None
+    return res.n_iter if res.converged else None
+
+
+def _fisher_scoring(prob, names, max_iter, tol, confirm=True):
     family = prob.family
     if prob.alpha == 0:
         problem = prob.design_rank_problem(names)
@@ -575,7 +613,8 @@ def _fisher_scoring(prob, names, max_iter, tol):
         if last_step <= tol:
             converged = True
             break
-    if family in ("binomial", "multinomial") and f - prob.penalty(theta) <= 1e-9 * prob.W:
+    # (with alpha > 0 the penalized estimate exists, however small the likelihood's part)
+    if family in ("binomial", "multinomial") and prob.alpha == 0 and f - prob.penalty(theta) <= 1e-9 * prob.W:
         raise PerfectSeparationError(
             f"perfect separation: the features predict every sample's class with probability 1 "
             f"(mean negative log-likelihood {f / prob.W:.2g}); the maximum-likelihood estimate does not "
@@ -587,16 +626,26 @@ def _fisher_scoring(prob, names, max_iter, tol):
         # Diverging coefficients push samples to probability 0 or 1 (Poisson:
         # mean 0) and the information about them vanishes exponentially. A
         # well-posed fit cut short by max_iter can also have samples there
-        # (strong effects), but keeps its information: it had been reported
-        # as separation.
-        if saturated and _information_vanished(prob, F):
-            raise PerfectSeparationError(
-                f"fit_mle did not converge in {iterations}, with {saturated} of {prob.n} samples fitted with "
-                f"{_at_limit(family)} and the information in some direction of the parameters below "
-                f"{VANISHED_INFORMATION:g} of its value at the start: quasi-complete separation (the MLE does not "
-                f"exist; the coefficients diverge). Set alpha > 0 for a penalized estimate")
+        # (strong effects), and early on its information can fall as low
+        # (1e-5 of the start's for a slope of 30 after 8 iterations, which
+        # converges in 16). So a fit stopped before CONFIRM_ITER is run
+        # again that far: if it converges, the MLE exists and this fit is
+        # returned with the warning below.
+        needed = None
+        if saturated and prob.alpha == 0 and _information_vanished(prob, F):
+            rerun = confirm and max_iter < CONFIRM_ITER
+            needed = _iterations_to_converge(prob, names, tol) if rerun else None
+            if needed is None:
+                iterations += f" (nor in {CONFIRM_ITER})" if rerun else ""
+                raise PerfectSeparationError(
+                    f"fit_mle did not converge in {iterations}, with {saturated} of {prob.n} samples fitted with "
+                    f"{_at_limit(family)} and the information in some direction of the parameters below "
+                    f"{VANISHED_INFORMATION:g} of its value at the start: quasi-complete separation (the MLE does "
+                    f"not exist; the coefficients diverge). Set alpha > 0 for a penalized estimate")
         note = (f"; {saturated} of {prob.n} samples are fitted with {_at_limit(family)}: if the coefficients "
                 f"keep growing with max_iter, the MLE may not exist" if saturated else "")
+        if needed is not None:
+            note = f"; it converges in {needed} iterations (max_iter={needed} or more)"
         # stacklevel 4: the caller of fit_mle (or of fastmle.dask.fit_mle)
         warnings.warn(f"fit_mle did not converge in {iterations} (last relative step {last_step:.3g}){note}",
                       RuntimeWarning, stacklevel=4)
@@ -735,11 +784,14 @@ def _result(prob, theta, F, f, it, converged, names):
         cov = cov * scale
         # An exact fit: sigma^2's estimate is 0 or rounding (residuals below
         # 1e-13 of y's root mean square), so standard errors of 0 or 1e-16
-        # would claim infinite significance. Rows of positive weight count,
-        # not their total weight: frequency weights scaled to sum 1 leave
-        # every fit's rows.
+        # would claim infinite significance. Unless y varies about its mean
+        # by 1e4 times more (or by rounding only): for y = 1e13 + noise of 1,
+        # the residuals are 1e-13 of y and the fit far from exact. Rows of
+        # positive weight count, not their total weight: frequency weights
+        # scaled to sum 1 leave every fit's rows.
         saturated = prob.stats["rows"] <= theta.size
-        exact = not 2.0 * nll > EXACT_GAUSSIAN * prob.stats["syy"]
+        rss, rounding = 2.0 * nll, EXACT_GAUSSIAN * prob.stats["syy"]
+        exact = not rss > rounding and (not rss > EXACT_SPREAD * prob.stats["m2"] or not prob.stats["m2"] > rounding)
         if prob.alpha == 0 and (saturated or exact):
             if saturated:  # as many parameters as samples: undefined, as statsmodels' OLS (inf)
                 cov = np.full_like(cov, np.nan)

@@ -422,6 +422,7 @@ def _layouts():
     for layout in _layouts() if solver == "sgd" or layout not in ("CSR", "CSC")])  # fisher: dense X only
 def test_copied_X_says_whether_X_was_copied(Estimator, solver, layout):
     X, copies = _layouts()[layout]
+    copies = copies or (solver == "fisher" and layout == "C float32")  # the inference is in float64: one copy
     _, y = _multiclass(200)
     est = Estimator(solver=solver, **FAST).fit(X, y)
     assert est.copied_X_ is copies

@@ -483,6 +483,10 @@ def test_fit_mle_collinear_columns_are_named(rng):
         fastmle.fit_mle(np.hstack([X[:, :1], np.zeros((100, 1))]), y, "binomial")
     with pytest.raises(fastmle.SingularFisherError, match="'x0', 'intercept' are collinear"):
         fastmle.fit_mle(np.full((100, 1), 3.0), y, "binomial")
+    # a column far from 0 against its spread is not exactly collinear with
+    # the intercept, and the message had said "constant zero"; it says what to do
+    with pytest.raises(fastmle.SingularFisherError, match="collinear or nearly so .* with the intercept: centre it"):
+        fastmle.fit_mle(1e5 + X[:, :1], y, "binomial")
 
 
 def test_fit_mle_quasi_complete_separation_is_reported(rng):
@@ -550,9 +554,18 @@ def test_fit_mle_cut_short_is_not_called_separation(rng):
         res = fastmle.fit_mle(X, y, "binomial", max_iter=5)
     assert not res.converged
     assert fastmle.fit_mle(X, y, "binomial").converged
+    # stronger still, 8 iterations left the information about the slope at
+    # 1e-5 of the start's, which had been taken for separation; it converges in 16
+    x = rng.standard_normal(5000)[:, None] * 3
+    y = (30 * x[:, 0] + rng.logistic(size=5000) > 0).astype(int)
+    for fit in (lambda: fastmle.fit_mle(x, y, "binomial", max_iter=8),
+                lambda: fastmle.MLEClassifier("binomial", solver="fisher", max_epochs=8).fit(x, y)):
+        with pytest.warns(Warning, match=r"did not converge in 8 iterations .*it converges in \d+ iterations"):
+            fit()
     # separated data stopped as early still raise once the information has gone
     y = (X[:, 0] > 0).astype(int)
-    with pytest.raises(fastmle.PerfectSeparationError, match="information in some direction of the parameters below"):
+    with pytest.raises(fastmle.PerfectSeparationError, match=r"did not converge in 12 iterations \(nor in 100\).*"
+                                                             "information in some direction of the parameters below"):
         fastmle.fit_mle(X, y, "binomial", max_iter=12)
     # separated away from x = 0, the information vanishes along a combination
     # of slope and intercept, which the diagonal did not show (a result with
@@ -562,6 +575,24 @@ def test_fit_mle_cut_short_is_not_called_separation(rng):
     for shift in (0.0, 3.0):
         with pytest.raises(fastmle.PerfectSeparationError, match="quasi-complete separation"):
             fastmle.fit_mle(x - shift, y, "binomial", max_iter=15)
+
+
+@pytest.mark.parametrize("family", ["binomial", "multinomial"])
+def test_fit_mle_penalized_fit_of_separated_data(rng, family):
+    # with alpha > 0 the penalized estimate exists however separated the
+    # data: a tiny alpha (1e-12) had raised PerfectSeparationError ("Set
+    # alpha > 0"), its likelihood part being below the perfect-fit threshold
+    X = rng.standard_normal((200, 2)) * 3
+    y = (X[:, 0] > 0).astype(int) if family == "binomial" else np.digitize(X[:, 0], [-1.0, 1.0])
+    for alpha in (1e-12, 1e-6):
+        res = fastmle.fit_mle(X, y, family, alpha=alpha)
+        assert res.converged and np.isfinite(res.params).all()
+        # the gradient of the penalized objective vanishes at the estimate
+        coef = res.params[:2].reshape(2, -1)
+        probs = fastmle.glm_predict(X, coef, family, intercept=res.params[2])
+        onehot = y[:, None] if family == "binomial" else (y[:, None] == np.arange(3))
+        residual = probs.reshape(len(y), -1) - onehot
+        assert np.abs(X.T @ residual + alpha * coef).max() < 1e-6 * len(y)
 
 
 def test_fit_mle_gaussian_with_as_many_parameters_as_observations(rng):
@@ -589,6 +620,28 @@ def test_fit_mle_gaussian_with_as_many_parameters_as_observations(rng):
         warnings.simplefilter("error")
         res = fastmle.fit_mle(X, y, "gaussian", sample_weight=np.full(50, 1 / 50))
     assert np.isfinite(res.bse).all()
+
+
+def test_fit_mle_gaussian_of_a_large_mean(backend, rng):
+    # the null model's variance was syy / W - mean^2, which cancels: for y
+    # = 1e8 + noise its log-likelihood was off by 8 (and inf at 1e13); and
+    # the exact-fit warning compared the residuals with y's size only, so y
+    # = 1e13 + noise of 1 was called "exact" (the residuals are 1e-13 of y)
+    X = rng.standard_normal((200, 2))
+    noise = rng.standard_normal(200)
+    w = rng.random(200) + 0.5
+    for shift in (1e8, 1e13):
+        y = shift + X @ [1.0, 2.0] + noise
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = fastmle.fit_mle(X, y, "gaussian", sample_weight=w, backend=backend)
+        centred = y - np.average(y, weights=w)
+        var = np.average(centred * centred, weights=w)  # the weighted null model's ML variance, two-pass
+        assert res.llnull == pytest.approx(-0.5 * w.sum() * (np.log(2 * np.pi * var) + 1.0), rel=1e-9)
+        assert _rel(res.params[:2], [1.0, 2.0]) < 0.1 and np.all(res.bse > 0.01)
+    # an exact fit of a large mean is still one
+    with pytest.warns(RuntimeWarning, match=r"gaussian fit is exact.*y a linear function of X"):
+        fastmle.fit_mle(X, 1e8 + X @ [1.0, 2.0], "gaussian", backend=backend)
 
 
 def test_fit_mle_warns_at_the_callers_line_when_not_converged(rng):
@@ -706,6 +759,13 @@ def test_fit_mle_perfect_separation_is_reported(rng):
      "binomial y is 0 for every sample with weight"),
     (dict(family="multinomial", y=np.arange(50) % 3, reference_class=0, sample_weight=(np.arange(50) % 3 < 2) * 1.0),
      ValueError, "class 2 has zero total weight"),
+    # missing labels had reached np.unique's sort: a bare "'<' not supported"
+    (dict(family="multinomial", y=np.array(["a", None, "b"] * 16 + ["a", "b"], dtype=object)), ValueError,
+     r"y contains a missing label \(None at position 1\)"),
+    (dict(family="multinomial", y=np.array(["a", "b", np.nan] * 16 + ["a", "b"], dtype=object)), ValueError,
+     r"y contains a missing label \(nan at position 2\)"),
+    (dict(family="multinomial", y=np.array(["a", "b", 3] * 16 + ["a", "b"], dtype=object)), TypeError,
+     "the class labels cannot be sorted"),
 ])
 def test_fit_mle_bad_input(rng, kwargs, error, match):
     X = rng.standard_normal((50, 2))
@@ -731,6 +791,14 @@ def test_classifier_fisher_solver_is_the_exact_optimum(rng):
     np.testing.assert_allclose(clf.bse_[1:], res.bse[:-1].T, rtol=1e-12)
     np.testing.assert_allclose(clf.intercept_bse_[1:], res.bse[-1], rtol=1e-12)
     assert "y=b" in clf.mle_result_.summary()
+
+
+def test_classifier_fisher_solver_errors_name_the_labels(rng):
+    # the estimator fitted the labels' indices: "class 2 has zero total weight"
+    X = rng.standard_normal((200, 2))
+    labels = rng.choice(["cat", "dog", "eel"], 200)
+    with pytest.raises(ValueError, match="class 'eel' has zero total weight"):
+        fastmle.MLEClassifier(solver="fisher").fit(X, labels, sample_weight=(labels != "eel") * 1.0)
 
 
 def test_regressor_fisher_solver(rng):
