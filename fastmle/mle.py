@@ -402,11 +402,11 @@ class _Problem(_Objective):
     def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend):
         refuse_sparse(X, "X", "fit_mle takes")
         X = real_array(X, "X")
-        self.copied_X = X.dtype.kind in "biuf" and X.dtype != np.float64
-        if self.copied_X:
+        converted = X.dtype.kind in "biuf" and X.dtype != np.float64
+        if converted:
             X = X.astype(np.float64)  # inference needs double: one copy
         X, copied = as_design_matrix(X)
-        self.copied_X = self.copied_X or copied
+        self.copied_X = converted or copied
         self.backend = _dispatch.resolve(backend)
         # validate X and the weights once (GLMModel), then the response
         probe = GLMModel(X, np.zeros((X.shape[1], 1)), "gaussian", None, fit_intercept, sample_weight)
@@ -509,8 +509,9 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     SingularFisherError
         Collinear or all-zero columns, naming them.
     PerfectSeparationError
-        Fitted probabilities at 0 or 1: the MLE does not exist (never with
-        ``alpha > 0``, whose penalized estimate always exists).
+        Fitted probabilities at 0 or 1: the MLE does not exist. With
+        ``alpha > 0`` (the penalized estimate exists) a near-perfect
+        likelihood or vanished information is not taken for separation.
 
     The gaussian family estimates sigma^2 by maximum likelihood (RSS / n,
     weighted) and reports the log-likelihood at it, as statsmodels' OLS
