@@ -118,21 +118,24 @@ void kl_div_from_logits_rows_f32(const float *logits_p, const float *logits_q, i
  * multinomial) or targets ((n, K), the others) is NULL; so are an absent
  * sample_weight, grad, velocity (no momentum) and avg (no averaging).
  * X is dense (n, d) or, in the _csr kernels, compressed sparse rows (data,
- * int32 indices, int64 indptr). glm_predict / glm_loss_grad return 0, or -1
- * when out of memory; scan_rows writes out[0], out[1] (see
- * fastmle/reference/glm.py); sgd_epoch returns the number of batches done (fewer
- * when a batch's loss was not finite), or -1 when out of memory. */
-int glm_predict_f64(const double *X, int64_t n, int64_t d, const double *params, int64_t K,
-                    int family, double *out);
+ * int32 indices, int64 indptr). offset (n,), NULL when not given, is added
+ * to every output's linear predictor (X params[:, :d]^T + params[:, d]).
+ * glm_predict / glm_loss_grad return 0, or -1 when out of memory; scan_rows
+ * writes out[0], out[1] (see fastmle/reference/glm.py); sgd_epoch returns
+ * the number of batches done (fewer when a batch's loss was not finite), or
+ * -1 when out of memory. */
+int glm_predict_f64(const double *X, int64_t n, int64_t d, const double *params,
+                    const double *offset, int64_t K, int family, double *out);
 int glm_predict_csr_f64(const double *data, const int32_t *indices, const int64_t *indptr, int64_t n,
-                        int64_t d, const double *params, int64_t K, int family, double *out);
+                        int64_t d, const double *params, const double *offset, int64_t K, int family,
+                        double *out);
 int glm_loss_grad_f64(const double *X, int64_t n, int64_t d, const int64_t *labels,
                       const double *targets, const double *sample_weight, const double *params,
-                      int64_t K, int family, double *loss, double *grad);
+                      const double *offset, int64_t K, int family, double *loss, double *grad);
 int glm_loss_grad_csr_f64(const double *data, const int32_t *indices, const int64_t *indptr,
                           int64_t n, int64_t d, const int64_t *labels, const double *targets,
-                          const double *sample_weight, const double *params, int64_t K, int family,
-                          double *loss, double *grad);
+                          const double *sample_weight, const double *params, const double *offset,
+                          int64_t K, int family, double *loss, double *grad);
 void scan_rows_f64(const double *X, int64_t n, int64_t d, double *out);
 int64_t sgd_epoch_f64(const double *X, int64_t n, int64_t d, const int64_t *labels,
                       const double *targets, const double *sample_weight, const int64_t *perm,
@@ -147,17 +150,18 @@ int64_t sgd_epoch_csr_f64(const double *data, const int32_t *indices, const int6
                           double l2, double l1, double momentum, int nesterov, int fit_intercept,
                           double *params, int64_t K, double *velocity, double *avg, int64_t avg_start,
                           int64_t step0, double *loss);
-int glm_predict_f32(const float *X, int64_t n, int64_t d, const float *params, int64_t K,
-                    int family, float *out);
+int glm_predict_f32(const float *X, int64_t n, int64_t d, const float *params,
+                    const float *offset, int64_t K, int family, float *out);
 int glm_predict_csr_f32(const float *data, const int32_t *indices, const int64_t *indptr, int64_t n,
-                        int64_t d, const float *params, int64_t K, int family, float *out);
+                        int64_t d, const float *params, const float *offset, int64_t K, int family,
+                        float *out);
 int glm_loss_grad_f32(const float *X, int64_t n, int64_t d, const int64_t *labels,
                       const float *targets, const float *sample_weight, const float *params,
-                      int64_t K, int family, double *loss, float *grad);
+                      const float *offset, int64_t K, int family, double *loss, float *grad);
 int glm_loss_grad_csr_f32(const float *data, const int32_t *indices, const int64_t *indptr,
                           int64_t n, int64_t d, const int64_t *labels, const float *targets,
-                          const float *sample_weight, const float *params, int64_t K, int family,
-                          double *loss, float *grad);
+                          const float *sample_weight, const float *params, const float *offset,
+                          int64_t K, int family, double *loss, float *grad);
 void scan_rows_f32(const float *X, int64_t n, int64_t d, double *out);
 int64_t sgd_epoch_f32(const float *X, int64_t n, int64_t d, const int64_t *labels,
                       const float *targets, const float *sample_weight, const int64_t *perm,
@@ -182,28 +186,28 @@ int fisher_accumulate_f64(const double *scores, int64_t n, int64_t P, const doub
 int fisher_accumulate_diag_f64(const double *scores, int64_t n, int64_t P,
                                const double *sample_weight, double alpha, double beta,
                                double *acc);
-int glm_fisher_f64(const double *X, int64_t n, int64_t d, const double *params, int64_t K,
-                   int family, const double *sample_weight, int fit_intercept, int64_t ref,
-                   double *out);
-int glm_fisher_diag_f64(const double *X, int64_t n, int64_t d, const double *params, int64_t K,
-                        int family, const double *sample_weight, int fit_intercept, int64_t ref,
-                        double *out);
-int glm_fisher_vp_f64(const double *X, int64_t n, int64_t d, const double *params, int64_t K,
-                      int family, const double *sample_weight, int fit_intercept, int64_t ref,
-                      const double *v, double *out);
+int glm_fisher_f64(const double *X, int64_t n, int64_t d, const double *params,
+                   const double *offset, int64_t K, int family, const double *sample_weight,
+                   int fit_intercept, int64_t ref, double *out);
+int glm_fisher_diag_f64(const double *X, int64_t n, int64_t d, const double *params,
+                        const double *offset, int64_t K, int family, const double *sample_weight,
+                        int fit_intercept, int64_t ref, double *out);
+int glm_fisher_vp_f64(const double *X, int64_t n, int64_t d, const double *params,
+                      const double *offset, int64_t K, int family, const double *sample_weight,
+                      int fit_intercept, int64_t ref, const double *v, double *out);
 int fisher_accumulate_f32(const float *scores, int64_t n, int64_t P, const float *sample_weight,
                           double alpha, double beta, float *acc);
 int fisher_accumulate_diag_f32(const float *scores, int64_t n, int64_t P,
                                const float *sample_weight, double alpha, double beta, float *acc);
-int glm_fisher_f32(const float *X, int64_t n, int64_t d, const float *params, int64_t K,
-                   int family, const float *sample_weight, int fit_intercept, int64_t ref,
-                   double *out);
-int glm_fisher_diag_f32(const float *X, int64_t n, int64_t d, const float *params, int64_t K,
-                        int family, const float *sample_weight, int fit_intercept, int64_t ref,
-                        double *out);
-int glm_fisher_vp_f32(const float *X, int64_t n, int64_t d, const float *params, int64_t K,
-                      int family, const float *sample_weight, int fit_intercept, int64_t ref,
-                      const double *v, double *out);
+int glm_fisher_f32(const float *X, int64_t n, int64_t d, const float *params,
+                   const float *offset, int64_t K, int family, const float *sample_weight,
+                   int fit_intercept, int64_t ref, double *out);
+int glm_fisher_diag_f32(const float *X, int64_t n, int64_t d, const float *params,
+                        const float *offset, int64_t K, int family, const float *sample_weight,
+                        int fit_intercept, int64_t ref, double *out);
+int glm_fisher_vp_f32(const float *X, int64_t n, int64_t d, const float *params,
+                      const float *offset, int64_t K, int family, const float *sample_weight,
+                      int fit_intercept, int64_t ref, const double *v, double *out);
 
 /* FASTMLE_CDEF_END */
 

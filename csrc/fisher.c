@@ -55,20 +55,21 @@ int fisher_accumulate_diag_##SUF(const T *scores, int64_t n, int64_t P, const T 
                                  double alpha, double beta, T *acc)                             \
 { FM_PICK(fisher_accumulate_diag_##SUF, scores, n, P, sample_weight, alpha, beta, acc);         \
   return 0; }                                                                                   \
-int glm_fisher_##SUF(const T *X, int64_t n, int64_t d, const T *params, int64_t K, int family,   \
-                     const T *sample_weight, int fit_intercept, int64_t ref, double *out)       \
-{ return FM_PICK(glm_fisher_##SUF, X, n, d, params, K, family, sample_weight, fit_intercept,     \
-                 ref, out); }                                                                   \
-int glm_fisher_diag_##SUF(const T *X, int64_t n, int64_t d, const T *params, int64_t K,          \
-                          int family, const T *sample_weight, int fit_intercept, int64_t ref,   \
-                          double *out)                                                          \
-{ return FM_PICK(glm_fisher_diag_##SUF, X, n, d, params, K, family, sample_weight,              \
+int glm_fisher_##SUF(const T *X, int64_t n, int64_t d, const T *params, const T *offset,        \
+                     int64_t K, int family, const T *sample_weight, int fit_intercept,          \
+                     int64_t ref, double *out)                                                  \
+{ return FM_PICK(glm_fisher_##SUF, X, n, d, params, offset, K, family, sample_weight,           \
                  fit_intercept, ref, out); }                                                    \
-int glm_fisher_vp_##SUF(const T *X, int64_t n, int64_t d, const T *params, int64_t K,            \
-                        int family, const T *sample_weight, int fit_intercept, int64_t ref,     \
-                        const double *v, double *out)                                           \
-{ return FM_PICK(glm_fisher_vp_##SUF, X, n, d, params, K, family, sample_weight, fit_intercept, \
-                 ref, v, out); }
+int glm_fisher_diag_##SUF(const T *X, int64_t n, int64_t d, const T *params, const T *offset,   \
+                          int64_t K, int family, const T *sample_weight, int fit_intercept,     \
+                          int64_t ref, double *out)                                             \
+{ return FM_PICK(glm_fisher_diag_##SUF, X, n, d, params, offset, K, family, sample_weight,      \
+                 fit_intercept, ref, out); }                                                    \
+int glm_fisher_vp_##SUF(const T *X, int64_t n, int64_t d, const T *params, const T *offset,     \
+                        int64_t K, int family, const T *sample_weight, int fit_intercept,       \
+                        int64_t ref, const double *v, double *out)                              \
+{ return FM_PICK(glm_fisher_vp_##SUF, X, n, d, params, offset, K, family, sample_weight,        \
+                 fit_intercept, ref, v, out); }
 
 FM_FISHER_EXPORT(double, f64)
 FM_FISHER_EXPORT(float, f32)

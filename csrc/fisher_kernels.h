@@ -111,7 +111,7 @@ static void FN(fisher_accumulate_diag)(const FM_T *S, int64_t n, int64_t P, cons
 
 /* The GLM's shape as the exact-Fisher kernels see it. */
 typedef struct {
-    const FM_T *X, *params, *w;
+    const FM_T *X, *params, *offset, *w;   /* offset, w: NULL when not given */
     int64_t n, d, K;   /* samples, features, outputs (params is K x (d + 1)) */
     int family;
     int64_t ref;       /* multinomial class left out (baseline category), or -1 */
@@ -119,10 +119,11 @@ typedef struct {
 } FN(fisher_model);
 
 static FN(fisher_model) FN(fisher_model_of)(const FM_T *X, int64_t n, int64_t d,
-                                            const FM_T *params, int64_t K, int family,
-                                            const FM_T *w, int fit_intercept, int64_t ref)
+                                            const FM_T *params, const FM_T *offset, int64_t K,
+                                            int family, const FM_T *w, int fit_intercept,
+                                            int64_t ref)
 {
-    FN(fisher_model) m = {X, params, w, n, d, K, family, -1, d + (fit_intercept != 0), K};
+    FN(fisher_model) m = {X, params, offset, w, n, d, K, family, -1, d + (fit_intercept != 0), K};
     if (family == FM_MULTINOMIAL && ref >= 0 && ref < K) {
         m.ref = ref;
         m.Kp = K - 1;
@@ -149,6 +150,8 @@ static double FN(row_terms)(const FN(fisher_model) *m, int64_t i, double *xt, do
         for (int64_t j = 0; j < m->d; j++)
             s += xt[j] * (double)p[j];
         eta[k] = s + (double)p[m->d];
+        if (m->offset)
+            eta[k] += (double)m->offset[i];
     }
     if (m->family == FM_MULTINOMIAL) {
         double mx = eta[0], total = 0;
@@ -216,11 +219,11 @@ static void FN(fisher_tile)(const double *A, const double *B, const double *w, i
  * syrk per pair is slower here: its blocks are too thin, 51 columns in the
  * fit_mle benchmark, and OpenBLAS's threads spent 40% of the time
  * synchronizing.) Returns 0, or -1 when out of memory. */
-static int FN(glm_fisher)(const FM_T *X, int64_t n, int64_t d, const FM_T *params, int64_t K,
-                          int family, const FM_T *sample_weight, int fit_intercept, int64_t ref,
-                          double *out)
+static int FN(glm_fisher)(const FM_T *X, int64_t n, int64_t d, const FM_T *params,
+                          const FM_T *offset, int64_t K, int family, const FM_T *sample_weight,
+                          int fit_intercept, int64_t ref, double *out)
 {
-    const FN(fisher_model) m = FN(fisher_model_of)(X, n, d, params, K, family, sample_weight,
+    const FN(fisher_model) m = FN(fisher_model_of)(X, n, d, params, offset, K, family, sample_weight,
                                                    fit_intercept, ref);
     const int64_t D = m.D, Kp = m.Kp, P = Kp * D, R = FM_FISHER_ROWS;
     const int64_t Dp = (D + FM_TILE_L - 1) / FM_TILE_L * FM_TILE_L;
@@ -385,20 +388,20 @@ static int FN(fisher_rows_sum)(const FN(fisher_model) *m, const double *v, doubl
     return failed ? -1 : 0;
 }
 
-static int FN(glm_fisher_diag)(const FM_T *X, int64_t n, int64_t d, const FM_T *params, int64_t K,
-                               int family, const FM_T *sample_weight, int fit_intercept,
-                               int64_t ref, double *out)
+static int FN(glm_fisher_diag)(const FM_T *X, int64_t n, int64_t d, const FM_T *params,
+                               const FM_T *offset, int64_t K, int family, const FM_T *sample_weight,
+                               int fit_intercept, int64_t ref, double *out)
 {
-    const FN(fisher_model) m = FN(fisher_model_of)(X, n, d, params, K, family, sample_weight,
+    const FN(fisher_model) m = FN(fisher_model_of)(X, n, d, params, offset, K, family, sample_weight,
                                                    fit_intercept, ref);
     return FN(fisher_rows_sum)(&m, NULL, out);
 }
 
-static int FN(glm_fisher_vp)(const FM_T *X, int64_t n, int64_t d, const FM_T *params, int64_t K,
-                             int family, const FM_T *sample_weight, int fit_intercept, int64_t ref,
-                             const double *v, double *out)
+static int FN(glm_fisher_vp)(const FM_T *X, int64_t n, int64_t d, const FM_T *params,
+                             const FM_T *offset, int64_t K, int family, const FM_T *sample_weight,
+                             int fit_intercept, int64_t ref, const double *v, double *out)
 {
-    const FN(fisher_model) m = FN(fisher_model_of)(X, n, d, params, K, family, sample_weight,
+    const FN(fisher_model) m = FN(fisher_model_of)(X, n, d, params, offset, K, family, sample_weight,
                                                    fit_intercept, ref);
     return FN(fisher_rows_sum)(&m, v, out);
 }

@@ -15,23 +15,25 @@
 #include "fm_instantiate.h"
 
 #define FM_GLM_EXPORT(T, SUF)                                                                    \
-int glm_predict_##SUF(const T *X, int64_t n, int64_t d, const T *params, int64_t K, int family,  \
-                      T *out)                                                                   \
-{ return FM_PICK(glm_predict_##SUF, X, n, d, params, K, family, out); }                         \
+int glm_predict_##SUF(const T *X, int64_t n, int64_t d, const T *params, const T *offset,        \
+                      int64_t K, int family, T *out)                                            \
+{ return FM_PICK(glm_predict_##SUF, X, n, d, params, offset, K, family, out); }                 \
 int glm_predict_csr_##SUF(const T *data, const int32_t *indices, const int64_t *indptr,         \
-                          int64_t n, int64_t d, const T *params, int64_t K, int family, T *out) \
-{ return FM_PICK(glm_predict_csr_##SUF, data, indices, indptr, n, d, params, K, family, out); }  \
+                          int64_t n, int64_t d, const T *params, const T *offset, int64_t K,    \
+                          int family, T *out)                                                   \
+{ return FM_PICK(glm_predict_csr_##SUF, data, indices, indptr, n, d, params, offset, K, family, \
+                 out); }                                                                        \
 int glm_loss_grad_##SUF(const T *X, int64_t n, int64_t d, const int64_t *labels,                \
-                        const T *targets, const T *sample_weight, const T *params, int64_t K,   \
-                        int family, double *loss, T *grad)                                      \
-{ return FM_PICK(glm_loss_grad_##SUF, X, n, d, labels, targets, sample_weight, params, K,       \
-                 family, loss, grad); }                                                         \
+                        const T *targets, const T *sample_weight, const T *params,              \
+                        const T *offset, int64_t K, int family, double *loss, T *grad)          \
+{ return FM_PICK(glm_loss_grad_##SUF, X, n, d, labels, targets, sample_weight, params, offset,  \
+                 K, family, loss, grad); }                                                      \
 int glm_loss_grad_csr_##SUF(const T *data, const int32_t *indices, const int64_t *indptr,       \
                             int64_t n, int64_t d, const int64_t *labels, const T *targets,      \
-                            const T *sample_weight, const T *params, int64_t K, int family,     \
-                            double *loss, T *grad)                                              \
+                            const T *sample_weight, const T *params, const T *offset,           \
+                            int64_t K, int family, double *loss, T *grad)                       \
 { return FM_PICK(glm_loss_grad_csr_##SUF, data, indices, indptr, n, d, labels, targets,         \
-                 sample_weight, params, K, family, loss, grad); }                               \
+                 sample_weight, params, offset, K, family, loss, grad); }                       \
 void scan_rows_##SUF(const T *X, int64_t n, int64_t d, double *out)                            \
 { FM_PICK(scan_rows_##SUF, X, n, d, out); }                                                     \
 int64_t sgd_epoch_csr_##SUF(const T *data, const int32_t *indices, const int64_t *indptr,       \

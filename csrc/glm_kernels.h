@@ -519,6 +519,17 @@ static void FN(gather_samples)(const int64_t *perm, int64_t m, int64_t K, const 
     }
 }
 
+/* eta[r * K + k] += offset[r0 + r] for the nb rows from r0 (offset NULL:
+ * none), in the element type: the linear predictor X b + b0 + offset. */
+static inline void FN(add_offset)(const FM_T *offset, int64_t r0, int64_t nb, int64_t K, FM_T *eta)
+{
+    if (!offset)
+        return;
+    for (int64_t r = 0; r < nb; r++)
+        for (int64_t k = 0; k < K; k++)
+            eta[r * K + k] += offset[r0 + r];
+}
+
 /* Rows per chunk of the full-batch kernels: depends on n and the number of
  * parameters P only (never on the thread count). At most 64 chunks, fewer
  * when their partial gradients (chunks x P) would pass 4M elements. */
@@ -533,7 +544,7 @@ static inline int64_t FN(chunk_rows)(int64_t n, int64_t P)
 /* Returns 0, or -1 when out of memory. */
 static int FN(loss_grad_any)(const FN(design) *M, int64_t n, const int64_t *labels,
                              const FM_T *targets, const FM_T *sample_weight, const FM_T *params,
-                             int64_t K, int family, double *loss, FM_T *grad)
+                             const FM_T *offset, int64_t K, int family, double *loss, FM_T *grad)
 {
     const int64_t P = K * (M->d + 1), step = FN(chunk_rows)(n, P), chunks = (n + step - 1) / step;
     double *losses = calloc(chunks > 0 ? chunks : 1, sizeof(double));
@@ -553,6 +564,7 @@ static int FN(loss_grad_any)(const FN(design) *M, int64_t n, const int64_t *labe
                 for (int64_t r = 0; r < nb; r++)
                     rows[r] = r0 + r;
                 FN(forward_any)(M, rows, nb, params, K, eta);
+                FN(add_offset)(offset, r0, nb, K, eta);
                 losses[c] = FN(dloss)(eta, nb, K, labels ? labels + r0 : NULL,
                                       targets ? targets + r0 * K : NULL,
                                       sample_weight ? sample_weight + r0 : NULL, family,
@@ -584,8 +596,8 @@ static int FN(loss_grad_any)(const FN(design) *M, int64_t n, const int64_t *labe
 }
 
 /* Returns 0, or -1 when out of memory. */
-static int FN(predict_any)(const FN(design) *M, int64_t n, const FM_T *params, int64_t K,
-                           int family, FM_T *out)
+static int FN(predict_any)(const FN(design) *M, int64_t n, const FM_T *params,
+                           const FM_T *offset, int64_t K, int family, FM_T *out)
 {
     const int64_t step = FN(chunk_rows)(n, K * (M->d + 1)), chunks = (n + step - 1) / step;
     int failed = 0;
@@ -605,6 +617,7 @@ static int FN(predict_any)(const FN(design) *M, int64_t n, const FM_T *params, i
             rows[r] = r0 + r;
         FM_T *eta = out + r0 * K;
         FN(forward_any)(M, rows, nb, params, K, eta);
+        FN(add_offset)(offset, r0, nb, K, eta);
         for (int64_t r = 0; r < nb; r++) {
             FM_T *e = eta + r * K;
             if (family == FM_MULTINOMIAL) {
@@ -628,34 +641,36 @@ static int FN(predict_any)(const FN(design) *M, int64_t n, const FM_T *params, i
 
 static int FN(glm_loss_grad)(const FM_T *X, int64_t n, int64_t d, const int64_t *labels,
                              const FM_T *targets, const FM_T *sample_weight, const FM_T *params,
-                             int64_t K, int family, double *loss, FM_T *grad)
+                             const FM_T *offset, int64_t K, int family, double *loss, FM_T *grad)
 {
     const FN(design) M = {X, NULL, NULL, NULL, d};
-    return FN(loss_grad_any)(&M, n, labels, targets, sample_weight, params, K, family, loss, grad);
+    return FN(loss_grad_any)(&M, n, labels, targets, sample_weight, params, offset, K, family, loss,
+                             grad);
 }
 
 static int FN(glm_loss_grad_csr)(const FM_T *data, const int32_t *indices, const int64_t *indptr,
                                  int64_t n, int64_t d, const int64_t *labels, const FM_T *targets,
-                                 const FM_T *sample_weight, const FM_T *params, int64_t K,
-                                 int family, double *loss, FM_T *grad)
+                                 const FM_T *sample_weight, const FM_T *params, const FM_T *offset,
+                                 int64_t K, int family, double *loss, FM_T *grad)
 {
     const FN(design) M = {NULL, data, indices, indptr, d};
-    return FN(loss_grad_any)(&M, n, labels, targets, sample_weight, params, K, family, loss, grad);
+    return FN(loss_grad_any)(&M, n, labels, targets, sample_weight, params, offset, K, family, loss,
+                             grad);
 }
 
-static int FN(glm_predict)(const FM_T *X, int64_t n, int64_t d, const FM_T *params, int64_t K,
-                           int family, FM_T *out)
+static int FN(glm_predict)(const FM_T *X, int64_t n, int64_t d, const FM_T *params,
+                           const FM_T *offset, int64_t K, int family, FM_T *out)
 {
     const FN(design) M = {X, NULL, NULL, NULL, d};
-    return FN(predict_any)(&M, n, params, K, family, out);
+    return FN(predict_any)(&M, n, params, offset, K, family, out);
 }
 
 static int FN(glm_predict_csr)(const FM_T *data, const int32_t *indices, const int64_t *indptr,
-                               int64_t n, int64_t d, const FM_T *params, int64_t K, int family,
-                               FM_T *out)
+                               int64_t n, int64_t d, const FM_T *params, const FM_T *offset,
+                               int64_t K, int family, FM_T *out)
 {
     const FN(design) M = {NULL, data, indices, indptr, d};
-    return FN(predict_any)(&M, n, params, K, family, out);
+    return FN(predict_any)(&M, n, params, offset, K, family, out);
 }
 
 /* One read of a dense X before training (see reference.glm.scan_rows):

@@ -178,31 +178,33 @@ def _check_memory(status, name):
     return status
 
 
-def glm_predict(X, params, family, out):
+def glm_predict(X, params, offset, family, out):
     _check_memory(_fn("glm_predict", X)(_ptr(X), X.shape[0], X.shape[1], _ptr(params),
-                                        params.shape[0], int(family), _ptr(out)), "glm_predict")
-
-
-def glm_predict_csr(data, indices, indptr, n_features, params, family, out):
-    _check_memory(_fn("glm_predict_csr", data)(_ptr(data), _i32(indices), _i64(indptr),
-                                               indptr.shape[0] - 1, int(n_features), _ptr(params),
-                                               params.shape[0], int(family), _ptr(out)),
+                                        _ptr_or_null(offset), params.shape[0], int(family), _ptr(out)),
                   "glm_predict")
 
 
-def glm_loss_grad(X, labels, targets, sample_weight, params, family, loss, grad):
+def glm_predict_csr(data, indices, indptr, n_features, params, offset, family, out):
+    _check_memory(_fn("glm_predict_csr", data)(_ptr(data), _i32(indices), _i64(indptr),
+                                               indptr.shape[0] - 1, int(n_features), _ptr(params),
+                                               _ptr_or_null(offset), params.shape[0], int(family),
+                                               _ptr(out)), "glm_predict")
+
+
+def glm_loss_grad(X, labels, targets, sample_weight, params, offset, family, loss, grad):
     _check_memory(_fn("glm_loss_grad", X)(_ptr(X), X.shape[0], X.shape[1], _i64_or_null(labels),
                                           _ptr_or_null(targets), _ptr_or_null(sample_weight),
-                                          _ptr(params), params.shape[0], int(family), _ptr(loss),
-                                          _ptr_or_null(grad)), "glm_loss_grad")
+                                          _ptr(params), _ptr_or_null(offset), params.shape[0],
+                                          int(family), _ptr(loss), _ptr_or_null(grad)), "glm_loss_grad")
 
 
 def glm_loss_grad_csr(data, indices, indptr, n_features, labels, targets, sample_weight, params,
-                      family, loss, grad):
+                      offset, family, loss, grad):
     _check_memory(_fn("glm_loss_grad_csr", data)(
         _ptr(data), _i32(indices), _i64(indptr), indptr.shape[0] - 1, int(n_features),
         _i64_or_null(labels), _ptr_or_null(targets), _ptr_or_null(sample_weight), _ptr(params),
-        params.shape[0], int(family), _ptr(loss), _ptr_or_null(grad)), "glm_loss_grad")
+        _ptr_or_null(offset), params.shape[0], int(family), _ptr(loss), _ptr_or_null(grad)),
+        "glm_loss_grad")
 
 
 def scan_rows(X, out):
@@ -261,24 +263,24 @@ def fisher_accumulate_diag(scores, sample_weight, alpha, beta, acc):
                                           _out(acc))
 
 
-def _model_args(X, params, family, sample_weight, fit_intercept, ref):
-    return (_ptr(X), X.shape[0], X.shape[1], _ptr(params), params.shape[0], int(family),
-            _ptr_or_null(sample_weight), int(fit_intercept), int(ref))
+def _model_args(X, params, offset, family, sample_weight, fit_intercept, ref):
+    return (_ptr(X), X.shape[0], X.shape[1], _ptr(params), _ptr_or_null(offset), params.shape[0],
+            int(family), _ptr_or_null(sample_weight), int(fit_intercept), int(ref))
 
 
-def glm_fisher(X, params, family, sample_weight, fit_intercept, ref, out):
+def glm_fisher(X, params, offset, family, sample_weight, fit_intercept, ref, out):
     _register_blas()
-    _check_memory(_fn("glm_fisher", X)(*_model_args(X, params, family, sample_weight, fit_intercept,
-                                                    ref), _ptr(out)), "glm_fisher")
+    _check_memory(_fn("glm_fisher", X)(*_model_args(X, params, offset, family, sample_weight,
+                                                    fit_intercept, ref), _ptr(out)), "glm_fisher")
 
 
-def glm_fisher_diag(X, params, family, sample_weight, fit_intercept, ref, out):
-    _check_memory(_fn("glm_fisher_diag", X)(*_model_args(X, params, family, sample_weight,
+def glm_fisher_diag(X, params, offset, family, sample_weight, fit_intercept, ref, out):
+    _check_memory(_fn("glm_fisher_diag", X)(*_model_args(X, params, offset, family, sample_weight,
                                                          fit_intercept, ref), _ptr(out)),
                   "glm_fisher")
 
 
-def glm_fisher_vp(X, params, family, sample_weight, fit_intercept, ref, v, out):
-    _check_memory(_fn("glm_fisher_vp", X)(*_model_args(X, params, family, sample_weight,
+def glm_fisher_vp(X, params, offset, family, sample_weight, fit_intercept, ref, v, out):
+    _check_memory(_fn("glm_fisher_vp", X)(*_model_args(X, params, offset, family, sample_weight,
                                                        fit_intercept, ref), _ptr(v), _ptr(out)),
                   "fisher_vector_product")

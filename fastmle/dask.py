@@ -293,43 +293,51 @@ def _encode(yc, wc, family, classes, n):
     return labels, targets, w
 
 
-def _chunk_setup(Xc, yc, wc, family, classes, fit_intercept, backend):
+def _encode_fit(yc, wc, oc, ec, family, classes, n):
+    """A chunk's (labels, targets, weights, offset) as fit_mle's kernels take
+    them: oc and ec are the chunk's offset and exposure (None: not given)."""
+    labels, targets, w = _encode(yc, wc, family, classes, n)
+    targets, offset = _mle.offset_response(family, targets, _mle.total_offset(oc, ec, family, n))
+    return labels, targets, w, offset
+
+
+def _chunk_setup(Xc, yc, wc, oc, ec, family, classes, fit_intercept, backend):
     """A chunk's response statistics and weighted Gram matrix (for the rank
     check). This first pass is also where each chunk's values are checked,
     before a kernel sees the chunk."""
     Xc = _glm.native_array(Xc, np.float64)  # chunks unpickled on a worker may be unaligned
     _glm.check_finite(Xc)
-    labels, targets, w = _encode(yc, wc, family, classes, Xc.shape[0])
+    labels, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, classes, Xc.shape[0])
     _glm.check_weight_values(w)
     K = len(classes) if classes is not None else 1
     stats = _mle.response_stats(family, labels, targets, w, K)
     D = Xc.shape[1] + fit_intercept
     gram = np.zeros((D, D))
     if Xc.shape[0]:
-        _dispatch.kernels(backend, "fisher").glm_fisher(Xc, np.zeros((1, Xc.shape[1] + 1)), 2, w,
+        _dispatch.kernels(backend, "fisher").glm_fisher(Xc, np.zeros((1, Xc.shape[1] + 1)), offset[:0], 2, w,
                                                         int(fit_intercept), -1, gram)
     return stats, _fisher._symmetric(gram), Xc.shape[0]
 
 
-def _chunk_terms(Xc, yc, wc, params, family, classes, fit_intercept, ref, backend, P, want):
+def _chunk_terms(Xc, yc, wc, oc, ec, params, family, classes, fit_intercept, ref, backend, P, want):
     """A chunk's (loss, gradient (K, d + 1), Fisher (P, P) or None, saturated
     count or None) at the kernel params."""
     Xc = _glm.native_array(Xc, np.float64)
     params = _glm.native_array(params, np.float64)  # unpickled on a worker: maybe unaligned
     n = Xc.shape[0]
-    labels, targets, w = _encode(yc, wc, family, classes, n)
+    labels, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, classes, n)
     code = _glm.family_code(family)
     loss, grad = np.zeros(1), np.zeros_like(params)
     F = np.zeros((P, P)) if "fisher" in want else None
     saturated = 0 if "saturated" in want else None
     if n:
-        _dispatch.kernels(backend, "glm").glm_loss_grad(Xc, labels, targets, w, params, code, loss, grad)
+        _dispatch.kernels(backend, "glm").glm_loss_grad(Xc, labels, targets, w, params, offset, code, loss, grad)
         if F is not None:
-            _dispatch.kernels(backend, "fisher").glm_fisher(Xc, params, code, w, int(fit_intercept), ref, F)
+            _dispatch.kernels(backend, "fisher").glm_fisher(Xc, params, offset, code, w, int(fit_intercept), ref, F)
             F = _fisher._symmetric(F)
         if saturated is not None:
             mu = np.empty((n, params.shape[0]))
-            _dispatch.kernels(backend, "glm").glm_predict(Xc, params, code, mu)
+            _dispatch.kernels(backend, "glm").glm_predict(Xc, params, offset, code, mu)
             saturated = _mle.saturated_count(mu, family)
     return float(loss[0]), grad, F, saturated
 
@@ -338,20 +346,30 @@ def _add_terms(a, b):
     return tuple(None if u is None else u + v for u, v in zip(a, b))
 
 
+def _chunk_intercept_only_sums(yc, wc, oc, ec, family, b):
+    """A chunk's part of the intercept-only model's sums (with the offset)."""
+    n = yc.shape[0]
+    _, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, None, n)
+    return _mle.intercept_only_sums(family, targets[:, 0], w if w.size else np.ones(n), offset, b)
+
+
 class _DaskProblem(_mle._Objective):
     """fit_mle's objective over the row chunks of dask arrays: each
     evaluation is one pass computing the loss, gradient and Fisher
     information together (the information is kept for the step that needs
     it), reduced up a fixed tree."""
 
-    def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend):
+    def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset=None,
+                 exposure=None):
         _refuse_sparse_chunks(X, "fit_mle")
-        X, a = _check_chunks(X, y=y, sample_weight=sample_weight)
+        X, a = _check_chunks(X, y=y, sample_weight=sample_weight, offset=offset, exposure=exposure)
         if a["y"] is None:
             raise ValueError("y is required")
         _glm.family_code(family)
+        _mle.check_offset_family(family, offset, exposure)  # (their values are checked chunk by chunk)
         _validate.real_array(np.empty(0, X.dtype), "X")  # the dtype, checked without computing X
         self.X, self.y, self.w = X, a["y"], a["sample_weight"]
+        self.offset, self.exposure = a["offset"], a["exposure"]
         self.backend = _dispatch.resolve(backend)
         # y's shapes as in memory: a column is one response, but not labels
         if family == "multinomial" and self.y.ndim != 1:
@@ -363,15 +381,17 @@ class _DaskProblem(_mle._Objective):
         classes = None
         if family == "multinomial":
             classes = _labels(self.y)
-        stats, self._gram_matrix, n = _map_reduce(_chunk_setup, _add, X, self.y, self.w,
+        stats, self._gram_matrix, n = _map_reduce(_chunk_setup, _add, X, self.y, self.w, self.offset, self.exposure,
                                                   args=(family, classes, bool(fit_intercept), self.backend))
-        super().__init__(family, classes, reference_class, alpha, fit_intercept, int(n), X.shape[1], stats)
+        has_offset = family != "gaussian" and (offset is not None or exposure is not None)  # (gaussian's: off y)
+        super().__init__(family, classes, reference_class, alpha, fit_intercept, int(n), X.shape[1], stats,
+                         has_offset)
         self._cache = (None, None)  # (params bytes, Fisher) of the last pass
 
     def _pass(self, params, want):
         P = self.Kp * self.D
         ref = -1 if self.ref is None else self.ref
-        return _map_reduce(_chunk_terms, _add_terms, self.X, self.y, self.w,
+        return _map_reduce(_chunk_terms, _add_terms, self.X, self.y, self.w, self.offset, self.exposure,
                            args=(params, self.family, self.classes, self.fit_intercept, ref, self.backend, P,
                                  want))
 
@@ -393,17 +413,21 @@ class _DaskProblem(_mle._Objective):
     def _saturated(self, params):
         return self._pass(params, ("saturated",))[3]
 
+    def _intercept_only_sums(self, b):  # a pass over y's chunks (and the offset's), not X's
+        return _map_reduce(_chunk_intercept_only_sums, _add, self.y, self.w, self.offset, self.exposure,
+                           args=(self.family, b))
+
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            max_iter=100, tol=1e-8, backend=None):
+            offset=None, exposure=None, max_iter=100, tol=1e-8, backend=None):
     """:func:`fastmle.fit_mle` on dask arrays (same arguments, same result):
     Fisher scoring where each iteration is one pass over the chunks (each
     chunk's loss, gradient and exact Fisher from the compiled kernels,
     added up a fixed tree), the P x P solve on the client. Agrees with the
     in-memory fit on the same data to rounding (1e-10 relative, tested).
 
-    X must be chunked along samples only; y (and sample_weight) must have
-    X's row chunks. Runs on the scheduler dask is configured with (threads,
+    X must be chunked along samples only; y (and sample_weight, offset,
+    exposure) must have X's row chunks. Runs on the scheduler dask is configured with (threads,
     processes, or a dask.distributed Client).
 
     >>> import dask.array as da, numpy as np, fastmle.dask
@@ -416,7 +440,8 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     """
     _mle.check_fit_options(alpha, max_iter, tol)
     columns = _mle.parameter_names(X)
-    prob = _DaskProblem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend)
+    prob = _DaskProblem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset,
+                        exposure)
     return _mle.fisher_scoring(prob, columns(prob), max_iter, tol)
 
 

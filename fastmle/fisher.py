@@ -19,7 +19,8 @@ import numpy as np
 
 from . import _dispatch
 from ._validate import check_bool, is_real_number, real_array
-from .glm import as_design_matrix, as_sample_weight, check_weight_values, family_code, native_array, pack_params
+from .glm import (as_design_matrix, as_offset, as_sample_weight, check_weight_values, family_code, native_array,
+                  pack_params)
 
 
 def refuse_sparse(a, name, who_takes):
@@ -205,11 +206,11 @@ class GLMModel:
     """A GLM's data and parameters in the kernels' layout, validated once:
     X (dense, C-contiguous float32/float64), the (K, d + 1) kernel params
     (a zero row for the reference class, a zero intercept column without an
-    intercept), the sample weights and the family code. ``n_outputs`` is
+    intercept), the offset, the sample weights and the family code. ``n_outputs`` is
     K', the outputs whose parameters are free; ``n_terms`` is d + 1 or d."""
 
     def __init__(self, X, coef, family, intercept=None, fit_intercept=None, sample_weight=None,
-                 reference_class=None):
+                 reference_class=None, offset=None):
         self.family = family
         self.code = family_code(family)
         refuse_sparse(X, "X", "the Fisher information kernels take")
@@ -248,6 +249,7 @@ class GLMModel:
             raise ValueError(f"binomial coef must have one column, got {coef.shape[1]}")
         self.params = pack_params(coef, intercept, X.shape[1], X.dtype)
         self.sample_weight = as_sample_weight(sample_weight, X.shape[0], X.dtype)
+        self.offset = as_offset(offset, X.shape[0], X.dtype, family)
         self.n_outputs = coef.shape[1] - (self.ref >= 0)
         self.n_terms = X.shape[1] + self.fit_intercept
 
@@ -255,7 +257,7 @@ class GLMModel:
         return _dispatch.kernels(_dispatch.resolve(backend), "fisher")
 
     def kernel_args(self):
-        return (self.X, self.params, self.code, self.sample_weight, int(self.fit_intercept), self.ref)
+        return (self.X, self.params, self.offset, self.code, self.sample_weight, int(self.fit_intercept), self.ref)
 
 
 def fisher_kind(kind):
@@ -271,8 +273,8 @@ def _check_scale(scale):
     return float(scale)
 
 
-def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_weight=None, kind="dense",
-               reference_class=None, scale=1.0, backend=None):
+def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_weight=None, offset=None,
+               kind="dense", reference_class=None, scale=1.0, backend=None):
     """The exact (expected) Fisher information of a GLM at ``coef``.
 
     ``sum_i w_i M_i kron xt_i xt_i^T / scale`` with xt_i the row followed by
@@ -296,6 +298,9 @@ def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_we
         Whether the intercepts are parameters (rows/columns of the result);
         default: whether ``intercept`` was given.
     sample_weight : array (n_samples,), optional
+    offset : array (n_samples,), optional
+        A known term of each sample's linear predictor (for Poisson rates,
+        the log of the exposure), as in glm_predict; not for multinomial.
     kind : {"dense", "diag"}
         The (P, P) matrix, or its diagonal (P,); "full" is taken as "dense"
         (its name before FisherAccumulator's was adopted).
@@ -320,7 +325,7 @@ def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_we
     """
     kind = fisher_kind(kind)
     scale = _check_scale(scale)
-    m = GLMModel(X, coef, family, intercept, fit_intercept, sample_weight, reference_class)
+    m = GLMModel(X, coef, family, intercept, fit_intercept, sample_weight, reference_class, offset)
     P = m.n_outputs * m.n_terms
     kern = m.kernels(backend)
     if kind == "diag":
@@ -336,7 +341,7 @@ def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_we
 
 
 def fisher_vector_product(X, coef, family, v, *, intercept=None, fit_intercept=None, sample_weight=None,
-                          reference_class=None, scale=1.0, backend=None):
+                          offset=None, reference_class=None, scale=1.0, backend=None):
     """``glm_fisher(...) @ v`` without forming the matrix: one pass over X,
     O(n K' d) work and O(K' d) memory (for conjugate-gradient and natural-
     gradient steps on models too large for the P x P matrix).
@@ -350,7 +355,7 @@ def fisher_vector_product(X, coef, family, v, *, intercept=None, fit_intercept=N
     array([1.25, 0.75])
     """
     scale = _check_scale(scale)
-    m = GLMModel(X, coef, family, intercept, fit_intercept, sample_weight, reference_class)
+    m = GLMModel(X, coef, family, intercept, fit_intercept, sample_weight, reference_class, offset)
     v = real_array(v, "v")
     P = m.n_outputs * m.n_terms
     if v.size != P or v.ndim not in (1, 2) or (v.ndim == 2 and v.shape != (m.n_outputs, m.n_terms)):

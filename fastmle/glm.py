@@ -238,6 +238,31 @@ def as_sample_weight(sample_weight, n_samples, dtype):
     return native_array(w, dtype)
 
 
+MULTINOMIAL_OFFSET = ("offset is not defined for the multinomial family: a term added to every class's linear "
+                      "predictor cancels in the softmax")
+
+
+def as_offset(offset, n_samples, dtype, family):
+    """The offset as the kernels take it: (n_samples,) of X's dtype, empty
+    when not given. Multinomial is refused: a term added to every class's
+    linear predictor cancels in the softmax."""
+    if offset is None:
+        return np.empty(0, dtype)
+    if family == "multinomial":
+        raise ValueError(MULTINOMIAL_OFFSET)
+    given = real_array(offset, "offset")
+    if given.shape != (n_samples,):
+        raise ValueError(f"offset must have shape ({n_samples},), got {given.shape}")
+    if not np.isfinite(given).all():
+        raise ValueError("offset contains NaN or infinity")
+    with np.errstate(over="ignore"):
+        cast = given.astype(dtype, copy=False)
+    if not np.isfinite(cast).all():
+        raise ValueError(f"offset has values outside the range of {np.dtype(dtype).name}, X's dtype (largest "
+                         f"{float(np.abs(given).max()):.3g}); give X as float64")
+    return native_array(cast, dtype)
+
+
 def total_weight(sample_weight, n_samples):
     """The sum of the kernels' sample weights (empty: all ones), in float64."""
     return float(sample_weight.sum(dtype=np.float64)) if sample_weight.size else float(n_samples)
@@ -272,10 +297,13 @@ def unpack_params(params):
     return np.array(params[:, :-1].T, order="C"), params[:, -1].copy()
 
 
-def glm_predict(X, coef, family, *, intercept=None, backend=None):
+def glm_predict(X, coef, family, *, intercept=None, offset=None, backend=None):
     """The mean of the response under a fitted GLM: softmax (multinomial),
     sigmoid (binomial), identity (gaussian) or exp (poisson) of
-    ``X @ coef + intercept``. Returns (n_samples, K) in X's float dtype.
+    ``X @ coef + intercept + offset``. Returns (n_samples, K) in X's float
+    dtype. ``offset`` (n_samples,), optional, is a known term of each
+    sample's linear predictor (statsmodels' offset: for Poisson rates, the
+    log of the exposure); not for multinomial.
     family comes third, as in sgd_fit, fit_mle and glm_fisher (it had a
     default, "gaussian", which gave a binomial fit's X @ coef silently).
 
@@ -283,19 +311,27 @@ def glm_predict(X, coef, family, *, intercept=None, backend=None):
     >>> fastmle.glm_predict(np.array([[0.0], [1.0]]), [[2.0]], "poisson", intercept=[0.0])
     array([[1.       ],
            [7.3890561]])
+
+    Counts over exposures of 10 and 2 units (a rate model):
+
+    >>> fastmle.glm_predict(np.array([[0.0], [1.0]]), [[2.0]], "poisson", offset=np.log([10.0, 2.0]))
+    array([[10.       ],
+           [14.7781122]])
     """
     code = family_code(family)
     X, _ = as_design_matrix(X)
     params = pack_params(coef, intercept, X.shape[1], X.dtype)
+    offset = as_offset(offset, X.shape[0], X.dtype, family)
     out = np.empty((X.shape[0], params.shape[0]), X.dtype)
-    run_kernel(_dispatch.kernels(_dispatch.resolve(backend), "glm"), "glm_predict", X, params, code, out)
+    run_kernel(_dispatch.kernels(_dispatch.resolve(backend), "glm"), "glm_predict", X, params, offset, code, out)
     return out
 
 
-def glm_loss(X, y, coef, family, *, intercept=None, sample_weight=None, reduction="mean", return_grad=False,
-             backend=None):
+def glm_loss(X, y, coef, family, *, intercept=None, sample_weight=None, offset=None, reduction="mean",
+             return_grad=False, backend=None):
     """The GLM's negative log-likelihood (weighted), and with return_grad its
     gradient ``(dcoef (n_features, K), dintercept (K,))``, in one pass.
+    ``offset`` is glm_predict's: a known term of the linear predictor.
     family comes fourth, after y as in sgd_fit and fit_mle (it had a
     default, "gaussian": a binomial fit's loss came out a squared error).
 
@@ -321,10 +357,11 @@ def glm_loss(X, y, coef, family, *, intercept=None, sample_weight=None, reductio
     if family != "multinomial" and targets.shape[1] != K:
         raise ValueError(f"y has {targets.shape[1]} outputs but coef has {K}")
     w = as_sample_weight(sample_weight, X.shape[0], X.dtype)
+    offset = as_offset(offset, X.shape[0], X.dtype, family)
     loss = np.zeros(1)
     grad = np.empty_like(params) if return_grad else np.empty((0, params.shape[1]), X.dtype)
     run_kernel(_dispatch.kernels(_dispatch.resolve(backend), "glm"), "glm_loss_grad", X, labels, targets, w,
-               params, code, loss, grad)
+               params, offset, code, loss, grad)
     scale = 1.0
     if reduction == "mean":
         total = total_weight(w, X.shape[0])

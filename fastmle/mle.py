@@ -18,7 +18,7 @@ import numpy as np
 from . import _blas, _dispatch
 from ._validate import check_bool, is_real_number, real_array
 from .fisher import GLMModel, _symmetric, refuse_sparse
-from .glm import as_design_matrix, encode_response, family_code
+from .glm import MULTINOMIAL_OFFSET, as_design_matrix, as_offset, encode_response, family_code
 
 _NORMAL = statistics.NormalDist()
 # fit_mle reuses the information's factor after a step this small (relative),
@@ -255,8 +255,9 @@ class _Objective:
     kernels' (K, d + 1) layout (this module's in-memory _Problem, and
     fastmle.dask's chunked one)."""
 
-    def __init__(self, family, classes, reference_class, alpha, fit_intercept, n, d, stats):
+    def __init__(self, family, classes, reference_class, alpha, fit_intercept, n, d, stats, has_offset=False):
         self.ref = None
+        self.has_offset, self._null = has_offset, None  # (an offset of binomial or poisson)
         if family == "multinomial":
             K = len(classes)
             if K < 2:
@@ -346,6 +347,9 @@ class _Objective:
         theta = np.zeros((self.Kp, self.D))
         if not self.fit_intercept:
             return theta
+        if self.has_offset:
+            theta[0, self.d] = self._null_fit()[1] or 0.0
+            return theta
         if self.family == "multinomial":
             logf = np.log(np.maximum(self.stats["counts"] / self.W, 1e-12))
             base = logf[self.ref] if self.ref is not None else logf.mean()
@@ -383,6 +387,25 @@ class _Objective:
                 f"them is zero or within rounding of it: smallest eigenvalue of their correlation {vals[0]:.2g}, "
                 f"below {1e-10 * self.D:.1g}){hint}")
 
+    def null_loglik(self):
+        """The log-likelihood of the intercept-only model (with the offset,
+        as statsmodels' llnull)."""
+        return self._null_fit()[0] if self.has_offset else _null_loglik(self.family, self.stats)
+
+    def _null_fit(self):
+        """With an offset: (log-likelihood, intercept) of the intercept-only
+        model, fitted once; the intercept is None when its MLE does not exist
+        (every binomial y equal, every poisson y 0), whose supremum, 0, the
+        closed form gives."""
+        if self._null is None:
+            st = self.stats
+            if st["sy"] == 0 or (self.family == "binomial" and st["s1y"] == 0):
+                self._null = (_null_loglik(self.family, st), None)
+            else:
+                loglik, intercept = intercept_only_fit(self.family, st["sy"], self._intercept_only_sums)
+                self._null = (loglik - st["slg"], intercept)
+        return self._null
+
     def saturated(self, theta):
         """How many samples have a fitted probability within 1e-8 of 0 or 1
         (for Poisson, a fitted mean within 1e-8 of 0)."""
@@ -399,7 +422,8 @@ def saturated_count(mu, family):
 class _Problem(_Objective):
     """fit_mle's data in memory, in the kernels' layout."""
 
-    def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend):
+    def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset=None,
+                 exposure=None):
         refuse_sparse(X, "X", "fit_mle takes")
         X = real_array(X, "X")
         converted = X.dtype.kind in "biuf" and X.dtype != np.float64
@@ -415,34 +439,119 @@ class _Problem(_Objective):
         self.labels, self.targets, classes = encode_response(y, family, n, np.float64)
         if family != "multinomial" and self.targets.shape[1] != 1:
             raise ValueError(f"fit_mle fits one response; y has shape {np.shape(y)}")
+        self.targets, self.offset = offset_response(family, self.targets, total_offset(offset, exposure, family, n))
         K = len(classes) if family == "multinomial" else 1
         super().__init__(family, classes, reference_class, alpha, fit_intercept, n, self.X.shape[1],
-                         response_stats(family, self.labels, self.targets, self.w, K))
+                         response_stats(family, self.labels, self.targets, self.w, K), self.offset.size > 0)
         self.glm = _dispatch.kernels(self.backend, "glm")
         self.fisher_kernels = _dispatch.kernels(self.backend, "fisher")
 
     def _loss_grad(self, params):
         loss, grad = np.zeros(1), np.empty_like(params)
-        self.glm.glm_loss_grad(self.X, self.labels, self.targets, self.w, params, self.code, loss, grad)
+        self.glm.glm_loss_grad(self.X, self.labels, self.targets, self.w, params, self.offset, self.code, loss,
+                               grad)
         return float(loss[0]), grad
 
     def _fisher(self, params):
         P = self.Kp * self.D
         F = np.zeros((P, P))
-        self.fisher_kernels.glm_fisher(self.X, params, self.code, self.w, int(self.fit_intercept),
+        self.fisher_kernels.glm_fisher(self.X, params, self.offset, self.code, self.w, int(self.fit_intercept),
                                        -1 if self.ref is None else self.ref, F)
         return _symmetric(F)
 
     def _gram(self):
         gram = np.zeros((self.D, self.D))
-        self.fisher_kernels.glm_fisher(self.X, np.zeros((1, self.d + 1)), 2, self.w, int(self.fit_intercept),
-                                       -1, gram)
+        self.fisher_kernels.glm_fisher(self.X, np.zeros((1, self.d + 1)), self.offset[:0], 2, self.w,
+                                       int(self.fit_intercept), -1, gram)
         return _symmetric(gram)
 
     def _saturated(self, params):
         mu = np.empty((self.n, self.K))
-        self.glm.glm_predict(self.X, params, self.code, mu)
+        self.glm.glm_predict(self.X, params, self.offset, self.code, mu)
         return saturated_count(mu, self.family)
+
+    def _intercept_only_sums(self, b):
+        w = self.w if self.w.size else np.ones(self.n)
+        return intercept_only_sums(self.family, self.targets[:, 0], w, self.offset, b)
+
+
+def intercept_only_sums(family, y, w, offset, b):
+    """(log-likelihood without its constants, score, information) of the
+    model eta_i = b + offset_i (poisson or binomial), summed with weights w
+    over these samples (they add up over chunks)."""
+    eta = b + offset
+    if family == "poisson":
+        mu = np.exp(eta)
+        loglik, variance = w @ (y * eta - mu), mu
+    else:
+        mu = 0.5 * (1.0 + np.tanh(0.5 * eta))  # the sigmoid, without overflow
+        loglik, variance = w @ (y * eta - np.logaddexp(0.0, eta)), mu * (1.0 - mu)
+    return float(loglik), float(w @ (y - mu)), float(w @ variance)
+
+
+def intercept_only_fit(family, sy, sums):
+    """(log-likelihood without its constants, intercept) of the intercept-
+    only model with an offset, from sums(b), intercept_only_sums over all
+    the samples, and sy = sum w y > 0. Poisson has a closed form, b =
+    log(sy / sum w exp(offset)), the information at b = 0 being that sum;
+    binomial takes Newton steps on its one parameter (its log-likelihood is
+    concave), a step that lowers it halved."""
+    if family == "poisson":
+        total = sums(0.0)[2]
+        if not 0.0 < total < math.inf:
+            raise ValueError(f"sum of w exp(offset) is {total:g} in double precision: the offset (or log "
+                             f"exposure) is out of range; shift it by a constant (the intercept absorbs it)")
+        b = math.log(sy) - math.log(total)
+        return sums(b)[0], b
+    b = 0.0
+    f, g, h = sums(b)
+    for _ in range(CONFIRM_ITER):
+        step = g / h if h > 0 else 0.0
+        while step:
+            f_new, g_new, h_new = sums(b + step)
+            if f_new >= f:
+                break
+            step *= 0.5
+            if abs(step) < 1e-15 * max(1.0, abs(b)):
+                step = 0.0
+        if not step:
+            break
+        b, f, g, h = b + step, f_new, g_new, h_new
+        if abs(step) <= TOL * max(1.0, abs(b)):
+            break
+    return f, b
+
+
+def offset_response(family, targets, offset):
+    """(targets, offset) as the kernels take them: a gaussian offset is taken
+    off y, the same likelihood as that of y - offset without one (the null
+    model, y's spread and the exact-fit check then need no special case)."""
+    if family == "gaussian" and offset.size:
+        return targets - offset[:, None], offset[:0]
+    return targets, offset
+
+
+def check_offset_family(family, offset, exposure):
+    """The families an offset and an exposure are for (before reading them)."""
+    if offset is not None and family == "multinomial":
+        raise ValueError(MULTINOMIAL_OFFSET)
+    if exposure is not None and family != "poisson":
+        raise ValueError(f"exposure is for the poisson family (log link), not {family!r}; pass offset")
+
+
+def total_offset(offset, exposure, family, n):
+    """offset + log(exposure) (float64 (n,), empty for neither), checked."""
+    check_offset_family(family, offset, exposure)
+    total = as_offset(offset, n, np.float64, family)
+    if exposure is None:
+        return total
+    exposure = real_array(exposure, "exposure")
+    if exposure.shape != (n,):
+        raise ValueError(f"exposure must have shape ({n},), got {exposure.shape}")
+    if not (np.isfinite(exposure).all() and (exposure > 0).all()):
+        raise ValueError("exposure must be finite and > 0 (it enters as log(exposure))")
+    log_exposure = np.log(exposure.astype(np.float64))
+    return log_exposure + total if total.size else log_exposure
 
 
 def check_fit_options(alpha, max_iter, tol):
@@ -455,7 +564,7 @@ def check_fit_options(alpha, max_iter, tol):
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            max_iter=100, tol=TOL, backend=None):
+            offset=None, exposure=None, max_iter=100, tol=TOL, backend=None):
     """Fit a GLM by maximum likelihood (Fisher scoring) and return its
     estimates with standard errors and the usual statistics.
 
@@ -490,6 +599,16 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         Frequency weights: sample i counts w_i times, in the log-likelihood
         and in ``nobs`` (their sum), hence BIC; integer weights give the fit
         of the rows repeated w_i times.
+    offset : array (n_samples,), optional
+        A known term of each sample's linear predictor, with coefficient
+        fixed at 1 (statsmodels' offset); binomial, gaussian (y - offset
+        is fitted) and poisson. The null model (``llnull``, hence
+        ``prsquared``) is the intercept-only model with the offset, as in
+        statsmodels.
+    exposure : array (n_samples,) > 0, optional
+        Poisson only: counts observed over different exposures (time,
+        population), modelled as rates: adds ``log(exposure)`` to the
+        offset.
     max_iter : int
         A fit stopped by it with samples at probability 0 or 1 and vanished
         information looks separated; below 100, it is run again to 100
@@ -530,10 +649,18 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     (array([ 0.93, -1.86,  0.48]), True)
     >>> res.bse.shape
     (3,)
+
+    Counts over unequal exposures, a rate model (y ~ Poisson(exposure *
+    exp(0.5 x - 1))):
+
+    >>> t = rng.uniform(1.0, 100.0, size=500)
+    >>> counts = rng.poisson(t * np.exp(0.5 * X[:, 0] - 1.0))
+    >>> fastmle.fit_mle(X[:, :1], counts, "poisson", exposure=t).params.round(2)
+    array([ 0.5 , -1.01])
     """
     check_fit_options(alpha, max_iter, tol)
     columns = parameter_names(X)
-    prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend)
+    prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset, exposure)
     return fisher_scoring(prob, columns(prob), max_iter, tol)
 
 
@@ -804,7 +931,7 @@ def _result(prob, theta, F, f, it, converged, names):
                           f"errors are {'undefined (NaN)' if saturated else '0'}", RuntimeWarning, stacklevel=5)
     else:
         llf = -nll
-    llnull = _null_loglik(prob.family, prob.stats)
+    llnull = prob.null_loglik()
     multi = prob.family == "multinomial"
     params = theta.T.copy() if multi else theta[0].copy()
     output_names = [f"y={c}" for k, c in enumerate(prob.classes) if k != prob.ref] if multi else None

@@ -599,7 +599,7 @@ def sgd_fit(X, y, family, *, batch_size=BATCH_SIZE, max_epochs=100, learning_rat
                 params = _current(state, avg_start)
                 X_val, labels_val, targets_val, weights_val = val_data
                 run_kernel(kern, "glm_loss_grad", X_val, labels_val, targets_val, weights_val, params,
-                           code, vl, grad)
+                           np.empty(0, X.dtype), code, vl, grad)  # (sgd_fit takes no offset)
                 monitored = float(vl[0]) / total_weight(weights_val, len(val))
                 val_history.append(monitored)
             converged = _apply_stopping(state, learning_rate, monitored, tol, n_iter_no_change, eta0)
@@ -869,7 +869,7 @@ def _train_objective(kern, X, train, labels, targets, weights, code, params, alp
         X = _design_rows(X, train)
         labels, targets, weights = _sample_rows(train, labels, targets, weights)
     loss = np.zeros(1)
-    run_kernel(kern, "glm_loss_grad", X, labels, targets, weights, params, code, loss,
+    run_kernel(kern, "glm_loss_grad", X, labels, targets, weights, params, np.empty(0, params.dtype), code, loss,
                np.empty((0, params.shape[1]), params.dtype))
     return float(loss[0]) / len(train) + float(_penalty(params, alpha, l1_ratio))
 

@@ -103,6 +103,7 @@ def public_calls(dtype, rng):
     classes = rng.integers(0, 3, 60)
     binary = (X[:, 0] + rng.standard_normal(60) > 0).astype(np.int64)
     counts = rng.poisson(np.exp(0.3 * X[:, 1])).astype(dtype)
+    offset = np.linspace(-0.5, 0.5, 60).astype(dtype)
     coef3 = (rng.standard_normal((4, 3)) * 0.1).astype(dtype)
     coef1 = (rng.standard_normal((4, 1)) * 0.1).astype(dtype)
     w = (rng.random(60) + 0.5).astype(dtype)
@@ -150,9 +151,10 @@ def public_calls(dtype, rng):
              bad_options=dict(chunk_size=0, reduction="avg", label_smoothing=-0.1)),
         Call("glm_predict", fastmle.glm_predict, dict(X=X, coef=coef3, intercept=coef3[0]), ("X", "coef", "intercept"),
              options=dict(family="multinomial"), finite=("X",), bad_options=dict(family="gamma")),
-        Call("glm_loss", fastmle.glm_loss, dict(X=X, y=counts, coef=coef1, intercept=coef1[0], sample_weight=w),
-             ("X", "coef", "intercept", "sample_weight"), options=dict(family="poisson", return_grad=True),
-             finite=("X", "sample_weight", "y"), labels=dict(y=-1.0), bad_options=dict(family="Poisson")),
+        Call("glm_loss", fastmle.glm_loss, dict(X=X, y=counts, coef=coef1, intercept=coef1[0], sample_weight=w,
+                                                offset=offset),
+             ("X", "coef", "intercept", "sample_weight", "offset"), options=dict(family="poisson", return_grad=True),
+             finite=("X", "sample_weight", "y", "offset"), labels=dict(y=-1.0), bad_options=dict(family="Poisson")),
         Call("sgd_fit", fastmle.sgd_fit, dict(X=X, y=classes, sample_weight=w), ("X", "sample_weight"),
              options=dict(family="multinomial", **sgd), finite=("X", "sample_weight"),
              bad_options=dict(family="softmax", learning_rate="fast", batch_size=0, momentum=1.5, eta0="0.1",
@@ -160,14 +162,18 @@ def public_calls(dtype, rng):
         Call("glm_fisher", fastmle.glm_fisher, dict(X=X, coef=coef3, sample_weight=w), ("X", "coef", "sample_weight"),
              options=dict(family="multinomial"), finite=("X", "sample_weight"), bad_options=dict(kind="full-rank")),
         Call("fisher_vector_product", fastmle.fisher_vector_product,
-             dict(X=X, coef=coef1, v=np.ones(4, dtype)), ("X", "coef", "v"), options=dict(family="binomial"),
-             finite=("X", "v"), bad_options=dict(family="logit")),
+             dict(X=X, coef=coef1, v=np.ones(4, dtype), offset=offset), ("X", "coef", "v", "offset"),
+             options=dict(family="binomial"), finite=("X", "v", "offset"), bad_options=dict(family="logit")),
         Call("FisherAccumulator", accumulate_fisher, dict(scores=scores, sample_weight=w[:20]),
              ("scores", "sample_weight"), options=dict(dtype=dtype), finite=("scores", "sample_weight"),
              bad_options=dict(kind="sparse")),
-        Call("fit_mle", fastmle.fit_mle, dict(X=X, y=binary, sample_weight=w), ("X", "sample_weight"),
-             options=dict(family="binomial"), finite=("X", "sample_weight"), labels=dict(y=2),
+        Call("fit_mle", fastmle.fit_mle, dict(X=X, y=binary, sample_weight=w, offset=offset),
+             ("X", "sample_weight", "offset"), options=dict(family="binomial"),
+             finite=("X", "sample_weight", "offset"), labels=dict(y=2),
              bad_options=dict(family="probit", max_iter=0, alpha=-1.0)),
+        Call("fit_mle(exposure)", fastmle.fit_mle, dict(X=X, y=counts, exposure=np.abs(offset) + 0.5),
+             ("X", "exposure"), options=dict(family="poisson"), finite=("X", "exposure"),
+             nonnegative=("exposure",)),
         Call("MLEClassifier", classifier_proba, dict(X=X, y=classes, sample_weight=w), ("X", "sample_weight"),
              options=dict(max_epochs=2, tol=None), finite=("X", "sample_weight"),
              bad_options=dict(family="gaussian", solver="lbfgs")),
@@ -184,9 +190,9 @@ def public_calls(dtype, rng):
         Call("dask.glm_fisher", on_dask(fastmle.dask.glm_fisher), dict(X=X, coef=coef1, sample_weight=w),
              ("X", "coef", "sample_weight"),
              options=dict(family="binomial"), finite=("X", "sample_weight"), bad_options=dict(family="")),
-        Call("dask.fit_mle", on_dask(fastmle.dask.fit_mle), dict(X=X, y=counts, sample_weight=w), ("X", "sample_weight"),
-             options=dict(family="poisson"), finite=("X", "sample_weight", "y"), labels=dict(y=-1.0),
-             bad_options=dict(family="gamma", tol=-1.0)),
+        Call("dask.fit_mle", on_dask(fastmle.dask.fit_mle), dict(X=X, y=counts, sample_weight=w, offset=offset),
+             ("X", "sample_weight", "offset"), options=dict(family="poisson"),
+             finite=("X", "sample_weight", "y", "offset"), labels=dict(y=-1.0), bad_options=dict(family="gamma", tol=-1.0)),
     ]
 
 

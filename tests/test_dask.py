@@ -77,6 +77,38 @@ def test_fit_mle_on_a_cluster_equals_in_memory(client, rng, family):
         assert shifted.llnull == pytest.approx(expected.llnull, rel=1e-9)
 
 
+@pytest.mark.parametrize("family", ["binomial", "poisson", "gaussian"])
+def test_fit_mle_with_an_offset_equals_in_memory(rng, family):
+    # the offset (and for poisson the exposure) chunk by chunk; the null
+    # model with the offset from passes over y's chunks
+    X, y, w = data(family, rng)
+    offset = 0.3 * rng.standard_normal(len(y))
+    extra = dict(exposure=rng.uniform(0.5, 5.0, len(y))) if family == "poisson" else {}
+    expected = fastmle.fit_mle(X, y, family, sample_weight=w, offset=offset, **extra)
+    Xd, yd, wd, od = chunked(X, y, w, offset)
+    got = fd.fit_mle(Xd, yd, family, sample_weight=wd, offset=od, **{k: chunked(v)[0] for k, v in extra.items()})
+    assert got.converged and got.n_iter == expected.n_iter
+    assert rel(got.params, expected.params) < 1e-10 and rel(got.bse, expected.bse) < 1e-10
+    assert got.llf == pytest.approx(expected.llf, rel=1e-10)
+    assert got.llnull == pytest.approx(expected.llnull, rel=1e-10)
+    assert rel(expected.params, fastmle.fit_mle(X, y, family, sample_weight=w).params) > 1e-3  # it mattered
+
+
+def test_fit_mle_offset_errors(rng):
+    X, y, _ = data("poisson", rng, n=100)
+    Xd = da.from_array(X, chunks=(50, 4))
+    with pytest.raises(ValueError, match="offset is not defined for the multinomial family"):
+        fd.fit_mle(Xd, y % 3, "multinomial", reference_class=0, offset=np.zeros(100))
+    with pytest.raises(ValueError, match="exposure is for the poisson family"):
+        fd.fit_mle(Xd, y > 1, "binomial", exposure=np.ones(100))
+    with pytest.raises(ValueError, match="offset has 99 samples but X has 100"):
+        fd.fit_mle(Xd, y, "poisson", offset=np.zeros(99))
+    with pytest.raises(ValueError, match="offset contains NaN or infinity"):
+        fd.fit_mle(Xd, y, "poisson", offset=np.r_[np.zeros(99), np.nan])
+    with pytest.raises(ValueError, match=r"exposure must be finite and > 0"):
+        fd.fit_mle(Xd, y, "poisson", exposure=np.r_[np.ones(99), -1.0])
+
+
 class _Records(logging.Handler):
     def __init__(self):
         super().__init__(logging.WARNING)

@@ -109,12 +109,13 @@ def test_accumulator_bad_input(make, error, match):
 # ---------------------------------------------------------------- glm_fisher
 
 
-def _explicit_fisher(X, coef, intercept, family, w=None):
+def _explicit_fisher(X, coef, intercept, family, w=None, offset=None):
     """sum_i w_i M_i kron xt_i xt_i^T, one sample at a time (output-major,
     intercept last): the definition, independent of the kernels."""
     n, d = X.shape
     Xt = np.hstack([X, np.ones((n, 1))]) if intercept is not None else X
     eta = X @ coef + (intercept if intercept is not None else 0)
+    eta = eta if offset is None else eta + offset[:, None]
     w = np.ones(n) if w is None else w
     F = 0
     for i in range(n):
@@ -155,6 +156,26 @@ def test_glm_fisher_is_the_explicit_sum(backend, rng, family, K, with_intercept)
                                         intercept=intercept, sample_weight=w, backend=backend)
     assert Fv2.shape == (len(v) // (3 + with_intercept), 3 + with_intercept)
     np.testing.assert_allclose(Fv2.ravel(), Fv, rtol=1e-14)
+
+
+@pytest.mark.parametrize("family, K", [("binomial", 1), ("gaussian", 2), ("poisson", 2)])
+def test_glm_fisher_with_an_offset_is_the_explicit_sum(backend, rng, family, K):
+    X = rng.standard_normal((40, 3))
+    coef = rng.standard_normal((3, K)) * 0.5
+    intercept = rng.standard_normal(K) * 0.3
+    offset = rng.standard_normal(40)
+    expected = _explicit_fisher(X, coef, intercept, family, offset=offset)
+    F = fastmle.glm_fisher(X, coef, family, intercept=intercept, offset=offset, backend=backend)
+    np.testing.assert_allclose(F, expected, rtol=1e-11, atol=1e-12)
+    diag = fastmle.glm_fisher(X, coef, family, intercept=intercept, offset=offset, kind="diag", backend=backend)
+    np.testing.assert_allclose(diag, np.diag(expected), rtol=1e-11)
+    v = rng.standard_normal(len(expected))
+    Fv = fastmle.fisher_vector_product(X, coef, family, v, intercept=intercept, offset=offset, backend=backend)
+    np.testing.assert_allclose(Fv, expected @ v, rtol=1e-10, atol=1e-12)
+    if family != "gaussian":  # its information does not depend on eta
+        assert not np.allclose(F, _explicit_fisher(X, coef, intercept, family))
+    with pytest.raises(ValueError, match="offset is not defined for the multinomial family"):
+        fastmle.glm_fisher(X, coef, "multinomial", offset=offset)
 
 
 def test_glm_fisher_reference_class_and_scale(backend, rng):
@@ -358,6 +379,59 @@ def test_fit_mle_poisson_matches_statsmodels(backend, rng):
     repeated = sm.Poisson(y[rows], _const_last(X)[rows]).fit(disp=0, method="newton", tol=1e-12)
     assert _rel(weighted.params, repeated.params) < 1e-6 and _rel(weighted.bse, repeated.bse) < 1e-6
     assert _rel(weighted.llf, repeated.llf) < 1e-6
+
+
+def test_fit_mle_poisson_exposure_and_offset_match_statsmodels(backend, rng):
+    # counts over unequal exposures: statsmodels' GLM with exposure= and
+    # offset=, whose null model is the intercept-only fit with both
+    X = rng.standard_normal((800, 3))
+    t = rng.uniform(0.5, 200.0, 800)
+    offset = 0.5 * rng.standard_normal(800)
+    y = rng.poisson(t * np.exp(X @ [0.3, -0.2, 0.1] + offset - 2.0))
+    res = fastmle.fit_mle(X, y, "poisson", exposure=t, offset=offset, backend=backend)
+    ref = sm.GLM(y, _const_last(X), family=sm.families.Poisson(), exposure=t, offset=offset).fit(tol=1e-13)
+    _check_against(res, ref.params, ref.bse, ref.llf, ref.llnull)
+    assert _rel(res.prsquared, 1 - ref.llf / ref.llnull) < 1e-6
+    # exposure is offset = log(exposure)
+    same = fastmle.fit_mle(X, y, "poisson", offset=np.log(t) + offset, backend=backend)
+    np.testing.assert_allclose(same.params, res.params, rtol=1e-12)
+    assert same.llnull == pytest.approx(res.llnull, rel=1e-12)
+    # without the exposure the model is another one: the rates are not the counts
+    assert _rel(fastmle.fit_mle(X, y, "poisson", backend=backend).params, res.params) > 0.1
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_fit_mle_logit_with_an_offset_matches_statsmodels(backend, rng, fit_intercept):
+    X = rng.standard_normal((600, 2))
+    offset = rng.standard_normal(600)
+    y = (rng.random(600) < 1 / (1 + np.exp(-(X @ [1.0, -0.5] + 0.3 + offset)))).astype(int)
+    res = fastmle.fit_mle(X, y, "binomial", offset=offset, fit_intercept=fit_intercept, backend=backend)
+    design = _const_last(X) if fit_intercept else X
+    ref = sm.GLM(y, design, family=sm.families.Binomial(), offset=offset).fit(tol=1e-13)
+    _check_against(res, ref.params, ref.bse, ref.llf, ref.llnull)
+
+
+def test_fit_mle_gaussian_with_an_offset_fits_y_minus_the_offset(rng):
+    X = rng.standard_normal((300, 2))
+    offset = 1e6 + 10 * rng.standard_normal(300)  # large: the null model's spread is y - offset's
+    y = X @ [2.0, -1.0] + 0.5 + offset + rng.standard_normal(300)
+    res = fastmle.fit_mle(X, y, "gaussian", offset=offset)
+    plain = fastmle.fit_mle(X, y - offset, "gaussian")
+    np.testing.assert_allclose(res.params, plain.params, rtol=1e-9)
+    np.testing.assert_allclose(res.bse, plain.bse, rtol=1e-9)
+    assert res.llf == pytest.approx(plain.llf, rel=1e-12) and res.llnull == pytest.approx(plain.llnull, rel=1e-12)
+    z = y - offset  # the null model: the mean of y - offset, and its spread (not y's)
+    assert res.llnull == pytest.approx(-150 * (np.log(2 * np.pi * z.var()) + 1), rel=1e-9)
+
+
+def test_fit_mle_offset_null_model_when_its_mle_does_not_exist(rng):
+    # every binomial y 1 without an intercept: the null model's supremum, 0
+    X = rng.standard_normal((40, 1))
+    y = np.ones(40, int)
+    y[0] = 0
+    X[0] = -5.0
+    res = fastmle.fit_mle(X[1:], y[1:], "binomial", offset=np.zeros(39), fit_intercept=False, alpha=1.0)
+    assert res.llnull == 0.0
 
 
 @pytest.mark.parametrize("family", ["binomial", "poisson", "gaussian", "multinomial"])
@@ -766,6 +840,18 @@ def test_fit_mle_perfect_separation_is_reported(rng):
      r"y contains a missing label \(nan at position 2\)"),
     (dict(family="multinomial", y=np.array(["a", "b", 3] * 16 + ["a", "b"], dtype=object)), TypeError,
      "the class labels cannot be sorted"),
+    (dict(family="multinomial", y=np.arange(50) % 3, offset=np.zeros(50)), ValueError,
+     "offset is not defined for the multinomial family"),
+    (dict(offset=np.zeros(49)), ValueError, r"offset must have shape \(50,\), got \(49,\)"),
+    (dict(offset=np.r_[np.zeros(49), np.nan]), ValueError, "offset contains NaN or infinity"),
+    (dict(offset=np.zeros(50, complex)), TypeError, "offset"),
+    (dict(exposure=np.ones(50)), ValueError, "exposure is for the poisson family"),
+    (dict(family="poisson", y=np.arange(50) % 4, offset=np.full(50, -800.0)), ValueError,
+     r"sum of w exp\(offset\) is 0 in double precision"),
+    (dict(family="poisson", y=np.arange(50) % 4, exposure=np.r_[np.ones(49), 0.0]), ValueError,
+     r"exposure must be finite and > 0"),
+    (dict(family="poisson", y=np.arange(50) % 4, exposure=np.ones((50, 1))), ValueError,
+     r"exposure must have shape \(50,\)"),
 ])
 def test_fit_mle_bad_input(rng, kwargs, error, match):
     X = rng.standard_normal((50, 2))

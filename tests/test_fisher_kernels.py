@@ -165,16 +165,17 @@ def design(X, fit_intercept):
     return np.hstack([X, np.ones((X.shape[0], 1))]) if fit_intercept else X
 
 
-def eta64(X, params):
+def eta64(X, params, offset=None):
     p = params.astype(np.float64)
-    return X.astype(np.float64) @ p[:, :-1].T + p[:, -1]
+    eta = X.astype(np.float64) @ p[:, :-1].T + p[:, -1]
+    return eta if offset is None or not offset.size else eta + offset.astype(np.float64)[:, None]
 
 
-def fisher_bound(X, params, family, w, fit_intercept, ref_class):
+def fisher_bound(X, params, family, w, fit_intercept, ref_class, offset=None):
     """(P, P): sum_i w_i s_ia s_ib |xt_ij xt_il| >= sum_i |w_i M_i[a, b] xt_ij xt_il|,
     with s_a^2 = p_a for the multinomial (|p_a [a = b] - p_a p_b| <= sqrt(p_a p_b))
     and the variance M_i[a, a] for the diagonal families."""
-    eta = eta64(X, params)
+    eta = eta64(X, params, offset)
     if family == MULTINOMIAL:
         s2 = scipy.special.softmax(eta, axis=1) if eta.size else eta
         s2 = np.delete(s2, ref_class, axis=1) if 0 <= ref_class < eta.shape[1] else s2
@@ -189,33 +190,37 @@ def fisher_bound(X, params, family, w, fit_intercept, ref_class):
     return U.T @ (as_weights(w, X.shape[0])[:, None] * U)
 
 
-def glm_rtol(X, params, fit_intercept, dtype):
+def glm_rtol(X, params, fit_intercept, dtype, offset=None):
     """The reference forms eta in the input dtype, the kernels in float64:
     eta's rounding (relative error of M up to 4 |d eta| for the multinomial)
     in the input dtype, plus float64 sums of n terms, exp and the max shift."""
     n, d = X.shape
     a = np.abs(X.astype(np.float64)) @ np.abs(params[:, :d].astype(np.float64)).T
     a = a + np.abs(params[:, d].astype(np.float64)) if fit_intercept else a
+    if offset is not None and offset.size:
+        a = a + np.abs(offset.astype(np.float64))[:, None]
     abs_eta = float(a.max(initial=0.0))
     u = np.finfo(dtype).eps / 2
     return 8 * (d + 2) * u * abs_eta + (n + 2 * d + 32) * EPS64 + 4 * EPS64 * abs_eta
 
 
-def run_glm(name, X, params, family, w, fit_intercept, ref_class):
+def run_glm(name, X, params, family, w, fit_intercept, ref_class, offset=None):
     """(full, diag, vp, v) from one backend; the full matrix's lower triangle
-    is checked untouched here and diag/vp are prefilled with NaN."""
+    is checked untouched here and diag/vp are prefilled with NaN. offset None:
+    the kernels' empty array."""
     mod = kernels(name)
+    offset = np.empty(0, X.dtype) if offset is None else offset
     D = X.shape[1] + int(fit_intercept)
     Kp = kept(family, params.shape[0], ref_class)
     P = Kp * D
     full = np.full((P, P), SENTINEL)
-    mod.glm_fisher(X, params, family, w, int(fit_intercept), ref_class, full)
+    mod.glm_fisher(X, params, offset, family, w, int(fit_intercept), ref_class, full)
     np.testing.assert_array_equal(full[lower(P)], SENTINEL, err_msg=f"{name}: lower triangle written")
     diag = np.full(P, np.nan)
-    mod.glm_fisher_diag(X, params, family, w, int(fit_intercept), ref_class, diag)
+    mod.glm_fisher_diag(X, params, offset, family, w, int(fit_intercept), ref_class, diag)
     v = np.random.default_rng(P).standard_normal((Kp, D))
     vp = np.full((Kp, D), np.nan)
-    mod.glm_fisher_vp(X, params, family, w, int(fit_intercept), ref_class, v, vp)
+    mod.glm_fisher_vp(X, params, offset, family, w, int(fit_intercept), ref_class, v, vp)
     return full, diag, vp, v
 
 
@@ -326,6 +331,30 @@ def test_glm_fisher_matches_reference(backend, blas, dtype, rng, family):
             assert_within(diag, want[1], np.diag(bound), rtol, err + " glm_fisher_diag")
             vbound = (bound @ np.abs(v).ravel()).reshape(v.shape)
             assert_within(vp, want[2], vbound, rtol, err + " glm_fisher_vp")
+
+
+@pytest.mark.parametrize("family", range(4), ids=FAMILIES)
+def test_glm_fisher_with_an_offset_matches_reference(backend, dtype, rng, family):
+    # the offset enters each sample's linear predictor (the kernels add it in
+    # float64, the reference in the input dtype); multinomial's kernels take
+    # one too (its public API refuses it: it cancels in the softmax)
+    for (n, d, K), fit_intercept in itertools.product(GLM_SHAPES, (True, False)):
+        if d == 0 and not fit_intercept:
+            continue
+        X, params, w = glm_problem(family, n, d, K, dtype, rng, fit_intercept, weighted=True)
+        offset = (rng.standard_normal(n) - 1.0).astype(dtype)
+        err = f"{backend} {FAMILIES[family]} (n, d, K)={(n, d, K)} intercept={fit_intercept} offset"
+        full, diag, vp, v = run_glm(backend, X, params, family, w, fit_intercept, -1, offset)
+        want = run_glm("numpy", X, params, family, w, fit_intercept, -1, offset)
+        bound = fisher_bound(X, params, family, w, fit_intercept, -1, offset)
+        rtol = glm_rtol(X, params, fit_intercept, dtype, offset)
+        u = upper(full.shape[0])
+        assert_within(full[u], want[0][u], bound[u], rtol, err + " glm_fisher")
+        assert_within(diag, want[1], np.diag(bound), rtol, err + " glm_fisher_diag")
+        assert_within(vp, want[2], (bound @ np.abs(v).ravel()).reshape(v.shape), rtol, err + " glm_fisher_vp")
+        if family in (BINOMIAL, POISSON) and full[u].any():  # the variance depends on eta: the offset changed it
+            plain = run_glm(backend, X, params, family, w, fit_intercept, -1)[0]
+            assert not np.array_equal(plain[u], full[u]), err
 
 
 @pytest.mark.parametrize("family", [MULTINOMIAL, BINOMIAL], ids=["multinomial", "binomial"])
@@ -583,8 +612,8 @@ def test_diag_and_vp_do_not_depend_on_the_thread_count(name, dtype, rng):
                 mod = kernels(name)
                 diag = np.full(Kp * D, np.nan)
                 vp = np.full((Kp, D), np.nan)
-                mod.glm_fisher_diag(X, params, family, w, 1, ref_class, diag)
-                mod.glm_fisher_vp(X, params, family, w, 1, ref_class, v, vp)
+                mod.glm_fisher_diag(X, params, np.empty(0, X.dtype), family, w, 1, ref_class, diag)
+                mod.glm_fisher_vp(X, params, np.empty(0, X.dtype), family, w, 1, ref_class, v, vp)
                 results.append((diag, vp))
             for diag, vp in results[1:]:
                 np.testing.assert_array_equal(diag, results[0][0], err_msg=f"{name} {FAMILIES[family]} diag")

@@ -55,23 +55,28 @@ def kernels(backend):
     return _dispatch.kernels(backend, "glm")
 
 
+NO_OFFSET = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}  # the kernels' "no offset"
+
+
 # ---------------------------------------------------------------- kernels vs reference
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_loss_grad_and_predict_match_reference(backend, dtype, rng, family, weighted):
+@pytest.mark.parametrize("with_offset", [False, True], ids=["no_offset", "offset"])
+def test_loss_grad_and_predict_match_reference(backend, dtype, rng, family, weighted, with_offset):
     rtol, atol = tol(dtype)
     code = FAMILIES.index(family)
     for n, d, K in SHAPES:
         X, labels, targets, w, params = problem(family, n, d, K, dtype, rng, weighted)
+        offset = (rng.standard_normal(n) - 0.5).astype(dtype) if with_offset else NO_OFFSET[X.dtype]
         results = {}
         for name in ("numpy", backend):
             loss = np.zeros(1)
             grad = np.empty_like(params)
-            kernels(name).glm_loss_grad(X, labels, targets, w, params, code, loss, grad)
+            kernels(name).glm_loss_grad(X, labels, targets, w, params, offset, code, loss, grad)
             mean = np.empty((n, params.shape[0]), dtype)
-            kernels(name).glm_predict(X, params, code, mean)
+            kernels(name).glm_predict(X, params, offset, code, mean)
             results[name] = loss, grad, mean
         err = f"{backend} {family} {(n, d, K)}"
         (l0, g0, m0), (l1, g1, m1) = results["numpy"], results[backend]
@@ -86,14 +91,14 @@ def test_empty_and_gradient_free_calls(backend, dtype, rng, family):
     code = FAMILIES.index(family)
     loss = np.full(1, np.nan)
     grad = np.full_like(params, np.nan)
-    kernels(backend).glm_loss_grad(X, labels, targets, w, params, code, loss, grad)
+    kernels(backend).glm_loss_grad(X, labels, targets, w, params, NO_OFFSET[X.dtype], code, loss, grad)
     assert loss[0] == 0 and (grad == 0).all()
     X, labels, targets, w, params = problem(family, 40, 4, 3, dtype, rng)
     loss = np.zeros(1)
-    kernels(backend).glm_loss_grad(X, labels, targets, w, params, code, loss,
+    kernels(backend).glm_loss_grad(X, labels, targets, w, params, NO_OFFSET[X.dtype], code, loss,
                                    np.empty((0, params.shape[1]), dtype))
     want = np.zeros(1)
-    ref.glm_loss_grad(X, labels, targets, w, params, code, want, np.empty((0, 5), dtype))
+    ref.glm_loss_grad(X, labels, targets, w, params, NO_OFFSET[X.dtype], code, want, np.empty((0, 5), dtype))
     assert_same(loss, want, *tol(dtype))
 
 
@@ -103,10 +108,11 @@ def test_extreme_linear_predictors_stay_finite(backend, dtype, family, rng):
     X, labels, targets, w, params = problem(family, 20, 3, 4, dtype, rng, scale=400.0)
     loss = np.zeros(1)
     grad = np.empty_like(params)
-    kernels(backend).glm_loss_grad(X, labels, targets, w, params, FAMILIES.index(family), loss, grad)
+    code, none = FAMILIES.index(family), NO_OFFSET[X.dtype]
+    kernels(backend).glm_loss_grad(X, labels, targets, w, params, none, code, loss, grad)
     assert np.isfinite(loss).all() and np.isfinite(grad).all()
     want = np.zeros(1)
-    ref.glm_loss_grad(X, labels, targets, w, params, FAMILIES.index(family), want, np.empty_like(params))
+    ref.glm_loss_grad(X, labels, targets, w, params, none, code, want, np.empty_like(params))
     assert_same(loss, want, 1e-5 if dtype == np.float32 else 1e-12)
 
 
@@ -124,12 +130,12 @@ def test_overflowed_rows_give_the_reference_loss_and_gradient(backend, dtype):
     empty_w, labels = np.empty(0, dtype), np.empty(0, np.int64)
     want_loss, want_grad = np.zeros(1), np.empty_like(params)
     with np.errstate(invalid="ignore"):  # inf * 0 in the reference's product
-        ref.glm_loss_grad(X, labels, targets, empty_w, params, code, want_loss, want_grad)
+        ref.glm_loss_grad(X, labels, targets, empty_w, params, NO_OFFSET[X.dtype], code, want_loss, want_grad)
     assert want_loss[0] == np.inf and np.isnan(want_grad).any()
     for _ in range(3):
         loss, grad = np.zeros(1), np.full_like(params, 7.0)
         with np.errstate(invalid="ignore"):  # the numpy backend is the reference
-            kernels(backend).glm_loss_grad(X, labels, targets, empty_w, params, code, loss, grad)
+            kernels(backend).glm_loss_grad(X, labels, targets, empty_w, params, NO_OFFSET[X.dtype], code, loss, grad)
         np.testing.assert_array_equal(loss, want_loss)
         np.testing.assert_array_equal(np.isnan(grad), np.isnan(want_grad))
         np.testing.assert_array_equal(np.isinf(grad), np.isinf(want_grad))
@@ -153,7 +159,7 @@ def test_reference_loss_is_the_negative_log_likelihood(family, rng):
     else:  # plus the constant log(y!)
         per = -(scipy.stats.poisson.logpmf(targets, np.exp(eta)) + scipy.special.gammaln(targets + 1)).sum(axis=1)
     loss = np.zeros(1)
-    ref.glm_loss_grad(X, labels, targets, w, params, FAMILIES.index(family), loss, np.empty((0, 5)))
+    ref.glm_loss_grad(X, labels, targets, w, params, NO_OFFSET[X.dtype], FAMILIES.index(family), loss, np.empty((0, 5)))
     np.testing.assert_allclose(loss[0], np.sum(w * per), rtol=1e-12)
 
 
@@ -164,10 +170,10 @@ def test_gradient_matches_finite_differences(family, rng):
 
     def f(p):
         out = np.zeros(1)
-        ref.glm_loss_grad(X, labels, targets, w, p, code, out, np.empty((0, 4)))
+        ref.glm_loss_grad(X, labels, targets, w, p, NO_OFFSET[X.dtype], code, out, np.empty((0, 4)))
         return out[0]
     grad = np.empty_like(params)
-    ref.glm_loss_grad(X, labels, targets, w, params, code, np.zeros(1), grad)
+    ref.glm_loss_grad(X, labels, targets, w, params, NO_OFFSET[X.dtype], code, np.zeros(1), grad)
     h = 1e-6
     numeric = np.zeros_like(params)
     for idx in np.ndindex(params.shape):
@@ -193,6 +199,56 @@ def test_public_glm_loss_and_predict(backend, dtype, rng):
     p = fastmle.glm_predict(X, coef, "multinomial", intercept=b, backend=backend)
     np.testing.assert_allclose(p, scipy.special.softmax(eta, axis=1), rtol=rtol * 10)
     assert p.dtype == dtype
+
+
+@pytest.mark.parametrize("family", ["binomial", "gaussian", "poisson"])
+def test_public_glm_loss_and_predict_with_an_offset(backend, dtype, rng, family):
+    # the offset is a known term of each linear predictor: the mean and the
+    # negative log-likelihood of eta = X coef + b + offset, from scipy
+    X = rng.standard_normal((40, 3)).astype(dtype)
+    coef, b = 0.5 * rng.standard_normal(3), 0.2
+    offset = rng.standard_normal(40).astype(dtype)
+    eta = X.astype(np.float64) @ coef + b + offset
+    if family == "binomial":
+        y = rng.integers(0, 2, 40)
+        mean, per = scipy.special.expit(eta), -scipy.stats.bernoulli.logpmf(y, scipy.special.expit(eta))
+    elif family == "gaussian":
+        y = rng.standard_normal(40)
+        mean, per = eta, 0.5 * (y - eta) ** 2
+    else:
+        y = rng.poisson(2.0, 40)
+        mean, per = np.exp(eta), np.exp(eta) - y * eta
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    got = fastmle.glm_predict(X, coef, family, intercept=b, offset=offset, backend=backend)
+    np.testing.assert_allclose(got[:, 0], mean, rtol=rtol * 10)
+    loss, (dcoef, db) = fastmle.glm_loss(X, y, coef, family, intercept=b, offset=offset, return_grad=True,
+                                         backend=backend)
+    np.testing.assert_allclose(loss, per.mean(), rtol=rtol * 10)
+    g = (mean - y) / 40  # d loss / d eta of the mean loss
+    np.testing.assert_allclose(dcoef[:, 0], X.astype(np.float64).T @ g, rtol=rtol * 100, atol=rtol)
+    np.testing.assert_allclose(db, [g.sum()], rtol=rtol * 100, atol=rtol)
+    # the same as a row-specific intercept, with no offset
+    assert fastmle.glm_loss(X, y, coef, family, intercept=b + 1.0, backend=backend) == pytest.approx(
+        fastmle.glm_loss(X, y, coef, family, intercept=b, offset=np.ones(40, dtype), backend=backend), rel=rtol)
+
+
+@pytest.mark.parametrize("offset, error, match", [
+    (np.zeros(39), ValueError, r"offset must have shape \(40,\), got \(39,\)"),
+    (np.zeros((40, 1)), ValueError, r"offset must have shape \(40,\)"),
+    (np.r_[np.zeros(39), np.inf], ValueError, "offset contains NaN or infinity"),
+    (np.array(["a"] * 40), TypeError, "offset"),
+])
+def test_public_glm_offset_bad_input(rng, offset, error, match):
+    X = rng.standard_normal((40, 3))
+    y = rng.integers(0, 2, 40)
+    for call in (lambda: fastmle.glm_predict(X, np.zeros(3), "binomial", offset=offset),
+                 lambda: fastmle.glm_loss(X, y, np.zeros(3), "binomial", offset=offset)):
+        with pytest.raises(error, match=match):
+            call()
+    with pytest.raises(ValueError, match="offset is not defined for the multinomial family"):
+        fastmle.glm_predict(X, np.zeros((3, 2)), "multinomial", offset=np.zeros(40))
+    with pytest.raises(ValueError, match="outside the range of float32"):
+        fastmle.glm_predict(X.astype(np.float32), np.zeros(3), "binomial", offset=np.full(40, 1e300))
 
 
 # ---------------------------------------------------------------- the SGD epoch kernel
@@ -516,6 +572,8 @@ def test_csr_kernels_match_reference(backend, dtype, rng, family, option):
             params[:, -1] = 0
         perm = rng.permutation(n)
         lr = np.full(-(-n // batch_size), 0.002 if family == "poisson" else 0.05)
+        # the full-batch kernels with and without an offset
+        offset = (0.3 * rng.standard_normal(n)).astype(dtype) if n != 64 else NO_OFFSET[np.dtype(dtype)]
         results = {}
         for name in ("numpy", backend):
             kern = kernels(name)
@@ -527,9 +585,9 @@ def test_csr_kernels_match_reference(backend, dtype, rng, family, option):
                                       momentum, nesterov, fit_intercept, p, v, a, 3 if averaging else -1,
                                       0, loss)
             full, grad = np.zeros(1), np.empty_like(p)
-            kern.glm_loss_grad_csr(*csr, labels, targets, w, p, code, full, grad)
+            kern.glm_loss_grad_csr(*csr, labels, targets, w, p, offset, code, full, grad)
             mean = np.empty((n, p.shape[0]), dtype)
-            kern.glm_predict_csr(*csr, p, code, mean)
+            kern.glm_predict_csr(*csr, p, offset, code, mean)
             results[name] = (done, p, v, a, loss, full, grad, mean)
         err = f"{backend} {family} {option} {(n, d, K)}"
         for got, want in zip(results[backend], results["numpy"]):

@@ -825,7 +825,8 @@ ETA_MAX = {np.dtype(np.float32): 30.0, np.dtype(np.float64): 200.0}
 def glm_problems(draw, dtype, family, min_rows=0):
     """(X, coef, intercept, y, sample_weight) for `family`: X finite in a
     drawn layout (wide magnitudes, subnormals), coef scaled so |eta| <=
-    ETA_MAX, responses of the family's kind, optional weights >= 0."""
+    ETA_MAX (with an intercept up to 3 and an offset up to 2), responses of
+    the family's kind, optional weights >= 0."""
     n = draw(st.sampled_from([m for m in DIMS if m >= min_rows]), label="n")
     d = draw(st.sampled_from([m for m in DIMS if m and m * max(n, 1) <= MAX_SIZE]), label="d")
     K = 1 if family == "binomial" else draw(st.sampled_from([1, 2, 3] + ([7, 9] if family == "multinomial" else [])),
@@ -834,7 +835,7 @@ def glm_problems(draw, dtype, family, min_rows=0):
     coef = draw(hnp.arrays(np.float64, (d, K), elements=st.floats(-2, 2)), label="coef")
     intercept = draw(st.none() | hnp.arrays(np.float64, (K,), elements=st.floats(-3, 3)), label="intercept")
     reach = float((finite_abs(X) @ np.abs(coef)).max(initial=0.0))
-    room = ETA_MAX[np.dtype(dtype)] - 3.0
+    room = ETA_MAX[np.dtype(dtype)] - 5.0
     if reach > room:
         coef *= room / reach
     if K == 1 and draw(st.booleans(), label="1-D coef"):
@@ -852,15 +853,23 @@ def glm_problems(draw, dtype, family, min_rows=0):
     return X, coef, intercept, y, weight
 
 
-def glm_scales(X, coef, intercept, family):
-    """(eta in float64, s): s_i = |X_i| @ |coef| + |intercept| bounds the
-    rounding of eta_i (relative to it) and so the error every result
-    carries through eta."""
+def draw_offset(draw, dtype, n, family):
+    """None, or an offset (n,) in [-2, 2] (not for multinomial, which refuses one)."""
+    if family == "multinomial" or not draw(st.booleans(), label="use an offset"):
+        return None
+    return draw(hnp.arrays(dtype, (n,), elements=st.floats(-2, 2, width=32)), label="offset")
+
+
+def glm_scales(X, coef, intercept, family, offset=None):
+    """(eta in float64, s): s_i = |X_i| @ |coef| + |intercept| + |offset_i|
+    bounds the rounding of eta_i (relative to it) and so the error every
+    result carries through eta."""
     X64 = np.asarray(X, np.float64)
     c = np.asarray(coef, np.float64).reshape(X64.shape[1], -1)
     b = np.zeros(c.shape[1]) if intercept is None else np.asarray(intercept, np.float64)
-    eta = X64 @ c + b
-    s = np.abs(X64) @ np.abs(c) + np.abs(b)
+    o = np.zeros((X64.shape[0], 1)) if offset is None else np.asarray(offset, np.float64)[:, None]
+    eta = X64 @ c + b + o
+    s = np.abs(X64) @ np.abs(c) + np.abs(b) + np.abs(o)
     return eta, s.max(axis=1, initial=0.0) if s.size else np.zeros(X64.shape[0])
 
 
@@ -870,12 +879,13 @@ def glm_scales(X, coef, intercept, family):
 @given(data=st.data())
 def test_glm_predict(family, backend, dtype, data):
     X, coef, intercept, _, _ = data.draw(glm_problems(dtype, family))
-    got, want = both(fastmle.glm_predict, backend, X, coef, family, intercept=intercept)
+    offset = draw_offset(data.draw, dtype, X.shape[0], family)
+    got, want = both(fastmle.glm_predict, backend, X, coef, family, intercept=intercept, offset=offset)
     if want is None:
         return
     # an error of rtol s_i in eta_i moves the mean by that much relative to
     # it (exp, sigmoid, softmax) or absolutely (gaussian: the mean is eta)
-    _, s = glm_scales(X, coef, intercept, family)
+    _, s = glm_scales(X, coef, intercept, family, offset)
     rtol = rtol_of(dtype)
     budget = (1.0 + s)[:, None] * (1.0 if family == "gaussian" else np.abs(np.asarray(want, np.float64)))
     assert_agree(got, want, rtol, rtol * budget, err=f"glm_predict {family} {backend}")
@@ -891,14 +901,15 @@ def test_glm_loss(family, backend, dtype, data):
     X, coef, intercept, y, weight = data.draw(glm_problems(dtype, family))
     reduction = data.draw(st.sampled_from(["mean", "sum"]), label="reduction")
     return_grad = data.draw(st.booleans(), label="return_grad")
+    offset = draw_offset(data.draw, dtype, X.shape[0], family)
     got, want = both(fastmle.glm_loss, backend, X, y, coef, family, intercept=intercept, sample_weight=weight,
-                     reduction=reduction, return_grad=return_grad)
+                     offset=offset, reduction=reduction, return_grad=return_grad)
     if want is None:
         return
     # per sample, the loss and its derivative in eta carry eta's error
     # (rtol s_i) times the size of the derivative: m_i = (1 + s_i) (1 + |y_i|
     # + |dloss_i|); the gradient sums m_i |x_i| over the samples
-    eta, s = glm_scales(X, coef, intercept, family)
+    eta, s = glm_scales(X, coef, intercept, family, offset)
     if family == "multinomial":
         dl = np.full(eta.shape[0], 2.0)
         yy = np.zeros(eta.shape[0])
@@ -1026,7 +1037,7 @@ def test_estimators(family, backend, dtype, data):
 
 
 def glm_fisher_budget(X, coef, family, intercept=None, fit_intercept=None, sample_weight=None,
-                      reference_class=None, scale=1.0):
+                      reference_class=None, scale=1.0, offset=None):
     """(B, floor): the allowed error of each entry is rtol B + floor. B: the
     sums of the absolute values of the terms of each entry of the
     GLM Fisher sum_i w_i M_i kron xt_i xt_i^T (the scale of its rounding),
@@ -1048,7 +1059,7 @@ def glm_fisher_budget(X, coef, family, intercept=None, fit_intercept=None, sampl
         coef = np.insert(coef, reference_class, 0.0, axis=1)
         b = np.insert(b, reference_class, 0.0)
     X64 = np.asarray(X, np.float64)
-    eta = X64 @ coef + b
+    eta = X64 @ coef + b + (0.0 if offset is None else np.asarray(offset, np.float64)[:, None])
     with np.errstate(over="ignore"):
         if family == "multinomial":
             e = np.exp(eta - eta.max(axis=1, keepdims=True, initial=-np.inf)) if eta.size else eta
@@ -1076,7 +1087,8 @@ def glm_fisher_budget(X, coef, family, intercept=None, fit_intercept=None, sampl
 def fisher_problems(draw, dtype, family):
     """glm_fisher's arguments: a GLM problem, with for the multinomial an
     optional reference class (coef and intercept without its column), and
-    fit_intercept None, True or (without an intercept) False."""
+    fit_intercept None, True or (without an intercept) False, and an
+    optional offset."""
     X, coef, intercept, _, weight = draw(glm_problems(dtype, family))
     coef = np.asarray(coef).reshape(X.shape[1], -1)
     reference_class = None
@@ -1086,7 +1098,7 @@ def fisher_problems(draw, dtype, family):
         intercept = None if intercept is None else np.delete(intercept, reference_class)
     fit_intercept = draw(st.sampled_from([None, True] + ([False] if intercept is None else [])), label="fit_intercept")
     return X, coef, dict(intercept=intercept, fit_intercept=fit_intercept, sample_weight=weight,
-                         reference_class=reference_class,
+                         reference_class=reference_class, offset=draw_offset(draw, dtype, X.shape[0], family),
                          scale=draw(st.sampled_from([1.0, 2.5]), label="scale"))
 
 

@@ -100,7 +100,7 @@ def _kept_outputs(K, family, ref):
 
 
 @njit(**_ROW)
-def _row_terms(X, i, params, family, ref, sample_weight, xt, eta, v):
+def _row_terms(X, i, params, offset, family, ref, sample_weight, xt, eta, v):
     """xt = x_i followed by 1 when len(xt) > d (the intercept's regressor);
     v (K') = the probabilities of the kept classes (multinomial) or each
     output's variance (binomial p(1-p), gaussian 1, poisson mu); eta is
@@ -116,6 +116,8 @@ def _row_terms(X, i, params, family, ref, sample_weight, xt, eta, v):
         for j in range(d):
             s += xt[j] * params[k, j]
         eta[k] = s + params[k, d]
+        if offset.shape[0]:
+            eta[k] += offset[i]
     if family == MULTINOMIAL:
         mx = eta[0]
         for k in range(1, K):
@@ -187,11 +189,11 @@ def _fisher_tile(A, B, w, nb, Dp, j0, l0, G):
             vstore(G, at + 4, vadd(vload(G, at + 4), e))
 
 
-_FISHER_SIG = "void({T}[:, ::1], {T}[:, ::1], int64, {T}[::1], int64, int64, float64[:, ::1])"
+_FISHER_SIG = "void({T}[:, ::1], {T}[:, ::1], {T}[::1], int64, {T}[::1], int64, int64, float64[:, ::1])"
 
 
 @njit(_sigs(_FISHER_SIG), fastmath=_SUM, **_ENTRY)
-def glm_fisher(X, params, family, sample_weight, fit_intercept, ref, out):
+def glm_fisher(X, params, offset, family, sample_weight, fit_intercept, ref, out):
     """Upper triangle of out (P x P, P = K' D) = the exact Fisher information
     sum_i w_i M_i kron xt_i xt_i^T, as csrc's glm_fisher sums it: block (a,
     b) is X~^T diag(w M[:, a, b]) X~, so only the pairs a <= b of outputs
@@ -242,7 +244,7 @@ def glm_fisher(X, params, family, sample_weight, fit_intercept, ref, out):
             r0 = blk * R
             nb = min(R, n - r0)
             for i in range(nb):
-                wi = _row_terms(X, r0 + i, params, family, ref, sample_weight, xt[:D], eta, v)
+                wi = _row_terms(X, r0 + i, params, offset, family, ref, sample_weight, xt[:D], eta, v)
                 if full:
                     q = 0
                     for a in range(Kp):
@@ -277,7 +279,7 @@ def glm_fisher(X, params, family, sample_weight, fit_intercept, ref, out):
 
 
 @njit(inline="always", **_ROW)
-def _fisher_rows_sum(X, params, family, sample_weight, fit_intercept, ref, v, out):
+def _fisher_rows_sum(X, params, offset, family, sample_weight, fit_intercept, ref, v, out):
     """out (K' x D) = F v (v given), or the diagonal of F (v empty), as sums
     over row chunks of fixed size merged in chunk order."""
     n, d = X.shape
@@ -295,7 +297,7 @@ def _fisher_rows_sum(X, params, family, sample_weight, fit_intercept, ref, v, ou
         t = np.empty(Kp)
         acc = partial[c]
         for i in range(c * step, min((c + 1) * step, n)):
-            wi = _row_terms(X, i, params, family, ref, sample_weight, xt, eta, p)
+            wi = _row_terms(X, i, params, offset, family, ref, sample_weight, xt, eta, p)
             if product:
                 pu = 0.0
                 for a in range(Kp):
@@ -322,19 +324,19 @@ def _fisher_rows_sum(X, params, family, sample_weight, fit_intercept, ref, v, ou
             out[a, j] = total
 
 
-@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], int64, {T}[::1], int64, int64, float64[::1])"),
+@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], {T}[::1], int64, {T}[::1], int64, int64, float64[::1])"),
       fastmath=_SUM, **_ENTRY)
-def glm_fisher_diag(X, params, family, sample_weight, fit_intercept, ref, out):
+def glm_fisher_diag(X, params, offset, family, sample_weight, fit_intercept, ref, out):
     """out (P) = the diagonal of the exact Fisher information."""
-    _fisher_rows_sum(X, params, family, sample_weight, fit_intercept, ref, np.empty((0, 0)),
+    _fisher_rows_sum(X, params, offset, family, sample_weight, fit_intercept, ref, np.empty((0, 0)),
                      out.reshape((-1, X.shape[1] + (1 if fit_intercept else 0))))
 
 
-@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], int64, {T}[::1], int64, int64, float64[:, ::1], "
+@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], {T}[::1], int64, {T}[::1], int64, int64, float64[:, ::1], "
             "float64[:, ::1])"), fastmath=_SUM, **_ENTRY)
-def glm_fisher_vp(X, params, family, sample_weight, fit_intercept, ref, v, out):
+def glm_fisher_vp(X, params, offset, family, sample_weight, fit_intercept, ref, v, out):
     """out (K', D) = F @ v, F never formed."""
-    _fisher_rows_sum(X, params, family, sample_weight, fit_intercept, ref, v, out)
+    _fisher_rows_sum(X, params, offset, family, sample_weight, fit_intercept, ref, v, out)
 
 
 # ---- entry points with the reference's arguments ----

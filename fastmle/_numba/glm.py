@@ -468,6 +468,15 @@ def _forward_any(X, data, indices, indptr, rows, params, eta):
 
 
 @njit(**_ROW)
+def _add_offset(offset, r0, eta):
+    """eta[r, k] += offset[r0 + r] (offset empty: none), in the element type."""
+    if offset.shape[0]:
+        for r in range(eta.shape[0]):
+            for k in range(eta.shape[1]):
+                eta[r, k] += offset[r0 + r]
+
+
+@njit(**_ROW)
 def _backward_any(X, data, indices, indptr, rows, G, grad):
     if indptr.shape[0]:
         _backward_csr(data, indices, indptr, rows, G, grad)
@@ -478,8 +487,8 @@ def _backward_any(X, data, indices, indptr, rows, G, grad):
 # inline="always": their prange loops must land in the parallel entry points
 
 @njit(inline="always", **_ROW)
-def _loss_grad_any(X, data, indices, indptr, n, labels, targets, sample_weight, params, family,
-                   loss, grad):
+def _loss_grad_any(X, data, indices, indptr, n, labels, targets, sample_weight, params, offset,
+                   family, loss, grad):
     K = params.shape[0]
     step = _chunk_rows(n, params.size)
     chunks = (n + step - 1) // step
@@ -493,6 +502,7 @@ def _loss_grad_any(X, data, indices, indptr, n, labels, targets, sample_weight, 
         eta = np.empty((r1 - r0, K), dtype=params.dtype)
         G = np.empty_like(eta)
         _forward_any(X, data, indices, indptr, rows, params, eta)
+        _add_offset(offset, r0, eta)
         losses[c] = _dloss(eta, labels[r0:r1] if labels.shape[0] else labels,
                            targets[r0:r1] if targets.shape[0] else targets,
                            sample_weight[r0:r1] if sample_weight.shape[0] else sample_weight,
@@ -510,7 +520,7 @@ def _loss_grad_any(X, data, indices, indptr, n, labels, targets, sample_weight, 
 
 
 @njit(inline="always", **_ROW)
-def _predict_any(X, data, indices, indptr, n, params, family, out):
+def _predict_any(X, data, indices, indptr, n, params, offset, family, out):
     K = params.shape[0]
     step = _chunk_rows(n, params.size)
     for c in prange((n + step - 1) // step):
@@ -518,6 +528,7 @@ def _predict_any(X, data, indices, indptr, n, params, family, out):
         r1 = min(r0 + step, n)
         eta = out[r0:r1]
         _forward_any(X, data, indices, indptr, np.arange(r0, r1), params, eta)
+        _add_offset(offset, r0, eta)
         t = np.empty(K)
         for r in range(r1 - r0):
             e = eta[r]
@@ -534,32 +545,32 @@ def _predict_any(X, data, indices, indptr, n, params, family, out):
                         e[k] = np.exp(v)
 
 
-@njit(_sigs("void({T}[:, ::1], int64[::1], {T}[:, ::1], {T}[::1], {T}[:, ::1], int64, "
+@njit(_sigs("void({T}[:, ::1], int64[::1], {T}[:, ::1], {T}[::1], {T}[:, ::1], {T}[::1], int64, "
             "float64[::1], {T}[:, ::1])"), **_ENTRY)
-def glm_loss_grad(X, labels, targets, sample_weight, params, family, loss, grad):
-    _loss_grad_any(X, np.empty(0, X.dtype), np.empty(0, np.int32), np.empty(0, np.int64), X.shape[0], labels, targets, sample_weight, params, family,
-                   loss, grad)
+def glm_loss_grad(X, labels, targets, sample_weight, params, offset, family, loss, grad):
+    _loss_grad_any(X, np.empty(0, X.dtype), np.empty(0, np.int32), np.empty(0, np.int64), X.shape[0], labels,
+                   targets, sample_weight, params, offset, family, loss, grad)
 
 
 @njit(_sigs("void({T}[::1], int32[::1], int64[::1], int64, int64[::1], {T}[:, ::1], {T}[::1], "
-            "{T}[:, ::1], int64, float64[::1], {T}[:, ::1])"), **_ENTRY)
+            "{T}[:, ::1], {T}[::1], int64, float64[::1], {T}[:, ::1])"), **_ENTRY)
 def glm_loss_grad_csr(data, indices, indptr, n_features, labels, targets, sample_weight, params,
-                      family, loss, grad):
+                      offset, family, loss, grad):
     _loss_grad_any(np.empty((0, n_features), data.dtype), data, indices, indptr,
-                   indptr.shape[0] - 1, labels, targets, sample_weight, params, family, loss, grad)
+                   indptr.shape[0] - 1, labels, targets, sample_weight, params, offset, family, loss, grad)
 
 
-@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], int64, {T}[:, ::1])"), **_ENTRY)
-def glm_predict(X, params, family, out):
+@njit(_sigs("void({T}[:, ::1], {T}[:, ::1], {T}[::1], int64, {T}[:, ::1])"), **_ENTRY)
+def glm_predict(X, params, offset, family, out):
     _predict_any(X, np.empty(0, X.dtype), np.empty(0, np.int32), np.empty(0, np.int64), X.shape[0],
-                 params, family, out)
+                 params, offset, family, out)
 
 
-@njit(_sigs("void({T}[::1], int32[::1], int64[::1], int64, {T}[:, ::1], int64, {T}[:, ::1])"),
+@njit(_sigs("void({T}[::1], int32[::1], int64[::1], int64, {T}[:, ::1], {T}[::1], int64, {T}[:, ::1])"),
       **_ENTRY)
-def glm_predict_csr(data, indices, indptr, n_features, params, family, out):
+def glm_predict_csr(data, indices, indptr, n_features, params, offset, family, out):
     _predict_any(np.empty((0, n_features), data.dtype), data, indices, indptr, indptr.shape[0] - 1,
-                 params, family, out)
+                 params, offset, family, out)
 
 
 @njit(fastmath=_SUM, **_ROW)

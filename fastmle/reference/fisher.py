@@ -13,7 +13,7 @@ Two kinds of kernels:
   per-sample scores: ``sum_i w_i M_i kron xt_i xt_i^T``, where ``xt_i`` is
   the row x_i followed by a 1 when the model has an intercept, and ``M_i``
   is the covariance of the response given eta_i (the Fisher information of
-  the natural parameter):
+  the natural parameter; eta_i includes the offset, when given):
 
   =========== ===============================
   family      M_i
@@ -74,9 +74,9 @@ def _design(X, fit_intercept):
     return np.hstack([Xt, np.ones((Xt.shape[0], 1))]) if fit_intercept else Xt
 
 
-def response_covariance(X, params, family, ref):
+def response_covariance(X, params, offset, family, ref):
     """M (n, K', K') of the module docstring, float64."""
-    eta = _linear_predictor(X, params).astype(np.float64)
+    eta = _linear_predictor(X, params, offset).astype(np.float64)
     K = eta.shape[1]
     with np.errstate(over="ignore"):
         if family == MULTINOMIAL:
@@ -94,9 +94,9 @@ def response_covariance(X, params, family, ref):
     return np.einsum("nk,kl->nkl", v, np.eye(K))
 
 
-def _exact_fisher(X, params, family, sample_weight, fit_intercept, ref):
+def _exact_fisher(X, params, offset, family, sample_weight, fit_intercept, ref):
     """The full symmetric (P, P) exact Fisher, block by block."""
-    M = response_covariance(X, params, family, ref)
+    M = response_covariance(X, params, offset, family, ref)
     if sample_weight.size:
         M = M * sample_weight.astype(np.float64)[:, None, None]
     Xt = _design(X, fit_intercept)
@@ -108,16 +108,16 @@ def _exact_fisher(X, params, family, sample_weight, fit_intercept, ref):
     return F
 
 
-def glm_fisher(X, params, family, sample_weight, fit_intercept, ref, out):
+def glm_fisher(X, params, offset, family, sample_weight, fit_intercept, ref, out):
     """Upper triangle of out (P, P) = the exact Fisher information."""
-    F = _exact_fisher(X, params, family, sample_weight, fit_intercept, ref)
+    F = _exact_fisher(X, params, offset, family, sample_weight, fit_intercept, ref)
     upper = np.triu(np.ones(out.shape, bool))
     out[upper] = F[upper]
 
 
-def glm_fisher_diag(X, params, family, sample_weight, fit_intercept, ref, out):
+def glm_fisher_diag(X, params, offset, family, sample_weight, fit_intercept, ref, out):
     """out (P,) = the diagonal of the exact Fisher information."""
-    M = response_covariance(X, params, family, ref)
+    M = response_covariance(X, params, offset, family, ref)
     if sample_weight.size:
         M = M * sample_weight.astype(np.float64)[:, None, None]
     Xt = _design(X, fit_intercept)
@@ -125,10 +125,10 @@ def glm_fisher_diag(X, params, family, sample_weight, fit_intercept, ref, out):
     out[...] = (diag.T @ (Xt * Xt)).ravel()
 
 
-def glm_fisher_vp(X, params, family, sample_weight, fit_intercept, ref, v, out):
+def glm_fisher_vp(X, params, offset, family, sample_weight, fit_intercept, ref, v, out):
     """out (K', D) = F @ v for v (K', D) (both float64, the flattened order),
     without forming F: sum_i w_i (M_i u_i) kron xt_i with u_i = v @ xt_i."""
-    M = response_covariance(X, params, family, ref)
+    M = response_covariance(X, params, offset, family, ref)
     if sample_weight.size:
         M = M * sample_weight.astype(np.float64)[:, None, None]
     Xt = _design(X, fit_intercept)

@@ -15,6 +15,10 @@ Canonical layout (the validate layer in fastmle/sgd.py produces it):
   otherwise; ``targets``: (n, K) of X's dtype for the other families (0/1
   for "binomial", counts for "poisson"), empty for "multinomial";
 - ``sample_weight``: (n,) of X's dtype, empty meaning all ones;
+- ``offset``: (n,) of X's dtype, empty meaning none: a known term added to
+  every output's linear predictor, ``X @ params[:, :d].T + params[:, d] +
+  offset[:, None]`` (statsmodels' offset; log exposure for Poisson rates),
+  in the element type;
 - ``family``: an index into FAMILIES.
 
 Per-sample negative log-likelihoods, in the natural parameter eta:
@@ -70,14 +74,15 @@ def _sigmoid(eta):
     return np.where(eta >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def _linear_predictor(X, params):
-    return X @ params[:, :-1].T + params[:, -1]
+def _linear_predictor(X, params, offset):
+    eta = X @ params[:, :-1].T + params[:, -1]
+    return eta + offset[:, None] if offset.size else eta
 
 
-def glm_predict(X, params, family, out):
+def glm_predict(X, params, offset, family, out):
     """out = the mean of the response: softmax, sigmoid, identity or exp of
     the linear predictor."""
-    eta = _linear_predictor(X, params).astype(np.float64)
+    eta = _linear_predictor(X, params, offset).astype(np.float64)
     if family == MULTINOMIAL:
         e = np.exp(eta - eta.max(axis=1, keepdims=True))
         out[...] = e / e.sum(axis=1, keepdims=True)
@@ -90,10 +95,10 @@ def glm_predict(X, params, family, out):
             out[...] = np.exp(eta)
 
 
-def glm_loss_grad(X, labels, targets, sample_weight, params, family, loss, grad):
+def glm_loss_grad(X, labels, targets, sample_weight, params, offset, family, loss, grad):
     """loss[0] = sum_i w_i loss_i; grad (zero rows: not wanted) = its
     gradient with respect to params (the intercept column included)."""
-    li, g = _loss_and_dloss(_linear_predictor(X, params), labels, targets, family)
+    li, g = _loss_and_dloss(_linear_predictor(X, params, offset), labels, targets, family)
     if sample_weight.size:
         w = sample_weight.astype(np.float64)
         li = li * w
@@ -133,7 +138,8 @@ def sgd_epoch(X, labels, targets, sample_weight, perm, lr, family, batch_size, l
     for b in range(lr.shape[0]):
         rows = perm[b * batch_size:min((b + 1) * batch_size, m)]
         nb = rows.shape[0]
-        li, g = _loss_and_dloss(_linear_predictor(X[rows], params), labels[rows] if labels.size else labels,
+        eta = _linear_predictor(X[rows], params, np.empty(0, X.dtype))  # SGD takes no offset
+        li, g = _loss_and_dloss(eta, labels[rows] if labels.size else labels,
                                 targets[rows] if targets.size else targets, family)
         if sample_weight.size:
             w = sample_weight[rows].astype(np.float64)
@@ -190,14 +196,14 @@ def _dense(data, indices, indptr, n_features):
     return X
 
 
-def glm_predict_csr(data, indices, indptr, n_features, params, family, out):
-    glm_predict(_dense(data, indices, indptr, n_features), params, family, out)
+def glm_predict_csr(data, indices, indptr, n_features, params, offset, family, out):
+    glm_predict(_dense(data, indices, indptr, n_features), params, offset, family, out)
 
 
 def glm_loss_grad_csr(data, indices, indptr, n_features, labels, targets, sample_weight, params,
-                      family, loss, grad):
+                      offset, family, loss, grad):
     glm_loss_grad(_dense(data, indices, indptr, n_features), labels, targets, sample_weight, params,
-                  family, loss, grad)
+                  offset, family, loss, grad)
 
 
 def sgd_epoch_csr(data, indices, indptr, n_features, *args):
