@@ -424,6 +424,27 @@ def test_fit_mle_gaussian_with_an_offset_fits_y_minus_the_offset(rng):
     assert res.llnull == pytest.approx(-150 * (np.log(2 * np.pi * z.var()) + 1), rel=1e-9)
 
 
+def test_fit_mle_null_model_with_a_large_offset(rng, monkeypatch):
+    # offsets near 30: the intercept-only model's log-likelihood against a
+    # bounded 1-D maximization (statsmodels' GLM gets -11375 here: its null
+    # fit overflows), reached in a few passes over the data (from b = 0 it
+    # had taken 37 halvings, each a pass: a dask graph each)
+    from scipy.optimize import minimize_scalar
+    from fastmle import mle
+
+    X = rng.standard_normal((500, 2))
+    offset = 30.0 + rng.standard_normal(500)
+    y = (rng.random(500) < 1 / (1 + np.exp(-(X @ [1.0, -1.0] - 30.0 + offset)))).astype(int)
+    passes = []
+    sums = mle.intercept_only_sums
+    monkeypatch.setattr(mle, "intercept_only_sums", lambda *a: (passes.append(1), sums(*a))[1])
+    res = fastmle.fit_mle(X, y, "binomial", offset=offset)
+    best = minimize_scalar(lambda b: -np.sum(y * (b + offset) - np.logaddexp(0, b + offset)), bounds=(-100, 100),
+                           method="bounded", options=dict(xatol=1e-12))
+    assert res.llnull == pytest.approx(-best.fun, rel=1e-12)
+    assert len(passes) <= 6
+
+
 def test_fit_mle_offset_null_model_when_its_mle_does_not_exist(rng):
     # every binomial y 1 without an intercept: the null model's supremum, 0
     X = rng.standard_normal((40, 1))
