@@ -215,9 +215,21 @@ def response_stats(family, labels, targets, w, n_classes):
         centred = y - stats["sy"] / stats["W"]
         stats["m2"] = float(weights @ (centred * centred))
     if family == "poisson":
-        values, inverse = np.unique(y, return_inverse=True)  # log(y!) through the distinct counts
-        stats["slg"] = float(weights @ np.array([math.lgamma(v + 1.0) for v in values])[inverse])
+        stats["slg"] = _weighted_log_factorials(y, weights)
     return stats
+
+
+def _weighted_log_factorials(y, weights):
+    """sum w log(y!) through y's distinct values: a bincount for whole
+    counts up to 2^20 (1 ms for 200,000 samples; np.unique's sort took 16),
+    else np.unique."""
+    counts = y.astype(np.int64)
+    if counts.size and np.array_equal(counts, y) and counts.max() <= 1 << 20:
+        weight_of = np.bincount(counts, weights=weights)
+        values = np.flatnonzero(weight_of)
+        return float(weight_of[values] @ np.array([math.lgamma(v + 1.0) for v in values]))
+    values, inverse = np.unique(y, return_inverse=True)
+    return float(weights @ np.array([math.lgamma(v + 1.0) for v in values])[inverse])
 
 
 def add_stats(a, b):

@@ -424,6 +424,19 @@ def test_fit_mle_gaussian_with_an_offset_fits_y_minus_the_offset(rng):
     assert res.llnull == pytest.approx(-150 * (np.log(2 * np.pi * z.var()) + 1), rel=1e-9)
 
 
+@pytest.mark.parametrize("y", [np.array([0.0, 1, 1, 3, 7, 7, 7, 120]), np.array([0.5, 1, 2.25, 3]),
+                               np.array([0.0, 2.0 ** 21, 5, 2.0 ** 21]), np.array([])])
+def test_poisson_log_factorial_constant(rng, y):
+    # whole counts (a bincount), real y and counts past 2^20 (np.unique)
+    from scipy.special import gammaln
+
+    from fastmle import mle
+
+    w = rng.random(len(y)) + 0.1
+    got = mle.response_stats("poisson", np.empty(0, np.int64), y[:, None], w, 1)["slg"]
+    assert got == pytest.approx(float(w @ gammaln(y + 1)), rel=1e-14, abs=0)
+
+
 def test_fit_mle_null_model_with_a_large_offset(rng, monkeypatch):
     # offsets near 30: the intercept-only model's log-likelihood against a
     # bounded 1-D maximization (statsmodels' GLM gets -11375 here: its null
