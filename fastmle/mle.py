@@ -642,11 +642,12 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     Raises
     ------
     SingularFisherError
-        Collinear or all-zero columns, naming them.
+        Collinear or all-zero columns, naming them; an information that
+        fails to factor (ill-conditioned).
     PerfectSeparationError
-        Fitted probabilities at 0 or 1: the MLE does not exist. With
-        ``alpha > 0`` (the penalized estimate exists) a near-perfect
-        likelihood or vanished information is not taken for separation.
+        Fitted probabilities at 0 or 1: the MLE does not exist. Never with
+        ``alpha > 0``: the penalized estimate exists, and a failure is
+        reported as ill-conditioning.
 
     The gaussian family estimates sigma^2 by maximum likelihood (RSS / n,
     weighted) and reports the log-likelihood at it, as statsmodels' OLS
@@ -843,13 +844,15 @@ def _raise_singular(prob, theta, it, stalled=False):
     # reach 0 (y = 0 where the linear predictor runs to -inf), which had
     # been blamed on the conditioning
     saturated = prob.saturated(theta) if prob.family != "gaussian" else 0
-    if prob.family in ("binomial", "multinomial") or saturated:
+    # with alpha > 0 the penalized estimate exists: a failure is numerical
+    if prob.alpha == 0 and (prob.family in ("binomial", "multinomial") or saturated):
         raise PerfectSeparationError(
             f"fit_mle stopped at iteration {it}: {what}, with {saturated} of {prob.n} samples "
             f"fitted with {_at_limit(prob.family)} (quasi-complete separation: the MLE does not "
             f"exist). Set alpha > 0 for a penalized estimate")
+    remedy = "a larger alpha" if prob.alpha > 0 else "alpha > 0"
     raise SingularFisherError(f"fit_mle stopped at iteration {it}: {what} (ill-conditioned information; "
-                              f"rescale the features or set alpha > 0)")
+                              f"rescale the features or set {remedy})")
 
 
 class _Shifts:

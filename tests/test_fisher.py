@@ -703,6 +703,24 @@ def test_fit_mle_penalized_fit_of_separated_data(rng, family):
         assert np.abs(X.T @ residual + alpha * coef).max() < 1e-6 * len(y)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 1e-3])
+def test_fit_mle_a_failed_factorization_with_alpha_is_not_called_separation(rng, alpha):
+    # the penalized estimate exists whatever the data: when the information
+    # fails to factor with alpha > 0, the report is ill-conditioning
+    from fastmle import mle
+
+    X = rng.standard_normal((100, 2))
+    y = (X[:, 0] > 0).astype(int)  # separated
+    prob = mle._Problem(X, y, "binomial", True, None, alpha, None, "numpy")
+    theta = np.array([[1e3, 0.0, 0.0]])
+    error = mle.PerfectSeparationError if alpha == 0 else mle.SingularFisherError
+    with pytest.raises(error) as info:
+        mle._raise_singular(prob, theta, 7)
+    assert ("separation" in str(info.value)) == (alpha == 0)
+    if alpha:
+        assert type(info.value) is mle.SingularFisherError and "set a larger alpha" in str(info.value)
+
+
 def test_fit_mle_gaussian_with_as_many_parameters_as_observations(rng):
     # the residuals are rounding, sigma^2's estimate 1e-32: standard errors
     # of 1e-16 and p-values of 0 had claimed every coefficient infinitely
