@@ -84,10 +84,10 @@ def _check_chunks(X, **aligned):
             raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
         if a.shape[:1] != X.shape[:1]:
             raise ValueError(f"{name} has {a.shape[0] if a.ndim else 0} samples but X has {X.shape[0]}")
-        if name == "sample_weight" and a.ndim != 1:
+        if name in ("sample_weight", "offset", "exposure") and a.ndim != 1:
             # a chunk's (rows, k) weights reached the kernels as rows x k
             # values, and (rows, 0) ones as no weights at all
-            raise ValueError(f"sample_weight must be 1-D (n_samples,), got shape {a.shape}")
+            raise ValueError(f"{name} must be 1-D (n_samples,), got shape {a.shape}")
         if not isinstance(a, da.Array):  # an in-memory array: chunk it like X
             a = da.from_array(a, chunks=(X.chunks[0],) + a.shape[1:])
         if a.chunks[0] != X.chunks[0]:

@@ -302,8 +302,9 @@ def glm_predict(X, coef, family, *, intercept=None, offset=None, backend=None):
     sigmoid (binomial), identity (gaussian) or exp (poisson) of
     ``X @ coef + intercept + offset``. Returns (n_samples, K) in X's float
     dtype. ``offset`` (n_samples,), optional, is a known term of each
-    sample's linear predictor (statsmodels' offset: for Poisson rates, the
-    log of the exposure); not for multinomial.
+    sample's linear predictor (statsmodels' offset: for Poisson rates,
+    ``np.log(exposure)``), added in X's dtype (float32 X rounds it); not
+    for multinomial.
     family comes third, as in sgd_fit, fit_mle and glm_fisher (it had a
     default, "gaussian", which gave a binomial fit's X @ coef silently).
 

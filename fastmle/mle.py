@@ -490,36 +490,45 @@ class _Problem(_Objective):
 def intercept_only_sums(family, y, w, offset, b):
     """(log-likelihood without its constants, score, information, sum w
     offset) of the model eta_i = b + offset_i (poisson or binomial), summed
-    with weights w over these samples (they add up over chunks)."""
+    with weights w over these samples (they add up over chunks). Samples of
+    weight 0 are left out (an offset of 720 there had made 0 * inf = NaN)."""
+    if not w.all():
+        kept = w > 0
+        y, w, offset = y[kept], w[kept], offset[kept]
     eta = b + offset
-    if family == "poisson":
-        mu = np.exp(eta)
-        loglik, variance = w @ (y * eta - mu), mu
-    else:
-        mu = 0.5 * (1.0 + np.tanh(0.5 * eta))  # the sigmoid, without overflow
-        loglik, variance = w @ (y * eta - np.logaddexp(0.0, eta)), mu * (1.0 - mu)
-    return float(loglik), float(w @ (y - mu)), float(w @ variance), float(w @ offset)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond the range: the caller's error
+        if family == "poisson":
+            mu = np.exp(eta)
+            loglik, variance = w @ (y * eta - mu), mu
+        else:  # the sigmoid and p (1 - p) from exp(-|eta|): no overflow, no 1 - p rounded to 0
+            t = np.exp(-np.abs(eta))
+            mu = np.where(eta >= 0, 1.0, t) / (1.0 + t)
+            loglik, variance = w @ (y * eta - np.logaddexp(0.0, eta)), t / ((1.0 + t) * (1.0 + t))
+        return float(loglik), float(w @ (y - mu)), float(w @ variance), float(w @ offset)
 
 
 def intercept_only_fit(family, stats, sums):
     """(log-likelihood without its constants, intercept) of the intercept-
     only model with an offset, from sums(b), intercept_only_sums over all
-    the samples, and the response_stats (sy > 0). Poisson has a closed
-    form, b = log(sy / sum w exp(offset)), the information at b = 0 being
-    that sum; binomial takes Newton steps on its one parameter (its
-    log-likelihood is concave), a step that lowers it halved, from logit(y's
-    mean) - the offset's mean (exact for a constant offset: from b = 0, an
-    offset of 30 took 37 halvings, each a pass over the data)."""
-    sy = stats["sy"]
+    the samples, and the response_stats (sy > 0). Both start from b0 =
+    link(y's mean) - the offset's mean, exact for a constant offset (from b
+    = 0, an offset of 30 took 37 halvings, each a pass over the data, and
+    one of 40 gave p(1 - p) = 0 and a wrong null model). Poisson then has a
+    closed form, b = b0 + log(sy / sum w exp(b0 + offset)), that sum taken
+    near the data's scale (at b = 0 it had lost offsets near -745 to
+    subnormals); binomial takes Newton steps on its one parameter (its
+    log-likelihood is concave), a step that lowers it halved."""
+    sy, W = stats["sy"], stats["W"]
+    mean = sy / W
+    b = (math.log(mean) if family == "poisson" else math.log(mean / (1.0 - mean))) - sums(0.0)[3] / W
     if family == "poisson":
-        total = sums(0.0)[2]
+        total = sums(b)[2]
         if not 0.0 < total < math.inf:
-            raise ValueError(f"sum of w exp(offset) is {total:g} in double precision: the offset (or log "
-                             f"exposure) is out of range; shift it by a constant (the intercept absorbs it)")
-        b = math.log(sy) - math.log(total)
+            raise ValueError(f"sum of w exp(intercept + offset) is {total:g} in double precision at the intercept "
+                             f"{b:.6g}: the offset (or log exposure) spreads too widely for its exponential (more "
+                             f"than about 700 from its weighted mean)")
+        b += math.log(sy) - math.log(total)
         return sums(b)[0], b
-    mean = sy / stats["W"]
-    b = math.log(mean / (1.0 - mean)) - sums(0.0)[3] / stats["W"]
     f, g, h, _ = sums(b)
     for _ in range(CONFIRM_ITER):
         step = g / h if h > 0 else 0.0
@@ -758,8 +767,11 @@ def _fisher_scoring(prob, names, max_iter, tol, confirm=True):
         if last_step <= tol:
             converged = True
             break
-    # (with alpha > 0 the penalized estimate exists, however small the likelihood's part)
-    if family in ("binomial", "multinomial") and prob.alpha == 0 and f - prob.penalty(theta) <= 1e-9 * prob.W:
+    # (with alpha > 0 the penalized estimate exists, however small the likelihood's part; an
+    # offset that alone predicts y, its intercept-only fit nearly perfect, is not the features)
+    near_perfect = f - prob.penalty(theta) <= 1e-9 * prob.W
+    offset_predicts = prob.has_offset and -prob.null_loglik() <= 1e-9 * prob.W
+    if family in ("binomial", "multinomial") and prob.alpha == 0 and near_perfect and not offset_predicts:
         raise PerfectSeparationError(
             f"perfect separation: the features predict every sample's class with probability 1 "
             f"(mean negative log-likelihood {f / prob.W:.2g}); the maximum-likelihood estimate does not "
@@ -798,7 +810,7 @@ def _fisher_scoring(prob, names, max_iter, tol, confirm=True):
         np.linalg.cholesky(F)
     except np.linalg.LinAlgError:
         _raise_singular(prob, theta, it)
-    if family in ("binomial", "multinomial") and prob.alpha == 0:
+    if family in ("binomial", "multinomial") and prob.alpha == 0 and not offset_predicts:
         # Quasi-complete separation can also end in a "converged" fit: the
         # coefficients ran off until every sample whose feature j is nonzero
         # sits at probability 0 or 1 in floating point, and the steps stop.

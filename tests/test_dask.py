@@ -101,6 +101,8 @@ def test_fit_mle_offset_errors(rng):
         fd.fit_mle(Xd, y % 3, "multinomial", reference_class=0, offset=np.zeros(100))
     with pytest.raises(ValueError, match="exposure is for the poisson family"):
         fd.fit_mle(Xd, y > 1, "binomial", exposure=np.ones(100))
+    with pytest.raises(ValueError, match=r"offset must be 1-D \(n_samples,\), got shape \(100, 1\)"):
+        fd.fit_mle(Xd, y, "poisson", offset=np.zeros((100, 1)))  # (the chunks' own check named their length)
     with pytest.raises(ValueError, match="offset has 99 samples but X has 100"):
         fd.fit_mle(Xd, y, "poisson", offset=np.zeros(99))
     with pytest.raises(ValueError, match="offset contains NaN or infinity"):

@@ -437,17 +437,19 @@ def test_poisson_log_factorial_constant(rng, y):
     assert got == pytest.approx(float(w @ gammaln(y + 1)), rel=1e-14, abs=0)
 
 
-def test_fit_mle_null_model_with_a_large_offset(rng, monkeypatch):
+@pytest.mark.parametrize("level", [30.0, 40.0])
+def test_fit_mle_null_model_with_a_large_offset(rng, monkeypatch, level):
     # offsets near 30: the intercept-only model's log-likelihood against a
     # bounded 1-D maximization (statsmodels' GLM gets -11375 here: its null
     # fit overflows), reached in a few passes over the data (from b = 0 it
-    # had taken 37 halvings, each a pass: a dask graph each)
+    # had taken 37 halvings, each a pass: a dask graph each; near 40, p(1 -
+    # p) was 0 there and the fit was refused as separated)
     from scipy.optimize import minimize_scalar
     from fastmle import mle
 
     X = rng.standard_normal((500, 2))
-    offset = 30.0 + rng.standard_normal(500)
-    y = (rng.random(500) < 1 / (1 + np.exp(-(X @ [1.0, -1.0] - 30.0 + offset)))).astype(int)
+    offset = level + rng.standard_normal(500)
+    y = (rng.random(500) < 1 / (1 + np.exp(-(X @ [1.0, -1.0] - level + offset)))).astype(int)
     passes = []
     sums = mle.intercept_only_sums
     monkeypatch.setattr(mle, "intercept_only_sums", lambda *a: (passes.append(1), sums(*a))[1])
@@ -456,6 +458,40 @@ def test_fit_mle_null_model_with_a_large_offset(rng, monkeypatch):
                            method="bounded", options=dict(xatol=1e-12))
     assert res.llnull == pytest.approx(-best.fun, rel=1e-12)
     assert len(passes) <= 6
+
+
+def test_fit_mle_offset_that_predicts_y_is_not_separation(rng):
+    # the offset, not X, nearly determines y: the MLE exists (flat: standard
+    # errors of 1e4) and is statsmodels' to within 1e-3 of them; it had been
+    # refused as "the features predict every sample's class"
+    X = rng.standard_normal((200, 2))
+    y = (rng.random(200) < 0.5).astype(float)
+    offset = np.where(y == 1, 25.0, -25.0) + rng.standard_normal(200)
+    res = fastmle.fit_mle(X, y, "binomial", offset=offset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels' PerfectSeparationWarning
+        ref = sm.GLM(y, _const_last(X), family=sm.families.Binomial(), offset=offset).fit(tol=1e-12)
+    assert res.converged and (np.abs(res.params - ref.params) < 1e-3 * res.bse).all()
+    # separation by X is still reported with an offset beside it
+    with pytest.raises(fastmle.PerfectSeparationError):
+        fastmle.fit_mle(X, (X[:, 0] > 0).astype(float), "binomial", offset=rng.standard_normal(200))
+
+
+def test_fit_mle_poisson_null_model_of_offsets_far_from_zero(rng):
+    # sum w exp(offset) near -745 had been subnormal (llnull 12.5 off); it
+    # is taken at the intercept that brings exp(b + offset) to y's scale
+    from scipy.special import gammaln, logsumexp
+
+    X = rng.standard_normal((300, 2))
+    offset = -745.0 + rng.uniform(-1, 1, 300)
+    y = rng.poisson(np.exp(X @ [0.3, -0.2] + 1.0 + (offset + 745.0))).astype(float)
+    b = np.log(y.sum()) - logsumexp(offset)
+    exact = np.sum(y * (b + offset) - np.exp(b + offset) - gammaln(y + 1))
+    res = fastmle.fit_mle(X, y, "poisson", offset=offset)
+    assert res.llnull == pytest.approx(exact, rel=1e-12)
+    shifted = fastmle.fit_mle(X, y, "poisson", offset=offset + 745.0)
+    np.testing.assert_allclose(res.params[:2], shifted.params[:2], rtol=1e-5)  # tol is relative to |b| = 746
+    assert res.llnull == pytest.approx(shifted.llnull, rel=1e-12)
 
 
 def test_fit_mle_offset_null_model_when_its_mle_does_not_exist(rng):
@@ -898,8 +934,8 @@ def test_fit_mle_perfect_separation_is_reported(rng):
     (dict(offset=np.r_[np.zeros(49), np.nan]), ValueError, "offset contains NaN or infinity"),
     (dict(offset=np.zeros(50, complex)), TypeError, "offset"),
     (dict(exposure=np.ones(50)), ValueError, "exposure is for the poisson family"),
-    (dict(family="poisson", y=np.arange(50) % 4, offset=np.full(50, -800.0)), ValueError,
-     r"sum of w exp\(offset\) is 0 in double precision"),
+    (dict(family="poisson", y=np.arange(50) % 4, offset=np.r_[np.full(25, -800.0), np.full(25, 800.0)]), ValueError,
+     r"the offset \(or log exposure\) spreads too widely"),
     (dict(family="poisson", y=np.arange(50) % 4, exposure=np.r_[np.ones(49), 0.0]), ValueError,
      r"exposure must be finite and > 0"),
     (dict(family="poisson", y=np.arange(50) % 4, exposure=np.ones((50, 1))), ValueError,
