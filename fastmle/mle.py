@@ -18,7 +18,7 @@ import numpy as np
 from . import _blas, _dispatch
 from ._validate import check_bool, is_real_number, real_array
 from .fisher import GLMModel, _symmetric, refuse_sparse
-from .glm import MULTINOMIAL_OFFSET, as_design_matrix, as_offset, encode_response, family_code
+from .glm import MULTINOMIAL_OFFSET, as_design_matrix, as_offset, encode_response, family_code, glm_predict
 
 _NORMAL = statistics.NormalDist()
 # fit_mle reuses the information's factor after a step this small (relative),
@@ -151,6 +151,36 @@ class MLEResult:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
         q = _NORMAL.inv_cdf(1.0 - alpha / 2.0)
         return np.stack([self.params - q * self.bse, self.params + q * self.bse], axis=-1)
+
+    def predict(self, X, *, offset=None, exposure=None, backend=None):
+        """The fitted mean of the response at X (n, n_features), as
+        statsmodels' ``results.predict(exog, offset=, exposure=)``: the
+        probabilities of every class, (n, n_classes) in ``classes`` order
+        (the reference class's included), for multinomial; the probability
+        of y = 1, y's mean or the Poisson mean, (n,), for the others. X is
+        fit_mle's X (no column of ones); ``offset`` and ``exposure`` are
+        fit_mle's for these rows (a rate model's expected counts need the
+        new rows' exposure).
+
+        >>> import numpy as np, fastmle
+        >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); t = np.array([1.0, 2.0, 4.0, 8.0])
+        >>> res = fastmle.fit_mle(X, [1, 3, 9, 25], "poisson", exposure=t)
+        >>> res.predict(np.array([[1.0]]), exposure=[10.0]).round(3)
+        array([15.205])
+        """
+        X, _ = as_design_matrix(X)
+        coef = self.coef.reshape(self.coef.shape[0], -1)
+        if X.shape[1] != coef.shape[0]:
+            raise ValueError(f"X has {X.shape[1]} features; the fit had {coef.shape[0]}")
+        intercept = self.intercept
+        if self.reference_class is not None:  # its coefficients and intercept are 0
+            ref = int(np.flatnonzero(np.asarray(self.classes) == self.reference_class)[0])
+            coef, intercept = np.insert(coef, ref, 0.0, axis=1), np.insert(intercept, ref, 0.0)
+        X = X.astype(np.float64)  # the fit's precision (and the offset's)
+        total = total_offset(offset, exposure, self.family, X.shape[0])
+        mean = glm_predict(X, coef, self.family, intercept=intercept, offset=total if total.size else None,
+                           backend=backend)
+        return mean if self.family == "multinomial" else mean[:, 0]
 
     def summary(self, alpha=0.05):
         """A table of the fit: the model's statistics, then one row per

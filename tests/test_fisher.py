@@ -400,6 +400,35 @@ def test_fit_mle_poisson_exposure_and_offset_match_statsmodels(backend, rng):
     assert _rel(fastmle.fit_mle(X, y, "poisson", backend=backend).params, res.params) > 0.1
 
 
+def test_mle_result_predict_is_statsmodels_predict(backend, rng):
+    X = rng.standard_normal((400, 2))
+    new = rng.standard_normal((7, 2))
+    t, t_new = rng.uniform(1.0, 20.0, 400), rng.uniform(1.0, 20.0, 7)
+    y = rng.poisson(t * np.exp(X @ [0.4, -0.3] - 1.0))
+    res = fastmle.fit_mle(X, y, "poisson", exposure=t, backend=backend)
+    ref = sm.GLM(y, _const_last(X), family=sm.families.Poisson(), exposure=t).fit(tol=1e-13)
+    np.testing.assert_allclose(res.predict(new, exposure=t_new, backend=backend),
+                               ref.predict(_const_last(new), exposure=t_new), rtol=1e-8)
+    assert res.predict(new).shape == (7,)
+    # multinomial with a reference class: every class's probability, in classes order
+    labels = np.array(["b", "a", "c"])[np.argmax(X @ rng.standard_normal((2, 3)) + rng.gumbel(size=(400, 3)), 1)]
+    res = fastmle.fit_mle(X, labels, "multinomial", reference_class="b", backend=backend)
+    probs = res.predict(new, backend=backend)
+    codes = np.searchsorted(["a", "b", "c"], labels)
+    ref = sm.MNLogit(np.where(codes == 1, 0, np.where(codes == 0, 1, 2)), _const_last(X)).fit(disp=0, tol=1e-12)
+    np.testing.assert_allclose(probs[:, [1, 0, 2]], ref.predict(_const_last(new)), rtol=1e-7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-14)
+    # gaussian with an offset: X coef + intercept + offset
+    yg = X @ [1.0, 2.0] + 3.0 + rng.standard_normal(400)
+    res = fastmle.fit_mle(X, yg, "gaussian", offset=np.ones(400), backend=backend)
+    np.testing.assert_allclose(res.predict(new, offset=np.full(7, 2.0)), new @ res.coef + res.intercept + 2.0,
+                               rtol=1e-14)
+    with pytest.raises(ValueError, match="X has 3 features; the fit had 2"):
+        res.predict(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="exposure is for the poisson family"):
+        res.predict(new, exposure=np.ones(7))
+
+
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_fit_mle_logit_with_an_offset_matches_statsmodels(backend, rng, fit_intercept):
     X = rng.standard_normal((600, 2))
