@@ -383,9 +383,8 @@ class _DaskProblem(_mle._Objective):
             classes = _labels(self.y)
         stats, self._gram_matrix, n = _map_reduce(_chunk_setup, _add, X, self.y, self.w, self.offset, self.exposure,
                                                   args=(family, classes, bool(fit_intercept), self.backend))
-        has_offset = family != "gaussian" and (offset is not None or exposure is not None)  # (gaussian's: off y)
         super().__init__(family, classes, reference_class, alpha, fit_intercept, int(n), X.shape[1], stats,
-                         has_offset)
+                         _mle.kernel_offset(family, offset, exposure))
         self._cache = (None, None)  # (params bytes, Fisher) of the last pass
 
     def _pass(self, params, want):

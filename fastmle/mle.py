@@ -168,15 +168,20 @@ class MLEResult:
         >>> res.predict(np.array([[1.0]]), exposure=[10.0]).round(3)
         array([15.205])
         """
-        X, _ = as_design_matrix(X)
+        names = self.param_names[:self.coef.shape[0]]  # a DataFrame's columns, or x0, x1, ...
+        columns = list(map(str, X.columns)) if hasattr(X, "columns") else names
+        if columns != names and names != [f"x{j}" for j in range(len(names))]:
+            raise ValueError(f"X's columns {columns} are not the fit's {names}")
+        if not hasattr(X, "tocsr"):  # dense: in the fit's precision (scipy.sparse goes to glm_predict as it is)
+            X = real_array(X, "X")
+            X = X if X.dtype == np.float64 else X.astype(np.float64)
         coef = self.coef.reshape(self.coef.shape[0], -1)
-        if X.shape[1] != coef.shape[0]:
+        if len(X.shape) == 2 and X.shape[1] != coef.shape[0]:
             raise ValueError(f"X has {X.shape[1]} features; the fit had {coef.shape[0]}")
         intercept = self.intercept
         if self.reference_class is not None:  # its coefficients and intercept are 0
             ref = int(np.flatnonzero(np.asarray(self.classes) == self.reference_class)[0])
             coef, intercept = np.insert(coef, ref, 0.0, axis=1), np.insert(intercept, ref, 0.0)
-        X = X.astype(np.float64)  # the fit's precision (and the offset's)
         total = total_offset(offset, exposure, self.family, X.shape[0])
         mean = glm_predict(X, coef, self.family, intercept=intercept, offset=total if total.size else None,
                            backend=backend)
@@ -253,8 +258,7 @@ def _weighted_log_factorials(y, weights):
     """sum w log(y!) through y's distinct values: a bincount for whole
     counts up to 2^20 (1 ms for 200,000 samples; np.unique's sort took 16),
     else np.unique."""
-    counts = y.astype(np.int64)
-    if counts.size and np.array_equal(counts, y) and counts.max() <= 1 << 20:
+    if y.size and y.max() <= 1 << 20 and np.array_equal(counts := y.astype(np.int64), y):
         weight_of = np.bincount(counts, weights=weights)
         values = np.flatnonzero(weight_of)
         return float(weight_of[values] @ np.array([math.lgamma(v + 1.0) for v in values]))
@@ -390,7 +394,13 @@ class _Objective:
         if not self.fit_intercept:
             return theta
         if self.has_offset:
-            theta[0, self.d] = self._null_fit()[1] or 0.0
+            # binomial: the intercept-only fit's; poisson: its start b0 = log(mean y)
+            # - mean offset, which keeps a typical sample at y's mean (the fit's
+            # intercept is set by the largest exp(offset): one offset of 60 put every
+            # other mean near e^-60, and the information's rank at 1 was reported
+            # as separation)
+            intercept, b0 = self._null_fit()[1:]
+            theta[0, self.d] = (b0 if self.family == "poisson" else intercept) or 0.0
             return theta
         if self.family == "multinomial":
             logf = np.log(np.maximum(self.stats["counts"] / self.W, 1e-12))
@@ -435,17 +445,17 @@ class _Objective:
         return self._null_fit()[0] if self.has_offset else _null_loglik(self.family, self.stats)
 
     def _null_fit(self):
-        """With an offset: (log-likelihood, intercept) of the intercept-only
-        model, fitted once; the intercept is None when its MLE does not exist
-        (every binomial y equal, every poisson y 0), whose supremum, 0, the
-        closed form gives."""
+        """With an offset: (log-likelihood, intercept, its fit's start b0)
+        of the intercept-only model, fitted once; the intercepts are None when
+        its MLE does not exist (every binomial y equal, every poisson y 0),
+        whose supremum, 0, the closed form gives."""
         if self._null is None:
             st = self.stats
             if st["sy"] == 0 or (self.family == "binomial" and st["s1y"] == 0):
-                self._null = (_null_loglik(self.family, st), None)
+                self._null = (_null_loglik(self.family, st), None, None)
             else:
-                loglik, intercept = intercept_only_fit(self.family, st, self._intercept_only_sums)
-                self._null = (loglik - st["slg"], intercept)
+                loglik, intercept, b0 = intercept_only_fit(self.family, st, self._intercept_only_sums)
+                self._null = (loglik - st["slg"], intercept, b0)
         return self._null
 
     def saturated(self, theta):
@@ -484,7 +494,8 @@ class _Problem(_Objective):
         self.targets, self.offset = offset_response(family, self.targets, total_offset(offset, exposure, family, n))
         K = len(classes) if family == "multinomial" else 1
         super().__init__(family, classes, reference_class, alpha, fit_intercept, n, self.X.shape[1],
-                         response_stats(family, self.labels, self.targets, self.w, K), self.offset.size > 0)
+                         response_stats(family, self.labels, self.targets, self.w, K),
+                         kernel_offset(family, offset, exposure))
         self.glm = _dispatch.kernels(self.backend, "glm")
         self.fisher_kernels = _dispatch.kernels(self.backend, "fisher")
 
@@ -538,8 +549,8 @@ def intercept_only_sums(family, y, w, offset, b):
 
 
 def intercept_only_fit(family, stats, sums):
-    """(log-likelihood without its constants, intercept) of the intercept-
-    only model with an offset, from sums(b), intercept_only_sums over all
+    """(log-likelihood without its constants, intercept, b0) of the
+    intercept-only model with an offset, from sums(b), intercept_only_sums over all
     the samples, and the response_stats (sy > 0). Both start from b0 =
     link(y's mean) - the offset's mean, exact for a constant offset (from b
     = 0, an offset of 30 took 37 halvings, each a pass over the data, and
@@ -550,7 +561,7 @@ def intercept_only_fit(family, stats, sums):
     log-likelihood is concave), a step that lowers it halved."""
     sy, W = stats["sy"], stats["W"]
     mean = sy / W
-    b = (math.log(mean) if family == "poisson" else math.log(mean / (1.0 - mean))) - sums(0.0)[3] / W
+    b = b0 = (math.log(mean) if family == "poisson" else math.log(mean / (1.0 - mean))) - sums(0.0)[3] / W
     if family == "poisson":
         total = sums(b)[2]
         if not 0.0 < total < math.inf:
@@ -558,7 +569,7 @@ def intercept_only_fit(family, stats, sums):
                              f"{b:.6g}: the offset (or log exposure) spreads too widely for its exponential (more "
                              f"than about 700 from its weighted mean)")
         b += math.log(sy) - math.log(total)
-        return sums(b)[0], b
+        return sums(b)[0], b, b0
     f, g, h, _ = sums(b)
     for _ in range(CONFIRM_ITER):
         step = g / h if h > 0 else 0.0
@@ -574,7 +585,12 @@ def intercept_only_fit(family, stats, sums):
         b, f, g, h = b + step, f_new, g_new, h_new
         if abs(step) <= TOL * max(1.0, abs(b)):
             break
-    return f, b
+    return f, b, b0
+
+
+def kernel_offset(family, offset, exposure):
+    """Whether the kernels see an offset (a gaussian one is taken off y)."""
+    return family != "gaussian" and (offset is not None or exposure is not None)
 
 
 def offset_response(family, targets, offset):
@@ -658,8 +674,10 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         A known term of each sample's linear predictor, with coefficient
         fixed at 1 (statsmodels' offset); binomial, gaussian (y - offset
         is fitted) and poisson. The null model (``llnull``, hence
-        ``prsquared``) is the intercept-only model with the offset, as in
-        statsmodels.
+        ``prsquared``) is the intercept-only model with the offset: as
+        statsmodels' GLM for binomial and poisson; for gaussian, the ML fit
+        of y - offset on a constant (OLS's convention, as without an
+        offset).
     exposure : array (n_samples,) > 0, optional
         Poisson only: counts observed over different exposures (time,
         population), modelled as rates: adds ``log(exposure)`` to the

@@ -429,6 +429,41 @@ def test_mle_result_predict_is_statsmodels_predict(backend, rng):
         res.predict(new, exposure=np.ones(7))
 
 
+def test_mle_result_predict_takes_what_glm_predict_takes(rng):
+    sparse = pytest.importorskip("scipy.sparse")
+    pd = pytest.importorskip("pandas")
+    X = rng.standard_normal((200, 2))
+    y = rng.poisson(2.0, 200)
+    res = fastmle.fit_mle(X, y, "poisson", exposure=np.full(200, 3.0))
+    t = np.array([3.0, 1.0])
+    np.testing.assert_allclose(res.predict(sparse.csr_matrix(X[:2]), exposure=t), res.predict(X[:2], exposure=t),
+                               rtol=1e-15)  # it had failed on CSRMatrix.astype
+    np.testing.assert_allclose(res.predict(X[:2].astype(np.float32), exposure=t), res.predict(X[:2], exposure=t),
+                               rtol=1e-6)
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    named = fastmle.fit_mle(frame, y, "poisson")
+    np.testing.assert_array_equal(named.predict(frame.iloc[:3]), named.predict(X[:3]))
+    with pytest.raises(ValueError, match=r"X's columns \['b', 'a'\] are not the fit's \['a', 'b'\]"):
+        named.predict(frame.iloc[:3, ::-1])
+
+
+def test_fit_mle_poisson_offset_far_above_the_others(rng):
+    # one offset far above the rest: the start keeps a typical sample at y's
+    # mean (the null fit's intercept had put every other mean near e^-60,
+    # reported as separation); at 20, statsmodels' fit
+    X = rng.standard_normal((200, 2))
+    y = rng.poisson(2.0, 200)
+    offset = np.zeros(200)
+    offset[0] = 20.0
+    res = fastmle.fit_mle(X, y, "poisson", offset=offset)
+    ref = sm.GLM(y, _const_last(X), family=sm.families.Poisson(), offset=offset).fit(tol=1e-13)
+    assert _rel(res.params, ref.params) < 1e-6
+    offset[0] = 60.0  # statsmodels fails (NaN weights); the information at the start is 1e26 apart
+    with pytest.raises(fastmle.SingularFisherError) as info:
+        fastmle.fit_mle(X, y, "poisson", offset=offset)
+    assert type(info.value) is fastmle.SingularFisherError and "ill-conditioned" in str(info.value)
+
+
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_fit_mle_logit_with_an_offset_matches_statsmodels(backend, rng, fit_intercept):
     X = rng.standard_normal((600, 2))
@@ -454,15 +489,18 @@ def test_fit_mle_gaussian_with_an_offset_fits_y_minus_the_offset(rng):
 
 
 @pytest.mark.parametrize("y", [np.array([0.0, 1, 1, 3, 7, 7, 7, 120]), np.array([0.5, 1, 2.25, 3]),
-                               np.array([0.0, 2.0 ** 21, 5, 2.0 ** 21]), np.array([])])
+                               np.array([0.0, 2.0 ** 21, 5, 2.0 ** 21]), np.array([]), np.array([1e19, 3.0])])
 def test_poisson_log_factorial_constant(rng, y):
-    # whole counts (a bincount), real y and counts past 2^20 (np.unique)
+    # whole counts (a bincount), real y and counts past 2^20 (np.unique;
+    # 1e19 had warned of an invalid int64 cast)
     from scipy.special import gammaln
 
     from fastmle import mle
 
     w = rng.random(len(y)) + 0.1
-    got = mle.response_stats("poisson", np.empty(0, np.int64), y[:, None], w, 1)["slg"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = mle.response_stats("poisson", np.empty(0, np.int64), y[:, None], w, 1)["slg"]
     assert got == pytest.approx(float(w @ gammaln(y + 1)), rel=1e-14, abs=0)
 
 
