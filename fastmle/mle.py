@@ -394,13 +394,16 @@ class _Objective:
         if not self.fit_intercept:
             return theta
         if self.has_offset:
-            # binomial: the intercept-only fit's; poisson: its start b0 = log(mean y)
-            # - mean offset, which keeps a typical sample at y's mean (the fit's
-            # intercept is set by the largest exp(offset): one offset of 60 put every
-            # other mean near e^-60, and the information's rank at 1 was reported
-            # as separation)
             intercept, b0 = self._null_fit()[1:]
-            theta[0, self.d] = (b0 if self.family == "poisson" else intercept) or 0.0
+            theta[0, self.d] = intercept or 0.0
+            # A poisson intercept-only fit is set by the largest exp(offset): one
+            # offset of 60 among zeros put every other mean near e^-60 (the
+            # information's rank at 1 was reported as separation). Then the null
+            # fit's own start, b0 = log(mean y) - mean offset, which keeps a
+            # typical sample at y's mean (always taking it cost the rate
+            # benchmark an iteration).
+            if self.family == "poisson" and intercept is not None and self.saturated(theta):
+                theta[0, self.d] = b0
             return theta
         if self.family == "multinomial":
             logf = np.log(np.maximum(self.stats["counts"] / self.W, 1e-12))
