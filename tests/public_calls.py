@@ -181,8 +181,10 @@ def public_calls(dtype, rng):
              options=dict(solver="fisher", family="binomial"), finite=("X",), labels=dict(y=2)),
         Call("MLERegressor", regressor_predict, dict(X=X, y=counts), ("X",), options=dict(max_epochs=2, tol=None),
              finite=("X", "y"), labels=dict(y=-2.0), bad_options=dict(family="multinomial", learning_rate="")),
-        Call("dask.loglik", on_dask(fastmle.dask.loglik), dict(X=X, y=counts, coef=coef1, sample_weight=w),
-             ("X", "coef", "sample_weight"), options=dict(family="poisson"), finite=("X", "sample_weight", "y"),
+        Call("dask.loglik", on_dask(fastmle.dask.loglik), dict(X=X, y=counts, coef=coef1, sample_weight=w,
+                                                              offset=offset),
+             ("X", "coef", "sample_weight", "offset"), options=dict(family="poisson"),
+             finite=("X", "sample_weight", "y", "offset"),
              labels=dict(y=-1.0), bad_options=dict(family="gamma")),
         Call("dask.sgd_fit", on_dask(fastmle.dask.sgd_fit), dict(X=X, y=classes, sample_weight=w),
              ("X", "sample_weight"), options=dict(family="multinomial", max_epochs=2, random_state=0),
@@ -192,7 +194,8 @@ def public_calls(dtype, rng):
              options=dict(family="binomial"), finite=("X", "sample_weight"), bad_options=dict(family="")),
         Call("dask.fit_mle", on_dask(fastmle.dask.fit_mle), dict(X=X, y=counts, sample_weight=w, offset=offset),
              ("X", "sample_weight", "offset"), options=dict(family="poisson"),
-             finite=("X", "sample_weight", "y", "offset"), labels=dict(y=-1.0), bad_options=dict(family="gamma", tol=-1.0)),
+             finite=("X", "sample_weight", "y", "offset"), labels=dict(y=-1.0),
+             bad_options=dict(family="gamma", tol=-1.0)),
     ]
 
 

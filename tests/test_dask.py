@@ -94,6 +94,25 @@ def test_fit_mle_with_an_offset_equals_in_memory(rng, family):
     assert rel(expected.params, fastmle.fit_mle(X, y, family, sample_weight=w).params) > 1e-3  # it mattered
 
 
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_likelihood_score_and_fisher_with_an_offset(rng, family):
+    X, y, w = data(family, rng)
+    offset = 0.3 * rng.standard_normal(len(y))
+    coef, b = rng.standard_normal(4) * 0.3, 0.1
+    Xd, yd, wd, od = chunked(X, y, w, offset)
+    ll = fd.loglik(Xd, yd, coef, family, intercept=b, sample_weight=wd, offset=od)
+    dcoef, dint = fd.score(Xd, yd, coef, family, intercept=b, sample_weight=wd, offset=od)
+    F = fd.glm_fisher(Xd, coef, family, intercept=b, sample_weight=wd, offset=od)
+    loss, (gcoef, gint) = fastmle.glm_loss(X, y, coef, family, intercept=b, sample_weight=w, offset=offset,
+                                           reduction="sum", return_grad=True)
+    assert ll == pytest.approx(-loss, rel=1e-10)
+    assert rel(dcoef, -gcoef) < 1e-10 and rel(dint, -gint) < 1e-10
+    assert rel(F, fastmle.glm_fisher(X, coef, family, intercept=b, sample_weight=w, offset=offset)) < 1e-10
+    assert ll != pytest.approx(fd.loglik(Xd, yd, coef, family, intercept=b, sample_weight=wd), rel=1e-3)
+    with pytest.raises(ValueError, match="offset is not defined for the multinomial family"):
+        fd.glm_fisher(Xd, np.zeros((4, 3)), "multinomial", offset=od)
+
+
 def test_fit_mle_offset_errors(rng):
     X, y, _ = data("poisson", rng, n=100)
     Xd = da.from_array(X, chunks=(50, 4))
