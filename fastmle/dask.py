@@ -355,7 +355,7 @@ def _chunk_intercept_only_sums(yc, wc, oc, ec, family, b):
     """A chunk's part of the intercept-only model's sums (with the offset)."""
     n = yc.shape[0]
     _, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, None, n)
-    return _mle.intercept_only_sums(family, targets[:, 0], w if w.size else np.ones(n), offset, b)
+    return _mle.intercept_only_sums(family, targets[:, 0], w, offset, b)
 
 
 class _DaskProblem(_mle._Objective):

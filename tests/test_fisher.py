@@ -509,7 +509,7 @@ def test_fit_mle_null_model_with_a_large_offset(rng, monkeypatch, level):
     # offsets near 30: the intercept-only model's log-likelihood against a
     # bounded 1-D maximization (statsmodels' GLM gets -11375 here: its null
     # fit overflows), reached in a few passes over the data (from b = 0 it
-    # had taken 37 halvings, each a pass: a dask graph each; near 40, p(1 -
+    # had taken 74 passes, halving its steps: a dask graph each; near 40, p(1 -
     # p) was 0 there and the fit was refused as separated)
     from scipy.optimize import minimize_scalar
     from fastmle import mle
