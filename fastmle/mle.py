@@ -228,6 +228,15 @@ class MLEResult:
                 f"n_iter={self.n_iter}, converged={self.converged})")
 
 
+def weighted_sum(w, x):
+    """sum_i w_i x_i over the samples (w empty: all ones), off the BLAS:
+    OpenBLAS runs a long dot product on its threads, which then spin for
+    about 0.1 s and take a core from the kernels that follow (a
+    200,000-sample ddot before the exact Fisher made it 1.6-2.2x slower on
+    2 cores)."""
+    return float(np.sum(w * x if w.size else x))
+
+
 def response_stats(family, labels, targets, w, n_classes):
     """The weighted sums of the response that the null model, the starting
     point and the log-likelihood's constants need; they add up over chunks
@@ -245,10 +254,11 @@ def response_stats(family, labels, targets, w, n_classes):
         stats["counts"] = np.bincount(labels, weights=weights, minlength=n_classes)
         return stats
     y = targets[:, 0].astype(np.float64)
-    stats["sy"], stats["syy"], stats["s1y"] = float(weights @ y), float(weights @ (y * y)), float(weights @ (1 - y))
+    stats["sy"], stats["syy"], stats["s1y"] = weighted_sum(weights, y), weighted_sum(weights, y * y), weighted_sum(
+        weights, 1 - y)
     if stats["W"] > 0:
         centred = y - stats["sy"] / stats["W"]
-        stats["m2"] = float(weights @ (centred * centred))
+        stats["m2"] = weighted_sum(weights, centred * centred)
     if family == "poisson":
         stats["slg"] = _weighted_log_factorials(y, weights)
     return stats
@@ -263,7 +273,7 @@ def _weighted_log_factorials(y, weights):
         values = np.flatnonzero(weight_of)
         return float(weight_of[values] @ np.array([math.lgamma(v + 1.0) for v in values]))
     values, inverse = np.unique(y, return_inverse=True)
-    return float(weights @ np.array([math.lgamma(v + 1.0) for v in values])[inverse])
+    return weighted_sum(weights, np.array([math.lgamma(v + 1.0) for v in values])[inverse])
 
 
 def add_stats(a, b):
@@ -304,6 +314,7 @@ class _Objective:
     def __init__(self, family, classes, reference_class, alpha, fit_intercept, n, d, stats, has_offset=False):
         self.ref = None
         self.has_offset, self._null = has_offset, None  # (an offset of binomial or poisson)
+        self._gram_diag = None
         if family == "multinomial":
             K = len(classes)
             if K < 2:
@@ -376,9 +387,10 @@ class _Objective:
     def _center_weight(self):
         return self.W / self.K
 
-    def fisher(self, theta):
-        """The (P, P) information of the objective: exact Fisher + penalties."""
-        F = self._fisher(self.kernel_params(theta))
+    def fisher(self, theta, likelihood_fisher=None):
+        """The (P, P) information of the objective: exact Fisher + penalties
+        (the Fisher part given, or computed at theta)."""
+        F = self.fisher_of_likelihood(theta) if likelihood_fisher is None else likelihood_fisher.copy()
         P = self.Kp * self.D
         idx = np.arange(P).reshape(self.Kp, self.D)
         if self.alpha:
@@ -387,6 +399,10 @@ class _Objective:
             ints = idx[:, self.d]
             F[np.ix_(ints, ints)] += self._center_weight()
         return F
+
+    def fisher_of_likelihood(self, theta):
+        """The (P, P) exact Fisher of the likelihood alone at theta."""
+        return self._fisher(self.kernel_params(theta))
 
     def start(self):
         """Coefficients 0, intercepts at the intercept-only model's MLE."""
@@ -420,27 +436,62 @@ class _Objective:
                 theta[0, self.d] = mean
         return theta
 
-    def design_rank_problem(self, names):
+    def design_rank_problem(self, names, start_fisher=None):
         """None, or a sentence naming collinear / constant columns of the
         design (with the intercept's column of ones), found from the
-        correlation-scaled Gram matrix of the weighted design."""
+        correlation-scaled Gram matrix G of the weighted design.
+
+        start_fisher, the likelihood's Fisher at start() (coefficients 0),
+        saves the pass over X that G costs when it settles the answer: its
+        first output's block is sum_i w_i v_i xt_i xt_i^T, v_i the variance
+        at the start, so m G <= block <= M G (m, M: the least and largest
+        v_i) and the least eigenvalue of G's correlation is at least that of
+        the block's times m / M. Without an offset every v_i is equal (the
+        block is a multiple of G: the same correlation); a bound that does
+        not clear the threshold twice over computes G."""
+        threshold = 1e-10 * self.D
+        if start_fisher is not None:
+            spread = self.start_variance_spread()
+            block = start_fisher[:self.D, :self.D]
+            diag = np.diag(block).copy()
+            if spread > 0 and (diag > 0).all() and _least_correlation_eigenvalue(block, diag) * spread > 2 * threshold:
+                if spread == 1 and self.fit_intercept:  # block = v G, and G's intercept entry is W
+                    self.gram_diag = diag / (diag[self.d] / self.W)
+                return None
         gram = self._gram()
         diag = np.diag(gram).copy()
         self.gram_diag = diag  # kept for the separation check at the estimate
         zero = np.flatnonzero(diag <= 0)
         if zero.size:
             return f"column {names[zero[0]]!r} is zero for every sample with positive weight"
-        corr = gram / np.sqrt(np.outer(diag, diag))
-        vals, vecs = np.linalg.eigh(corr)
-        if vals[0] > 1e-10 * self.D:
+        if _least_correlation_eigenvalue(gram, diag) > threshold:
             return None
+        vals, vecs = np.linalg.eigh(_correlation(gram, diag))
         v = vecs[:, 0] / np.abs(vecs[:, 0]).max()
         involved = [names[j] for j in np.flatnonzero(np.abs(v) > 1e-3)]
         hint = ("; a column whose mean is large against its spread is nearly collinear with the intercept: centre "
                 "it" if self.fit_intercept and len(involved) == 2 and names[self.d] in involved else "")
         return (f"columns {', '.join(map(repr, involved))} are collinear or nearly so (a linear combination of "
                 f"them is zero or within rounding of it: smallest eigenvalue of their correlation {vals[0]:.2g}, "
-                f"below {1e-10 * self.D:.1g}){hint}")
+                f"below {threshold:.1g}){hint}")
+
+    @property
+    def gram_diag(self):
+        """The diagonal of the weighted design's Gram matrix (the separation
+        check's scale), from design_rank_problem or one pass over X."""
+        if self._gram_diag is None:
+            self._gram_diag = np.diag(self._gram()).copy()
+        return self._gram_diag
+
+    @gram_diag.setter
+    def gram_diag(self, value):
+        self._gram_diag = value
+
+    def start_variance_spread(self):
+        """m / M, the least over the largest variance of a sample of positive
+        weight at start() (its coefficients are 0), or 0 when not known: 1
+        without an offset (every linear predictor is the intercept)."""
+        return 0.0 if self.has_offset else 1.0
 
     def null_loglik(self):
         """The log-likelihood of the intercept-only model (with the offset,
@@ -465,6 +516,17 @@ class _Objective:
         """How many samples have a fitted probability within 1e-8 of 0 or 1
         (for Poisson, a fitted mean within 1e-8 of 0)."""
         return self._saturated(self.kernel_params(theta))
+
+
+def _correlation(gram, diag):
+    """The correlation scaling of a symmetric matrix with positive diagonal diag."""
+    return gram / np.sqrt(np.outer(diag, diag))
+
+
+def _least_correlation_eigenvalue(gram, diag):
+    # eigvalsh, not eigh: LAPACK's eigenvectors ran on OpenBLAS's threads,
+    # which then spin and slowed the fit's next kernels (see weighted_sum)
+    return float(np.linalg.eigvalsh(_correlation(gram, diag))[0])
 
 
 def saturated_count(mu, family):
@@ -529,6 +591,13 @@ class _Problem(_Objective):
     def _intercept_only_sums(self, b):
         return intercept_only_sums(self.family, self.targets[:, 0], self.w, self.offset, b)
 
+    def start_variance_spread(self):
+        if not (self.has_offset and self.family == "poisson"):
+            return super().start_variance_spread()
+        # mu_i = exp(intercept + offset_i): m / M = exp(min offset - max offset)
+        offset = self.offset[self.w > 0] if self.w.size else self.offset
+        return math.exp(float(offset.min()) - float(offset.max())) if offset.size else 0.0
+
 
 def intercept_only_sums(family, y, w, offset, b):
     """(log-likelihood without its constants, score, information, sum w
@@ -536,21 +605,19 @@ def intercept_only_sums(family, y, w, offset, b):
     with weights w (empty: all ones, the kernels' convention) over these
     samples (they add up over chunks). Samples of weight 0 are left out (an
     offset of 720 there had made 0 * inf = NaN)."""
-    if not w.size:
-        w = np.ones(len(y))
-    elif not w.all():
+    if w.size and not w.all():
         kept = w > 0
         y, w, offset = y[kept], w[kept], offset[kept]
     eta = b + offset
     with np.errstate(over="ignore", invalid="ignore"):  # beyond the range: the caller's error
         if family == "poisson":
             mu = np.exp(eta)
-            loglik, variance = w @ (y * eta - mu), mu
+            loglik, variance = weighted_sum(w, y * eta - mu), mu
         else:  # the sigmoid and p (1 - p) from exp(-|eta|): no overflow, no 1 - p rounded to 0
             t = np.exp(-np.abs(eta))
             mu = np.where(eta >= 0, 1.0, t) / (1.0 + t)
-            loglik, variance = w @ (y * eta - np.logaddexp(0.0, eta)), t / ((1.0 + t) * (1.0 + t))
-        return float(loglik), float(w @ (y - mu)), float(w @ variance), float(w @ offset)
+            loglik, variance = weighted_sum(w, y * eta - np.logaddexp(0.0, eta)), t / ((1.0 + t) * (1.0 + t))
+        return loglik, weighted_sum(w, y - mu), weighted_sum(w, variance), weighted_sum(w, offset)
 
 
 def intercept_only_fit(family, stats, sums):
@@ -562,19 +629,20 @@ def intercept_only_fit(family, stats, sums):
     one of 40 gave p(1 - p) = 0 and a wrong null model). Poisson then has a
     closed form, b = b0 + log(sy / sum w exp(b0 + offset)), that sum taken
     near the data's scale (at b = 0 it had lost offsets near -745 to
-    subnormals); binomial takes Newton steps on its one parameter (its
+    subnormals), and the log-likelihood moved there with it; binomial takes Newton steps on its one parameter (its
     log-likelihood is concave), a step that lowers it halved."""
     sy, W = stats["sy"], stats["W"]
     mean = sy / W
     b = b0 = (math.log(mean) if family == "poisson" else math.log(mean / (1.0 - mean))) - sums(0.0)[3] / W
     if family == "poisson":
-        total = sums(b)[2]
+        f, _, total, _ = sums(b)
         if not 0.0 < total < math.inf:
             raise ValueError(f"sum of w exp(intercept + offset) is {total:g} in double precision at the intercept "
                              f"{b:.6g}: the offset (or log exposure) spreads too widely for its exponential (more "
                              f"than about 700 from its weighted mean)")
-        b += math.log(sy) - math.log(total)
-        return sums(b)[0], b, b0
+        shift = math.log(sy) - math.log(total)
+        # sum w y eta gains shift * sy; sum w mu, scaled by sy / total, becomes sy
+        return f + shift * sy - (sy - total), b + shift, b0
     f, g, h, _ = sums(b)
     for _ in range(CONFIRM_ITER):
         step = g / h if h > 0 else 0.0
@@ -781,12 +849,13 @@ def _iterations_to_converge(prob, names, tol):
 
 def _fisher_scoring(prob, names, max_iter, tol, confirm=True):
     family = prob.family
+    theta = start = prob.start()
+    start_fisher = prob.fisher_of_likelihood(start)  # the first step's, the rank check's, the vanishing's
     if prob.alpha == 0:
-        problem = prob.design_rank_problem(names)
+        problem = prob.design_rank_problem(names, start_fisher)
         if problem:
             raise SingularFisherError(f"the Fisher information is singular: {problem}. Drop one of them "
                                       f"(or set alpha > 0)")
-    theta = prob.start()
     f, g = prob.objective(theta)
     shifts = _Shifts(prob)
     converged, L, it, last_step, chord_ok = False, None, 0, math.inf, False
@@ -801,7 +870,7 @@ def _fisher_scoring(prob, names, max_iter, tol, confirm=True):
         # reusing it for all 100 iterations, far from the MLE.
         if not chord_ok:
             try:
-                L = np.linalg.cholesky(shifts.raise_(prob.fisher(theta)))
+                L = np.linalg.cholesky(shifts.raise_(prob.fisher(theta, start_fisher if it == 1 else None)))
             except np.linalg.LinAlgError:
                 _raise_singular(prob, theta, it)
             previous = math.inf
@@ -847,7 +916,7 @@ def _fisher_scoring(prob, names, max_iter, tol, confirm=True):
         # again that far: if it converges, the MLE exists and this fit is
         # returned with the warning below.
         needed = None
-        if saturated and prob.alpha == 0 and _information_vanished(prob, F):
+        if saturated and prob.alpha == 0 and _information_vanished(F, prob.fisher(start, start_fisher)):
             rerun = confirm and max_iter < CONFIRM_ITER
             needed = _iterations_to_converge(prob, names, tol) if rerun else None
             if needed is None:
@@ -885,14 +954,13 @@ def _fisher_scoring(prob, names, max_iter, tol, confirm=True):
     return _result(prob, theta, F, f, it, converged, names)
 
 
-def _information_vanished(prob, F):
+def _information_vanished(F, F0):
     """Whether the Fisher information F (at the estimate) in some direction
     of the parameters fell below VANISHED_INFORMATION of its value at the
     start: the smallest eigenvalue of F relative to F(start) (F0 = L L',
     eigenvalues of L^-1 F L^-T). Directions, not single parameters:
     separated at x = 3, the information vanishes along a combination of
     slope and intercept, and the diagonal kept 1e-2."""
-    F0 = prob.fisher(prob.start())
     try:
         L = np.linalg.cholesky(F0)
     except np.linalg.LinAlgError:  # the start's information is singular itself: compare the diagonals

@@ -700,6 +700,74 @@ def test_fit_mle_collinear_columns_are_named(rng):
         fastmle.fit_mle(1e5 + X[:, :1], y, "binomial")
 
 
+def _watch_gram(monkeypatch):
+    """Record the in-memory fit's passes for the design's Gram matrix and
+    its problem object, which fit_mle does not return."""
+    from fastmle import mle
+
+    seen = {"gram": 0}
+    gram, result = mle._Problem._gram, mle._result
+
+    def counted_gram(self):
+        seen["gram"] += 1
+        return gram(self)
+
+    def kept_result(prob, *args):
+        seen["prob"] = prob
+        return result(prob, *args)
+
+    monkeypatch.setattr(mle._Problem, "_gram", counted_gram)
+    monkeypatch.setattr(mle, "_result", kept_result)
+    return seen
+
+
+@pytest.mark.parametrize("family", ["binomial", "multinomial", "poisson", "gaussian"])
+def test_fit_mle_rank_check_reads_the_first_steps_information(rng, monkeypatch, family):
+    # Without an offset every sample has the same variance at the start, so
+    # the first step's Fisher is a multiple of the design's Gram matrix: the
+    # rank check and the separation check's scale take it from there, with
+    # no pass over X of their own
+    X = rng.standard_normal((400, 3)) * [1.0, 3.0, 0.2] + [0.0, 1.0, -2.0]
+    w = rng.uniform(0.5, 2.0, 400)
+    eta = X @ [0.5, -0.2, 0.3]
+    y = {"binomial": (eta + rng.logistic(size=400) > 0).astype(int), "multinomial": rng.integers(0, 3, 400),
+         "poisson": rng.poisson(np.exp(eta - 1)), "gaussian": eta + rng.standard_normal(400)}[family]
+    seen = _watch_gram(monkeypatch)
+    ref = {"reference_class": 0} if family == "multinomial" else {}
+    res = fastmle.fit_mle(X, y, family, sample_weight=w, **ref)
+    assert res.converged and seen["gram"] == 0
+    np.testing.assert_allclose(seen["prob"].gram_diag, np.append(w @ X ** 2, w.sum()), rtol=1e-12)
+    with pytest.raises(fastmle.SingularFisherError, match="'x0', 'x2', 'x3' are collinear"):
+        fastmle.fit_mle(np.hstack([X, X[:, [0]] - 2 * X[:, [2]]]), y, family, sample_weight=w, **ref)
+
+
+def test_fit_mle_rank_check_with_an_offset_bounds_the_gram_matrix(rng, monkeypatch):
+    # With a poisson offset the start's variances exp(b + offset_i) differ
+    # by at most exp(offset's range): the first step's information then
+    # bounds the Gram matrix's correlation, and decides when the bound
+    # clears the threshold; otherwise (and for binomial, whose separation
+    # check needs G's diagonal) G is computed
+    X = rng.standard_normal((500, 3))
+    exposure = rng.uniform(1.0, 100.0, 500)
+    y = rng.poisson(exposure * np.exp(X @ [0.3, -0.2, 0.1] - 3))
+    seen = _watch_gram(monkeypatch)
+    fit = fastmle.fit_mle(X, y, "poisson", exposure=exposure)
+    assert fit.converged and seen["gram"] == 0
+    collinear = np.hstack([X, X[:, [0]] + X[:, [1]]])
+    with pytest.raises(fastmle.SingularFisherError, match="'x0', 'x1', 'x3' are collinear"):
+        fastmle.fit_mle(collinear, y, "poisson", exposure=exposure)
+    assert seen["gram"] == 1
+    wide = np.zeros(500)
+    wide[0] = 30.0  # a spread of e^30: the bound says nothing, G decides
+    y_wide = rng.poisson(np.exp(X @ [0.3, -0.2, 0.1] + wide))
+    fitted = fastmle.fit_mle(X, y_wide, "poisson", offset=wide)
+    assert fitted.converged and seen["gram"] == 2
+    yb = (X[:, 0] + rng.logistic(size=500) > 0).astype(int)
+    fastmle.fit_mle(X, yb, "binomial", offset=0.1 * X[:, 1])
+    assert seen["gram"] == 3
+    np.testing.assert_allclose(seen["prob"].gram_diag, np.append(np.sum(X ** 2, axis=0), 500.0), rtol=1e-12)
+
+
 def test_fit_mle_quasi_complete_separation_is_reported(rng):
     # six samples at x = 0 of both classes, the rest separated by the sign
     # of x: the coefficient runs off; once a report with converged=False
