@@ -233,7 +233,8 @@ def weighted_sum(w, x):
     OpenBLAS runs a long dot product on its threads, which then spin for
     about 0.1 s and take a core from the kernels that follow (a
     200,000-sample ddot before the exact Fisher made it 1.6-2.2x slower on
-    2 cores)."""
+    2 cores). The response's sums come before fitting's _blas.one_thread
+    block, and run in dask's chunks."""
     return float(np.sum(w * x if w.size else x))
 
 
@@ -524,8 +525,7 @@ def _correlation(gram, diag):
 
 
 def _least_correlation_eigenvalue(gram, diag):
-    # eigvalsh, not eigh: LAPACK's eigenvectors ran on OpenBLAS's threads,
-    # which then spin and slowed the fit's next kernels (see weighted_sum)
+    # eigenvalues only: the vectors name the columns of a singular design
     return float(np.linalg.eigvalsh(_correlation(gram, diag))[0])
 
 
