@@ -329,8 +329,9 @@ def _chunk_terms(Xc, yc, wc, oc, ec, params, family, classes, fit_intercept, ref
     count or None) at the kernel params."""
     Xc = _glm.native_array(Xc, np.float64)
     params = _glm.native_array(params, np.float64)  # unpickled on a worker: maybe unaligned
+    labels, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, classes, Xc.shape[0])
+    w, Xc, labels, targets, offset = _mle.positive_weight_rows(w, Xc, labels, targets, offset)
     n = Xc.shape[0]
-    labels, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, classes, n)
     code = _glm.family_code(family)
     loss, grad = np.zeros(1), np.zeros_like(params)
     F = np.zeros((P, P)) if "fisher" in want else None

@@ -557,6 +557,10 @@ class _Problem(_Objective):
         if family != "multinomial" and self.targets.shape[1] != 1:
             raise ValueError(f"fit_mle fits one response; y has shape {np.shape(y)}")
         self.targets, self.offset = offset_response(family, self.targets, total_offset(offset, exposure, family, n))
+        kept = positive_weight_rows(self.w, self.X, self.labels, self.targets, self.offset)
+        if kept[0] is not self.w:  # one copy of the rows that count
+            self.w, self.X, self.labels, self.targets, self.offset = kept
+            self.copied_X, n = True, self.X.shape[0]
         K = len(classes) if family == "multinomial" else 1
         super().__init__(family, classes, reference_class, alpha, fit_intercept, n, self.X.shape[1],
                          response_stats(family, self.labels, self.targets, self.w, K),
@@ -599,15 +603,24 @@ class _Problem(_Objective):
         return math.exp(float(offset.min()) - float(offset.max())) if offset.size else 0.0
 
 
+def positive_weight_rows(w, *arrays):
+    """(w, *arrays) without the samples of weight 0, or the same objects when
+    every weight is positive (w empty: all ones; an empty array stays empty).
+    The kernels evaluate every row they are given, and a linear predictor
+    that overflows on a row of weight 0 made its term 0 * inf = NaN."""
+    if not w.size or w.all():
+        return (w, *arrays)
+    kept = np.flatnonzero(w)
+    return (w[kept], *(a[kept] if len(a) else a for a in arrays))
+
+
 def intercept_only_sums(family, y, w, offset, b):
     """(log-likelihood without its constants, score, information, sum w
     offset) of the model eta_i = b + offset_i (poisson or binomial), summed
     with weights w (empty: all ones, the kernels' convention) over these
     samples (they add up over chunks). Samples of weight 0 are left out (an
     offset of 720 there had made 0 * inf = NaN)."""
-    if w.size and not w.all():
-        kept = w > 0
-        y, w, offset = y[kept], w[kept], offset[kept]
+    w, y, offset = positive_weight_rows(w, y, offset)
     eta = b + offset
     with np.errstate(over="ignore", invalid="ignore"):  # beyond the range: the caller's error
         if family == "poisson":
@@ -742,7 +755,8 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     sample_weight : array (n_samples,), optional
         Frequency weights: sample i counts w_i times, in the log-likelihood
         and in ``nobs`` (their sum), hence BIC; integer weights give the fit
-        of the rows repeated w_i times.
+        of the rows repeated w_i times. Rows of weight 0 are left out (one
+        copy of the others), whatever their values do to exp.
     offset : array (n_samples,), optional
         A known term of each sample's linear predictor, with coefficient
         fixed at 1 (statsmodels' offset); binomial, gaussian (y - offset

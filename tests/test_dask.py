@@ -94,6 +94,24 @@ def test_fit_mle_with_an_offset_equals_in_memory(rng, family):
     assert rel(expected.params, fastmle.fit_mle(X, y, family, sample_weight=w).params) > 1e-3  # it mattered
 
 
+def test_fit_mle_leaves_rows_of_weight_zero_out_chunk_by_chunk(rng):
+    # as in memory: rows of weight 0 whose exp overflows (an offset of 720,
+    # a feature of 1e4) do not make the sums NaN, in a chunk of them alone
+    # (the one-row chunk) or among others
+    X, y, w = data("poisson", rng)
+    offset = 0.3 * rng.standard_normal(len(y))
+    zero = np.r_[0:5, CHUNKS[0] + CHUNKS[1], 2000:2010]  # the one-row chunk is row 1400
+    w[zero], offset[zero[:8]], X[zero[8:], 0] = 0.0, 720.0, 1e4
+    Xd, yd, wd, od = chunked(X, y, w, offset)
+    got = fd.fit_mle(Xd, yd, "poisson", sample_weight=wd, offset=od)
+    kept = w > 0
+    expected = fastmle.fit_mle(X[kept], y[kept], "poisson", sample_weight=w[kept], offset=offset[kept])
+    assert got.converged and got.n_iter == expected.n_iter
+    assert rel(got.params, expected.params) < 1e-10 and rel(got.bse, expected.bse) < 1e-10
+    assert got.llf == pytest.approx(expected.llf, rel=1e-10)
+    assert got.llnull == pytest.approx(expected.llnull, rel=1e-10)
+
+
 @pytest.mark.parametrize("family", ["binomial", "poisson"])
 def test_likelihood_score_and_fisher_with_an_offset(rng, family):
     X, y, w = data(family, rng)

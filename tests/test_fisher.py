@@ -768,6 +768,27 @@ def test_fit_mle_rank_check_with_an_offset_bounds_the_gram_matrix(rng, monkeypat
     np.testing.assert_allclose(seen["prob"].gram_diag, np.append(np.sum(X ** 2, axis=0), 500.0), rtol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_leaves_rows_of_weight_zero_out(rng, backend):
+    # a weight of 0 takes a sample out of the likelihood, but the kernels
+    # had still evaluated it: an offset of 720 there, or a feature of 1e4
+    # times the coefficient, overflowed exp to inf and its term to
+    # 0 * inf = NaN, reported as ill-conditioning. The fit now equals the
+    # fit of the other rows
+    X = rng.standard_normal((300, 2))
+    offset = np.log(rng.uniform(1.0, 5.0, 300))
+    y = rng.poisson(np.exp(X @ [0.4, -0.3] - 0.5 + offset))
+    w = rng.uniform(0.5, 2.0, 300)
+    w[:20] = 0.0
+    offset[:10] = 720.0
+    X[10:20, 0] = 1e4
+    fit = fastmle.fit_mle(X, y, "poisson", sample_weight=w, offset=offset, backend=backend)
+    rest = fastmle.fit_mle(X[20:], y[20:], "poisson", sample_weight=w[20:], offset=offset[20:], backend=backend)
+    assert fit.converged and fit.nobs == rest.nobs
+    for name in ("params", "bse", "llf", "llnull", "aic", "bic", "df_resid"):
+        np.testing.assert_allclose(getattr(fit, name), getattr(rest, name), rtol=1e-12, err_msg=name)
+
+
 def test_fit_mle_quasi_complete_separation_is_reported(rng):
     # six samples at x = 0 of both classes, the rest separated by the sign
     # of x: the coefficient runs off; once a report with converged=False
