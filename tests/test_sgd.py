@@ -527,6 +527,22 @@ def test_an_overflowed_update_returns_the_whole_state_at_the_epochs_start(backen
     assert result.loss_history == stopped.loss_history
 
 
+def test_a_poisson_rate_is_fitted_as_a_weighted_rate(backend):
+    # sgd_fit takes no exposure; the README's substitute: y / exposure
+    # with the exposure as the weight is the same likelihood up to a
+    # constant, and ends near fit_mle's exact rate model
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, 3))
+    exposure = rng.uniform(1.0, 10.0, 5000)
+    y = rng.poisson(exposure * np.exp(X @ [0.3, -0.2, 0.1] - 1.0))
+    fit = fastmle.sgd_fit(X, y / exposure, "poisson", sample_weight=exposure, tol=1e-7, random_state=0,
+                          backend=backend)
+    exact = fastmle.fit_mle(X, y, "poisson", exposure=exposure)
+    assert fit.converged
+    # 5.7e-4; weights sqrt(exposure) ended 1.6e-3 away, none 5.6e-3
+    np.testing.assert_allclose(np.r_[fit.coef.ravel(), fit.intercept], exact.params, atol=1e-3)
+
+
 def test_default_step_restarts_a_diverging_run_with_half_the_step(backend):
     # Poisson's curvature exp(eta) has no bound: on standardized X with a
     # strong effect the default step (from the mean count) can diverge; the
