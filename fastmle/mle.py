@@ -465,7 +465,13 @@ class _Objective:
         zero = np.flatnonzero(diag <= 0)
         if zero.size:
             return f"column {names[zero[0]]!r} is zero for every sample with positive weight"
-        if _least_correlation_eigenvalue(gram, diag) > threshold:
+        least = _least_correlation_eigenvalue(gram, diag)
+        if math.isnan(least):  # not a rank to name: the information cannot be formed
+            huge = np.flatnonzero(~np.isfinite(diag))
+            where = f"column {names[huge[0]]!r}" if huge.size else "a column"
+            raise SingularFisherError(f"the Fisher information overflows double precision: the weighted sum of "
+                                      f"squares of {where} is not finite. Rescale the features")
+        if least > threshold:
             return None
         vals, vecs = np.linalg.eigh(_correlation(gram, diag))
         v = vecs[:, 0] / np.abs(vecs[:, 0]).max()
@@ -520,13 +526,22 @@ class _Objective:
 
 
 def _correlation(gram, diag):
-    """The correlation scaling of a symmetric matrix with positive diagonal diag."""
-    return gram / np.sqrt(np.outer(diag, diag))
+    """The correlation scaling of a symmetric matrix with positive diagonal
+    diag, one factor 1 / sqrt(diag) at a time (outer(diag, diag) had
+    underflowed for a column of scale 1e-90), or None when it is not finite
+    (a diagonal that overflowed)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        s = 1.0 / np.sqrt(diag)
+        corr = gram * s[:, None] * s[None, :]
+    return corr if np.isfinite(corr).all() else None
 
 
 def _least_correlation_eigenvalue(gram, diag):
-    # eigenvalues only: the vectors name the columns of a singular design
-    return float(np.linalg.eigvalsh(_correlation(gram, diag))[0])
+    """The least eigenvalue of gram's correlation, NaN when that is not
+    finite (eigenvalues only: the vectors name the columns of a singular
+    design)."""
+    corr = _correlation(gram, diag)
+    return math.nan if corr is None else float(np.linalg.eigvalsh(corr)[0])
 
 
 def saturated_count(mu, family):
@@ -642,20 +657,21 @@ def intercept_only_fit(family, stats, sums):
     one of 40 gave p(1 - p) = 0 and a wrong null model). Poisson then has a
     closed form, b = b0 + log(sy / sum w exp(b0 + offset)), that sum taken
     near the data's scale (at b = 0 it had lost offsets near -745 to
-    subnormals), and the log-likelihood moved there with it; binomial takes Newton steps on its one parameter (its
+    subnormals); binomial takes Newton steps on its one parameter (its
     log-likelihood is concave), a step that lowers it halved."""
     sy, W = stats["sy"], stats["W"]
     mean = sy / W
     b = b0 = (math.log(mean) if family == "poisson" else math.log(mean / (1.0 - mean))) - sums(0.0)[3] / W
     if family == "poisson":
-        f, _, total, _ = sums(b)
+        total = sums(b)[2]
         if not 0.0 < total < math.inf:
             raise ValueError(f"sum of w exp(intercept + offset) is {total:g} in double precision at the intercept "
                              f"{b:.6g}: the offset (or log exposure) spreads too widely for its exponential (more "
                              f"than about 700 from its weighted mean)")
-        shift = math.log(sy) - math.log(total)
-        # sum w y eta gains shift * sy; sum w mu, scaled by sy / total, becomes sy
-        return f + shift * sy - (sy - total), b + shift, b0
+        b += math.log(sy) - math.log(total)
+        # a second pass, not f moved by the shift: f holds -total, which one
+        # offset of 30 among zeros made large enough to round llnull away
+        return sums(b)[0], b, b0
     f, g, h, _ = sums(b)
     for _ in range(CONFIRM_ITER):
         step = g / h if h > 0 else 0.0
@@ -864,13 +880,15 @@ def _iterations_to_converge(prob, names, tol):
 def _fisher_scoring(prob, names, max_iter, tol, confirm=True):
     family = prob.family
     theta = start = prob.start()
-    start_fisher = prob.fisher_of_likelihood(start)  # the first step's, the rank check's, the vanishing's
+    f, g = prob.objective(theta)
+    # the first step's information, the rank check's and the vanishing's
+    # (after the objective: fastmle.dask's pass for it computes this too)
+    start_fisher = prob.fisher_of_likelihood(start)
     if prob.alpha == 0:
         problem = prob.design_rank_problem(names, start_fisher)
         if problem:
             raise SingularFisherError(f"the Fisher information is singular: {problem}. Drop one of them "
                                       f"(or set alpha > 0)")
-    f, g = prob.objective(theta)
     shifts = _Shifts(prob)
     converged, L, it, last_step, chord_ok = False, None, 0, math.inf, False
     for it in range(1, max_iter + 1):

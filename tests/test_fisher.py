@@ -741,6 +741,20 @@ def test_fit_mle_rank_check_reads_the_first_steps_information(rng, monkeypatch, 
         fastmle.fit_mle(np.hstack([X, X[:, [0]] - 2 * X[:, [2]]]), y, family, sample_weight=w, **ref)
 
 
+def test_fit_mle_rank_check_of_extreme_column_scales(rng):
+    # the correlation scaling divides by sqrt(diag) once per side: outer(diag,
+    # diag) had underflowed for a column of scale 1e-90 (an eigenvalue of NaN,
+    # then LinAlgError), though that column is only a change of units
+    X = rng.standard_normal((1000, 4))
+    y = X @ [1.0, 0.5, -0.5, 0.2] + rng.standard_normal(1000)
+    small = X * [1.0, 1.0, 1e-90, 1.0]
+    tiny = fastmle.fit_mle(small, y, "gaussian")
+    plain = fastmle.fit_mle(X, y, "gaussian")
+    np.testing.assert_allclose(tiny.params * [1.0, 1.0, 1e-90, 1.0, 1.0], plain.params, rtol=1e-9)
+    with pytest.raises(fastmle.SingularFisherError, match="column 'x1' is not finite. Rescale the features"):
+        fastmle.fit_mle(X * [1.0, 1e160, 1.0, 1.0], y, "gaussian")
+
+
 def test_fit_mle_rank_check_with_an_offset_bounds_the_gram_matrix(rng, monkeypatch):
     # With a poisson offset the start's variances exp(b + offset_i) differ
     # by at most exp(offset's range): the first step's information then
@@ -762,9 +776,35 @@ def test_fit_mle_rank_check_with_an_offset_bounds_the_gram_matrix(rng, monkeypat
     y_wide = rng.poisson(np.exp(X @ [0.3, -0.2, 0.1] + wide))
     fitted = fastmle.fit_mle(X, y_wide, "poisson", offset=wide)
     assert fitted.converged and seen["gram"] == 2
+    # the null model of rare counts with one offset of 30 (and 40), in
+    # closed form: a one-pass shortcut had lost it to the rounding of sum
+    # exp(b0 + offset), which holds e^30 (-774.6982421875 for
+    # -774.6982737203331; -1054.0 at 40)
+    y_rare = (rng.random(2000) < 0.01).astype(float)
+    for top in (30.0, 40.0):
+        skewed = np.zeros(2000)
+        skewed[0] = top
+        eta = math.log(y_rare.sum() / np.exp(skewed).sum()) + skewed
+        llnull = math.fsum(y_rare * eta - np.exp(eta))  # log(y!) = 0 for y in {0, 1}
+        got = fastmle.fit_mle(rng.standard_normal((2000, 1)), y_rare, "poisson", offset=skewed).llnull
+        assert got == pytest.approx(llnull, rel=1e-13)
+    # columns that differ only by 1.5e-4 noise on the 20 rows of offset 8:
+    # the block weighs those rows e^8 more and looks full rank (least
+    # correlation eigenvalue 1.2e-8), G does not (1.1e-10); the bound, times
+    # e^-8, says nothing, and G refuses (ignoring the spread had fitted +-32)
+    n = 2000
+    x0 = rng.standard_normal(n)
+    x1 = x0.copy()
+    x1[:20] += 1.5e-4 * rng.standard_normal(20)
+    near = np.zeros(n)
+    near[:20] = 8.0
+    y_near = rng.poisson(np.exp(0.3 * x0 + near - 1.0))
+    with pytest.raises(fastmle.SingularFisherError, match="'x0', 'x1' are collinear or nearly so"):
+        fastmle.fit_mle(np.c_[x0, x1], y_near, "poisson", offset=near)
+    assert seen["gram"] == 5  # (the rare counts' two fits: a spread of e^30 and e^40)
     yb = (X[:, 0] + rng.logistic(size=500) > 0).astype(int)
     fastmle.fit_mle(X, yb, "binomial", offset=0.1 * X[:, 1])
-    assert seen["gram"] == 3
+    assert seen["gram"] == 6
     np.testing.assert_allclose(seen["prob"].gram_diag, np.append(np.sum(X ** 2, axis=0), 500.0), rtol=1e-12)
 
 
