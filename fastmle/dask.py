@@ -326,7 +326,7 @@ def _chunk_setup(Xc, yc, wc, oc, ec, family, classes, fit_intercept, backend):
 
 def _chunk_terms(Xc, yc, wc, oc, ec, params, family, classes, fit_intercept, ref, backend, P, want):
     """A chunk's (loss, gradient (K, d + 1), Fisher (P, P) or None, saturated
-    count or None) at the kernel params."""
+    count or None, sum of w s s^T (P, P) or None) at the kernel params."""
     Xc = _glm.native_array(Xc, np.float64)
     params = _glm.native_array(params, np.float64)  # unpickled on a worker: maybe unaligned
     labels, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, classes, Xc.shape[0])
@@ -345,7 +345,12 @@ def _chunk_terms(Xc, yc, wc, oc, ec, params, family, classes, fit_intercept, ref
             mu = np.empty((n, params.shape[0]))
             _dispatch.kernels(backend, "glm").glm_predict(Xc, params, offset, code, mu)
             saturated = _mle.saturated_count(mu, family)
-    return float(loss[0]), grad, F, saturated
+    meat = np.zeros((P, P)) if "meat" in want else None
+    if n and meat is not None:
+        keep = [k for k in range(params.shape[0]) if k != ref]
+        meat = _mle.score_outer_sum(_dispatch.kernels(backend, "glm"), _dispatch.kernels(backend, "fisher"), Xc,
+                                    labels, targets, w, params, offset, family, fit_intercept, keep)
+    return float(loss[0]), grad, F, saturated, meat
 
 
 def _add_terms(a, b):
@@ -401,7 +406,7 @@ class _DaskProblem(_mle._Objective):
                                  want))
 
     def _loss_grad(self, params):
-        loss, grad, F, _ = self._pass(params, ("fisher",))
+        loss, grad, F = self._pass(params, ("fisher",))[:3]
         self._cache = (params.tobytes(), F)
         return loss, grad
 
@@ -418,13 +423,16 @@ class _DaskProblem(_mle._Objective):
     def _saturated(self, params):
         return self._pass(params, ("saturated",))[3]
 
+    def score_outer_sum(self, params):
+        return self._pass(params, ("meat",))[4]
+
     def _intercept_only_sums(self, b):  # a pass over y's chunks (and the offset's), not X's
         return _map_reduce(_chunk_intercept_only_sums, _add, self.y, self.w, self.offset, self.exposure,
                            args=(self.family, b))
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            offset=None, exposure=None, max_iter=100, tol=1e-8, backend=None):
+            offset=None, exposure=None, cov_type="nonrobust", max_iter=100, tol=1e-8, backend=None):
     """:func:`fastmle.fit_mle` on dask arrays (same arguments, same result):
     Fisher scoring where each iteration is one pass over the chunks (each
     chunk's loss, gradient and exact Fisher from the compiled kernels,
@@ -444,9 +452,11 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     (True, ['x0', 'x1', 'intercept'])
     """
     _mle.check_fit_options(alpha, max_iter, tol)
+    _mle.check_cov_type(cov_type, alpha)
     columns = _mle.parameter_names(X)
     prob = _DaskProblem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset,
                         exposure)
+    prob.cov_type = cov_type
     return _mle.fisher_scoring(prob, columns(prob), max_iter, tol)
 
 

@@ -70,11 +70,13 @@ class MLEResult:
     ``nobs`` is the number of observations: the sum of the sample weights
     (frequency weights, as statsmodels' ``wnobs`` with ``freq_weights``),
     the number of rows without them; BIC's ``log(nobs)`` uses it.
+    ``cov_type`` says which covariance the standard errors come from:
+    "nonrobust" (the inverse information) or a sandwich, "HC0" / "HC1".
     """
 
     def __init__(self, *, params, cov, llf, llnull, nobs, n_iter, converged, family, fit_intercept,
-                 param_names, output_names, classes, reference_class, alpha, scale):
-        self.params, self._cov = params, cov
+                 param_names, output_names, classes, reference_class, alpha, scale, cov_type="nonrobust"):
+        self.params, self._cov, self.cov_type = params, cov, cov_type
         self.llf, self.llnull, self.nobs = llf, llnull, nobs
         self.n_iter, self.converged = n_iter, converged
         self.family, self.fit_intercept, self.alpha, self.scale = family, fit_intercept, alpha, scale
@@ -203,6 +205,7 @@ class MLEResult:
                  ("L2 penalty", f"{self.alpha:g}"), ("BIC", f"{self.bic:.6g}")]
         if self.family == "gaussian":
             stats.append(("Scale (sigma^2, MLE)", f"{self.scale:.6g}"))
+        stats.append(("Covariance type", self.cov_type))
         for i in range(0, len(stats), 2):
             row = "".join(f"{k + ':':<21}{v:>17}  " for k, v in stats[i:i + 2])
             lines.append(row.rstrip())
@@ -602,6 +605,10 @@ class _Problem(_Objective):
                                        int(self.fit_intercept), -1, gram)
         return _symmetric(gram)
 
+    def score_outer_sum(self, params):
+        return score_outer_sum(self.glm, self.fisher_kernels, self.X, self.labels, self.targets, self.w, params,
+                               self.offset, self.family, self.fit_intercept, self.keep)
+
     def _saturated(self, params):
         mu = np.empty((self.n, self.K))
         self.glm.glm_predict(self.X, params, self.offset, self.code, mu)
@@ -737,7 +744,7 @@ def check_fit_options(alpha, max_iter, tol):
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            offset=None, exposure=None, max_iter=100, tol=TOL, backend=None):
+            offset=None, exposure=None, cov_type="nonrobust", max_iter=100, tol=TOL, backend=None):
     """Fit a GLM by maximum likelihood (Fisher scoring) and return its
     estimates with standard errors and the usual statistics.
 
@@ -785,6 +792,15 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         Poisson only: counts observed over different exposures (time,
         population), modelled as rates: adds ``log(exposure)`` to the
         offset.
+    cov_type : {"nonrobust", "HC0", "HC1"}
+        The standard errors' covariance: the inverse Fisher information
+        (default), or the heteroskedasticity-robust sandwich F^-1 B F^-1
+        with B the sum of w_i s_i s_i^T over the samples' scores (White,
+        Huber; valid when the variance function is wrong, e.g. overdispersed
+        counts). "HC1" scales "HC0" by nobs / (nobs - k), as statsmodels'
+        OLS (its GLM and discrete models report HC1 equal to HC0). Needs
+        ``alpha=0``; two more passes over X (the predictions, then the
+        scores' sum).
     max_iter : int
         A fit stopped by it with samples at probability 0 or 1 and vanished
         information looks separated; below 100, it is run again to 100
@@ -837,7 +853,9 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     """
     check_fit_options(alpha, max_iter, tol)
     columns = parameter_names(X)
+    check_cov_type(cov_type, alpha)
     prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset, exposure)
+    prob.cov_type = cov_type
     return fisher_scoring(prob, columns(prob), max_iter, tol)
 
 
@@ -1090,6 +1108,9 @@ def _covariance(prob, F):
 def _result(prob, theta, F, f, it, converged, names):
     """MLEResult from the final parameters and the information at them."""
     cov = _covariance(prob, F)
+    cov_type = getattr(prob, "cov_type", "nonrobust")
+    if cov_type != "nonrobust":  # the sandwich F^-1 B F^-1: scale-free, so not scaled below
+        cov = _sandwich(prob, theta, cov, cov_type)
     # log-likelihood with every constant (statsmodels' convention)
     nll = f - prob.penalty(theta)
     scale = 1.0
@@ -1098,7 +1119,7 @@ def _result(prob, theta, F, f, it, converged, names):
     elif prob.family == "gaussian":
         scale = 2.0 * nll / prob.W  # nll = RSS / 2
         llf = -0.5 * prob.W * (math.log(2 * math.pi * scale) + 1.0) if scale > 0 else math.inf
-        cov = cov * scale
+        cov = cov * scale if cov_type == "nonrobust" else cov
         # An exact fit: sigma^2's estimate is 0 or rounding (residuals below
         # 1e-13 of y's root mean square), so standard errors of 0 or 1e-16
         # would claim infinite significance. Unless y varies about its mean
@@ -1132,4 +1153,62 @@ def _result(prob, theta, F, f, it, converged, names):
                      converged=converged, family=prob.family, fit_intercept=prob.fit_intercept,
                      param_names=names, output_names=output_names,
                      classes=prob.classes, reference_class=None if prob.ref is None else prob.classes[prob.ref],
-                     alpha=prob.alpha, scale=scale)
+                     alpha=prob.alpha, scale=scale, cov_type=cov_type)
+
+
+COV_TYPES = ("nonrobust", "HC0", "HC1")
+SCORE_BLOCK = 1 << 21  # score elements formed at a time for the multinomial sandwich (16 MB)
+
+
+def check_cov_type(cov_type, alpha):
+    if cov_type not in COV_TYPES:
+        raise ValueError(f"unknown cov_type {cov_type!r}; available: {', '.join(map(repr, COV_TYPES))}")
+    if cov_type != "nonrobust" and alpha != 0:
+        raise ValueError(f"cov_type={cov_type!r} is the sandwich of the maximum-likelihood estimate: "
+                         f"it needs alpha=0 (a penalized estimate's is not implemented)")
+
+
+def _sandwich(prob, theta, bread, cov_type):
+    """The heteroskedasticity-robust (White / Huber) covariance F^-1 B F^-1
+    with B = sum_i w_i s_i s_i^T, s_i sample i's score (frequency weights:
+    w_i copies of the row); HC1 scales it by nobs / (nobs - k), as
+    statsmodels' OLS does (its GLM and discrete models report HC1 equal to
+    HC0: adjust_df=False)."""
+    meat = prob.score_outer_sum(prob.kernel_params(theta))
+    cov = bread @ meat @ bread
+    cov = (cov + cov.T) / 2
+    if cov_type == "HC1":
+        cov *= prob.W / (prob.W - theta.size) if prob.W > theta.size else math.nan
+    return cov
+
+
+def score_outer_sum(glm_kernels, fisher_kernels, X, labels, targets, w, params, offset, family, fit_intercept,
+                    keep):
+    """sum_i w_i s_i s_i^T over these samples (they add up over chunks),
+    s_i = (mu_i - y_i) kron xt_i the gradient of sample i's negative
+    log-likelihood in the kept outputs' parameters (the information's
+    layout): one-output families as the weighted Gram matrix of X with
+    weights w (mu - y)^2 (the exact-Fisher kernel, gaussian), multinomial
+    as a symmetric rank-k update of the scores, formed a block of rows at
+    a time."""
+    n, d = X.shape
+    D = d + bool(fit_intercept)
+    mu = np.empty((n, params.shape[0]))
+    glm_kernels.glm_predict(X, params, offset, family_code(family), mu)
+    if family != "multinomial":
+        residual = mu[:, 0] - targets[:, 0]
+        meat = np.zeros((D, D))
+        fisher_kernels.glm_fisher(X, np.zeros((1, d + 1)), offset[:0], family_code("gaussian"),
+                                  residual * residual * (w if w.size else 1.0), int(fit_intercept), -1, meat)
+        return _symmetric(meat)
+    mu[np.arange(n), labels] -= 1.0
+    residual = mu[:, keep]
+    P = residual.shape[1] * D
+    meat = np.zeros((P, P))
+    rows = max(1, SCORE_BLOCK // max(P, 1))
+    for r0 in range(0, n, rows):
+        r, x = residual[r0:r0 + rows], X[r0:r0 + rows]
+        xt = np.hstack([x, np.ones((len(x), 1))]) if fit_intercept else x
+        scores = np.ascontiguousarray((r[:, :, None] * xt[:, None, :]).reshape(len(r), P))
+        fisher_kernels.fisher_accumulate(scores, w[r0:r0 + rows] if w.size else w, 1.0, 1.0, meat)
+    return _symmetric(meat)

@@ -94,6 +94,20 @@ def test_fit_mle_with_an_offset_equals_in_memory(rng, family):
     assert rel(expected.params, fastmle.fit_mle(X, y, family, sample_weight=w).params) > 1e-3  # it mattered
 
 
+@pytest.mark.parametrize("family", ["multinomial", "binomial", "poisson", "gaussian"])
+def test_fit_mle_robust_covariance_equals_in_memory(rng, family):
+    # the sandwich's meat, sum w s s^T, chunk by chunk (the one-row chunk too)
+    X, y, w = data(family, rng)
+    ref = 0 if family == "multinomial" else None
+    Xd, yd, wd = chunked(X, y, w)
+    for cov_type in ("HC0", "HC1"):
+        expected = fastmle.fit_mle(X, y, family, reference_class=ref, sample_weight=w, cov_type=cov_type)
+        got = fd.fit_mle(Xd, yd, family, reference_class=ref, sample_weight=wd, cov_type=cov_type)
+        assert got.cov_type == cov_type and rel(got.cov_params(), expected.cov_params()) < 1e-10
+    with pytest.raises(ValueError, match="unknown cov_type"):
+        fd.fit_mle(Xd, yd, family, reference_class=ref, cov_type="robust")
+
+
 def test_fit_mle_leaves_rows_of_weight_zero_out_chunk_by_chunk(rng):
     # as in memory: rows of weight 0 whose exp overflows (an offset of 720,
     # a feature of 1e4) do not make the sums NaN, in a chunk of them alone

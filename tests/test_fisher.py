@@ -829,6 +829,70 @@ def test_fit_mle_leaves_rows_of_weight_zero_out(rng, backend):
         np.testing.assert_allclose(getattr(fit, name), getattr(rest, name), rtol=1e-12, err_msg=name)
 
 
+def _robust_data(rng, n=3000):
+    X = rng.standard_normal((n, 3))
+    return X, {"binomial": (X @ [0.5, -0.3, 0.2] + rng.logistic(size=n) > 0).astype(int),
+               "poisson": rng.negative_binomial(2, 1 / (1 + np.exp(X @ [0.3, -0.2, 0.1]) / 2)),  # overdispersed
+               "gaussian": X @ [1.0, 2.0, 3.0] + rng.standard_normal(n) * (1 + np.abs(X[:, 0])),
+               "multinomial": np.argmax(X @ rng.standard_normal((3, 3)) + rng.gumbel(size=(n, 3)), axis=1)}
+
+
+def test_fit_mle_robust_covariance_matches_statsmodels(rng):
+    sm = pytest.importorskip("statsmodels.api")
+    X, ys = _robust_data(rng)
+    Xc = sm.add_constant(X, prepend=False)
+    peers = {"binomial": lambda y, ct: sm.Logit(y, Xc).fit(cov_type=ct, disp=0),
+             "poisson": lambda y, ct: sm.Poisson(y, Xc).fit(cov_type=ct, disp=0),
+             "gaussian": lambda y, ct: sm.OLS(y, Xc).fit(cov_type=ct),
+             "multinomial": lambda y, ct: sm.MNLogit(y, Xc).fit(cov_type=ct, disp=0)}
+    for family, y in ys.items():
+        ref = {"reference_class": 0} if family == "multinomial" else {}
+        plain = fastmle.fit_mle(X, y, family, **ref)
+        hc0 = fastmle.fit_mle(X, y, family, cov_type="HC0", **ref)
+        hc1 = fastmle.fit_mle(X, y, family, cov_type="HC1", **ref)
+        assert (plain.cov_type, hc0.cov_type) == ("nonrobust", "HC0") and "Covariance type" in hc0.summary()
+        np.testing.assert_array_equal(hc0.params, plain.params)
+        np.testing.assert_allclose(hc0.bse, np.asarray(peers[family](y, "HC0").bse), rtol=1e-9, err_msg=family)
+        np.testing.assert_allclose(hc1.cov_params(), hc0.cov_params() * 3000 / (3000 - plain.k_params), rtol=1e-12)
+        # the sandwich differs from the model's covariance where the model is wrong
+        assert np.max(np.abs(hc0.bse / plain.bse - 1)) > 0.02 or family in ("binomial", "multinomial")
+    np.testing.assert_allclose(fastmle.fit_mle(X, ys["gaussian"], "gaussian", cov_type="HC1").bse,
+                               sm.OLS(ys["gaussian"], Xc).fit(cov_type="HC1").bse, rtol=1e-9)
+    # a poisson rate model's, against statsmodels' GLM with exposure
+    exposure = rng.uniform(1.0, 10.0, 3000)
+    counts = rng.negative_binomial(2, 1 / (1 + exposure * np.exp(X @ [0.3, -0.2, 0.1] - 1) / 2))
+    glm = sm.GLM(counts, Xc, family=sm.families.Poisson(), exposure=exposure).fit(cov_type="HC0")
+    np.testing.assert_allclose(fastmle.fit_mle(X, counts, "poisson", exposure=exposure, cov_type="HC0").bse,
+                               glm.bse, rtol=1e-8)
+
+
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_robust_covariance_counts_frequency_weights(rng, backend, monkeypatch):
+    # integer weights are rows repeated (HC1's nobs is their total), rows
+    # of weight 0 are left out, and the multinomial scores' blocks of rows
+    # (a few rows at a time here) add up to the whole
+    from fastmle import mle
+
+    X, ys = _robust_data(rng, n=400)
+    w = rng.integers(0, 4, 400)
+    repeated = np.repeat(np.arange(400), w)
+    monkeypatch.setattr(mle, "SCORE_BLOCK", 7 * 8)
+    for family, y in ys.items():
+        ref = {"reference_class": 1} if family == "multinomial" else {}
+        for cov_type in ("HC0", "HC1"):
+            got = fastmle.fit_mle(X, y, family, sample_weight=w, cov_type=cov_type, backend=backend, **ref)
+            rows = fastmle.fit_mle(X[repeated], y[repeated], family, cov_type=cov_type, backend=backend, **ref)
+            np.testing.assert_allclose(got.cov_params(), rows.cov_params(), rtol=1e-9, err_msg=family)
+
+
+def test_fit_mle_robust_covariance_refusals(rng):
+    X, ys = _robust_data(rng, n=100)
+    with pytest.raises(ValueError, match="unknown cov_type 'HC3'; available: 'nonrobust', 'HC0', 'HC1'"):
+        fastmle.fit_mle(X, ys["binomial"], "binomial", cov_type="HC3")
+    with pytest.raises(ValueError, match="cov_type='HC0' .* needs alpha=0"):
+        fastmle.fit_mle(X, ys["binomial"], "binomial", cov_type="HC0", alpha=1.0)
+
+
 def test_fit_mle_quasi_complete_separation_is_reported(rng):
     # six samples at x = 0 of both classes, the rest separated by the sign
     # of x: the coefficient runs off; once a report with converged=False
