@@ -143,7 +143,8 @@ class MLEResult:
 
     def cov_params(self):
         """The asymptotic covariance of params.ravel(order="F"): the inverse
-        Fisher information at the estimate (times sigma^2 for gaussian)."""
+        Fisher information at the estimate (times sigma^2 for gaussian), or
+        with ``cov_type`` "HC0" / "HC1" the sandwich (not scaled)."""
         return self._cov.copy()
 
     def conf_int(self, alpha=0.05):
@@ -827,9 +828,10 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
 
     The gaussian family estimates sigma^2 by maximum likelihood (RSS / n,
     weighted) and reports the log-likelihood at it, as statsmodels' OLS
-    does; its standard errors use that sigma^2 (statsmodels' OLS uses RSS /
-    (n - p): multiply by sqrt(n / (n - p)) to compare, n being ``nobs``,
-    the total weight).
+    does; its model-based standard errors use that sigma^2 (statsmodels'
+    OLS uses RSS / (n - p): multiply by sqrt(n / (n - p)) to compare, n
+    being ``nobs``, the total weight); the sandwich of ``cov_type`` needs
+    no sigma^2.
 
     Examples
     --------
@@ -1107,7 +1109,10 @@ def _covariance(prob, F):
 
 def _result(prob, theta, F, f, it, converged, names):
     """MLEResult from the final parameters and the information at them."""
-    cov = _covariance(prob, F)
+    try:
+        cov = _covariance(prob, F)
+    except np.linalg.LinAlgError:  # singular, though its Cholesky factor had a pivot of rounding's size
+        _raise_singular(prob, theta, it)
     cov_type = getattr(prob, "cov_type", "nonrobust")
     if cov_type != "nonrobust":  # the sandwich F^-1 B F^-1: scale-free, so not scaled below
         cov = _sandwich(prob, theta, cov, cov_type)

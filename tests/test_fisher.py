@@ -885,6 +885,19 @@ def test_fit_mle_robust_covariance_counts_frequency_weights(rng, backend, monkey
             np.testing.assert_allclose(got.cov_params(), rows.cov_params(), rtol=1e-9, err_msg=family)
 
 
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_poisson_group_of_zero_counts_is_separation_not_a_bare_linalg_error(backend):
+    # a group whose counts are all 0: its mean runs to 0 and the information
+    # about the group's contrast with it vanishes. For some draws the steps
+    # stopped with F = [[32, 32], [32, 32]] (a Cholesky pivot of rounding's
+    # size passed), and inv raised numpy's bare "Singular matrix"
+    x = np.r_[np.zeros(10), np.ones(10)][:, None]
+    for seed in (0, 2, 4):
+        y = np.r_[np.zeros(10), np.random.default_rng(seed).poisson(3, 10)].astype(float)
+        with pytest.raises(fastmle.PerfectSeparationError, match="10 of 20 samples fitted with mean within 1e-8"):
+            fastmle.fit_mle(x, y, "poisson", backend=backend)
+
+
 def test_fit_mle_robust_covariance_refusals(rng):
     X, ys = _robust_data(rng, n=100)
     with pytest.raises(ValueError, match="unknown cov_type 'HC3'; available: 'nonrobust', 'HC0', 'HC1'"):
