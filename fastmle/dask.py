@@ -452,6 +452,8 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     (True, ['x0', 'x1', 'intercept'])
     """
     _mle.check_fit_options(alpha, max_iter, tol)
+    if cov_type == "cluster":
+        raise ValueError("cov_type='cluster' is not implemented for dask arrays; 'HC0' and 'HC1' are")
     _mle.check_cov_type(cov_type, alpha)
     columns = _mle.parameter_names(X)
     prob = _DaskProblem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset,

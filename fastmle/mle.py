@@ -559,7 +559,7 @@ class _Problem(_Objective):
     """fit_mle's data in memory, in the kernels' layout."""
 
     def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset=None,
-                 exposure=None):
+                 exposure=None, groups=None):
         refuse_sparse(X, "X", "fit_mle takes")
         X = real_array(X, "X")
         converted = X.dtype.kind in "biuf" and X.dtype != np.float64
@@ -576,10 +576,16 @@ class _Problem(_Objective):
         if family != "multinomial" and self.targets.shape[1] != 1:
             raise ValueError(f"fit_mle fits one response; y has shape {np.shape(y)}")
         self.targets, self.offset = offset_response(family, self.targets, total_offset(offset, exposure, family, n))
-        kept = positive_weight_rows(self.w, self.X, self.labels, self.targets, self.offset)
+        codes = cluster_codes(groups, n)
+        kept = positive_weight_rows(self.w, self.X, self.labels, self.targets, self.offset, codes)
         if kept[0] is not self.w:  # one copy of the rows that count
-            self.w, self.X, self.labels, self.targets, self.offset = kept
+            self.w, self.X, self.labels, self.targets, self.offset, codes = kept
             self.copied_X, n = True, self.X.shape[0]
+        if groups is not None:
+            self.cluster, self.n_clusters = renumbered(codes)
+            if self.n_clusters < 2:
+                raise ValueError(f"cov_type='cluster' needs at least 2 clusters among the samples of positive "
+                                 f"weight, got {self.n_clusters}")
         K = len(classes) if family == "multinomial" else 1
         super().__init__(family, classes, reference_class, alpha, fit_intercept, n, self.X.shape[1],
                          response_stats(family, self.labels, self.targets, self.w, K),
@@ -610,6 +616,10 @@ class _Problem(_Objective):
         return score_outer_sum(self.glm, self.fisher_kernels, self.X, self.labels, self.targets, self.w, params,
                                self.offset, self.family, self.fit_intercept, self.keep)
 
+    def cluster_score_sums(self, params):
+        return cluster_score_sums(self.glm, self.X, self.labels, self.targets, self.w, params, self.offset,
+                                  self.family, self.fit_intercept, self.keep, self.cluster, self.n_clusters)
+
     def _saturated(self, params):
         mu = np.empty((self.n, self.K))
         self.glm.glm_predict(self.X, params, self.offset, self.code, mu)
@@ -626,15 +636,38 @@ class _Problem(_Objective):
         return math.exp(float(offset.min()) - float(offset.max())) if offset.size else 0.0
 
 
+def cluster_codes(groups, n):
+    """Each sample's cluster label as a code 0, 1, ... (None: no groups),
+    checked."""
+    if groups is None:
+        return None
+    labels = np.asarray(groups)
+    if labels.shape != (n,):
+        raise ValueError(f"groups must have shape ({n},), got {labels.shape}")
+    if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
+        raise ValueError("groups contains NaN or infinity")
+    try:
+        return renumbered(labels)[0]
+    except TypeError as exc:  # e.g. None among strings
+        raise ValueError(f"groups must be labels of one sortable type: {exc}") from exc
+
+
+def renumbered(labels):
+    """(codes 0 .. G - 1 in the labels' sorted order, G)."""
+    values, codes = np.unique(labels, return_inverse=True)
+    return codes.reshape(-1).astype(np.int64), len(values)
+
+
 def positive_weight_rows(w, *arrays):
     """(w, *arrays) without the samples of weight 0, or the same objects when
-    every weight is positive (w empty: all ones; an empty array stays empty).
+    every weight is positive (w empty: all ones; an empty array, or None,
+    stays as it is).
     The kernels evaluate every row they are given, and a linear predictor
     that overflows on a row of weight 0 made its term 0 * inf = NaN."""
     if not w.size or w.all():
         return (w, *arrays)
     kept = np.flatnonzero(w)
-    return (w[kept], *(a[kept] if len(a) else a for a in arrays))
+    return (w[kept], *(a[kept] if a is not None and len(a) else a for a in arrays))
 
 
 def intercept_only_sums(family, y, w, offset, b):
@@ -745,7 +778,7 @@ def check_fit_options(alpha, max_iter, tol):
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            offset=None, exposure=None, cov_type="nonrobust", max_iter=100, tol=TOL, backend=None):
+            offset=None, exposure=None, cov_type="nonrobust", groups=None, max_iter=100, tol=TOL, backend=None):
     """Fit a GLM by maximum likelihood (Fisher scoring) and return its
     estimates with standard errors and the usual statistics.
 
@@ -799,9 +832,14 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         with B the sum of w_i s_i s_i^T over the samples' scores (White,
         Huber; valid when the variance function is wrong, e.g. overdispersed
         counts). "HC1" scales "HC0" by nobs / (nobs - k), as statsmodels'
-        OLS (its GLM and discrete models report HC1 equal to HC0). Needs
-        ``alpha=0``; two more passes over X (the predictions, then the
-        scores' sum).
+        OLS (its GLM and discrete models report HC1 equal to HC0).
+        "cluster" (with ``groups``) sums the scores within each cluster
+        first (cluster-robust: samples of one cluster may be correlated)
+        and scales by G / (G - 1) (nobs - 1) / (nobs - k), statsmodels'
+        default. Needs ``alpha=0``; two more passes over X (the
+        predictions, then the scores' sum).
+    groups : array (n_samples,), optional
+        Each sample's cluster label, for ``cov_type="cluster"``.
     max_iter : int
         A fit stopped by it with samples at probability 0 or 1 and vanished
         information looks separated; below 100, it is run again to 100
@@ -855,8 +893,9 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     """
     check_fit_options(alpha, max_iter, tol)
     columns = parameter_names(X)
-    check_cov_type(cov_type, alpha)
-    prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset, exposure)
+    check_cov_type(cov_type, alpha, groups)
+    prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset, exposure,
+                    groups)
     prob.cov_type = cov_type
     return fisher_scoring(prob, columns(prob), max_iter, tol)
 
@@ -1161,13 +1200,16 @@ def _result(prob, theta, F, f, it, converged, names):
                      alpha=prob.alpha, scale=scale, cov_type=cov_type)
 
 
-COV_TYPES = ("nonrobust", "HC0", "HC1")
+COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
 SCORE_BLOCK = 1 << 21  # score elements formed at a time for the multinomial sandwich (16 MB)
 
 
-def check_cov_type(cov_type, alpha):
+def check_cov_type(cov_type, alpha, groups=None):
     if cov_type not in COV_TYPES:
         raise ValueError(f"unknown cov_type {cov_type!r}; available: {', '.join(map(repr, COV_TYPES))}")
+    if (cov_type == "cluster") != (groups is not None):
+        raise ValueError("cov_type='cluster' needs groups= (each sample's cluster label), and groups= is only "
+                         "for it")
     if cov_type != "nonrobust" and alpha != 0:
         raise ValueError(f"cov_type={cov_type!r} is the sandwich of the maximum-likelihood estimate: "
                          f"it needs alpha=0 (a penalized estimate's is not implemented)")
@@ -1178,13 +1220,36 @@ def _sandwich(prob, theta, bread, cov_type):
     with B = sum_i w_i s_i s_i^T, s_i sample i's score (frequency weights:
     w_i copies of the row); HC1 scales it by nobs / (nobs - k), as
     statsmodels' OLS does (its GLM and discrete models report HC1 equal to
-    HC0: adjust_df=False)."""
-    meat = prob.score_outer_sum(prob.kernel_params(theta))
+    HC0: adjust_df=False). "cluster" takes B = sum_g S_g S_g^T over the
+    clusters' score sums S_g, scaled by G / (G - 1) (nobs - 1) / (nobs - k),
+    statsmodels' default for every model."""
+    k, W = theta.size, prob.W
+    if cov_type == "cluster":
+        sums = prob.cluster_score_sums(prob.kernel_params(theta))
+        meat = sums.T @ sums
+        G = len(sums)  # statsmodels' default small-sample correction
+        factor = G / (G - 1) * (W - 1) / (W - k) if W > k else math.nan
+    else:
+        meat = prob.score_outer_sum(prob.kernel_params(theta))
+        factor = 1.0 if cov_type == "HC0" else (W / (W - k) if W > k else math.nan)
     cov = bread @ meat @ bread
-    cov = (cov + cov.T) / 2
-    if cov_type == "HC1":
-        cov *= prob.W / (prob.W - theta.size) if prob.W > theta.size else math.nan
-    return cov
+    return (cov + cov.T) / 2 * factor
+
+
+def _residuals(glm_kernels, X, labels, targets, params, offset, family, keep):
+    """mu - y of each sample and kept output, (n, K')."""
+    mu = np.empty((X.shape[0], params.shape[0]))
+    glm_kernels.glm_predict(X, params, offset, family_code(family), mu)
+    if family != "multinomial":
+        return mu - targets
+    mu[np.arange(X.shape[0]), labels] -= 1.0
+    return mu[:, keep]
+
+
+def _scores(x, residual, fit_intercept):
+    """The rows' scores residual kron xt, (rows, K' D), contiguous."""
+    xt = np.hstack([x, np.ones((len(x), 1))]) if fit_intercept else x
+    return np.ascontiguousarray((residual[:, :, None] * xt[:, None, :]).reshape(len(x), -1))
 
 
 def score_outer_sum(glm_kernels, fisher_kernels, X, labels, targets, w, params, offset, family, fit_intercept,
@@ -1196,24 +1261,39 @@ def score_outer_sum(glm_kernels, fisher_kernels, X, labels, targets, w, params, 
     weights w (mu - y)^2 (the exact-Fisher kernel, gaussian), multinomial
     as a symmetric rank-k update of the scores, formed a block of rows at
     a time."""
-    n, d = X.shape
+    d = X.shape[1]
     D = d + bool(fit_intercept)
-    mu = np.empty((n, params.shape[0]))
-    glm_kernels.glm_predict(X, params, offset, family_code(family), mu)
+    residual = _residuals(glm_kernels, X, labels, targets, params, offset, family, keep)
     if family != "multinomial":
-        residual = mu[:, 0] - targets[:, 0]
         meat = np.zeros((D, D))
         fisher_kernels.glm_fisher(X, np.zeros((1, d + 1)), offset[:0], family_code("gaussian"),
-                                  residual * residual * (w if w.size else 1.0), int(fit_intercept), -1, meat)
+                                  residual[:, 0] ** 2 * (w if w.size else 1.0), int(fit_intercept), -1, meat)
         return _symmetric(meat)
-    mu[np.arange(n), labels] -= 1.0
-    residual = mu[:, keep]
     P = residual.shape[1] * D
     meat = np.zeros((P, P))
-    rows = max(1, SCORE_BLOCK // max(P, 1))
-    for r0 in range(0, n, rows):
-        r, x = residual[r0:r0 + rows], X[r0:r0 + rows]
-        xt = np.hstack([x, np.ones((len(x), 1))]) if fit_intercept else x
-        scores = np.ascontiguousarray((r[:, :, None] * xt[:, None, :]).reshape(len(r), P))
+    rows = max(1, SCORE_BLOCK // P)
+    for r0 in range(0, X.shape[0], rows):
+        scores = _scores(X[r0:r0 + rows], residual[r0:r0 + rows], fit_intercept)
         fisher_kernels.fisher_accumulate(scores, w[r0:r0 + rows] if w.size else w, 1.0, 1.0, meat)
     return _symmetric(meat)
+
+
+def cluster_score_sums(glm_kernels, X, labels, targets, w, params, offset, family, fit_intercept, keep, codes,
+                       n_groups):
+    """(n_groups, K' D): each cluster's sum of w_i s_i, the scores formed
+    a block of rows at a time in the order of their cluster codes (each
+    block's runs of one code summed by reduceat)."""
+    residual = _residuals(glm_kernels, X, labels, targets, params, offset, family, keep)
+    P = residual.shape[1] * (X.shape[1] + bool(fit_intercept))
+    order = np.argsort(codes, kind="stable")
+    sums = np.zeros((n_groups, P))
+    rows = max(1, SCORE_BLOCK // P)
+    for r0 in range(0, len(order), rows):
+        idx = order[r0:r0 + rows]
+        scores = _scores(X[idx], residual[idx], fit_intercept)
+        if w.size:
+            scores *= w[idx, None]
+        run_codes = codes[idx]
+        starts = np.flatnonzero(np.r_[True, run_codes[1:] != run_codes[:-1]])
+        sums[run_codes[starts]] += np.add.reduceat(scores, starts, axis=0)
+    return sums

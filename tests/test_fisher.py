@@ -885,6 +885,76 @@ def test_fit_mle_robust_covariance_counts_frequency_weights(rng, backend, monkey
             np.testing.assert_allclose(got.cov_params(), rows.cov_params(), rtol=1e-9, err_msg=family)
 
 
+def _clustered_data(rng, n=600, G=30):
+    groups = rng.integers(0, G, n)
+    X = rng.standard_normal((n, 2))
+    shared = rng.standard_normal(G)[groups]  # a cluster effect: samples of one cluster are correlated
+    return X, groups, {
+        "binomial": (X[:, 0] + shared + rng.logistic(size=n) > 0).astype(int),
+        "poisson": rng.poisson(np.exp(0.3 * X[:, 0] + 0.5 * shared)),
+        "gaussian": X @ [1.0, 2.0] + shared + rng.standard_normal(n),
+        "multinomial": np.argmax(X @ rng.standard_normal((2, 3)) + shared[:, None] * [1.0, 0.0, -1.0]
+                                 + rng.gumbel(size=(n, 3)), axis=1)}
+
+
+def test_fit_mle_cluster_robust_covariance_matches_statsmodels(rng):
+    sm = pytest.importorskip("statsmodels.api")
+    X, groups, ys = _clustered_data(rng)
+    Xc = sm.add_constant(X, prepend=False)
+    kw = dict(cov_type="cluster", cov_kwds={"groups": groups})
+    peers = {"binomial": lambda y: sm.Logit(y, Xc).fit(disp=0, **kw),
+             "poisson": lambda y: sm.Poisson(y, Xc).fit(disp=0, **kw),
+             "gaussian": lambda y: sm.OLS(y, Xc).fit(**kw),
+             "multinomial": lambda y: sm.MNLogit(y, Xc).fit(disp=0, **kw)}
+    names = np.array([f"school {g}" for g in range(30)])[groups]  # any sortable labels
+    for family, y in ys.items():
+        ref = {"reference_class": 0} if family == "multinomial" else {}
+        fit = fastmle.fit_mle(X, y, family, cov_type="cluster", groups=names, **ref)
+        np.testing.assert_allclose(fit.bse, np.asarray(peers[family](y).bse), rtol=1e-9, err_msg=family)
+        assert fit.cov_type == "cluster"
+        # the clusters matter here: wider than HC0's
+        assert np.max(fit.bse / fastmle.fit_mle(X, y, family, cov_type="HC0", **ref).bse) > 1.2
+
+
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_cluster_robust_covariance_weights_and_blocks(rng, backend, monkeypatch):
+    # integer weights are rows repeated (in their clusters), a cluster whose
+    # rows all weigh 0 is not counted in G, and the scores' blocks (7 rows
+    # here) cut through clusters
+    from fastmle import mle
+
+    X, groups, ys = _clustered_data(rng, n=300)
+    w = rng.integers(0, 4, 300)
+    w[groups == 3] = 0
+    repeated = np.repeat(np.arange(300), w)
+    monkeypatch.setattr(mle, "SCORE_BLOCK", 7 * 6)
+    for family, y in ys.items():
+        ref = {"reference_class": 2} if family == "multinomial" else {}
+        got = fastmle.fit_mle(X, y, family, sample_weight=w, cov_type="cluster", groups=groups, backend=backend,
+                              **ref)
+        rows = fastmle.fit_mle(X[repeated], y[repeated], family, cov_type="cluster", groups=groups[repeated],
+                               backend=backend, **ref)
+        np.testing.assert_allclose(got.cov_params(), rows.cov_params(), rtol=1e-9, err_msg=family)
+
+
+def test_fit_mle_cluster_robust_covariance_refusals(rng):
+    X, groups, ys = _clustered_data(rng, n=100)
+    y = ys["binomial"]
+    for bad, message in ((dict(cov_type="cluster"), "cov_type='cluster' needs groups="),
+                         (dict(groups=groups), "groups= is only for it"),
+                         (dict(cov_type="cluster", groups=groups[:99]), r"groups must have shape \(100,\)"),
+                         (dict(cov_type="cluster", groups=np.r_[groups[:99], np.nan]), "groups contains NaN"),
+                         (dict(cov_type="cluster", groups=np.ones(100)), "at least 2 clusters .* got 1"),
+                         (dict(cov_type="cluster", groups=groups, alpha=0.5), "needs alpha=0")):
+        with pytest.raises(ValueError, match=message):
+            fastmle.fit_mle(X, y, "binomial", **bad)
+    da = pytest.importorskip("dask.array")
+    fd = pytest.importorskip("fastmle.dask")
+    with pytest.raises(ValueError, match="'cluster' is not implemented for dask arrays"):
+        fd.fit_mle(da.from_array(X, chunks=(50, 2)), da.from_array(y, chunks=50), "binomial",
+                             cov_type="cluster")
+
+
 @pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
 def test_fit_mle_poisson_group_of_zero_counts_is_separation_not_a_bare_linalg_error(backend):
     # a group whose counts are all 0: its mean runs to 0 and the information
