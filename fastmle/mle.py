@@ -71,7 +71,8 @@ class MLEResult:
     (frequency weights, as statsmodels' ``wnobs`` with ``freq_weights``),
     the number of rows without them; BIC's ``log(nobs)`` uses it.
     ``cov_type`` says which covariance the standard errors come from:
-    "nonrobust" (the inverse information) or a sandwich, "HC0" / "HC1".
+    "nonrobust" (the inverse information) or a sandwich, "HC0" / "HC1" /
+    "cluster".
     """
 
     def __init__(self, *, params, cov, llf, llnull, nobs, n_iter, converged, family, fit_intercept,
@@ -144,7 +145,8 @@ class MLEResult:
     def cov_params(self):
         """The asymptotic covariance of params.ravel(order="F"): the inverse
         Fisher information at the estimate (times sigma^2 for gaussian), or
-        with ``cov_type`` "HC0" / "HC1" the sandwich (not scaled)."""
+        with ``cov_type`` "HC0" / "HC1" / "cluster" the sandwich (not
+        scaled by sigma^2)."""
         return self._cov.copy()
 
     def conf_int(self, alpha=0.05):
@@ -646,6 +648,8 @@ def cluster_codes(groups, n):
         raise ValueError(f"groups must have shape ({n},), got {labels.shape}")
     if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
         raise ValueError("groups contains NaN or infinity")
+    if labels.dtype.kind == "O" and np.any(labels != labels):  # a NaN among objects: np.unique mis-sorts it
+        raise ValueError("groups contains NaN")
     try:
         return renumbered(labels)[0]
     except TypeError as exc:  # e.g. None among strings
@@ -1224,6 +1228,10 @@ def _sandwich(prob, theta, bread, cov_type):
     clusters' score sums S_g, scaled by G / (G - 1) (nobs - 1) / (nobs - k),
     statsmodels' default for every model."""
     k, W = theta.size, prob.W
+    if cov_type != "HC0" and not W > k:
+        warnings.warn(f"cov_type={cov_type!r}: the total weight {W:.6g} is not above the number of parameters "
+                      f"{k}, so its small-sample correction, and the standard errors, are NaN (the weights are "
+                      f"frequency weights: nobs is their sum)", RuntimeWarning, stacklevel=6)
     if cov_type == "cluster":
         sums = prob.cluster_score_sums(prob.kernel_params(theta))
         meat = sums.T @ sums

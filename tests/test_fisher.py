@@ -944,10 +944,17 @@ def test_fit_mle_cluster_robust_covariance_refusals(rng):
                          (dict(groups=groups), "groups= is only for it"),
                          (dict(cov_type="cluster", groups=groups[:99]), r"groups must have shape \(100,\)"),
                          (dict(cov_type="cluster", groups=np.r_[groups[:99], np.nan]), "groups contains NaN"),
+                         # among objects np.unique mis-sorts a NaN, and had split clusters silently
+                         (dict(cov_type="cluster", groups=np.r_[groups[:99], np.nan].astype(object)),
+                          "groups contains NaN"),
                          (dict(cov_type="cluster", groups=np.ones(100)), "at least 2 clusters .* got 1"),
                          (dict(cov_type="cluster", groups=groups, alpha=0.5), "needs alpha=0")):
         with pytest.raises(ValueError, match=message):
             fastmle.fit_mle(X, y, "binomial", **bad)
+    # frequency weights summing to 1: no small-sample correction exists, and it says so
+    with pytest.warns(RuntimeWarning, match="total weight 1 is not above the number of parameters 3"):
+        tiny = fastmle.fit_mle(X, y, "binomial", sample_weight=np.full(100, 0.01), cov_type="cluster", groups=groups)
+    assert np.isnan(tiny.bse).all()
     da = pytest.importorskip("dask.array")
     fd = pytest.importorskip("fastmle.dask")
     with pytest.raises(ValueError, match="'cluster' is not implemented for dask arrays"):
