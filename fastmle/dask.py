@@ -84,7 +84,7 @@ def _check_chunks(X, **aligned):
             raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
         if a.shape[:1] != X.shape[:1]:
             raise ValueError(f"{name} has {a.shape[0] if a.ndim else 0} samples but X has {X.shape[0]}")
-        if name in ("sample_weight", "offset", "exposure") and a.ndim != 1:
+        if name in ("sample_weight", "offset", "exposure", "groups") and a.ndim != 1:
             # a chunk's (rows, k) weights reached the kernels as rows x k
             # values, and (rows, 0) ones as no weights at all
             raise ValueError(f"{name} must be 1-D (n_samples,), got shape {a.shape}")
@@ -324,37 +324,73 @@ def _chunk_setup(Xc, yc, wc, oc, ec, family, classes, fit_intercept, backend):
     return stats, _fisher._symmetric(gram), Xc.shape[0]
 
 
-def _chunk_terms(Xc, yc, wc, oc, ec, params, family, classes, fit_intercept, ref, backend, P, want):
+def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept, ref, backend, P, want):
     """A chunk's (loss, gradient (K, d + 1), Fisher (P, P) or None, saturated
-    count or None, sum of w s s^T (P, P) or None) at the kernel params."""
+    count or None, sum of w s s^T (P, P) or None, _ClusterSums or None) at
+    the kernel params; the loss and gradient (zeros otherwise) with the
+    Fisher only."""
     Xc = _glm.native_array(Xc, np.float64)
     params = _glm.native_array(params, np.float64)  # unpickled on a worker: maybe unaligned
     labels, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, classes, Xc.shape[0])
-    w, Xc, labels, targets, offset = _mle.positive_weight_rows(w, Xc, labels, targets, offset)
+    groups = None if gc is None else np.asarray(gc)
+    w, Xc, labels, targets, offset, groups = _mle.positive_weight_rows(w, Xc, labels, targets, offset, groups)
     n = Xc.shape[0]
     code = _glm.family_code(family)
     loss, grad = np.zeros(1), np.zeros_like(params)
     F = np.zeros((P, P)) if "fisher" in want else None
     saturated = 0 if "saturated" in want else None
+    meat = np.zeros((P, P)) if "meat" in want else None
+    clusters = _ClusterSums(np.empty(0, groups.dtype), np.zeros((0, P))) if "cluster" in want else None
     if n:
-        _dispatch.kernels(backend, "glm").glm_loss_grad(Xc, labels, targets, w, params, offset, code, loss, grad)
+        glm, fisher = _dispatch.kernels(backend, "glm"), _dispatch.kernels(backend, "fisher")
+        keep = [k for k in range(params.shape[0]) if k != ref]
         if F is not None:
-            _dispatch.kernels(backend, "fisher").glm_fisher(Xc, params, offset, code, w, int(fit_intercept), ref, F)
+            glm.glm_loss_grad(Xc, labels, targets, w, params, offset, code, loss, grad)
+            fisher.glm_fisher(Xc, params, offset, code, w, int(fit_intercept), ref, F)
             F = _fisher._symmetric(F)
         if saturated is not None:
             mu = np.empty((n, params.shape[0]))
-            _dispatch.kernels(backend, "glm").glm_predict(Xc, params, offset, code, mu)
+            glm.glm_predict(Xc, params, offset, code, mu)
             saturated = _mle.saturated_count(mu, family)
-    meat = np.zeros((P, P)) if "meat" in want else None
-    if n and meat is not None:
-        keep = [k for k in range(params.shape[0]) if k != ref]
-        meat = _mle.score_outer_sum(_dispatch.kernels(backend, "glm"), _dispatch.kernels(backend, "fisher"), Xc,
-                                    labels, targets, w, params, offset, family, fit_intercept, keep)
-    return float(loss[0]), grad, F, saturated, meat
+        if meat is not None:
+            meat = _mle.score_outer_sum(glm, fisher, Xc, labels, targets, w, params, offset, family, fit_intercept,
+                                        keep)
+        if clusters is not None:
+            names, codes = np.unique(groups, return_inverse=True)
+            clusters = _ClusterSums(names, _mle.cluster_score_sums(
+                glm, Xc, labels, targets, w, params, offset, family, fit_intercept, keep, codes.reshape(-1),
+                len(names)))
+    return float(loss[0]), grad, F, saturated, meat, clusters
+
+
+class _ClusterSums:
+    """Some chunks' score sums (G, P) by cluster label (sorted); + merges
+    two by label, so that the chunks' tree adds them up."""
+
+    def __init__(self, labels, sums):
+        self.labels, self.sums = labels, sums
+
+    def __add__(self, other):
+        labels, codes = np.unique(np.concatenate([self.labels, other.labels]), return_inverse=True)
+        sums = np.zeros((len(labels), self.sums.shape[1]))
+        np.add.at(sums, codes.reshape(-1), np.vstack([self.sums, other.sums]))
+        return _ClusterSums(labels, sums)
 
 
 def _add_terms(a, b):
     return tuple(None if u is None else u + v for u, v in zip(a, b))
+
+
+def _chunk_cluster_labels(gc, wc):
+    """A chunk's cluster labels among its samples of positive weight, checked."""
+    labels = np.asarray(gc)
+    _mle.cluster_codes(labels, len(labels))  # (its shape and NaN checks)
+    w = np.empty(0) if wc is None else _glm.native_array(wc, np.float64)
+    return np.unique(labels[w > 0] if w.size else labels)
+
+
+def _merge_labels(a, b):
+    return np.unique(np.concatenate([a, b]))
 
 
 def _chunk_intercept_only_sums(yc, wc, oc, ec, family, b):
@@ -371,16 +407,16 @@ class _DaskProblem(_mle._Objective):
     it), reduced up a fixed tree."""
 
     def __init__(self, X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset=None,
-                 exposure=None):
+                 exposure=None, groups=None):
         _refuse_sparse_chunks(X, "fit_mle")
-        X, a = _check_chunks(X, y=y, sample_weight=sample_weight, offset=offset, exposure=exposure)
+        X, a = _check_chunks(X, y=y, sample_weight=sample_weight, offset=offset, exposure=exposure, groups=groups)
         if a["y"] is None:
             raise ValueError("y is required")
         _glm.family_code(family)
         _mle.check_offset_family(family, offset, exposure)  # (their values are checked chunk by chunk)
         _validate.real_array(np.empty(0, X.dtype), "X")  # the dtype, checked without computing X
         self.X, self.y, self.w = X, a["y"], a["sample_weight"]
-        self.offset, self.exposure = a["offset"], a["exposure"]
+        self.offset, self.exposure, self.groups = a["offset"], a["exposure"], a["groups"]
         self.backend = _dispatch.resolve(backend)
         # y's shapes as in memory: a column is one response, but not labels
         if family == "multinomial" and self.y.ndim != 1:
@@ -397,11 +433,16 @@ class _DaskProblem(_mle._Objective):
         super().__init__(family, classes, reference_class, alpha, fit_intercept, int(n), X.shape[1], stats,
                          _mle.kernel_offset(family, offset, exposure))
         self._cache = (None, None)  # (params bytes, Fisher) of the last pass
+        if self.groups is not None:  # a pass over the labels (and weights) only, before fitting
+            n_clusters = len(_map_reduce(_chunk_cluster_labels, _merge_labels, self.groups, self.w))
+            if n_clusters < 2:
+                raise ValueError(f"cov_type='cluster' needs at least 2 clusters among the samples of positive "
+                                 f"weight, got {n_clusters}")
 
     def _pass(self, params, want):
         P = self.Kp * self.D
         ref = -1 if self.ref is None else self.ref
-        return _map_reduce(_chunk_terms, _add_terms, self.X, self.y, self.w, self.offset, self.exposure,
+        return _map_reduce(_chunk_terms, _add_terms, self.X, self.y, self.w, self.offset, self.exposure, self.groups,
                            args=(params, self.family, self.classes, self.fit_intercept, ref, self.backend, P,
                                  want))
 
@@ -426,13 +467,16 @@ class _DaskProblem(_mle._Objective):
     def score_outer_sum(self, params):
         return self._pass(params, ("meat",))[4]
 
+    def cluster_score_sums(self, params):
+        return self._pass(params, ("cluster",))[5].sums
+
     def _intercept_only_sums(self, b):  # a pass over y's chunks (and the offset's), not X's
         return _map_reduce(_chunk_intercept_only_sums, _add, self.y, self.w, self.offset, self.exposure,
                            args=(self.family, b))
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            offset=None, exposure=None, cov_type="nonrobust", max_iter=100, tol=1e-8, backend=None):
+            offset=None, exposure=None, cov_type="nonrobust", groups=None, max_iter=100, tol=1e-8, backend=None):
     """:func:`fastmle.fit_mle` on dask arrays (same arguments, same result):
     Fisher scoring where each iteration is one pass over the chunks (each
     chunk's loss, gradient and exact Fisher from the compiled kernels,
@@ -440,7 +484,7 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     in-memory fit on the same data to rounding (1e-10 relative, tested).
 
     X must be chunked along samples only; y (and sample_weight, offset,
-    exposure) must have X's row chunks. Runs on the scheduler dask is configured with (threads,
+    exposure, groups) must have X's row chunks. Runs on the scheduler dask is configured with (threads,
     processes, or a dask.distributed Client).
 
     >>> import dask.array as da, numpy as np, fastmle.dask
@@ -452,12 +496,10 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     (True, ['x0', 'x1', 'intercept'])
     """
     _mle.check_fit_options(alpha, max_iter, tol)
-    if cov_type == "cluster":
-        raise ValueError("cov_type='cluster' is not implemented for dask arrays; 'HC0' and 'HC1' are")
-    _mle.check_cov_type(cov_type, alpha)
+    _mle.check_cov_type(cov_type, alpha, groups)
     columns = _mle.parameter_names(X)
     prob = _DaskProblem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset,
-                        exposure)
+                        exposure, groups)
     prob.cov_type = cov_type
     return _mle.fisher_scoring(prob, columns(prob), max_iter, tol)
 

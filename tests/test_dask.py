@@ -108,6 +108,36 @@ def test_fit_mle_robust_covariance_equals_in_memory(rng, family):
         fd.fit_mle(Xd, yd, family, reference_class=ref, cov_type="robust")
 
 
+@pytest.mark.parametrize("family", ["multinomial", "binomial", "poisson", "gaussian"])
+def test_fit_mle_cluster_robust_covariance_equals_in_memory(rng, family):
+    # each chunk's score sums by cluster label, merged by label up the tree:
+    # clusters spread over chunks (and the one-row chunk), string labels, a
+    # cluster of weight 0 only
+    X, y, w = data(family, rng)
+    groups = np.array([f"g{k}" for k in range(40)])[rng.integers(0, 40, len(y))]
+    w[groups == "g7"] = 0.0
+    ref = 0 if family == "multinomial" else None
+    expected = fastmle.fit_mle(X, y, family, reference_class=ref, sample_weight=w, cov_type="cluster", groups=groups)
+    Xd, yd, wd, gd = chunked(X, y, w, groups)
+    with dask.config.set(scheduler="threads"):
+        got = fd.fit_mle(Xd, yd, family, reference_class=ref, sample_weight=wd, cov_type="cluster", groups=gd)
+    assert got.cov_type == "cluster" and rel(got.cov_params(), expected.cov_params()) < 1e-10
+    if family == "binomial":  # on worker processes too (the sums pickled between them)
+        client = pytest.importorskip("distributed").Client(processes=True, n_workers=2, threads_per_worker=1,
+                                                             dashboard_address=None)
+        try:
+            remote = fd.fit_mle(Xd, yd, family, sample_weight=wd, cov_type="cluster", groups=gd)
+        finally:
+            client.close()
+        assert rel(remote.cov_params(), expected.cov_params()) < 1e-10
+    with pytest.raises(ValueError, match="at least 2 clusters .* got 1"):
+        fd.fit_mle(Xd, yd, family, reference_class=ref, cov_type="cluster", groups=np.zeros(len(y)))
+    with pytest.raises(ValueError, match="groups contains NaN"):
+        fd.fit_mle(Xd, yd, family, reference_class=ref, cov_type="cluster", groups=np.r_[np.nan, np.ones(len(y) - 1)])
+    with pytest.raises(ValueError, match="groups must be 1-D"):
+        fd.fit_mle(Xd, yd, family, reference_class=ref, cov_type="cluster", groups=np.zeros((len(y), 1)))
+
+
 def test_fit_mle_leaves_rows_of_weight_zero_out_chunk_by_chunk(rng):
     # as in memory: rows of weight 0 whose exp overflows (an offset of 720,
     # a feature of 1e4) do not make the sums NaN, in a chunk of them alone

@@ -955,11 +955,6 @@ def test_fit_mle_cluster_robust_covariance_refusals(rng):
     with pytest.warns(RuntimeWarning, match="total weight 1 is not above the number of parameters 3"):
         tiny = fastmle.fit_mle(X, y, "binomial", sample_weight=np.full(100, 0.01), cov_type="cluster", groups=groups)
     assert np.isnan(tiny.bse).all()
-    da = pytest.importorskip("dask.array")
-    fd = pytest.importorskip("fastmle.dask")
-    with pytest.raises(ValueError, match="'cluster' is not implemented for dask arrays"):
-        fd.fit_mle(da.from_array(X, chunks=(50, 2)), da.from_array(y, chunks=50), "binomial",
-                             cov_type="cluster")
 
 
 @pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
