@@ -390,7 +390,10 @@ def _chunk_cluster_labels(gc, wc):
 
 
 def _merge_labels(a, b):
-    return np.unique(np.concatenate([a, b]))
+    try:
+        return np.unique(np.concatenate([a, b]))
+    except TypeError as exc:  # each chunk's labels sorted, but not the two together (ints and strings)
+        raise ValueError(f"groups must be labels of one sortable type: {exc}") from exc
 
 
 def _chunk_intercept_only_sums(yc, wc, oc, ec, family, b):
@@ -442,7 +445,8 @@ class _DaskProblem(_mle._Objective):
     def _pass(self, params, want):
         P = self.Kp * self.D
         ref = -1 if self.ref is None else self.ref
-        return _map_reduce(_chunk_terms, _add_terms, self.X, self.y, self.w, self.offset, self.exposure, self.groups,
+        groups = self.groups if "cluster" in want else None  # (not loaded by the other passes)
+        return _map_reduce(_chunk_terms, _add_terms, self.X, self.y, self.w, self.offset, self.exposure, groups,
                            args=(params, self.family, self.classes, self.fit_intercept, ref, self.backend, P,
                                  want))
 

@@ -124,7 +124,7 @@ def test_fit_mle_cluster_robust_covariance_equals_in_memory(rng, family):
     assert got.cov_type == "cluster" and rel(got.cov_params(), expected.cov_params()) < 1e-10
     if family == "binomial":  # on worker processes too (the sums pickled between them)
         client = pytest.importorskip("distributed").Client(processes=True, n_workers=2, threads_per_worker=1,
-                                                             dashboard_address=None)
+                                                             dashboard_address=":0")
         try:
             remote = fd.fit_mle(Xd, yd, family, sample_weight=wd, cov_type="cluster", groups=gd)
         finally:
@@ -134,6 +134,10 @@ def test_fit_mle_cluster_robust_covariance_equals_in_memory(rng, family):
         fd.fit_mle(Xd, yd, family, reference_class=ref, cov_type="cluster", groups=np.zeros(len(y)))
     with pytest.raises(ValueError, match="groups contains NaN"):
         fd.fit_mle(Xd, yd, family, reference_class=ref, cov_type="cluster", groups=np.r_[np.nan, np.ones(len(y) - 1)])
+    mixed = np.r_[np.zeros(CHUNKS[0], int), np.ones(len(y) - CHUNKS[0], int)].astype(object)
+    mixed[CHUNKS[0]:] = "b"  # ints in one chunk, strings in the others: sortable alone, not together
+    with pytest.raises(ValueError, match="groups must be labels of one sortable type"):
+        fd.fit_mle(Xd, yd, family, reference_class=ref, cov_type="cluster", groups=mixed)
     with pytest.raises(ValueError, match="groups must be 1-D"):
         fd.fit_mle(Xd, yd, family, reference_class=ref, cov_type="cluster", groups=np.zeros((len(y), 1)))
 
