@@ -837,7 +837,9 @@ def _robust_data(rng, n=3000):
                "multinomial": np.argmax(X @ rng.standard_normal((3, 3)) + rng.gumbel(size=(n, 3)), axis=1)}
 
 
-def test_fit_mle_robust_covariance_matches_statsmodels(rng):
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_robust_covariance_matches_statsmodels(rng, backend):
+    # (multinomial's off-diagonal blocks pass the exact-Fisher kernels negative weights)
     sm = pytest.importorskip("statsmodels.api")
     X, ys = _robust_data(rng)
     Xc = sm.add_constant(X, prepend=False)
@@ -847,36 +849,32 @@ def test_fit_mle_robust_covariance_matches_statsmodels(rng):
              "multinomial": lambda y, ct: sm.MNLogit(y, Xc).fit(cov_type=ct, disp=0)}
     for family, y in ys.items():
         ref = {"reference_class": 0} if family == "multinomial" else {}
-        plain = fastmle.fit_mle(X, y, family, **ref)
-        hc0 = fastmle.fit_mle(X, y, family, cov_type="HC0", **ref)
-        hc1 = fastmle.fit_mle(X, y, family, cov_type="HC1", **ref)
+        plain = fastmle.fit_mle(X, y, family, backend=backend, **ref)
+        hc0 = fastmle.fit_mle(X, y, family, cov_type="HC0", backend=backend, **ref)
+        hc1 = fastmle.fit_mle(X, y, family, cov_type="HC1", backend=backend, **ref)
         assert (plain.cov_type, hc0.cov_type) == ("nonrobust", "HC0") and "Covariance type" in hc0.summary()
         np.testing.assert_array_equal(hc0.params, plain.params)
         np.testing.assert_allclose(hc0.bse, np.asarray(peers[family](y, "HC0").bse), rtol=1e-9, err_msg=family)
         np.testing.assert_allclose(hc1.cov_params(), hc0.cov_params() * 3000 / (3000 - plain.k_params), rtol=1e-12)
         # the sandwich differs from the model's covariance where the model is wrong
         assert np.max(np.abs(hc0.bse / plain.bse - 1)) > 0.02 or family in ("binomial", "multinomial")
-    np.testing.assert_allclose(fastmle.fit_mle(X, ys["gaussian"], "gaussian", cov_type="HC1").bse,
+    np.testing.assert_allclose(fastmle.fit_mle(X, ys["gaussian"], "gaussian", cov_type="HC1", backend=backend).bse,
                                sm.OLS(ys["gaussian"], Xc).fit(cov_type="HC1").bse, rtol=1e-9)
     # a poisson rate model's, against statsmodels' GLM with exposure
     exposure = rng.uniform(1.0, 10.0, 3000)
     counts = rng.negative_binomial(2, 1 / (1 + exposure * np.exp(X @ [0.3, -0.2, 0.1] - 1) / 2))
     glm = sm.GLM(counts, Xc, family=sm.families.Poisson(), exposure=exposure).fit(cov_type="HC0")
-    np.testing.assert_allclose(fastmle.fit_mle(X, counts, "poisson", exposure=exposure, cov_type="HC0").bse,
-                               glm.bse, rtol=1e-8)
+    np.testing.assert_allclose(fastmle.fit_mle(X, counts, "poisson", exposure=exposure, cov_type="HC0",
+                                               backend=backend).bse, glm.bse, rtol=1e-8)
 
 
 @pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
-def test_fit_mle_robust_covariance_counts_frequency_weights(rng, backend, monkeypatch):
-    # integer weights are rows repeated (HC1's nobs is their total), rows
-    # of weight 0 are left out, and the multinomial scores' blocks of rows
-    # (a few rows at a time here) add up to the whole
-    from fastmle import mle
-
+def test_fit_mle_robust_covariance_counts_frequency_weights(rng, backend):
+    # integer weights are rows repeated (HC1's nobs is their total), and
+    # rows of weight 0 are left out
     X, ys = _robust_data(rng, n=400)
     w = rng.integers(0, 4, 400)
     repeated = np.repeat(np.arange(400), w)
-    monkeypatch.setattr(mle, "SCORE_BLOCK", 7 * 8)
     for family, y in ys.items():
         ref = {"reference_class": 1} if family == "multinomial" else {}
         for cov_type in ("HC0", "HC1"):
