@@ -830,7 +830,7 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         Poisson only: counts observed over different exposures (time,
         population), modelled as rates: adds ``log(exposure)`` to the
         offset.
-    cov_type : {"nonrobust", "HC0", "HC1"}
+    cov_type : {"nonrobust", "HC0", "HC1", "cluster"}
         The standard errors' covariance: the inverse Fisher information
         (default), or the heteroskedasticity-robust sandwich F^-1 B F^-1
         with B the sum of w_i s_i s_i^T over the samples' scores (White,
