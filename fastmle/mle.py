@@ -322,6 +322,7 @@ class _Objective:
         self.ref = None
         self.has_offset, self._null = has_offset, None  # (an offset of binomial or poisson)
         self._gram_diag = None
+        self.cov_type = "nonrobust"  # fit_mle's cov_type (the standard errors' covariance)
         if family == "multinomial":
             K = len(classes)
             if K < 2:
@@ -463,11 +464,11 @@ class _Objective:
             diag = np.diag(block).copy()
             if spread > 0 and (diag > 0).all() and _least_correlation_eigenvalue(block, diag) * spread > 2 * threshold:
                 if spread == 1 and self.fit_intercept:  # block = v G, and G's intercept entry is W
-                    self.gram_diag = diag / (diag[self.d] / self.W)
+                    self._gram_diag = diag / (diag[self.d] / self.W)
                 return None
         gram = self._gram()
         diag = np.diag(gram).copy()
-        self.gram_diag = diag  # kept for the separation check at the estimate
+        self._gram_diag = diag  # kept for the separation check at the estimate
         zero = np.flatnonzero(diag <= 0)
         if zero.size:
             return f"column {names[zero[0]]!r} is zero for every sample with positive weight"
@@ -495,10 +496,6 @@ class _Objective:
         if self._gram_diag is None:
             self._gram_diag = np.diag(self._gram()).copy()
         return self._gram_diag
-
-    @gram_diag.setter
-    def gram_diag(self, value):
-        self._gram_diag = value
 
     def start_variance_spread(self):
         """m / M, the least over the largest variance of a sample of positive
@@ -633,9 +630,9 @@ class _Problem(_Objective):
     def start_variance_spread(self):
         if not (self.has_offset and self.family == "poisson"):
             return super().start_variance_spread()
-        # mu_i = exp(intercept + offset_i): m / M = exp(min offset - max offset)
-        offset = self.offset[self.w > 0] if self.w.size else self.offset
-        return math.exp(float(offset.min()) - float(offset.max())) if offset.size else 0.0
+        # mu_i = exp(intercept + offset_i): m / M = exp(min offset - max offset), over the
+        # samples of positive weight (the only ones __init__ keeps)
+        return math.exp(float(self.offset.min()) - float(self.offset.max())) if self.offset.size else 0.0
 
 
 def cluster_codes(groups, n):
@@ -1156,7 +1153,7 @@ def _result(prob, theta, F, f, it, converged, names):
         cov = _covariance(prob, F)
     except np.linalg.LinAlgError:  # singular, though its Cholesky factor had a pivot of rounding's size
         _raise_singular(prob, theta, it)
-    cov_type = getattr(prob, "cov_type", "nonrobust")
+    cov_type = prob.cov_type
     if cov_type != "nonrobust":  # the sandwich F^-1 B F^-1: scale-free, so not scaled below
         cov = _sandwich(prob, theta, cov, cov_type)
     # log-likelihood with every constant (statsmodels' convention)
