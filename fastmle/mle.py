@@ -321,7 +321,7 @@ class _Objective:
     def __init__(self, family, classes, reference_class, alpha, fit_intercept, n, d, stats, has_offset=False):
         self.ref = None
         self.has_offset, self._null = has_offset, None  # (an offset of binomial or poisson)
-        self._gram_diag = None
+        self._gram_diag = self._gaussian_fisher = None
         self.cov_type = "nonrobust"  # fit_mle's cov_type (the standard errors' covariance)
         if family == "multinomial":
             K = len(classes)
@@ -410,7 +410,13 @@ class _Objective:
 
     def fisher_of_likelihood(self, theta):
         """The (P, P) exact Fisher of the likelihood alone at theta."""
-        return self._fisher(self.kernel_params(theta))
+        if self.family != "gaussian":
+            return self._fisher(self.kernel_params(theta))
+        # gaussian: X^T W X, the same at every theta: one pass for the fit
+        # (it had been recomputed after the first step and at the estimate)
+        if self._gaussian_fisher is None:
+            self._gaussian_fisher = self._fisher(self.kernel_params(theta))
+        return self._gaussian_fisher.copy()
 
     def start(self):
         """Coefficients 0, intercepts at the intercept-only model's MLE."""

@@ -741,6 +741,36 @@ def test_fit_mle_rank_check_reads_the_first_steps_information(rng, monkeypatch, 
         fastmle.fit_mle(np.hstack([X, X[:, [0]] - 2 * X[:, [2]]]), y, family, sample_weight=w, **ref)
 
 
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_fit_mle_gaussian_computes_its_information_once(rng, monkeypatch, backend):
+    # X^T W X does not depend on the parameters: one pass of the exact-Fisher
+    # kernel per gaussian fit (it had run three: at the start, after the
+    # first step, at the estimate), and the same fit as before, which
+    # statsmodels' WLS checks to 1e-10
+    from fastmle import mle
+
+    sm = pytest.importorskip("statsmodels.api")
+    calls = []
+    fisher = mle._Problem._fisher
+    monkeypatch.setattr(mle._Problem, "_fisher", lambda self, params: (calls.append(1), fisher(self, params))[1])
+    X = rng.standard_normal((300, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_normal(300)
+    w = rng.uniform(0.5, 2.0, 300)
+    fit = fastmle.fit_mle(X, y, "gaussian", sample_weight=w, backend=backend)
+    assert len(calls) == 1 and fit.converged
+    wls = sm.WLS(y, sm.add_constant(X, prepend=False), weights=w).fit()
+    np.testing.assert_allclose(fit.params, wls.params, rtol=1e-10)
+    # (sigma^2 by maximum likelihood: sum w r^2 over the total weight; WLS's over n - p)
+    np.testing.assert_allclose(fit.bse * np.sqrt(w.sum() / (300 - 4)), wls.bse, rtol=1e-10)
+    calls.clear()
+    ridge = fastmle.fit_mle(X, y, "gaussian", alpha=2.0, backend=backend)
+    assert len(calls) == 1
+    # the penalty is added to a copy (added twice, the covariance would be smaller)
+    Xt = np.c_[X, np.ones(300)]
+    cov = ridge.scale * np.linalg.inv(Xt.T @ Xt + np.diag([2.0, 2.0, 2.0, 0.0]))
+    np.testing.assert_allclose(ridge.bse, np.sqrt(np.diag(cov)), rtol=1e-10)
+
+
 def test_fit_mle_rank_check_of_extreme_column_scales(rng):
     # the correlation scaling divides by sqrt(diag) once per side: outer(diag,
     # diag) had underflowed for a column of scale 1e-90 (an eigenvalue of NaN,
