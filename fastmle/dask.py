@@ -324,11 +324,12 @@ def _chunk_setup(Xc, yc, wc, oc, ec, family, classes, fit_intercept, backend):
     return stats, _fisher._symmetric(gram), Xc.shape[0]
 
 
-def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept, ref, backend, P, want):
+def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept, ref, backend, P, want,
+                 leverage=None):
     """A chunk's (loss, gradient (K, d + 1), Fisher (P, P) or None, saturated
     count or None, sum of w s s^T (P, P) or None, _ClusterSums or None) at
     the kernel params; the loss and gradient (zeros otherwise) with the
-    Fisher only."""
+    Fisher only. leverage: the meat's (bread, power) for HC2 / HC3."""
     Xc = _glm.native_array(Xc, np.float64)
     params = _glm.native_array(params, np.float64)  # unpickled on a worker: maybe unaligned
     labels, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, classes, Xc.shape[0])
@@ -354,7 +355,7 @@ def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept,
             saturated = _mle.saturated_count(mu, family)
         if meat is not None:
             meat = _mle.score_outer_sum(glm, fisher, Xc, labels, targets, w, params, offset, family, fit_intercept,
-                                        keep)
+                                        keep, leverage)
         if clusters is not None:
             names, codes = np.unique(groups, return_inverse=True)
             clusters = _ClusterSums(names, _mle.cluster_score_sums(
@@ -442,13 +443,13 @@ class _DaskProblem(_mle._Objective):
                 raise ValueError(f"cov_type='cluster' needs at least 2 clusters among the samples of positive "
                                  f"weight, got {n_clusters}")
 
-    def _pass(self, params, want):
+    def _pass(self, params, want, leverage=None):
         P = self.Kp * self.D
         ref = -1 if self.ref is None else self.ref
         groups = self.groups if "cluster" in want else None  # (not loaded by the other passes)
         return _map_reduce(_chunk_terms, _add_terms, self.X, self.y, self.w, self.offset, self.exposure, groups,
                            args=(params, self.family, self.classes, self.fit_intercept, ref, self.backend, P,
-                                 want))
+                                 want, leverage))
 
     def _loss_grad(self, params):
         loss, grad, F = self._pass(params, ("fisher",))[:3]
@@ -468,8 +469,8 @@ class _DaskProblem(_mle._Objective):
     def _saturated(self, params):
         return self._pass(params, ("saturated",))[3]
 
-    def score_outer_sum(self, params):
-        return self._pass(params, ("meat",))[4]
+    def score_outer_sum(self, params, leverage=None):
+        return self._pass(params, ("meat",), leverage)[4]
 
     def cluster_score_sums(self, params):
         return self._pass(params, ("cluster",))[5].sums
@@ -500,7 +501,7 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     (True, ['x0', 'x1', 'intercept'])
     """
     _mle.check_fit_options(alpha, max_iter, tol)
-    _mle.check_cov_type(cov_type, alpha, groups)
+    _mle.check_cov_type(cov_type, alpha, groups, family)
     columns = _mle.parameter_names(X)
     prob = _DaskProblem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset,
                         exposure, groups)

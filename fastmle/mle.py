@@ -72,7 +72,7 @@ class MLEResult:
     the number of rows without them; BIC's ``log(nobs)`` uses it.
     ``cov_type`` says which covariance the standard errors come from:
     "nonrobust" (the inverse information) or a sandwich, "HC0" / "HC1" /
-    "cluster".
+    "HC2" / "HC3" / "cluster".
     """
 
     def __init__(self, *, params, cov, llf, llnull, nobs, n_iter, converged, family, fit_intercept,
@@ -617,9 +617,9 @@ class _Problem(_Objective):
                                        int(self.fit_intercept), -1, gram)
         return _symmetric(gram)
 
-    def score_outer_sum(self, params):
+    def score_outer_sum(self, params, leverage=None):
         return score_outer_sum(self.glm, self.fisher_kernels, self.X, self.labels, self.targets, self.w, params,
-                               self.offset, self.family, self.fit_intercept, self.keep)
+                               self.offset, self.family, self.fit_intercept, self.keep, leverage)
 
     def cluster_score_sums(self, params):
         return cluster_score_sums(self.glm, self.X, self.labels, self.targets, self.w, params, self.offset,
@@ -833,18 +833,28 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         Poisson only: counts observed over different exposures (time,
         population), modelled as rates: adds ``log(exposure)`` to the
         offset.
-    cov_type : {"nonrobust", "HC0", "HC1", "cluster"}
+    cov_type : {"nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster"}
         The standard errors' covariance: the inverse Fisher information
         (default), or the heteroskedasticity-robust sandwich F^-1 B F^-1
         with B the sum of w_i s_i s_i^T over the samples' scores (White,
         Huber; valid when the variance function is wrong, e.g. overdispersed
         counts). "HC1" scales "HC0" by nobs / (nobs - k), as statsmodels'
         OLS (its GLM and discrete models report HC1 equal to HC0).
+        "HC2" and "HC3" divide each term of B by (1 - h_i) and (1 - h_i)^2,
+        h_i the sample's leverage (the hat matrix's diagonal at the
+        estimate, R's ``hatvalues``), which corrects HC0's downward bias in
+        small samples (HC3 approximates the jackknife); as statsmodels' OLS
+        and R's ``sandwich::vcovHC`` for a GLM (statsmodels' GLM and
+        discrete models accept them but return HC0). One-output families
+        only; a leverage of 1 makes them NaN, with a warning. With weights,
+        h_i is each copy's leverage (frequency weights: integer weights are
+        the rows repeated), so a weight below 1 can push it to 1.
         "cluster" (with ``groups``) sums the scores within each cluster
         first (cluster-robust: samples of one cluster may be correlated)
         and scales by G / (G - 1) (nobs - 1) / (nobs - k), statsmodels'
         default. Needs ``alpha=0``; two more passes over X (the
-        predictions, then the scores' sum).
+        predictions, then the scores' sum; HC2 and HC3 a third, the
+        leverages).
     groups : array (n_samples,), optional
         Each sample's cluster label, for ``cov_type="cluster"``.
     max_iter : int
@@ -900,7 +910,7 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     """
     check_fit_options(alpha, max_iter, tol)
     columns = parameter_names(X)
-    check_cov_type(cov_type, alpha, groups)
+    check_cov_type(cov_type, alpha, groups, family)
     prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset, exposure,
                     groups)
     prob.cov_type = cov_type
@@ -1207,13 +1217,18 @@ def _result(prob, theta, F, f, it, converged, names):
                      alpha=prob.alpha, scale=scale, cov_type=cov_type)
 
 
-COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
+COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster")
+LEVERAGE_POWER = {"HC2": 1, "HC3": 2}  # each score divided by (1 - h_i) to the power / 2
+LEVERAGE_ONE = 1e-10  # a leverage within this of 1 is 1 (its residual is then rounding)
 SCORE_BLOCK = 1 << 21  # score elements formed at a time for the clusters' sums (16 MB)
 
 
-def check_cov_type(cov_type, alpha, groups=None):
+def check_cov_type(cov_type, alpha, groups=None, family=None):
     if cov_type not in COV_TYPES:
         raise ValueError(f"unknown cov_type {cov_type!r}; available: {', '.join(map(repr, COV_TYPES))}")
+    if cov_type in LEVERAGE_POWER and family == "multinomial":
+        raise ValueError(f"cov_type={cov_type!r} needs each sample's leverage, a number for one-output families; "
+                         f"for multinomial it is a block of the outputs (not implemented): use 'HC0' or 'HC1'")
     if (cov_type == "cluster") != (groups is not None):
         raise ValueError("cov_type='cluster' needs groups= (each sample's cluster label), and groups= is only "
                          "for it")
@@ -1231,7 +1246,7 @@ def _sandwich(prob, theta, bread, cov_type):
     clusters' score sums S_g, scaled by G / (G - 1) (nobs - 1) / (nobs - k),
     statsmodels' default for every model."""
     k, W = theta.size, prob.W
-    if cov_type != "HC0" and not W > k:
+    if cov_type in ("HC1", "cluster") and not W > k:
         warnings.warn(f"cov_type={cov_type!r}: the total weight {W:.6g} is not above the number of parameters "
                       f"{k}, so its small-sample correction, and the standard errors, are NaN (the weights are "
                       f"frequency weights: nobs is their sum)", RuntimeWarning, stacklevel=6)
@@ -1240,6 +1255,14 @@ def _sandwich(prob, theta, bread, cov_type):
         meat = sums.T @ sums
         G = len(sums)  # statsmodels' default small-sample correction
         factor = G / (G - 1) * (W - 1) / (W - k) if W > k else math.nan
+    elif cov_type in LEVERAGE_POWER:
+        meat = prob.score_outer_sum(prob.kernel_params(theta), (bread, LEVERAGE_POWER[cov_type]))
+        factor = 1.0
+        if not np.isfinite(meat).all():  # a sample of leverage 1 (see leverages)
+            warnings.warn(f"cov_type={cov_type!r}: a sample has leverage 1 (it alone determines a direction of "
+                          f"the estimate, or its weight is below 1 and the weights are frequency weights), so "
+                          f"the standard errors are NaN; use 'HC0' or 'HC1'", RuntimeWarning, stacklevel=6)
+            meat = np.full_like(meat, np.nan)
     else:
         meat = prob.score_outer_sum(prob.kernel_params(theta))
         factor = 1.0 if cov_type == "HC0" else (W / (W - k) if W > k else math.nan)
@@ -1247,13 +1270,40 @@ def _sandwich(prob, theta, bread, cov_type):
     return (cov + cov.T) / 2 * factor
 
 
-def _residuals(glm_kernels, X, labels, targets, params, offset, family, keep):
-    """mu - y of each sample and kept output, (n, K')."""
+def _means(glm_kernels, X, params, offset, family):
+    """Each sample's fitted mean (n, K)."""
     mu = np.empty((X.shape[0], params.shape[0]))
     glm_kernels.glm_predict(X, params, offset, family_code(family), mu)
+    return mu
+
+
+def leverages(X, mean, bread, family, fit_intercept):
+    """Each sample's leverage per unit of weight, h_i = v(mu_i) xt_i^T F^-1
+    xt_i (v the family's variance function: 1, mu (1 - mu), mu; F^-1 the
+    bread, xt_i the row with its 1 for the intercept): the diagonal of the
+    hat matrix of the weighted least squares at the estimate (R's
+    hatvalues), divided by the row's frequency weight, so that a row of
+    weight w has the leverage of each of its w copies. Computed a block of
+    rows at a time (BLAS: fitting's one thread)."""
+    d = X.shape[1]
+    quad = np.empty(X.shape[0])
+    rows = max(1, SCORE_BLOCK // max(d, 1))
+    for r0 in range(0, X.shape[0], rows):
+        x = X[r0:r0 + rows]
+        q = np.einsum("ij,ij->i", x @ bread[:d, :d], x)
+        if fit_intercept:
+            q += 2.0 * (x @ bread[:d, d]) + bread[d, d]
+        quad[r0:r0 + rows] = q
+    mu = mean[:, 0]
+    variance = {"gaussian": 1.0, "binomial": mu * (1.0 - mu), "poisson": mu}[family]
+    return variance * quad
+
+
+def _residuals(mu, labels, targets, family, keep):
+    """mu - y of each sample and kept output, (n, K'); mu is overwritten."""
     if family != "multinomial":
         return mu - targets
-    mu[np.arange(X.shape[0]), labels] -= 1.0
+    mu[np.arange(mu.shape[0]), labels] -= 1.0
     return mu[:, keep]
 
 
@@ -1264,23 +1314,32 @@ def _scores(x, residual, fit_intercept):
 
 
 def score_outer_sum(glm_kernels, fisher_kernels, X, labels, targets, w, params, offset, family, fit_intercept,
-                    keep):
+                    keep, leverage=None):
     """sum_i w_i s_i s_i^T over these samples (they add up over chunks),
     s_i = (mu_i - y_i) kron xt_i the gradient of sample i's negative
     log-likelihood in the kept outputs' parameters (the information's
-    layout). Block (a, b) is the weighted Gram matrix of X with weights
+    layout). leverage = (bread, power), for HC2 (power 1) and HC3 (2):
+    each term divided by (1 - h_i)^power, h_i the sample's leverage (a
+    leverage of 1 makes the sum NaN or inf). Block (a, b) is the weighted Gram matrix of X with weights
     w r_a r_b (r = mu - y): the exact-Fisher kernel (gaussian: every
     sample's variance 1) once per pair a <= b of outputs, on the kernels'
     threads (a BLAS syrk of the explicit scores, inside fitting's
     one-thread block, had taken 1.6-2.2x the multinomial fit's time)."""
     d = X.shape[1]
     D = d + bool(fit_intercept)
-    residual = _residuals(glm_kernels, X, labels, targets, params, offset, family, keep)
+    mu = _means(glm_kernels, X, params, offset, family)
+    if leverage is not None:
+        bread, power = leverage
+        h = leverages(X, mu, bread, family, fit_intercept)
+        with np.errstate(divide="ignore"):  # leverage 1: an infinite weight (the sum's NaN says so)
+            w = (w if w.size else 1.0) / np.where(h < 1.0 - LEVERAGE_ONE, 1.0 - h, 0.0) ** power
+    residual = _residuals(mu, labels, targets, family, keep)
     Kp = residual.shape[1]
     meat = np.zeros((Kp * D, Kp * D))
     for a in range(Kp):
         for b in range(a, Kp):
-            weights = residual[:, a] * residual[:, b] * (w if w.size else 1.0)  # (negative off the diagonal)
+            with np.errstate(invalid="ignore"):  # (a leverage of 1's 0 * inf)
+                weights = residual[:, a] * residual[:, b] * (w if w.size else 1.0)  # (negative off the diagonal)
             block = np.zeros((D, D))
             fisher_kernels.glm_fisher(X, np.zeros((1, d + 1)), offset[:0], family_code("gaussian"), weights,
                                       int(fit_intercept), -1, block)
@@ -1293,7 +1352,7 @@ def cluster_score_sums(glm_kernels, X, labels, targets, w, params, offset, famil
     """(n_groups, K' D): each cluster's sum of w_i s_i, the scores formed
     a block of rows at a time in the order of their cluster codes (each
     block's runs of one code summed by reduceat)."""
-    residual = _residuals(glm_kernels, X, labels, targets, params, offset, family, keep)
+    residual = _residuals(_means(glm_kernels, X, params, offset, family), labels, targets, family, keep)
     P = residual.shape[1] * (X.shape[1] + bool(fit_intercept))
     order = np.argsort(codes, kind="stable")
     sums = np.zeros((n_groups, P))

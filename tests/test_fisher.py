@@ -907,10 +907,64 @@ def test_fit_mle_robust_covariance_counts_frequency_weights(rng, backend):
     repeated = np.repeat(np.arange(400), w)
     for family, y in ys.items():
         ref = {"reference_class": 1} if family == "multinomial" else {}
-        for cov_type in ("HC0", "HC1"):
+        for cov_type in ("HC0", "HC1") + (() if family == "multinomial" else ("HC2", "HC3")):
             got = fastmle.fit_mle(X, y, family, sample_weight=w, cov_type=cov_type, backend=backend, **ref)
             rows = fastmle.fit_mle(X[repeated], y[repeated], family, cov_type=cov_type, backend=backend, **ref)
             np.testing.assert_allclose(got.cov_params(), rows.cov_params(), rtol=1e-9, err_msg=family)
+
+
+def _hat_value_sandwich(X, y, family, params, power, offset=0.0):
+    """HC2 (power 1) / HC3 (2) written out: leverages from a QR of the
+    working-weighted design (R's hatvalues), scores divided by (1 - h)^(power / 2)."""
+    Xt = np.c_[X, np.ones(len(X))]
+    eta = Xt @ params + offset
+    mu = {"gaussian": eta, "binomial": 1 / (1 + np.exp(-eta)), "poisson": np.exp(eta)}[family]
+    v = {"gaussian": np.ones_like(mu), "binomial": mu * (1 - mu), "poisson": mu}[family]
+    Q = np.linalg.qr(np.sqrt(v)[:, None] * Xt)[0]
+    h = np.sum(Q * Q, axis=1)
+    bread = np.linalg.inv(Xt.T @ (v[:, None] * Xt))
+    scores = (mu - y)[:, None] * Xt / (1 - h)[:, None] ** (power / 2)
+    return bread @ scores.T @ scores @ bread
+
+
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_leverage_adjusted_covariance(rng, backend):
+    # HC2 / HC3: OLS against statsmodels; binomial and poisson (statsmodels'
+    # GLM and discrete models accept HC2 / HC3 but return HC0) against the
+    # hat values written out, as R's sandwich::vcovHC computes them
+    sm = pytest.importorskip("statsmodels.api")
+    X, ys = _robust_data(rng, n=200)
+    X[:, 2] = rng.exponential(size=200)  # a skewed column: leverages far from k / n
+    exposure = rng.uniform(1.0, 10.0, 200)
+    for cov_type, power in (("HC2", 1), ("HC3", 2)):
+        ols = sm.OLS(ys["gaussian"], sm.add_constant(X, prepend=False)).fit(cov_type=cov_type)
+        fit = fastmle.fit_mle(X, ys["gaussian"], "gaussian", cov_type=cov_type, backend=backend)
+        np.testing.assert_allclose(fit.bse, ols.bse, rtol=1e-10)
+        assert fit.cov_type == cov_type
+        for family, extra in (("binomial", {}), ("poisson", {}), ("poisson", {"exposure": exposure})):
+            y = ys[family]
+            fit = fastmle.fit_mle(X, y, family, cov_type=cov_type, backend=backend, **extra)
+            expected = _hat_value_sandwich(X, y, family, fit.params, power, np.log(extra.get("exposure", 1.0)))
+            np.testing.assert_allclose(fit.cov_params(), expected, rtol=1e-10, err_msg=family)
+            hc0 = fastmle.fit_mle(X, y, family, cov_type="HC0", backend=backend, **extra)
+            assert np.all(fit.bse > hc0.bse)  # each score scaled up by 1 / (1 - h) > 1
+
+
+@pytest.mark.parametrize("backend", ["c", "numba"])
+def test_fit_mle_leverage_one_gives_nan_with_a_warning(rng, backend):
+    # a dummy column set on one sample only: that sample's leverage is 1 and
+    # its residual rounding, whose ratio statsmodels' OLS reports as a
+    # standard error; here NaN, with a warning. So do weights far below 1
+    # (frequency weights: each copy's leverage above 1)
+    X, ys = _robust_data(rng, n=100)
+    dummy = np.c_[X, np.eye(100)[:, 0]]
+    with pytest.warns(RuntimeWarning, match="cov_type='HC3': a sample has leverage 1"):
+        fit = fastmle.fit_mle(dummy, ys["gaussian"], "gaussian", cov_type="HC3", backend=backend)
+    assert np.isnan(fit.bse).all() and np.isfinite(fit.params).all()
+    with pytest.warns(RuntimeWarning, match="cov_type='HC2': a sample has leverage 1"):
+        fit = fastmle.fit_mle(X, ys["poisson"], "poisson", cov_type="HC2", sample_weight=np.full(100, 0.01),
+                              backend=backend)
+    assert np.isnan(fit.bse).all()
 
 
 def _clustered_data(rng, n=600, G=30):
@@ -1001,10 +1055,12 @@ def test_fit_mle_poisson_group_of_zero_counts_is_separation_not_a_bare_linalg_er
 
 def test_fit_mle_robust_covariance_refusals(rng):
     X, ys = _robust_data(rng, n=100)
-    with pytest.raises(ValueError, match="unknown cov_type 'HC3'; available: 'nonrobust', 'HC0', 'HC1'"):
-        fastmle.fit_mle(X, ys["binomial"], "binomial", cov_type="HC3")
+    with pytest.raises(ValueError, match="unknown cov_type 'HC4'; available: 'nonrobust', 'HC0', 'HC1', 'HC2'"):
+        fastmle.fit_mle(X, ys["binomial"], "binomial", cov_type="HC4")
     with pytest.raises(ValueError, match="cov_type='HC0' .* needs alpha=0"):
         fastmle.fit_mle(X, ys["binomial"], "binomial", cov_type="HC0", alpha=1.0)
+    with pytest.raises(ValueError, match="cov_type='HC3' needs each sample's leverage.* use 'HC0' or 'HC1'"):
+        fastmle.fit_mle(X, ys["multinomial"], "multinomial", reference_class=0, cov_type="HC3")
 
 
 def test_fit_mle_quasi_complete_separation_is_reported(rng):
