@@ -25,7 +25,7 @@ from typing import Any, List
 
 from . import special
 from .glm import glm_loss, glm_predict, label_indices
-from .mle import TOL, _Problem, check_fit_options, fisher_scoring, parameter_names
+from .mle import TOL, _Problem, check_cov_type, check_fit_options, fisher_scoring, parameter_names
 from .sgd import SGDResult, _class_weight_per_sample, checked_class_weight, sgd_fit
 
 try:  # scikit-learn >= 1.6
@@ -115,6 +115,16 @@ class _SGDMixin:
             raise ValueError(f"unknown solver {self.solver!r}; available: {', '.join(map(repr, SOLVERS))}")
         if self.solver == "fisher" and self.l1_ratio:
             raise ValueError("solver='fisher' (Newton steps) needs a smooth objective: l1_ratio must be 0")
+        if self.solver != "fisher" and self.cov_type != "nonrobust":
+            raise ValueError(f"cov_type={self.cov_type!r} chooses solver='fisher''s standard errors; "
+                             f"solver={self.solver!r} computes none")
+
+    def _check_groups(self, groups):
+        """fit's groups: the cluster labels of cov_type='cluster' only."""
+        if groups is not None and self.cov_type != "cluster":
+            raise ValueError("groups (each sample's cluster label) is for cov_type='cluster', "
+                             f"not cov_type={self.cov_type!r}")
+        return groups
 
     def _check_weights(self, sample_weight, X):
         """sample_weight checked by scikit-learn (shape, finite, >= 0), in X's dtype."""
@@ -136,11 +146,11 @@ class _SGDMixin:
             return None
         return previous
 
-    def _fit(self, X, y_encoded, sample_weight, previous, partial, copied, **extra):
+    def _fit(self, X, y_encoded, sample_weight, previous, partial, copied, groups=None, **extra):
         # copied: whether validation copied X, or fastmle will (_validated_X)
         self.copied_X_ = copied
         if self.solver == "fisher":
-            return self._fit_fisher(X, y_encoded, sample_weight, **extra)
+            return self._fit_fisher(X, y_encoded, sample_weight, groups=groups, **extra)
         options = self._sgd_options()
         continuing = partial and isinstance(previous, SGDResult)
         if partial:  # one epoch; no stopping rule
@@ -173,7 +183,7 @@ class _SGDMixin:
                           stacklevel=4)  # the caller of fit (_fit, fit, its wrapper)
         return result
 
-    def _fit_fisher(self, X, y_encoded, sample_weight, class_weight=None, classes=None):
+    def _fit_fisher(self, X, y_encoded, sample_weight, class_weight=None, classes=None, groups=None):
         """The exact MLE (fit_mle), with the same objective as the SGD
         solver: (1 / n_samples) sum_i w_i loss_i + alpha / 2 |coef|^2, the
         weights multiplying each sample's loss (so fit_mle's alpha, on the
@@ -198,11 +208,14 @@ class _SGDMixin:
             # feature_names_in_ (a DataFrame's columns), errors included
             alpha = self.alpha * len(y)
             check_fit_options(alpha, self.max_epochs, TOL)
+            check_cov_type(self.cov_type, alpha, groups, family)
             names = parameter_names(X, getattr(self, "feature_names_in_", None))
             # the labels themselves, so that errors name them ("class 'eel' has zero total weight")
             y_fit = self.classes_[y.astype(np.int64)] if multinomial else y
             ref_label = None if ref is None else self.classes_[ref]
-            prob = _Problem(X, y_fit, family, self.fit_intercept, ref_label, alpha, sample_weight, self.backend)
+            prob = _Problem(X, y_fit, family, self.fit_intercept, ref_label, alpha, sample_weight, self.backend,
+                            groups=groups)
+            prob.cov_type = self.cov_type
             self.copied_X_ = self.copied_X_ or prob.copied_X  # float64 for the inference
             res = fisher_scoring(prob, names(prob), self.max_epochs, TOL)
         for w in caught:
@@ -278,7 +291,10 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
     every parameter) or to the exact optimum by Fisher scoring
     (``solver="fisher"``, :func:`fastmle.fit_mle`: dense X, max_epochs
     bounds the iterations, l1_ratio must be 0; adds ``bse_``,
-    ``intercept_bse_`` and ``mle_result_`` with the full inference).
+    ``intercept_bse_`` and ``mle_result_`` with the full inference, their
+    covariance chosen by ``cov_type`` as in fit_mle: "nonrobust", "HC0",
+    "HC1", "HC2", "HC3" (binomial), or "cluster" with ``fit(X, y,
+    groups=labels)``; a robust type needs alpha=0).
 
     Attributes: classes_, coef_ (n_outputs, n_features: n_classes rows for
     multinomial, 1 for binomial, as scikit-learn's LogisticRegression),
@@ -317,7 +333,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
                  learning_rate="adaptive", eta0=None, power_t=0.5, momentum=0.0, nesterov=False,
                  alpha=0.0, l1_ratio=0.0, fit_intercept=True, class_weight=None, average=False,
                  tol=1e-4, n_iter_no_change=5, validation_fraction=None, random_state=None,
-                 warm_start=False, callback=None, progress=False, backend=None):
+                 warm_start=False, callback=None, progress=False, cov_type="nonrobust", backend=None):
         self.family = family
         self.solver = solver
         self.batch_size = batch_size
@@ -339,6 +355,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.callback = callback
         self.progress = progress
+        self.cov_type = cov_type
         self.backend = backend
 
     def _kernel_family(self):
@@ -371,11 +388,13 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
                 for c, w in self.class_weight.items()}
 
     @_unchanged_if_it_raises
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, groups=None):
         """Fit on (X, y); with warm_start=True, start from the last fit's
         coefficients (when classes, features and dtype are the same; else
-        from scratch), with a new schedule."""
+        from scratch), with a new schedule. groups: each sample's cluster
+        label, for cov_type='cluster'."""
         self._check_family_solver()
+        groups = self._check_groups(groups)
         X, y, copied = _validated_X(functools.partial(_validate_data, self), X, y, dtype=_DTYPES)
         check_classification_targets(y)
         classes = self._check_classes(np.unique(y))
@@ -385,7 +404,7 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         if self.warm_start and hasattr(self, "classes_") and np.array_equal(classes, self.classes_):
             previous = self._warm_result(X, self._n_outputs(classes), self.family)
         self.classes_ = classes
-        self._fit(X, labels, sample_weight, previous, False, copied,
+        self._fit(X, labels, sample_weight, previous, False, copied, groups,
                   class_weight=self._class_weight_by_index(),
                   classes=np.arange(len(classes)) if self.family == "multinomial" else None)
         return self
@@ -494,7 +513,9 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
     it for every parameter; y may be 2-D for several outputs) or to the
     exact optimum by Fisher scoring (``solver="fisher"``,
     :func:`fastmle.fit_mle`: dense X, 1-D y; adds ``bse_``,
-    ``intercept_bse_`` and ``mle_result_``).
+    ``intercept_bse_`` and ``mle_result_``, their covariance chosen by
+    ``cov_type`` as in fit_mle: "nonrobust", "HC0" to "HC3", or "cluster"
+    with ``fit(X, y, groups=labels)``; a robust type needs alpha=0).
 
     Attributes: coef_ ((n_features,) for 1-D y, (n_outputs, n_features)
     otherwise), intercept_ (a float, or (n_outputs,)), n_features_in_,
@@ -519,7 +540,7 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
                  learning_rate="adaptive", eta0=None, power_t=0.5, momentum=0.0, nesterov=False,
                  alpha=0.0, l1_ratio=0.0, fit_intercept=True, average=False, tol=1e-4,
                  n_iter_no_change=5, validation_fraction=None, random_state=None, warm_start=False,
-                 callback=None, progress=False, backend=None):
+                 callback=None, progress=False, cov_type="nonrobust", backend=None):
         self.family = family
         self.solver = solver
         self.batch_size = batch_size
@@ -540,6 +561,7 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         self.warm_start = warm_start
         self.callback = callback
         self.progress = progress
+        self.cov_type = cov_type
         self.backend = backend
 
     def _kernel_family(self):
@@ -561,11 +583,13 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         return y
 
     @_unchanged_if_it_raises
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, groups=None):
         """Fit on (X, y); with warm_start=True, start from the last fit's
         coefficients (when features, outputs and dtype are the same; else
-        from scratch), with a new schedule."""
+        from scratch), with a new schedule. groups: each sample's cluster
+        label, for cov_type='cluster'."""
         self._check_family_solver()
+        groups = self._check_groups(groups)
         X, y, copied = _validated_X(functools.partial(_validate_data, self), X, y, dtype=_DTYPES,
                                     multi_output=True, y_numeric=True)
         y = self._check_y(y)
@@ -574,7 +598,7 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         previous = self._warm_result(X, n_outputs, self.family) if self.warm_start and same else None
         self._y_ndim = y.ndim
-        self._fit(X, y, sample_weight, previous, False, copied)
+        self._fit(X, y, sample_weight, previous, False, copied, groups)
         return self
 
     @available_if(_runs_sgd)

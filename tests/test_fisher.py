@@ -1427,6 +1427,50 @@ def test_regressor_fisher_solver(rng):
         fastmle.MLERegressor(solver="lbfgs").fit(X, y)
 
 
+def test_estimators_fisher_solver_take_cov_type_and_groups(rng):
+    # the estimators' bse_ and mle_result_ from fit_mle's robust covariances,
+    # cluster labels given to fit, as scikit-learn passes sample_weight
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, groups, ys = _clustered_data(rng, n=300)
+    w = rng.integers(1, 3, 300) * 1.0
+    for Est, family in ((fastmle.MLEClassifier, "binomial"), (fastmle.MLEClassifier, "multinomial"),
+                        (fastmle.MLERegressor, "gaussian"), (fastmle.MLERegressor, "poisson")):
+        y = ys[family]
+        ref = {"reference_class": 0} if family == "multinomial" else {}
+        for cov_type in ("HC0", "HC3", "cluster"):
+            if cov_type == "HC3" and family == "multinomial":
+                continue
+            clustered = {"groups": groups} if cov_type == "cluster" else {}
+            est = clone(Est(family, solver="fisher", cov_type=cov_type)).fit(X, y, sample_weight=w, **clustered)
+            res = fastmle.fit_mle(X, y, family, sample_weight=w, cov_type=cov_type, **clustered, **ref)
+            assert est.mle_result_.cov_type == cov_type
+            np.testing.assert_allclose(est.mle_result_.bse, res.bse, rtol=1e-10, err_msg=f"{family} {cov_type}")
+            expected = res.bse[:-1].T
+            if family == "multinomial":  # the baseline class's fixed coefficients: 0
+                expected = np.vstack([np.zeros(expected.shape[1]), expected])
+            np.testing.assert_allclose(est.bse_, expected.reshape(est.bse_.shape), rtol=1e-10)
+    # in a Pipeline, groups reach the estimator as any fit parameter does
+    pipe = make_pipeline(StandardScaler(), fastmle.MLERegressor("poisson", solver="fisher", cov_type="cluster"))
+    pipe.fit(X, ys["poisson"], mleregressor__groups=groups)
+    scaled = StandardScaler().fit_transform(X)
+    np.testing.assert_allclose(pipe[-1].bse_, fastmle.fit_mle(scaled, ys["poisson"], "poisson", cov_type="cluster",
+                                                              groups=groups).bse[:-1], rtol=1e-10)
+    y = ys["binomial"]
+    for est, fit_kw, message in (
+            (fastmle.MLEClassifier("binomial", cov_type="HC0"), {}, "cov_type='HC0' chooses solver='fisher''s"),
+            (fastmle.MLEClassifier("binomial", solver="fisher"), {"groups": groups}, "groups .* is for cov_type="),
+            (fastmle.MLEClassifier("binomial", solver="fisher", cov_type="cluster"), {}, "needs groups="),
+            (fastmle.MLEClassifier("binomial", solver="fisher", cov_type="HC1", alpha=0.1), {}, "needs alpha=0"),
+            (fastmle.MLEClassifier(solver="fisher", cov_type="HC2"), {}, "needs each sample's leverage"),
+            (fastmle.MLEClassifier("binomial", solver="fisher", cov_type="sandwich"), {}, "unknown cov_type")):
+        with pytest.raises(ValueError, match=message):
+            est.fit(X, y, **fit_kw)
+        assert not hasattr(est, "coef_")  # nothing half-fitted
+
+
 @pytest.mark.parametrize("family", ["binomial", "multinomial", "gaussian", "poisson"])
 def test_fisher_solver_loss_curve_is_the_sgd_objective(rng, family):
     """loss_curve_ means the same in both solvers: (1 / n) sum w loss +
