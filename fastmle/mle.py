@@ -12,6 +12,7 @@ import contextlib
 import math
 import statistics
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -72,7 +73,10 @@ class MLEResult:
     the number of rows without them; BIC's ``log(nobs)`` uses it.
     ``cov_type`` says which covariance the standard errors come from:
     "nonrobust" (the inverse information) or a sandwich, "HC0" / "HC1" /
-    "HC2" / "HC3" / "cluster".
+    "HC2" / "HC3" / "cluster". Tests: ``llr`` and ``llr_pvalue`` (against
+    the intercept-only model), ``lr_test(restricted)`` (a nested fit) and
+    ``wald_test(terms or R)`` (linear restrictions, with the covariance in
+    use), each a chi-square approximation.
     """
 
     def __init__(self, *, params, cov, llf, llnull, nobs, n_iter, converged, family, fit_intercept,
@@ -142,10 +146,106 @@ class MLEResult:
         """McFadden's pseudo R-squared, 1 - llf / llnull."""
         return 1.0 - self.llf / self.llnull if self.llnull != 0 else float("nan")
 
+    @property
+    def llr(self):
+        """The likelihood-ratio statistic against the intercept-only model,
+        2 (llf - llnull)."""
+        return 2.0 * (self.llf - self.llnull)
+
+    @property
+    def llr_pvalue(self):
+        """The likelihood-ratio test's p-value: llr against a chi-square with
+        df_model degrees of freedom (as statsmodels' discrete models); NaN
+        for a penalized fit (alpha > 0), whose llf is not the maximum."""
+        return math.nan if self.alpha else chi2_sf(self.llr, self.df_model)
+
+    def lr_test(self, restricted):
+        """The likelihood-ratio test of ``restricted``, a fit of the same
+        family to the same samples with fewer parameters (nested in this
+        one: some of its terms left out), against this fit. Returns
+        ``ChiSquareTest(statistic=2 (llf - restricted.llf), df, pvalue)``, the
+        chi-square approximation with df the difference in parameters.
+
+        >>> import numpy as np, fastmle
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((500, 2))
+        >>> y = (X[:, 0] + rng.logistic(size=500) > 0).astype(int)
+        >>> full = fastmle.fit_mle(X, y, "binomial")
+        >>> test = full.lr_test(fastmle.fit_mle(X[:, :1], y, "binomial"))  # does x1 matter?
+        >>> test.df, bool(test.pvalue > 0.05)
+        (1, True)
+        """
+        if not isinstance(restricted, MLEResult):
+            raise TypeError(f"restricted must be an MLEResult, got {type(restricted).__name__}")
+        if restricted.family != self.family or restricted.nobs != self.nobs:
+            raise ValueError(f"the restricted fit must be of the same family and samples: {restricted.family!r} "
+                             f"with nobs {restricted.nobs} against {self.family!r} with nobs {self.nobs}")
+        if self.alpha or restricted.alpha:
+            raise ValueError("the likelihood-ratio test compares maximum-likelihood fits: alpha must be 0")
+        df = self.k_params - restricted.k_params
+        if df <= 0:
+            raise ValueError(f"the restricted fit must have fewer parameters than this one: {restricted.k_params} "
+                             f"against {self.k_params}")
+        statistic = 2.0 * (self.llf - restricted.llf)
+        return ChiSquareTest(statistic, df, chi2_sf(statistic, df))
+
+    def wald_test(self, restriction, value=None):
+        """The Wald test of linear restrictions ``R @ theta = value`` on
+        ``theta = params.ravel(order="F")`` (cov_params()'s order), with the
+        covariance in use (robust too): ``restriction`` is R, (r, k_params)
+        or (k_params,) for one, or a list of term names (``param_names``),
+        testing that their coefficients (every output's, for multinomial)
+        are all 0. ``value`` defaults to 0. Returns
+        ``ChiSquareTest(statistic, df, pvalue)``, the statistic referred to a
+        chi-square with df = r (as statsmodels' ``wald_test(use_f=False)``).
+
+        >>> import numpy as np, fastmle
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((500, 3))
+        >>> y = rng.poisson(np.exp(0.3 * X[:, 0]))
+        >>> fit = fastmle.fit_mle(X, y, "poisson")
+        >>> fit.wald_test(["x1", "x2"]).df     # both 0?
+        2
+        >>> bool(fit.wald_test(["x0"]).pvalue < 1e-6)
+        True
+        """
+        R = self._restriction_matrix(restriction)
+        q = np.zeros(len(R)) if value is None else np.broadcast_to(np.asarray(value, np.float64), (len(R),))
+        if not (np.isfinite(R).all() and np.isfinite(q).all()):
+            raise ValueError("the restriction and its value must be finite")
+        if np.linalg.matrix_rank(R) < len(R):
+            raise ValueError(f"the {len(R)} restrictions are linearly dependent: drop the redundant ones")
+        diff = R @ self.params.ravel(order="F") - q
+        cov = R @ self._cov @ R.T
+        try:
+            statistic = float(diff @ np.linalg.solve(cov, diff))
+        except np.linalg.LinAlgError:
+            statistic = math.nan
+        return ChiSquareTest(statistic, len(R), chi2_sf(statistic, len(R)))
+
+    def _restriction_matrix(self, restriction):
+        """wald_test's R, (r, k_params), from a matrix or a list of term names."""
+        k = self.k_params
+        if isinstance(restriction, str):
+            restriction = [restriction]
+        if isinstance(restriction, (list, tuple)) and restriction and all(isinstance(t, str) for t in restriction):
+            unknown = [t for t in restriction if t not in self.param_names]
+            if unknown:
+                raise ValueError(f"unknown terms {unknown}; the fit's are {self.param_names}")
+            n_terms = len(self.param_names)
+            rows = [k_out * n_terms + self.param_names.index(t) for t in restriction for k_out in
+                    range(k // n_terms)]
+            return np.eye(k)[sorted(set(rows))]
+        R = np.atleast_2d(np.asarray(restriction, dtype=np.float64))
+        if R.ndim != 2 or R.shape[1] != k or R.shape[0] == 0:
+            raise ValueError(f"the restriction must be term names or a matrix with {k} columns (k_params), "
+                             f"got shape {np.shape(restriction)}")
+        return R
+
     def cov_params(self):
         """The asymptotic covariance of params.ravel(order="F"): the inverse
         Fisher information at the estimate (times sigma^2 for gaussian), or
-        with ``cov_type`` "HC0" / "HC1" / "cluster" the sandwich (not
+        with ``cov_type`` "HC0" to "HC3" or "cluster" the sandwich (not
         scaled by sigma^2)."""
         return self._cov.copy()
 
@@ -208,6 +308,7 @@ class MLEResult:
                  ("L2 penalty", f"{self.alpha:g}"), ("BIC", f"{self.bic:.6g}")]
         if self.family == "gaussian":
             stats.append(("Scale (sigma^2, MLE)", f"{self.scale:.6g}"))
+        stats.append(("LLR p-value", f"{self.llr_pvalue:.4g}"))
         stats.append(("Covariance type", self.cov_type))
         for i in range(0, len(stats), 2):
             row = "".join(f"{k + ':':<21}{v:>17}  " for k, v in stats[i:i + 2])
@@ -232,6 +333,35 @@ class MLEResult:
     def __repr__(self):
         return (f"MLEResult(family={self.family!r}, nobs={self.nobs}, llf={self.llf:.6g}, "
                 f"n_iter={self.n_iter}, converged={self.converged})")
+
+
+class ChiSquareTest(NamedTuple):
+    """A test's statistic, its chi-square's degrees of freedom and its p-value."""
+    statistic: float
+    df: int
+    pvalue: float
+
+
+def chi2_sf(x, df):
+    """P(chi-square with df degrees of freedom > x), df a positive integer:
+    the regularized upper incomplete gamma Q(df / 2, x / 2) in closed form,
+    a sum of positive terms (each from logarithms, so none overflows): for
+    even df, exp(-x/2) sum_{j < df/2} (x/2)^j / j!; for odd df, erfc(sqrt(x
+    / 2)) plus exp(-x/2) sum_{j = 1}^{(df-1)/2} (x/2)^(j - 1/2) / Gamma(j +
+    1/2). (scipy.stats.chi2.sf, which the tests compare, is not a
+    dependency.)"""
+    if math.isnan(x) or df < 1:
+        return math.nan
+    if x <= 0.0:
+        return 1.0
+    if math.isinf(x):
+        return 0.0
+    half = 0.5 * x
+    log_half = math.log(half)
+    if df % 2 == 0:
+        return math.fsum(math.exp(j * log_half - half - math.lgamma(j + 1)) for j in range(df // 2))
+    return math.erfc(math.sqrt(half)) + math.fsum(
+        math.exp((j - 0.5) * log_half - half - math.lgamma(j + 0.5)) for j in range(1, (df + 1) // 2))
 
 
 def weighted_sum(w, x):

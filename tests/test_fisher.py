@@ -967,6 +967,83 @@ def test_fit_mle_leverage_one_gives_nan_with_a_warning(rng, backend):
     assert np.isnan(fit.bse).all()
 
 
+def test_chi2_sf_matches_scipy():
+    # the closed form of Q(df / 2, x / 2) behind llr_pvalue, lr_test and wald_test
+    from fastmle.mle import chi2_sf
+
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 4, 5, 7, 10, 11, 50, 51, 200, 1001):
+        for x in (1e-300, 1e-8, 0.01, 0.5, 1.0, 2.5, 10.0, 37.3, 100.0, 700.0, 1500.0, 5000.0):
+            want = stats.chi2.sf(x, df)
+            assert chi2_sf(x, df) == pytest.approx(want, rel=1e-11, abs=1e-300), (df, x)
+        assert (chi2_sf(0.0, df), chi2_sf(-1.0, df), chi2_sf(math.inf, df)) == (1.0, 1.0, 0.0)
+        assert math.isnan(chi2_sf(math.nan, df))
+    assert math.isnan(chi2_sf(1.0, 0))
+
+
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_likelihood_ratio_and_wald_tests_match_statsmodels(rng, backend):
+    sm = pytest.importorskip("statsmodels.api")
+    stats = pytest.importorskip("scipy.stats")
+    X, ys = _robust_data(rng, n=600)
+    Xc = sm.add_constant(X, prepend=False)
+    peers = {"binomial": lambda y, exog=Xc, **kw: sm.Logit(y, exog).fit(disp=0, **kw),
+             "poisson": lambda y, exog=Xc, **kw: sm.Poisson(y, exog).fit(disp=0, **kw),
+             "multinomial": lambda y, exog=Xc, **kw: sm.MNLogit(y, exog).fit(disp=0, **kw)}
+    for family, peer in peers.items():
+        y = ys[family]
+        ref = {"reference_class": 0} if family == "multinomial" else {}
+        for cov_type in ("nonrobust", "HC0"):
+            fit = fastmle.fit_mle(X, y, family, cov_type=cov_type, backend=backend, **ref)
+            theirs = peer(y, cov_type=cov_type)
+            assert fit.llr == pytest.approx(theirs.llr, rel=1e-8)
+            assert fit.llr_pvalue == pytest.approx(theirs.llr_pvalue, rel=1e-6)
+            # terms x1 and x2 (every class's, for multinomial); then one contrast, with a value
+            P = fit.k_params
+            rows = [k * 4 + j for k in range(P // 4) for j in (1, 2)]
+            for restriction, value, R in ((["x1", "x2"], None, np.eye(P)[rows]),
+                                          (np.eye(P)[0] - np.eye(P)[1], 0.5, np.eye(P)[[0]] - np.eye(P)[[1]])):
+                got = fit.wald_test(restriction, value)
+                want = theirs.wald_test((R, np.full(len(R), value or 0.0)), scalar=True, use_f=False)
+                assert got.df == len(R)
+                assert got.statistic == pytest.approx(want.statistic, rel=1e-7), (family, cov_type)
+                assert got.pvalue == pytest.approx(want.pvalue, rel=1e-6)
+        # nested fits: the likelihood-ratio test of dropping x2
+        full = fastmle.fit_mle(X, y, family, backend=backend, **ref)
+        test = full.lr_test(fastmle.fit_mle(X[:, :2], y, family, backend=backend, **ref))
+        statistic = 2 * (peer(y).llf - peer(y, Xc[:, [0, 1, 3]]).llf)
+        assert test.df == P // 4 and test.statistic == pytest.approx(statistic, rel=1e-7)
+        assert test.pvalue == pytest.approx(stats.chi2.sf(statistic, P // 4), rel=1e-6)
+    y = ys["gaussian"]
+    full, small = fastmle.fit_mle(X, y, "gaussian"), fastmle.fit_mle(X[:, :1], y, "gaussian")
+    ols, ols_small = sm.OLS(y, Xc).fit(), sm.OLS(y, Xc[:, [0, 3]]).fit()
+    statistic, pvalue, df = ols.compare_lr_test(ols_small)
+    assert full.lr_test(small) == pytest.approx((statistic, df, pvalue), rel=1e-8)
+    assert "LLR p-value" in full.summary()
+
+
+def test_fit_mle_hypothesis_test_refusals(rng):
+    X, ys = _robust_data(rng, n=200)
+    fit = fastmle.fit_mle(X, ys["binomial"], "binomial")
+    for restriction, message in ((["x9"], r"unknown terms \['x9'\]"), (np.ones(3), "matrix with 4 columns"),
+                                 (np.ones((0, 4)), "matrix with 4 columns"),
+                                 (np.array([[1.0, 0, 0, 0], [2.0, 0, 0, 0]]), "linearly dependent"),
+                                 (np.array([np.nan, 0, 0, 0]), "must be finite")):
+        with pytest.raises(ValueError, match=message):
+            fit.wald_test(restriction)
+    assert fit.wald_test("x0") == fit.wald_test(["x0"]) == fit.wald_test(np.eye(4)[0])
+    others = ((fastmle.fit_mle(X, ys["poisson"], "poisson"), "same family and samples"),
+              (fastmle.fit_mle(X[:100], ys["binomial"][:100], "binomial"), "same family and samples"),
+              (fit, "fewer parameters"),
+              (fastmle.fit_mle(X[:, :1], ys["binomial"], "binomial", alpha=1.0), "alpha must be 0"))
+    for other, message in others:
+        with pytest.raises(ValueError, match=message):
+            fit.lr_test(other)
+    with pytest.raises(TypeError, match="must be an MLEResult"):
+        fit.lr_test(fit.llf)
+    assert math.isnan(fastmle.fit_mle(X, ys["binomial"], "binomial", alpha=1.0).llr_pvalue)
+
+
 def _clustered_data(rng, n=600, G=30):
     groups = rng.integers(0, G, n)
     X = rng.standard_normal((n, 2))
