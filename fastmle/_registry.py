@@ -312,6 +312,37 @@ def _statsmodels_poisson_rate(inp):
     return result
 
 
+def _heteroskedastic_problem(shape, dtype, rng):
+    """Linear regression whose error variance grows with |x0|: the model's
+    standard errors are wrong, HC3's are not."""
+    n, d, _ = shape
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = X @ np.linspace(-1.0, 1.0, d) + rng.standard_normal(n) * (1.0 + np.abs(X[:, 0]))
+    return {"X": X, "y": y}
+
+
+def _fit_ols_hc3(inp, backend):
+    fit = _fm().fit_mle(inp["X"], inp["y"], "gaussian", cov_type="HC3", backend=backend)
+    inp.setdefault("_fits", {})[backend] = fit
+    return fit
+
+
+def _statsmodels_ols_hc3(inp):
+    import statsmodels.api as sm
+
+    Xc = inp.setdefault("_Xc", sm.add_constant(inp["X"], prepend=False))
+    result = sm.OLS(inp["y"], Xc).fit(cov_type="HC3")
+    inp["_sm_bse"] = float(result.bse[0])
+    return result
+
+
+def _hc3_bse_against_statsmodels(inp, backend):
+    result = inp.get("_fits", {}).get(backend) or _fit_ols_hc3(inp, backend)
+    if "_sm_bse" not in inp:
+        _statsmodels_ols_hc3(inp)
+    return "HC3 standard error of x0 vs statsmodels OLS", float(result.bse[0]), inp["_sm_bse"]
+
+
 def _loglik_against(fit, peer, peer_name):
     """A figure of merit: the maximized log-likelihood against statsmodels'
     on the same data (reusing the fits the benchmark timed, if any)."""
@@ -380,6 +411,9 @@ KERNELS = {
         Kernel("fit_mle_poisson_rate", "fisher", _rate_problem, _fit_rate, "poisson_newton", _glm_bytes,
                {"statsmodels": _statsmodels_poisson_rate}, shapes=((200000, 30, 1),), smoke_shape=(300, 3, 1),
                dtypes=("float64",), quality=_loglik_against(_fit_rate, _statsmodels_poisson_rate, "GLM Poisson")),
+        Kernel("fit_mle_ols_hc3", "fisher", _heteroskedastic_problem, _fit_ols_hc3, "ols_hc3", _glm_bytes,
+               {"statsmodels": _statsmodels_ols_hc3}, shapes=((200000, 30, 1),), smoke_shape=(300, 3, 1),
+               dtypes=("float64",), quality=_hc3_bse_against_statsmodels),
     ]
 }
 
@@ -500,6 +534,23 @@ def _numpy_poisson_newton(inp):
     return run
 
 
+def _numpy_ols_hc3(inp):
+    """Least squares with HC3 standard errors as a numpy user writes them:
+    the normal equations, the hat values from X (X^T X)^-1 row by row, and
+    the sandwich with the residuals scaled by 1 / (1 - h)."""
+    X, y = inp["X"], inp["y"]
+
+    def run():
+        Xc = np.hstack([X, np.ones((len(X), 1))])
+        bread = np.linalg.inv(Xc.T @ Xc)
+        beta = bread @ (Xc.T @ y)
+        h = np.einsum("ij,ij->i", Xc @ bread, Xc)
+        u = (y - Xc @ beta) / (1.0 - h)
+        meat = Xc.T @ (u[:, None] ** 2 * Xc)
+        return beta, np.sqrt(np.diag(bread @ meat @ bread))
+    return run
+
+
 def _copy(inp):
     x = inp["x"]
     dst = np.empty_like(x)
@@ -533,7 +584,7 @@ def _thread_pool(threads):
 # floor, see bench/special_compute.py); for the
 # SGD epoch, one full-batch forward and gradient pass with BLAS; for the
 # Fisher kernels, the best numpy + BLAS formulation; for fit_mle, Newton's
-# method written in numpy.
+# method written in numpy (for HC3, least squares and the hat values).
 BASELINES = {
     "copy": _copy,
     "sum": lambda inp: (lambda: np.sum(inp["x"], axis=-1)),
@@ -543,6 +594,7 @@ BASELINES = {
     "syrk": _numpy_syrk,
     "newton": _numpy_newton,
     "poisson_newton": _numpy_poisson_newton,
+    "ols_hc3": _numpy_ols_hc3,
 }
 
 
