@@ -327,8 +327,8 @@ def _chunk_setup(Xc, yc, wc, oc, ec, family, classes, fit_intercept, backend):
 def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept, ref, backend, P, want,
                  leverage=None):
     """A chunk's (loss, gradient (K, d + 1), Fisher (P, P) or None, saturated
-    count or None, sum of w s s^T (P, P) or None, _ClusterSums or None) at
-    the kernel params; the loss and gradient (zeros otherwise) with the
+    count or None, sum of w s s^T (P, P) or None, _ClusterSums or None,
+    Pearson's statistic or None) at the kernel params; the loss and gradient (zeros otherwise) with the
     Fisher only. leverage: the meat's (bread, power) for HC2 / HC3."""
     Xc = _glm.native_array(Xc, np.float64)
     params = _glm.native_array(params, np.float64)  # unpickled on a worker: maybe unaligned
@@ -340,6 +340,7 @@ def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept,
     loss, grad = np.zeros(1), np.zeros_like(params)
     F = np.zeros((P, P)) if "fisher" in want else None
     saturated = 0 if "saturated" in want else None
+    pearson = 0.0 if "pearson" in want else None
     meat = np.zeros((P, P)) if "meat" in want else None
     clusters = _ClusterSums(np.empty(0, groups.dtype), np.zeros((0, P))) if "cluster" in want else None
     if n:
@@ -361,7 +362,9 @@ def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept,
             clusters = _ClusterSums(names, _mle.cluster_score_sums(
                 glm, Xc, labels, targets, w, params, offset, family, fit_intercept, keep, codes.reshape(-1),
                 len(names)))
-    return float(loss[0]), grad, F, saturated, meat, clusters
+        if pearson is not None:
+            pearson = _mle.pearson_chi2(_mle.fitted_means(glm, Xc, params, offset, family), targets, w, family)
+    return float(loss[0]), grad, F, saturated, meat, clusters, pearson
 
 
 class _ClusterSums:
@@ -475,13 +478,17 @@ class _DaskProblem(_mle._Objective):
     def cluster_score_sums(self, params):
         return self._pass(params, ("cluster",))[5].sums
 
+    def pearson_chi2(self, params):
+        return self._pass(params, ("pearson",))[6]
+
     def _intercept_only_sums(self, b):  # a pass over y's chunks (and the offset's), not X's
         return _map_reduce(_chunk_intercept_only_sums, _add, self.y, self.w, self.offset, self.exposure,
                            args=(self.family, b))
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            offset=None, exposure=None, cov_type="nonrobust", groups=None, max_iter=100, tol=1e-8, backend=None):
+            offset=None, exposure=None, cov_type="nonrobust", groups=None, scale=None, max_iter=100, tol=1e-8,
+            backend=None):
     """:func:`fastmle.fit_mle` on dask arrays (same arguments, same result):
     Fisher scoring where each iteration is one pass over the chunks (each
     chunk's loss, gradient and exact Fisher from the compiled kernels,
@@ -502,10 +509,11 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     """
     _mle.check_fit_options(alpha, max_iter, tol)
     _mle.check_cov_type(cov_type, alpha, groups, family)
+    _mle.check_scale(scale, cov_type, family)
     columns = _mle.parameter_names(X)
     prob = _DaskProblem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset,
                         exposure, groups)
-    prob.cov_type = cov_type
+    prob.cov_type, prob.dispersion = cov_type, scale
     return _mle.fisher_scoring(prob, columns(prob), max_iter, tol)
 
 

@@ -76,12 +76,20 @@ class MLEResult:
     "HC2" / "HC3" / "cluster". Tests: ``llr`` and ``llr_pvalue`` (against
     the intercept-only model), ``lr_test(restricted)`` (a nested fit) and
     ``wald_test(terms or R)`` (linear restrictions, with the covariance in
-    use), each a chi-square approximation.
+    use), each a chi-square approximation. ``deviance`` is twice the
+    log-likelihood's distance to the saturated model's (the residual sum
+    of squares for gaussian); ``scale`` the dispersion the model-based
+    covariance uses (1 for binomial, multinomial and poisson, sigma^2's MLE
+    for gaussian, unless fit_mle's ``scale`` chose another; then
+    ``scale_method`` says which, and ``pearson_chi2`` is Pearson's
+    statistic with "X2").
     """
 
     def __init__(self, *, params, cov, llf, llnull, nobs, n_iter, converged, family, fit_intercept,
-                 param_names, output_names, classes, reference_class, alpha, scale, cov_type="nonrobust"):
+                 param_names, output_names, classes, reference_class, alpha, scale, cov_type="nonrobust",
+                 deviance=math.nan, pearson_chi2=None, scale_method=None):
         self.params, self._cov, self.cov_type = params, cov, cov_type
+        self.deviance, self.pearson_chi2, self.scale_method = deviance, pearson_chi2, scale_method
         self.llf, self.llnull, self.nobs = llf, llnull, nobs
         self.n_iter, self.converged = n_iter, converged
         self.family, self.fit_intercept, self.alpha, self.scale = family, fit_intercept, alpha, scale
@@ -306,8 +314,10 @@ class MLEResult:
                  ("Iterations", f"{self.n_iter}"), ("Pseudo R-squ.", f"{self.prsquared:.4f}"),
                  ("Converged", f"{self.converged}"), ("AIC", f"{self.aic:.6g}"),
                  ("L2 penalty", f"{self.alpha:g}"), ("BIC", f"{self.bic:.6g}")]
-        if self.family == "gaussian":
-            stats.append(("Scale (sigma^2, MLE)", f"{self.scale:.6g}"))
+        stats.append(("Deviance", f"{self.deviance:.6g}"))
+        if self.scale_method is not None or self.family == "gaussian":
+            how = {None: "sigma^2, MLE", "X2": "Pearson", "dev": "deviance"}.get(self.scale_method, "fixed")
+            stats.append((f"Scale ({how})", f"{self.scale:.6g}"))
         stats.append(("LLR p-value", f"{self.llr_pvalue:.4g}"))
         stats.append(("Covariance type", self.cov_type))
         for i in range(0, len(stats), 2):
@@ -382,11 +392,12 @@ def response_stats(family, labels, targets, w, n_classes):
     about the weighted mean (syy / W - mean^2 cancels: y = 1e8 + noise had
     lost every digit of the null model's variance); s1y: sum of w (1 - y),
     exactly 0 when every weighted binomial y is 1; slg: sum of w log(y!)
-    (poisson); rows: the number of samples of positive weight."""
+    (poisson); sylogy: sum of w y log y (poisson, for the deviance); rows:
+    the number of samples of positive weight."""
     n = len(labels) if family == "multinomial" else len(targets)
     weights = w.astype(np.float64) if w.size else np.ones(n)
     stats = {"W": float(weights.sum()), "counts": np.zeros(n_classes), "sy": 0.0, "syy": 0.0, "m2": 0.0,
-             "s1y": 0.0, "slg": 0.0, "rows": int(np.count_nonzero(weights))}
+             "s1y": 0.0, "slg": 0.0, "sylogy": 0.0, "rows": int(np.count_nonzero(weights))}
     if family == "multinomial":
         stats["counts"] = np.bincount(labels, weights=weights, minlength=n_classes)
         return stats
@@ -397,20 +408,25 @@ def response_stats(family, labels, targets, w, n_classes):
         centred = y - stats["sy"] / stats["W"]
         stats["m2"] = weighted_sum(weights, centred * centred)
     if family == "poisson":
-        stats["slg"] = _weighted_log_factorials(y, weights)
+        stats["slg"], stats["sylogy"] = _weighted_log_factorials(y, weights)
     return stats
 
 
 def _weighted_log_factorials(y, weights):
-    """sum w log(y!) through y's distinct values: a bincount for whole
-    counts up to 2^20 (1 ms for 200,000 samples; np.unique's sort took 16),
-    else np.unique."""
+    """(sum w log(y!), sum w y log y) through y's distinct values: a
+    bincount for whole counts up to 2^20 (1 ms for 200,000 samples;
+    np.unique's sort took 16), else np.unique."""
     if y.size and y.max() <= 1 << 20 and np.array_equal(counts := y.astype(np.int64), y):
         weight_of = np.bincount(counts, weights=weights)
         values = np.flatnonzero(weight_of)
-        return float(weight_of[values] @ np.array([math.lgamma(v + 1.0) for v in values]))
-    values, inverse = np.unique(y, return_inverse=True)
-    return weighted_sum(weights, np.array([math.lgamma(v + 1.0) for v in values])[inverse])
+        weight_of = weight_of[values]
+    else:
+        values, inverse = np.unique(y, return_inverse=True)
+        weight_of = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(values))
+    values = values.astype(np.float64)
+    log_factorials = np.array([math.lgamma(v + 1.0) for v in values])
+    y_log_y = values * np.log(np.where(values > 0, values, 1.0))
+    return float(weight_of @ log_factorials), float(weight_of @ y_log_y)
 
 
 def add_stats(a, b):
@@ -453,6 +469,7 @@ class _Objective:
         self.has_offset, self._null = has_offset, None  # (an offset of binomial or poisson)
         self._gram_diag = self._gaussian_fisher = None
         self.cov_type = "nonrobust"  # fit_mle's cov_type (the standard errors' covariance)
+        self.dispersion = None  # fit_mle's scale: None (the family's), "X2", "dev" or a number
         if family == "multinomial":
             K = len(classes)
             if K < 2:
@@ -751,6 +768,10 @@ class _Problem(_Objective):
         return score_outer_sum(self.glm, self.fisher_kernels, self.X, self.labels, self.targets, self.w, params,
                                self.offset, self.family, self.fit_intercept, self.keep, leverage)
 
+    def pearson_chi2(self, params):
+        return pearson_chi2(fitted_means(self.glm, self.X, params, self.offset, self.family), self.targets, self.w,
+                            self.family)
+
     def cluster_score_sums(self, params):
         return cluster_score_sums(self.glm, self.X, self.labels, self.targets, self.w, params, self.offset,
                                   self.family, self.fit_intercept, self.keep, self.cluster, self.n_clusters)
@@ -915,7 +936,8 @@ def check_fit_options(alpha, max_iter, tol):
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            offset=None, exposure=None, cov_type="nonrobust", groups=None, max_iter=100, tol=TOL, backend=None):
+            offset=None, exposure=None, cov_type="nonrobust", groups=None, scale=None, max_iter=100, tol=TOL,
+            backend=None):
     """Fit a GLM by maximum likelihood (Fisher scoring) and return its
     estimates with standard errors and the usual statistics.
 
@@ -987,6 +1009,15 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         leverages).
     groups : array (n_samples,), optional
         Each sample's cluster label, for ``cov_type="cluster"``.
+    scale : None, "X2", "dev" or float > 0
+        The dispersion the model-based covariance is multiplied by: None,
+        the family's (1; gaussian: sigma^2's MLE, RSS / nobs); "X2",
+        Pearson's chi-square over nobs - k (the quasi-likelihood
+        covariance of overdispersed counts: statsmodels' GLM ``scale="X2"``,
+        R's quasipoisson; for gaussian, RSS / (nobs - k), OLS's unbiased
+        sigma^2, one more pass over X); "dev", the deviance over nobs - k;
+        or a known dispersion. Not with a robust ``cov_type``. The
+        log-likelihood is unchanged.
     max_iter : int
         A fit stopped by it with samples at probability 0 or 1 and vanished
         information looks separated; below 100, it is run again to 100
@@ -1013,10 +1044,9 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
 
     The gaussian family estimates sigma^2 by maximum likelihood (RSS / n,
     weighted) and reports the log-likelihood at it, as statsmodels' OLS
-    does; its model-based standard errors use that sigma^2 (statsmodels'
-    OLS uses RSS / (n - p): multiply by sqrt(n / (n - p)) to compare, n
-    being ``nobs``, the total weight); the sandwich of ``cov_type`` needs
-    no sigma^2.
+    does; its model-based standard errors use that sigma^2, unless
+    ``scale="X2"`` asks for statsmodels' OLS's RSS / (nobs - p); the
+    sandwich of ``cov_type`` needs no sigma^2.
 
     Examples
     --------
@@ -1041,9 +1071,10 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     check_fit_options(alpha, max_iter, tol)
     columns = parameter_names(X)
     check_cov_type(cov_type, alpha, groups, family)
+    check_scale(scale, cov_type, family)
     prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset, exposure,
                     groups)
-    prob.cov_type = cov_type
+    prob.cov_type, prob.dispersion = cov_type, scale
     return fisher_scoring(prob, columns(prob), max_iter, tol)
 
 
@@ -1304,13 +1335,13 @@ def _result(prob, theta, F, f, it, converged, names):
         cov = _sandwich(prob, theta, cov, cov_type)
     # log-likelihood with every constant (statsmodels' convention)
     nll = f - prob.penalty(theta)
-    scale = 1.0
+    scale, deviance = 1.0, 2.0 * nll  # (binomial with 0 / 1 y, multinomial, gaussian's RSS)
     if prob.family == "poisson":
         llf = -nll - prob.stats["slg"]
+        deviance = 2.0 * (prob.stats["sylogy"] - prob.stats["sy"] + nll)  # 2 (saturated llf - llf)
     elif prob.family == "gaussian":
         scale = 2.0 * nll / prob.W  # nll = RSS / 2
         llf = -0.5 * prob.W * (math.log(2 * math.pi * scale) + 1.0) if scale > 0 else math.inf
-        cov = cov * scale if cov_type == "nonrobust" else cov
         # An exact fit: sigma^2's estimate is 0 or rounding (residuals below
         # 1e-13 of y's root mean square), so standard errors of 0 or 1e-16
         # would claim infinite significance. Unless y varies about its mean
@@ -1332,6 +1363,11 @@ def _result(prob, theta, F, f, it, converged, names):
                           f"errors are {'undefined (NaN)' if saturated else '0'}", RuntimeWarning, stacklevel=5)
     else:
         llf = -nll
+    pearson = None
+    if prob.dispersion is not None:
+        scale, pearson = _dispersion(prob, theta, deviance)
+    if cov_type == "nonrobust":
+        cov = cov * scale
     llnull = prob.null_loglik()
     multi = prob.family == "multinomial"
     params = theta.T.copy() if multi else theta[0].copy()
@@ -1344,7 +1380,59 @@ def _result(prob, theta, F, f, it, converged, names):
                      converged=converged, family=prob.family, fit_intercept=prob.fit_intercept,
                      param_names=names, output_names=output_names,
                      classes=prob.classes, reference_class=None if prob.ref is None else prob.classes[prob.ref],
-                     alpha=prob.alpha, scale=scale, cov_type=cov_type)
+                     alpha=prob.alpha, scale=scale, cov_type=cov_type, deviance=float(deviance),
+                     pearson_chi2=pearson, scale_method=prob.dispersion if isinstance(prob.dispersion, str) else
+                     (None if prob.dispersion is None else "fixed"))
+
+
+SCALES = ("X2", "dev")
+
+
+def check_scale(scale, cov_type, family):
+    """fit_mle's scale: None, "X2", "dev" or a positive number; for the
+    model-based covariance only."""
+    if scale is None:
+        return
+    if isinstance(scale, str):
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; available: None, 'X2', 'dev' or a positive number")
+        if family == "multinomial":
+            raise ValueError(f"scale={scale!r} estimates a one-output family's dispersion; for multinomial pass "
+                             f"a number")
+    elif not (is_real_number(scale) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be None, 'X2', 'dev' or a positive finite number, got {scale!r}")
+    if cov_type != "nonrobust":
+        raise ValueError(f"scale multiplies the model-based covariance; cov_type={cov_type!r} is a sandwich, "
+                         f"which needs none")
+
+
+def _dispersion(prob, theta, deviance):
+    """(scale, Pearson's statistic or None) for fit_mle's scale: "X2"
+    (Pearson's chi-square over nobs - k, as statsmodels' GLM and R's
+    quasi-families), "dev" (the deviance over nobs - k) or the number."""
+    method = prob.dispersion
+    if not isinstance(method, str):
+        return float(method), None
+    pearson = prob.pearson_chi2(prob.kernel_params(theta)) if method == "X2" else None
+    df_resid = prob.W - theta.size
+    if not df_resid > 0:
+        warnings.warn(f"scale={method!r}: the total weight {prob.W:.6g} is not above the number of parameters "
+                      f"{theta.size}, so the dispersion, and the standard errors, are NaN", RuntimeWarning,
+                      stacklevel=6)
+        return math.nan, pearson
+    return (pearson if method == "X2" else deviance) / df_resid, pearson
+
+
+def pearson_chi2(mu, targets, w, family):
+    """Pearson's statistic sum_i w_i (y_i - mu_i)^2 / V(mu_i) of these
+    samples (they add up over chunks); a term with y = mu is 0, also where
+    V is 0."""
+    mu, y = mu[:, 0], targets[:, 0]
+    variance = {"gaussian": np.ones_like(mu), "binomial": mu * (1.0 - mu), "poisson": mu}[family]
+    residual = y - mu
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(residual == 0, 0.0, residual * residual / variance)
+    return weighted_sum(w, terms)
 
 
 COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster")
@@ -1400,7 +1488,7 @@ def _sandwich(prob, theta, bread, cov_type):
     return (cov + cov.T) / 2 * factor
 
 
-def _means(glm_kernels, X, params, offset, family):
+def fitted_means(glm_kernels, X, params, offset, family):
     """Each sample's fitted mean (n, K)."""
     mu = np.empty((X.shape[0], params.shape[0]))
     glm_kernels.glm_predict(X, params, offset, family_code(family), mu)
@@ -1457,7 +1545,7 @@ def score_outer_sum(glm_kernels, fisher_kernels, X, labels, targets, w, params, 
     one-thread block, had taken 1.6-2.2x the multinomial fit's time)."""
     d = X.shape[1]
     D = d + bool(fit_intercept)
-    mu = _means(glm_kernels, X, params, offset, family)
+    mu = fitted_means(glm_kernels, X, params, offset, family)
     if leverage is not None:
         bread, power = leverage
         h = leverages(X, mu, bread, family, fit_intercept)
@@ -1482,7 +1570,7 @@ def cluster_score_sums(glm_kernels, X, labels, targets, w, params, offset, famil
     """(n_groups, K' D): each cluster's sum of w_i s_i, the scores formed
     a block of rows at a time in the order of their cluster codes (each
     block's runs of one code summed by reduceat)."""
-    residual = _residuals(_means(glm_kernels, X, params, offset, family), labels, targets, family, keep)
+    residual = _residuals(fitted_means(glm_kernels, X, params, offset, family), labels, targets, family, keep)
     P = residual.shape[1] * (X.shape[1] + bool(fit_intercept))
     order = np.argsort(codes, kind="stable")
     sums = np.zeros((n_groups, P))

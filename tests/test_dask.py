@@ -106,6 +106,11 @@ def test_fit_mle_robust_covariance_equals_in_memory(rng, family):
         assert got.cov_type == cov_type and rel(got.cov_params(), expected.cov_params()) < 1e-10
     with pytest.raises(ValueError, match="unknown cov_type"):
         fd.fit_mle(Xd, yd, family, reference_class=ref, cov_type="robust")
+    if family != "multinomial":  # Pearson's statistic, chunk by chunk
+        expected = fastmle.fit_mle(X, y, family, sample_weight=w, scale="X2")
+        got = fd.fit_mle(Xd, yd, family, sample_weight=wd, scale="X2")
+        assert rel(got.pearson_chi2, expected.pearson_chi2) < 1e-10 and rel(got.bse, expected.bse) < 1e-10
+        assert rel(got.deviance, expected.deviance) < 1e-10
 
 
 @pytest.mark.parametrize("family", ["multinomial", "binomial", "poisson", "gaussian"])

@@ -967,6 +967,61 @@ def test_fit_mle_leverage_one_gives_nan_with_a_warning(rng, backend):
     assert np.isnan(fit.bse).all()
 
 
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_deviance_and_estimated_dispersion_match_statsmodels(rng, backend):
+    # scale="X2" (Pearson) and "dev" as statsmodels' GLM fit(scale=...), the
+    # deviance of every fit as its GLM's; gaussian "X2" is OLS's sigma^2
+    sm = pytest.importorskip("statsmodels.api")
+    X, ys = _robust_data(rng, n=800)
+    Xc = sm.add_constant(X, prepend=False)
+    exposure = rng.uniform(1.0, 10.0, 800)
+    families = {"binomial": sm.families.Binomial(), "poisson": sm.families.Poisson(),
+                "gaussian": sm.families.Gaussian()}
+    for family, extra in (("binomial", {}), ("poisson", {}), ("poisson", {"exposure": exposure}), ("gaussian", {})):
+        y = ys[family]
+        plain = fastmle.fit_mle(X, y, family, backend=backend, **extra)
+        glm = sm.GLM(y, Xc, family=families[family], **extra)
+        assert plain.deviance == pytest.approx(glm.fit().deviance, rel=1e-10)
+        assert plain.pearson_chi2 is None and plain.scale_method is None
+        for scale in ("X2", "dev"):
+            fit = fastmle.fit_mle(X, y, family, scale=scale, backend=backend, **extra)
+            theirs = glm.fit(scale=scale)
+            assert (fit.scale, fit.scale_method) == (pytest.approx(theirs.scale, rel=1e-10), scale)
+            np.testing.assert_allclose(fit.bse, theirs.bse, rtol=1e-10, err_msg=f"{family} {scale}")
+            assert fit.llf == plain.llf and f"Scale ({'Pearson' if scale == 'X2' else 'deviance'})" in fit.summary()
+        assert fit.pearson_chi2 is None
+        assert fastmle.fit_mle(X, y, family, scale="X2", backend=backend, **extra).pearson_chi2 == pytest.approx(
+            glm.fit().pearson_chi2, rel=1e-10)
+    np.testing.assert_allclose(fastmle.fit_mle(X, ys["gaussian"], "gaussian", scale="X2", backend=backend).bse,
+                               sm.OLS(ys["gaussian"], Xc).fit().bse, rtol=1e-10)
+    # a known dispersion multiplies the covariance; integer weights are rows repeated
+    fixed = fastmle.fit_mle(X, ys["poisson"], "poisson", scale=2.5, backend=backend)
+    np.testing.assert_allclose(fixed.bse, np.sqrt(2.5) * fastmle.fit_mle(X, ys["poisson"], "poisson",
+                                                                         backend=backend).bse, rtol=1e-12)
+    assert fixed.scale_method == "fixed"
+    w = rng.integers(0, 4, 800)
+    rows = np.repeat(np.arange(800), w)
+    for scale in ("X2", "dev"):
+        got = fastmle.fit_mle(X, ys["poisson"], "poisson", sample_weight=w, scale=scale, backend=backend)
+        want = fastmle.fit_mle(X[rows], ys["poisson"][rows], "poisson", scale=scale, backend=backend)
+        assert got.scale == pytest.approx(want.scale, rel=1e-10) and got.deviance == pytest.approx(want.deviance)
+
+
+def test_fit_mle_scale_refusals(rng):
+    X, ys = _robust_data(rng, n=100)
+    y = ys["poisson"]
+    for scale, extra, message in (("pearson", {}, "unknown scale 'pearson'"), (-1.0, {}, "positive finite number"),
+                                  (math.nan, {}, "positive finite number"), (True, {}, "positive finite number"),
+                                  ("X2", {"cov_type": "HC0"}, "cov_type='HC0' is a sandwich")):
+        with pytest.raises(ValueError, match=message):
+            fastmle.fit_mle(X, y, "poisson", scale=scale, **extra)
+    with pytest.raises(ValueError, match="for multinomial pass a number"):
+        fastmle.fit_mle(X, ys["multinomial"], "multinomial", reference_class=0, scale="X2")
+    with pytest.warns(RuntimeWarning, match="total weight 1 is not above the number of parameters 4"):
+        tiny = fastmle.fit_mle(X, y, "poisson", sample_weight=np.full(100, 0.01), scale="dev")
+    assert np.isnan(tiny.bse).all() and math.isnan(tiny.scale)
+
+
 def test_chi2_sf_matches_scipy():
     # the closed form of Q(df / 2, x / 2) behind llr_pvalue, lr_test and wald_test
     from fastmle.mle import chi2_sf

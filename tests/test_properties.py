@@ -1275,6 +1275,8 @@ def mle_problems(draw, dtype, family):
     if alpha == 0:  # the sandwiches too (one with leverages for the one-output families)
         options["cov_type"] = draw(st.sampled_from(["nonrobust", "HC0", "HC1" if family == "multinomial" else "HC3"]),
                                    label="cov_type")
+    if options.get("cov_type", "nonrobust") == "nonrobust" and family != "multinomial":  # (Pearson's pass)
+        options["scale"] = draw(st.sampled_from([None, "X2"]), label="scale")
     if family == "multinomial" and (alpha == 0 or draw(st.booleans(), label="reference class")):
         options["reference_class"] = int(draw(st.integers(0, K - 1), label="reference_class"))
     return X, y, options
