@@ -273,12 +273,22 @@ def _fit_mle(inp, backend):
     return fit
 
 
+def _with_constant(inp):
+    """X with statsmodels' column of ones, built on the first call only (the
+    warm-up: setdefault had copied X inside every timed call)."""
+    if "_Xc" not in inp:
+        import statsmodels.api as sm
+
+        inp["_Xc"] = sm.add_constant(inp["X"], prepend=False)
+    return inp["_Xc"]
+
+
 def _statsmodels_mnlogit(inp):
     """statsmodels' MNLogit (Newton, its default), on the same data with a
     constant column: the same model and parameterization."""
     import statsmodels.api as sm
 
-    Xc = inp.setdefault("_Xc", sm.add_constant(inp["X"], prepend=False))
+    Xc = _with_constant(inp)
     result = sm.MNLogit(inp["y"], Xc).fit(disp=0)
     inp["_sm_llf"] = float(result.llf)
     return result
@@ -306,7 +316,7 @@ def _statsmodels_poisson_rate(inp):
     and a constant column."""
     import statsmodels.api as sm
 
-    Xc = inp.setdefault("_Xc", sm.add_constant(inp["X"], prepend=False))
+    Xc = _with_constant(inp)
     result = sm.GLM(inp["y"], Xc, family=sm.families.Poisson(), exposure=inp["exposure"]).fit()
     inp["_sm_llf"] = float(result.llf)
     return result
@@ -330,7 +340,7 @@ def _fit_ols_hc3(inp, backend):
 def _statsmodels_ols_hc3(inp):
     import statsmodels.api as sm
 
-    Xc = inp.setdefault("_Xc", sm.add_constant(inp["X"], prepend=False))
+    Xc = _with_constant(inp)
     result = sm.OLS(inp["y"], Xc).fit(cov_type="HC3")
     inp["_sm_bse"] = float(result.bse[0])
     return result

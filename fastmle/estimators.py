@@ -25,7 +25,8 @@ from typing import Any, List
 
 from . import special
 from .glm import glm_loss, glm_predict, label_indices
-from .mle import TOL, _Problem, check_cov_type, check_fit_options, fisher_scoring, parameter_names
+from .mle import (TOL, _Problem, check_cov_type, check_cov_type_name, check_fit_options, fisher_scoring,
+                  parameter_names)
 from .sgd import SGDResult, _class_weight_per_sample, checked_class_weight, sgd_fit
 
 try:  # scikit-learn >= 1.6
@@ -115,8 +116,9 @@ class _SGDMixin:
             raise ValueError(f"unknown solver {self.solver!r}; available: {', '.join(map(repr, SOLVERS))}")
         if self.solver == "fisher" and self.l1_ratio:
             raise ValueError("solver='fisher' (Newton steps) needs a smooth objective: l1_ratio must be 0")
+        check_cov_type_name(self.cov_type)  # (a known name, before what it needs)
         if self.solver != "fisher" and self.cov_type != "nonrobust":
-            raise ValueError(f"cov_type={self.cov_type!r} chooses solver='fisher''s standard errors; "
+            raise ValueError(f"cov_type={self.cov_type!r} chooses the standard errors of solver='fisher'; "
                              f"solver={self.solver!r} computes none")
 
     def _check_groups(self, groups):

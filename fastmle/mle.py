@@ -42,6 +42,9 @@ EXACT_SPREAD = 1e-8
 CONFIRM_ITER = 100
 # fit_mle's default tolerance (the estimators' solver="fisher" fits with it too)
 TOL = 1e-8
+# wald_test: a direction of the restrictions whose correlation eigenvalue is
+# below this share of the largest carries no degree of freedom (rounding)
+SINGULAR_CORRELATION = 1e-10
 
 
 class SingularFisherError(np.linalg.LinAlgError):
@@ -164,8 +167,12 @@ class MLEResult:
     def llr_pvalue(self):
         """The likelihood-ratio test's p-value: llr against a chi-square with
         df_model degrees of freedom (as statsmodels' discrete models); NaN
-        for a penalized fit (alpha > 0), whose llf is not the maximum."""
-        return math.nan if self.alpha else chi2_sf(self.llr, self.df_model)
+        for a penalized fit (alpha > 0), whose llf is not the maximum, and
+        for a fit without intercept, which does not nest the intercept-only
+        model (llr can then be negative)."""
+        if self.alpha or not self.fit_intercept:
+            return math.nan
+        return chi2_sf(self.llr, self.df_model)
 
     def lr_test(self, restricted):
         """The likelihood-ratio test of ``restricted``, a fit of the same
@@ -200,12 +207,17 @@ class MLEResult:
     def wald_test(self, restriction, value=None):
         """The Wald test of linear restrictions ``R @ theta = value`` on
         ``theta = params.ravel(order="F")`` (cov_params()'s order), with the
-        covariance in use (robust too): ``restriction`` is R, (r, k_params)
-        or (k_params,) for one, or a list of term names (``param_names``),
-        testing that their coefficients (every output's, for multinomial)
-        are all 0. ``value`` defaults to 0. Returns
-        ``ChiSquareTest(statistic, df, pvalue)``, the statistic referred to a
-        chi-square with df = r (as statsmodels' ``wald_test(use_f=False)``).
+        covariance in use (robust too; for gaussian sigma^2's MLE unless
+        fit_mle's ``scale="X2"`` chose OLS's): ``restriction`` is R, (r,
+        k_params) or (k_params,) for one, or a list of term names
+        (``param_names``), testing that their coefficients (every output's,
+        for multinomial) are all 0. ``value`` defaults to 0. Returns
+        ``ChiSquareTest(statistic, df, pvalue)``: the statistic (R theta -
+        value)^T (R C R^T)^+ (R theta - value) referred to a chi-square with
+        df the rank of R C R^T, r unless the covariance is singular along
+        the restrictions (the symmetric softmax's estimate sums to zero over
+        the classes, so a term's K coefficients carry K - 1 degrees of
+        freedom); as statsmodels' ``wald_test(use_f=False)``.
 
         >>> import numpy as np, fastmle
         >>> rng = np.random.default_rng(0)
@@ -225,11 +237,21 @@ class MLEResult:
             raise ValueError(f"the {len(R)} restrictions are linearly dependent: drop the redundant ones")
         diff = R @ self.params.ravel(order="F") - q
         cov = R @ self._cov @ R.T
-        try:
-            statistic = float(diff @ np.linalg.solve(cov, diff))
-        except np.linalg.LinAlgError:
-            statistic = math.nan
-        return ChiSquareTest(statistic, len(R), chi2_sf(statistic, len(R)))
+        if not np.isfinite(cov).all():  # (NaN standard errors, which warned)
+            return ChiSquareTest(math.nan, len(R), math.nan)
+        # (R C R^T)^+ through the eigenvalues of its correlation matrix: the
+        # variances of coefficients on scales 1e-3 and 1e3 differ by 1e12,
+        # but a direction the estimate cannot move has a correlation
+        # eigenvalue of rounding's size
+        sd = np.sqrt(np.diag(cov))
+        if not (sd > 0).all():  # a restriction of zero variance (an exact gaussian fit)
+            return ChiSquareTest(math.inf if np.any(diff[sd == 0] != 0) else math.nan, len(R), math.nan)
+        eigenvalues, vectors = np.linalg.eigh(cov / np.outer(sd, sd))
+        kept = eigenvalues > SINGULAR_CORRELATION * eigenvalues.max()
+        z = vectors[:, kept].T @ (diff / sd)
+        df = int(kept.sum())
+        statistic = float(np.sum(z * z / eigenvalues[kept]))
+        return ChiSquareTest(statistic, df, chi2_sf(statistic, df))
 
     def _restriction_matrix(self, restriction):
         """wald_test's R, (r, k_params), from a matrix or a list of term names."""
@@ -362,11 +384,11 @@ def chi2_sf(x, df):
     dependency.)"""
     if math.isnan(x) or df < 1:
         return math.nan
-    if x <= 0.0:
+    half = 0.5 * x
+    if half <= 0.0:  # (x <= 0, or so small that x / 2 underflows)
         return 1.0
     if math.isinf(x):
         return 0.0
-    half = 0.5 * x
     log_half = math.log(half)
     if df % 2 == 0:
         return math.fsum(math.exp(j * log_half - half - math.lgamma(j + 1)) for j in range(df // 2))
@@ -1428,7 +1450,7 @@ def pearson_chi2(mu, targets, w, family):
     samples (they add up over chunks); a term with y = mu is 0, also where
     V is 0."""
     mu, y = mu[:, 0], targets[:, 0]
-    variance = {"gaussian": np.ones_like(mu), "binomial": mu * (1.0 - mu), "poisson": mu}[family]
+    variance = variance_function(mu, family)
     residual = y - mu
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(residual == 0, 0.0, residual * residual / variance)
@@ -1437,13 +1459,21 @@ def pearson_chi2(mu, targets, w, family):
 
 COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster")
 LEVERAGE_POWER = {"HC2": 1, "HC3": 2}  # each score divided by (1 - h_i) to the power / 2
-LEVERAGE_ONE = 1e-10  # a leverage within this of 1 is 1 (its residual is then rounding)
+# A leverage within its rounding error of 1 is 1 (its residual is then
+# rounding too): x^T F^-1 x cancels, with an error up to eps s^2, s = |x| @
+# sqrt(diag F^-1) (0.94 eps s^2 at most over 200 designs with columns of
+# mean 0 to 1e6; a column of mean 1e4 had left 1 - h = 1.2e-10 for h = 1)
+LEVERAGE_ROUNDING = 8 * np.finfo(np.float64).eps
 SCORE_BLOCK = 1 << 21  # score elements formed at a time for the clusters' sums (16 MB)
 
 
-def check_cov_type(cov_type, alpha, groups=None, family=None):
+def check_cov_type_name(cov_type):
     if cov_type not in COV_TYPES:
         raise ValueError(f"unknown cov_type {cov_type!r}; available: {', '.join(map(repr, COV_TYPES))}")
+
+
+def check_cov_type(cov_type, alpha, groups=None, family=None):
+    check_cov_type_name(cov_type)
     if cov_type in LEVERAGE_POWER and family == "multinomial":
         raise ValueError(f"cov_type={cov_type!r} needs each sample's leverage, a number for one-output families; "
                          f"for multinomial it is a block of the outputs (not implemented): use 'HC0' or 'HC1'")
@@ -1495,26 +1525,37 @@ def fitted_means(glm_kernels, X, params, offset, family):
     return mu
 
 
-def leverages(X, mean, bread, family, fit_intercept):
-    """Each sample's leverage per unit of weight, h_i = v(mu_i) xt_i^T F^-1
-    xt_i (v the family's variance function: 1, mu (1 - mu), mu; F^-1 the
-    bread, xt_i the row with its 1 for the intercept): the diagonal of the
-    hat matrix of the weighted least squares at the estimate (R's
-    hatvalues), divided by the row's frequency weight, so that a row of
-    weight w has the leverage of each of its w copies. Computed a block of
-    rows at a time (BLAS: fitting's one thread)."""
+def variance_function(mu, family):
+    """V(mu) of a one-output family: 1, mu (1 - mu), mu."""
+    return {"gaussian": np.ones_like(mu), "binomial": mu * (1.0 - mu), "poisson": mu}[family]
+
+
+def row_quadratic_forms(X, B, fit_intercept):
+    """xt_i^T B xt_i of each row, xt_i the row with its 1 for the intercept
+    (B (D, D), the intercept last), a block of rows at a time (BLAS)."""
     d = X.shape[1]
     quad = np.empty(X.shape[0])
     rows = max(1, SCORE_BLOCK // max(d, 1))
     for r0 in range(0, X.shape[0], rows):
         x = X[r0:r0 + rows]
-        q = np.einsum("ij,ij->i", x @ bread[:d, :d], x)
+        q = np.einsum("ij,ij->i", x @ B[:d, :d], x)
         if fit_intercept:
-            q += 2.0 * (x @ bread[:d, d]) + bread[d, d]
+            q += 2.0 * (x @ B[:d, d]) + B[d, d]
         quad[r0:r0 + rows] = q
-    mu = mean[:, 0]
-    variance = {"gaussian": 1.0, "binomial": mu * (1.0 - mu), "poisson": mu}[family]
-    return variance * quad
+    return quad
+
+
+def leverages(X, mean, bread, family, fit_intercept):
+    """(h, its rounding error's bound) of each sample: the leverage per unit
+    of weight, h_i = V(mu_i) xt_i^T F^-1 xt_i (F^-1 the bread), the
+    diagonal of the hat matrix of the weighted least squares at the
+    estimate (R's hatvalues), divided by the row's frequency weight, so
+    that a row of weight w has the leverage of each of its w copies (BLAS:
+    fitting's one thread); see LEVERAGE_ROUNDING."""
+    variance = variance_function(mean[:, 0], family)
+    sd = np.sqrt(np.maximum(np.diag(bread), 0.0))
+    spread = np.abs(X) @ sd[:X.shape[1]] + (sd[-1] if fit_intercept else 0.0)
+    return variance * row_quadratic_forms(X, bread, fit_intercept), LEVERAGE_ROUNDING * variance * spread * spread
 
 
 def _residuals(mu, labels, targets, family, keep):
@@ -1548,9 +1589,9 @@ def score_outer_sum(glm_kernels, fisher_kernels, X, labels, targets, w, params, 
     mu = fitted_means(glm_kernels, X, params, offset, family)
     if leverage is not None:
         bread, power = leverage
-        h = leverages(X, mu, bread, family, fit_intercept)
+        h, rounding = leverages(X, mu, bread, family, fit_intercept)
         with np.errstate(divide="ignore"):  # leverage 1: an infinite weight (the sum's NaN says so)
-            w = (w if w.size else 1.0) / np.where(h < 1.0 - LEVERAGE_ONE, 1.0 - h, 0.0) ** power
+            w = (w if w.size else 1.0) / np.where(1.0 - h > rounding, 1.0 - h, 0.0) ** power
     residual = _residuals(mu, labels, targets, family, keep)
     Kp = residual.shape[1]
     meat = np.zeros((Kp * D, Kp * D))

@@ -961,6 +961,16 @@ def test_fit_mle_leverage_one_gives_nan_with_a_warning(rng, backend):
     with pytest.warns(RuntimeWarning, match="cov_type='HC3': a sample has leverage 1"):
         fit = fastmle.fit_mle(dummy, ys["gaussian"], "gaussian", cov_type="HC3", backend=backend)
     assert np.isnan(fit.bse).all() and np.isfinite(fit.params).all()
+    # a column of mean 1e4 or 3e4: x^T F^-1 x cancels, and this sample's 1 - h had come out 4.7e-10 (mean
+    # 1e4) or more, a finite standard error and no warning
+    for mean in (1e4, 3e4):  # (a mean of 1e5: collinear with the intercept, refused)
+        rng4 = np.random.default_rng(4)
+        x = mean + rng4.standard_normal(100)
+        shifted = np.c_[x, rng4.standard_normal(100), np.eye(100)[:, 0]]
+        with pytest.warns(RuntimeWarning, match="cov_type='HC3': a sample has leverage 1"):
+            fit = fastmle.fit_mle(shifted, 0.5 * x + rng4.standard_normal(100), "gaussian", cov_type="HC3",
+                                  backend=backend)
+        assert np.isnan(fit.bse).all()
     with pytest.warns(RuntimeWarning, match="cov_type='HC2': a sample has leverage 1"):
         fit = fastmle.fit_mle(X, ys["poisson"], "poisson", cov_type="HC2", sample_weight=np.full(100, 0.01),
                               backend=backend)
@@ -1033,6 +1043,7 @@ def test_chi2_sf_matches_scipy():
             assert chi2_sf(x, df) == pytest.approx(want, rel=1e-11, abs=1e-300), (df, x)
         assert (chi2_sf(0.0, df), chi2_sf(-1.0, df), chi2_sf(math.inf, df)) == (1.0, 1.0, 0.0)
         assert math.isnan(chi2_sf(math.nan, df))
+        assert chi2_sf(5e-324, df) == 1.0  # (x / 2 underflows: log(0) had raised)
     assert math.isnan(chi2_sf(1.0, 0))
 
 
@@ -1075,6 +1086,20 @@ def test_fit_mle_likelihood_ratio_and_wald_tests_match_statsmodels(rng, backend)
     statistic, pvalue, df = ols.compare_lr_test(ols_small)
     assert full.lr_test(small) == pytest.approx((statistic, df, pvalue), rel=1e-8)
     assert "LLR p-value" in full.summary()
+    # OLS's Wald test with OLS's sigma^2 (scale="X2"; the default is sigma^2's MLE)
+    want = ols.wald_test(np.eye(4)[[1, 2]], scalar=True, use_f=False)
+    got = fastmle.fit_mle(X, y, "gaussian", scale="X2", backend=backend).wald_test(["x1", "x2"])
+    assert (got.statistic, got.pvalue) == (pytest.approx(want.statistic, rel=1e-9), pytest.approx(want.pvalue))
+    # the symmetric softmax (alpha > 0, no reference class): a term's 3 coefficients sum to zero over the
+    # classes, 2 degrees of freedom, the test of the same term with a reference class (it had been NaN or df 3)
+    for seed in range(4):
+        Xs = np.random.default_rng(seed).standard_normal((300, 3))
+        ym = np.random.default_rng(seed + 10).integers(0, 3, 300)
+        symmetric = fastmle.fit_mle(Xs, ym, "multinomial", alpha=1e-3, backend=backend).wald_test(["x0"])
+        baseline = fastmle.fit_mle(Xs, ym, "multinomial", alpha=1e-3, reference_class=0,
+                                   backend=backend).wald_test(["x0"])
+        assert symmetric.df == baseline.df == 2
+        assert symmetric.statistic == pytest.approx(baseline.statistic, rel=1e-3)
 
 
 def test_fit_mle_hypothesis_test_refusals(rng):
@@ -1097,6 +1122,10 @@ def test_fit_mle_hypothesis_test_refusals(rng):
     with pytest.raises(TypeError, match="must be an MLEResult"):
         fit.lr_test(fit.llf)
     assert math.isnan(fastmle.fit_mle(X, ys["binomial"], "binomial", alpha=1.0).llr_pvalue)
+    # without an intercept the intercept-only model is not nested: no test (llr was -261, p-value 1)
+    y_shifted = X @ [1.0, 0.0, 0.1] + rng.standard_normal(200) + 2.0
+    no_intercept = fastmle.fit_mle(X, y_shifted, "gaussian", fit_intercept=False)
+    assert no_intercept.llr < 0 and math.isnan(no_intercept.llr_pvalue)
 
 
 def _clustered_data(rng, n=600, G=30):
@@ -1592,7 +1621,9 @@ def test_estimators_fisher_solver_take_cov_type_and_groups(rng):
                                                               groups=groups).bse[:-1], rtol=1e-10)
     y = ys["binomial"]
     for est, fit_kw, message in (
-            (fastmle.MLEClassifier("binomial", cov_type="HC0"), {}, "cov_type='HC0' chooses solver='fisher''s"),
+            (fastmle.MLEClassifier("binomial", cov_type="HC0"), {}, "cov_type='HC0' chooses the standard errors "
+                                                                    "of solver='fisher'; solver='sgd' computes none"),
+            (fastmle.MLEClassifier("binomial", cov_type="HC4"), {}, "unknown cov_type 'HC4'"),
             (fastmle.MLEClassifier("binomial", solver="fisher"), {"groups": groups}, "groups .* is for cov_type="),
             (fastmle.MLEClassifier("binomial", solver="fisher", cov_type="cluster"), {}, "needs groups="),
             (fastmle.MLEClassifier("binomial", solver="fisher", cov_type="HC1", alpha=0.1), {}, "needs alpha=0"),

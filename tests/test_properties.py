@@ -1260,6 +1260,7 @@ def mle_problems(draw, dtype, family):
         p = np.exp(eta - eta.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         y = np.array([rng.choice(K, p=row) for row in p])
+        y[:K] = np.arange(K)  # every class present, with positive weight (rows of weight 0 come after)
     elif family == "binomial":
         y = (rng.random(n) < 1 / (1 + np.exp(-eta[:, 0]))).astype(np.int64)
     elif family == "gaussian":
@@ -1270,7 +1271,7 @@ def mle_problems(draw, dtype, family):
     weights = draw(st.sampled_from(["none", "positive", "some zero"]), label="weights")
     w = None if weights == "none" else rng.uniform(0.5, 2.0, n)
     if weights == "some zero":
-        w[rng.choice(n, 5, replace=False)] = 0.0
+        w[K + rng.choice(n - K, 5, replace=False)] = 0.0
     options = dict(fit_intercept=draw(st.booleans(), label="fit_intercept"), alpha=alpha, sample_weight=w)
     if alpha == 0:  # the sandwiches too (one with leverages for the one-output families)
         options["cov_type"] = draw(st.sampled_from(["nonrobust", "HC0", "HC1" if family == "multinomial" else "HC3"]),
