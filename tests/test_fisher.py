@@ -1032,6 +1032,48 @@ def test_fit_mle_scale_refusals(rng):
     assert np.isnan(tiny.bse).all() and math.isnan(tiny.scale)
 
 
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_get_prediction_matches_statsmodels(rng, backend):
+    # the mean's standard error (delta method) and interval (the linear
+    # predictor's, through the inverse link) at new rows, as statsmodels'
+    # GLM get_prediction(...).summary_frame(alpha), robust covariances too
+    sm = pytest.importorskip("statsmodels.api")
+    X, ys = _robust_data(rng, n=400)
+    Xc = sm.add_constant(X, prepend=False)
+    new = rng.standard_normal((50, 3)) * 2.0
+    exposure, new_exposure = rng.uniform(1.0, 10.0, 400), rng.uniform(1.0, 10.0, 50)
+    cases = (("poisson", sm.families.Poisson(), {"exposure": exposure}, {"exposure": new_exposure}, {}),
+             ("binomial", sm.families.Binomial(), {}, {}, {}),
+             ("binomial", sm.families.Binomial(), {}, {}, {"cov_type": "HC0"}),
+             ("gaussian", sm.families.Gaussian(), {}, {}, {"scale": "X2"}))  # statsmodels' GLM: Pearson's sigma^2
+    for family, sm_family, fit_kw, new_kw, options in cases:
+        y = ys[family]
+        fit = fastmle.fit_mle(X, y, family, backend=backend, **fit_kw, **options)
+        glm = sm.GLM(y, Xc, family=sm_family, **fit_kw).fit(cov_type=options.get("cov_type", "nonrobust"))
+        want = glm.get_prediction(sm.add_constant(new, prepend=False), **new_kw).summary_frame(0.1)
+        got = fit.get_prediction(new, 0.1, **new_kw, backend=backend)
+        for column in want.columns[:4]:
+            np.testing.assert_allclose(getattr(got, column), want[column].to_numpy(), rtol=1e-6,
+                                       err_msg=f"{family} {options} {column}")
+        assert ((got.mean_ci_lower < got.mean) & (got.mean < got.mean_ci_upper)).all()
+    # no intercept; an offset for gaussian (the interval moves with it)
+    fit = fastmle.fit_mle(X, ys["gaussian"], "gaussian", fit_intercept=False, scale="X2", backend=backend)
+    ols = sm.OLS(ys["gaussian"], X).fit()
+    want = ols.get_prediction(new).summary_frame(0.05)
+    got = fit.get_prediction(new, backend=backend)
+    np.testing.assert_allclose(got.mean_se, want["mean_se"], rtol=1e-9)  # (OLS's interval uses t, this z)
+    np.testing.assert_allclose(got.mean_ci_upper, got.mean + 1.959963984540054 * got.mean_se, rtol=1e-12)
+    shifted = fit.get_prediction(new, offset=np.full(50, 3.0), backend=backend)
+    np.testing.assert_allclose(shifted.mean_ci_lower, got.mean_ci_lower + 3.0, rtol=1e-12)
+    np.testing.assert_allclose(shifted.mean_se, got.mean_se, rtol=1e-12)
+    with pytest.raises(ValueError, match="one-output families"):
+        fastmle.fit_mle(X, ys["multinomial"], "multinomial", reference_class=0).get_prediction(new)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        fit.get_prediction(new, alpha=1.5)
+    with pytest.raises(ValueError, match="X has 2 features"):
+        fit.get_prediction(new[:, :2])
+
+
 def test_chi2_sf_matches_scipy():
     # the closed form of Q(df / 2, x / 2) behind llr_pvalue, lr_test and wald_test
     from fastmle.mle import chi2_sf
