@@ -163,7 +163,7 @@ def _loss_and_grad(X, y, coef, family, intercept, sample_weight, offset, backend
     if a["y"] is None:
         raise ValueError("y is required")
     _glm.family_code(family)
-    _mle.check_offset_family(family, offset, None)
+    _glm.check_offset_family(family, offset, None)
     _glm.pack_params(coef, intercept, X.shape[1], np.float64)  # coef's shape, checked here, not in a task
     backend = _dispatch.resolve(backend)
     return _map_reduce(_chunk_loss, _add, X, a["y"], a["sample_weight"], a["offset"],
@@ -228,7 +228,7 @@ def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_we
     ((3, 3), True)
     """
     X, a = _check_chunks(X, sample_weight=sample_weight, offset=offset)
-    _mle.check_offset_family(family, offset, None)
+    _glm.check_offset_family(family, offset, None)
     kind = _fisher.fisher_kind(kind)
     scale = _fisher._check_scale(scale)
     # validate the parameters once, on an empty chunk
@@ -302,7 +302,7 @@ def _encode_fit(yc, wc, oc, ec, family, classes, n):
     """A chunk's (labels, targets, weights, offset) as fit_mle's kernels take
     them: oc and ec are the chunk's offset and exposure (None: not given)."""
     labels, targets, w = _encode(yc, wc, family, classes, n)
-    targets, offset = _mle.offset_response(family, targets, _mle.total_offset(oc, ec, family, n))
+    targets, offset = _mle.offset_response(family, targets, _glm.total_offset(oc, ec, family, n))
     return labels, targets, w, offset
 
 
@@ -420,7 +420,7 @@ class _DaskProblem(_mle._Objective):
         if a["y"] is None:
             raise ValueError("y is required")
         _glm.family_code(family)
-        _mle.check_offset_family(family, offset, exposure)  # (their values are checked chunk by chunk)
+        _glm.check_offset_family(family, offset, exposure)  # (their values are checked chunk by chunk)
         _validate.real_array(np.empty(0, X.dtype), "X")  # the dtype, checked without computing X
         self.X, self.y, self.w = X, a["y"], a["sample_weight"]
         self.offset, self.exposure, self.groups = a["offset"], a["exposure"], a["groups"]

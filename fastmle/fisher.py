@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _dispatch
 from ._validate import check_bool, is_real_number, real_array
-from .glm import (as_design_matrix, as_offset, as_sample_weight, check_weight_values, family_code, native_array,
+from .glm import (as_design_matrix, as_sample_weight, check_weight_values, family_code, linear_offset, native_array,
                   pack_params)
 
 
@@ -210,7 +210,7 @@ class GLMModel:
     K', the outputs whose parameters are free; ``n_terms`` is d + 1 or d."""
 
     def __init__(self, X, coef, family, intercept=None, fit_intercept=None, sample_weight=None,
-                 reference_class=None, offset=None):
+                 reference_class=None, offset=None, exposure=None):
         self.family = family
         self.code = family_code(family)
         refuse_sparse(X, "X", "the Fisher information kernels take")
@@ -249,7 +249,7 @@ class GLMModel:
             raise ValueError(f"binomial coef must have one column, got {coef.shape[1]}")
         self.params = pack_params(coef, intercept, X.shape[1], X.dtype)
         self.sample_weight = as_sample_weight(sample_weight, X.shape[0], X.dtype)
-        self.offset = as_offset(offset, X.shape[0], X.dtype, family)
+        self.offset = linear_offset(offset, exposure, X.shape[0], X.dtype, family)
         self.n_outputs = coef.shape[1] - (self.ref >= 0)
         self.n_terms = X.shape[1] + self.fit_intercept
 
@@ -274,7 +274,7 @@ def _check_scale(scale):
 
 
 def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_weight=None, offset=None,
-               kind="dense", reference_class=None, scale=1.0, backend=None):
+               exposure=None, kind="dense", reference_class=None, scale=1.0, backend=None):
     """The exact (expected) Fisher information of a GLM at ``coef``.
 
     ``sum_i w_i M_i kron xt_i xt_i^T / scale`` with xt_i the row followed by
@@ -301,6 +301,8 @@ def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_we
     offset : array (n_samples,), optional
         A known term of each sample's linear predictor (for Poisson rates,
         the log of the exposure), as in glm_predict; not for multinomial.
+    exposure : array (n_samples,) > 0, optional
+        Poisson only: adds ``log(exposure)`` to the offset (fit_mle's).
     kind : {"dense", "diag"}
         The (P, P) matrix, or its diagonal (P,); "full" is taken as "dense"
         (its name before FisherAccumulator's was adopted).
@@ -325,7 +327,7 @@ def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_we
     """
     kind = fisher_kind(kind)
     scale = _check_scale(scale)
-    m = GLMModel(X, coef, family, intercept, fit_intercept, sample_weight, reference_class, offset)
+    m = GLMModel(X, coef, family, intercept, fit_intercept, sample_weight, reference_class, offset, exposure)
     P = m.n_outputs * m.n_terms
     kern = m.kernels(backend)
     if kind == "diag":
@@ -341,7 +343,7 @@ def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_we
 
 
 def fisher_vector_product(X, coef, family, v, *, intercept=None, fit_intercept=None, sample_weight=None,
-                          offset=None, reference_class=None, scale=1.0, backend=None):
+                          offset=None, exposure=None, reference_class=None, scale=1.0, backend=None):
     """``glm_fisher(...) @ v`` without forming the matrix: one pass over X,
     O(n K' d) work and O(K' d) memory (for conjugate-gradient and natural-
     gradient steps on models too large for the P x P matrix).
@@ -355,7 +357,7 @@ def fisher_vector_product(X, coef, family, v, *, intercept=None, fit_intercept=N
     array([1.25, 0.75])
     """
     scale = _check_scale(scale)
-    m = GLMModel(X, coef, family, intercept, fit_intercept, sample_weight, reference_class, offset)
+    m = GLMModel(X, coef, family, intercept, fit_intercept, sample_weight, reference_class, offset, exposure)
     v = real_array(v, "v")
     P = m.n_outputs * m.n_terms
     if v.size != P or v.ndim not in (1, 2) or (v.ndim == 2 and v.shape != (m.n_outputs, m.n_terms)):

@@ -263,6 +263,37 @@ def as_offset(offset, n_samples, dtype, family):
     return native_array(cast, dtype)
 
 
+def check_offset_family(family, offset, exposure):
+    """The families an offset and an exposure are for (before reading them)."""
+    if offset is not None and family == "multinomial":
+        raise ValueError(MULTINOMIAL_OFFSET)
+    if exposure is not None and family != "poisson":
+        raise ValueError(f"exposure is for the poisson family (log link), not {family!r}; pass offset")
+
+
+def total_offset(offset, exposure, family, n):
+    """offset + log(exposure) (float64 (n,), empty for neither), checked."""
+    check_offset_family(family, offset, exposure)
+    total = as_offset(offset, n, np.float64, family)
+    if exposure is None:
+        return total
+    exposure = real_array(exposure, "exposure")
+    if exposure.shape != (n,):
+        raise ValueError(f"exposure must have shape ({n},), got {exposure.shape}")
+    if not (np.isfinite(exposure).all() and (exposure > 0).all()):
+        raise ValueError("exposure must be finite and > 0 (it enters as log(exposure))")
+    log_exposure = np.log(exposure.astype(np.float64))
+    return log_exposure + total if total.size else log_exposure
+
+
+def linear_offset(offset, exposure, n_samples, dtype, family):
+    """offset + log(exposure) as the kernels take it: (n_samples,) of X's
+    dtype (empty for neither), checked."""
+    if exposure is None:
+        return as_offset(offset, n_samples, dtype, family)
+    return as_offset(total_offset(offset, exposure, family, n_samples), n_samples, dtype, family)
+
+
 def total_weight(sample_weight, n_samples):
     """The sum of the kernels' sample weights (empty: all ones), in float64."""
     return float(sample_weight.sum(dtype=np.float64)) if sample_weight.size else float(n_samples)
@@ -297,14 +328,15 @@ def unpack_params(params):
     return np.array(params[:, :-1].T, order="C"), params[:, -1].copy()
 
 
-def glm_predict(X, coef, family, *, intercept=None, offset=None, backend=None):
+def glm_predict(X, coef, family, *, intercept=None, offset=None, exposure=None, backend=None):
     """The mean of the response under a fitted GLM: softmax (multinomial),
     sigmoid (binomial), identity (gaussian) or exp (poisson) of
     ``X @ coef + intercept + offset``. Returns (n_samples, K) in X's float
     dtype. ``offset`` (n_samples,), optional, is a known term of each
     sample's linear predictor (statsmodels' offset: for Poisson rates,
     ``np.log(exposure)``), added in X's dtype (float32 X rounds it); not
-    for multinomial.
+    for multinomial. ``exposure`` (n_samples,) > 0, poisson only: adds
+    ``log(exposure)`` to it (fit_mle's exposure).
     family comes third, as in sgd_fit, fit_mle and glm_fisher (it had a
     default, "gaussian", which gave a binomial fit's X @ coef silently).
 
@@ -315,24 +347,25 @@ def glm_predict(X, coef, family, *, intercept=None, offset=None, backend=None):
 
     Counts over exposures of 10 and 2 units (a rate model):
 
-    >>> fastmle.glm_predict(np.array([[0.0], [1.0]]), [[2.0]], "poisson", offset=np.log([10.0, 2.0]))
+    >>> fastmle.glm_predict(np.array([[0.0], [1.0]]), [[2.0]], "poisson", exposure=[10.0, 2.0])
     array([[10.       ],
            [14.7781122]])
     """
     code = family_code(family)
     X, _ = as_design_matrix(X)
     params = pack_params(coef, intercept, X.shape[1], X.dtype)
-    offset = as_offset(offset, X.shape[0], X.dtype, family)
+    offset = linear_offset(offset, exposure, X.shape[0], X.dtype, family)
     out = np.empty((X.shape[0], params.shape[0]), X.dtype)
     run_kernel(_dispatch.kernels(_dispatch.resolve(backend), "glm"), "glm_predict", X, params, offset, code, out)
     return out
 
 
-def glm_loss(X, y, coef, family, *, intercept=None, sample_weight=None, offset=None, reduction="mean",
-             return_grad=False, backend=None):
+def glm_loss(X, y, coef, family, *, intercept=None, sample_weight=None, offset=None, exposure=None,
+             reduction="mean", return_grad=False, backend=None):
     """The GLM's negative log-likelihood (weighted), and with return_grad its
     gradient ``(dcoef (n_features, K), dintercept (K,))``, in one pass.
-    ``offset`` is glm_predict's: a known term of the linear predictor.
+    ``offset`` and ``exposure`` are glm_predict's: a known term of the
+    linear predictor.
     family comes fourth, after y as in sgd_fit and fit_mle (it had a
     default, "gaussian": a binomial fit's loss came out a squared error).
 
@@ -358,7 +391,7 @@ def glm_loss(X, y, coef, family, *, intercept=None, sample_weight=None, offset=N
     if family != "multinomial" and targets.shape[1] != K:
         raise ValueError(f"y has {targets.shape[1]} outputs but coef has {K}")
     w = as_sample_weight(sample_weight, X.shape[0], X.dtype)
-    offset = as_offset(offset, X.shape[0], X.dtype, family)
+    offset = linear_offset(offset, exposure, X.shape[0], X.dtype, family)
     loss = np.zeros(1)
     grad = np.empty_like(params) if return_grad else np.empty((0, params.shape[1]), X.dtype)
     run_kernel(_dispatch.kernels(_dispatch.resolve(backend), "glm"), "glm_loss_grad", X, labels, targets, w,

@@ -19,7 +19,7 @@ import numpy as np
 from . import _blas, _dispatch
 from ._validate import check_bool, is_real_number, real_array
 from .fisher import GLMModel, _symmetric, refuse_sparse
-from .glm import MULTINOMIAL_OFFSET, as_design_matrix, as_offset, encode_response, family_code, glm_predict
+from .glm import as_design_matrix, encode_response, family_code, glm_predict, total_offset
 
 _NORMAL = statistics.NormalDist()
 # fit_mle reuses the information's factor after a step this small (relative),
@@ -967,29 +967,6 @@ def offset_response(family, targets, offset):
     if family == "gaussian" and offset.size:
         return targets - offset[:, None], offset[:0]
     return targets, offset
-
-
-def check_offset_family(family, offset, exposure):
-    """The families an offset and an exposure are for (before reading them)."""
-    if offset is not None and family == "multinomial":
-        raise ValueError(MULTINOMIAL_OFFSET)
-    if exposure is not None and family != "poisson":
-        raise ValueError(f"exposure is for the poisson family (log link), not {family!r}; pass offset")
-
-
-def total_offset(offset, exposure, family, n):
-    """offset + log(exposure) (float64 (n,), empty for neither), checked."""
-    check_offset_family(family, offset, exposure)
-    total = as_offset(offset, n, np.float64, family)
-    if exposure is None:
-        return total
-    exposure = real_array(exposure, "exposure")
-    if exposure.shape != (n,):
-        raise ValueError(f"exposure must have shape ({n},), got {exposure.shape}")
-    if not (np.isfinite(exposure).all() and (exposure > 0).all()):
-        raise ValueError("exposure must be finite and > 0 (it enters as log(exposure))")
-    log_exposure = np.log(exposure.astype(np.float64))
-    return log_exposure + total if total.size else log_exposure
 
 
 def check_fit_options(alpha, max_iter, tol):

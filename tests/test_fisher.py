@@ -400,6 +400,37 @@ def test_fit_mle_poisson_exposure_and_offset_match_statsmodels(backend, rng):
     assert _rel(fastmle.fit_mle(X, y, "poisson", backend=backend).params, res.params) > 0.1
 
 
+def test_glm_functions_take_exposure(backend, rng):
+    # glm_predict, glm_loss, glm_fisher and fisher_vector_product take
+    # fit_mle's exposure: offset log(exposure), the rate model's terms
+    X = rng.standard_normal((300, 2))
+    t = rng.uniform(1.0, 50.0, 300)
+    y = rng.poisson(t * np.exp(X @ [0.3, -0.2] - 1.0))
+    fit = fastmle.fit_mle(X, y, "poisson", exposure=t, backend=backend)
+    common = dict(intercept=fit.intercept, backend=backend)
+    mean = fastmle.glm_predict(X, fit.coef, "poisson", exposure=t, **common)
+    np.testing.assert_array_equal(mean, fastmle.glm_predict(X, fit.coef, "poisson", offset=np.log(t), **common))
+    np.testing.assert_allclose(mean[:, 0], fit.predict(X, exposure=t), rtol=1e-12)
+    # at the MLE the gradient of the rate model's loss vanishes (not so without the exposure)
+    loss, (dcoef, dintercept) = fastmle.glm_loss(X, y, fit.coef, "poisson", exposure=t, return_grad=True, **common)
+    assert np.abs(np.r_[dcoef.ravel(), dintercept]).max() < 1e-6
+    _, (dcoef, _) = fastmle.glm_loss(X, y, fit.coef, "poisson", return_grad=True, **common)
+    assert np.abs(dcoef).max() > 0.1
+    # the exact Fisher at the MLE: its inverse is the fit's covariance
+    F = fastmle.glm_fisher(X, fit.coef, "poisson", exposure=t, **common)
+    np.testing.assert_allclose(np.linalg.inv(F), fit.cov_params(), rtol=1e-8)
+    v = rng.standard_normal(3)
+    np.testing.assert_allclose(fastmle.fisher_vector_product(X, fit.coef, "poisson", v, exposure=t, **common),
+                               F @ v, rtol=1e-10)
+    for family, exposure, message in (("binomial", t, "exposure is for the poisson family"),
+                                      ("poisson", np.r_[0.0, t[1:]], "exposure must be finite and > 0"),
+                                      ("poisson", t[:10], r"exposure must have shape \(300,\)")):
+        with pytest.raises(ValueError, match=message):
+            fastmle.glm_predict(X, fit.coef, family, exposure=exposure, backend=backend)
+        with pytest.raises(ValueError, match=message):
+            fastmle.glm_fisher(X, fit.coef, family, exposure=exposure, backend=backend)
+
+
 def test_mle_result_predict_is_statsmodels_predict(backend, rng):
     X = rng.standard_normal((400, 2))
     new = rng.standard_normal((7, 2))
