@@ -328,7 +328,7 @@ def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept,
                  leverage=None):
     """A chunk's (loss, gradient (K, d + 1), Fisher (P, P) or None, saturated
     count or None, sum of w s s^T (P, P) or None, _ClusterSums or None,
-    Pearson's statistic or None) at the kernel params; the loss and gradient (zeros otherwise) with the
+    mle.fit_statistics or None) at the kernel params; the loss and gradient (zeros otherwise) with the
     Fisher only. leverage: the meat's (bread, power) for HC2 / HC3."""
     Xc = _glm.native_array(Xc, np.float64)
     params = _glm.native_array(params, np.float64)  # unpickled on a worker: maybe unaligned
@@ -340,7 +340,7 @@ def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept,
     loss, grad = np.zeros(1), np.zeros_like(params)
     F = np.zeros((P, P)) if "fisher" in want else None
     saturated = 0 if "saturated" in want else None
-    pearson = 0.0 if "pearson" in want else None
+    statistics = np.zeros(2) if "statistics" in want else None
     meat = np.zeros((P, P)) if "meat" in want else None
     clusters = _ClusterSums(np.empty(0, groups.dtype), np.zeros((0, P))) if "cluster" in want else None
     if n:
@@ -362,9 +362,9 @@ def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept,
             clusters = _ClusterSums(names, _mle.cluster_score_sums(
                 glm, Xc, labels, targets, w, params, offset, family, fit_intercept, keep, codes.reshape(-1),
                 len(names)))
-        if pearson is not None:
-            pearson = _mle.pearson_chi2(_mle.fitted_means(glm, Xc, params, offset, family), targets, w, family)
-    return float(loss[0]), grad, F, saturated, meat, clusters, pearson
+        if statistics is not None:
+            statistics = _mle.fit_statistics(_mle.fitted_means(glm, Xc, params, offset, family), targets, w, family)
+    return float(loss[0]), grad, F, saturated, meat, clusters, statistics
 
 
 class _ClusterSums:
@@ -478,8 +478,8 @@ class _DaskProblem(_mle._Objective):
     def cluster_score_sums(self, params):
         return self._pass(params, ("cluster",))[5].sums
 
-    def pearson_chi2(self, params):
-        return self._pass(params, ("pearson",))[6]
+    def fit_statistics(self, params):
+        return self._pass(params, ("statistics",))[6]
 
     def _intercept_only_sums(self, b):  # a pass over y's chunks (and the offset's), not X's
         return _map_reduce(_chunk_intercept_only_sums, _add, self.y, self.w, self.offset, self.exposure,

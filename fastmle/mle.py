@@ -42,6 +42,9 @@ EXACT_SPREAD = 1e-8
 CONFIRM_ITER = 100
 # fit_mle's default tolerance (the estimators' solver="fisher" fits with it too)
 TOL = 1e-8
+# The Poisson deviance is summed row by row (a pass) when the sums' formula
+# leaves it below this share of its terms' size (rounding's would show)
+DEVIANCE_CANCELLATION = 1e-6
 # wald_test: a direction of the restrictions whose correlation eigenvalue is
 # below this share of the largest carries no degree of freedom (rounding)
 SINGULAR_CORRELATION = 1e-10
@@ -168,8 +171,9 @@ class MLEResult:
         """The likelihood-ratio test's p-value: llr against a chi-square with
         df_model degrees of freedom (as statsmodels' discrete models); NaN
         for a penalized fit (alpha > 0), whose llf is not the maximum, and
-        for a fit without intercept, which does not nest the intercept-only
-        model (llr can then be negative)."""
+        for a fit with fit_intercept=False, which need not nest the
+        intercept-only model (llr can then be negative; with a column of
+        ones in X, fit with the intercept instead)."""
         if self.alpha or not self.fit_intercept:
             return math.nan
         return chi2_sf(self.llr, self.df_model)
@@ -213,11 +217,12 @@ class MLEResult:
         (``param_names``), testing that their coefficients (every output's,
         for multinomial) are all 0. ``value`` defaults to 0. Returns
         ``ChiSquareTest(statistic, df, pvalue)``: the statistic (R theta -
-        value)^T (R C R^T)^+ (R theta - value) referred to a chi-square with
-        df the rank of R C R^T, r unless the covariance is singular along
-        the restrictions (the symmetric softmax's estimate sums to zero over
-        the classes, so a term's K coefficients carry K - 1 degrees of
-        freedom); as statsmodels' ``wald_test(use_f=False)``.
+        value)^T (R C R^T)^+ (R theta - value) (the Moore-Penrose inverse,
+        as statsmodels' ``wald_test(use_f=False)``) referred to a
+        chi-square with df the rank of R C R^T: r unless the covariance is
+        singular along the restrictions (the symmetric softmax's estimate
+        sums to zero over the classes, so a term's K coefficients carry K -
+        1 degrees of freedom; a cluster covariance has rank at most G - 1).
 
         >>> import numpy as np, fastmle
         >>> rng = np.random.default_rng(0)
@@ -246,11 +251,13 @@ class MLEResult:
         sd = np.sqrt(np.diag(cov))
         if not (sd > 0).all():  # a restriction of zero variance (an exact gaussian fit)
             return ChiSquareTest(math.inf if np.any(diff[sd == 0] != 0) else math.nan, len(R), math.nan)
-        eigenvalues, vectors = np.linalg.eigh(cov / np.outer(sd, sd))
-        kept = eigenvalues > SINGULAR_CORRELATION * eigenvalues.max()
-        z = vectors[:, kept].T @ (diff / sd)
-        df = int(kept.sum())
-        statistic = float(np.sum(z * z / eigenvalues[kept]))
+        eigenvalues = np.linalg.eigvalsh(cov / np.outer(sd, sd))
+        df = int(np.sum(eigenvalues > SINGULAR_CORRELATION * eigenvalues.max()))
+        if df == len(R):  # in the correlation scale, whatever the coefficients' scales
+            z = diff / sd
+            statistic = float(z @ np.linalg.solve(cov / np.outer(sd, sd), z))
+        else:  # singular: the Moore-Penrose inverse, as statsmodels (pinv)
+            statistic = float(diff @ np.linalg.pinv(cov, rcond=SINGULAR_CORRELATION, hermitian=True) @ diff)
         return ChiSquareTest(statistic, df, chi2_sf(statistic, df))
 
     def _restriction_matrix(self, restriction):
@@ -355,8 +362,11 @@ class MLEResult:
                         "binomial": lambda e: np.exp(-np.logaddexp(0.0, -e))}[self.family]
         with np.errstate(over="ignore"):
             lower, upper = inverse_link(eta - q * se_eta), inverse_link(eta + q * se_eta)
-        # d mu / d eta of a canonical link is the variance function
-        return MeanPrediction(mean, variance_function(mean, self.family) * se_eta, lower, upper)
+        # d mu / d eta of the canonical link, from eta (binomial's p (1 - p)
+        # from the rounded p had been 0 at eta = 37, and 1e-6 off from 20)
+        slope = {"gaussian": lambda e: np.ones_like(e), "poisson": lambda e: mean,
+                 "binomial": lambda e: np.exp(-np.abs(e)) / (1.0 + np.exp(-np.abs(e))) ** 2}[self.family](eta)
+        return MeanPrediction(mean, slope * se_eta, lower, upper)
 
     def summary(self, alpha=0.05):
         """A table of the fit: the model's statistics, then one row per
@@ -834,9 +844,9 @@ class _Problem(_Objective):
         return score_outer_sum(self.glm, self.fisher_kernels, self.X, self.labels, self.targets, self.w, params,
                                self.offset, self.family, self.fit_intercept, self.keep, leverage)
 
-    def pearson_chi2(self, params):
-        return pearson_chi2(fitted_means(self.glm, self.X, params, self.offset, self.family), self.targets, self.w,
-                            self.family)
+    def fit_statistics(self, params):
+        return fit_statistics(fitted_means(self.glm, self.X, params, self.offset, self.family), self.targets, self.w,
+                              self.family)
 
     def cluster_score_sums(self, params):
         return cluster_score_sums(self.glm, self.X, self.labels, self.targets, self.w, params, self.offset,
@@ -1060,7 +1070,8 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         R's quasipoisson; for gaussian, RSS / (nobs - k), OLS's unbiased
         sigma^2, one more pass over X); "dev", the deviance over nobs - k;
         or a known dispersion. Not with a robust ``cov_type``. The
-        log-likelihood is unchanged.
+        log-likelihood is unchanged. With alpha > 0 the degrees of freedom
+        are still nobs - k, not the penalized fit's effective number.
     max_iter : int
         A fit stopped by it with samples at probability 0 or 1 and vanished
         information looks separated; below 100, it is run again to 100
@@ -1395,7 +1406,8 @@ def _result(prob, theta, F, f, it, converged, names):
         saturated = prob.stats["rows"] <= theta.size
         rss, rounding = 2.0 * nll, EXACT_GAUSSIAN * prob.stats["syy"]
         exact = not rss > rounding and (not rss > EXACT_SPREAD * prob.stats["m2"] or not prob.stats["m2"] > rounding)
-        if prob.alpha == 0 and (saturated or exact):
+        estimated = prob.dispersion is None or isinstance(prob.dispersion, str)  # (a known sigma^2 is not)
+        if prob.alpha == 0 and estimated and (saturated or exact):
             if saturated:  # as many parameters as samples: undefined, as statsmodels' OLS (inf)
                 cov = np.full_like(cov, np.nan)
                 why = f"as many parameters as samples ({prob.stats['rows']} samples, {theta.size} parameters)"
@@ -1406,9 +1418,19 @@ def _result(prob, theta, F, f, it, converged, names):
                           f"errors are {'undefined (NaN)' if saturated else '0'}", RuntimeWarning, stacklevel=5)
     else:
         llf = -nll
+    # Pearson's statistic, and the Poisson deviance row by row, when the
+    # scale needs them or when the deviance from the sums (sum w y log y
+    # against the likelihood's sum w y eta) cancels: counts of 1e8 fitted
+    # closely had given -0.00098
     pearson = None
+    magnitude = abs(prob.stats["sylogy"]) + abs(prob.stats["sy"]) + abs(nll)
+    if prob.dispersion == "X2" or (prob.family == "poisson" and (
+            prob.dispersion == "dev" or deviance <= DEVIANCE_CANCELLATION * magnitude)):
+        pearson, rowwise = map(float, prob.fit_statistics(prob.kernel_params(theta)))
+        deviance = rowwise if prob.family == "poisson" else deviance
     if prob.dispersion is not None:
-        scale, pearson = _dispersion(prob, theta, deviance)
+        scale = _dispersion(prob, theta, deviance, pearson)
+    pearson = pearson if prob.dispersion == "X2" else None
     if cov_type == "nonrobust":
         cov = cov * scale
     llnull = prob.null_loglik()
@@ -1449,33 +1471,39 @@ def check_scale(scale, cov_type, family):
                          f"which needs none")
 
 
-def _dispersion(prob, theta, deviance):
-    """(scale, Pearson's statistic or None) for fit_mle's scale: "X2"
-    (Pearson's chi-square over nobs - k, as statsmodels' GLM and R's
-    quasi-families), "dev" (the deviance over nobs - k) or the number."""
+def _dispersion(prob, theta, deviance, pearson):
+    """The scale of fit_mle's scale: "X2" (Pearson's chi-square over nobs -
+    k, as statsmodels' GLM and R's quasi-families), "dev" (the deviance
+    over nobs - k) or the number."""
     method = prob.dispersion
     if not isinstance(method, str):
-        return float(method), None
-    pearson = prob.pearson_chi2(prob.kernel_params(theta)) if method == "X2" else None
+        return float(method)
     df_resid = prob.W - theta.size
     if not df_resid > 0:
         warnings.warn(f"scale={method!r}: the total weight {prob.W:.6g} is not above the number of parameters "
                       f"{theta.size}, so the dispersion, and the standard errors, are NaN", RuntimeWarning,
                       stacklevel=6)
-        return math.nan, pearson
-    return (pearson if method == "X2" else deviance) / df_resid, pearson
+        return math.nan
+    return (pearson if method == "X2" else deviance) / df_resid
 
 
-def pearson_chi2(mu, targets, w, family):
-    """Pearson's statistic sum_i w_i (y_i - mu_i)^2 / V(mu_i) of these
-    samples (they add up over chunks); a term with y = mu is 0, also where
-    V is 0."""
+def fit_statistics(mu, targets, w, family):
+    """[Pearson's statistic sum_i w_i (y_i - mu_i)^2 / V(mu_i), and for
+    poisson the deviance summed row by row] of these samples (they add up
+    over chunks; NaN for the other families' deviance). A Pearson term
+    with y = mu is 0, also where V is 0. Each deviance term, 2 (y log(y /
+    mu) - (y - mu)) = 2 mu ((1 + r) log1p(r) - r) with r = (y - mu) / mu, is
+    formed without the cancellation of y log y against y log mu."""
     mu, y = mu[:, 0], targets[:, 0]
-    variance = variance_function(mu, family)
     residual = y - mu
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(residual == 0, 0.0, residual * residual / variance)
-    return weighted_sum(w, terms)
+        pearson = np.where(residual == 0, 0.0, residual * residual / variance_function(mu, family))
+        deviance = math.nan
+        if family == "poisson":
+            r = residual / mu
+            terms = np.where(y > 0, mu * ((1.0 + r) * np.log1p(r) - r), mu)
+            deviance = 2.0 * weighted_sum(w, terms)
+    return np.array([weighted_sum(w, pearson), deviance])
 
 
 COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster")

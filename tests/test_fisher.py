@@ -1048,6 +1048,29 @@ def test_fit_mle_deviance_and_estimated_dispersion_match_statsmodels(rng, backen
         assert got.scale == pytest.approx(want.scale, rel=1e-10) and got.deviance == pytest.approx(want.deviance)
 
 
+def test_fit_mle_poisson_deviance_of_large_counts(rng):
+    # sum w y log y against the likelihood's sum w y eta cancels for counts
+    # of 1e6 fitted closely (6% off; at 1e8, -0.00098 and NaN standard
+    # errors with scale="dev"): such a deviance is summed row by row
+    X = rng.standard_normal((1000, 2))
+    for size in (1e6, 1e8):
+        y = np.round(size * np.exp(0.3 * X[:, 0] - 0.2 * X[:, 1]))
+        fit = fastmle.fit_mle(X, y, "poisson", scale="dev")
+        mu = fit.predict(X).astype(np.longdouble)
+        yl = y.astype(np.longdouble)
+        want = float(2 * np.sum(yl * np.log(yl / mu) - (yl - mu)))  # 64-bit mantissa: no cancellation left
+        assert fit.deviance == pytest.approx(want, rel=1e-4 if size == 1e6 else 0.05)
+        assert fastmle.fit_mle(X, y, "poisson").deviance == fit.deviance and np.isfinite(fit.bse).all()
+
+
+def test_fit_mle_known_gaussian_scale_is_not_an_exact_fit():
+    # a known sigma^2 defines the standard errors of a saturated fit (they had been NaN, with a warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fastmle.fit_mle([[0.0], [1.0]], [1.0, 2.0], "gaussian", scale=2.0)
+    np.testing.assert_allclose(fit.bse, [2.0, np.sqrt(2.0)], rtol=1e-12)  # statsmodels' GLM(scale=2.0)
+
+
 def test_fit_mle_scale_refusals(rng):
     X, ys = _robust_data(rng, n=100)
     y = ys["poisson"]
@@ -1097,6 +1120,13 @@ def test_fit_mle_get_prediction_matches_statsmodels(rng, backend):
     shifted = fit.get_prediction(new, offset=np.full(50, 3.0), backend=backend)
     np.testing.assert_allclose(shifted.mean_ci_lower, got.mean_ci_lower + 3.0, rtol=1e-12)
     np.testing.assert_allclose(shifted.mean_se, got.mean_se, rtol=1e-12)
+    # far out, where p (1 - p) from the rounded p had given a standard error of 0 (eta = 37) or 1e-6 off (20)
+    y = ys["binomial"]
+    fit = fastmle.fit_mle(X, y, "binomial", backend=backend)
+    glm = sm.GLM(y, Xc, family=sm.families.Binomial()).fit()
+    far = np.outer([20.0, 40.0, 80.0], np.sign(fit.coef))  # eta far above 20
+    want = glm.get_prediction(sm.add_constant(far, prepend=False, has_constant="add")).summary_frame()
+    np.testing.assert_allclose(fit.get_prediction(far, backend=backend).mean_se, want["mean_se"], rtol=1e-6)
     with pytest.raises(ValueError, match="one-output families"):
         fastmle.fit_mle(X, ys["multinomial"], "multinomial", reference_class=0).get_prediction(new)
     with pytest.raises(ValueError, match="alpha must be in"):
@@ -1173,6 +1203,16 @@ def test_fit_mle_likelihood_ratio_and_wald_tests_match_statsmodels(rng, backend)
                                    backend=backend).wald_test(["x0"])
         assert symmetric.df == baseline.df == 2
         assert symmetric.statistic == pytest.approx(baseline.statistic, rel=1e-3)
+    # three clusters: a covariance of rank 2, the Moore-Penrose inverse as statsmodels' (80.5 had come
+    # from another generalized inverse)
+    yc, groups = ys["poisson"], rng.integers(0, 3, 600)
+    cluster = fastmle.fit_mle(X, yc, "poisson", cov_type="cluster", groups=groups, backend=backend)
+    theirs = sm.GLM(yc, Xc, family=sm.families.Poisson()).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (statsmodels says the rank is 2)
+        want = theirs.wald_test(np.eye(4)[:3], scalar=True, use_f=False)
+    got = cluster.wald_test(["x0", "x1", "x2"])
+    assert got.df == 2 and got.statistic == pytest.approx(want.statistic, rel=1e-6)
 
 
 def test_fit_mle_hypothesis_test_refusals(rng):
