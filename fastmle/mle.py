@@ -1579,11 +1579,14 @@ def variance_function(mu, family):
     return {"gaussian": np.ones_like(mu), "binomial": mu * (1.0 - mu), "poisson": mu}[family]
 
 
-def row_quadratic_forms(X, B, fit_intercept):
+def row_quadratic_forms(X, B, fit_intercept, sd=None):
     """xt_i^T B xt_i of each row, xt_i the row with its 1 for the intercept
-    (B (D, D), the intercept last), a block of rows at a time (BLAS)."""
+    (B (D, D), the intercept last), a block of rows at a time (BLAS); with
+    sd (D,) given, also (|xt_i| @ sd)^2 (see leverages) from the same
+    blocks."""
     d = X.shape[1]
     quad = np.empty(X.shape[0])
+    spread = np.empty(X.shape[0]) if sd is not None else None
     rows = max(1, SCORE_BLOCK // max(d, 1))
     for r0 in range(0, X.shape[0], rows):
         x = X[r0:r0 + rows]
@@ -1591,7 +1594,9 @@ def row_quadratic_forms(X, B, fit_intercept):
         if fit_intercept:
             q += 2.0 * (x @ B[:d, d]) + B[d, d]
         quad[r0:r0 + rows] = q
-    return quad
+        if sd is not None:
+            spread[r0:r0 + rows] = (np.abs(x) @ sd[:d] + (sd[d] if fit_intercept else 0.0)) ** 2
+    return quad if sd is None else (quad, spread)
 
 
 def leverages(X, mean, bread, family, fit_intercept):
@@ -1602,9 +1607,8 @@ def leverages(X, mean, bread, family, fit_intercept):
     that a row of weight w has the leverage of each of its w copies (BLAS:
     fitting's one thread); see LEVERAGE_ROUNDING."""
     variance = variance_function(mean[:, 0], family)
-    sd = np.sqrt(np.maximum(np.diag(bread), 0.0))
-    spread = np.abs(X) @ sd[:X.shape[1]] + (sd[-1] if fit_intercept else 0.0)
-    return variance * row_quadratic_forms(X, bread, fit_intercept), LEVERAGE_ROUNDING * variance * spread * spread
+    quad, spread = row_quadratic_forms(X, bread, fit_intercept, np.sqrt(np.maximum(np.diag(bread), 0.0)))
+    return variance * quad, LEVERAGE_ROUNDING * variance * spread
 
 
 def _residuals(mu, labels, targets, family, keep):
