@@ -1513,6 +1513,11 @@ LEVERAGE_POWER = {"HC2": 1, "HC3": 2}  # each score divided by (1 - h_i) to the 
 # sqrt(diag F^-1) (0.94 eps s^2 at most over 200 designs with columns of
 # mean 0 to 1e6; a column of mean 1e4 had left 1 - h = 1.2e-10 for h = 1)
 LEVERAGE_ROUNDING = 8 * np.finfo(np.float64).eps
+# Only a leverage within this of 1 can be 1 to rounding: an error of 1e-3
+# needs (|x| @ sd)^2 near 1e12, far beyond the designs the rank check lets
+# through (a column of mean 3e4 and spread 1, next to the intercept, has
+# 4.5e7; one of mean 1e5 is refused as collinear)
+LEVERAGE_CANDIDATE = 1e-3
 SCORE_BLOCK = 1 << 21  # score elements formed at a time for the clusters' sums (16 MB)
 
 
@@ -1579,14 +1584,11 @@ def variance_function(mu, family):
     return {"gaussian": np.ones_like(mu), "binomial": mu * (1.0 - mu), "poisson": mu}[family]
 
 
-def row_quadratic_forms(X, B, fit_intercept, sd=None):
+def row_quadratic_forms(X, B, fit_intercept):
     """xt_i^T B xt_i of each row, xt_i the row with its 1 for the intercept
-    (B (D, D), the intercept last), a block of rows at a time (BLAS); with
-    sd (D,) given, also (|xt_i| @ sd)^2 (see leverages) from the same
-    blocks."""
+    (B (D, D), the intercept last), a block of rows at a time (BLAS)."""
     d = X.shape[1]
     quad = np.empty(X.shape[0])
-    spread = np.empty(X.shape[0]) if sd is not None else None
     rows = max(1, SCORE_BLOCK // max(d, 1))
     for r0 in range(0, X.shape[0], rows):
         x = X[r0:r0 + rows]
@@ -1594,9 +1596,7 @@ def row_quadratic_forms(X, B, fit_intercept, sd=None):
         if fit_intercept:
             q += 2.0 * (x @ B[:d, d]) + B[d, d]
         quad[r0:r0 + rows] = q
-        if sd is not None:
-            spread[r0:r0 + rows] = (np.abs(x) @ sd[:d] + (sd[d] if fit_intercept else 0.0)) ** 2
-    return quad if sd is None else (quad, spread)
+    return quad
 
 
 def leverages(X, mean, bread, family, fit_intercept):
@@ -1605,10 +1605,18 @@ def leverages(X, mean, bread, family, fit_intercept):
     diagonal of the hat matrix of the weighted least squares at the
     estimate (R's hatvalues), divided by the row's frequency weight, so
     that a row of weight w has the leverage of each of its w copies (BLAS:
-    fitting's one thread); see LEVERAGE_ROUNDING."""
+    fitting's one thread). The bound (LEVERAGE_ROUNDING) is formed for the
+    rows within LEVERAGE_CANDIDATE of 1 only (0 for the others): over all
+    rows it had cost a third of the leverages' time."""
     variance = variance_function(mean[:, 0], family)
-    quad, spread = row_quadratic_forms(X, bread, fit_intercept, np.sqrt(np.maximum(np.diag(bread), 0.0)))
-    return variance * quad, LEVERAGE_ROUNDING * variance * spread
+    h = variance * row_quadratic_forms(X, bread, fit_intercept)
+    bound = np.zeros_like(h)
+    near = np.flatnonzero(1.0 - h <= LEVERAGE_CANDIDATE)
+    if near.size:
+        d, sd = X.shape[1], np.sqrt(np.maximum(np.diag(bread), 0.0))
+        spread = np.abs(X[near]) @ sd[:d] + (sd[d] if fit_intercept else 0.0)
+        bound[near] = LEVERAGE_ROUNDING * variance[near] * spread * spread
+    return h, bound
 
 
 def _residuals(mu, labels, targets, family, keep):
