@@ -145,37 +145,38 @@ def _labels(y):
 
 # ---- likelihood, gradient and Fisher information ----
 
-def _chunk_loss(Xc, yc, wc, oc, coef, intercept, family, backend):
+def _chunk_loss(Xc, yc, wc, oc, ec, coef, intercept, family, backend):
     K = coef.reshape(Xc.shape[1], -1).shape[1]
     if Xc.shape[0] == 0 or (wc is not None and not np.any(wc)):  # nothing to add
         # but values checked as the in-memory call checks them, whatever the chunking
         _glm.check_finite(np.asarray(Xc))
         _glm.encode_response(yc, family, Xc.shape[0], np.float64, np.arange(K) if family == "multinomial" else None)
-        _glm.as_offset(oc, Xc.shape[0], np.float64, family)
+        _glm.linear_offset(oc, ec, Xc.shape[0], np.float64, family)
         return 0.0, (np.zeros((Xc.shape[1], K)), np.zeros(K))
     loss, (dcoef, dintercept) = _glm.glm_loss(Xc, yc, coef, family, intercept=intercept, sample_weight=wc,
-                                              offset=oc, reduction="sum", return_grad=True, backend=backend)
+                                              offset=oc, exposure=ec, reduction="sum", return_grad=True,
+                                              backend=backend)
     return loss, (dcoef.astype(np.float64), dintercept.astype(np.float64))
 
 
-def _loss_and_grad(X, y, coef, family, intercept, sample_weight, offset, backend):
-    X, a = _check_chunks(X, y=y, sample_weight=sample_weight, offset=offset)
+def _loss_and_grad(X, y, coef, family, intercept, sample_weight, offset, exposure, backend):
+    X, a = _check_chunks(X, y=y, sample_weight=sample_weight, offset=offset, exposure=exposure)
     if a["y"] is None:
         raise ValueError("y is required")
     _glm.family_code(family)
-    _glm.check_offset_family(family, offset, None)
+    _glm.check_offset_family(family, offset, exposure)
     _glm.pack_params(coef, intercept, X.shape[1], np.float64)  # coef's shape, checked here, not in a task
     backend = _dispatch.resolve(backend)
-    return _map_reduce(_chunk_loss, _add, X, a["y"], a["sample_weight"], a["offset"],
+    return _map_reduce(_chunk_loss, _add, X, a["y"], a["sample_weight"], a["offset"], a["exposure"],
                        args=(np.asarray(coef), intercept, family, backend))
 
 
-def loglik(X, y, coef, family, *, intercept=None, sample_weight=None, offset=None, backend=None):
+def loglik(X, y, coef, family, *, intercept=None, sample_weight=None, offset=None, exposure=None, backend=None):
     """The GLM's log-likelihood summed over the chunks of dask arrays X and y:
     ``-fastmle.glm_loss(X, y, ..., reduction="sum")`` of the in-memory data
     (without the terms that do not depend on the coefficients: log(y!) for
     poisson, the unit-variance normal's constant for gaussian). ``offset``
-    is glm_loss's, chunked like X.
+    and ``exposure`` are glm_loss's, chunked like X.
 
     >>> import dask.array as da, numpy as np, fastmle.dask
     >>> rng = np.random.default_rng(0)
@@ -185,11 +186,11 @@ def loglik(X, y, coef, family, *, intercept=None, sample_weight=None, offset=Non
     >>> bool(np.isclose(ll, 600 * np.log(0.5)))   # every probability 1/2
     True
     """
-    loss, _ = _loss_and_grad(X, y, coef, family, intercept, sample_weight, offset, backend)
+    loss, _ = _loss_and_grad(X, y, coef, family, intercept, sample_weight, offset, exposure, backend)
     return -float(loss)
 
 
-def score(X, y, coef, family, *, intercept=None, sample_weight=None, offset=None, backend=None):
+def score(X, y, coef, family, *, intercept=None, sample_weight=None, offset=None, exposure=None, backend=None):
     """The gradient of :func:`loglik` (the score): ``(dcoef (n_features, K),
     dintercept (K,))``, summed over the chunks.
 
@@ -201,21 +202,22 @@ def score(X, y, coef, family, *, intercept=None, sample_weight=None, offset=None
     >>> dcoef.shape, dintercept.shape
     ((2, 1), (1,))
     """
-    _, (dcoef, dintercept) = _loss_and_grad(X, y, coef, family, intercept, sample_weight, offset, backend)
+    _, (dcoef, dintercept) = _loss_and_grad(X, y, coef, family, intercept, sample_weight, offset, exposure,
+                                            backend)
     return -dcoef, -dintercept
 
 
-def _chunk_fisher(Xc, wc, oc, coef, family, intercept, fit_intercept, kind, reference_class, backend, P):
+def _chunk_fisher(Xc, wc, oc, ec, coef, family, intercept, fit_intercept, kind, reference_class, backend, P):
     if Xc.shape[0] == 0 or (wc is not None and not np.any(wc)):
         _glm.check_finite(np.asarray(Xc))  # checked as in memory, whatever the chunking
-        _glm.as_offset(oc, Xc.shape[0], np.float64, family)
+        _glm.linear_offset(oc, ec, Xc.shape[0], np.float64, family)
         return np.zeros((P, P) if kind == "dense" else P)
     return _fisher.glm_fisher(Xc, coef, family, intercept=intercept, fit_intercept=fit_intercept, sample_weight=wc,
-                              offset=oc, kind=kind, reference_class=reference_class, backend=backend)
+                              offset=oc, exposure=ec, kind=kind, reference_class=reference_class, backend=backend)
 
 
 def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_weight=None, offset=None,
-               kind="dense", reference_class=None, scale=1.0, backend=None):
+               exposure=None, kind="dense", reference_class=None, scale=1.0, backend=None):
     """:func:`fastmle.glm_fisher` summed over the row chunks of a dask array X
     (same arguments, same parameter order); a numpy (P, P) or (P,) array.
 
@@ -227,14 +229,14 @@ def glm_fisher(X, coef, family, *, intercept=None, fit_intercept=None, sample_we
     >>> F.shape, bool(np.allclose(F, F.T))
     ((3, 3), True)
     """
-    X, a = _check_chunks(X, sample_weight=sample_weight, offset=offset)
-    _glm.check_offset_family(family, offset, None)
+    X, a = _check_chunks(X, sample_weight=sample_weight, offset=offset, exposure=exposure)
+    _glm.check_offset_family(family, offset, exposure)
     kind = _fisher.fisher_kind(kind)
     scale = _fisher._check_scale(scale)
     # validate the parameters once, on an empty chunk
     m = _fisher.GLMModel(np.zeros((0, X.shape[1])), coef, family, intercept, fit_intercept, None, reference_class)
     P = m.n_outputs * m.n_terms
-    F = _map_reduce(_chunk_fisher, _add, X, a["sample_weight"], a["offset"],
+    F = _map_reduce(_chunk_fisher, _add, X, a["sample_weight"], a["offset"], a["exposure"],
                     args=(np.asarray(coef), family, intercept, m.fit_intercept, kind, reference_class,
                           _dispatch.resolve(backend), P))
     return F / scale if scale != 1.0 else F

@@ -182,6 +182,17 @@ def test_likelihood_score_and_fisher_with_an_offset(rng, family):
     assert ll != pytest.approx(fd.loglik(Xd, yd, coef, family, intercept=b, sample_weight=wd), rel=1e-3)
     with pytest.raises(ValueError, match="offset is not defined for the multinomial family"):
         fd.glm_fisher(Xd, np.zeros((4, 3)), "multinomial", offset=od)
+    if family == "poisson":  # exposure= too: log(exposure) added to the offset, chunk by chunk
+        t = rng.uniform(1.0, 20.0, len(y))
+        td = chunked(X, y, w, t)[3]
+        kw = dict(intercept=b, sample_weight=wd, offset=od, exposure=td)
+        kw_memory = dict(intercept=b, sample_weight=w, offset=offset, exposure=t)
+        loss, (gcoef, _) = fastmle.glm_loss(X, y, coef, family, reduction="sum", return_grad=True, **kw_memory)
+        assert fd.loglik(Xd, yd, coef, family, **kw) == pytest.approx(-loss, rel=1e-10)
+        assert rel(fd.score(Xd, yd, coef, family, **kw)[0], -gcoef) < 1e-10
+        assert rel(fd.glm_fisher(Xd, coef, family, **kw), fastmle.glm_fisher(X, coef, family, **kw_memory)) < 1e-10
+        with pytest.raises(ValueError, match="exposure is for the poisson family"):
+            fd.glm_fisher(Xd, coef, "binomial", exposure=td)
 
 
 def test_fit_mle_offset_errors(rng):
