@@ -336,8 +336,14 @@ class MLEResult:
         linear predictor eta, eta +- z se(eta) with se(eta)^2 = xt^T
         cov_params() xt (robust too), mapped through the inverse link (so
         it stays in the mean's range); ``mean_se`` by the delta method.
-        One-output families, dense X. Returns ``MeanPrediction(mean,
-        mean_se, mean_ci_lower, mean_ci_upper)``, arrays (n,).
+        Returns ``MeanPrediction(mean, mean_se, mean_ci_lower,
+        mean_ci_upper)``, arrays (n,). Dense X.
+
+        For multinomial, arrays (n, n_classes) in ``classes`` order: each
+        class's probability, its standard error by the delta method
+        through the softmax, and the interval of its log-odds (a binomial
+        fit's interval when there are two classes), which statsmodels'
+        MNLogit does not compute.
 
         >>> import numpy as np, fastmle
         >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); t = np.array([1.0, 2.0, 4.0, 8.0])
@@ -346,27 +352,58 @@ class MLEResult:
         >>> pred.mean.round(3), pred.mean_ci_lower.round(2), pred.mean_ci_upper.round(2)
         (array([15.205]), array([7.45]), array([31.05]))
         """
-        if self.family == "multinomial":
-            raise ValueError("get_prediction is for the one-output families; for multinomial use predict")
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
         refuse_sparse(X, "X", "get_prediction takes")
         mean = self.predict(X, offset=offset, exposure=exposure, backend=backend)  # (X and the offsets checked)
         X = np.asarray(real_array(X, "X"), dtype=np.float64)
+        q = _NORMAL.inv_cdf(1.0 - alpha / 2.0)
+        if self.family == "multinomial":
+            return self._multinomial_prediction(X, mean, q)
         total = total_offset(offset, exposure, self.family, X.shape[0])
         eta = X @ self.coef + self.intercept[0] + (total if total.size else 0.0)
         with np.errstate(invalid="ignore"):  # (NaN covariance: NaN intervals)
             se_eta = np.sqrt(np.maximum(row_quadratic_forms(X, self._cov, self.fit_intercept), 0.0))
-        q = _NORMAL.inv_cdf(1.0 - alpha / 2.0)
-        inverse_link = {"gaussian": lambda e: e, "poisson": np.exp,
-                        "binomial": lambda e: np.exp(-np.logaddexp(0.0, -e))}[self.family]
+        inverse_link = {"gaussian": lambda e: e, "poisson": np.exp, "binomial": _expit}[self.family]
         with np.errstate(over="ignore"):
             lower, upper = inverse_link(eta - q * se_eta), inverse_link(eta + q * se_eta)
         # d mu / d eta of the canonical link, from eta (binomial's p (1 - p)
         # from the rounded p had been 0 at eta = 37, and 1e-6 off from 20)
-        slope = {"gaussian": lambda e: np.ones_like(e), "poisson": lambda e: mean,
-                 "binomial": lambda e: np.exp(-np.abs(e)) / (1.0 + np.exp(-np.abs(e))) ** 2}[self.family](eta)
-        return MeanPrediction(mean, slope * se_eta, lower, upper)
+        slope = {"gaussian": lambda e: np.ones_like(e), "poisson": lambda e: mean, "binomial": _logistic_slope}
+        return MeanPrediction(mean, slope[self.family](eta) * se_eta, lower, upper)
+
+    def _multinomial_prediction(self, X, p, q):
+        """get_prediction for multinomial: d p_k / d eta_a = p_k (delta_ka -
+        p_a) for the outputs a with parameters, so var(p_k) = p_k^2 sum_ab
+        u_a u_b xt^T C_ab xt with u_a = delta_ka - p_a (C_ab: cov_params()'s
+        block of outputs a, b; one quadratic form per pair); the interval
+        is logit(p_k) +- z se(p_k) / (p_k (1 - p_k)), mapped back, with the
+        log-odds eta_k - logsumexp(eta_others) from the linear predictors."""
+        K, D = p.shape[1], self.params.shape[0]
+        kept = [k for k in range(K) if self.reference_class is None or self.classes[k] != self.reference_class]
+        coef = np.zeros((X.shape[1], K))
+        coef[:, kept] = self.coef.reshape(X.shape[1], -1)
+        intercepts = np.zeros(K)
+        intercepts[kept] = self.intercept
+        eta = X @ coef + intercepts
+        forms = {}
+        for a in range(len(kept)):
+            for b in range(a, len(kept)):
+                block = self._cov[a * D:(a + 1) * D, b * D:(b + 1) * D]
+                forms[a, b] = forms[b, a] = row_quadratic_forms(X, (block + block.T) / 2.0, self.fit_intercept)
+        variance = np.empty_like(p)
+        log_odds = np.empty_like(p)
+        for k in range(K):
+            u = [(kept[a] == k) - p[:, kept[a]] for a in range(len(kept))]
+            total = sum(u[a] * u[b] * forms[a, b] for a in range(len(kept)) for b in range(len(kept)))
+            variance[:, k] = p[:, k] ** 2 * total
+            others = np.delete(eta, k, axis=1)
+            log_odds[:, k] = eta[:, k] - np.logaddexp.reduce(others, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            se = np.sqrt(np.maximum(variance, 0.0))
+            se_log_odds = se / (p * (1.0 - p))
+            lower, upper = _expit(log_odds - q * se_log_odds), _expit(log_odds + q * se_log_odds)
+        return MeanPrediction(p, se, lower, upper)
 
     def summary(self, alpha=0.05):
         """A table of the fit: the model's statistics, then one row per
@@ -411,6 +448,17 @@ class MLEResult:
     def __repr__(self):
         return (f"MLEResult(family={self.family!r}, nobs={self.nobs}, llf={self.llf:.6g}, "
                 f"n_iter={self.n_iter}, converged={self.converged})")
+
+
+def _expit(e):
+    """1 / (1 + exp(-e)) without overflow."""
+    return np.exp(-np.logaddexp(0.0, -e))
+
+
+def _logistic_slope(e):
+    """p (1 - p) at p = expit(e), from e (the rounded p loses it far out)."""
+    t = np.exp(-np.abs(e))
+    return t / ((1.0 + t) * (1.0 + t))
 
 
 class MeanPrediction(NamedTuple):

@@ -1127,12 +1127,47 @@ def test_fit_mle_get_prediction_matches_statsmodels(rng, backend):
     far = np.outer([20.0, 40.0, 80.0], np.sign(fit.coef))  # eta far above 20
     want = glm.get_prediction(sm.add_constant(far, prepend=False, has_constant="add")).summary_frame()
     np.testing.assert_allclose(fit.get_prediction(far, backend=backend).mean_se, want["mean_se"], rtol=1e-6)
-    with pytest.raises(ValueError, match="one-output families"):
-        fastmle.fit_mle(X, ys["multinomial"], "multinomial", reference_class=0).get_prediction(new)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        fastmle.fit_mle(X, ys["multinomial"], "multinomial", reference_class=0).get_prediction(new, alpha=0.0)
     with pytest.raises(ValueError, match="alpha must be in"):
         fit.get_prediction(new, alpha=1.5)
     with pytest.raises(ValueError, match="X has 2 features"):
         fit.get_prediction(new[:, :2])
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_fit_mle_multinomial_get_prediction(rng, backend):
+    # each class's probability with its delta-method standard error and the
+    # interval of its log-odds: two classes give the binomial fit's, and
+    # three classes the delta method through a finite-difference Jacobian
+    X = rng.standard_normal((500, 2))
+    new = rng.standard_normal((6, 2)) * 3.0
+    y = (X[:, 0] + rng.logistic(size=500) > 0).astype(int)
+    two = fastmle.fit_mle(X, y, "multinomial", reference_class=0, backend=backend).get_prediction(new, 0.1)
+    binomial = fastmle.fit_mle(X, y, "binomial", backend=backend).get_prediction(new, 0.1)
+    pairs = ((two.mean[:, 1], binomial.mean), (two.mean_se[:, 1], binomial.mean_se),
+             (two.mean_ci_lower[:, 1], binomial.mean_ci_lower), (two.mean_ci_upper[:, 1], binomial.mean_ci_upper),
+             (two.mean_se[:, 0], binomial.mean_se), (two.mean_ci_upper[:, 0], 1.0 - binomial.mean_ci_lower))
+    for got, want in pairs:
+        np.testing.assert_allclose(got, want, rtol=1e-8)
+    y3 = np.argmax(X @ rng.standard_normal((2, 3)) + rng.gumbel(size=(500, 3)), axis=1)
+    for options, kept in (({"reference_class": 0}, [1, 2]), ({"alpha": 1.0}, [0, 1, 2])):
+        fit = fastmle.fit_mle(X, y3, "multinomial", backend=backend, **options)
+        got = fit.get_prediction(new)
+
+        def probabilities(theta):  # theta in cov_params()'s order: output-major, (x0, x1, intercept)
+            eta = np.zeros((len(new), 3))
+            eta[:, kept] = (new @ theta.reshape(len(kept), 3)[:, :2].T + theta.reshape(len(kept), 3)[:, 2])
+            e = np.exp(eta - eta.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+
+        theta = fit.params.ravel(order="F")
+        steps = np.eye(theta.size) * 1e-6
+        J = np.stack([(probabilities(theta + h) - probabilities(theta - h)) / 2e-6 for h in steps], axis=-1)
+        want = np.sqrt(np.einsum("nkp,pq,nkq->nk", J, fit.cov_params(), J))
+        np.testing.assert_allclose(got.mean, probabilities(theta), rtol=1e-12)
+        np.testing.assert_allclose(got.mean_se, want, rtol=1e-6, err_msg=str(options))
+        assert got.mean.shape == (6, 3) and ((got.mean_ci_lower < got.mean) & (got.mean < got.mean_ci_upper)).all()
 
 
 def test_chi2_sf_matches_scipy():
