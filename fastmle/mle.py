@@ -373,37 +373,36 @@ class MLEResult:
         return MeanPrediction(mean, slope[self.family](eta) * se_eta, lower, upper)
 
     def _multinomial_prediction(self, X, p, q):
-        """get_prediction for multinomial: d p_k / d eta_a = p_k (delta_ka -
-        p_a) for the outputs a with parameters, so var(p_k) = p_k^2 sum_ab
-        u_a u_b xt^T C_ab xt with u_a = delta_ka - p_a (C_ab: cov_params()'s
-        block of outputs a, b; one quadratic form per pair); the interval
-        is logit(p_k) +- z se(p_k) / (p_k (1 - p_k)), mapped back, with the
-        log-odds eta_k - logsumexp(eta_others) from the linear predictors."""
+        """get_prediction for multinomial, through each class's log-odds
+        l_k = eta_k - log sum_{j != k} exp(eta_j): d l_k / d eta_a = delta_ka
+        - (1 - delta_ka) s_a, s the softmax of the other classes' eta, so
+        var(l_k) = sum_ab v_a v_b xt^T C_ab xt over the outputs a, b with
+        parameters (C_ab: cov_params()'s block; one quadratic form per
+        pair). The interval is l_k +- z se(l_k) mapped back, and se(p_k) =
+        p_k (1 - p_k) se(l_k), both formed from l_k, not from the rounded
+        p_k (0 far out)."""
         K, D = p.shape[1], self.params.shape[0]
         kept = [k for k in range(K) if self.reference_class is None or self.classes[k] != self.reference_class]
-        coef = np.zeros((X.shape[1], K))
-        coef[:, kept] = self.coef.reshape(X.shape[1], -1)
-        intercepts = np.zeros(K)
-        intercepts[kept] = self.intercept
+        coef, intercepts = np.zeros((X.shape[1], K)), np.zeros(K)
+        coef[:, kept], intercepts[kept] = self.coef.reshape(X.shape[1], -1), self.intercept
         eta = X @ coef + intercepts
         forms = {}
         for a in range(len(kept)):
             for b in range(a, len(kept)):
                 block = self._cov[a * D:(a + 1) * D, b * D:(b + 1) * D]
                 forms[a, b] = forms[b, a] = row_quadratic_forms(X, (block + block.T) / 2.0, self.fit_intercept)
-        variance = np.empty_like(p)
-        log_odds = np.empty_like(p)
+        se_log_odds, log_odds = np.empty_like(p), np.empty_like(p)
         for k in range(K):
-            u = [(kept[a] == k) - p[:, kept[a]] for a in range(len(kept))]
-            total = sum(u[a] * u[b] * forms[a, b] for a in range(len(kept)) for b in range(len(kept)))
-            variance[:, k] = p[:, k] ** 2 * total
             others = np.delete(eta, k, axis=1)
-            log_odds[:, k] = eta[:, k] - np.logaddexp.reduce(others, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            se = np.sqrt(np.maximum(variance, 0.0))
-            se_log_odds = se / (p * (1.0 - p))
-            lower, upper = _expit(log_odds - q * se_log_odds), _expit(log_odds + q * se_log_odds)
-        return MeanPrediction(p, se, lower, upper)
+            log_sum = np.logaddexp.reduce(others, axis=1)
+            share = np.exp(eta - log_sum[:, None])  # s_a for a != k
+            v = [np.ones(len(X)) if kept[a] == k else -share[:, kept[a]] for a in range(len(kept))]
+            variance = sum(v[a] * v[b] * forms[a, b] for a in range(len(kept)) for b in range(len(kept)))
+            with np.errstate(invalid="ignore"):  # (NaN covariance: NaN intervals)
+                se_log_odds[:, k] = np.sqrt(np.maximum(variance, 0.0))
+            log_odds[:, k] = eta[:, k] - log_sum
+        return MeanPrediction(p, _logistic_slope(log_odds) * se_log_odds, _expit(log_odds - q * se_log_odds),
+                              _expit(log_odds + q * se_log_odds))
 
     def summary(self, alpha=0.05):
         """A table of the fit: the model's statistics, then one row per

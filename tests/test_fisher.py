@@ -1150,6 +1150,12 @@ def test_fit_mle_multinomial_get_prediction(rng, backend):
              (two.mean_se[:, 0], binomial.mean_se), (two.mean_ci_upper[:, 0], 1.0 - binomial.mean_ci_lower))
     for got, want in pairs:
         np.testing.assert_allclose(got, want, rtol=1e-8)
+    # far out, from the log-odds (p_k (1 - p_k) of the rounded p_k is 0 there)
+    fit2 = fastmle.fit_mle(X, y, "multinomial", reference_class=0, backend=backend)
+    far = np.array([[40.0, 0.0], [-40.0, 0.0]]) * np.sign(fit2.coef[0, 0])
+    np.testing.assert_allclose(fit2.get_prediction(far).mean_se[:, 1],
+                               fastmle.fit_mle(X, y, "binomial", backend=backend).get_prediction(far).mean_se,
+                               rtol=1e-8)
     y3 = np.argmax(X @ rng.standard_normal((2, 3)) + rng.gumbel(size=(500, 3)), axis=1)
     for options, kept in (({"reference_class": 0}, [1, 2]), ({"alpha": 1.0}, [0, 1, 2])):
         fit = fastmle.fit_mle(X, y3, "multinomial", backend=backend, **options)
