@@ -211,8 +211,8 @@ class MLEResult:
     def wald_test(self, restriction, value=None):
         """The Wald test of linear restrictions ``R @ theta = value`` on
         ``theta = params.ravel(order="F")`` (cov_params()'s order), with the
-        covariance in use (robust too; for gaussian sigma^2's MLE unless
-        fit_mle's ``scale="X2"`` chose OLS's): ``restriction`` is R, (r,
+        covariance in use, cov_params() (robust too; for gaussian with
+        sigma^2's MLE unless fit_mle's ``scale="X2"`` chose OLS's): ``restriction`` is R, (r,
         k_params) or (k_params,) for one, or a list of term names
         (``param_names``), testing that their coefficients (every output's,
         for multinomial) are all 0. ``value`` defaults to 0. Returns
@@ -235,7 +235,10 @@ class MLEResult:
         True
         """
         R = self._restriction_matrix(restriction)
-        q = np.zeros(len(R)) if value is None else np.broadcast_to(np.asarray(value, np.float64), (len(R),))
+        q = np.zeros(len(R)) if value is None else np.asarray(value, np.float64)
+        if q.shape not in ((), (len(R),)):
+            raise ValueError(f"value must be a number or have shape ({len(R)},) (one per restriction), got {q.shape}")
+        q = np.broadcast_to(q, (len(R),))
         if not (np.isfinite(R).all() and np.isfinite(q).all()):
             raise ValueError("the restriction and its value must be finite")
         if np.linalg.matrix_rank(R) < len(R):
@@ -256,8 +259,12 @@ class MLEResult:
         if df == len(R):  # in the correlation scale, whatever the coefficients' scales
             z = diff / sd
             statistic = float(z @ np.linalg.solve(cov / np.outer(sd, sd), z))
-        else:  # singular: the Moore-Penrose inverse, as statsmodels (pinv)
-            statistic = float(diff @ np.linalg.pinv(cov, rcond=SINGULAR_CORRELATION, hermitian=True) @ diff)
+        else:  # singular: the Moore-Penrose inverse of rank df, as statsmodels' pinv (which cuts by the
+            # raw eigenvalues: coefficients on scales 1e-5 and 1e5 would lose a direction there)
+            values, vectors = np.linalg.eigh(cov)
+            top = np.argsort(values)[::-1][:df]
+            z = vectors[:, top].T @ diff
+            statistic = float(np.sum(z * z / values[top]))
         return ChiSquareTest(statistic, df, chi2_sf(statistic, df))
 
     def _restriction_matrix(self, restriction):
@@ -265,7 +272,9 @@ class MLEResult:
         k = self.k_params
         if isinstance(restriction, str):
             restriction = [restriction]
-        if isinstance(restriction, (list, tuple)) and restriction and all(isinstance(t, str) for t in restriction):
+        if isinstance(restriction, (list, tuple)) and any(isinstance(t, str) for t in restriction):
+            if not all(isinstance(t, str) for t in restriction):
+                raise ValueError(f"the restriction must be term names or a matrix, got a mix: {restriction!r}")
             unknown = [t for t in restriction if t not in self.param_names]
             if unknown:
                 raise ValueError(f"unknown terms {unknown}; the fit's are {self.param_names}")
@@ -281,17 +290,16 @@ class MLEResult:
 
     def cov_params(self):
         """The asymptotic covariance of params.ravel(order="F"): the inverse
-        Fisher information at the estimate (times sigma^2 for gaussian), or
-        with ``cov_type`` "HC0" to "HC3" or "cluster" the sandwich (not
-        scaled by sigma^2)."""
+        Fisher information at the estimate times ``scale`` (sigma^2 for
+        gaussian, 1 for the others unless fit_mle's ``scale`` chose
+        another), or with ``cov_type`` "HC0" to "HC3" or "cluster" the
+        sandwich (which needs no scale)."""
         return self._cov.copy()
 
     def conf_int(self, alpha=0.05):
         """(lower, upper) bounds of the 1 - alpha Wald intervals, each of
         params' shape, stacked on a new last axis."""
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-        q = _NORMAL.inv_cdf(1.0 - alpha / 2.0)
+        q = _normal_quantile(alpha)
         return np.stack([self.params - q * self.bse, self.params + q * self.bse], axis=-1)
 
     def predict(self, X, *, offset=None, exposure=None, backend=None):
@@ -336,6 +344,8 @@ class MLEResult:
         linear predictor eta, eta +- z se(eta) with se(eta)^2 = xt^T
         cov_params() xt (robust too), mapped through the inverse link (so
         it stays in the mean's range); ``mean_se`` by the delta method.
+        (statsmodels' GLM estimates a gaussian sigma^2 as RSS / (nobs - k):
+        fit_mle's ``scale="X2"``; its default is sigma^2's MLE.)
         Returns ``MeanPrediction(mean, mean_se, mean_ci_lower,
         mean_ci_upper)``, arrays (n,). Dense X.
 
@@ -352,12 +362,10 @@ class MLEResult:
         >>> pred.mean.round(3), pred.mean_ci_lower.round(2), pred.mean_ci_upper.round(2)
         (array([15.205]), array([7.45]), array([31.05]))
         """
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        q = _normal_quantile(alpha)
         refuse_sparse(X, "X", "get_prediction takes")
         mean = self.predict(X, offset=offset, exposure=exposure, backend=backend)  # (X and the offsets checked)
         X = np.asarray(real_array(X, "X"), dtype=np.float64)
-        q = _NORMAL.inv_cdf(1.0 - alpha / 2.0)
         if self.family == "multinomial":
             return self._multinomial_prediction(X, mean, q)
         total = total_offset(offset, exposure, self.family, X.shape[0])
@@ -449,6 +457,13 @@ class MLEResult:
                 f"n_iter={self.n_iter}, converged={self.converged})")
 
 
+def _normal_quantile(alpha):
+    """z of a two-sided 1 - alpha interval, alpha checked."""
+    if not (is_real_number(alpha) and 0 < alpha < 1):
+        raise ValueError(f"alpha (the intervals' level is 1 - alpha) must be a number in (0, 1), got {alpha!r}")
+    return _NORMAL.inv_cdf(1.0 - alpha / 2.0)
+
+
 def _expit(e):
     """1 / (1 + exp(-e)) without overflow."""
     return np.exp(-np.logaddexp(0.0, -e))
@@ -531,11 +546,11 @@ def response_stats(family, labels, targets, w, n_classes):
         centred = y - stats["sy"] / stats["W"]
         stats["m2"] = weighted_sum(weights, centred * centred)
     if family == "poisson":
-        stats["slg"], stats["sylogy"] = _weighted_log_factorials(y, weights)
+        stats["slg"], stats["sylogy"] = _weighted_count_sums(y, weights)
     return stats
 
 
-def _weighted_log_factorials(y, weights):
+def _weighted_count_sums(y, weights):
     """(sum w log(y!), sum w y log y) through y's distinct values: a
     bincount for whole counts up to 2^20 (1 ms for 200,000 samples;
     np.unique's sort took 16), else np.unique."""
@@ -1160,6 +1175,9 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     (array([ 0.93, -1.86,  0.48]), True)
     >>> res.bse.shape
     (3,)
+    >>> hc3 = fastmle.fit_mle(X, y, "binomial", cov_type="HC3")   # robust to a wrong variance function
+    >>> bool(np.all(hc3.bse > 0)), hc3.cov_type
+    (True, 'HC3')
 
     Counts over unequal exposures, a rate model (y ~ Poisson(exposure *
     exp(0.5 x - 1))):
@@ -1469,9 +1487,10 @@ def _result(prob, theta, F, f, it, converged, names):
     # scale needs them or when the deviance from the sums (sum w y log y
     # against the likelihood's sum w y eta) cancels: counts of 1e8 fitted
     # closely had given -0.00098
-    pearson = None
+    # (gaussian: Pearson's statistic is the RSS, the deviance, with no pass)
+    pearson = deviance if prob.family == "gaussian" else None
     magnitude = abs(prob.stats["sylogy"]) + abs(prob.stats["sy"]) + abs(nll)
-    if prob.dispersion == "X2" or (prob.family == "poisson" and (
+    if (prob.dispersion == "X2" and pearson is None) or (prob.family == "poisson" and (
             prob.dispersion == "dev" or deviance <= DEVIANCE_CANCELLATION * magnitude)):
         pearson, rowwise = map(float, prob.fit_statistics(prob.kernel_params(theta)))
         deviance = rowwise if prob.family == "poisson" else deviance
@@ -1556,24 +1575,28 @@ def fit_statistics(mu, targets, w, family):
 COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster")
 LEVERAGE_POWER = {"HC2": 1, "HC3": 2}  # each score divided by (1 - h_i) to the power / 2
 # A leverage within its rounding error of 1 is 1 (its residual is then
-# rounding too): x^T F^-1 x cancels, with an error up to eps s^2, s = |x| @
-# sqrt(diag F^-1) (0.94 eps s^2 at most over 200 designs with columns of
-# mean 0 to 1e6; a column of mean 1e4 had left 1 - h = 1.2e-10 for h = 1)
+# rounding too): x^T F^-1 x cancels, with an error up to about eps s^2, s =
+# |x| @ sqrt(diag F^-1) (at most 0.94 eps s^2 over 200 designs with columns
+# of mean 0 to 1e6: a column of mean 1e4 left 1 - h = 4.7e-10 for h = 1);
+# 8 of them leave a margin over that worst case
 LEVERAGE_ROUNDING = 8 * np.finfo(np.float64).eps
 # Only a leverage within this of 1 can be 1 to rounding: an error of 1e-3
 # needs (|x| @ sd)^2 near 1e12, far beyond the designs the rank check lets
 # through (a column of mean 3e4 and spread 1, next to the intercept, has
 # 4.5e7; one of mean 1e5 is refused as collinear)
 LEVERAGE_CANDIDATE = 1e-3
-SCORE_BLOCK = 1 << 21  # score elements formed at a time for the clusters' sums (16 MB)
+SCORE_BLOCK = 1 << 21  # elements formed at a time (16 MB): the clusters' scores, the leverages' products
 
 
 def check_cov_type_name(cov_type):
+    """A cov_type fastmle knows (what it needs is check_cov_type's)."""
     if cov_type not in COV_TYPES:
         raise ValueError(f"unknown cov_type {cov_type!r}; available: {', '.join(map(repr, COV_TYPES))}")
 
 
-def check_cov_type(cov_type, alpha, groups=None, family=None):
+def check_cov_type(cov_type, alpha, groups, family):
+    """fit_mle's cov_type with what it needs: groups for "cluster" only,
+    alpha = 0 for a sandwich, one output for HC2 / HC3."""
     check_cov_type_name(cov_type)
     if cov_type in LEVERAGE_POWER and family == "multinomial":
         raise ValueError(f"cov_type={cov_type!r} needs each sample's leverage, a number for one-output families; "

@@ -1048,6 +1048,22 @@ def test_fit_mle_deviance_and_estimated_dispersion_match_statsmodels(rng, backen
         assert got.scale == pytest.approx(want.scale, rel=1e-10) and got.deviance == pytest.approx(want.deviance)
 
 
+def test_fit_mle_gaussian_pearson_statistic_is_its_rss(rng, monkeypatch):
+    # scale="X2" for gaussian: Pearson's statistic is the residual sum of squares the fit already has, so no
+    # pass over X for it (in dask a pass over every chunk)
+    from fastmle import mle
+
+    calls = []
+    statistics = mle._Problem.fit_statistics
+    monkeypatch.setattr(mle._Problem, "fit_statistics", lambda self, p: (calls.append(1), statistics(self, p))[1])
+    X = rng.standard_normal((300, 2))
+    y = X @ [1.0, -1.0] + rng.standard_normal(300)
+    fit = fastmle.fit_mle(X, y, "gaussian", scale="X2")
+    assert not calls and fit.pearson_chi2 == fit.deviance and fit.scale == pytest.approx(fit.deviance / (300 - 3))
+    fastmle.fit_mle(X, rng.poisson(np.exp(0.3 * X[:, 0])), "poisson", scale="X2")
+    assert len(calls) == 1
+
+
 def test_fit_mle_poisson_deviance_of_large_counts(rng):
     # sum w y log y against the likelihood's sum w y eta cancels for counts
     # of 1e6 fitted closely (6% off; at 1e8, -0.00098 and NaN standard
@@ -1127,9 +1143,9 @@ def test_fit_mle_get_prediction_matches_statsmodels(rng, backend):
     far = np.outer([20.0, 40.0, 80.0], np.sign(fit.coef))  # eta far above 20
     want = glm.get_prediction(sm.add_constant(far, prepend=False, has_constant="add")).summary_frame()
     np.testing.assert_allclose(fit.get_prediction(far, backend=backend).mean_se, want["mean_se"], rtol=1e-6)
-    with pytest.raises(ValueError, match="alpha must be in"):
+    with pytest.raises(ValueError, match=r"alpha \(the intervals. level is 1 - alpha\) must be a number in \(0, 1\)"):
         fastmle.fit_mle(X, ys["multinomial"], "multinomial", reference_class=0).get_prediction(new, alpha=0.0)
-    with pytest.raises(ValueError, match="alpha must be in"):
+    with pytest.raises(ValueError, match=r"alpha \(the intervals. level is 1 - alpha\) must be a number in \(0, 1\)"):
         fit.get_prediction(new, alpha=1.5)
     with pytest.raises(ValueError, match="X has 2 features"):
         fit.get_prediction(new[:, :2])
@@ -1254,6 +1270,14 @@ def test_fit_mle_likelihood_ratio_and_wald_tests_match_statsmodels(rng, backend)
         want = theirs.wald_test(np.eye(4)[:3], scalar=True, use_f=False)
     got = cluster.wald_test(["x0", "x1", "x2"])
     assert got.df == 2 and got.statistic == pytest.approx(want.statistic, rel=1e-6)
+    # columns on scales 1e-5 and 1e5: still rank 2, the inverse over its two largest directions (pinv's own
+    # cutoff, by the raw eigenvalues, had kept one: 11.63 against 18.57)
+    scaled = X * [1e-5, 1.0, 1e5]
+    fit = fastmle.fit_mle(scaled, yc, "poisson", cov_type="cluster", groups=groups, backend=backend)
+    got = fit.wald_test(["x0", "x1", "x2"])
+    values, vectors = np.linalg.eigh(fit.cov_params()[:3, :3])
+    z = vectors[:, 1:].T @ fit.params[:3]
+    assert got.df == 2 and got.statistic == pytest.approx(np.sum(z * z / values[1:]), rel=1e-6)
 
 
 def test_fit_mle_hypothesis_test_refusals(rng):
@@ -1266,6 +1290,12 @@ def test_fit_mle_hypothesis_test_refusals(rng):
         with pytest.raises(ValueError, match=message):
             fit.wald_test(restriction)
     assert fit.wald_test("x0") == fit.wald_test(["x0"]) == fit.wald_test(np.eye(4)[0])
+    with pytest.raises(ValueError, match=r"value must be a number or have shape \(2,\)"):
+        fit.wald_test(["x0", "x1"], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="term names or a matrix, got a mix"):
+        fit.wald_test(["x0", 1])
+    with pytest.raises(ValueError, match="must be a number in"):
+        fit.conf_int("0.1")
     others = ((fastmle.fit_mle(X, ys["poisson"], "poisson"), "same family and samples"),
               (fastmle.fit_mle(X[:100], ys["binomial"][:100], "binomial"), "same family and samples"),
               (fit, "fewer parameters"),
