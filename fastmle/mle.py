@@ -978,10 +978,9 @@ def intercept_only_sums(family, y, w, offset, b):
         if family == "poisson":
             mu = np.exp(eta)
             loglik, variance = weighted_sum(w, y * eta - mu), mu
-        else:  # the sigmoid and p (1 - p) from exp(-|eta|): no overflow, no 1 - p rounded to 0
-            t = np.exp(-np.abs(eta))
-            mu = np.where(eta >= 0, 1.0, t) / (1.0 + t)
-            loglik, variance = weighted_sum(w, y * eta - np.logaddexp(0.0, eta)), t / ((1.0 + t) * (1.0 + t))
+        else:  # the sigmoid and p (1 - p) from eta: no overflow, no 1 - p rounded to 0
+            mu, variance = _expit(eta), _logistic_slope(eta)
+            loglik = weighted_sum(w, y * eta - np.logaddexp(0.0, eta))
         return loglik, weighted_sum(w, y - mu), weighted_sum(w, variance), weighted_sum(w, offset)
 
 
