@@ -212,10 +212,11 @@ class MLEResult:
         """The Wald test of linear restrictions ``R @ theta = value`` on
         ``theta = params.ravel(order="F")`` (cov_params()'s order), with the
         covariance in use, cov_params() (robust too; for gaussian with
-        sigma^2's MLE unless fit_mle's ``scale="X2"`` chose OLS's): ``restriction`` is R, (r,
-        k_params) or (k_params,) for one, or a list of term names
-        (``param_names``), testing that their coefficients (every output's,
-        for multinomial) are all 0. ``value`` defaults to 0. Returns
+        sigma^2's MLE unless fit_mle's ``scale="X2"`` chose OLS's).
+        ``restriction`` is R, (r, k_params) or (k_params,) for one, or a
+        list of term names (``param_names``), testing that their
+        coefficients (every output's, for multinomial) are all 0.
+        ``value`` defaults to 0. Returns
         ``ChiSquareTest(statistic, df, pvalue)``: the statistic (R theta -
         value)^T (R C R^T)^+ (R theta - value) (the Moore-Penrose inverse,
         as statsmodels' ``wald_test(use_f=False)``) referred to a
@@ -247,10 +248,9 @@ class MLEResult:
         cov = R @ self._cov @ R.T
         if not np.isfinite(cov).all():  # (NaN standard errors, which warned)
             return ChiSquareTest(math.nan, len(R), math.nan)
-        # (R C R^T)^+ through the eigenvalues of its correlation matrix: the
-        # variances of coefficients on scales 1e-3 and 1e3 differ by 1e12,
-        # but a direction the estimate cannot move has a correlation
-        # eigenvalue of rounding's size
+        # The rank in the correlation scale: the variances of coefficients on
+        # scales 1e-3 and 1e3 differ by 1e12, but a direction the estimate
+        # cannot move has a correlation eigenvalue of rounding's size
         sd = np.sqrt(np.diag(cov))
         if not (sd > 0).all():  # a restriction of zero variance (an exact gaussian fit)
             return ChiSquareTest(math.inf if np.any(diff[sd == 0] != 0) else math.nan, len(R), math.nan)
