@@ -1482,11 +1482,10 @@ def _result(prob, theta, F, f, it, converged, names):
                           f"errors are {'undefined (NaN)' if saturated else '0'}", RuntimeWarning, stacklevel=5)
     else:
         llf = -nll
-    # Pearson's statistic, and the Poisson deviance row by row, when the
-    # scale needs them or when the deviance from the sums (sum w y log y
-    # against the likelihood's sum w y eta) cancels: counts of 1e8 fitted
-    # closely had given -0.00098
-    # (gaussian: Pearson's statistic is the RSS, the deviance, with no pass)
+    # A pass for Pearson's statistic (gaussian's is the RSS, the deviance)
+    # and the Poisson deviance row by row, when the scale needs them or when
+    # the deviance from the sums (sum w y log y against the likelihood's sum
+    # w y eta) cancels, as for counts of 1e8 fitted closely
     pearson = deviance if prob.family == "gaussian" else None
     magnitude = abs(prob.stats["sylogy"]) + abs(prob.stats["sy"]) + abs(nll)
     if (prob.dispersion == "X2" and pearson is None) or (prob.family == "poisson" and (
