@@ -25,7 +25,9 @@ Needs dask (``pip install 'fastmle[dask]'``); importing fastmle does not.
 import dataclasses
 import inspect
 import math
+import operator
 import re
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -326,12 +328,27 @@ def _chunk_setup(Xc, yc, wc, oc, ec, family, classes, fit_intercept, backend):
     return stats, _fisher._symmetric(gram), Xc.shape[0]
 
 
+class _ChunkTerms(NamedTuple):
+    """What a pass sums over the chunks at the kernel params; None where
+    the pass did not ask for it (the loss and gradient, zeros otherwise,
+    come with the Fisher)."""
+    loss: float
+    grad: np.ndarray  # (K, d + 1)
+    fisher: Optional[np.ndarray]  # (P, P)
+    saturated: Optional[int]  # samples at probability 0 or 1 (mean 0)
+    meat: Optional[np.ndarray]  # (P, P): sum of w s s^T
+    clusters: Optional["_ClusterSums"]
+    statistics: Optional[np.ndarray]  # mle.fit_statistics
+
+    def __add__(self, other):  # the tree's merge, field by field
+        return _ChunkTerms(*(None if u is None else u + v for u, v in zip(self, other)))
+
+
 def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept, ref, backend, P, want,
                  leverage=None):
-    """A chunk's (loss, gradient (K, d + 1), Fisher (P, P) or None, saturated
-    count or None, sum of w s s^T (P, P) or None, _ClusterSums or None,
-    mle.fit_statistics or None) at the kernel params; the loss and gradient (zeros otherwise) with the
-    Fisher only. leverage: the meat's (bread, power) for HC2 / HC3."""
+    """A chunk's _ChunkTerms of the kinds in `want` ("fisher", "saturated",
+    "meat", "cluster", "statistics"). leverage: the meat's (bread, power)
+    for HC2 / HC3."""
     Xc = _glm.native_array(Xc, np.float64)
     params = _glm.native_array(params, np.float64)  # unpickled on a worker: maybe unaligned
     labels, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, classes, Xc.shape[0])
@@ -366,7 +383,7 @@ def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept,
                 len(names)))
         if statistics is not None:
             statistics = _mle.fit_statistics(_mle.fitted_means(glm, Xc, params, offset, family), targets, w, family)
-    return float(loss[0]), grad, F, saturated, meat, clusters, statistics
+    return _ChunkTerms(float(loss[0]), grad, F, saturated, meat, clusters, statistics)
 
 
 class _ClusterSums:
@@ -381,10 +398,6 @@ class _ClusterSums:
         sums = np.zeros((len(labels), self.sums.shape[1]))
         np.add.at(sums, codes.reshape(-1), np.vstack([self.sums, other.sums]))
         return _ClusterSums(labels, sums)
-
-
-def _add_terms(a, b):
-    return tuple(None if u is None else u + v for u, v in zip(a, b))
 
 
 def _chunk_cluster_labels(gc, wc):
@@ -452,19 +465,20 @@ class _DaskProblem(_mle._Objective):
         P = self.Kp * self.D
         ref = -1 if self.ref is None else self.ref
         groups = self.groups if "cluster" in want else None  # (not loaded by the other passes)
-        return _map_reduce(_chunk_terms, _add_terms, self.X, self.y, self.w, self.offset, self.exposure, groups,
+        return _map_reduce(_chunk_terms, operator.add, self.X, self.y, self.w, self.offset, self.exposure, groups,
                            args=(params, self.family, self.classes, self.fit_intercept, ref, self.backend, P,
                                  want, leverage))
 
     def _loss_grad(self, params):
-        loss, grad, F = self._pass(params, ("fisher",))[:3]
+        terms = self._pass(params, ("fisher",))
+        loss, grad, F = terms.loss, terms.grad, terms.fisher
         self._cache = (params.tobytes(), F)
         return loss, grad
 
     def _fisher(self, params):
         key, F = self._cache
         if key != params.tobytes():
-            F = self._pass(params, ("fisher",))[2]
+            F = self._pass(params, ("fisher",)).fisher
             self._cache = (params.tobytes(), F)
         return F.copy()
 
@@ -472,16 +486,16 @@ class _DaskProblem(_mle._Objective):
         return self._gram_matrix
 
     def _saturated(self, params):
-        return self._pass(params, ("saturated",))[3]
+        return self._pass(params, ("saturated",)).saturated
 
     def score_outer_sum(self, params, leverage=None):
-        return self._pass(params, ("meat",), leverage)[4]
+        return self._pass(params, ("meat",), leverage).meat
 
     def cluster_score_sums(self, params):
-        return self._pass(params, ("cluster",))[5].sums
+        return self._pass(params, ("cluster",)).clusters.sums
 
     def fit_statistics(self, params):
-        return self._pass(params, ("statistics",))[6]
+        return self._pass(params, ("statistics",)).statistics
 
     def _intercept_only_sums(self, b):  # a pass over y's chunks (and the offset's), not X's
         return _map_reduce(_chunk_intercept_only_sums, _add, self.y, self.w, self.offset, self.exposure,
