@@ -316,16 +316,12 @@ def _chunk_setup(Xc, yc, wc, oc, ec, family, classes, fit_intercept, backend):
     before a kernel sees the chunk."""
     Xc = _glm.native_array(Xc, np.float64)  # chunks unpickled on a worker may be unaligned
     _glm.check_finite(Xc)
-    labels, targets, w, offset = _encode_fit(yc, wc, oc, ec, family, classes, Xc.shape[0])
+    labels, targets, w, _ = _encode_fit(yc, wc, oc, ec, family, classes, Xc.shape[0])  # (the offset checked)
     _glm.check_weight_values(w)
     K = len(classes) if classes is not None else 1
     stats = _mle.response_stats(family, labels, targets, w, K)
-    D = Xc.shape[1] + fit_intercept
-    gram = np.zeros((D, D))
-    if Xc.shape[0]:
-        _dispatch.kernels(backend, "fisher").glm_fisher(Xc, np.zeros((1, Xc.shape[1] + 1)), offset[:0], 2, w,
-                                                        int(fit_intercept), -1, gram)
-    return stats, _fisher._symmetric(gram), Xc.shape[0]
+    gram = _mle.weighted_gram(_dispatch.kernels(backend, "fisher"), Xc, w, fit_intercept)
+    return stats, gram, Xc.shape[0]
 
 
 class _ChunkTerms(NamedTuple):
@@ -370,9 +366,7 @@ def _chunk_terms(Xc, yc, wc, oc, ec, gc, params, family, classes, fit_intercept,
             fisher.glm_fisher(Xc, params, offset, code, w, int(fit_intercept), ref, F)
             F = _fisher._symmetric(F)
         if saturated is not None:
-            mu = np.empty((n, params.shape[0]))
-            glm.glm_predict(Xc, params, offset, code, mu)
-            saturated = _mle.saturated_count(mu, family)
+            saturated = _mle.saturated_count(_mle.fitted_means(glm, Xc, params, offset, family), family)
         if meat is not None:
             meat = _mle.score_outer_sum(glm, fisher, Xc, labels, targets, w, params, offset, family, fit_intercept,
                                         keep, leverage)

@@ -897,10 +897,7 @@ class _Problem(_Objective):
         return _symmetric(F)
 
     def _gram(self):
-        gram = np.zeros((self.D, self.D))
-        self.fisher_kernels.glm_fisher(self.X, np.zeros((1, self.d + 1)), self.offset[:0], 2, self.w,
-                                       int(self.fit_intercept), -1, gram)
-        return _symmetric(gram)
+        return weighted_gram(self.fisher_kernels, self.X, self.w, self.fit_intercept)
 
     def score_outer_sum(self, params, leverage=None):
         return score_outer_sum(self.glm, self.fisher_kernels, self.X, self.labels, self.targets, self.w, params,
@@ -915,9 +912,7 @@ class _Problem(_Objective):
                                   self.family, self.fit_intercept, self.keep, self.cluster, self.n_clusters)
 
     def _saturated(self, params):
-        mu = np.empty((self.n, self.K))
-        self.glm.glm_predict(self.X, params, self.offset, self.code, mu)
-        return saturated_count(mu, self.family)
+        return saturated_count(fitted_means(self.glm, self.X, params, self.offset, self.family), self.family)
 
     def _intercept_only_sums(self, b):
         return intercept_only_sums(self.family, self.targets[:, 0], self.w, self.offset, b)
@@ -1640,6 +1635,19 @@ def _sandwich(prob, theta, bread, cov_type):
     return (cov + cov.T) / 2 * factor
 
 
+def weighted_gram(fisher_kernels, X, w, fit_intercept):
+    """xt^T diag(w) xt summed over the rows of X (D, D), xt a row with its 1
+    for the intercept (w empty: all ones; negative weights allowed): the
+    exact-Fisher kernel with every sample's variance 1, gaussian's, on the
+    kernels' threads."""
+    D = X.shape[1] + bool(fit_intercept)
+    gram = np.zeros((D, D))
+    if X.shape[0]:
+        fisher_kernels.glm_fisher(X, np.zeros((1, X.shape[1] + 1)), np.empty(0, X.dtype), family_code("gaussian"), w,
+                                  int(fit_intercept), -1, gram)
+    return _symmetric(gram)
+
+
 def fitted_means(glm_kernels, X, params, offset, family):
     """Each sample's fitted mean (n, K)."""
     mu = np.empty((X.shape[0], params.shape[0]))
@@ -1728,10 +1736,7 @@ def score_outer_sum(glm_kernels, fisher_kernels, X, labels, targets, w, params, 
         for b in range(a, Kp):
             with np.errstate(invalid="ignore"):  # (a leverage of 1's 0 * inf)
                 weights = residual[:, a] * residual[:, b] * (w if w.size else 1.0)  # (negative off the diagonal)
-            block = np.zeros((D, D))
-            fisher_kernels.glm_fisher(X, np.zeros((1, d + 1)), offset[:0], family_code("gaussian"), weights,
-                                      int(fit_intercept), -1, block)
-            meat[a * D:(a + 1) * D, b * D:(b + 1) * D] = _symmetric(block)
+            meat[a * D:(a + 1) * D, b * D:(b + 1) * D] = weighted_gram(fisher_kernels, X, weights, fit_intercept)
     return _symmetric(meat)
 
 
