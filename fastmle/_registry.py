@@ -267,10 +267,16 @@ def _mle_problem(shape, dtype, rng):
     return {"X": X, "y": y}
 
 
-def _fit_mle(inp, backend):
-    fit = _fm().fit_mle(inp["X"], inp["y"], "multinomial", reference_class=0, backend=backend)
-    inp.setdefault("_fits", {})[backend] = fit  # the bench's figure of merit reads it: no second fit
+def _kept_fit(inp, backend, family, **options):
+    """fit_mle on the inputs, kept by backend: the bench's figure of merit
+    reads it (no second fit)."""
+    fit = _fm().fit_mle(inp["X"], inp["y"], family, backend=backend, **options)
+    inp.setdefault("_fits", {})[backend] = fit
     return fit
+
+
+def _fit_mle(inp, backend):
+    return _kept_fit(inp, backend, "multinomial", reference_class=0)
 
 
 def _with_constant(inp):
@@ -289,8 +295,7 @@ def _statsmodels_mnlogit(inp):
     import statsmodels.api as sm
 
     Xc = _with_constant(inp)
-    result = sm.MNLogit(inp["y"], Xc).fit(disp=0)
-    inp["_sm_llf"] = float(result.llf)
+    inp["_statsmodels"] = result = sm.MNLogit(inp["y"], Xc).fit(disp=0)  # (for the figure of merit)
     return result
 
 
@@ -306,9 +311,7 @@ def _rate_problem(shape, dtype, rng):
 
 
 def _fit_rate(inp, backend):
-    fit = _fm().fit_mle(inp["X"], inp["y"], "poisson", exposure=inp["exposure"], backend=backend)
-    inp.setdefault("_fits", {})[backend] = fit
-    return fit
+    return _kept_fit(inp, backend, "poisson", exposure=inp["exposure"])
 
 
 def _statsmodels_poisson_rate(inp):
@@ -317,8 +320,8 @@ def _statsmodels_poisson_rate(inp):
     import statsmodels.api as sm
 
     Xc = _with_constant(inp)
-    result = sm.GLM(inp["y"], Xc, family=sm.families.Poisson(), exposure=inp["exposure"]).fit()
-    inp["_sm_llf"] = float(result.llf)
+    inp["_statsmodels"] = result = sm.GLM(inp["y"], Xc, family=sm.families.Poisson(),
+                                          exposure=inp["exposure"]).fit()
     return result
 
 
@@ -332,36 +335,35 @@ def _heteroskedastic_problem(shape, dtype, rng):
 
 
 def _fit_ols_hc3(inp, backend):
-    fit = _fm().fit_mle(inp["X"], inp["y"], "gaussian", cov_type="HC3", backend=backend)
-    inp.setdefault("_fits", {})[backend] = fit
-    return fit
+    return _kept_fit(inp, backend, "gaussian", cov_type="HC3")
 
 
 def _statsmodels_ols_hc3(inp):
     import statsmodels.api as sm
 
     Xc = _with_constant(inp)
-    result = sm.OLS(inp["y"], Xc).fit(cov_type="HC3")
-    inp["_sm_bse"] = float(result.bse[0])
+    inp["_statsmodels"] = result = sm.OLS(inp["y"], Xc).fit(cov_type="HC3")
     return result
 
 
-def _hc3_bse_against_statsmodels(inp, backend):
-    result = inp.get("_fits", {}).get(backend) or _fit_ols_hc3(inp, backend)
-    if "_sm_bse" not in inp:
-        _statsmodels_ols_hc3(inp)
-    return "HC3 standard error of x0 vs statsmodels OLS", float(result.bse[0]), inp["_sm_bse"]
-
-
-def _loglik_against(fit, peer, peer_name):
-    """A figure of merit: the maximized log-likelihood against statsmodels'
-    on the same data (reusing the fits the benchmark timed, if any)."""
+def _against_statsmodels(fit, peer, what, statistic):
+    """A figure of merit: statistic(result) of fastmle's fit against
+    statsmodels' on the same data (reusing the fits the benchmark timed, if
+    any)."""
     def quality(inp, backend):
         result = inp.get("_fits", {}).get(backend) or fit(inp, backend)
-        if "_sm_llf" not in inp:
+        if "_statsmodels" not in inp:
             peer(inp)
-        return f"log-likelihood at the MLE vs statsmodels {peer_name}", result.llf, inp["_sm_llf"]
+        return what, statistic(result), statistic(inp["_statsmodels"])
     return quality
+
+
+def _llf(result):
+    return float(result.llf)
+
+
+def _first_bse(result):
+    return float(np.ravel(result.bse)[0])
 
 
 KERNELS = {
@@ -417,13 +419,16 @@ KERNELS = {
         Kernel("fit_mle", "fisher", _mle_problem, _fit_mle, "newton", _glm_bytes,
                {"statsmodels": _statsmodels_mnlogit}, shapes=((20000, 50, 5), (100000, 50, 5)),
                smoke_shape=(300, 3, 3),
-               dtypes=("float64",), quality=_loglik_against(_fit_mle, _statsmodels_mnlogit, "MNLogit")),
+               dtypes=("float64",), quality=_against_statsmodels(
+                   _fit_mle, _statsmodels_mnlogit, "log-likelihood at the MLE vs statsmodels MNLogit", _llf)),
         Kernel("fit_mle_poisson_rate", "fisher", _rate_problem, _fit_rate, "poisson_newton", _glm_bytes,
                {"statsmodels": _statsmodels_poisson_rate}, shapes=((200000, 30, 1),), smoke_shape=(300, 3, 1),
-               dtypes=("float64",), quality=_loglik_against(_fit_rate, _statsmodels_poisson_rate, "GLM Poisson")),
+               dtypes=("float64",), quality=_against_statsmodels(
+                   _fit_rate, _statsmodels_poisson_rate, "log-likelihood at the MLE vs statsmodels GLM Poisson", _llf)),
         Kernel("fit_mle_ols_hc3", "fisher", _heteroskedastic_problem, _fit_ols_hc3, "ols_hc3", _glm_bytes,
                {"statsmodels": _statsmodels_ols_hc3}, shapes=((200000, 30, 1),), smoke_shape=(300, 3, 1),
-               dtypes=("float64",), quality=_hc3_bse_against_statsmodels),
+               dtypes=("float64",), quality=_against_statsmodels(
+                   _fit_ols_hc3, _statsmodels_ols_hc3, "HC3 standard error of x0 vs statsmodels OLS", _first_bse)),
     ]
 }
 
