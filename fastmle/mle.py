@@ -325,17 +325,22 @@ class MLEResult:
         if not hasattr(X, "tocsr"):  # dense: in the fit's precision (scipy.sparse goes to glm_predict as it is)
             X = real_array(X, "X")
             X = X if X.dtype == np.float64 else X.astype(np.float64)
-        coef = self.coef.reshape(self.coef.shape[0], -1)
-        if len(X.shape) == 2 and X.shape[1] != coef.shape[0]:
-            raise ValueError(f"X has {X.shape[1]} features; the fit had {coef.shape[0]}")
-        intercept = self.intercept
-        if self.reference_class is not None:  # its coefficients and intercept are 0
-            ref = int(np.flatnonzero(np.asarray(self.classes) == self.reference_class)[0])
-            coef, intercept = np.insert(coef, ref, 0.0, axis=1), np.insert(intercept, ref, 0.0)
+        if len(X.shape) == 2 and X.shape[1] != self.coef.shape[0]:
+            raise ValueError(f"X has {X.shape[1]} features; the fit had {self.coef.shape[0]}")
+        coef, intercept = self._every_output_params()
         total = total_offset(offset, exposure, self.family, X.shape[0])
         mean = glm_predict(X, coef, self.family, intercept=intercept, offset=total if total.size else None,
                            backend=backend)
         return mean if self.family == "multinomial" else mean[:, 0]
+
+    def _every_output_params(self):
+        """(coef (n_features, K), intercept (K,)) of every output, the
+        reference class's zeros included."""
+        coef, intercept = self.coef.reshape(self.coef.shape[0], -1), self.intercept
+        if self.reference_class is not None:
+            ref = int(np.flatnonzero(np.asarray(self.classes) == self.reference_class)[0])
+            coef, intercept = np.insert(coef, ref, 0.0, axis=1), np.insert(intercept, ref, 0.0)
+        return coef, intercept
 
     def get_prediction(self, X, alpha=0.05, *, offset=None, exposure=None, backend=None):
         """The fitted mean at X with its standard error and 1 - alpha
@@ -391,9 +396,8 @@ class MLEResult:
         p_k (0 far out)."""
         K, D = p.shape[1], self.params.shape[0]
         kept = [k for k in range(K) if self.reference_class is None or self.classes[k] != self.reference_class]
-        coef, intercepts = np.zeros((X.shape[1], K)), np.zeros(K)
-        coef[:, kept], intercepts[kept] = self.coef.reshape(X.shape[1], -1), self.intercept
-        eta = X @ coef + intercepts
+        coef, intercept = self._every_output_params()
+        eta = X @ coef + intercept
         forms = {}
         for a in range(len(kept)):
             for b in range(a, len(kept)):
@@ -1505,8 +1509,12 @@ def _result(prob, theta, F, f, it, converged, names):
                      param_names=names, output_names=output_names,
                      classes=prob.classes, reference_class=None if prob.ref is None else prob.classes[prob.ref],
                      alpha=prob.alpha, scale=scale, cov_type=cov_type, deviance=float(deviance),
-                     pearson_chi2=pearson, scale_method=prob.dispersion if isinstance(prob.dispersion, str) else
-                     (None if prob.dispersion is None else "fixed"))
+                     pearson_chi2=pearson, scale_method=_scale_method(prob.dispersion))
+
+
+def _scale_method(scale):
+    """MLEResult.scale_method of fit_mle's scale: None, "X2", "dev" or "fixed" (a number)."""
+    return scale if scale is None or isinstance(scale, str) else "fixed"
 
 
 SCALES = ("X2", "dev")
