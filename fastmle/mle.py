@@ -1128,7 +1128,8 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         Pearson's chi-square over nobs - k (the quasi-likelihood
         covariance of overdispersed counts: statsmodels' GLM ``scale="X2"``,
         R's quasipoisson; for gaussian, RSS / (nobs - k), OLS's unbiased
-        sigma^2, one more pass over X); "dev", the deviance over nobs - k;
+        sigma^2; for binomial and poisson one more pass over X); "dev", the
+        deviance over nobs - k;
         or a known dispersion. Not with a robust ``cov_type``. The
         log-likelihood is unchanged. With alpha > 0 the degrees of freedom
         are still nobs - k, not the penalized fit's effective number.
@@ -1582,9 +1583,10 @@ LEVERAGE_POWER = {"HC2": 1, "HC3": 2}  # each score divided by (1 - h_i) to the 
 # 8 of them leave a margin over that worst case
 LEVERAGE_ROUNDING = 8 * np.finfo(np.float64).eps
 # Only a leverage within this of 1 can be 1 to rounding: an error of 1e-3
-# needs (|x| @ sd)^2 near 1e12, far beyond the designs the rank check lets
-# through (a column of mean 3e4 and spread 1, next to the intercept, has
-# 4.5e7; one of mean 1e5 is refused as collinear)
+# needs (|x| @ sd)^2 of 5.6e11, far beyond the designs the rank check lets
+# through (a one-sample dummy beside a column of mean 3e4 and spread 1 and
+# the intercept has at most 5.3e7 over 40 draws; a mean of 1e5 is refused
+# as collinear)
 LEVERAGE_CANDIDATE = 1e-3
 SCORE_BLOCK = 1 << 21  # elements formed at a time (16 MB): the clusters' scores, the leverages' products
 
@@ -1724,13 +1726,12 @@ def score_outer_sum(glm_kernels, fisher_kernels, X, labels, targets, w, params, 
     log-likelihood in the kept outputs' parameters (the information's
     layout). leverage = (bread, power), for HC2 (power 1) and HC3 (2):
     each term divided by (1 - h_i)^power, h_i the sample's leverage (a
-    leverage of 1 makes the sum NaN or inf). Block (a, b) is the weighted Gram matrix of X with weights
-    w r_a r_b (r = mu - y): the exact-Fisher kernel (gaussian: every
-    sample's variance 1) once per pair a <= b of outputs, on the kernels'
-    threads (a BLAS syrk of the explicit scores, inside fitting's
-    one-thread block, had taken 1.6-2.2x the multinomial fit's time)."""
-    d = X.shape[1]
-    D = d + bool(fit_intercept)
+    leverage of 1 makes the sum NaN or inf). Block (a, b) is the weighted
+    Gram matrix of X with weights w r_a r_b (r = mu - y), once per pair a <=
+    b of outputs, on the kernels' threads (a BLAS syrk of the explicit
+    scores, inside fitting's one-thread block, had taken 1.6-2.2x the
+    multinomial fit's time)."""
+    D = X.shape[1] + bool(fit_intercept)
     mu = fitted_means(glm_kernels, X, params, offset, family)
     if leverage is not None:
         bread, power = leverage

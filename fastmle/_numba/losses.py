@@ -300,10 +300,8 @@ def _block_bce(x, t, w, pw, gs, losses, grad):
     (w, pw empty: ones). Both are always written (the caller passes scratch
     for what it does not keep): with a conditional store LLVM vectorized
     only one version of the loop. One loop per combination of the optional
-    weights, as C's bce_with_logits (where a test per element had made the
-    weightless loop 1.6x slower): the flags are constants once _bce_loop
-    is inlined. (Here the A/B on an AMD host was within its noise; session
-    26's Intel host had shown Numba 1.4-1.6x slower than C.)"""
+    weights, as C's bce_with_logits (no test of the weights per element):
+    the flags are constants once _bce_loop is inlined."""
     if w.shape[0] and pw.shape[0]:
         _bce_loop(x, t, w, pw, gs, losses, grad, True, True)
     elif w.shape[0]:
