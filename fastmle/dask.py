@@ -497,8 +497,8 @@ class _DaskProblem(_mle._Objective):
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            offset=None, exposure=None, cov_type="nonrobust", groups=None, scale=None, max_iter=100, tol=1e-8,
-            backend=None):
+            offset=None, exposure=None, cov_type="nonrobust", groups=None, scale=None, use_t=False, max_iter=100,
+            tol=1e-8, backend=None):
     """:func:`fastmle.fit_mle` on dask arrays (same arguments, same result):
     Fisher scoring where each iteration is one pass over the chunks (each
     chunk's loss, gradient and exact Fisher from the compiled kernels,
@@ -518,12 +518,11 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     (True, ['x0', 'x1', 'intercept'])
     """
     _mle.check_fit_options(alpha, max_iter, tol)
-    _mle.check_cov_type(cov_type, alpha, groups, family)
-    _mle.check_scale(scale, cov_type, family)
+    _mle.check_inference(cov_type, alpha, groups, family, scale, use_t)
     columns = _mle.parameter_names(X)
     prob = _DaskProblem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset,
                         exposure, groups)
-    prob.cov_type, prob.dispersion = cov_type, scale
+    prob.cov_type, prob.dispersion, prob.use_t = cov_type, scale, use_t
     return _mle.fisher_scoring(prob, columns(prob), max_iter, tol)
 
 

@@ -25,7 +25,7 @@ from typing import Any, List
 
 from . import special
 from .glm import glm_loss, glm_predict, label_indices
-from .mle import (TOL, _Problem, check_cov_type, check_cov_type_name, check_fit_options, fisher_scoring,
+from .mle import (TOL, _Problem, check_cov_type_name, check_inference, check_fit_options, fisher_scoring,
                   parameter_names)
 from .sgd import SGDResult, _class_weight_per_sample, checked_class_weight, sgd_fit
 
@@ -117,9 +117,12 @@ class _SGDMixin:
         if self.solver == "fisher" and self.l1_ratio:
             raise ValueError("solver='fisher' (Newton steps) needs a smooth objective: l1_ratio must be 0")
         check_cov_type_name(self.cov_type)  # (a known name, before what it needs)
-        if self.solver != "fisher" and self.cov_type != "nonrobust":
-            raise ValueError(f"cov_type={self.cov_type!r} chooses the standard errors of solver='fisher'; "
-                             f"solver={self.solver!r} computes none")
+        inference = {"cov_type": (self.cov_type, "nonrobust"), "scale": (self.scale, None),
+                     "use_t": (self.use_t, False)}
+        for name, (value, default) in inference.items():
+            if self.solver != "fisher" and not (value is default or value == default):
+                raise ValueError(f"{name}={value!r} chooses the inference of solver='fisher'; "
+                                 f"solver={self.solver!r} computes none")
 
     def _check_groups(self, groups):
         """fit's groups: the cluster labels of cov_type='cluster' only."""
@@ -210,14 +213,14 @@ class _SGDMixin:
             # feature_names_in_ (a DataFrame's columns), errors included
             alpha = self.alpha * len(y)
             check_fit_options(alpha, self.max_epochs, TOL)
-            check_cov_type(self.cov_type, alpha, groups, family)
+            check_inference(self.cov_type, alpha, groups, family, self.scale, self.use_t)
             names = parameter_names(X, getattr(self, "feature_names_in_", None))
             # the labels themselves, so that errors name them ("class 'eel' has zero total weight")
             y_fit = self.classes_[y.astype(np.int64)] if multinomial else y
             ref_label = None if ref is None else self.classes_[ref]
             prob = _Problem(X, y_fit, family, self.fit_intercept, ref_label, alpha, sample_weight, self.backend,
                             groups=groups)
-            prob.cov_type = self.cov_type
+            prob.cov_type, prob.dispersion, prob.use_t = self.cov_type, self.scale, self.use_t
             self.copied_X_ = self.copied_X_ or prob.copied_X  # float64 for the inference
             res = fisher_scoring(prob, names(prob), self.max_epochs, TOL)
         for w in caught:
@@ -296,7 +299,8 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
     ``intercept_bse_`` and ``mle_result_`` with the full inference, their
     covariance chosen by ``cov_type`` as in fit_mle: "nonrobust", "HC0",
     "HC1", "HC2", "HC3" (binomial), or "cluster" with ``fit(X, y,
-    groups=labels)``; a robust type needs alpha=0).
+    groups=labels)``; a robust type needs alpha=0; ``scale`` and
+    ``use_t`` as in fit_mle).
 
     Attributes: classes_, coef_ (n_outputs, n_features: n_classes rows for
     multinomial, 1 for binomial, as scikit-learn's LogisticRegression),
@@ -335,7 +339,8 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
                  learning_rate="adaptive", eta0=None, power_t=0.5, momentum=0.0, nesterov=False,
                  alpha=0.0, l1_ratio=0.0, fit_intercept=True, class_weight=None, average=False,
                  tol=1e-4, n_iter_no_change=5, validation_fraction=None, random_state=None,
-                 warm_start=False, callback=None, progress=False, cov_type="nonrobust", backend=None):
+                 warm_start=False, callback=None, progress=False, cov_type="nonrobust", scale=None, use_t=False,
+                 backend=None):
         self.family = family
         self.solver = solver
         self.batch_size = batch_size
@@ -358,6 +363,8 @@ class MLEClassifier(_SGDMixin, ClassifierMixin, BaseEstimator):
         self.callback = callback
         self.progress = progress
         self.cov_type = cov_type
+        self.scale = scale
+        self.use_t = use_t
         self.backend = backend
 
     def _kernel_family(self):
@@ -517,7 +524,8 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
     :func:`fastmle.fit_mle`: dense X, 1-D y; adds ``bse_``,
     ``intercept_bse_`` and ``mle_result_``, their covariance chosen by
     ``cov_type`` as in fit_mle: "nonrobust", "HC0" to "HC3", or "cluster"
-    with ``fit(X, y, groups=labels)``; a robust type needs alpha=0).
+    with ``fit(X, y, groups=labels)``; a robust type needs alpha=0;
+    ``scale`` and ``use_t`` as in fit_mle).
 
     Attributes: coef_ ((n_features,) for 1-D y, (n_outputs, n_features)
     otherwise), intercept_ (a float, or (n_outputs,)), n_features_in_,
@@ -542,7 +550,8 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
                  learning_rate="adaptive", eta0=None, power_t=0.5, momentum=0.0, nesterov=False,
                  alpha=0.0, l1_ratio=0.0, fit_intercept=True, average=False, tol=1e-4,
                  n_iter_no_change=5, validation_fraction=None, random_state=None, warm_start=False,
-                 callback=None, progress=False, cov_type="nonrobust", backend=None):
+                 callback=None, progress=False, cov_type="nonrobust", scale=None, use_t=False,
+                 backend=None):
         self.family = family
         self.solver = solver
         self.batch_size = batch_size
@@ -564,6 +573,8 @@ class MLERegressor(_SGDMixin, RegressorMixin, BaseEstimator):
         self.callback = callback
         self.progress = progress
         self.cov_type = cov_type
+        self.scale = scale
+        self.use_t = use_t
         self.backend = backend
 
     def _kernel_family(self):

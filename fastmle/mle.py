@@ -70,10 +70,12 @@ class MLEResult:
     otherwise: the coefficients of the features, then the intercept (when
     fitted) as the last row; ``param_names`` names the rows and
     ``output_names`` the columns (the classes other than the reference).
-    ``bse``, ``zvalues``, ``pvalues`` have params' shape; ``cov_params()``
-    is indexed by ``params`` flattened output by output
-    (``params.ravel(order="F")``), the order of :func:`fastmle.glm_fisher`.
-    z statistics and p-values use the normal approximation of the MLE.
+    ``bse``, ``zvalues`` (``tvalues``, statsmodels' name), ``pvalues``
+    have params' shape; ``cov_params()`` is indexed by ``params`` flattened
+    output by output (``params.ravel(order="F")``), the order of
+    :func:`fastmle.glm_fisher`. p-values and intervals use the normal
+    approximation of the MLE, or with ``use_t`` (fit_mle's) Student's t
+    with ``df_resid_inference`` degrees of freedom, as statsmodels' OLS.
     ``nobs`` is the number of observations: the sum of the sample weights
     (frequency weights, as statsmodels' ``wnobs`` with ``freq_weights``),
     the number of rows without them; BIC's ``log(nobs)`` uses it.
@@ -82,7 +84,8 @@ class MLEResult:
     "HC2" / "HC3" / "cluster". Tests: ``llr`` and ``llr_pvalue`` (against
     the intercept-only model), ``lr_test(restricted)`` (a nested fit) and
     ``wald_test(terms or R)`` (linear restrictions, with the covariance in
-    use), each a chi-square approximation. ``deviance`` is twice the
+    use), each a chi-square approximation (``wald_test`` an F test with
+    ``use_t``). ``deviance`` is twice the
     log-likelihood's distance to the saturated model's (the residual sum
     of squares for gaussian); ``scale`` the dispersion the model-based
     covariance uses (1 for binomial, multinomial and poisson, sigma^2's MLE
@@ -93,8 +96,9 @@ class MLEResult:
 
     def __init__(self, *, params, cov, llf, llnull, nobs, n_iter, converged, family, fit_intercept,
                  param_names, output_names, classes, reference_class, alpha, scale, cov_type="nonrobust",
-                 deviance=math.nan, pearson_chi2=None, scale_method=None):
+                 deviance=math.nan, pearson_chi2=None, scale_method=None, use_t=False, n_clusters=None):
         self.params, self._cov, self.cov_type = params, cov, cov_type
+        self.use_t, self.n_clusters = use_t, n_clusters
         self.deviance, self.pearson_chi2, self.scale_method = deviance, pearson_chi2, scale_method
         self.llf, self.llnull, self.nobs = llf, llnull, nobs
         self.n_iter, self.converged = n_iter, converged
@@ -138,14 +142,36 @@ class MLEResult:
         return self.nobs - self.k_params
 
     @property
+    def df_resid_inference(self):
+        """The degrees of freedom of the t and F distributions ``use_t``
+        refers the statistics to: G - 1 with a cluster covariance (G
+        clusters; statsmodels' ``df_resid_inference``), df_resid
+        otherwise."""
+        return self.n_clusters - 1 if self.cov_type == "cluster" else self.df_resid
+
+    @property
     def zvalues(self):
+        """params / bse: z statistics, or t statistics with use_t."""
         with np.errstate(divide="ignore", invalid="ignore"):  # an exact gaussian fit's 0 (it warned)
             return self.params / self.bse
 
+    tvalues = zvalues  # statsmodels' name, whichever distribution
+
     @property
     def pvalues(self):
-        """Two-sided p-values of the z statistics."""
+        """Two-sided p-values of the z statistics (normal), or with use_t of
+        the t statistics (Student's t, df_resid_inference)."""
+        if self.use_t:
+            # (scipy's t and F of no degrees of freedom, df <= 0, are NaN)
+            with np.errstate(invalid="ignore"):
+                return 2.0 * _scipy_stats("use_t").t.sf(np.abs(self.zvalues), self.df_resid_inference)
         return np.vectorize(lambda z: math.erfc(abs(z) / math.sqrt(2.0)), otypes=[float])(self.zvalues)
+
+    def _quantile(self, alpha):
+        """The two-sided 1 - alpha intervals' multiplier of the standard
+        error: the normal's, or Student's t's with use_t; alpha checked."""
+        q = _normal_quantile(alpha)
+        return _scipy_stats("use_t").t.ppf(1.0 - alpha / 2.0, self.df_resid_inference) if self.use_t else q
 
     @property
     def aic(self):
@@ -208,7 +234,7 @@ class MLEResult:
         statistic = 2.0 * (self.llf - restricted.llf)
         return ChiSquareTest(statistic, df, chi2_sf(statistic, df))
 
-    def wald_test(self, restriction, value=None):
+    def wald_test(self, restriction, value=None, use_f=None):
         """The Wald test of linear restrictions ``R @ theta = value`` on
         ``theta = params.ravel(order="F")`` (cov_params()'s order), with the
         covariance in use, cov_params() (robust too; for gaussian with
@@ -224,6 +250,9 @@ class MLEResult:
         singular along the restrictions (the symmetric softmax's estimate
         sums to zero over the classes, so a term's K coefficients carry K -
         1 degrees of freedom; a cluster covariance has rank at most G - 1).
+        ``use_f`` (default: the fit's ``use_t``) returns instead
+        ``FTest(statistic / df, df, df_resid_inference, pvalue)``, the F
+        test of statsmodels' ``wald_test(use_f=True)`` and OLS's ``f_test``.
 
         >>> import numpy as np, fastmle
         >>> rng = np.random.default_rng(0)
@@ -235,6 +264,20 @@ class MLEResult:
         >>> bool(fit.wald_test(["x0"]).pvalue < 1e-6)
         True
         """
+        if use_f is None:
+            use_f = self.use_t
+        check_bool("use_f", use_f)
+        chi2 = self._chi2_wald_test(restriction, value)
+        if not use_f:
+            return chi2
+        df_denom = self.df_resid_inference
+        statistic = chi2.statistic / chi2.df
+        with np.errstate(invalid="ignore"):
+            pvalue = float(_scipy_stats("use_f").f.sf(statistic, chi2.df, self.df_resid_inference))
+        return FTest(statistic, chi2.df, df_denom, pvalue)
+
+    def _chi2_wald_test(self, restriction, value):
+        """wald_test's chi-square form."""
         R = self._restriction_matrix(restriction)
         q = np.zeros(len(R)) if value is None else np.asarray(value, np.float64)
         if q.shape not in ((), (len(R),)):
@@ -298,8 +341,9 @@ class MLEResult:
 
     def conf_int(self, alpha=0.05):
         """(lower, upper) bounds of the 1 - alpha Wald intervals, each of
-        params' shape, stacked on a new last axis."""
-        q = _normal_quantile(alpha)
+        params' shape, stacked on a new last axis (the normal's quantile, or
+        Student's t's with use_t)."""
+        q = self._quantile(alpha)
         return np.stack([self.params - q * self.bse, self.params + q * self.bse], axis=-1)
 
     def predict(self, X, *, offset=None, exposure=None, backend=None):
@@ -349,6 +393,9 @@ class MLEResult:
         linear predictor eta, eta +- z se(eta) with se(eta)^2 = xt^T
         cov_params() xt (robust too), mapped through the inverse link (so
         it stays in the mean's range); ``mean_se`` by the delta method.
+        With use_t, z is Student's t quantile with df_resid_inference
+        degrees of freedom (statsmodels' GLM takes df_resid even for a
+        cluster covariance, where its conf_int takes G - 1).
         (statsmodels' GLM estimates a gaussian sigma^2 as RSS / (nobs - k):
         fit_mle's ``scale="X2"``; its default is sigma^2's MLE.)
         Returns ``MeanPrediction(mean, mean_se, mean_ci_lower,
@@ -367,7 +414,7 @@ class MLEResult:
         >>> pred.mean.round(3), pred.mean_ci_lower.round(2), pred.mean_ci_upper.round(2)
         (array([15.205]), array([7.45]), array([31.05]))
         """
-        q = _normal_quantile(alpha)
+        q = self._quantile(alpha)
         refuse_sparse(X, "X", "get_prediction takes")
         mean = self.predict(X, offset=offset, exposure=exposure, backend=backend)  # (X and the offsets checked)
         X = np.asarray(real_array(X, "X"), dtype=np.float64)
@@ -436,11 +483,14 @@ class MLEResult:
             stats.append((f"Scale ({how})", f"{self.scale:.6g}"))
         stats.append(("LLR p-value", f"{self.llr_pvalue:.4g}"))
         stats.append(("Covariance type", self.cov_type))
+        if self.use_t:
+            stats.append(("t degrees of freedom", f"{self.df_resid_inference:.8g}"))
         for i in range(0, len(stats), 2):
             row = "".join(f"{k + ':':<21}{v:>17}  " for k, v in stats[i:i + 2])
             lines.append(row.rstrip())
         q = 100 * alpha / 2
-        header = (f"{'':<16}{'coef':>11}{'std err':>11}{'z':>9}{'P>|z|':>8}"
+        z = "t" if self.use_t else "z"
+        header = (f"{'':<16}{'coef':>11}{'std err':>11}{z:>9}{f'P>|{z}|':>8}"
                   f"{f'[{q:.3g}%':>11}{f'{100 - q:.4g}%]':>11}")
         params2 = self.params.reshape(self.params.shape[0], -1)
         bse2, z2, p2 = (a.reshape(params2.shape) for a in (self.bse, self.zvalues, self.pvalues))
@@ -492,6 +542,26 @@ class ChiSquareTest(NamedTuple):
     statistic: float
     df: int
     pvalue: float
+
+
+class FTest(NamedTuple):
+    """An F test: the statistic, the numerator's and the denominator's
+    degrees of freedom, the p-value."""
+    statistic: float
+    df_num: int
+    df_denom: float
+    pvalue: float
+
+
+def _scipy_stats(option):
+    """scipy.stats, for Student's t and F (scipy is an optional dependency;
+    fit_mle asks for it before fitting when use_t is set)."""
+    try:
+        import scipy.stats
+    except ImportError as exc:
+        raise ImportError(f"{option}=True needs scipy (Student's t and F distributions): pip install "
+                          f"'fastmle[stats]' or scipy") from exc
+    return scipy.stats
 
 
 def chi2_sf(x, df):
@@ -612,6 +682,7 @@ class _Objective:
         self._gram_diag = self._gaussian_fisher = None
         self.cov_type = "nonrobust"  # fit_mle's cov_type (the standard errors' covariance)
         self.dispersion = None  # fit_mle's scale: None (the family's), "X2", "dev" or a number
+        self.use_t = False  # fit_mle's use_t: Student's t and F for the tests and intervals
         if family == "multinomial":
             K = len(classes)
             if K < 2:
@@ -1049,8 +1120,8 @@ def check_fit_options(alpha, max_iter, tol):
 
 
 def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0, sample_weight=None,
-            offset=None, exposure=None, cov_type="nonrobust", groups=None, scale=None, max_iter=100, tol=TOL,
-            backend=None):
+            offset=None, exposure=None, cov_type="nonrobust", groups=None, scale=None, use_t=False, max_iter=100,
+            tol=TOL, backend=None):
     """Fit a GLM by maximum likelihood (Fisher scoring) and return its
     estimates with standard errors and the usual statistics.
 
@@ -1133,6 +1204,15 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
         or a known dispersion. Not with a robust ``cov_type``. The
         log-likelihood is unchanged. With alpha > 0 the degrees of freedom
         are still nobs - k, not the penalized fit's effective number.
+    use_t : bool
+        Refer the coefficients' statistics to Student's t and the Wald
+        tests to F, with ``df_resid`` (nobs - k) degrees of freedom, G - 1
+        for a cluster covariance, as statsmodels does with ``use_t=True``
+        (its OLS's default): the p-values, ``conf_int``, ``get_prediction``
+        and ``wald_test`` (an ``FTest``). The default is the normal and
+        chi-square approximations, statsmodels' GLM's default. A
+        statsmodels OLS summary is ``fit_mle(X, y, "gaussian",
+        scale="X2", use_t=True)``. Needs scipy.
     max_iter : int
         A fit stopped by it with samples at probability 0 or 1 and vanished
         information looks separated; below 100, it is run again to 100
@@ -1188,11 +1268,10 @@ def fit_mle(X, y, family, *, fit_intercept=True, reference_class=None, alpha=0.0
     """
     check_fit_options(alpha, max_iter, tol)
     columns = parameter_names(X)
-    check_cov_type(cov_type, alpha, groups, family)
-    check_scale(scale, cov_type, family)
+    check_inference(cov_type, alpha, groups, family, scale, use_t)
     prob = _Problem(X, y, family, fit_intercept, reference_class, alpha, sample_weight, backend, offset, exposure,
                     groups)
-    prob.cov_type, prob.dispersion = cov_type, scale
+    prob.cov_type, prob.dispersion, prob.use_t = cov_type, scale, use_t
     return fisher_scoring(prob, columns(prob), max_iter, tol)
 
 
@@ -1448,9 +1527,9 @@ def _result(prob, theta, F, f, it, converged, names):
         cov = _covariance(prob, F)
     except np.linalg.LinAlgError:  # singular, though its Cholesky factor had a pivot of rounding's size
         _raise_singular(prob, theta, it)
-    cov_type = prob.cov_type
+    cov_type, n_clusters = prob.cov_type, None
     if cov_type != "nonrobust":  # the sandwich F^-1 B F^-1: scale-free, so not scaled below
-        cov = _sandwich(prob, theta, cov, cov_type)
+        cov, n_clusters = _sandwich(prob, theta, cov, cov_type)
     # log-likelihood with every constant (statsmodels' convention)
     nll = f - prob.penalty(theta)
     scale, deviance = 1.0, 2.0 * nll  # (binomial with 0 / 1 y, multinomial, gaussian's RSS)
@@ -1510,7 +1589,8 @@ def _result(prob, theta, F, f, it, converged, names):
                      param_names=names, output_names=output_names,
                      classes=prob.classes, reference_class=None if prob.ref is None else prob.classes[prob.ref],
                      alpha=prob.alpha, scale=scale, cov_type=cov_type, deviance=float(deviance),
-                     pearson_chi2=pearson, scale_method=_scale_method(prob.dispersion))
+                     pearson_chi2=pearson, scale_method=_scale_method(prob.dispersion), use_t=prob.use_t,
+                     n_clusters=n_clusters)
 
 
 def _scale_method(scale):
@@ -1597,6 +1677,16 @@ def check_cov_type_name(cov_type):
         raise ValueError(f"unknown cov_type {cov_type!r}; available: {', '.join(map(repr, COV_TYPES))}")
 
 
+def check_inference(cov_type, alpha, groups, family, scale, use_t):
+    """fit_mle's options of the inference: cov_type (with groups), scale,
+    use_t (scipy importable)."""
+    check_cov_type(cov_type, alpha, groups, family)
+    check_scale(scale, cov_type, family)
+    check_bool("use_t", use_t)
+    if use_t:
+        _scipy_stats("use_t")
+
+
 def check_cov_type(cov_type, alpha, groups, family):
     """fit_mle's cov_type with what it needs: groups for "cluster" only,
     alpha = 0 for a sandwich, one output for HC2 / HC3."""
@@ -1619,8 +1709,10 @@ def _sandwich(prob, theta, bread, cov_type):
     statsmodels' OLS does (its GLM and discrete models report HC1 equal to
     HC0: adjust_df=False). "cluster" takes B = sum_g S_g S_g^T over the
     clusters' score sums S_g, scaled by G / (G - 1) (nobs - 1) / (nobs - k),
-    statsmodels' default for every model."""
+    statsmodels' default for every model. Returns (covariance, the number
+    of clusters G or None)."""
     k, W = theta.size, prob.W
+    G = None
     if cov_type in ("HC1", "cluster") and not W > k:
         warnings.warn(f"cov_type={cov_type!r}: the total weight {W:.6g} is not above the number of parameters "
                       f"{k}, so its small-sample correction, and the standard errors, are NaN (the weights are "
@@ -1642,7 +1734,7 @@ def _sandwich(prob, theta, bread, cov_type):
         meat = prob.score_outer_sum(prob.kernel_params(theta))
         factor = 1.0 if cov_type == "HC0" else (W / (W - k) if W > k else math.nan)
     cov = bread @ meat @ bread
-    return (cov + cov.T) / 2 * factor
+    return (cov + cov.T) / 2 * factor, G
 
 
 def weighted_gram(fisher_kernels, X, w, fit_intercept):

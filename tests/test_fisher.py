@@ -4,6 +4,7 @@ against statsmodels for every family, the coverage of its confidence
 intervals by simulation, the singular cases, and solver="fisher" in the
 estimators. (The kernels themselves: test_fisher_kernels.py.)"""
 import math
+import sys
 import threading
 import warnings
 
@@ -1312,6 +1313,81 @@ def test_fit_mle_hypothesis_test_refusals(rng):
     assert no_intercept.llr < 0 and math.isnan(no_intercept.llr_pvalue)
 
 
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_use_t_matches_statsmodels(rng, backend):
+    # Student's t for the coefficients and intervals, F for the Wald tests,
+    # df_resid degrees of freedom (G - 1 with clusters), as statsmodels'
+    # use_t=True: OLS (its default), robust too, and a quasi-Poisson GLM
+    sm = pytest.importorskip("statsmodels.api")
+    stats = pytest.importorskip("scipy.stats")
+    X, ys = _robust_data(rng, n=40)  # few samples: t and the normal differ by 2-10%
+    Xc = sm.add_constant(X, prepend=False)
+    y, groups = ys["gaussian"], rng.integers(0, 6, 40)
+    R = np.eye(4)[[1, 2]]
+    for cov_type, options in (("nonrobust", {"scale": "X2"}), ("HC3", {}), ("cluster", {"groups": groups})):
+        fit = fastmle.fit_mle(X, y, "gaussian", cov_type=cov_type, use_t=True, backend=backend, **options)
+        cov_kwds = {"cov_kwds": {"groups": groups}} if cov_type == "cluster" else {}
+        ols = sm.OLS(y, Xc).fit(cov_type=cov_type, use_t=True, **cov_kwds)
+        np.testing.assert_allclose(fit.tvalues, ols.tvalues, rtol=1e-9)
+        np.testing.assert_allclose(fit.pvalues, ols.pvalues, rtol=1e-9, err_msg=cov_type)
+        np.testing.assert_allclose(fit.conf_int(0.1), ols.conf_int(0.1), rtol=1e-9, err_msg=cov_type)
+        assert fit.df_resid_inference == (5 if cov_type == "cluster" else 36)
+        got, want = fit.wald_test(["x1", "x2"]), ols.f_test(R)
+        assert (got.df_num, got.df_denom) == (want.df_num, want.df_denom)
+        assert got.statistic == pytest.approx(float(want.fvalue), rel=1e-9)
+        assert got.pvalue == pytest.approx(float(want.pvalue), rel=1e-9)
+        assert fit.wald_test(["x1", "x2"], use_f=False) == fastmle.fit_mle(
+            X, y, "gaussian", cov_type=cov_type, backend=backend, **options).wald_test(["x1", "x2"])
+        pred = fit.get_prediction(X[:5], 0.1)
+        if cov_type != "cluster":
+            want = ols.get_prediction(Xc[:5]).summary_frame(0.1)
+            np.testing.assert_allclose(pred.mean_ci_lower, want["mean_ci_lower"], rtol=1e-9)
+        else:  # G - 1, as conf_int (statsmodels' get_prediction takes df_resid, 36, there)
+            q = stats.t.ppf(0.95, 5)
+            np.testing.assert_allclose(pred.mean_ci_upper, pred.mean + q * pred.mean_se, rtol=1e-12)
+        assert "P>|t|" in fit.summary() and "t degrees of freedom" in fit.summary()
+    # quasi-Poisson with frequency weights: df_resid is their sum minus k
+    counts, w = ys["poisson"], rng.integers(1, 4, 40) * 1.0
+    fit = fastmle.fit_mle(X, counts, "poisson", sample_weight=w, scale="X2", use_t=True, backend=backend)
+    glm = sm.GLM(counts, Xc, family=sm.families.Poisson(), freq_weights=w).fit(scale="X2", use_t=True)
+    np.testing.assert_allclose(fit.pvalues, glm.pvalues, rtol=1e-9)
+    np.testing.assert_allclose(fit.conf_int(), glm.conf_int(), rtol=1e-9)
+    want = glm.wald_test(R, scalar=True, use_f=True)
+    assert fit.wald_test(["x1", "x2"]).pvalue == pytest.approx(float(want.pvalue), rel=1e-9)
+    want = glm.get_prediction(Xc[:5]).summary_frame(0.05)
+    np.testing.assert_allclose(fit.get_prediction(X[:5]).mean_ci_upper, want["mean_ci_upper"], rtol=1e-9)
+    # the chi-square form on request, and F from a fit without use_t
+    normal = fastmle.fit_mle(X, counts, "poisson", sample_weight=w, scale="X2", backend=backend)
+    assert fit.wald_test(["x1", "x2"], use_f=False) == normal.wald_test(["x1", "x2"])
+    assert normal.wald_test(["x1", "x2"], use_f=True) == fit.wald_test(["x1", "x2"])
+    assert "P>|z|" in normal.summary() and "t degrees" not in normal.summary()
+
+
+def test_fit_mle_use_t_refusals_and_without_scipy(rng, monkeypatch):
+    X, ys = _robust_data(rng, n=60)
+    for value in (1, "yes", None):
+        with pytest.raises(TypeError, match="use_t must be True or False"):
+            fastmle.fit_mle(X, ys["poisson"], "poisson", use_t=value)
+    fit = fastmle.fit_mle(X, ys["poisson"], "poisson", use_t=True)
+    with pytest.raises(TypeError, match="use_f must be True or False"):
+        fit.wald_test(["x0"], use_f="no")
+    # a total weight of k: no degrees of freedom, NaN p-values and intervals, finite standard errors
+    tiny = fastmle.fit_mle(X[:5], ys["gaussian"][:5], "gaussian", use_t=True, sample_weight=[1, 1, 1, 0.5, 0.5])
+    assert tiny.df_resid_inference == 0 and np.isfinite(tiny.bse).all()
+    assert np.isnan(tiny.pvalues).all() and np.isnan(tiny.conf_int()).all()
+    assert math.isnan(tiny.wald_test(["x0"]).pvalue)
+    # scipy is optional: use_t says it needs it, before fitting
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)
+    calls = []
+    monkeypatch.setattr(fastmle.mle._Problem, "_loss_grad", lambda *a: calls.append(a))
+    with pytest.raises(ImportError, match=r"use_t=True needs scipy .*fastmle\[stats\]"):
+        fastmle.fit_mle(X, ys["poisson"], "poisson", use_t=True)
+    with pytest.raises(ImportError, match=r"use_t=True needs scipy"):
+        fit.pvalues
+    assert calls == []
+
+
 def _clustered_data(rng, n=600, G=30):
     groups = rng.integers(0, G, n)
     X = rng.standard_normal((n, 2))
@@ -1803,10 +1879,20 @@ def test_estimators_fisher_solver_take_cov_type_and_groups(rng):
     scaled = StandardScaler().fit_transform(X)
     np.testing.assert_allclose(pipe[-1].bse_, fastmle.fit_mle(scaled, ys["poisson"], "poisson", cov_type="cluster",
                                                               groups=groups).bse[:-1], rtol=1e-10)
+    # scale and use_t as fit_mle's
+    for Est, family in ((fastmle.MLERegressor, "gaussian"), (fastmle.MLEClassifier, "binomial")):
+        est = Est(family, solver="fisher", scale="X2", use_t=True, cov_type="nonrobust").fit(X, ys[family])
+        res = fastmle.fit_mle(X, ys[family], family, scale="X2", use_t=True)
+        assert est.mle_result_.use_t and est.mle_result_.scale_method == "X2"
+        np.testing.assert_allclose(est.mle_result_.pvalues, res.pvalues, rtol=1e-10)
+        np.testing.assert_allclose(est.bse_.ravel(), res.bse[:-1], rtol=1e-10)
     y = ys["binomial"]
     for est, fit_kw, message in (
-            (fastmle.MLEClassifier("binomial", cov_type="HC0"), {}, "cov_type='HC0' chooses the standard errors "
+            (fastmle.MLEClassifier("binomial", cov_type="HC0"), {}, "cov_type='HC0' chooses the inference "
                                                                     "of solver='fisher'; solver='sgd' computes none"),
+            (fastmle.MLEClassifier("binomial", scale="X2"), {}, "scale='X2' chooses the inference"),
+            (fastmle.MLEClassifier("binomial", use_t=True), {}, "use_t=True chooses the inference"),
+            (fastmle.MLEClassifier("binomial", solver="fisher", scale="X2", cov_type="HC0"), {}, "is a sandwich"),
             (fastmle.MLEClassifier("binomial", cov_type="HC4"), {}, "unknown cov_type 'HC4'"),
             (fastmle.MLEClassifier("binomial", solver="fisher"), {"groups": groups}, "groups .* is for cov_type="),
             (fastmle.MLEClassifier("binomial", solver="fisher", cov_type="cluster"), {}, "needs groups="),
