@@ -76,6 +76,10 @@ class MLEResult:
     :func:`fastmle.glm_fisher`. p-values and intervals use the normal
     approximation of the MLE, or with ``use_t`` (fit_mle's) Student's t
     with ``df_resid_inference`` degrees of freedom, as statsmodels' OLS.
+    ``k_constant`` is 1 with an intercept: fit_intercept, or with
+    fit_intercept=False a column of X that is constant and nonzero over
+    the samples of positive weight (statsmodels' ``add_constant``), 0
+    otherwise; ``df_model`` and ``llr_pvalue`` depend on it.
     ``nobs`` is the number of observations: the sum of the sample weights
     (frequency weights, as statsmodels' ``wnobs`` with ``freq_weights``),
     the number of rows without them; BIC's ``log(nobs)`` uses it.
@@ -96,8 +100,10 @@ class MLEResult:
 
     def __init__(self, *, params, cov, llf, llnull, nobs, n_iter, converged, family, fit_intercept,
                  param_names, output_names, classes, reference_class, alpha, scale, cov_type="nonrobust",
-                 deviance=math.nan, pearson_chi2=None, scale_method=None, use_t=False, n_clusters=None):
+                 deviance=math.nan, pearson_chi2=None, scale_method=None, use_t=False, n_clusters=None,
+                 k_constant=None):
         self.params, self._cov, self.cov_type = params, cov, cov_type
+        self.k_constant = int(fit_intercept) if k_constant is None else k_constant
         self.use_t, self.n_clusters = use_t, n_clusters
         self.deviance, self.pearson_chi2, self.scale_method = deviance, pearson_chi2, scale_method
         self.llf, self.llnull, self.nobs = llf, llnull, nobs
@@ -131,9 +137,10 @@ class MLEResult:
         parameters beyond one intercept per output (the likelihood-ratio
         test's degrees of freedom against llnull, the intercept-only model).
         As statsmodels' discrete models, this subtracts the intercepts also
-        from a fit without them; its OLS, and so gaussian here, does not."""
+        from a fit without them; its OLS, and so gaussian here, only with
+        k_constant (fit_intercept, or a constant column of X)."""
         n_outputs = 1 if self.params.ndim == 1 else self.params.shape[1]
-        with_intercepts = self.fit_intercept or self.family != "gaussian"
+        with_intercepts = self.k_constant or self.family != "gaussian"
         return self.k_params - (n_outputs if with_intercepts else 0)
 
     @property
@@ -197,10 +204,10 @@ class MLEResult:
         """The likelihood-ratio test's p-value: llr against a chi-square with
         df_model degrees of freedom (as statsmodels' discrete models); NaN
         for a penalized fit (alpha > 0), whose llf is not the maximum, and
-        for a fit with fit_intercept=False, which need not nest the
-        intercept-only model (llr can then be negative; with a column of
-        ones in X, fit with the intercept instead)."""
-        if self.alpha or not self.fit_intercept:
+        for a fit with neither fit_intercept nor a constant column in X
+        (k_constant 0), which need not nest the intercept-only model (llr
+        can then be negative)."""
+        if self.alpha or not self.k_constant:
             return math.nan
         return chi2_sf(self.llr, self.df_model)
 
@@ -683,6 +690,7 @@ class _Objective:
         self.cov_type = "nonrobust"  # fit_mle's cov_type (the standard errors' covariance)
         self.dispersion = None  # fit_mle's scale: None (the family's), "X2", "dev" or a number
         self.use_t = False  # fit_mle's use_t: Student's t and F for the tests and intervals
+        self.has_constant = bool(fit_intercept)  # or a constant column of X (the subclass looks)
         if family == "multinomial":
             K = len(classes)
             if K < 2:
@@ -957,6 +965,8 @@ class _Problem(_Objective):
                          kernel_offset(family, offset, exposure))
         self.glm = _dispatch.kernels(self.backend, "glm")
         self.fisher_kernels = _dispatch.kernels(self.backend, "fisher")
+        if not self.fit_intercept:  # (the rows of weight 0 were dropped above)
+            self.has_constant = ConstantColumns(self.X).has_constant()
 
     def _loss_grad(self, params):
         loss, grad = np.zeros(1), np.empty_like(params)
@@ -998,6 +1008,43 @@ class _Problem(_Objective):
         # mu_i = exp(intercept + offset_i): m / M = exp(min offset - max offset), over the
         # samples of positive weight (the only ones __init__ keeps)
         return math.exp(float(self.offset.min()) - float(self.offset.max())) if self.offset.size else 0.0
+
+
+class ConstantColumns:
+    """Each column's value where it is constant over some rows, NaN where it
+    varies; ``+`` combines two parts of the rows (fastmle.dask's chunks).
+    A constant nonzero column is an intercept in X (statsmodels'
+    k_constant). Only the columns equal to the first row's nonzero value
+    over the first PROBE rows are read further, block by block until none
+    is left: a min and a max over every column had taken 13 ms of a 46 ms
+    fit (200,000 x 30)."""
+
+    PROBE, BLOCK = 64, 4096
+
+    def __init__(self, X):
+        self.empty = len(X) == 0
+        self.values = np.full(X.shape[1], np.nan)
+        if self.empty:
+            return
+        first = X[0]
+        candidates = np.flatnonzero((X[:self.PROBE] == first).all(axis=0) & (first != 0))
+        for start in range(self.PROBE, len(X), self.BLOCK):
+            if not candidates.size:
+                break
+            candidates = candidates[(X[start:start + self.BLOCK, candidates] == first[candidates]).all(axis=0)]
+        self.values[candidates] = first[candidates]
+
+    def __add__(self, other):
+        if self.empty or other.empty:
+            return other if self.empty else self
+        merged = ConstantColumns(np.empty((0, len(self.values))))
+        merged.empty = False
+        merged.values = np.where(self.values == other.values, self.values, np.nan)
+        return merged
+
+    def has_constant(self):
+        """Whether a column is constant and nonzero over the rows."""
+        return bool(np.any(self.values == self.values))  # (not NaN: constant, and nonzero by construction)
 
 
 def cluster_codes(groups, n):
@@ -1590,7 +1637,7 @@ def _result(prob, theta, F, f, it, converged, names):
                      classes=prob.classes, reference_class=None if prob.ref is None else prob.classes[prob.ref],
                      alpha=prob.alpha, scale=scale, cov_type=cov_type, deviance=float(deviance),
                      pearson_chi2=pearson, scale_method=_scale_method(prob.dispersion), use_t=prob.use_t,
-                     n_clusters=n_clusters)
+                     n_clusters=n_clusters, k_constant=int(prob.has_constant))
 
 
 def _scale_method(scale):

@@ -127,11 +127,18 @@ def test_fit_mle_cluster_robust_covariance_equals_in_memory(rng, family):
     with dask.config.set(scheduler="threads"):
         got = fd.fit_mle(Xd, yd, family, reference_class=ref, sample_weight=wd, cov_type="cluster", groups=gd)
     assert got.cov_type == "cluster" and rel(got.cov_params(), expected.cov_params()) < 1e-10
+    if family == "binomial":  # a constant column over the chunks' rows of positive weight: an intercept
+        Xk = np.c_[X, np.where(w > 0, 3.0, -1.0)]
+        in_memory = fastmle.fit_mle(Xk, y, family, fit_intercept=False, sample_weight=w)
+        chunks = fd.fit_mle(chunked(Xk, y, w)[0], yd, family, fit_intercept=False, sample_weight=wd)
+        assert chunks.k_constant == in_memory.k_constant == 1 and rel(chunks.llr_pvalue, in_memory.llr_pvalue) < 1e-8
+        Xk[np.argmax(w > 0), -1] = 2.0
+        assert fd.fit_mle(chunked(Xk, y, w)[0], yd, family, fit_intercept=False, sample_weight=wd).k_constant == 0
     if family == "gaussian":  # Student's t with G - 1 degrees of freedom, the clusters counted over the chunks
         with dask.config.set(scheduler="threads"):
-            got = fd.fit_mle(Xd, yd, family, sample_weight=wd, cov_type="cluster", groups=gd, use_t=True)
-        assert got.df_resid_inference == 38  # (cluster g7 has weight 0)
-        assert rel(got.pvalues, fastmle.fit_mle(X, y, family, sample_weight=w, cov_type="cluster", groups=groups,
+            t_fit = fd.fit_mle(Xd, yd, family, sample_weight=wd, cov_type="cluster", groups=gd, use_t=True)
+        assert t_fit.df_resid_inference == 38  # (cluster g7 has weight 0)
+        assert rel(t_fit.pvalues, fastmle.fit_mle(X, y, family, sample_weight=w, cov_type="cluster", groups=groups,
                                                 use_t=True).pvalues) < 1e-10
     if family == "binomial":  # on worker processes too (the sums pickled between them)
         client = pytest.importorskip("distributed").Client(processes=True, n_workers=2, threads_per_worker=1,

@@ -1310,7 +1310,59 @@ def test_fit_mle_hypothesis_test_refusals(rng):
     # without an intercept the intercept-only model is not nested: no test (llr was -261, p-value 1)
     y_shifted = X @ [1.0, 0.0, 0.1] + rng.standard_normal(200) + 2.0
     no_intercept = fastmle.fit_mle(X, y_shifted, "gaussian", fit_intercept=False)
-    assert no_intercept.llr < 0 and math.isnan(no_intercept.llr_pvalue)
+    assert no_intercept.llr < 0 and math.isnan(no_intercept.llr_pvalue) and no_intercept.k_constant == 0
+
+
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_constant_column_is_an_intercept(rng, backend):
+    # statsmodels' habit, X with add_constant and no fitted intercept: the
+    # likelihood-ratio test and df_model as with the intercept (llr_pvalue
+    # had been NaN), as statsmodels' k_constant
+    sm = pytest.importorskip("statsmodels.api")
+    X, ys = _robust_data(rng, n=300)
+    Xc = sm.add_constant(X, prepend=False)
+    for family, peer in (("binomial", sm.Logit), ("poisson", sm.Poisson), ("gaussian", sm.OLS)):
+        y = ys[family]
+        fit = fastmle.fit_mle(Xc, y, family, fit_intercept=False, backend=backend)
+        theirs = peer(y, Xc).fit(**({} if family == "gaussian" else {"disp": 0}))
+        assert fit.k_constant == 1 and fit.df_model == theirs.df_model == 3
+        assert fit.llr == pytest.approx(fastmle.fit_mle(X, y, family, backend=backend).llr, rel=1e-9)
+        if family != "gaussian":
+            assert fit.llr_pvalue == pytest.approx(theirs.llr_pvalue, rel=1e-6)
+    ym = ys["multinomial"]
+    fit = fastmle.fit_mle(Xc * 2.0, ym, "multinomial", fit_intercept=False, reference_class=0, backend=backend)
+    assert fit.llr_pvalue == pytest.approx(sm.MNLogit(ym, Xc).fit(disp=0).llr_pvalue, rel=1e-6)
+    # constant over the rows of positive weight only; a column of zeros is none
+    w = np.ones(300)
+    w[0] = 0.0
+    Xw = Xc.copy()
+    Xw[0, 3] = 5.0
+    y = ys["binomial"]
+    assert fastmle.fit_mle(Xw, y, "binomial", fit_intercept=False, sample_weight=w, backend=backend).k_constant == 1
+    assert fastmle.fit_mle(Xw, y, "binomial", fit_intercept=False, backend=backend).k_constant == 0
+    zero = np.c_[X, np.zeros(300)]
+    with pytest.raises(fastmle.SingularFisherError):  # (all-zero: no information)
+        fastmle.fit_mle(zero, y, "binomial", fit_intercept=False, backend=backend)
+    assert fastmle.fit_mle(X, y, "binomial", fit_intercept=False, backend=backend).k_constant == 0
+
+
+def test_constant_columns_reads_every_row_of_a_candidate():
+    # a column equal to its first value over the probe rows is read to the last row, block by block
+    from fastmle.mle import ConstantColumns
+
+    X = np.c_[np.arange(10000.0), np.full(10000, 2.0), np.zeros(10000), np.full(10000, -1.0)]
+    assert ConstantColumns(X).values[1] == 2.0 and ConstantColumns(X).has_constant()
+    for row in (1, 63, 64, 4159, 4160, 9999):  # the probe's last row, each block's first and last
+        varied = X.copy()
+        varied[row, [1, 3]] = 2.5
+        assert not ConstantColumns(varied).has_constant(), row
+    assert not ConstantColumns(X[:, [0, 2]]).has_constant()  # zeros are no intercept
+    parts = ConstantColumns(X[:5000]) + ConstantColumns(X[:0]) + ConstantColumns(X[5000:])
+    np.testing.assert_array_equal(parts.values, [np.nan, 2.0, np.nan, -1.0])
+    other = X[5000:].copy()
+    other[:, 1] = 3.0
+    assert np.isnan((ConstantColumns(X[:5000]) + ConstantColumns(other)).values[1])
+    assert not ConstantColumns(X[:0]).has_constant()
 
 
 @pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
