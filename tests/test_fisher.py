@@ -1193,6 +1193,125 @@ def test_fit_mle_multinomial_get_prediction(rng, backend):
         assert got.mean.shape == (6, 3) and ((got.mean_ci_lower < got.mean) & (got.mean < got.mean_ci_upper)).all()
 
 
+@pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
+def test_fit_mle_marginal_effects_match_statsmodels(rng, backend):
+    # average marginal effects and those at the mean, with their delta-method
+    # standard errors, as statsmodels' get_margeff(at, method="dydx")
+    sm = pytest.importorskip("statsmodels.api")
+    X, ys = _robust_data(rng, n=500)
+    Xc = sm.add_constant(X, prepend=False)
+    peers = {"binomial": sm.Logit, "poisson": sm.Poisson, "multinomial": sm.MNLogit}
+    for family, peer in peers.items():
+        ref = {"reference_class": 0} if family == "multinomial" else {}
+        for cov_type in ("nonrobust", "HC0"):
+            fit = fastmle.fit_mle(X, ys[family], family, cov_type=cov_type, backend=backend, **ref)
+            theirs = peer(ys[family], Xc).fit(disp=0, cov_type=cov_type)
+            for at in ("overall", "mean"):
+                got, want = fit.get_margeff(X, at, 0.1), theirs.get_margeff(at=at)
+                assert got.margeff.shape == want.margeff.shape == ((3, 3) if family == "multinomial" else (3,))
+                np.testing.assert_allclose(got.margeff, want.margeff, rtol=1e-8, err_msg=f"{family} {at}")
+                np.testing.assert_allclose(got.margeff_se, want.margeff_se, rtol=1e-8, err_msg=f"{family} {at}")
+                np.testing.assert_allclose(got.margeff_cov, want.margeff_cov, rtol=1e-7, atol=1e-14)
+                np.testing.assert_allclose(got.pvalues, want.pvalues, rtol=1e-6, atol=1e-14)
+                lo_hi = want.conf_int(0.1)
+                np.testing.assert_allclose(np.stack([got.conf_int_lower, got.conf_int_upper], -1).reshape(-1, 2),
+                                           lo_hi.reshape(-1, 2) if family != "multinomial" else
+                                           np.stack([lo_hi[:, 0].reshape(3, 3, order="F"),
+                                                     lo_hi[:, 1].reshape(3, 3, order="F")], -1).reshape(-1, 2),
+                                           rtol=1e-8)
+    # gaussian: the coefficients themselves
+    fit = fastmle.fit_mle(X, ys["gaussian"], "gaussian", backend=backend)
+    me = fit.get_margeff(X)
+    np.testing.assert_allclose(me.margeff, fit.coef, rtol=1e-14)
+    np.testing.assert_allclose(me.margeff_se, fit.bse[:-1], rtol=1e-12)
+
+
+def _perturbed_margeff(fit, X, at, h=1e-6, **kwargs):
+    """The marginal effects' Jacobian in fit.params.ravel(order="F") by central differences."""
+    import copy
+
+    theta = fit.params.ravel(order="F")
+    columns = []
+    for k in range(theta.size):
+        moved = []
+        for sign in (1.0, -1.0):
+            other = copy.copy(fit)
+            step = theta.copy()
+            step[k] += sign * h
+            other.params = step.reshape(fit.params.shape, order="F")
+            moved.append(other.get_margeff(X, at, **kwargs).margeff.ravel(order="F"))
+        columns.append((moved[0] - moved[1]) / (2 * h))
+    return np.stack(columns, axis=1)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_fit_mle_marginal_effects_exact_jacobian(rng, backend):
+    # where statsmodels has no counterpart: the symmetric softmax, no
+    # intercept, an exposure, weights, linear predictors far out; the
+    # covariance J C J^T with J by central differences, the effects by
+    # differences of predict in x
+    X, ys = _robust_data(rng, n=300)
+    w = rng.integers(0, 3, 300) * 1.0
+    t = rng.uniform(0.5, 5.0, 300)
+    cases = (("multinomial", {"alpha": 1.0}, {}), ("multinomial", {"reference_class": 2, "fit_intercept": False}, {}),
+             ("poisson", {"exposure": t}, {"exposure": t}), ("binomial", {"sample_weight": w}, {"sample_weight": w}))
+    for family, fit_kw, me_kw in cases:
+        fit = fastmle.fit_mle(X, ys[family], family, backend=backend, **fit_kw)
+        for at in ("overall", "mean"):
+            got = fit.get_margeff(X, at, **me_kw)
+            J = _perturbed_margeff(fit, X, at, **me_kw)
+            np.testing.assert_allclose(got.margeff_cov, J @ fit.cov_params() @ J.T, rtol=1e-6, atol=1e-12,
+                                       err_msg=f"{family} {fit_kw} {at}")
+        # the average effect is the weighted mean of d predict / d x_j
+        weights = me_kw.get("sample_weight", np.ones(300))
+        h = 1e-6
+        for j in range(3):
+            up, down = X.copy(), X.copy()
+            up[:, j] += h
+            down[:, j] -= h
+            slope = (fit.predict(up, exposure=me_kw.get("exposure")) -
+                     fit.predict(down, exposure=me_kw.get("exposure"))) / (2 * h)
+            want = weights @ slope / weights.sum()
+            np.testing.assert_allclose(fit.get_margeff(X, **me_kw).margeff[j], want, rtol=1e-6, atol=1e-10)
+    # integer weights are repeated rows
+    fit = fastmle.fit_mle(X, ys["binomial"], "binomial", backend=backend)
+    repeated = np.repeat(X, w.astype(int), axis=0)
+    for at in ("overall", "mean"):
+        np.testing.assert_allclose(fit.get_margeff(X, at, sample_weight=w).margeff_se,
+                                   fit.get_margeff(repeated, at).margeff_se, rtol=1e-12)
+    # far out (eta near 40): p (1 - p) and its derivative from eta, not from the rounded p
+    far = X * 40.0 / np.abs(X @ fit.coef + fit.intercept[0])[:, None]
+    got = fit.get_margeff(far[:5])
+    J = _perturbed_margeff(fit, far[:5], "overall", h=1e-5)
+    np.testing.assert_allclose(got.margeff_cov, J @ fit.cov_params() @ J.T, rtol=1e-5)
+    assert (got.margeff_se > 0).all()
+
+
+def test_fit_mle_marginal_effects_refusals(rng):
+    X, ys = _robust_data(rng, n=100)
+    fit = fastmle.fit_mle(X, ys["binomial"], "binomial")
+    for call, error, message in (
+            (lambda: fit.get_margeff(X, "median"), ValueError, "at must be 'overall'"),
+            (lambda: fit.get_margeff(X[:, :2]), ValueError, "X has 2 features"),
+            (lambda: fit.get_margeff(X[:, 0]), ValueError, "X must be 2-D"),
+            (lambda: fit.get_margeff(X[:0]), ValueError, "at least one row"),
+            (lambda: fit.get_margeff(X, sample_weight=-np.ones(100)), ValueError, "sample_weight"),
+            (lambda: fit.get_margeff(X, sample_weight=np.ones(99)), ValueError, r"shape \(100,\)"),
+            (lambda: fit.get_margeff(X, alpha=2.0), ValueError, "must be a number in"),
+            (lambda: fit.get_margeff(X, offset=np.ones(3)), ValueError, "offset"),
+            (lambda: fit.get_margeff(X, exposure=np.ones(100)), ValueError, "exposure")):
+        with pytest.raises(error, match=message):
+            call()
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="get_margeff takes"):
+        fit.get_margeff(sparse.csr_matrix(X))
+    # use_t: Student's t p-values and intervals
+    t_fit = fastmle.fit_mle(X, ys["binomial"], "binomial", use_t=True)
+    stats = pytest.importorskip("scipy.stats")
+    me = t_fit.get_margeff(X)
+    np.testing.assert_allclose(me.pvalues, 2 * stats.t.sf(np.abs(me.margeff / me.margeff_se), 96), rtol=1e-12)
+
+
 def test_chi2_sf_matches_scipy():
     # the closed form of Q(df / 2, x / 2) behind llr_pvalue, lr_test and wald_test
     from fastmle.mle import chi2_sf
