@@ -308,7 +308,7 @@ def _encode_fit(yc, wc, oc, ec, family, classes, n):
     """A chunk's (labels, targets, weights, offset) as fit_mle's kernels take
     them: oc and ec are the chunk's offset and exposure (None: not given)."""
     labels, targets, w = _encode(yc, wc, family, classes, n)
-    targets, offset = _mle.offset_response(family, targets, _glm.total_offset(oc, ec, family, n))
+    targets, offset = _mle.offset_response(family, targets, _glm.total_offset(oc, ec, n, family))
     return labels, targets, w, offset
 
 

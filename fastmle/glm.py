@@ -271,15 +271,16 @@ def check_offset_family(family, offset, exposure):
         raise ValueError(f"exposure is for the poisson family (log link), not {family!r}; pass offset")
 
 
-def total_offset(offset, exposure, family, n):
-    """offset + log(exposure) (float64 (n,), empty for neither), checked."""
+def total_offset(offset, exposure, n_samples, family):
+    """offset + log(exposure) (float64 (n_samples,), empty for neither),
+    checked; the arguments in linear_offset's order."""
     check_offset_family(family, offset, exposure)
-    total = as_offset(offset, n, np.float64, family)
+    total = as_offset(offset, n_samples, np.float64, family)
     if exposure is None:
         return total
     exposure = real_array(exposure, "exposure")
-    if exposure.shape != (n,):
-        raise ValueError(f"exposure must have shape ({n},), got {exposure.shape}")
+    if exposure.shape != (n_samples,):
+        raise ValueError(f"exposure must have shape ({n_samples},), got {exposure.shape}")
     if not (np.isfinite(exposure).all() and (exposure > 0).all()):
         raise ValueError("exposure must be finite and > 0 (it enters as log(exposure))")
     log_exposure = np.log(exposure.astype(np.float64))
@@ -291,7 +292,7 @@ def linear_offset(offset, exposure, n_samples, dtype, family):
     dtype (empty for neither), checked."""
     if exposure is None:
         return as_offset(offset, n_samples, dtype, family)
-    return as_offset(total_offset(offset, exposure, family, n_samples), n_samples, dtype, family)
+    return as_offset(total_offset(offset, exposure, n_samples, family), n_samples, dtype, family)
 
 
 def total_weight(sample_weight, n_samples):

@@ -391,7 +391,7 @@ class MLEResult:
             raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
         if X.shape[1] != self.coef.shape[0]:
             raise ValueError(f"X has {X.shape[1]} features; the fit had {self.coef.shape[0]}")
-        return X, total_offset(offset, exposure, self.family, X.shape[0])
+        return X, total_offset(offset, exposure, X.shape[0], self.family)
 
     def _fitted_mean(self, X, total, backend):
         """predict's mean at checked rows (the backend's kernel)."""
@@ -451,8 +451,8 @@ class MLEResult:
             lower, upper = inverse_link(eta - q * se_eta), inverse_link(eta + q * se_eta)
         # d mu / d eta of the canonical link, from eta (binomial's p (1 - p)
         # from the rounded p had been 0 at eta = 37, and 1e-6 off from 20)
-        slope = {"gaussian": lambda e: np.ones_like(e), "poisson": lambda e: mean, "binomial": _logistic_slope}
-        return MeanPrediction(mean, slope[self.family](eta) * se_eta, lower, upper)
+        slope = _mean_derivatives(eta, self.family)[0]
+        return MeanPrediction(mean, slope * se_eta, lower, upper)
 
     def _multinomial_prediction(self, X, p, q):
         """get_prediction for multinomial, through each class's log-odds
@@ -1107,7 +1107,7 @@ class _Problem(_Objective):
         self.labels, self.targets, classes = encode_response(y, family, n, np.float64)
         if family != "multinomial" and self.targets.shape[1] != 1:
             raise ValueError(f"fit_mle fits one response; y has shape {np.shape(y)}")
-        self.targets, self.offset = offset_response(family, self.targets, total_offset(offset, exposure, family, n))
+        self.targets, self.offset = offset_response(family, self.targets, total_offset(offset, exposure, n, family))
         codes = cluster_codes(groups, n)
         kept = positive_weight_rows(self.w, self.X, self.labels, self.targets, self.offset, codes)
         if kept[0] is not self.w:  # one copy of the rows that count
