@@ -1327,6 +1327,12 @@ def test_fit_mle(family, backend, dtype, data):
     assert_agree(got.bse, want.bse, 1e3 * MLE_RTOL, err=err + " bse")
     assert_agree(got.llf, want.llf, MLE_RTOL, err=err + " llf")
     assert (got.converged, got.param_names) == (want.converged, want.param_names)
+    # the marginal effects (numpy on top of the fit) follow the parameters, on every kind of problem drawn
+    for at in ("overall", "mean"):
+        effects, reference = got.get_margeff(X, at, sample_weight=w), want.get_margeff(X, at, sample_weight=w)
+        size = np.abs(reference.margeff).max()
+        assert_agree(effects.margeff, reference.margeff, 1e2 * MLE_RTOL, 1e2 * MLE_RTOL * size, err=err + " margeff")
+        assert_agree(effects.margeff_se, reference.margeff_se, 1e3 * MLE_RTOL, err=err + " margeff_se")
 
 
 # ================================================================ non-finite input
