@@ -454,7 +454,7 @@ class _DaskProblem(_mle._Objective):
                                                                                 self.backend))
         super().__init__(family, classes, reference_class, alpha, fit_intercept, int(n), X.shape[1], stats,
                          _mle.kernel_offset(family, offset, exposure))
-        self.has_constant = self.fit_intercept or columns.has_constant()
+        self.constant_columns = [] if columns is None else columns.indices()
         self._cache = (None, None)  # (params bytes, Fisher) of the last pass
         if self.groups is not None:  # a pass over the labels (and weights) only, before fitting
             n_clusters = len(_map_reduce(_chunk_cluster_labels, _merge_labels, self.groups, self.w))

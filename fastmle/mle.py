@@ -19,7 +19,8 @@ import numpy as np
 from . import _blas, _dispatch
 from ._validate import check_bool, is_real_number, real_array
 from .fisher import GLMModel, _symmetric, refuse_sparse
-from .glm import as_design_matrix, as_sample_weight, encode_response, family_code, glm_predict, total_offset
+from .glm import (as_design_matrix, as_sample_weight, check_finite, encode_response, family_code, glm_predict,
+                  total_offset)
 
 _NORMAL = statistics.NormalDist()
 # fit_mle reuses the information's factor after a step this small (relative),
@@ -78,8 +79,9 @@ class MLEResult:
     with ``df_resid_inference`` degrees of freedom, as statsmodels' OLS.
     ``k_constant`` is 1 with an intercept: fit_intercept, or with
     fit_intercept=False a column of X that is constant and nonzero over
-    the samples of positive weight (statsmodels' ``add_constant``), 0
-    otherwise; ``df_model`` and ``llr_pvalue`` depend on it.
+    the samples of positive weight (statsmodels' ``add_constant``; its
+    index in ``constant_columns``), 0 otherwise; ``df_model``,
+    ``llr_pvalue`` and ``get_margeff`` depend on it.
     ``nobs`` is the number of observations: the sum of the sample weights
     (frequency weights, as statsmodels' ``wnobs`` with ``freq_weights``),
     the number of rows without them; BIC's ``log(nobs)`` uses it.
@@ -101,9 +103,10 @@ class MLEResult:
     def __init__(self, *, params, cov, llf, llnull, nobs, n_iter, converged, family, fit_intercept,
                  param_names, output_names, classes, reference_class, alpha, scale, cov_type="nonrobust",
                  deviance=math.nan, pearson_chi2=None, scale_method=None, use_t=False, n_clusters=None,
-                 k_constant=None):
+                 constant_columns=()):
         self.params, self._cov, self.cov_type = params, cov, cov_type
-        self.k_constant = int(fit_intercept) if k_constant is None else k_constant
+        self.constant_columns = list(constant_columns)
+        self.k_constant = int(fit_intercept or bool(self.constant_columns))
         self.use_t, self.n_clusters = use_t, n_clusters
         self.deviance, self.pearson_chi2, self.scale_method = deviance, pearson_chi2, scale_method
         self.llf, self.llnull, self.nobs = llf, llnull, nobs
@@ -168,15 +171,11 @@ class MLEResult:
     def pvalues(self):
         """Two-sided p-values of the z statistics (normal), or with use_t of
         the t statistics (Student's t, df_resid_inference)."""
-        return self._pvalues(self.zvalues)
-
-    def _pvalues(self, z):
-        """Two-sided p-values of statistics z: normal, or Student's t with use_t."""
         if self.use_t:
             # (scipy's t and F of no degrees of freedom, df <= 0, are NaN)
             with np.errstate(invalid="ignore"):
-                return 2.0 * _scipy_stats("use_t").t.sf(np.abs(z), self.df_resid_inference)
-        return np.vectorize(lambda v: math.erfc(abs(v) / math.sqrt(2.0)), otypes=[float])(z)
+                return 2.0 * _scipy_stats("use_t").t.sf(np.abs(self.zvalues), self.df_resid_inference)
+        return _normal_pvalues(self.zvalues)
 
     def _quantile(self, alpha):
         """The two-sided 1 - alpha intervals' multiplier of the standard
@@ -285,6 +284,8 @@ class MLEResult:
         statistic = chi2.statistic / chi2.df
         with np.errstate(invalid="ignore"):
             pvalue = float(_scipy_stats("use_f").f.sf(statistic, chi2.df, self.df_resid_inference))
+        if math.isnan(chi2.pvalue):  # (an exact gaussian fit: no test, as the chi-square form says)
+            pvalue = math.nan
         return FTest(statistic, chi2.df, df_denom, pvalue)
 
     def _chi2_wald_test(self, restriction, value):
@@ -500,13 +501,16 @@ class MLEResult:
         J^T, C = cov_params() (robust too) and J the effects' exact
         Jacobian in the parameters (statsmodels differentiates
         numerically). The offset and exposure enter eta (statsmodels'
-        margins leave them out). p-values and intervals as the fit's
-        (normal, or Student's t with use_t).
+        margins leave them out). p-values and intervals are normal, with
+        use_t too (as statsmodels': the effects are nonlinear in the
+        parameters, the delta method asymptotic). A constant column of X (``constant_columns``, a fit
+        without fit_intercept) has no effect reported, as in statsmodels.
 
         Returns ``MarginalEffects(margeff, margeff_se, margeff_cov, pvalues,
         conf_int_lower, conf_int_upper)``: arrays (n_features,), or
-        (n_features, n_classes) in ``classes`` order for multinomial;
-        margeff_cov is indexed by margeff.ravel(order="F").
+        (n_features, n_classes) in ``classes`` order for multinomial (less
+        the constant column's row); margeff_cov is indexed by
+        margeff.ravel(order="F").
 
         >>> import numpy as np, fastmle
         >>> rng = np.random.default_rng(0)
@@ -519,22 +523,37 @@ class MLEResult:
         if at not in ("overall", "mean"):
             raise ValueError(f"at must be 'overall' (the average effect over X's rows) or 'mean' (the effect at "
                              f"the mean row), got {at!r}")
-        q = self._quantile(alpha)
+        q = _normal_quantile(alpha)
         refuse_sparse(X, "X", "get_margeff takes")
         X, total = self._new_rows(X, offset, exposure)
-        w = as_sample_weight(sample_weight, X.shape[0], np.float64)
-        w = (w if w.size else np.ones(X.shape[0])) / (w.sum() if w.size else X.shape[0])
+        check_finite(X)
         if not X.shape[0]:
             raise ValueError("get_margeff needs at least one row of X")
+        w = as_sample_weight(sample_weight, X.shape[0], np.float64)
+        if w.size:  # normalized to sum 1, the largest first (a sum of weights of 1e308 overflows)
+            w = w / w.max()
+        w = w / w.sum() if w.size else np.full(X.shape[0], 1.0 / X.shape[0])
         if at == "mean":  # one row of weight 1
             X, total, w = (w @ X)[None, :], (np.atleast_1d(w @ total) if total.size else total), np.ones(1)
         effects, J = (self._multinomial_margeff if self.family == "multinomial" else self._margeff)(X, total, w)
-        cov = J @ self._cov @ J.T
+        if self.constant_columns:  # no effect for a constant (statsmodels' effects_idx)
+            d = effects.shape[0]
+            varying = np.setdiff1d(np.arange(d), self.constant_columns)
+            effects = effects[varying]
+            J = J[(np.arange(J.shape[0] // d)[:, None] * d + varying).ravel()]
+        # J C J^T with J's rows scaled to 1 first: a standard error of 1e-170
+        # or 1e160 has a variance outside the float range (it had given 0 and inf)
+        size = np.abs(J).max(axis=1)
+        size[~(size > 0)] = 1.0
+        scaled = J / size[:, None]
+        cov = scaled @ self._cov @ scaled.T
         cov = (cov + cov.T) / 2.0
         with np.errstate(invalid="ignore"):  # (NaN covariance: NaN standard errors)
-            se = np.sqrt(np.maximum(np.diag(cov), 0.0)).reshape(effects.shape, order="F")
+            se = (size * np.sqrt(np.maximum(np.diag(cov), 0.0))).reshape(effects.shape, order="F")
+        with np.errstate(over="ignore", under="ignore"):
+            cov = cov * np.outer(size, size)
         with np.errstate(divide="ignore", invalid="ignore"):
-            pvalues = self._pvalues(effects / se)
+            pvalues = _normal_pvalues(effects / se)
         return MarginalEffects(effects, se, cov, pvalues, effects - q * se, effects + q * se)
 
     def _margeff(self, X, total, w):
@@ -556,52 +575,58 @@ class MLEResult:
 
     def _multinomial_margeff(self, X, total, w):
         """Multinomial: (the effects (d, K), their Jacobian (d K, k_params)).
-        effect_kj = sum_i w_i p_ik (beta_kj - b_ij), b_i = sum_l p_il beta_l;
-        with d p_ik / d theta_at = p_ik (delta_ka - p_ia) xt_it (a an output
-        with parameters, t its term) and d b_ij / d theta_at = p_ia (beta_aj -
-        b_ij) xt_it + p_ia [t = j],
+        With Delta_kl = beta_k - beta_l, effect_k = sum_i w_i p_ik sum_l p_il
+        Delta_kl; with d p_ik / d theta_at = p_ik (delta_ka - p_ia) xt_it (a
+        an output with parameters, t its term),
 
-            d effect_kj / d theta_at = delta_ka (beta_kj U_kt - sum_l beta_lj S_klt)
-                - (beta_kj + beta_aj) S_kat + 2 sum_l beta_lj T_kalt
-                + [t = j] (delta_ka u_k - s_ka),
+            d effect_kj / d theta_at = delta_ka sum_l S_klt Delta_klj
+                - sum_l T_kalt (Delta_klj + Delta_alj)
+                + [t = j] (delta_ka sum_{l != k} s_kl - (1 - delta_ka) s_ka)
 
-        with the moments U_kt = sum_i w_i p_ik xt_it, S_klt = sum_i w_i p_ik
-        p_il xt_it, T_kalt = sum_i w_i p_ik p_ia p_il xt_it (u, s: the same
-        without xt): one pass over X's rows, products with X for the
-        feature dimension (a product per pair of classes over all rows had
-        taken 2-4x the fit's time)."""
+        with the moments S_klt = sum_i w_i p_ik p_il xt_it and T_kalt = sum_i
+        w_i p_ik p_ia p_il xt_it (s: S without xt), one pass over X's rows,
+        products with X for the feature dimension. Written with the
+        differences Delta, nothing cancels when one class's p is near 1
+        (beta_kj - sum_l p_l beta_lj lost its digits there). T is symmetric
+        in k, a, l: its distinct entries only are summed (a product per pair
+        of classes over all rows had taken 2-4x the fit's time)."""
         coef, intercept = self._every_output_params()  # (d, K), (K,): the reference's zeros included
         d, K = coef.shape
         kept = [k for k in range(K) if self.reference_class is None or self.classes[k] != self.reference_class]
         D = self.params.shape[0]
-        u, s = np.zeros(K), np.zeros((K, K))
-        U, S, T = np.zeros((D, K)), np.zeros((D, K, K)), np.zeros((D, K, K, K))
-        rows = max(1, MARGEFF_BLOCK // K ** 3)
+        # the triples k <= a <= l, T's distinct entries, and where each of the K^3 (k, a, l) finds its own
+        k_, a_, l_ = np.array([(k, a, l) for k in range(K) for a in range(k, K) for l in range(a, K)]).T
+        where = np.empty((K, K, K), dtype=np.int64)
+        for n, (k, a, l) in enumerate(zip(k_, a_, l_)):
+            for order in {(k, a, l), (k, l, a), (a, k, l), (a, l, k), (l, k, a), (l, a, k)}:
+                where[order] = n
+        s, S, T = np.zeros((K, K)), np.zeros((D, K, K)), np.zeros((D, len(k_)))
+        rows = max(1, MARGEFF_BLOCK // len(k_))
         for r0 in range(0, X.shape[0], rows):
             x, wb = X[r0:r0 + rows], w[r0:r0 + rows]
             eta = x @ coef + intercept
             p = np.exp(eta - np.logaddexp.reduce(eta, axis=1, keepdims=True))
             single = wb[:, None] * p  # w p_k
             pair = single[:, :, None] * p[:, None, :]  # w p_k p_l
-            triple = pair[:, :, :, None] * p[:, None, None, :]  # w p_k p_a p_l
-            u += single.sum(axis=0)
+            triple = single[:, k_] * p[:, a_] * p[:, l_]  # w p_k p_a p_l, k <= a <= l
             s += pair.sum(axis=0)
-            U[:d] += x.T @ single
-            S[:d] += (x.T @ pair.reshape(len(x), -1)).reshape(d, K, K)
-            T[:d] += (x.T @ triple.reshape(len(x), -1)).reshape(d, K, K, K)
+            xT = np.ascontiguousarray(x.T)  # (x.T, a view, had made the products 3.5x slower)
+            S[:d] += (xT @ pair.reshape(len(x), -1)).reshape(d, K, K)
+            T[:d] += xT @ triple
             if self.fit_intercept:
                 T[d] += triple.sum(axis=0)
         if self.fit_intercept:
-            U[d], S[d] = u, s
-        effects = coef * u - coef @ s
+            S[d] = s
+        delta = coef[:, :, None] - coef[:, None, :]  # Delta_kl = beta_k - beta_l, (d, K, K)
+        effects = np.einsum("kl,jkl->jk", s, delta)
         J = np.zeros((d * K, len(kept) * D))
         for k in range(K):
             for column, a in enumerate(kept):
-                M = 2.0 * T[:, k, a, :] @ coef.T - np.outer(S[:, k, a], coef[:, k] + coef[:, a])  # (D over t, d over j)
+                M = -T[:, where[k, a]] @ (delta[:, k, :] + delta[:, a, :]).T  # (D over t, d over j)
                 if k == a:
-                    M += np.outer(U[:, k], coef[:, k]) - S[:, k, :] @ coef.T
+                    M += S[:, k, :] @ delta[:, k, :].T
                 block = M.T
-                block[:, :d] += np.eye(d) * ((k == a) * u[k] - s[k, a])
+                block[:, :d] += np.eye(d) * (np.delete(s[k], k).sum() if k == a else -s[k, a])
                 J[k * d:(k + 1) * d, column * D:(column + 1) * D] = block
         return effects, J
 
@@ -658,6 +683,11 @@ def _normal_quantile(alpha):
     if not (is_real_number(alpha) and 0 < alpha < 1):
         raise ValueError(f"alpha (the intervals' level is 1 - alpha) must be a number in (0, 1), got {alpha!r}")
     return _NORMAL.inv_cdf(1.0 - alpha / 2.0)
+
+
+def _normal_pvalues(z):
+    """Two-sided p-values of z statistics (an array)."""
+    return np.vectorize(lambda v: math.erfc(abs(v) / math.sqrt(2.0)), otypes=[float])(z)
 
 
 def _expit(e):
@@ -849,7 +879,7 @@ class _Objective:
         self.cov_type = "nonrobust"  # fit_mle's cov_type (the standard errors' covariance)
         self.dispersion = None  # fit_mle's scale: None (the family's), "X2", "dev" or a number
         self.use_t = False  # fit_mle's use_t: Student's t and F for the tests and intervals
-        self.has_constant = bool(fit_intercept)  # or a constant column of X (the subclass looks)
+        self.constant_columns = []  # X's constant nonzero columns, without fit_intercept (the subclass looks)
         if family == "multinomial":
             K = len(classes)
             if K < 2:
@@ -1125,7 +1155,7 @@ class _Problem(_Objective):
         self.glm = _dispatch.kernels(self.backend, "glm")
         self.fisher_kernels = _dispatch.kernels(self.backend, "fisher")
         if not self.fit_intercept:  # (the rows of weight 0 were dropped above)
-            self.has_constant = ConstantColumns(self.X).has_constant()
+            self.constant_columns = ConstantColumns(self.X).indices()
 
     def _loss_grad(self, params):
         loss, grad = np.zeros(1), np.empty_like(params)
@@ -1201,9 +1231,9 @@ class ConstantColumns:
         merged.values = np.where(self.values == other.values, self.values, np.nan)
         return merged
 
-    def has_constant(self):
-        """Whether a column is constant and nonzero over the rows."""
-        return bool(np.any(self.values == self.values))  # (not NaN: constant, and nonzero by construction)
+    def indices(self):
+        """The columns constant and nonzero over the rows (a list)."""
+        return np.flatnonzero(self.values == self.values).tolist()  # (not NaN: constant, nonzero by construction)
 
 
 def cluster_codes(groups, n):
@@ -1796,7 +1826,7 @@ def _result(prob, theta, F, f, it, converged, names):
                      classes=prob.classes, reference_class=None if prob.ref is None else prob.classes[prob.ref],
                      alpha=prob.alpha, scale=scale, cov_type=cov_type, deviance=float(deviance),
                      pearson_chi2=pearson, scale_method=_scale_method(prob.dispersion), use_t=prob.use_t,
-                     n_clusters=n_clusters, k_constant=int(prob.has_constant))
+                     n_clusters=n_clusters, constant_columns=prob.constant_columns)
 
 
 def _scale_method(scale):

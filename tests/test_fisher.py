@@ -1201,11 +1201,14 @@ def test_fit_mle_marginal_effects_match_statsmodels(rng, backend):
     X, ys = _robust_data(rng, n=500)
     Xc = sm.add_constant(X, prepend=False)
     peers = {"binomial": sm.Logit, "poisson": sm.Poisson, "multinomial": sm.MNLogit}
+    groups = rng.integers(0, 25, 500)
     for family, peer in peers.items():
         ref = {"reference_class": 0} if family == "multinomial" else {}
-        for cov_type in ("nonrobust", "HC0"):
-            fit = fastmle.fit_mle(X, ys[family], family, cov_type=cov_type, backend=backend, **ref)
-            theirs = peer(ys[family], Xc).fit(disp=0, cov_type=cov_type)
+        for cov_type in ("nonrobust", "HC0", "cluster"):
+            clustered = {"groups": groups} if cov_type == "cluster" else {}
+            fit = fastmle.fit_mle(X, ys[family], family, cov_type=cov_type, backend=backend, **ref, **clustered)
+            theirs = peer(ys[family], Xc).fit(disp=0, cov_type=cov_type,
+                                              **({"cov_kwds": clustered} if clustered else {}))
             for at in ("overall", "mean"):
                 got, want = fit.get_margeff(X, at, 0.1), theirs.get_margeff(at=at)
                 assert got.margeff.shape == want.margeff.shape == ((3, 3) if family == "multinomial" else (3,))
@@ -1219,6 +1222,14 @@ def test_fit_mle_marginal_effects_match_statsmodels(rng, backend):
                                            np.stack([lo_hi[:, 0].reshape(3, 3, order="F"),
                                                      lo_hi[:, 1].reshape(3, 3, order="F")], -1).reshape(-1, 2),
                                            rtol=1e-8)
+    # X with statsmodels' constant and no fitted intercept: no effect for the constant, as statsmodels
+    front = sm.add_constant(X)
+    for family, peer in peers.items():
+        ref = {"reference_class": 0} if family == "multinomial" else {}
+        fit = fastmle.fit_mle(front, ys[family], family, fit_intercept=False, backend=backend, **ref)
+        got, want = fit.get_margeff(front), peer(ys[family], front).fit(disp=0).get_margeff()
+        assert fit.constant_columns == [0] and got.margeff.shape == want.margeff.shape
+        np.testing.assert_allclose(got.margeff_se, want.margeff_se, rtol=1e-8, err_msg=family)
     # gaussian: the coefficients themselves
     fit = fastmle.fit_mle(X, ys["gaussian"], "gaussian", backend=backend)
     me = fit.get_margeff(X)
@@ -1279,6 +1290,34 @@ def test_fit_mle_marginal_effects_exact_jacobian(rng, backend):
     for at in ("overall", "mean"):
         np.testing.assert_allclose(fit.get_margeff(X, at, sample_weight=w).margeff_se,
                                    fit.get_margeff(repeated, at).margeff_se, rtol=1e-12)
+    # weights of 1e308 (their sum overflows) are weights
+    huge = fit.get_margeff(X, sample_weight=np.full(300, 1e308))
+    np.testing.assert_allclose(huge.margeff, fit.get_margeff(X).margeff, rtol=1e-13)
+    # standard errors of 1e-174 and 1e157, whose variances are outside the float range (they had been 0 and
+    # inf): the effect's slope times the standard error of the same row's scale-free Jacobian
+    for family, eta, sign in (("binomial", 400.0, -1.0), ("poisson", 360.0, 1.0)):
+        extreme = fastmle.fit_mle(X, ys[family], family, backend=backend)
+        row = X[:1] * (eta - extreme.intercept[0]) / (X[0] @ extreme.coef)
+        J0 = np.c_[np.eye(3), np.zeros(3)] + sign * np.outer(extreme.coef, np.r_[row[0], 1.0])
+        slope = math.exp(-eta) if family == "binomial" else math.exp(eta)
+        want = slope * np.sqrt(np.diag(J0 @ extreme.cov_params() @ J0.T))
+        np.testing.assert_allclose(extreme.get_margeff(row).margeff_se, want, rtol=1e-9, err_msg=family)
+    # multinomial far out (a gap of 50 or 200 between the linear predictors): the effects to their last
+    # digits against 50-digit arithmetic (from beta_k - beta_l; beta_k - sum_l p_l beta_l had lost 2e-6 at
+    # 200), symmetric softmax
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    soft = fastmle.fit_mle(X, ys["multinomial"], "multinomial", alpha=1.0, backend=backend)
+    coef, b = soft.coef, soft.intercept
+    for gap in (50.0, 200.0):
+        row = X[:1] * gap / np.abs(X[:1] @ coef + b).max()
+        beta = [[mpmath.mpf(float(v)) for v in column] for column in coef.T]  # per class
+        eta = [mpmath.fsum(mpmath.mpf(float(x)) * c for x, c in zip(row[0], beta[k])) + mpmath.mpf(float(b[k]))
+               for k in range(3)]
+        p = [mpmath.exp(e) / mpmath.fsum(mpmath.exp(v) for v in eta) for e in eta]
+        exact = [[float(p[k] * mpmath.fsum(p[m] * (beta[k][j] - beta[m][j]) for m in range(3))) for k in range(3)]
+                 for j in range(3)]
+        np.testing.assert_allclose(soft.get_margeff(row).margeff, exact, rtol=1e-12, err_msg=f"gap {gap}")
     # far out (eta near 40): p (1 - p) and its derivative from eta, not from the rounded p
     far = X * 40.0 / np.abs(X @ fit.coef + fit.intercept[0])[:, None]
     got = fit.get_margeff(far[:5])
@@ -1299,17 +1338,18 @@ def test_fit_mle_marginal_effects_refusals(rng):
             (lambda: fit.get_margeff(X, sample_weight=np.ones(99)), ValueError, r"shape \(100,\)"),
             (lambda: fit.get_margeff(X, alpha=2.0), ValueError, "must be a number in"),
             (lambda: fit.get_margeff(X, offset=np.ones(3)), ValueError, "offset"),
-            (lambda: fit.get_margeff(X, exposure=np.ones(100)), ValueError, "exposure")):
+            (lambda: fit.get_margeff(X, exposure=np.ones(100)), ValueError, "exposure"),
+            (lambda: fit.get_margeff(np.where(X > 2, np.nan, X)), ValueError, "X contains NaN or infinity"),
+            (lambda: fit.get_margeff(np.where(X > 2, np.inf, X)), ValueError, "X contains NaN or infinity")):
         with pytest.raises(error, match=message):
             call()
     sparse = pytest.importorskip("scipy.sparse")
     with pytest.raises(TypeError, match="get_margeff takes"):
         fit.get_margeff(sparse.csr_matrix(X))
-    # use_t: Student's t p-values and intervals
+    # use_t: still the normal's p-values and intervals, as statsmodels' margins
     t_fit = fastmle.fit_mle(X, ys["binomial"], "binomial", use_t=True)
-    stats = pytest.importorskip("scipy.stats")
-    me = t_fit.get_margeff(X)
-    np.testing.assert_allclose(me.pvalues, 2 * stats.t.sf(np.abs(me.margeff / me.margeff_se), 96), rtol=1e-12)
+    me, normal = t_fit.get_margeff(X), fit.get_margeff(X)
+    assert (me.pvalues == normal.pvalues).all() and (me.conf_int_upper == normal.conf_int_upper).all()
 
 
 def test_chi2_sf_matches_scipy():
@@ -1470,18 +1510,18 @@ def test_constant_columns_reads_every_row_of_a_candidate():
     from fastmle.mle import ConstantColumns
 
     X = np.c_[np.arange(10000.0), np.full(10000, 2.0), np.zeros(10000), np.full(10000, -1.0)]
-    assert ConstantColumns(X).values[1] == 2.0 and ConstantColumns(X).has_constant()
+    assert ConstantColumns(X).values[1] == 2.0 and ConstantColumns(X).indices() == [1, 3]
     for row in (1, 63, 64, 4159, 4160, 9999):  # the probe's last row, each block's first and last
         varied = X.copy()
         varied[row, [1, 3]] = 2.5
-        assert not ConstantColumns(varied).has_constant(), row
-    assert not ConstantColumns(X[:, [0, 2]]).has_constant()  # zeros are no intercept
+        assert not ConstantColumns(varied).indices(), row
+    assert not ConstantColumns(X[:, [0, 2]]).indices()  # zeros are no intercept
     parts = ConstantColumns(X[:5000]) + ConstantColumns(X[:0]) + ConstantColumns(X[5000:])
     np.testing.assert_array_equal(parts.values, [np.nan, 2.0, np.nan, -1.0])
     other = X[5000:].copy()
     other[:, 1] = 3.0
     assert np.isnan((ConstantColumns(X[:5000]) + ConstantColumns(other)).values[1])
-    assert not ConstantColumns(X[:0]).has_constant()
+    assert not ConstantColumns(X[:0]).indices()
 
 
 @pytest.mark.parametrize("backend", ["c", "numba", "numpy"])
@@ -1547,6 +1587,10 @@ def test_fit_mle_use_t_refusals_and_without_scipy(rng, monkeypatch):
     assert tiny.df_resid_inference == 0 and np.isfinite(tiny.bse).all()
     assert np.isnan(tiny.pvalues).all() and np.isnan(tiny.conf_int()).all()
     assert math.isnan(tiny.wald_test(["x0"]).pvalue)
+    # an exact fit: no test, F as chi-square (F had said p = 0)
+    with pytest.warns(RuntimeWarning, match="the gaussian fit is exact"):
+        exact = fastmle.fit_mle(X[:, :1], 2 * X[:, 0] + 1, "gaussian", use_t=True)
+    assert math.isnan(exact.wald_test(["x0"]).pvalue) and math.isnan(exact.wald_test(["x0"], use_f=False).pvalue)
     # scipy is optional: use_t says it needs it, before fitting
     monkeypatch.setitem(sys.modules, "scipy", None)
     monkeypatch.setitem(sys.modules, "scipy.stats", None)
