@@ -315,9 +315,9 @@ def _encode_fit(yc, wc, oc, ec, family, classes, n):
 def _chunk_setup(Xc, yc, wc, oc, ec, family, classes, fit_intercept, backend):
     """A chunk's response statistics, weighted Gram matrix (for the rank
     check) and, without fit_intercept, its constant columns over the rows
-    of positive weight (a constant nonzero column is an intercept). This first pass is
-    also where each chunk's values are checked, before a kernel sees the
-    chunk."""
+    of positive weight and its weighted column sums (for an intercept in
+    X, explicit or implicit). This first pass is also where each chunk's
+    values are checked, before a kernel sees the chunk."""
     Xc = _glm.native_array(Xc, np.float64)  # chunks unpickled on a worker may be unaligned
     _glm.check_finite(Xc)
     labels, targets, w, _ = _encode_fit(yc, wc, oc, ec, family, classes, Xc.shape[0])  # (the offset checked)
@@ -325,8 +325,11 @@ def _chunk_setup(Xc, yc, wc, oc, ec, family, classes, fit_intercept, backend):
     K = len(classes) if classes is not None else 1
     stats = _mle.response_stats(family, labels, targets, w, K)
     gram = _mle.weighted_gram(_dispatch.kernels(backend, "fisher"), Xc, w, fit_intercept)
-    columns = None if fit_intercept else _mle.ConstantColumns(_mle.positive_weight_rows(w, Xc)[1])
-    return stats, gram, Xc.shape[0], columns
+    columns = sums = None
+    if not fit_intercept:
+        columns = _mle.ConstantColumns(_mle.positive_weight_rows(w, Xc)[1])
+        sums = w @ Xc if w.size else Xc.sum(axis=0)
+    return stats, gram, Xc.shape[0], columns, sums
 
 
 class _ChunkTerms(NamedTuple):
@@ -449,12 +452,13 @@ class _DaskProblem(_mle._Objective):
         classes = None
         if family == "multinomial":
             classes = _labels(self.y)
-        stats, self._gram_matrix, n, columns = _map_reduce(_chunk_setup, _add, X, self.y, self.w, self.offset,
-                                                           self.exposure, args=(family, classes, bool(fit_intercept),
-                                                                                self.backend))
+        setup = _map_reduce(_chunk_setup, _add, X, self.y, self.w, self.offset, self.exposure,
+                            args=(family, classes, bool(fit_intercept), self.backend))
+        stats, self._gram_matrix, n, columns, sums = setup
         super().__init__(family, classes, reference_class, alpha, fit_intercept, int(n), X.shape[1], stats,
                          _mle.kernel_offset(family, offset, exposure))
         self.constant_columns = [] if columns is None else columns.indices()
+        self.column_sums = sums
         self._cache = (None, None)  # (params bytes, Fisher) of the last pass
         if self.groups is not None:  # a pass over the labels (and weights) only, before fitting
             n_clusters = len(_map_reduce(_chunk_cluster_labels, _merge_labels, self.groups, self.w))

@@ -134,6 +134,11 @@ def test_fit_mle_cluster_robust_covariance_equals_in_memory(rng, family):
         assert chunks.k_constant == in_memory.k_constant == 1 and rel(chunks.llr_pvalue, in_memory.llr_pvalue) < 1e-8
         Xk[np.argmax(w > 0), -1] = 2.0
         assert fd.fit_mle(chunked(Xk, y, w)[0], yd, family, fit_intercept=False, sample_weight=wd).k_constant == 0
+        # an implicit one: dummies of every category, from the chunks' Gram matrices and column sums
+        dummies = np.c_[X, np.eye(3)[np.arange(len(y)) % 3]]
+        got = fd.fit_mle(chunked(dummies, y, w)[0], yd, family, fit_intercept=False, sample_weight=wd)
+        assert got.k_constant == 1 and rel(got.llr_pvalue, fastmle.fit_mle(
+            dummies, y, family, fit_intercept=False, sample_weight=w).llr_pvalue) < 1e-8
     if family == "gaussian":  # Student's t with G - 1 degrees of freedom, the clusters counted over the chunks
         with dask.config.set(scheduler="threads"):
             t_fit = fd.fit_mle(Xd, yd, family, sample_weight=wd, cov_type="cluster", groups=gd, use_t=True)

@@ -1503,6 +1503,25 @@ def test_fit_mle_constant_column_is_an_intercept(rng, backend):
     with pytest.raises(fastmle.SingularFisherError):  # (all-zero: no information)
         fastmle.fit_mle(zero, y, "binomial", fit_intercept=False, backend=backend)
     assert fastmle.fit_mle(X, y, "binomial", fit_intercept=False, backend=backend).k_constant == 0
+    # an implicit constant: a full set of dummies (rows sorted by category, one category of 5 rows that the
+    # sample of rows may miss), as statsmodels' k_constant; a row of zeros of weight 0 does not count
+    category = np.sort(np.r_[rng.integers(0, 3, 295), np.full(5, 3)])
+    dummies = np.c_[X[:, :2], np.eye(4)[category]]
+    for family, peer in (("gaussian", sm.OLS), ("poisson", sm.Poisson)):
+        y = ys[family]
+        fit = fastmle.fit_mle(dummies, y, family, fit_intercept=False, backend=backend)
+        theirs = peer(y, dummies).fit(**({} if family == "gaussian" else {"disp": 0}))
+        assert fit.k_constant == 1 and fit.constant_columns == [] and fit.df_model == theirs.df_model == 5
+        if family == "poisson":
+            assert fit.llr_pvalue == pytest.approx(theirs.llr_pvalue, rel=1e-6)
+        assert fastmle.fit_mle(dummies[:, :5], y, family, fit_intercept=False, backend=backend).k_constant == 0
+    w = np.ones(300)
+    w[10] = 0.0
+    holed = dummies.copy()
+    holed[10, 2:] = 0.0
+    assert fastmle.fit_mle(holed, ys["poisson"], "poisson", fit_intercept=False, sample_weight=w,
+                           backend=backend).k_constant == 1
+    assert fastmle.fit_mle(holed, ys["poisson"], "poisson", fit_intercept=False, backend=backend).k_constant == 0
 
 
 def test_constant_columns_reads_every_row_of_a_candidate():
