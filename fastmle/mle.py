@@ -12,7 +12,7 @@ import contextlib
 import math
 import statistics
 import warnings
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -559,7 +559,11 @@ class MLEResult:
             cov = cov * np.outer(size, size)
         with np.errstate(divide="ignore", invalid="ignore"):
             pvalues = _normal_pvalues(effects / se)
-        return MarginalEffects(effects, se, cov, pvalues, effects - q * se, effects + q * se)
+        names = [name for j, name in enumerate(self.param_names[:self.coef.shape[0]])
+                 if j not in self.constant_columns]
+        outputs = [f"y={c}" for c in self.classes] if self.family == "multinomial" else None
+        return MarginalEffects(effects, se, cov, pvalues, effects - q * se, effects + q * se, names, outputs, at,
+                               alpha)
 
     def _margeff(self, X, total, w):
         """One-output families: (the effects (d,), their Jacobian (d, D)):
@@ -660,22 +664,8 @@ class MLEResult:
         for i in range(0, len(stats), 2):
             row = "".join(f"{k + ':':<21}{v:>17}  " for k, v in stats[i:i + 2])
             lines.append(row.rstrip())
-        q = 100 * alpha / 2
-        z = "t" if self.use_t else "z"
-        header = (f"{'':<16}{'coef':>11}{'std err':>11}{z:>9}{f'P>|{z}|':>8}"
-                  f"{f'[{q:.3g}%':>11}{f'{100 - q:.4g}%]':>11}")
-        params2 = self.params.reshape(self.params.shape[0], -1)
-        bse2, z2, p2 = (a.reshape(params2.shape) for a in (self.bse, self.zvalues, self.pvalues))
-        ci2 = lo_hi.reshape(params2.shape + (2,))
-        for k in range(params2.shape[1]):
-            lines.append("-" * width)
-            if self.output_names is not None:
-                lines.append(f"{self.output_names[k]}")
-            lines.append(header)
-            for j, name in enumerate(self.param_names):
-                lines.append(f"{name[:15]:<16}{params2[j, k]:>11.4g}{bse2[j, k]:>11.4g}{z2[j, k]:>9.3f}"
-                             f"{p2[j, k]:>8.3f}{ci2[j, k, 0]:>11.4g}{ci2[j, k, 1]:>11.4g}")
-        lines.append("=" * width)
+        lines += _estimate_table("coef", "t" if self.use_t else "z", alpha, self.param_names, self.output_names,
+                                 self.params, self.bse, self.zvalues, self.pvalues, lo_hi[..., 0], lo_hi[..., 1])
         return "\n".join(lines)
 
     def __repr__(self):
@@ -721,13 +711,52 @@ def _mean_derivatives(eta, family):
 
 
 class MarginalEffects(NamedTuple):
-    """MLEResult.get_margeff's arrays, named as statsmodels' DiscreteMargins'."""
+    """MLEResult.get_margeff's arrays, named as statsmodels' DiscreteMargins',
+    the features' names (rows), the classes' (columns, multinomial), and
+    how they were computed."""
     margeff: np.ndarray
     margeff_se: np.ndarray
     margeff_cov: np.ndarray
     pvalues: np.ndarray
     conf_int_lower: np.ndarray
     conf_int_upper: np.ndarray
+    names: list
+    output_names: Optional[list]
+    at: str
+    alpha: float
+
+    def summary(self):
+        """A table of the effects, as statsmodels' DiscreteMargins.summary()."""
+        width = 78
+        title = f"fastmle marginal effects, dy/dx at {'the mean' if self.at == 'mean' else 'every row, averaged'}"
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = self.margeff / self.margeff_se
+        return "\n".join(["=" * width, f"{title:^{width}}"] + _estimate_table(
+            "dy/dx", "z", self.alpha, self.names, self.output_names, self.margeff, self.margeff_se, z, self.pvalues,
+            self.conf_int_lower, self.conf_int_upper))
+
+
+def _estimate_table(estimate, statistic, alpha, names, output_names, *columns):
+    """summary()'s lines of estimates: one block per output (its name
+    first, when there are several), one row per name with the columns
+    (estimate, std err, statistic, p-value, lower, upper), each (rows,) or
+    (rows, outputs)."""
+    q = 100 * alpha / 2
+    width = 78
+    header = (f"{'':<16}{estimate:>11}{'std err':>11}{statistic:>9}{f'P>|{statistic}|':>8}"
+              f"{f'[{q:.3g}%':>11}{f'{100 - q:.4g}%]':>11}")
+    columns = [np.asarray(c).reshape(len(names), -1) for c in columns]
+    lines = []
+    for k in range(columns[0].shape[1]):
+        lines.append("-" * width)
+        if output_names is not None:
+            lines.append(f"{output_names[k]}")
+        lines.append(header)
+        for j, name in enumerate(names):
+            value, se, stat, p, lo, hi = (c[j, k] for c in columns)
+            lines.append(f"{name[:15]:<16}{value:>11.4g}{se:>11.4g}{stat:>9.3f}{p:>8.3f}{lo:>11.4g}{hi:>11.4g}")
+    lines.append("=" * width)
+    return lines
 
 
 class MeanPrediction(NamedTuple):

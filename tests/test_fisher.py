@@ -1212,6 +1212,9 @@ def test_fit_mle_marginal_effects_match_statsmodels(rng, backend):
             for at in ("overall", "mean"):
                 got, want = fit.get_margeff(X, at, 0.1), theirs.get_margeff(at=at)
                 assert got.margeff.shape == want.margeff.shape == ((3, 3) if family == "multinomial" else (3,))
+                assert got.output_names == (["y=0", "y=1", "y=2"] if family == "multinomial" else None)
+                table = got.summary()
+                assert f"{got.margeff.flat[-1]:.4g}" in table and (at == "mean") == ("at the mean" in table)
                 np.testing.assert_allclose(got.margeff, want.margeff, rtol=1e-8, err_msg=f"{family} {at}")
                 np.testing.assert_allclose(got.margeff_se, want.margeff_se, rtol=1e-8, err_msg=f"{family} {at}")
                 np.testing.assert_allclose(got.margeff_cov, want.margeff_cov, rtol=1e-7, atol=1e-14)
@@ -1229,6 +1232,7 @@ def test_fit_mle_marginal_effects_match_statsmodels(rng, backend):
         fit = fastmle.fit_mle(front, ys[family], family, fit_intercept=False, backend=backend, **ref)
         got, want = fit.get_margeff(front), peer(ys[family], front).fit(disp=0).get_margeff()
         assert fit.constant_columns == [0] and got.margeff.shape == want.margeff.shape
+        assert got.names == ["x1", "x2", "x3"] and all(name in got.summary() for name in got.names)
         np.testing.assert_allclose(got.margeff_se, want.margeff_se, rtol=1e-8, err_msg=family)
     # gaussian: the coefficients themselves
     fit = fastmle.fit_mle(X, ys["gaussian"], "gaussian", backend=backend)
