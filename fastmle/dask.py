@@ -458,7 +458,7 @@ class _DaskProblem(_mle._Objective):
         super().__init__(family, classes, reference_class, alpha, fit_intercept, int(n), X.shape[1], stats,
                          _mle.kernel_offset(family, offset, exposure))
         self.constant_columns = [] if columns is None else columns.indices()
-        self.column_sums = sums
+        self._column_sums = sums
         self._cache = (None, None)  # (params bytes, Fisher) of the last pass
         if self.groups is not None:  # a pass over the labels (and weights) only, before fitting
             n_clusters = len(_map_reduce(_chunk_cluster_labels, _merge_labels, self.groups, self.w))
@@ -489,6 +489,9 @@ class _DaskProblem(_mle._Objective):
 
     def _gram(self):
         return self._gram_matrix
+
+    def weighted_column_sums(self):
+        return self._column_sums
 
     def _saturated(self, params):
         return self._pass(params, ("saturated",)).saturated

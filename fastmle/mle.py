@@ -84,9 +84,10 @@ class MLEResult:
     ``k_constant`` is 1 with an intercept: fit_intercept, or with
     fit_intercept=False a column of X that is constant and nonzero over
     the samples of positive weight (statsmodels' ``add_constant``; its
-    index in ``constant_columns``) or columns that add up to one (a full
-    set of dummies; statsmodels' implicit constant), 0 otherwise;
-    ``df_model``, ``llr_pvalue`` and ``get_margeff`` depend on it.
+    index in ``constant_columns``, which get_margeff leaves out) or a
+    combination of columns that is constant (the column of ones in X's
+    span, as with a full set of dummies: statsmodels' implicit constant),
+    0 otherwise; ``df_model`` and ``llr_pvalue`` depend on it.
     ``nobs`` is the number of observations: the sum of the sample weights
     (frequency weights, as statsmodels' ``wnobs`` with ``freq_weights``),
     the number of rows without them; BIC's ``log(nobs)`` uses it.
@@ -146,7 +147,8 @@ class MLEResult:
         test's degrees of freedom against llnull, the intercept-only model).
         As statsmodels' discrete models, this subtracts the intercepts also
         from a fit without them; its OLS, and so gaussian here, only with
-        k_constant (fit_intercept, or a constant column of X)."""
+        k_constant (fit_intercept, or a constant in X, explicit or
+        implicit)."""
         n_outputs = 1 if self.params.ndim == 1 else self.params.shape[1]
         with_intercepts = self.k_constant or self.family != "gaussian"
         return self.k_params - (n_outputs if with_intercepts else 0)
@@ -185,8 +187,10 @@ class MLEResult:
     def _quantile(self, alpha):
         """The two-sided 1 - alpha intervals' multiplier of the standard
         error: the normal's, or Student's t's with use_t; alpha checked."""
-        q = _normal_quantile(alpha)
-        return _scipy_stats("use_t").t.ppf(1.0 - alpha / 2.0, self.df_resid_inference) if self.use_t else q
+        if not self.use_t:
+            return _normal_quantile(alpha)
+        check_interval_level(alpha)
+        return _scipy_stats("use_t").t.ppf(1.0 - alpha / 2.0, self.df_resid_inference)
 
     @property
     def aic(self):
@@ -288,7 +292,7 @@ class MLEResult:
         df_denom = self.df_resid_inference
         statistic = chi2.statistic / chi2.df
         with np.errstate(invalid="ignore"):
-            pvalue = float(_scipy_stats("use_f").f.sf(statistic, chi2.df, self.df_resid_inference))
+            pvalue = float(_scipy_stats("use_f").f.sf(statistic, chi2.df, df_denom))
         if math.isnan(chi2.pvalue):  # (an exact gaussian fit: no test, as the chi-square form says)
             pvalue = math.nan
         return FTest(statistic, chi2.df, df_denom, pvalue)
@@ -512,10 +516,13 @@ class MLEResult:
         without fit_intercept) has no effect reported, as in statsmodels.
 
         Returns ``MarginalEffects(margeff, margeff_se, margeff_cov, pvalues,
-        conf_int_lower, conf_int_upper)``: arrays (n_features,), or
-        (n_features, n_classes) in ``classes`` order for multinomial (less
-        the constant column's row); margeff_cov is indexed by
-        margeff.ravel(order="F").
+        conf_int_lower, conf_int_upper, names, output_names, at, alpha)``:
+        arrays (n_features,), or (n_features, n_classes) in ``classes``
+        order for multinomial, less the rows of ``constant_columns`` (every
+        constant column: several can only be fitted with alpha > 0, where
+        statsmodels leaves out one); margeff_cov is indexed by
+        margeff.ravel(order="F"); names the rows, output_names the classes
+        (None for one output); ``summary()`` prints them.
 
         >>> import numpy as np, fastmle
         >>> rng = np.random.default_rng(0)
@@ -525,7 +532,7 @@ class MLEResult:
         >>> me.margeff.round(3), me.margeff_se.round(3)
         (array([ 0.21 , -0.121]), array([0.011, 0.013]))
         """
-        if at not in ("overall", "mean"):
+        if not (isinstance(at, str) and at in ("overall", "mean")):
             raise ValueError(f"at must be 'overall' (the average effect over X's rows) or 'mean' (the effect at "
                              f"the mean row), got {at!r}")
         q = _normal_quantile(alpha)
@@ -610,7 +617,7 @@ class MLEResult:
             for order in {(k, a, l), (k, l, a), (a, k, l), (a, l, k), (l, k, a), (l, a, k)}:
                 where[order] = n
         s, S, T = np.zeros((K, K)), np.zeros((D, K, K)), np.zeros((D, len(k_)))
-        rows = max(1, MARGEFF_BLOCK // len(k_))
+        rows = max(1, MARGEFF_BLOCK // max(len(k_), K * K, d))  # (triple, pair, x's transpose: each <= 4 MB)
         for r0 in range(0, X.shape[0], rows):
             x, wb = X[r0:r0 + rows], w[r0:r0 + rows]
             eta = x @ coef + intercept
@@ -641,9 +648,10 @@ class MLEResult:
 
     def summary(self, alpha=0.05):
         """A table of the fit: the model's statistics, then one row per
-        parameter (coefficient, standard error, z, p-value, interval)."""
+        parameter (coefficient, standard error, z or with use_t t, p-value,
+        interval)."""
         lo_hi = self.conf_int(alpha)
-        width = 78
+        width = TABLE_WIDTH
         method = "penalized maximum likelihood" if self.alpha else "maximum likelihood"
         lines = ["=" * width, f"{'fastmle.fit_mle: ' + self.family + ' GLM (' + method + ')':^{width}}",
                  "=" * width]
@@ -673,10 +681,15 @@ class MLEResult:
                 f"n_iter={self.n_iter}, converged={self.converged})")
 
 
-def _normal_quantile(alpha):
-    """z of a two-sided 1 - alpha interval, alpha checked."""
+def check_interval_level(alpha):
+    """alpha of a 1 - alpha interval: a number in (0, 1)."""
     if not (is_real_number(alpha) and 0 < alpha < 1):
         raise ValueError(f"alpha (the intervals' level is 1 - alpha) must be a number in (0, 1), got {alpha!r}")
+
+
+def _normal_quantile(alpha):
+    """z of a two-sided 1 - alpha interval, alpha checked."""
+    check_interval_level(alpha)
     return _NORMAL.inv_cdf(1.0 - alpha / 2.0)
 
 
@@ -727,7 +740,7 @@ class MarginalEffects(NamedTuple):
 
     def summary(self):
         """A table of the effects, as statsmodels' DiscreteMargins.summary()."""
-        width = 78
+        width = TABLE_WIDTH
         title = f"fastmle marginal effects, dy/dx at {'the mean' if self.at == 'mean' else 'every row, averaged'}"
         with np.errstate(divide="ignore", invalid="ignore"):
             z = self.margeff / self.margeff_se
@@ -736,13 +749,16 @@ class MarginalEffects(NamedTuple):
             self.conf_int_lower, self.conf_int_upper))
 
 
+TABLE_WIDTH = 78  # summary()'s characters per line
+
+
 def _estimate_table(estimate, statistic, alpha, names, output_names, *columns):
     """summary()'s lines of estimates: one block per output (its name
     first, when there are several), one row per name with the columns
     (estimate, std err, statistic, p-value, lower, upper), each (rows,) or
     (rows, outputs)."""
     q = 100 * alpha / 2
-    width = 78
+    width = TABLE_WIDTH
     header = (f"{'':<16}{estimate:>11}{'std err':>11}{statistic:>9}{f'P>|{statistic}|':>8}"
               f"{f'[{q:.3g}%':>11}{f'{100 - q:.4g}%]':>11}")
     columns = [np.asarray(c).reshape(len(names), -1) for c in columns]
@@ -914,7 +930,6 @@ class _Objective:
         self.dispersion = None  # fit_mle's scale: None (the family's), "X2", "dev" or a number
         self.use_t = False  # fit_mle's use_t: Student's t and F for the tests and intervals
         self.constant_columns = []  # X's constant nonzero columns, without fit_intercept (the subclass looks)
-        self.column_sums = None  # sum_i w_i x_i, without fit_intercept (the subclass sets it)
         if family == "multinomial":
             K = len(classes)
             if K < 2:
@@ -1101,7 +1116,7 @@ class _Objective:
         scale = np.sqrt(np.diag(gram))
         if not (scale > 0).all():
             return False
-        z = self.column_sums / scale
+        z = self.weighted_column_sums() / scale
         try:
             explained = float(z @ np.linalg.solve(gram / np.outer(scale, scale), z))
         except np.linalg.LinAlgError:
@@ -1114,6 +1129,10 @@ class _Objective:
         rows holds over some); True when they cannot tell (fastmle.dask's
         chunks, whose G comes with their first pass anyway)."""
         return True
+
+    def weighted_column_sums(self):
+        """sum_i w_i x_i over the samples (d,), without fit_intercept."""
+        raise NotImplementedError
 
     @property
     def gram_diag(self):
@@ -1219,17 +1238,23 @@ class _Problem(_Objective):
         self.fisher_kernels = _dispatch.kernels(self.backend, "fisher")
         if not self.fit_intercept:  # (the rows of weight 0 were dropped above)
             self.constant_columns = ConstantColumns(self.X).indices()
-            self.column_sums = self.w @ self.X if self.w.size else self.X.sum(axis=0)
 
     def ones_in_sample_span(self):
         # least squares of 1 on 2 d + 64 evenly spaced rows (of positive
-        # weight: the others were dropped); the pass for G had cost 14 ms of a
-        # 53 ms fit (200,000 x 30) without an intercept, whatever X held
+        # weight: the others were dropped), each column scaled to at most 1
+        # (a column of 1e14 had hidden the dummies from lstsq's cutoff); the
+        # pass for G had cost 14 ms of a 53 ms fit (200,000 x 30) without an
+        # intercept, whatever X held
         n, d = self.X.shape
         rows = self.X[::max(1, n // (2 * d + 64))]
+        size = np.abs(rows).max(axis=0)
+        rows = rows / np.where(size > 0, size, 1.0)
         b = np.linalg.lstsq(rows, np.ones(len(rows)), rcond=None)[0]
         residual = rows @ b - 1.0
         return float(residual @ residual) <= IMPLICIT_CONSTANT * len(rows)
+
+    def weighted_column_sums(self):
+        return self.w @ self.X if self.w.size else self.X.sum(axis=0)
 
     def _loss_grad(self, params):
         loss, grad = np.zeros(1), np.empty_like(params)
@@ -1274,8 +1299,9 @@ class _Problem(_Objective):
 
 
 class ConstantColumns:
-    """Each column's value where it is constant over some rows, NaN where it
-    varies; ``+`` combines two parts of the rows (fastmle.dask's chunks).
+    """Each column's value where it is constant and nonzero over some rows,
+    NaN where it varies or is 0; ``+`` combines two parts of the rows
+    (fastmle.dask's chunks).
     A constant nonzero column is an intercept in X (statsmodels'
     k_constant). Only the columns equal to the first row's nonzero value
     over the first PROBE rows are read further, block by block until none
@@ -1285,7 +1311,7 @@ class ConstantColumns:
     PROBE, BLOCK = 64, 4096
 
     def __init__(self, X):
-        self.empty = len(X) == 0
+        self.empty = len(X) == 0  # (no rows: the sum's identity)
         self.values = np.full(X.shape[1], np.nan)
         if self.empty:
             return
@@ -1300,9 +1326,8 @@ class ConstantColumns:
     def __add__(self, other):
         if self.empty or other.empty:
             return other if self.empty else self
-        merged = ConstantColumns(np.empty((0, len(self.values))))
-        merged.empty = False
-        merged.values = np.where(self.values == other.values, self.values, np.nan)
+        merged = ConstantColumns(self.values[None, :])  # one row: constant where self is
+        merged.values[self.values != other.values] = np.nan  # (and NaN != NaN stays NaN)
         return merged
 
     def indices(self):
@@ -1886,6 +1911,11 @@ def _result(prob, theta, F, f, it, converged, names):
     pearson = pearson if prob.dispersion == "X2" else None
     if cov_type == "nonrobust":
         cov = cov * scale
+    df_inference = n_clusters - 1 if cov_type == "cluster" else prob.W - theta.size
+    if prob.use_t and not df_inference > 0:
+        warnings.warn(f"use_t: no degrees of freedom are left for Student's t and F ({df_inference:.6g}: "
+                      f"{'the clusters less 1' if cov_type == 'cluster' else 'nobs, the total weight, less k'}), "
+                      f"so the p-values and intervals are NaN", RuntimeWarning, stacklevel=5)
     llnull = prob.null_loglik()
     multi = prob.family == "multinomial"
     params = theta.T.copy() if multi else theta[0].copy()
@@ -1979,7 +2009,7 @@ LEVERAGE_ROUNDING = 8 * np.finfo(np.float64).eps
 # the intercept has at most 5.3e7 over 40 draws; a mean of 1e5 is refused
 # as collinear)
 LEVERAGE_CANDIDATE = 1e-3
-MARGEFF_BLOCK = 1 << 19  # elements of w p_k p_a p_l formed at a time (4 MB), for the marginal effects
+MARGEFF_BLOCK = 1 << 19  # elements of each of the marginal effects' temporaries per block of rows (4 MB)
 SCORE_BLOCK = 1 << 21  # elements formed at a time (16 MB): the clusters' scores, the leverages' products
 
 

@@ -1335,6 +1335,7 @@ def test_fit_mle_marginal_effects_refusals(rng):
     fit = fastmle.fit_mle(X, ys["binomial"], "binomial")
     for call, error, message in (
             (lambda: fit.get_margeff(X, "median"), ValueError, "at must be 'overall'"),
+            (lambda: fit.get_margeff(X, np.array(["mean"])), ValueError, "at must be 'overall'"),
             (lambda: fit.get_margeff(X[:, :2]), ValueError, "X has 2 features"),
             (lambda: fit.get_margeff(X[:, 0]), ValueError, "X must be 2-D"),
             (lambda: fit.get_margeff(X[:0]), ValueError, "at least one row"),
@@ -1519,6 +1520,9 @@ def test_fit_mle_constant_column_is_an_intercept(rng, backend):
         if family == "poisson":
             assert fit.llr_pvalue == pytest.approx(theirs.llr_pvalue, rel=1e-6)
         assert fastmle.fit_mle(dummies[:, :5], y, family, fit_intercept=False, backend=backend).k_constant == 0
+    # beside a column of 1e14 (lstsq's cutoff on the raw sample had hidden the dummies)
+    huge = np.c_[dummies[:, 2:], 1e14 * X[:, 0]]
+    assert fastmle.fit_mle(huge, ys["poisson"], "poisson", fit_intercept=False, backend=backend).k_constant == 1
     w = np.ones(300)
     w[10] = 0.0
     holed = dummies.copy()
@@ -1606,7 +1610,8 @@ def test_fit_mle_use_t_refusals_and_without_scipy(rng, monkeypatch):
     with pytest.raises(TypeError, match="use_f must be True or False"):
         fit.wald_test(["x0"], use_f="no")
     # a total weight of k: no degrees of freedom, NaN p-values and intervals, finite standard errors
-    tiny = fastmle.fit_mle(X[:5], ys["gaussian"][:5], "gaussian", use_t=True, sample_weight=[1, 1, 1, 0.5, 0.5])
+    with pytest.warns(RuntimeWarning, match=r"use_t: no degrees of freedom are left .*\(0: nobs, the total weight"):
+        tiny = fastmle.fit_mle(X[:5], ys["gaussian"][:5], "gaussian", use_t=True, sample_weight=[1, 1, 1, 0.5, 0.5])
     assert tiny.df_resid_inference == 0 and np.isfinite(tiny.bse).all()
     assert np.isnan(tiny.pvalues).all() and np.isnan(tiny.conf_int()).all()
     assert math.isnan(tiny.wald_test(["x0"]).pvalue)
