@@ -456,9 +456,8 @@ class MLEResult:
         eta = X @ self.coef + self.intercept[0] + (total if total.size else 0.0)
         with np.errstate(invalid="ignore"):  # (NaN covariance: NaN intervals)
             se_eta = np.sqrt(np.maximum(row_quadratic_forms(X, self._cov, self.fit_intercept), 0.0))
-        inverse_link = {"gaussian": lambda e: e, "poisson": np.exp, "binomial": _expit}[self.family]
         with np.errstate(over="ignore"):
-            lower, upper = inverse_link(eta - q * se_eta), inverse_link(eta + q * se_eta)
+            lower, upper = _inverse_link(eta - q * se_eta, self.family), _inverse_link(eta + q * se_eta, self.family)
         # d mu / d eta of the canonical link, from eta (binomial's p (1 - p)
         # from the rounded p had been 0 at eta = 37, and 1e-6 off from 20)
         slope = _mean_derivatives(eta, self.family)[0]
@@ -495,7 +494,8 @@ class MLEResult:
         return MeanPrediction(p, _logistic_slope(log_odds) * se_log_odds, _expit(log_odds - q * se_log_odds),
                               _expit(log_odds + q * se_log_odds))
 
-    def get_margeff(self, X, at="overall", alpha=0.05, *, sample_weight=None, offset=None, exposure=None):
+    def get_margeff(self, X, at="overall", alpha=0.05, *, dummy=False, sample_weight=None, offset=None,
+                    exposure=None):
         """Marginal effects d E[y] / d x_j of the features, with delta-method
         standard errors, as statsmodels' discrete models'
         ``get_margeff(at, method="dydx")`` (Logit, Poisson, MNLogit): at
@@ -512,11 +512,17 @@ class MLEResult:
         numerically). The offset and exposure enter eta (statsmodels'
         margins leave them out). p-values and intervals are normal, with
         use_t too (as statsmodels': the effects are nonlinear in the
-        parameters, the delta method asymptotic). A constant column of X (``constant_columns``, a fit
+        parameters, the delta method asymptotic). With ``dummy=True`` a
+        column of X's rows that holds 0 and 1 only (both) gets the discrete
+        change E[y | x_j = 1] - E[y | x_j = 0] instead of the derivative,
+        each row's other values kept (at "mean": the mean row's), as
+        statsmodels' ``dummy=True``; ``discrete`` names those columns. A
+        constant column of X (``constant_columns``, a fit
         without fit_intercept) has no effect reported, as in statsmodels.
 
         Returns ``MarginalEffects(margeff, margeff_se, margeff_cov, pvalues,
-        conf_int_lower, conf_int_upper, names, output_names, at, alpha)``:
+        conf_int_lower, conf_int_upper, names, output_names, at, alpha,
+        discrete)``:
         arrays (n_features,), or (n_features, n_classes) in ``classes``
         order for multinomial, less the rows of ``constant_columns`` (every
         constant column: several can only be fitted with alpha > 0, where
@@ -539,8 +545,12 @@ class MLEResult:
         refuse_sparse(X, "X", "get_margeff takes")
         X, total = self._new_rows(X, offset, exposure)
         check_finite(X)
+        check_bool("dummy", dummy)
         if not X.shape[0]:
             raise ValueError("get_margeff needs at least one row of X")
+        binary = []  # statsmodels' dummies: 0 and 1 only, both present, in the rows given
+        if dummy:
+            binary = np.flatnonzero(((X == 0) | (X == 1)).all(axis=0) & (X.min(axis=0) == 0) & (X.max(axis=0) == 1))
         w = as_sample_weight(sample_weight, X.shape[0], np.float64)
         if w.size:  # normalized to sum 1, the largest first (a sum of weights of 1e308 overflows)
             w = w / w.max()
@@ -548,6 +558,9 @@ class MLEResult:
         if at == "mean":  # one row of weight 1
             X, total, w = (w @ X)[None, :], (np.atleast_1d(w @ total) if total.size else total), np.ones(1)
         effects, J = (self._multinomial_margeff if self.family == "multinomial" else self._margeff)(X, total, w)
+        for j in binary:  # the discrete change replaces the derivative
+            effects[j], rows = self._discrete_change(X, total, w, j)
+            J[j::effects.shape[0]] = rows
         if self.constant_columns:  # no effect for a constant (statsmodels' effects_idx)
             d = effects.shape[0]
             varying = np.setdiff1d(np.arange(d), self.constant_columns)
@@ -566,11 +579,46 @@ class MLEResult:
             cov = cov * np.outer(size, size)
         with np.errstate(divide="ignore", invalid="ignore"):
             pvalues = _normal_pvalues(effects / se)
-        names = [name for j, name in enumerate(self.param_names[:self.coef.shape[0]])
-                 if j not in self.constant_columns]
+        features = self.param_names[:self.coef.shape[0]]
+        names = [name for j, name in enumerate(features) if j not in self.constant_columns]
         outputs = [f"y={c}" for c in self.classes] if self.family == "multinomial" else None
         return MarginalEffects(effects, se, cov, pvalues, effects - q * se, effects + q * se, names, outputs, at,
-                               alpha)
+                               alpha, [features[j] for j in binary])
+
+    def _discrete_change(self, X, total, w, j):
+        """(sum_i w_i [mu(eta1_i) - mu(eta0_i)] per output, its Jacobian's
+        rows (n_outputs, k_params)): eta1 and eta0 the linear predictors
+        with x_j set to 1 and 0; d mu / d theta_at = mu'(eta) xt_t (one
+        output), p_k (delta_ka - p_a) xt_t (multinomial), xt_j = 1 or 0.
+        Over blocks of rows (the multinomial's weights are K K' per row)."""
+        coef, intercept = self._every_output_params()  # (d, K), (K,)
+        (d, K), D = coef.shape, self.params.shape[0]
+        kept = [k for k in range(K) if self.reference_class is None or self.classes[k] != self.reference_class]
+        n_outputs = K if self.family == "multinomial" else 1
+        change, J = np.zeros(n_outputs), np.zeros((n_outputs * (len(kept) if n_outputs > 1 else 1), D))
+        rows = max(1, MARGEFF_BLOCK // max(K * K, d))
+        for r0 in range(0, X.shape[0], rows):
+            x, wb = X[r0:r0 + rows], w[r0:r0 + rows]
+            eta = x @ coef + intercept + (total[r0:r0 + rows, None] if total.size else 0.0)
+            xj = x[:, j][:, None]
+            for sign, value, e in ((1.0, 1.0, eta + (1.0 - xj) * coef[j]), (-1.0, 0.0, eta - xj * coef[j])):
+                if self.family == "multinomial":
+                    q = np.exp(e - np.logaddexp.reduce(e, axis=1, keepdims=True))
+                    change += sign * (wb @ q)
+                    # w p_k (delta_ka - p_a), (rows, K, K') flattened to (rows, K K')
+                    c = wb[:, None, None] * q[:, :, None] * (np.eye(K)[:, kept] - q[:, None, kept])
+                    c = c.reshape(len(x), -1)
+                else:
+                    with np.errstate(over="ignore"):
+                        change += sign * (wb @ _inverse_link(e[:, 0], self.family))
+                    c = (wb * _mean_derivatives(e[:, 0], self.family)[0])[:, None]
+                grad = np.empty((c.shape[1], D))  # the sums of c xt over the rows, with xt_j = value
+                grad[:, :d] = c.T @ x
+                grad[:, j] = value * c.sum(axis=0)
+                if self.fit_intercept:
+                    grad[:, d] = c.sum(axis=0)
+                J += sign * grad
+        return (change if n_outputs > 1 else change[0]), J.reshape(n_outputs, -1)
 
     def _margeff(self, X, total, w):
         """One-output families: (the effects (d,), their Jacobian (d, D)):
@@ -709,6 +757,11 @@ def _logistic_slope(e):
     return t / ((1.0 + t) * (1.0 + t))
 
 
+def _inverse_link(eta, family):
+    """The one-output families' mean from the linear predictor (canonical links)."""
+    return {"gaussian": lambda e: e, "poisson": np.exp, "binomial": _expit}[family](eta)
+
+
 def _mean_derivatives(eta, family):
     """(mu'(eta), mu''(eta)) of the canonical inverse link, from eta:
     binomial p (1 - p) (from eta: the rounded p gives 0 far out) and p (1 -
@@ -737,6 +790,7 @@ class MarginalEffects(NamedTuple):
     output_names: Optional[list]
     at: str
     alpha: float
+    discrete: list  # the columns given the discrete change 0 -> 1 (dummy=True)
 
     def summary(self):
         """A table of the effects, as statsmodels' DiscreteMargins.summary()."""

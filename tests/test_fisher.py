@@ -1330,6 +1330,53 @@ def test_fit_mle_marginal_effects_exact_jacobian(rng, backend):
     assert (got.margeff_se > 0).all()
 
 
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_fit_mle_marginal_effects_of_dummies(rng, backend, monkeypatch):
+    # dummy=True: the 0 -> 1 change of columns holding 0 and 1 only, as statsmodels' Logit and Poisson
+    # get_margeff(dummy=True); multinomial (statsmodels' MNLogit raises there) against predict's
+    # differences and central differences of the effects in the parameters
+    sm = pytest.importorskip("statsmodels.api")
+    n = 400
+    X = np.c_[rng.standard_normal(n), rng.integers(0, 2, n), rng.standard_normal(n), rng.integers(0, 2, n)] * 1.0
+    Xc = sm.add_constant(X, prepend=False)
+    ys = {"binomial": (X @ [0.8, 1.0, -0.5, -0.7] + rng.logistic(size=n) > 0).astype(int),
+          "poisson": rng.poisson(np.exp(X @ [0.3, 0.5, -0.2, 0.2])),
+          "multinomial": np.argmax(X @ rng.standard_normal((4, 3)) + rng.gumbel(size=(n, 3)), axis=1)}
+    for family, peer in (("binomial", sm.Logit), ("poisson", sm.Poisson)):
+        fit, theirs = fastmle.fit_mle(X, ys[family], family, backend=backend), peer(ys[family], Xc).fit(disp=0)
+        for at in ("overall", "mean"):
+            got, want = fit.get_margeff(X, at, dummy=True), theirs.get_margeff(at=at, dummy=True)
+            assert got.discrete == ["x1", "x3"]
+            np.testing.assert_allclose(got.margeff, want.margeff, rtol=1e-9, err_msg=f"{family} {at}")
+            np.testing.assert_allclose(got.margeff_se, want.margeff_se, rtol=1e-8, err_msg=f"{family} {at}")
+    w = rng.integers(0, 3, n) * 1.0
+    for options in ({"reference_class": 1}, {"alpha": 1.0}):
+        fit = fastmle.fit_mle(X, ys["multinomial"], "multinomial", backend=backend, **options)
+        got = fit.get_margeff(X, dummy=True, sample_weight=w)
+        for j in (1, 3):
+            one, zero = X.copy(), X.copy()
+            one[:, j], zero[:, j] = 1.0, 0.0
+            np.testing.assert_allclose(got.margeff[j], w @ (fit.predict(one) - fit.predict(zero)) / w.sum(),
+                                       rtol=1e-12)
+        for at in ("overall", "mean"):
+            got = fit.get_margeff(X, at, dummy=True, sample_weight=w)
+            J = _perturbed_margeff(fit, X, at, dummy=True, sample_weight=w)
+            np.testing.assert_allclose(got.margeff_cov, J @ fit.cov_params() @ J.T, rtol=1e-6, atol=1e-11,
+                                       err_msg=f"{options} {at}")  # (elements of 1e-7 beside 1e-3: 1e-13 off)
+    # blocks of rows: the same sums (64 elements per temporary: blocks of 6 or 7 rows here)
+    whole = fit.get_margeff(X, dummy=True, sample_weight=w)
+    monkeypatch.setattr(fastmle.mle, "MARGEFF_BLOCK", 64)
+    blocked = fit.get_margeff(X, dummy=True, sample_weight=w)
+    np.testing.assert_allclose(blocked.margeff, whole.margeff, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(blocked.margeff_cov, whole.margeff_cov, rtol=1e-10, atol=1e-16)
+    monkeypatch.undo()
+    gaussian = fastmle.fit_mle(X, X @ [1.0, 2.0, 3.0, 4.0] + rng.standard_normal(n), "gaussian", backend=backend)
+    np.testing.assert_allclose(gaussian.get_margeff(X, dummy=True).margeff, gaussian.coef, rtol=1e-12)
+    assert fit.get_margeff(X).discrete == []
+    with pytest.raises(TypeError, match="dummy must be True or False"):
+        fit.get_margeff(X, dummy="yes")
+
+
 def test_fit_mle_marginal_effects_refusals(rng):
     X, ys = _robust_data(rng, n=100)
     fit = fastmle.fit_mle(X, ys["binomial"], "binomial")
