@@ -548,9 +548,11 @@ class MLEResult:
         check_bool("dummy", dummy)
         if not X.shape[0]:
             raise ValueError("get_margeff needs at least one row of X")
-        binary = []  # statsmodels' dummies: 0 and 1 only, both present, in the rows given
+        binary = []  # statsmodels' dummies: 0 and 1 only, both present, in the rows given (not a constant)
         if dummy:
-            binary = np.flatnonzero(((X == 0) | (X == 1)).all(axis=0) & (X.min(axis=0) == 0) & (X.max(axis=0) == 1))
+            candidates = np.flatnonzero((X.min(axis=0) == 0) & (X.max(axis=0) == 1))
+            candidates = candidates[((X[:, candidates] == 0) | (X[:, candidates] == 1)).all(axis=0)]
+            binary = [j for j in candidates if j not in self.constant_columns]
         w = as_sample_weight(sample_weight, X.shape[0], np.float64)
         if w.size:  # normalized to sum 1, the largest first (a sum of weights of 1e308 overflows)
             w = w / w.max()
@@ -798,7 +800,8 @@ class MarginalEffects(NamedTuple):
         title = f"fastmle marginal effects, dy/dx at {'the mean' if self.at == 'mean' else 'every row, averaged'}"
         with np.errstate(divide="ignore", invalid="ignore"):
             z = self.margeff / self.margeff_se
-        return "\n".join(["=" * width, f"{title:^{width}}"] + _estimate_table(
+        discrete = [f"discrete change 0 -> 1 for {', '.join(self.discrete)}"] if self.discrete else []
+        return "\n".join(["=" * width, f"{title:^{width}}"] + discrete + _estimate_table(
             "dy/dx", "z", self.alpha, self.names, self.output_names, self.margeff, self.margeff_se, z, self.pvalues,
             self.conf_int_lower, self.conf_int_upper))
 

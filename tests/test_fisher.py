@@ -1346,7 +1346,7 @@ def test_fit_mle_marginal_effects_of_dummies(rng, backend, monkeypatch):
         fit, theirs = fastmle.fit_mle(X, ys[family], family, backend=backend), peer(ys[family], Xc).fit(disp=0)
         for at in ("overall", "mean"):
             got, want = fit.get_margeff(X, at, dummy=True), theirs.get_margeff(at=at, dummy=True)
-            assert got.discrete == ["x1", "x3"]
+            assert got.discrete == ["x1", "x3"] and "discrete change 0 -> 1 for x1, x3" in got.summary()
             np.testing.assert_allclose(got.margeff, want.margeff, rtol=1e-9, err_msg=f"{family} {at}")
             np.testing.assert_allclose(got.margeff_se, want.margeff_se, rtol=1e-8, err_msg=f"{family} {at}")
     w = rng.integers(0, 3, n) * 1.0
@@ -1373,6 +1373,12 @@ def test_fit_mle_marginal_effects_of_dummies(rng, backend, monkeypatch):
     gaussian = fastmle.fit_mle(X, X @ [1.0, 2.0, 3.0, 4.0] + rng.standard_normal(n), "gaussian", backend=backend)
     np.testing.assert_allclose(gaussian.get_margeff(X, dummy=True).margeff, gaussian.coef, rtol=1e-12)
     assert fit.get_margeff(X).discrete == []
+    # X's constant column (fit_intercept=False) is no dummy, even where the rows given hold 0 in it
+    ones = np.c_[np.ones(n), X]
+    constant = fastmle.fit_mle(ones, ys["binomial"], "binomial", fit_intercept=False, backend=backend)
+    ones[:5, 0] = 0.0
+    got = constant.get_margeff(ones, dummy=True)
+    assert got.names == ["x1", "x2", "x3", "x4"] and got.discrete == ["x2", "x4"]
     with pytest.raises(TypeError, match="dummy must be True or False"):
         fit.get_margeff(X, dummy="yes")
 
