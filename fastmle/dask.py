@@ -328,7 +328,7 @@ def _chunk_setup(Xc, yc, wc, oc, ec, family, classes, fit_intercept, backend):
     columns = sums = None
     if not fit_intercept:
         columns = _mle.ConstantColumns(_mle.positive_weight_rows(w, Xc)[1])
-        sums = w @ Xc if w.size else Xc.sum(axis=0)
+        sums = _mle.column_sums(Xc, w)
     return stats, gram, Xc.shape[0], columns, sums
 
 

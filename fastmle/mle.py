@@ -216,9 +216,9 @@ class MLEResult:
         """The likelihood-ratio test's p-value: llr against a chi-square with
         df_model degrees of freedom (as statsmodels' discrete models); NaN
         for a penalized fit (alpha > 0), whose llf is not the maximum, and
-        for a fit with neither fit_intercept nor a constant column in X
-        (k_constant 0), which need not nest the intercept-only model (llr
-        can then be negative)."""
+        for a fit with neither fit_intercept nor a constant in X (explicit
+        or implicit: k_constant 0), which need not nest the intercept-only
+        model (llr can then be negative)."""
         if self.alpha or not self.k_constant:
             return math.nan
         return chi2_sf(self.llr, self.df_model)
@@ -419,6 +419,13 @@ class MLEResult:
             coef, intercept = np.insert(coef, ref, 0.0, axis=1), np.insert(intercept, ref, 0.0)
         return coef, intercept
 
+    def _kept_outputs(self):
+        """The indices of the outputs with parameters: [0] for one output;
+        multinomial, the classes' but the reference class's."""
+        if self.family != "multinomial":
+            return [0]
+        return [k for k, c in enumerate(self.classes) if self.reference_class is None or c != self.reference_class]
+
     def get_prediction(self, X, alpha=0.05, *, offset=None, exposure=None, backend=None):
         """The fitted mean at X with its standard error and 1 - alpha
         confidence interval, as statsmodels' GLM ``get_prediction(exog,
@@ -453,7 +460,7 @@ class MLEResult:
         mean = self._fitted_mean(X, total, backend)
         if self.family == "multinomial":
             return self._multinomial_prediction(X, mean, q)
-        eta = X @ self.coef + self.intercept[0] + (total if total.size else 0.0)
+        eta = linear_predictors(X, *self._every_output_params(), total)[:, 0]
         with np.errstate(invalid="ignore"):  # (NaN covariance: NaN intervals)
             se_eta = np.sqrt(np.maximum(row_quadratic_forms(X, self._cov, self.fit_intercept), 0.0))
         with np.errstate(over="ignore"):
@@ -473,9 +480,8 @@ class MLEResult:
         p_k (1 - p_k) se(l_k), both formed from l_k, not from the rounded
         p_k (0 far out)."""
         K, D = p.shape[1], self.params.shape[0]
-        kept = [k for k in range(K) if self.reference_class is None or self.classes[k] != self.reference_class]
-        coef, intercept = self._every_output_params()
-        eta = X @ coef + intercept
+        kept = self._kept_outputs()
+        eta = linear_predictors(X, *self._every_output_params(), np.empty(0))
         forms = {}
         for a in range(len(kept)):
             for b in range(a, len(kept)):
@@ -595,13 +601,13 @@ class MLEResult:
         Over blocks of rows (the multinomial's weights are K K' per row)."""
         coef, intercept = self._every_output_params()  # (d, K), (K,)
         (d, K), D = coef.shape, self.params.shape[0]
-        kept = [k for k in range(K) if self.reference_class is None or self.classes[k] != self.reference_class]
+        kept = self._kept_outputs()
         n_outputs = K if self.family == "multinomial" else 1
         change, J = np.zeros(n_outputs), np.zeros((n_outputs * (len(kept) if n_outputs > 1 else 1), D))
         rows = max(1, MARGEFF_BLOCK // max(K * K, d))
         for r0 in range(0, X.shape[0], rows):
             x, wb = X[r0:r0 + rows], w[r0:r0 + rows]
-            eta = x @ coef + intercept + (total[r0:r0 + rows, None] if total.size else 0.0)
+            eta = linear_predictors(x, coef, intercept, total[r0:r0 + rows])
             xj = x[:, j][:, None]
             for sign, value, e in ((1.0, 1.0, eta + (1.0 - xj) * coef[j]), (-1.0, 0.0, eta - xj * coef[j])):
                 if self.family == "multinomial":
@@ -627,7 +633,7 @@ class MLEResult:
         effect_j = sum_i w_i mu'(eta_i) beta_j, so d effect_j / d theta_t =
         sum_i w_i mu'(eta_i) [t = j] + beta_j sum_i w_i mu''(eta_i) xt_it."""
         beta = self.coef
-        eta = X @ beta + self.intercept[0] + (total if total.size else 0.0)
+        eta = linear_predictors(X, *self._every_output_params(), total)[:, 0]
         slope, curvature = _mean_derivatives(eta, self.family)
         effects = float(w @ slope) * beta
         d = len(beta)
@@ -658,7 +664,7 @@ class MLEResult:
         of classes over all rows had taken 2-4x the fit's time)."""
         coef, intercept = self._every_output_params()  # (d, K), (K,): the reference's zeros included
         d, K = coef.shape
-        kept = [k for k in range(K) if self.reference_class is None or self.classes[k] != self.reference_class]
+        kept = self._kept_outputs()
         D = self.params.shape[0]
         # the triples k <= a <= l, T's distinct entries, and where each of the K^3 (k, a, l) finds its own
         k_, a_, l_ = np.array([(k, a, l) for k in range(K) for a in range(k, K) for l in range(a, K)]).T
@@ -670,7 +676,7 @@ class MLEResult:
         rows = max(1, MARGEFF_BLOCK // max(len(k_), K * K, d))  # (triple, pair, x's transpose: each <= 4 MB)
         for r0 in range(0, X.shape[0], rows):
             x, wb = X[r0:r0 + rows], w[r0:r0 + rows]
-            eta = x @ coef + intercept
+            eta = linear_predictors(x, coef, intercept, np.empty(0))  # (multinomial takes no offset)
             p = np.exp(eta - np.logaddexp.reduce(eta, axis=1, keepdims=True))
             single = wb[:, None] * p  # w p_k
             pair = single[:, :, None] * p[:, None, :]  # w p_k p_l
@@ -757,6 +763,12 @@ def _logistic_slope(e):
     """p (1 - p) at p = expit(e), from e (the rounded p loses it far out)."""
     t = np.exp(-np.abs(e))
     return t / ((1.0 + t) * (1.0 + t))
+
+
+def linear_predictors(X, coef, intercept, total):
+    """eta = X coef + intercept (+ the offset, when not empty), (n, K): every
+    output's linear predictor at rows of X."""
+    return X @ coef + intercept + (total[:, None] if total.size else 0.0)
 
 
 def _inverse_link(eta, family):
@@ -1311,7 +1323,7 @@ class _Problem(_Objective):
         return float(residual @ residual) <= IMPLICIT_CONSTANT * len(rows)
 
     def weighted_column_sums(self):
-        return self.w @ self.X if self.w.size else self.X.sum(axis=0)
+        return column_sums(self.X, self.w)
 
     def _loss_grad(self, params):
         loss, grad = np.zeros(1), np.empty_like(params)
@@ -1390,6 +1402,11 @@ class ConstantColumns:
     def indices(self):
         """The columns constant and nonzero over the rows (a list)."""
         return np.flatnonzero(self.values == self.values).tolist()  # (not NaN: constant, nonzero by construction)
+
+
+def column_sums(X, w):
+    """sum_i w_i x_i (d,) (w empty: all ones)."""
+    return w @ X if w.size else X.sum(axis=0)
 
 
 def cluster_codes(groups, n):
