@@ -21,6 +21,7 @@ from ._validate import check_bool, is_real_number, real_array
 from .fisher import GLMModel, _symmetric, refuse_sparse
 from .glm import (as_design_matrix, as_sample_weight, check_finite, encode_response, family_code, glm_predict,
                   total_offset)
+from .reference.special import softmax_nd
 
 _NORMAL = statistics.NormalDist()
 # fit_mle reuses the information's factor after a step this small (relative),
@@ -611,7 +612,7 @@ class MLEResult:
             xj = x[:, j][:, None]
             for sign, value, e in ((1.0, 1.0, eta + (1.0 - xj) * coef[j]), (-1.0, 0.0, eta - xj * coef[j])):
                 if self.family == "multinomial":
-                    q = np.exp(e - np.logaddexp.reduce(e, axis=1, keepdims=True))
+                    q = softmax_nd(e, (1,))
                     change += sign * (wb @ q)
                     # w p_k (delta_ka - p_a), (rows, K, K') flattened to (rows, K K')
                     c = wb[:, None, None] * q[:, :, None] * (np.eye(K)[:, kept] - q[:, None, kept])
@@ -635,10 +636,11 @@ class MLEResult:
         beta = self.coef
         eta = linear_predictors(X, *self._every_output_params(), total)[:, 0]
         slope, curvature = _mean_derivatives(eta, self.family)
-        effects = float(w @ slope) * beta
+        mean_slope = float(w @ slope)
+        effects = mean_slope * beta
         d = len(beta)
         J = np.zeros((d, self.params.shape[0]))
-        J[:, :d] = np.eye(d) * float(w @ slope)
+        J[:, :d] = np.eye(d) * mean_slope
         curved = w * curvature
         J[:, :d] += np.outer(beta, curved @ X)
         if self.fit_intercept:
@@ -677,7 +679,7 @@ class MLEResult:
         for r0 in range(0, X.shape[0], rows):
             x, wb = X[r0:r0 + rows], w[r0:r0 + rows]
             eta = linear_predictors(x, coef, intercept, np.empty(0))  # (multinomial takes no offset)
-            p = np.exp(eta - np.logaddexp.reduce(eta, axis=1, keepdims=True))
+            p = softmax_nd(eta, (1,))
             single = wb[:, None] * p  # w p_k
             pair = single[:, :, None] * p[:, None, :]  # w p_k p_l
             triple = single[:, k_] * p[:, a_] * p[:, l_]  # w p_k p_a p_l, k <= a <= l
